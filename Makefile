@@ -1,0 +1,82 @@
+SHELL := /bin/bash
+
+# ngx_rustdesk: build the two nginx stream modules against Debian's nginx.
+#
+#   make            build build/ngx_stream_rustdesk_{rendezvous,relay}_module.so
+#   make install    copy them to Debian's nginx module directory
+#   make run        install what is missing, build, run conf.example/nginx.conf
+#   make test       install what the tests need, build, run every test
+#   make unit       C unit tests of common/ only
+
+NGX_SRC      ?= /usr/share/nginx/src
+NGX_MODULES  ?= /usr/lib/nginx/modules
+BUILD        := build
+NGX_BUILD    := $(BUILD)/nginx
+MODULES      := ngx_stream_rustdesk_rendezvous_module \
+                ngx_stream_rustdesk_relay_module
+SO           := $(MODULES:%=$(BUILD)/%.so)
+
+SOURCES      := config config.make $(wildcard common/*.[ch] common/*.proto \
+                common/*.map ngx_rustdesk_*/*.[ch] ngx_rustdesk_*/config)
+
+.PHONY: all install run test unit unit-build deps clean
+
+all: $(SO)
+
+# Debian ships nginx's configure tree but not the stream sources, so only
+# our two module targets can be built from it (not "make modules").
+$(NGX_BUILD)/Makefile: config config.make $(wildcard ngx_rustdesk_*/config)
+	@test -f $(NGX_SRC)/configure || { \
+	    echo "$(NGX_SRC) is missing: install nginx-dev (or run 'make deps')"; \
+	    exit 1; }
+	rm -rf $(NGX_BUILD)
+	mkdir -p $(BUILD)
+	cp -r $(NGX_SRC) $(NGX_BUILD)
+	cd $(NGX_BUILD) && . ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" \
+	    --with-stream=dynamic --with-stream_ssl_module \
+	    --with-stream_realip_module \
+	    --add-dynamic-module=$(CURDIR) > configure.log 2>&1 \
+	    || { tail -30 configure.log; exit 1; }
+
+$(BUILD)/%.so: $(NGX_BUILD)/Makefile $(SOURCES)
+	$(MAKE) -C $(NGX_BUILD) -f objs/Makefile objs/$*.so
+	cp $(NGX_BUILD)/objs/$*.so $@
+
+install: $(SO)
+	install -m 0644 $(SO) $(NGX_MODULES)/
+
+deps:
+	scripts/install-deps
+
+run:
+	scripts/install-deps
+	$(MAKE) all
+	scripts/run
+
+test:
+	scripts/install-deps --test
+	$(MAKE) all unit-build
+	prove -r t/
+
+# C unit tests of common/ (no nginx needed)
+UNIT_CFLAGS  := -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter \
+                -Icommon -I$(BUILD)/proto -fsanitize=address,undefined \
+                -fno-omit-frame-pointer
+UNIT_SRCS    := t/unit/test_common.c common/ngx_rustdesk_frame.c \
+                common/ngx_rustdesk_addr.c common/ngx_rustdesk_keys.c \
+                $(BUILD)/proto/rendezvous.pb-c.c
+
+$(BUILD)/proto/rendezvous.pb-c.c: common/rendezvous.proto
+	mkdir -p $(BUILD)/proto
+	protoc-c --c_out=$(BUILD)/proto -Icommon common/rendezvous.proto
+
+$(BUILD)/unit_tests: $(UNIT_SRCS) $(wildcard common/*.h t/unit/*.h)
+	$(CC) $(UNIT_CFLAGS) -o $@ $(UNIT_SRCS) -lsodium -lprotobuf-c
+
+unit-build: $(BUILD)/unit_tests
+
+unit: $(BUILD)/unit_tests
+	$(BUILD)/unit_tests
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,241 @@
+/*
+ * Stream-level configuration shared by the rendezvous and relay modules.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_stream.h>
+
+#include "ngx_rustdesk_conf.h"
+
+
+ngx_rustdesk_stream_conf_t *
+ngx_rustdesk_stream_conf(ngx_conf_t *cf)
+{
+    ngx_uint_t                      i;
+    ngx_module_t                   *m;
+    ngx_stream_conf_ctx_t          *ctx;
+    ngx_rustdesk_stream_conf_t     *sc;
+    ngx_rustdesk_main_conf_head_t  *head;
+
+    /* set by ngx_stream_block() before any create_main_conf runs */
+
+    ctx = (ngx_stream_conf_ctx_t *) cf->cycle->conf_ctx[ngx_stream_module.index];
+
+    for (i = 0; cf->cycle->modules[i]; i++) {
+        m = cf->cycle->modules[i];
+
+        if (m->type != NGX_STREAM_MODULE
+            || (ngx_strcmp(m->name, NGX_RUSTDESK_RENDEZVOUS_MODULE) != 0
+                && ngx_strcmp(m->name, NGX_RUSTDESK_RELAY_MODULE) != 0))
+        {
+            continue;
+        }
+
+        head = ctx->main_conf[m->ctx_index];
+
+        if (head != NULL && head->shared != NULL) {
+            return head->shared;
+        }
+    }
+
+    sc = ngx_pcalloc(cf->pool, sizeof(ngx_rustdesk_stream_conf_t));
+    if (sc == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     sc->key_dir = { 0, NULL };
+     *     sc->key = { 0, NULL };
+     *     sc->keys = NULL;
+     *     sc->key_dir_set = 0;
+     */
+
+    return sc;
+}
+
+
+char *
+ngx_rustdesk_conf_set_key_dir(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_rustdesk_stream_conf_t  *sc = ((ngx_rustdesk_main_conf_head_t *)
+                                       conf)->shared;
+
+    ngx_str_t  *value;
+
+    if (sc->key_dir_set) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "empty key directory");
+        return NGX_CONF_ERROR;
+    }
+
+    sc->key_dir = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &sc->key_dir, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    sc->key_dir_set = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_rustdesk_conf_set_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_rustdesk_stream_conf_t  *sc = ((ngx_rustdesk_main_conf_head_t *)
+                                       conf)->shared;
+
+    ngx_str_t  *value;
+
+    if (sc->key.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    sc->key = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+ngx_int_t
+ngx_rustdesk_conf_load_keys(ngx_conf_t *cf, ngx_rustdesk_stream_conf_t *sc)
+{
+    u_char                   *dir;
+    unsigned                  what;
+    ngx_rustdesk_keypair_t   *kp;
+    char                      err[NGX_MAX_ERROR_STR];
+
+    if (sc->keys != NULL) {
+        return NGX_OK;
+    }
+
+    if (sc->key_dir.data == NULL) {
+        ngx_str_set(&sc->key_dir, NGX_RUSTDESK_DEFAULT_KEY_DIR);
+    }
+
+    dir = ngx_pnalloc(cf->pool, sc->key_dir.len + 1);
+    if (dir == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_cpystrn(dir, sc->key_dir.data, sc->key_dir.len + 1);
+
+    /* never freed back to the pool: the secret lives as long as the cycle */
+
+    kp = ngx_pcalloc(cf->pool, sizeof(ngx_rustdesk_keypair_t));
+    if (kp == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_rustdesk_keys_load_or_generate((char *) dir, kp, &what,
+                                           err, sizeof(err))
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0, "rustdesk: %s", err);
+        return NGX_ERROR;
+    }
+
+    if (what & NGX_RUSTDESK_KEYS_GENERATED) {
+        ngx_log_error(NGX_LOG_NOTICE, cf->log, 0,
+                      "rustdesk: generated key pair in \"%s\", "
+                      "public key %s", dir, kp->pk_b64);
+    }
+
+    if (what & NGX_RUSTDESK_KEYS_PUB_WRITTEN) {
+        ngx_log_error(NGX_LOG_NOTICE, cf->log, 0,
+                      "rustdesk: wrote missing \"%s/%s\"",
+                      dir, NGX_RUSTDESK_PK_FILE);
+    }
+
+    if (what & NGX_RUSTDESK_KEYS_PUB_MISMATCH) {
+        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                      "rustdesk: \"%s/%s\" does not match the private "
+                      "key; clients must use %s", dir,
+                      NGX_RUSTDESK_PK_FILE, kp->pk_b64);
+    }
+
+    if (what & NGX_RUSTDESK_KEYS_SK_OPEN_MODE) {
+        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                      "rustdesk: \"%s/%s\" is readable by group or "
+                      "others, consider mode 0600", dir,
+                      NGX_RUSTDESK_SK_FILE);
+    }
+
+    sc->keys = kp;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_rustdesk_conf_resolve_key(ngx_conf_t *cf, ngx_rustdesk_stream_conf_t *sc,
+    ngx_rustdesk_key_role_e role, ngx_str_t *licence)
+{
+    ngx_str_t                key;
+    ngx_rustdesk_keypair_t  *kp;
+
+    if (sc->key.data != NULL) {
+        key = sc->key;
+
+    } else if (role == NGX_RUSTDESK_KEY_HBBS) {
+        ngx_str_set(&key, "-");
+
+    } else {
+        ngx_str_set(&key, "");
+    }
+
+    /* a base64 secret key: sign with it, clients present its public half */
+
+    if (key.len) {
+        kp = ngx_pcalloc(cf->pool, sizeof(ngx_rustdesk_keypair_t));
+        if (kp == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_rustdesk_keys_from_secret_b64(key.data, key.len, kp) == 0) {
+            if (sc->keys == NULL) {
+                sc->keys = kp;
+            }
+
+            licence->data = (u_char *) kp->pk_b64;
+            licence->len = NGX_RUSTDESK_PK_B64_LEN;
+            return NGX_OK;
+        }
+    }
+
+    if (key.len == 1 && (key.data[0] == '-' || key.data[0] == '_')) {
+        if (ngx_rustdesk_conf_load_keys(cf, sc) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        licence->data = (u_char *) sc->keys->pk_b64;
+        licence->len = NGX_RUSTDESK_PK_B64_LEN;
+        return NGX_OK;
+    }
+
+    /*
+     * empty: hbbs still signs peer keys with the pair, clients may present
+     * anything; any other string is the key clients must present
+     */
+
+    if (key.len == 0 && role == NGX_RUSTDESK_KEY_HBBS) {
+        if (ngx_rustdesk_conf_load_keys(cf, sc) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    *licence = key;
+
+    return NGX_OK;
+}

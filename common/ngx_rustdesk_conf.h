@@ -1,0 +1,68 @@
+/*
+ * Configuration that both modules share: the key pair and the server key
+ * that clients present.  Each module's stream main conf starts with a
+ * pointer to one ngx_rustdesk_stream_conf_t, whichever module is loaded
+ * first creates it, and a directive that both modules declare is handled
+ * by the first one nginx finds, so it lands in the same place either way.
+ */
+
+#ifndef _NGX_RUSTDESK_CONF_H_INCLUDED_
+#define _NGX_RUSTDESK_CONF_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_stream.h>
+
+#include "ngx_rustdesk_keys.h"
+
+
+#define NGX_RUSTDESK_RENDEZVOUS_MODULE  "ngx_stream_rustdesk_rendezvous_module"
+#define NGX_RUSTDESK_RELAY_MODULE       "ngx_stream_rustdesk_relay_module"
+#define NGX_RUSTDESK_DEFAULT_KEY_DIR    "/var/lib/rustdesk"
+
+
+typedef struct {
+    ngx_str_t                 key_dir;     /* rustdesk_key_dir */
+    ngx_str_t                 key;         /* rustdesk_key, data NULL: unset */
+    ngx_rustdesk_keypair_t   *keys;        /* NULL until a module needs it */
+    ngx_uint_t                key_dir_set; /* 1: given in the configuration */
+} ngx_rustdesk_stream_conf_t;
+
+
+/* The first member of each module's stream main conf. */
+typedef struct {
+    ngx_rustdesk_stream_conf_t  *shared;
+} ngx_rustdesk_main_conf_head_t;
+
+
+typedef enum {
+    NGX_RUSTDESK_KEY_HBBS = 0,   /* unset means "-": require the key */
+    NGX_RUSTDESK_KEY_HBBR        /* unset means "": accept any key */
+} ngx_rustdesk_key_role_e;
+
+
+/* For create_main_conf: the shared conf, found or made. */
+ngx_rustdesk_stream_conf_t *ngx_rustdesk_stream_conf(ngx_conf_t *cf);
+
+char *ngx_rustdesk_conf_set_key_dir(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_rustdesk_conf_set_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/*
+ * Resolves the server key for a role, as hbbs or hbbr would from their -k
+ * option (PROTOCOL.md section 5): loads or generates the key files when
+ * the role needs them and sets *licence to the key clients must present
+ * (empty: any).  Called at configuration time, in the master.
+ */
+ngx_int_t ngx_rustdesk_conf_resolve_key(ngx_conf_t *cf,
+    ngx_rustdesk_stream_conf_t *sc, ngx_rustdesk_key_role_e role,
+    ngx_str_t *licence);
+
+/* Loads or generates the key pair once for both modules. */
+ngx_int_t ngx_rustdesk_conf_load_keys(ngx_conf_t *cf,
+    ngx_rustdesk_stream_conf_t *sc);
+
+
+#endif /* _NGX_RUSTDESK_CONF_H_INCLUDED_ */
