@@ -1,0 +1,273 @@
+package RustDesk::Client;
+
+# The test side of the RustDesk protocol (PROTOCOL.md), written apart from
+# the C code: TCP framing (section 2), RendezvousMessage encoding through
+# Google::ProtocolBuffers (section 3), AddrMangle with Math::BigInt
+# (section 4), Ed25519 signature checks with CryptX (section 5).
+#
+#     my $c = RustDesk::Client->tcp(port(1));
+#     $c->send_msg(test_nat_request => { serial => 0 });
+#     my ($type, $msg) = $c->recv_msg();
+
+use warnings;
+use strict;
+
+use Exporter qw/ import /;
+use File::Basename qw/ dirname /;
+use Google::ProtocolBuffers;
+use IO::Select;
+use IO::Socket::INET;
+use Math::BigInt;
+use Socket qw/ inet_aton inet_ntoa /;
+use Time::HiRes qw/ time /;
+use Crypt::PK::Ed25519;
+use MIME::Base64 qw/ decode_base64 /;
+
+our @EXPORT_OK = qw/ frame frame_header unframe encode_msg decode_msg
+	mangle demangle open_signed_pk /;
+
+Google::ProtocolBuffers->parsefile(dirname(__FILE__) . '/rendezvous.proto2',
+	{ create_accessors => 1 });
+
+our $TIMEOUT = 5;
+
+
+# Framing (section 2)
+
+sub frame_header {
+	my ($len) = @_;
+
+	return pack('C', $len << 2) if $len <= 0x3F;
+	return pack('v', ($len << 2) | 1) if $len <= 0x3FFF;
+	if ($len <= 0x3FFFFF) {
+		my $h = ($len << 2) | 2;
+		return pack('vC', $h & 0xFFFF, $h >> 16);
+	}
+	return pack('V', ($len << 2) | 3) if $len <= 0x3FFFFFFF;
+	die "frame too large\n";
+}
+
+sub frame {
+	my ($payload) = @_;
+	return frame_header(length $payload) . $payload;
+}
+
+# Takes whole frames off the front of $$buf: a list of payloads.
+sub unframe {
+	my ($buf) = @_;
+	my @out;
+
+	while (length $$buf) {
+		my $first = ord(substr($$buf, 0, 1));
+		my $hlen = ($first & 3) + 1;
+		last if length $$buf < $hlen;
+
+		my $h = 0;
+		$h |= ord(substr($$buf, $_, 1)) << (8 * $_) for 0 .. $hlen - 1;
+		my $len = $h >> 2;
+		last if length $$buf < $hlen + $len;
+
+		push @out, substr($$buf, $hlen, $len);
+		substr($$buf, 0, $hlen + $len) = '';
+	}
+
+	return @out;
+}
+
+
+# Messages (section 3): a RendezvousMessage carries one named member.
+
+sub encode_msg {
+	my ($type, $fields) = @_;
+	return Hbb::RendezvousMessage->encode({ $type => $fields });
+}
+
+# Returns (type, fields) of the member that is set, () if none.
+sub decode_msg {
+	my ($bytes) = @_;
+
+	my $m = Hbb::RendezvousMessage->decode($bytes);
+	for my $k (sort keys %$m) {
+		return ($k, $m->{$k}) if defined $m->{$k};
+	}
+
+	return ();
+}
+
+
+# AddrMangle (section 4)
+
+sub mangle {
+	my ($ip, $port, $tm) = @_;
+
+	if ($ip =~ /:/) {
+		require Socket;
+		my $a = Socket::inet_pton(Socket::AF_INET6(), $ip);
+		return $a . pack('v', $port);
+	}
+
+	$tm = int(time() * 1_000_000) & 0xFFFFFFFF unless defined $tm;
+
+	my $ipn = unpack('V', inet_aton($ip));
+	my $v = Math::BigInt->new($ipn)->badd($tm)->blsft(49)
+		->bior(Math::BigInt->new($tm)->blsft(17))
+		->bior(Math::BigInt->new($port + ($tm & 0xFFFF)));
+
+	my $bytes = '';
+	while ($v->is_pos()) {
+		$bytes .= chr($v->copy()->band(0xFF)->numify());
+		$v->brsft(8);
+	}
+
+	return $bytes;
+}
+
+# Returns (ip, port); ('0.0.0.0', 0) for a bad length.
+sub demangle {
+	my ($bytes) = @_;
+
+	if (length $bytes == 18) {
+		return (Socket::inet_ntop(Socket::AF_INET6(), substr($bytes, 0, 16)),
+			unpack('v', substr($bytes, 16)));
+	}
+
+	return ('0.0.0.0', 0) if length $bytes > 16;
+
+	my $v = Math::BigInt->new(0);
+	for my $i (reverse 0 .. length($bytes) - 1) {
+		$v->blsft(8)->bior(ord(substr($bytes, $i, 1)));
+	}
+
+	my $mask32 = Math::BigInt->new('0xFFFFFFFF');
+	my $tm = $v->copy()->brsft(17)->band($mask32);
+	my $ip = $v->copy()->brsft(49)->bsub($tm)->band($mask32);
+	my $port = $v->copy()->band(0xFFFFFF)->bsub($tm->copy()->band(0xFFFF))
+		->band(0xFFFF);
+
+	return (inet_ntoa(pack('V', $ip->numify())), $port->numify());
+}
+
+
+# Signed peer keys (section 5): returns (id, pk) if $signed is a valid
+# crypto_sign of IdPk by the server key (base64), else ().
+
+sub open_signed_pk {
+	my ($signed, $server_pk_b64) = @_;
+
+	return () if length $signed < 64;
+
+	my $key = Crypt::PK::Ed25519->new();
+	$key->import_key_raw(decode_base64($server_pk_b64), 'public');
+
+	my ($sig, $msg) = (substr($signed, 0, 64), substr($signed, 64));
+	return () unless $key->verify_message($sig, $msg);
+
+	my $idpk = Hbb::IdPk->decode($msg);
+	return ($idpk->{id}, $idpk->{pk});
+}
+
+
+# Connections
+
+sub tcp {
+	my ($class, $port, %opts) = @_;
+
+	my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+		Proto => 'tcp', %opts)
+		or die "Can't connect to 127.0.0.1:$port: $!\n";
+	$s->autoflush(1);
+
+	return bless { sock => $s, buf => '', tcp => 1 }, $class;
+}
+
+sub udp {
+	my ($class, $port, %opts) = @_;
+
+	my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+		Proto => 'udp', %opts)
+		or die "Can't open udp to 127.0.0.1:$port: $!\n";
+
+	return bless { sock => $s, tcp => 0 }, $class;
+}
+
+sub sock { $_[0]->{sock} }
+
+sub sockport { $_[0]->{sock}->sockport() }
+
+sub close {
+	my ($self) = @_;
+	CORE::close($self->{sock}) if $self->{sock};
+	undef $self->{sock};
+}
+
+# Raw bytes, as they are (for garbage and split-frame tests).
+sub send_raw {
+	my ($self, $bytes) = @_;
+	local $SIG{PIPE} = 'IGNORE';
+	return $self->{sock}->syswrite($bytes);
+}
+
+sub send_msg {
+	my ($self, $type, $fields) = @_;
+	my $payload = encode_msg($type, $fields || {});
+
+	return $self->send_raw($self->{tcp} ? frame($payload) : $payload);
+}
+
+# Next payload (framed over TCP, a datagram over UDP), undef on timeout or
+# when the peer closed.
+sub recv_payload {
+	my ($self, $timeout) = @_;
+	my $end = time() + ($timeout // $TIMEOUT);
+	my $sel = IO::Select->new($self->{sock});
+
+	unless ($self->{tcp}) {
+		return undef unless $sel->can_read($timeout // $TIMEOUT);
+		my $buf;
+		$self->{sock}->recv($buf, 65536) // return undef;
+		return $buf;
+	}
+
+	for (;;) {
+		my @p = unframe(\$self->{buf});
+		if (@p) {
+			# put back what followed the first frame
+			$self->{buf} = join('', map { frame($_) } @p[1 .. $#p])
+				. $self->{buf};
+			return $p[0];
+		}
+
+		my $left = $end - time();
+		return undef if $left <= 0 || !$sel->can_read($left);
+
+		my $n = $self->{sock}->sysread($self->{buf}, 65536,
+			length $self->{buf});
+		return undef unless $n;
+	}
+}
+
+# (type, fields) of the next message, () on timeout or close.
+sub recv_msg {
+	my ($self, $timeout) = @_;
+	my $p = $self->recv_payload($timeout);
+	return () unless defined $p;
+	return decode_msg($p);
+}
+
+# True when the server closed the connection within the timeout (reading
+# and discarding anything it still sent).
+sub closed {
+	my ($self, $timeout) = @_;
+	my $end = time() + ($timeout // $TIMEOUT);
+	my $sel = IO::Select->new($self->{sock});
+
+	while ((my $left = $end - time()) > 0) {
+		return 0 unless $sel->can_read($left);
+		my $n = $self->{sock}->sysread(my $buf, 65536);
+		return 1 if !defined $n || $n == 0;
+	}
+
+	return 0;
+}
+
+1;

@@ -1,0 +1,359 @@
+package Test::Nginx;
+
+# A small harness in the style of nginx-tests' Test::Nginx: a private nginx
+# per test file, started from a generated nginx.conf on free loopback ports,
+# stopped at the end, with its error log checked for [alert], [crit] and
+# [emerg] lines and for worker processes that died.
+#
+#     my $t = Test::Nginx->new()->plan(3);
+#     $t->write_file_expand('nginx.conf', <<'EOF');
+#     %%TEST_GLOBALS%%
+#     stream { server { listen 127.0.0.1:%%PORT_0%%; ... } }
+#     EOF
+#     $t->run();
+#
+# Placeholders: %%TEST_GLOBALS%% (load_module lines, worker_processes 2,
+# pid, error_log, events), %%PORT_n%% (a TCP and UDP port free at run
+# time), %%TESTDIR%%, %%STREAM%%, %%RENDEZVOUS%% and %%RELAY%% (module
+# paths, for configurations that load modules themselves).
+
+use warnings;
+use strict;
+
+use Exporter qw/ import /;
+use File::Temp qw/ tempdir /;
+use IO::Socket::INET;
+use POSIX qw/ :sys_wait_h /;
+use Socket qw/ SOCK_STREAM SOCK_DGRAM /;
+use Test::More ();
+use Time::HiRes qw/ sleep time /;
+use Cwd qw/ abs_path /;
+use File::Basename qw/ dirname /;
+
+our @EXPORT_OK = qw/ port /;
+
+our $NGINX = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
+our $ROOT = abs_path(dirname(__FILE__) . '/../../..');
+our $MODULES = $ENV{TEST_NGINX_MODULES} || "$ROOT/build";
+our $STREAM_MODULE = $ENV{TEST_NGINX_STREAM_MODULE}
+	|| '/usr/lib/nginx/modules/ngx_stream_module.so';
+
+my %ports;
+my $current;
+
+sub new {
+	my ($class) = @_;
+
+	my $self = bless {}, $class;
+
+	$self->{_testdir} = tempdir('rustdesk-test-XXXXXXXXXX', TMPDIR => 1,
+		CLEANUP => !$ENV{TEST_NGINX_LEAVE});
+	chmod 0755, $self->{_testdir};
+
+	$self->{_modules} = [ qw/ rendezvous relay / ];
+	$self->{_allowed} = [];
+
+	$current = $self;
+	return $self;
+}
+
+sub DESTROY {
+	my ($self) = @_;
+	local $?;
+
+	$self->stop() if $self->{_started};
+	$self->check_log() if $self->{_planned} && !$self->{_checked};
+}
+
+sub testdir { $_[0]->{_testdir} }
+
+# Which of our modules %%TEST_GLOBALS%% loads: 'rendezvous', 'relay' or both.
+sub modules {
+	my ($self, @m) = @_;
+	$self->{_modules} = [ @m ];
+	return $self;
+}
+
+# Skips the whole file unless the built modules and nginx are there.
+sub has {
+	my ($self, @what) = @_;
+
+	for my $m (@{$self->{_modules}}) {
+		my $so = "$MODULES/ngx_stream_rustdesk_${m}_module.so";
+		Test::More::plan(skip_all => "no $so: run make") unless -f $so;
+	}
+
+	Test::More::plan(skip_all => "no $NGINX") unless -x $NGINX;
+	return $self;
+}
+
+# Plans n tests plus the error log check that stop() adds.
+sub plan {
+	my ($self, $n) = @_;
+	Test::More::plan(tests => $n + 1);
+	$self->{_planned} = 1;
+	return $self;
+}
+
+# An [alert]/[crit]/[emerg] line matching the pattern does not fail the log
+# check (e.g. a worker the test killed on purpose).
+sub allow_log {
+	my ($self, $re) = @_;
+	push @{$self->{_allowed}}, $re;
+	return $self;
+}
+
+sub port {
+	my ($n) = @_;
+
+	return $ports{$n} if defined $ports{$n};
+
+	for (1 .. 1000) {
+		my $port = 20000 + int(rand(40000));
+		next if grep { $_ == $port } values %ports;
+
+		my $tcp = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+			LocalPort => $port, Proto => 'tcp', ReuseAddr => 1) or next;
+		my $udp = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+			LocalPort => $port, Proto => 'udp') or next;
+		close $tcp;
+		close $udp;
+
+		return $ports{$n} = $port;
+	}
+
+	die "no free port\n";
+}
+
+sub test_globals {
+	my ($self) = @_;
+	my $d = $self->{_testdir};
+
+	my $s = "load_module $STREAM_MODULE;\n";
+	$s .= "load_module $MODULES/ngx_stream_rustdesk_${_}_module.so;\n"
+		for @{$self->{_modules}};
+
+	$s .= <<"END";
+worker_processes 2;
+pid $d/nginx.pid;
+error_log $d/error.log info;
+events { worker_connections 1024; }
+END
+
+	return $s;
+}
+
+sub expand {
+	my ($self, $content) = @_;
+
+	$content =~ s/%%TEST_GLOBALS%%/$self->test_globals()/ge;
+	$content =~ s/%%TESTDIR%%/$self->{_testdir}/g;
+	$content =~ s/%%STREAM%%/$STREAM_MODULE/g;
+	$content =~ s{%%(RENDEZVOUS|RELAY)%%}
+		{"$MODULES/ngx_stream_rustdesk_" . lc($1) . "_module.so"}ge;
+	$content =~ s/%%PORT_(\d+)%%/port($1)/ge;
+
+	return $content;
+}
+
+sub write_file {
+	my ($self, $name, $content) = @_;
+
+	open my $fh, '>', "$self->{_testdir}/$name"
+		or die "Can't create $name: $!";
+	binmode $fh;
+	print $fh $content;
+	close $fh;
+
+	return $self;
+}
+
+sub write_file_expand {
+	my ($self, $name, $content) = @_;
+	return $self->write_file($name, $self->expand($content));
+}
+
+sub read_file {
+	my ($self, $name) = @_;
+
+	open my $fh, '<', "$self->{_testdir}/$name" or return '';
+	binmode $fh;
+	local $/;
+	my $content = <$fh>;
+	close $fh;
+
+	return $content;
+}
+
+# nginx -t with a configuration file of the test directory (default
+# nginx.conf): returns (exit code, everything nginx said).  Its messages go
+# to a log of their own, so that an expected [emerg] does not fail the
+# error log check.
+sub test_config {
+	my ($self, $name) = @_;
+	my $d = $self->{_testdir};
+
+	$name //= 'nginx.conf';
+	unlink "$d/$name.log";
+
+	my $out = `$NGINX -p $d/ -c $name -e $d/$name.log -t 2>&1`;
+	my $rc = $? >> 8;
+
+	return ($rc, $out . $self->read_file("$name.log"));
+}
+
+sub run {
+	my ($self) = @_;
+	my $d = $self->{_testdir};
+
+	die "nginx is already running\n" if $self->{_started};
+
+	my $pid = fork();
+	die "Unable to fork(): $!\n" unless defined $pid;
+
+	if ($pid == 0) {
+		open STDOUT, '>>', "$d/stderr" or die;
+		open STDERR, '>>', "$d/stderr" or die;
+		exec($NGINX, '-p', "$d/", '-c', 'nginx.conf', '-e', "$d/error.log")
+			or die "Unable to exec(): $!\n";
+	}
+
+	# the started process daemonizes and exits
+
+	waitpid($pid, 0);
+
+	unless ($? == 0 && $self->wait_for_file("$d/nginx.pid")) {
+		die "Can't start nginx: " . $self->read_file('stderr')
+			. $self->read_file('error.log');
+	}
+
+	$self->{_started} = 1;
+	$self->wait_for_ports();
+
+	return $self;
+}
+
+sub master_pid {
+	my ($self) = @_;
+	my $pid = $self->read_file('nginx.pid');
+	chomp $pid;
+	return $pid;
+}
+
+# Worker pids (children of the master), from /proc.
+sub worker_pids {
+	my ($self) = @_;
+	my $master = $self->master_pid();
+	my @pids;
+
+	for my $stat (glob '/proc/[0-9]*/stat') {
+		open my $fh, '<', $stat or next;
+		my $line = <$fh> // '';
+		close $fh;
+		next unless $line =~ /^(\d+) \((.*)\) \S (\d+)/;
+		my ($pid, $comm, $ppid) = ($1, $2, $3);
+		push @pids, $pid if $ppid == $master && $comm =~ /nginx/;
+	}
+
+	return sort { $a <=> $b } @pids;
+}
+
+sub wait_for_file {
+	my ($self, $file, $timeout) = @_;
+	my $end = time() + ($timeout || 10);
+
+	while (time() < $end) {
+		return 1 if -e $file && -s $file;
+		sleep 0.05;
+	}
+
+	return 0;
+}
+
+# Waits until every TCP port named in the configuration accepts.
+sub wait_for_ports {
+	my ($self) = @_;
+	my $conf = $self->read_file('nginx.conf');
+
+	while ($conf =~ /listen\s+127\.0\.0\.1:(\d+)([^;]*);/g) {
+		my ($port, $opts) = ($1, $2);
+		next if $opts =~ /\budp\b/;
+
+		my $end = time() + 10;
+		while (time() < $end) {
+			my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+				Proto => 'tcp');
+			if ($s) { close $s; last; }
+			sleep 0.05;
+		}
+	}
+}
+
+# Sends a signal to the master and waits for the reload to finish: new
+# workers up, old ones gone.
+sub reload {
+	my ($self) = @_;
+	my @old = $self->worker_pids();
+
+	kill 'HUP', $self->master_pid();
+
+	my $end = time() + 15;
+	while (time() < $end) {
+		my %now = map { $_ => 1 } $self->worker_pids();
+		last unless grep { $now{$_} } @old;
+		sleep 0.1;
+	}
+
+	$self->wait_for_ports();
+	return $self;
+}
+
+sub stop {
+	my ($self) = @_;
+
+	return $self unless $self->{_started};
+
+	my $pid = $self->master_pid();
+
+	if ($pid && kill(0, $pid)) {
+		kill 'QUIT', $pid;
+
+		my $end = time() + 15;
+		while (time() < $end && kill(0, $pid)) {
+			sleep 0.05;
+		}
+
+		if (kill(0, $pid)) {
+			kill 'KILL', $pid;
+			$self->{_stop_failed} = 1;
+		}
+	}
+
+	$self->{_started} = 0;
+	return $self;
+}
+
+# The last test of every file: nothing went wrong in the error log.
+sub check_log {
+	my ($self) = @_;
+
+	$self->{_checked} = 1;
+	$self->stop();
+
+	my @bad = grep {
+		my $line = $_;
+		!grep { $line =~ $_ } @{$self->{_allowed}}
+	} $self->read_file('error.log')
+		=~ /^.*(?:\[alert\]|\[crit\]|\[emerg\]|exited on signal).*$/mg;
+
+	push @bad, 'nginx did not stop on QUIT' if $self->{_stop_failed};
+
+	Test::More::is(join("\n", @bad), '', 'no alerts in error log');
+}
+
+END {
+	$current->check_log()
+		if $current && $current->{_planned} && !$current->{_checked};
+}
+
+1;
