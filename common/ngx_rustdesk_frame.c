@@ -12,12 +12,23 @@ ngx_rustdesk_frame_decoder_init(ngx_rustdesk_frame_decoder_t *d, u_char *buf,
     size_t max)
 {
     d->buf = buf;
+    d->cap = max;
     d->max = max;
     d->len = 0;
     d->got = 0;
     d->header = 0;
     d->hlen = 0;
     d->hgot = 0;
+}
+
+
+void
+ngx_rustdesk_frame_decoder_set_buf(ngx_rustdesk_frame_decoder_t *d,
+    u_char *buf, size_t cap)
+{
+    /* only between frames or right after GROW: nothing stored yet */
+    d->buf = buf;
+    d->cap = cap;
 }
 
 
@@ -53,6 +64,11 @@ ngx_rustdesk_frame_decode(ngx_rustdesk_frame_decoder_t *d, u_char **pos,
                 return NGX_RUSTDESK_FRAME_TOO_BIG;
             }
         }
+    }
+
+    if (d->len > d->cap) {
+        *pos = p;
+        return NGX_RUSTDESK_FRAME_GROW;
     }
 
     n = d->len - d->got;

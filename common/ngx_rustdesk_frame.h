@@ -22,17 +22,21 @@
 typedef enum {
     NGX_RUSTDESK_FRAME_DONE = 0,     /* a whole payload is in the buffer */
     NGX_RUSTDESK_FRAME_AGAIN,        /* all input consumed, need more */
-    NGX_RUSTDESK_FRAME_TOO_BIG       /* announced length exceeds max */
+    NGX_RUSTDESK_FRAME_TOO_BIG,      /* announced length exceeds max */
+    NGX_RUSTDESK_FRAME_GROW          /* len > cap: give a bigger buffer */
 } ngx_rustdesk_frame_rc_e;
 
 
 /*
- * Resumable decoder.  The caller owns "buf" (at least "max" bytes, reused
- * for every frame); the announced length is checked against "max" as soon
- * as the header is complete, before any payload byte is stored.
+ * Resumable decoder.  The caller owns "buf" ("cap" bytes, reused for every
+ * frame); the announced length is checked against "max" as soon as the
+ * header is complete, before any payload byte is stored.  A frame longer
+ * than cap (but not than max) stops the decoder with GROW until the caller
+ * gives it a larger buffer, so a connection can start with a small one.
  */
 typedef struct {
     u_char      *buf;
+    size_t       cap;
     size_t       max;
 
     size_t       len;       /* payload length of the current frame */
@@ -43,8 +47,13 @@ typedef struct {
 } ngx_rustdesk_frame_decoder_t;
 
 
+/* A decoder whose buffer holds max bytes (cap = max). */
 void ngx_rustdesk_frame_decoder_init(ngx_rustdesk_frame_decoder_t *d,
     u_char *buf, size_t max);
+
+/* After GROW (or before any frame): a buffer of cap >= d->len bytes. */
+void ngx_rustdesk_frame_decoder_set_buf(ngx_rustdesk_frame_decoder_t *d,
+    u_char *buf, size_t cap);
 
 /*
  * Consumes bytes from *pos up to last, advancing *pos.  On DONE the payload

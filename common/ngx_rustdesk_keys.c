@@ -30,10 +30,12 @@ int
 ngx_rustdesk_keys_from_secret_b64(const u_char *b64, size_t len,
     ngx_rustdesk_keypair_t *kp)
 {
+    int           rc;
     size_t        n;
     const char   *end, *s;
     u_char        pk[crypto_sign_PUBLICKEYBYTES];
     u_char        sk[crypto_sign_SECRETKEYBYTES];
+    u_char        given[crypto_sign_SECRETKEYBYTES];
 
     if (sodium_init() < 0) {
         return -1;
@@ -42,21 +44,30 @@ ngx_rustdesk_keys_from_secret_b64(const u_char *b64, size_t len,
     s = (const char *) b64;
     ngx_rustdesk_keys_trim(&s, &len);
 
-    if (sodium_base642bin(kp->sk, sizeof(kp->sk), s, len, NULL, &n, &end,
+    if (sodium_base642bin(given, sizeof(given), s, len, NULL, &n, &end,
                           sodium_base64_VARIANT_ORIGINAL)
         != 0
         || end != s + len
         || n != crypto_sign_SECRETKEYBYTES)
     {
+        sodium_memzero(given, sizeof(given));
         return -1;
     }
 
     /* libsodium's layout is seed || public key: both halves must agree */
 
-    crypto_sign_seed_keypair(pk, sk, kp->sk);
+    crypto_sign_seed_keypair(pk, sk, given);
     sodium_memzero(sk, sizeof(sk));
 
-    if (memcmp(pk, kp->sk + crypto_sign_SEEDBYTES, sizeof(pk)) != 0) {
+    rc = memcmp(pk, given + crypto_sign_SEEDBYTES, sizeof(pk));
+
+    if (rc == 0) {
+        memcpy(kp->sk, given, sizeof(given));
+    }
+
+    sodium_memzero(given, sizeof(given));
+
+    if (rc != 0) {
         return -1;
     }
 
@@ -206,7 +217,9 @@ ngx_rustdesk_keys_sign_idpk(const ngx_rustdesk_keypair_t *kp,
     size_t     n;
     Hbb__IdPk  idpk = HBB__ID_PK__INIT;
 
-    if (id_len > NGX_RUSTDESK_ID_MAX) {
+    /* a protobuf string here is a C string: no NUL inside */
+
+    if (id_len > NGX_RUSTDESK_ID_MAX || memchr(id, '\0', id_len) != NULL) {
         return 0;
     }
 

@@ -47,7 +47,8 @@ int ngx_rustdesk_keys_load_or_generate(const char *dir,
 
 /*
  * Takes a key given as the base64 of a 64-byte secret key.  Returns 0, or
- * -1 when it is not one (it may then be a plain public key string).
+ * -1 when it is not one (it may then be a plain public key string); kp is
+ * left untouched then.
  */
 int ngx_rustdesk_keys_from_secret_b64(const u_char *b64, size_t len,
     ngx_rustdesk_keypair_t *kp);
@@ -61,7 +62,7 @@ void ngx_rustdesk_keys_generate(ngx_rustdesk_keypair_t *kp);
 /*
  * The signed peer key: crypto_sign (64-byte signature || message) of the
  * serialized IdPk{id, pk}.  Returns the length written to out, or 0 when
- * out_size is too small.
+ * out_size is too small or the id is longer than 256 bytes or has a NUL.
  */
 size_t ngx_rustdesk_keys_sign_idpk(const ngx_rustdesk_keypair_t *kp,
     const u_char *id, size_t id_len, const u_char *pk, size_t pk_len,
