@@ -1,23 +1,37 @@
 /*
- * The RustDesk ID/rendezvous server ("hbbs") as an nginx stream module.
+ * The RustDesk ID/rendezvous server ("hbbs") as an nginx stream module:
+ * directives, configuration, the shared zone, and the content handler
+ * that hands each session to the UDP or TCP side.
  */
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_stream.h>
 
-#include "ngx_rustdesk_conf.h"
+#include "ngx_stream_rustdesk_rendezvous_module.h"
 
 
-typedef struct {
-    ngx_rustdesk_stream_conf_t  *shared;     /* must stay first */
-    ngx_str_t                    licence;    /* key clients present */
-} ngx_stream_rustdesk_rendezvous_main_conf_t;
+#define NGX_RUSTDESK_DEFAULT_ZONE       "rustdesk"
+#define NGX_RUSTDESK_DEFAULT_ZONE_SIZE  (64 * 1024 * 1024)
 
 
 static void *ngx_stream_rustdesk_rendezvous_create_main_conf(ngx_conf_t *cf);
+static void *ngx_stream_rustdesk_rendezvous_create_srv_conf(ngx_conf_t *cf);
+static char *ngx_stream_rustdesk_rendezvous_merge_srv_conf(ngx_conf_t *cf,
+    void *parent, void *child);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_postconfiguration(
     ngx_conf_t *cf);
+static void ngx_stream_rustdesk_rendezvous_handler(ngx_stream_session_t *s);
+static char *ngx_stream_rustdesk_rendezvous_role(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_stream_rustdesk_rendezvous_zone(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_stream_rustdesk_rendezvous_servers(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_shm_zone_t *ngx_stream_rustdesk_rendezvous_add_zone(ngx_conf_t *cf,
+    ngx_str_t *name, size_t size);
+static void ngx_stream_rustdesk_rendezvous_version_from_url(ngx_str_t *url,
+    ngx_str_t *version);
 
 
 static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
@@ -36,6 +50,62 @@ static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
       0,
       NULL },
 
+    { ngx_string("rustdesk_zone"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_stream_rustdesk_rendezvous_zone,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rustdesk_serial"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_rendezvous_main_conf_t, serial),
+      NULL },
+
+    { ngx_string("rustdesk_rendezvous_servers"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_stream_rustdesk_rendezvous_servers,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rustdesk_software_url"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_rendezvous_main_conf_t, software_url),
+      NULL },
+
+    { ngx_string("rustdesk_rendezvous"),
+      NGX_STREAM_SRV_CONF|NGX_CONF_NOARGS,
+      ngx_stream_rustdesk_rendezvous_role,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      NGX_RUSTDESK_ROLE_RENDEZVOUS,
+      NULL },
+
+    { ngx_string("rustdesk_nat_test"),
+      NGX_STREAM_SRV_CONF|NGX_CONF_NOARGS,
+      ngx_stream_rustdesk_rendezvous_role,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      NGX_RUSTDESK_ROLE_NAT_TEST,
+      NULL },
+
+    { ngx_string("rustdesk_timeout"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_rendezvous_srv_conf_t, timeout),
+      NULL },
+
+    { ngx_string("rustdesk_max_message"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_rendezvous_srv_conf_t, max_message),
+      NULL },
+
       ngx_null_command
 };
 
@@ -47,8 +117,8 @@ static ngx_stream_module_t  ngx_stream_rustdesk_rendezvous_module_ctx = {
     ngx_stream_rustdesk_rendezvous_create_main_conf,  /* create main conf */
     NULL,                                  /* init main configuration */
 
-    NULL,                                  /* create server configuration */
-    NULL                                   /* merge server configuration */
+    ngx_stream_rustdesk_rendezvous_create_srv_conf,   /* create server conf */
+    ngx_stream_rustdesk_rendezvous_merge_srv_conf     /* merge server conf */
 };
 
 
@@ -68,6 +138,87 @@ ngx_module_t  ngx_stream_rustdesk_rendezvous_module = {
 };
 
 
+static void
+ngx_stream_rustdesk_rendezvous_handler(ngx_stream_session_t *s)
+{
+    if (s->connection->type == SOCK_DGRAM) {
+        ngx_stream_rustdesk_rendezvous_udp(s);
+        return;
+    }
+
+    ngx_stream_rustdesk_rendezvous_tcp(s);
+}
+
+
+Hbb__ConfigUpdate *
+ngx_stream_rustdesk_rendezvous_config_update(ngx_stream_session_t *s,
+    int32_t client_serial)
+{
+    u_char                                      *p, *last, *start, *name;
+    size_t                                       len;
+    int32_t                                      serial;
+    ngx_uint_t                                   n;
+    Hbb__ConfigUpdate                           *cu;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+    u_char                                       servers[NGX_RUSTDESK_SERVERS_MAX];
+
+    rmcf = ngx_stream_get_module_main_conf(s,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    serial = ngx_rustdesk_peer_serial(rmcf->zone, servers, &len);
+
+    if (serial <= client_serial) {
+        return NULL;
+    }
+
+    cu = ngx_palloc(s->connection->pool, sizeof(Hbb__ConfigUpdate));
+    if (cu == NULL) {
+        return NULL;
+    }
+
+    hbb__config_update__init(cu);
+    cu->serial = serial;
+
+    if (len == 0) {
+        return cu;
+    }
+
+    /* the servers are kept comma-joined */
+
+    n = 1;
+    for (p = servers; p < servers + len; p++) {
+        n += (*p == ',');
+    }
+
+    cu->rendezvous_servers = ngx_palloc(s->connection->pool, n * sizeof(char *));
+    if (cu->rendezvous_servers == NULL) {
+        return NULL;
+    }
+
+    last = servers + len;
+    start = servers;
+
+    for (p = servers; p <= last; p++) {
+        if (p < last && *p != ',') {
+            continue;
+        }
+
+        name = ngx_pnalloc(s->connection->pool, p - start + 1);
+        if (name == NULL) {
+            return NULL;
+        }
+
+        ngx_cpystrn(name, start, p - start + 1);
+        cu->rendezvous_servers[cu->n_rendezvous_servers] = (char *) name;
+
+        cu->n_rendezvous_servers++;
+        start = p + 1;
+    }
+
+    return cu;
+}
+
+
 static void *
 ngx_stream_rustdesk_rendezvous_create_main_conf(ngx_conf_t *cf)
 {
@@ -84,28 +235,334 @@ ngx_stream_rustdesk_rendezvous_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    rmcf->serial = NGX_CONF_UNSET;
+
     return rmcf;
+}
+
+
+static void *
+ngx_stream_rustdesk_rendezvous_create_srv_conf(ngx_conf_t *cf)
+{
+    ngx_stream_rustdesk_rendezvous_srv_conf_t  *rscf;
+
+    rscf = ngx_pcalloc(cf->pool,
+                       sizeof(ngx_stream_rustdesk_rendezvous_srv_conf_t));
+    if (rscf == NULL) {
+        return NULL;
+    }
+
+    rscf->timeout = NGX_CONF_UNSET_MSEC;
+    rscf->max_message = NGX_CONF_UNSET_SIZE;
+
+    return rscf;
+}
+
+
+static char *
+ngx_stream_rustdesk_rendezvous_merge_srv_conf(ngx_conf_t *cf, void *parent,
+    void *child)
+{
+    ngx_stream_rustdesk_rendezvous_srv_conf_t *prev = parent;
+    ngx_stream_rustdesk_rendezvous_srv_conf_t *conf = child;
+
+    /* the reference reads each message with a 30 s timeout */
+    ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 30000);
+
+    ngx_conf_merge_size_value(conf->max_message, prev->max_message,
+                              64 * 1024);
+
+    if (conf->max_message < 1024 || conf->max_message > 16 * 1024 * 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"rustdesk_max_message\" must be "
+                           "between 1k and 16m");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }
 
 
 static ngx_int_t
 ngx_stream_rustdesk_rendezvous_postconfiguration(ngx_conf_t *cf)
 {
+    ngx_str_t                                    name;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
     rmcf = ngx_stream_conf_get_module_main_conf(cf,
                                         ngx_stream_rustdesk_rendezvous_module);
 
+    if (rmcf->serial == NGX_CONF_UNSET) {
+        rmcf->serial = 0;
+    }
+
+    ngx_stream_rustdesk_rendezvous_version_from_url(&rmcf->software_url,
+                                                    &rmcf->software_version);
+
     /*
-     * hbbs always has a key pair; load it when the configuration names
-     * the key or its directory
+     * hbbs always has a key pair; it is loaded when a server serves the
+     * protocol or the configuration names the key or its directory
      */
 
-    if (rmcf->shared->key.data == NULL && !rmcf->shared->key_dir_set) {
+    if (!rmcf->used && rmcf->shared->key.data == NULL
+        && !rmcf->shared->key_dir_set)
+    {
         return NGX_OK;
     }
 
-    return ngx_rustdesk_conf_resolve_key(cf, rmcf->shared,
-                                         NGX_RUSTDESK_KEY_HBBS,
-                                         &rmcf->licence);
+    if (ngx_rustdesk_conf_resolve_key(cf, rmcf->shared, NGX_RUSTDESK_KEY_HBBS,
+                                      &rmcf->licence)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (!rmcf->used) {
+        return NGX_OK;
+    }
+
+    if (rmcf->shm_zone == NULL) {
+        ngx_str_set(&name, NGX_RUSTDESK_DEFAULT_ZONE);
+
+        rmcf->shm_zone = ngx_stream_rustdesk_rendezvous_add_zone(cf, &name,
+                                               NGX_RUSTDESK_DEFAULT_ZONE_SIZE);
+        if (rmcf->shm_zone == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    rmcf->zone = rmcf->shm_zone->data;
+    rmcf->zone->serial = (int32_t) rmcf->serial;
+    rmcf->zone->servers = rmcf->rendezvous_servers;
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_stream_rustdesk_rendezvous_role(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_stream_rustdesk_rendezvous_srv_conf_t  *rscf = conf;
+
+    ngx_stream_core_srv_conf_t                  *cscf;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    if (rscf->role != NGX_RUSTDESK_ROLE_NONE) {
+        return "is duplicate";
+    }
+
+    cscf = ngx_stream_conf_get_module_srv_conf(cf, ngx_stream_core_module);
+
+    if (cscf->handler) {
+        return "conflicts with another content handler in this server";
+    }
+
+    rscf->role = cmd->offset;
+    cscf->handler = ngx_stream_rustdesk_rendezvous_handler;
+
+    rmcf = ngx_stream_conf_get_module_main_conf(cf,
+                                        ngx_stream_rustdesk_rendezvous_module);
+    rmcf->used = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+/* rustdesk_zone name:size, as limit_conn_zone */
+
+static char *
+ngx_stream_rustdesk_rendezvous_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf = conf;
+
+    u_char     *p;
+    ssize_t     size;
+    ngx_str_t  *value, name, s;
+
+    if (rmcf->shm_zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    p = (u_char *) ngx_strchr(value[1].data, ':');
+
+    if (p == NULL || p == value[1].data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\", expected name:size",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = value[1].data;
+    name.len = p - value[1].data;
+
+    s.data = p + 1;
+    s.len = value[1].data + value[1].len - s.data;
+
+    size = ngx_parse_size(&s);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is too small", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    rmcf->shm_zone = ngx_stream_rustdesk_rendezvous_add_zone(cf, &name, size);
+    if (rmcf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* rustdesk_rendezvous_servers a b ...; or "a,b" as hbbs -r takes it */
+
+static char *
+ngx_stream_rustdesk_rendezvous_servers(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf = conf;
+
+    u_char      *p;
+    size_t       len;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    if (rmcf->rendezvous_servers.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    len = 0;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (value[i].len == 0 || value[i].data[0] == ','
+            || value[i].data[value[i].len - 1] == ','
+            || ngx_strlchr(value[i].data, value[i].data + value[i].len, ' '))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid rendezvous server \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        len += value[i].len + 1;
+    }
+
+    if (len - 1 > NGX_RUSTDESK_SERVERS_MAX) {
+        return "is too long";
+    }
+
+    p = ngx_pnalloc(cf->pool, len);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rmcf->rendezvous_servers.data = p;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (i > 1) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, value[i].data, value[i].len);
+    }
+
+    rmcf->rendezvous_servers.len = p - rmcf->rendezvous_servers.data;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_shm_zone_t *
+ngx_stream_rustdesk_rendezvous_add_zone(ngx_conf_t *cf, ngx_str_t *name,
+    size_t size)
+{
+    ngx_shm_zone_t            *shm_zone;
+    ngx_rustdesk_peer_zone_t  *z;
+
+    z = ngx_pcalloc(cf->pool, sizeof(ngx_rustdesk_peer_zone_t));
+    if (z == NULL) {
+        return NULL;
+    }
+
+    shm_zone = ngx_shared_memory_add(cf, name, size,
+                                     &ngx_stream_rustdesk_rendezvous_module);
+    if (shm_zone == NULL) {
+        return NULL;
+    }
+
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is already used", name);
+        return NULL;
+    }
+
+    shm_zone->init = ngx_rustdesk_peer_init_zone;
+    shm_zone->data = z;
+
+    return shm_zone;
+}
+
+
+/*
+ * The version a software URL names, as hbb_common's get_version_from_url:
+ * what follows the last '-', less an extension after the last '.' unless
+ * that is a number: ".../rustdesk-1.2.3.exe" and ".../app-1.2.3" both give
+ * "1.2.3".  SoftwareUpdate answers clients whose url differs.
+ */
+
+static void
+ngx_stream_rustdesk_rendezvous_version_from_url(ngx_str_t *url,
+    ngx_str_t *version)
+{
+    u_char  *dash, *dot, *end, *p;
+
+    ngx_str_null(version);
+
+    end = url->data + url->len;
+    dash = NULL;
+    dot = NULL;
+
+    for (p = end; p > url->data; p--) {
+        if (dash == NULL && p[-1] == '-') {
+            dash = p - 1;
+        }
+
+        if (dot == NULL && p[-1] == '.') {
+            dot = p - 1;
+        }
+    }
+
+    if (dash == NULL || dot == NULL) {
+        return;
+    }
+
+    version->data = dash + 1;
+    version->len = end - version->data;
+
+    if (dot < dash) {
+        return;
+    }
+
+    /* a numeric suffix is part of the version, an extension is not */
+
+    for (p = dot + 1; p < end; p++) {
+        if (*p < '0' || *p > '9') {
+            break;
+        }
+    }
+
+    if (p == dot + 1 || p < end) {
+        version->len = dot - version->data;
+    }
 }

@@ -1,0 +1,64 @@
+/*
+ * RendezvousMessage encoding on protobuf-c.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_rustdesk_frame.h"
+#include "ngx_rustdesk_msg.h"
+
+
+ngx_rustdesk_msg_t *
+ngx_rustdesk_msg_unpack(u_char *data, size_t len)
+{
+    return hbb__rendezvous_message__unpack(NULL, len, data);
+}
+
+
+void
+ngx_rustdesk_msg_free(ngx_rustdesk_msg_t *m)
+{
+    if (m) {
+        hbb__rendezvous_message__free_unpacked(m, NULL);
+    }
+}
+
+
+size_t
+ngx_rustdesk_msg_size(ngx_rustdesk_msg_t *m, ngx_uint_t framed)
+{
+    size_t  n;
+
+    n = hbb__rendezvous_message__get_packed_size(m);
+
+    return framed ? n + ngx_rustdesk_frame_header_size(n) : n;
+}
+
+
+u_char *
+ngx_rustdesk_msg_pack(ngx_rustdesk_msg_t *m, ngx_uint_t framed, u_char *out)
+{
+    size_t  n;
+
+    n = hbb__rendezvous_message__get_packed_size(m);
+
+    if (framed) {
+        out += ngx_rustdesk_frame_write_header(out, n);
+    }
+
+    return out + hbb__rendezvous_message__pack(m, out);
+}
+
+
+const char *
+ngx_rustdesk_msg_name(ngx_rustdesk_msg_t *m)
+{
+    const ProtobufCFieldDescriptor  *f;
+
+    f = protobuf_c_message_descriptor_get_field(
+                                        &hbb__rendezvous_message__descriptor,
+                                        m->union_case);
+
+    return f ? f->name : "unknown";
+}

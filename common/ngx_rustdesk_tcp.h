@@ -1,0 +1,65 @@
+/*
+ * A framed TCP session (PROTOCOL.md section 2): reads frames with an idle
+ * timeout, hands each decoded RendezvousMessage to a handler, and writes
+ * framed answers.  One per stream session; everything from its pool.
+ */
+
+#ifndef _NGX_RUSTDESK_TCP_H_INCLUDED_
+#define _NGX_RUSTDESK_TCP_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_stream.h>
+
+#include "ngx_rustdesk_frame.h"
+#include "ngx_rustdesk_msg.h"
+
+
+typedef struct ngx_rustdesk_tcp_s  ngx_rustdesk_tcp_t;
+
+/*
+ * Returns NGX_OK to go on reading, NGX_DONE to close once the answers are
+ * sent, NGX_ERROR to close at once.
+ */
+typedef ngx_int_t (*ngx_rustdesk_tcp_handler_pt)(ngx_rustdesk_tcp_t *t,
+    ngx_rustdesk_msg_t *m);
+
+
+struct ngx_rustdesk_tcp_s {
+    ngx_stream_session_t          *session;
+    ngx_rustdesk_tcp_handler_pt    handler;
+    void                          *data;
+    ngx_msec_t                     timeout;
+
+    ngx_rustdesk_frame_decoder_t   decoder;
+    ngx_buf_t                     *in;
+    ngx_buf_t                     *out;
+
+    unsigned                       done:1;
+};
+
+
+/*
+ * max: the largest message accepted (a larger announcement closes the
+ * connection); timeout: idle time before it is closed.
+ */
+ngx_rustdesk_tcp_t *ngx_rustdesk_tcp_create(ngx_stream_session_t *s,
+    size_t max, ngx_msec_t timeout, ngx_rustdesk_tcp_handler_pt handler,
+    void *data);
+
+/*
+ * Takes over the connection's events; bytes already read are used first.
+ * The module keeps t in its session ctx and passes event handlers that
+ * find it there and call ngx_rustdesk_tcp_on_read()/on_write().
+ */
+void ngx_rustdesk_tcp_start(ngx_rustdesk_tcp_t *t,
+    ngx_event_handler_pt read, ngx_event_handler_pt write);
+void ngx_rustdesk_tcp_on_read(ngx_rustdesk_tcp_t *t);
+void ngx_rustdesk_tcp_on_write(ngx_rustdesk_tcp_t *t);
+
+/* Queues a framed message and writes what the socket takes. */
+ngx_int_t ngx_rustdesk_tcp_send(ngx_rustdesk_tcp_t *t, ngx_rustdesk_msg_t *m);
+
+
+#endif /* _NGX_RUSTDESK_TCP_H_INCLUDED_ */

@@ -1,0 +1,832 @@
+/*
+ * Peer table and IP blocker in shared memory (PROTOCOL.md section 6).
+ *
+ * Both live in one slab zone: rbtrees keyed by crc32 with an LRU queue
+ * each.  Every function here takes the zone mutex itself and never holds
+ * it across I/O.  When the zone is full, the least recently registered
+ * peers that are offline are evicted (they stay in the database); a zone
+ * full of online peers refuses new ones and says so once.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include <sodium.h>
+
+#include "ngx_rustdesk_peer.h"
+
+
+#define NGX_RUSTDESK_EVICT_MAX  16     /* peers freed per failed alloc */
+
+
+static ngx_rustdesk_peer_t *ngx_rustdesk_peer_lookup_locked(
+    ngx_rustdesk_peer_zone_t *z, ngx_str_t *id, uint32_t hash);
+static ngx_rustdesk_peer_t *ngx_rustdesk_peer_store_locked(
+    ngx_rustdesk_peer_zone_t *z, ngx_rustdesk_peer_t *old, ngx_str_t *id,
+    uint32_t hash, ngx_str_t *uuid, ngx_str_t *pk, ngx_log_t *log);
+static void *ngx_rustdesk_peer_alloc_locked(ngx_rustdesk_peer_zone_t *z,
+    size_t size, ngx_msec_t now, ngx_log_t *log);
+static void ngx_rustdesk_peer_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static void ngx_rustdesk_ip_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_int_t ngx_rustdesk_ip_cmp(ngx_rustdesk_ip_t *a,
+    ngx_rustdesk_ip_t *b, ngx_uint_t with_port);
+
+
+#define ngx_rustdesk_peer_id(p)    ((p)->data)
+#define ngx_rustdesk_peer_uuid(p)  ((p)->data + (p)->id_len)
+#define ngx_rustdesk_peer_pk(p)    ((p)->data + (p)->id_len + (p)->uuid_len)
+
+
+ngx_int_t
+ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_rustdesk_peer_zone_t  *oz = data;
+
+    size_t                     len;
+    ngx_rustdesk_peer_zone_t  *z;
+
+    z = shm_zone->data;
+
+    if (oz) {
+        /* reload: keep the peers of the running zone */
+        z->sh = oz->sh;
+        z->shpool = oz->shpool;
+
+        ngx_shmtx_lock(&z->shpool->mutex);
+        z->sh->generation++;
+        z->sh->full_logged = 0;
+        ngx_shmtx_unlock(&z->shpool->mutex);
+
+        return NGX_OK;
+    }
+
+    z->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        z->sh = z->shpool->data;
+        return NGX_OK;
+    }
+
+    z->sh = ngx_slab_calloc(z->shpool, sizeof(ngx_rustdesk_peer_shctx_t));
+    if (z->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    z->shpool->data = z->sh;
+
+    ngx_rbtree_init(&z->sh->peers, &z->sh->peers_sentinel,
+                    ngx_rustdesk_peer_rbtree_insert);
+    ngx_queue_init(&z->sh->peers_lru);
+
+    ngx_rbtree_init(&z->sh->ips, &z->sh->ips_sentinel,
+                    ngx_rustdesk_ip_rbtree_insert);
+    ngx_queue_init(&z->sh->ips_lru);
+
+    z->sh->serial = z->serial;
+    z->sh->servers_len = ngx_min(z->servers.len, NGX_RUSTDESK_SERVERS_MAX);
+    ngx_memcpy(z->sh->servers, z->servers.data, z->sh->servers_len);
+
+    len = sizeof(" in rustdesk zone \"\"") + shm_zone->shm.name.len;
+
+    z->shpool->log_ctx = ngx_slab_alloc(z->shpool, len);
+    if (z->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(z->shpool->log_ctx, " in rustdesk zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full zone is handled here, by eviction, not logged by the slab */
+    z->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_rustdesk_ip_from_sockaddr(ngx_rustdesk_ip_t *ip, struct sockaddr *sa,
+    socklen_t len)
+{
+    struct sockaddr_in   *sin;
+    struct sockaddr_in6  *sin6;
+
+    ngx_memzero(ip, sizeof(ngx_rustdesk_ip_t));
+
+    switch (sa->sa_family) {
+
+    case AF_INET:
+        sin = (struct sockaddr_in *) sa;
+        ip->family = AF_INET;
+        ip->port = ntohs(sin->sin_port);
+        ngx_memcpy(ip->addr, &sin->sin_addr, 4);
+        break;
+
+    case AF_INET6:
+        sin6 = (struct sockaddr_in6 *) sa;
+        ip->port = ntohs(sin6->sin6_port);
+
+        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+            ip->family = AF_INET;
+            ngx_memcpy(ip->addr, &sin6->sin6_addr.s6_addr[12], 4);
+
+        } else {
+            ip->family = AF_INET6;
+            ngx_memcpy(ip->addr, &sin6->sin6_addr, 16);
+        }
+
+        break;
+    }
+}
+
+
+socklen_t
+ngx_rustdesk_ip_to_sockaddr(ngx_rustdesk_ip_t *ip, struct sockaddr_storage *ss)
+{
+    struct sockaddr_in   *sin;
+    struct sockaddr_in6  *sin6;
+
+    ngx_memzero(ss, sizeof(struct sockaddr_storage));
+
+    if (ip->family == AF_INET6) {
+        sin6 = (struct sockaddr_in6 *) ss;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(ip->port);
+        ngx_memcpy(&sin6->sin6_addr, ip->addr, 16);
+        return sizeof(struct sockaddr_in6);
+    }
+
+    sin = (struct sockaddr_in *) ss;
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(ip->port);
+    ngx_memcpy(&sin->sin_addr, ip->addr, 4);
+    return sizeof(struct sockaddr_in);
+}
+
+
+size_t
+ngx_rustdesk_ip_text(ngx_rustdesk_ip_t *ip, u_char *buf, size_t len)
+{
+    if (ip->family == 0) {
+        return 0;
+    }
+
+    return ngx_inet_ntop(ip->family, ip->addr, buf, len);
+}
+
+
+ngx_uint_t
+ngx_rustdesk_ip_is_loopback(ngx_rustdesk_ip_t *ip)
+{
+    static u_char  lo6[16] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 };
+
+    if (ip->family == AF_INET) {
+        return ip->addr[0] == 127;
+    }
+
+    return ip->family == AF_INET6 && ngx_memcmp(ip->addr, lo6, 16) == 0;
+}
+
+
+void
+ngx_rustdesk_peer_register(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    ngx_rustdesk_ip_t *addr, ngx_msec_t now, ngx_uint_t *request_pk,
+    ngx_uint_t *ip_change)
+{
+    uint32_t              hash;
+    ngx_rustdesk_peer_t  *p;
+
+    hash = ngx_crc32_short(id->data, id->len);
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    p = ngx_rustdesk_peer_lookup_locked(z, id, hash);
+
+    if (p == NULL) {
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        *request_pk = 1;
+        *ip_change = 0;
+        return;
+    }
+
+    /*
+     * an IP change compares with the last UDP address, or with the IP of
+     * the last RegisterPk when there is none; loopback never counts
+     */
+
+    if (p->addr.family) {
+        *ip_change = ngx_rustdesk_ip_cmp(&p->addr, addr, 0) != 0;
+
+    } else {
+        *ip_change = ngx_rustdesk_ip_cmp(&p->ip, addr, 0) != 0;
+    }
+
+    if (ngx_rustdesk_ip_is_loopback(addr)) {
+        *ip_change = 0;
+    }
+
+    *request_pk = (p->pk_len == 0 || *ip_change);
+
+    if (!*request_pk) {
+        p->addr = *addr;
+        p->last_reg = now;
+
+        ngx_queue_remove(&p->queue);
+        ngx_queue_insert_head(&z->sh->peers_lru, &p->queue);
+    }
+
+    /* the reference logs an IP change only while RegisterPk is not looping */
+    if (*ip_change && p->reg_pk_count > 2) {
+        *ip_change = 0;
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+
+ngx_int_t
+ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_register_pk_t *rk, ngx_rustdesk_peer_row_t *row,
+    ngx_rustdesk_peer_change_t *change, ngx_log_t *log)
+{
+    uint32_t              hash;
+    ngx_str_t             uuid, pk;
+    ngx_uint_t            changed, same_pk;
+    ngx_rustdesk_peer_t  *p;
+
+    ngx_memzero(change, sizeof(ngx_rustdesk_peer_change_t));
+
+    hash = ngx_crc32_short(rk->id.data, rk->id.len);
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    p = ngx_rustdesk_peer_lookup_locked(z, &rk->id, hash);
+
+    if (p == NULL && row == NULL) {
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    if (p == NULL && row->uuid.len) {
+        /* known to the database only: load it into memory first */
+
+        p = ngx_rustdesk_peer_store_locked(z, NULL, &rk->id, hash, &row->uuid,
+                                           &row->pk, log);
+        if (p == NULL) {
+            ngx_shmtx_unlock(&z->shpool->mutex);
+            return 7;  /* SERVER_ERROR */
+        }
+
+        ngx_memcpy(p->guid, row->guid, 16);
+        p->has_guid = 1;
+        p->ip = row->ip;
+    }
+
+    if (p == NULL || p->uuid_len == 0) {
+        changed = 1;
+
+    } else {
+        uuid.data = ngx_rustdesk_peer_uuid(p);
+        uuid.len = p->uuid_len;
+        pk.data = ngx_rustdesk_peer_pk(p);
+        pk.len = p->pk_len;
+
+        same_pk = (pk.len == rk->pk.len
+                   && ngx_memcmp(pk.data, rk->pk.data, pk.len) == 0);
+
+        if (uuid.len != rk->uuid.len
+            || ngx_memcmp(uuid.data, rk->uuid.data, uuid.len) != 0)
+        {
+            ngx_shmtx_unlock(&z->shpool->mutex);
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "rustdesk: peer \"%V\" uuid mismatch", &rk->id);
+            return 2;  /* UUID_MISMATCH */
+        }
+
+        if (ngx_rustdesk_ip_cmp(&p->ip, &rk->addr, 0) != 0 && !same_pk) {
+            ngx_shmtx_unlock(&z->shpool->mutex);
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "rustdesk: peer \"%V\" ip and pk mismatch",
+                          &rk->id);
+            return 2;  /* UUID_MISMATCH */
+        }
+
+        changed = !same_pk || ngx_rustdesk_ip_cmp(&p->ip, &rk->addr, 0) != 0;
+    }
+
+    /* at most 3 RegisterPk within 6 s for one id */
+
+    if (p) {
+        if (rk->now - p->reg_pk_time > NGX_RUSTDESK_REG_PK_WINDOW) {
+            p->reg_pk_count = 0;
+
+        } else if (p->reg_pk_count >= NGX_RUSTDESK_REG_PK_MAX) {
+            ngx_shmtx_unlock(&z->shpool->mutex);
+            return 4;  /* TOO_FREQUENT */
+        }
+    }
+
+    if (changed) {
+        p = ngx_rustdesk_peer_store_locked(z, p, &rk->id, hash, &rk->uuid,
+                                           &rk->pk, log);
+        if (p == NULL) {
+            ngx_shmtx_unlock(&z->shpool->mutex);
+            return 7;  /* SERVER_ERROR */
+        }
+
+        p->addr = rk->addr;
+        p->ip = rk->addr;
+        p->ip.port = 0;
+        p->last_reg = rk->now;
+
+        change->write = 1;
+        change->insert = !p->has_guid;
+
+        if (!p->has_guid) {
+            randombytes_buf(p->guid, 16);
+            p->has_guid = 1;
+        }
+
+        ngx_memcpy(change->guid, p->guid, 16);
+    }
+
+    p->reg_pk_count++;
+    p->reg_pk_time = rk->now;
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return 0;  /* OK */
+}
+
+
+ngx_uint_t
+ngx_rustdesk_ip_blocker_allow(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_ip_t *addr, ngx_str_t *id, ngx_msec_t now, ngx_log_t *log)
+{
+    uint32_t                  hash, idh, *ids;
+    ngx_int_t                 rc;
+    ngx_uint_t                i, is_new;
+    ngx_rustdesk_ip_t         ip;
+    ngx_rbtree_node_t        *node, *sentinel;
+    ngx_rustdesk_ip_block_t  *b;
+
+    ip = *addr;
+    ip.port = 0;
+
+    hash = ngx_crc32_short(ip.addr, 16);
+    idh = ngx_crc32_short(id->data, id->len);
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    node = z->sh->ips.root;
+    sentinel = z->sh->ips.sentinel;
+    b = NULL;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        b = (ngx_rustdesk_ip_block_t *) node;
+
+        rc = ngx_memcmp(&ip, &b->ip, sizeof(ngx_rustdesk_ip_t));
+        if (rc == 0) {
+            break;
+        }
+
+        b = NULL;
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    if (b == NULL) {
+        /* the reference starts counting from the second request */
+
+        b = ngx_rustdesk_peer_alloc_locked(z, sizeof(ngx_rustdesk_ip_block_t),
+                                           now, log);
+        if (b != NULL) {
+            ngx_memzero(b, sizeof(ngx_rustdesk_ip_block_t));
+            b->node.key = hash;
+            b->ip = ip;
+            b->reg_time = now;
+            b->ids_time = now;
+            ngx_rbtree_insert(&z->sh->ips, &b->node);
+            ngx_queue_insert_head(&z->sh->ips_lru, &b->queue);
+            z->sh->nips++;
+        }
+
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        return 1;
+    }
+
+    ngx_queue_remove(&b->queue);
+    ngx_queue_insert_head(&z->sh->ips_lru, &b->queue);
+
+    /* more than 30 RegisterPk without a 60 s pause */
+
+    if (now - b->reg_time > NGX_RUSTDESK_IP_BLOCK_WINDOW) {
+        b->reg_count = 0;
+
+    } else if (b->reg_count > NGX_RUSTDESK_IP_BLOCK_MAX) {
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        return 0;
+    }
+
+    b->reg_count++;
+    b->reg_time = now;
+
+    /* more than 300 distinct ids without a day's pause: known ids only */
+
+    is_new = 1;
+
+    for (i = 0; i < b->nids; i++) {
+        if (b->ids[i] == idh) {
+            is_new = 0;
+            break;
+        }
+    }
+
+    if (now - b->ids_time > NGX_RUSTDESK_IP_IDS_WINDOW) {
+        b->nids = 0;
+
+    } else if (b->nids > NGX_RUSTDESK_IP_IDS_MAX) {
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        return !is_new;
+    }
+
+    if (is_new) {
+        if (b->nids == b->ids_size) {
+            ids = ngx_rustdesk_peer_alloc_locked(z,
+                                  (b->ids_size ? b->ids_size * 2 : 8)
+                                  * sizeof(uint32_t), now, log);
+            if (ids == NULL) {
+                /* no room to remember it: let it pass */
+                ngx_shmtx_unlock(&z->shpool->mutex);
+                return 1;
+            }
+
+            if (b->ids) {
+                ngx_memcpy(ids, b->ids, b->nids * sizeof(uint32_t));
+                ngx_slab_free_locked(z->shpool, b->ids);
+            }
+
+            b->ids = ids;
+            b->ids_size = b->ids_size ? b->ids_size * 2 : 8;
+        }
+
+        b->ids[b->nids++] = idh;
+    }
+
+    b->ids_time = now;
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return 1;
+}
+
+
+ngx_int_t
+ngx_rustdesk_peer_online(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    ngx_msec_t now)
+{
+    ngx_int_t             rc;
+    ngx_rustdesk_peer_t  *p;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    p = ngx_rustdesk_peer_lookup_locked(z, id,
+                                        ngx_crc32_short(id->data, id->len));
+    if (p == NULL) {
+        rc = NGX_DECLINED;
+
+    } else {
+        rc = (p->last_reg && now - p->last_reg < NGX_RUSTDESK_REG_TIMEOUT);
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return rc;
+}
+
+
+int32_t
+ngx_rustdesk_peer_serial(ngx_rustdesk_peer_zone_t *z, u_char *servers,
+    size_t *servers_len)
+{
+    int32_t  serial;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    if (z->sh->serial > z->serial) {
+        serial = z->sh->serial;
+        *servers_len = z->sh->servers_len;
+        ngx_memcpy(servers, z->sh->servers, z->sh->servers_len);
+
+    } else {
+        serial = z->serial;
+        *servers_len = ngx_min(z->servers.len, NGX_RUSTDESK_SERVERS_MAX);
+        ngx_memcpy(servers, z->servers.data, *servers_len);
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return serial;
+}
+
+
+ngx_uint_t
+ngx_rustdesk_peer_config_update(ngx_rustdesk_peer_zone_t *z, int32_t serial,
+    u_char *servers, size_t servers_len)
+{
+    ngx_uint_t  adopted;
+
+    if (servers_len > NGX_RUSTDESK_SERVERS_MAX) {
+        return 0;
+    }
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    adopted = (serial > z->sh->serial && serial > z->serial);
+
+    if (adopted) {
+        z->sh->serial = serial;
+        z->sh->servers_len = servers_len;
+        ngx_memcpy(z->sh->servers, servers, servers_len);
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return adopted;
+}
+
+
+static ngx_rustdesk_peer_t *
+ngx_rustdesk_peer_lookup_locked(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    uint32_t hash)
+{
+    ngx_int_t             rc;
+    ngx_rbtree_node_t    *node, *sentinel;
+    ngx_rustdesk_peer_t  *p;
+
+    node = z->sh->peers.root;
+    sentinel = z->sh->peers.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        p = (ngx_rustdesk_peer_t *) node;
+
+        rc = ngx_memn2cmp(id->data, ngx_rustdesk_peer_id(p), id->len,
+                          p->id_len);
+        if (rc == 0) {
+            return p;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+/*
+ * Stores id/uuid/pk: in place when the sizes match, else in a new node
+ * that takes over the old one's fields and place in the LRU.
+ */
+
+static ngx_rustdesk_peer_t *
+ngx_rustdesk_peer_store_locked(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_peer_t *old, ngx_str_t *id, uint32_t hash, ngx_str_t *uuid,
+    ngx_str_t *pk, ngx_log_t *log)
+{
+    size_t                size;
+    ngx_rustdesk_peer_t  *p;
+
+    if (old && old->uuid_len == uuid->len && old->pk_len == pk->len) {
+        p = old;
+        goto copy;
+    }
+
+    size = offsetof(ngx_rustdesk_peer_t, data) + id->len + uuid->len + pk->len;
+
+    /* out of the LRU while allocating, so that eviction cannot take it */
+
+    if (old) {
+        ngx_queue_remove(&old->queue);
+    }
+
+    p = ngx_rustdesk_peer_alloc_locked(z, size, ngx_current_msec, log);
+
+    if (p == NULL) {
+        if (old) {
+            ngx_queue_insert_head(&z->sh->peers_lru, &old->queue);
+        }
+
+        return NULL;
+    }
+
+    if (old) {
+        ngx_memcpy(p, old, offsetof(ngx_rustdesk_peer_t, data));
+        ngx_rbtree_delete(&z->sh->peers, &old->node);
+        ngx_slab_free_locked(z->shpool, old);
+        z->sh->npeers--;
+
+    } else {
+        ngx_memzero(p, offsetof(ngx_rustdesk_peer_t, data));
+    }
+
+    p->node.key = hash;
+    p->id_len = (u_char) id->len;
+    ngx_memcpy(ngx_rustdesk_peer_id(p), id->data, id->len);
+
+    ngx_rbtree_insert(&z->sh->peers, &p->node);
+    ngx_queue_insert_head(&z->sh->peers_lru, &p->queue);
+    z->sh->npeers++;
+
+copy:
+
+    p->uuid_len = (u_char) uuid->len;
+    p->pk_len = (u_char) pk->len;
+    ngx_memcpy(ngx_rustdesk_peer_uuid(p), uuid->data, uuid->len);
+    ngx_memcpy(ngx_rustdesk_peer_pk(p), pk->data, pk->len);
+
+    ngx_queue_remove(&p->queue);
+    ngx_queue_insert_head(&z->sh->peers_lru, &p->queue);
+
+    return p;
+}
+
+
+/*
+ * Allocation with room made by evicting peers that are offline, least
+ * recently registered first, and blocker entries idle for a day.
+ */
+
+static void *
+ngx_rustdesk_peer_alloc_locked(ngx_rustdesk_peer_zone_t *z, size_t size,
+    ngx_msec_t now, ngx_log_t *log)
+{
+    void                     *p;
+    ngx_uint_t                n;
+    ngx_queue_t              *q;
+    ngx_rustdesk_peer_t      *peer;
+    ngx_rustdesk_ip_block_t  *b;
+
+    for ( ;; ) {
+        p = ngx_slab_alloc_locked(z->shpool, size);
+        if (p != NULL) {
+            return p;
+        }
+
+        n = 0;
+
+        while (n < NGX_RUSTDESK_EVICT_MAX && !ngx_queue_empty(&z->sh->ips_lru)) {
+            q = ngx_queue_last(&z->sh->ips_lru);
+            b = ngx_queue_data(q, ngx_rustdesk_ip_block_t, queue);
+
+            if (now - b->ids_time < NGX_RUSTDESK_IP_IDS_WINDOW
+                && now - b->reg_time < NGX_RUSTDESK_IP_BLOCK_WINDOW)
+            {
+                break;
+            }
+
+            ngx_queue_remove(q);
+            ngx_rbtree_delete(&z->sh->ips, &b->node);
+
+            if (b->ids) {
+                ngx_slab_free_locked(z->shpool, b->ids);
+            }
+
+            ngx_slab_free_locked(z->shpool, b);
+            z->sh->nips--;
+            n++;
+        }
+
+        while (n < NGX_RUSTDESK_EVICT_MAX
+               && !ngx_queue_empty(&z->sh->peers_lru))
+        {
+            q = ngx_queue_last(&z->sh->peers_lru);
+            peer = ngx_queue_data(q, ngx_rustdesk_peer_t, queue);
+
+            if (peer->last_reg
+                && now - peer->last_reg < NGX_RUSTDESK_REG_TIMEOUT)
+            {
+                break;
+            }
+
+            ngx_queue_remove(q);
+            ngx_rbtree_delete(&z->sh->peers, &peer->node);
+            ngx_slab_free_locked(z->shpool, peer);
+            z->sh->npeers--;
+            n++;
+        }
+
+        if (n == 0) {
+            if (!z->sh->full_logged) {
+                z->sh->full_logged = 1;
+                ngx_log_error(NGX_LOG_WARN, log, 0,
+                              "rustdesk: zone%s is full of online peers "
+                              "(%ui), new peers are refused; "
+                              "make it larger", z->shpool->log_ctx,
+                              z->sh->npeers);
+            }
+
+            return NULL;
+        }
+    }
+}
+
+
+/* ordered by crc32, then by the id itself, as ngx_str_rbtree_insert_value */
+
+static void
+ngx_rustdesk_peer_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t    **p;
+    ngx_rustdesk_peer_t   *n, *t;
+
+    n = (ngx_rustdesk_peer_t *) node;
+
+    for ( ;; ) {
+        t = (ngx_rustdesk_peer_t *) temp;
+
+        if (node->key != temp->key) {
+            p = (node->key < temp->key) ? &temp->left : &temp->right;
+
+        } else {
+            p = (ngx_memn2cmp(ngx_rustdesk_peer_id(n), ngx_rustdesk_peer_id(t),
+                              n->id_len, t->id_len) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static void
+ngx_rustdesk_ip_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t        **p;
+    ngx_rustdesk_ip_block_t   *n, *t;
+
+    n = (ngx_rustdesk_ip_block_t *) node;
+
+    for ( ;; ) {
+        t = (ngx_rustdesk_ip_block_t *) temp;
+
+        if (node->key != temp->key) {
+            p = (node->key < temp->key) ? &temp->left : &temp->right;
+
+        } else {
+            p = (ngx_memcmp(&n->ip, &t->ip, sizeof(ngx_rustdesk_ip_t)) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static ngx_int_t
+ngx_rustdesk_ip_cmp(ngx_rustdesk_ip_t *a, ngx_rustdesk_ip_t *b,
+    ngx_uint_t with_port)
+{
+    if (a->family != b->family) {
+        return 1;
+    }
+
+    if (with_port && a->port != b->port) {
+        return 1;
+    }
+
+    return ngx_memcmp(a->addr, b->addr, a->family == AF_INET ? 4 : 16) != 0;
+}

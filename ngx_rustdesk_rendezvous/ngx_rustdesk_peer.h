@@ -1,0 +1,164 @@
+/*
+ * The peer table and the IP blocker of the rendezvous server, in a shared
+ * memory zone so that every worker sees the same peers (PROTOCOL.md
+ * section 6, DESIGN.md "Processes and state").
+ */
+
+#ifndef _NGX_RUSTDESK_PEER_H_INCLUDED_
+#define _NGX_RUSTDESK_PEER_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+
+#define NGX_RUSTDESK_REG_TIMEOUT     30000    /* online: registered < 30 s ago */
+#define NGX_RUSTDESK_REG_PK_WINDOW   6000     /* at most 3 RegisterPk per 6 s */
+#define NGX_RUSTDESK_REG_PK_MAX      3
+#define NGX_RUSTDESK_IP_BLOCK_WINDOW 60000    /* at most 30 RegisterPk per 60 s */
+#define NGX_RUSTDESK_IP_BLOCK_MAX    30
+#define NGX_RUSTDESK_IP_IDS_WINDOW   86400000 /* at most 300 new ids per day */
+#define NGX_RUSTDESK_IP_IDS_MAX      300
+
+#define NGX_RUSTDESK_ID_MIN          6
+#define NGX_RUSTDESK_ID_MAX          100      /* the database's varchar(100) */
+#define NGX_RUSTDESK_BLOB_MAX        255      /* uuid and pk */
+#define NGX_RUSTDESK_SERVERS_MAX     1024     /* rendezvous_servers, joined */
+
+
+/* An IP address and port, compact and comparable (v4-mapped made v4). */
+typedef struct {
+    u_char               family;            /* 0: none */
+    u_char               pad;
+    uint16_t             port;
+    u_char               addr[16];
+} ngx_rustdesk_ip_t;
+
+
+typedef struct {
+    ngx_rbtree_node_t    node;              /* key: crc32 of the id */
+    ngx_queue_t          queue;             /* LRU by registration */
+    ngx_msec_t           last_reg;          /* 0: not registered yet */
+    ngx_msec_t           reg_pk_time;
+    ngx_rustdesk_ip_t    addr;              /* last UDP address */
+    ngx_rustdesk_ip_t    ip;                /* IP of the last RegisterPk */
+    u_char               guid[16];
+    u_char               has_guid;          /* known to the database */
+    u_char               reg_pk_count;
+    u_char               id_len;
+    u_char               uuid_len;
+    u_char               pk_len;
+    u_char               data[1];           /* id, uuid, pk */
+} ngx_rustdesk_peer_t;
+
+
+typedef struct {
+    ngx_rbtree_node_t    node;              /* key: crc32 of the address */
+    ngx_queue_t          queue;
+    ngx_rustdesk_ip_t    ip;
+    ngx_msec_t           reg_time;
+    ngx_msec_t           ids_time;
+    uint32_t             reg_count;
+    uint32_t             nids;
+    uint32_t             ids_size;
+    uint32_t            *ids;               /* crc32 of each id seen */
+} ngx_rustdesk_ip_block_t;
+
+
+typedef struct {
+    ngx_rbtree_t         peers;
+    ngx_rbtree_node_t    peers_sentinel;
+    ngx_queue_t          peers_lru;
+    ngx_rbtree_t         ips;
+    ngx_rbtree_node_t    ips_sentinel;
+    ngx_queue_t          ips_lru;
+
+    ngx_uint_t           npeers;
+    ngx_uint_t           nips;
+    ngx_uint_t           generation;        /* bumped by each init_zone */
+    ngx_uint_t           full_logged;
+
+    int32_t              serial;            /* adopted from ConfigUpdate */
+    size_t               servers_len;
+    u_char               servers[NGX_RUSTDESK_SERVERS_MAX];
+} ngx_rustdesk_peer_shctx_t;
+
+
+typedef struct {
+    ngx_rustdesk_peer_shctx_t  *sh;
+    ngx_slab_pool_t            *shpool;
+    int32_t                     serial;     /* configured rustdesk_serial */
+    ngx_str_t                   servers;    /* configured, comma-joined */
+} ngx_rustdesk_peer_zone_t;
+
+
+/* What a RegisterPk asks of the table. */
+typedef struct {
+    ngx_str_t            id;
+    ngx_str_t            uuid;
+    ngx_str_t            pk;
+    ngx_rustdesk_ip_t    addr;
+    ngx_msec_t           now;
+} ngx_rustdesk_register_pk_t;
+
+
+/* What the database needs to hear after a RegisterPk. */
+typedef struct {
+    ngx_uint_t           write;             /* 0: nothing changed */
+    ngx_uint_t           insert;            /* 1: new row, 0: update by guid */
+    u_char               guid[16];
+} ngx_rustdesk_peer_change_t;
+
+
+/* A row of the database, loaded on a memory miss. */
+typedef struct {
+    u_char               guid[16];
+    ngx_str_t            uuid;
+    ngx_str_t            pk;
+    ngx_rustdesk_ip_t    ip;
+} ngx_rustdesk_peer_row_t;
+
+
+ngx_int_t ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+
+void ngx_rustdesk_ip_from_sockaddr(ngx_rustdesk_ip_t *ip,
+    struct sockaddr *sa, socklen_t len);
+socklen_t ngx_rustdesk_ip_to_sockaddr(ngx_rustdesk_ip_t *ip,
+    struct sockaddr_storage *ss);
+size_t ngx_rustdesk_ip_text(ngx_rustdesk_ip_t *ip, u_char *buf, size_t len);
+ngx_uint_t ngx_rustdesk_ip_is_loopback(ngx_rustdesk_ip_t *ip);
+
+/*
+ * RegisterPeer: sets *request_pk and *ip_change; refreshes the peer's
+ * address and registration time unless a key is requested.
+ */
+void ngx_rustdesk_peer_register(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    ngx_rustdesk_ip_t *addr, ngx_msec_t now, ngx_uint_t *request_pk,
+    ngx_uint_t *ip_change);
+
+/*
+ * RegisterPk after the id and blocker checks.  Returns a RegisterPkResponse
+ * result, or NGX_DECLINED when the peer is not in memory and row is NULL:
+ * the caller then reads the database and calls again with the row (or
+ * with a row of empty uuid when there is none).
+ */
+ngx_int_t ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_register_pk_t *rk, ngx_rustdesk_peer_row_t *row,
+    ngx_rustdesk_peer_change_t *change, ngx_log_t *log);
+
+/* The IP blocker: 0 refuses this RegisterPk (PROTOCOL.md section 6). */
+ngx_uint_t ngx_rustdesk_ip_blocker_allow(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_ip_t *ip, ngx_str_t *id, ngx_msec_t now, ngx_log_t *log);
+
+/* 1: online, 0: known but offline, NGX_DECLINED: not in memory. */
+ngx_int_t ngx_rustdesk_peer_online(ngx_rustdesk_peer_zone_t *z,
+    ngx_str_t *id, ngx_msec_t now);
+
+/* Serial and rendezvous servers now in force (ConfigUpdate may raise them). */
+int32_t ngx_rustdesk_peer_serial(ngx_rustdesk_peer_zone_t *z, u_char *servers,
+    size_t *servers_len);
+ngx_uint_t ngx_rustdesk_peer_config_update(ngx_rustdesk_peer_zone_t *z,
+    int32_t serial, u_char *servers, size_t servers_len);
+
+
+#endif /* _NGX_RUSTDESK_PEER_H_INCLUDED_ */

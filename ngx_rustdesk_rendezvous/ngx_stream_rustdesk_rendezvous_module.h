@@ -1,0 +1,65 @@
+/*
+ * The rendezvous module's configuration and per-session state, shared by
+ * its files (module, UDP, TCP).
+ */
+
+#ifndef _NGX_STREAM_RUSTDESK_RENDEZVOUS_MODULE_H_INCLUDED_
+#define _NGX_STREAM_RUSTDESK_RENDEZVOUS_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_stream.h>
+
+#include "ngx_rustdesk_conf.h"
+#include "ngx_rustdesk_msg.h"
+#include "ngx_rustdesk_tcp.h"
+#include "ngx_rustdesk_peer.h"
+
+
+#define NGX_RUSTDESK_ROLE_NONE        0
+#define NGX_RUSTDESK_ROLE_RENDEZVOUS  1   /* main port, TCP and UDP */
+#define NGX_RUSTDESK_ROLE_NAT_TEST    2   /* main port - 1 */
+
+
+typedef struct {
+    ngx_rustdesk_stream_conf_t  *shared;           /* must stay first */
+    ngx_str_t                    licence;          /* empty: any key */
+
+    ngx_shm_zone_t              *shm_zone;
+    ngx_rustdesk_peer_zone_t    *zone;
+
+    ngx_int_t                    serial;
+    ngx_str_t                    rendezvous_servers;  /* comma-joined */
+    ngx_str_t                    software_url;
+    ngx_str_t                    software_version;
+
+    ngx_uint_t                   used;             /* a server has a role */
+} ngx_stream_rustdesk_rendezvous_main_conf_t;
+
+
+typedef struct {
+    ngx_uint_t                   role;
+    ngx_msec_t                   timeout;
+    size_t                       max_message;
+} ngx_stream_rustdesk_rendezvous_srv_conf_t;
+
+
+typedef struct {
+    ngx_rustdesk_tcp_t          *tcp;
+    ngx_rustdesk_ip_t            addr;             /* the client */
+} ngx_stream_rustdesk_rendezvous_ctx_t;
+
+
+extern ngx_module_t  ngx_stream_rustdesk_rendezvous_module;
+
+
+void ngx_stream_rustdesk_rendezvous_udp(ngx_stream_session_t *s);
+void ngx_stream_rustdesk_rendezvous_tcp(ngx_stream_session_t *s);
+
+/* TestNatResponse / RegisterPeer's ConfigUpdate: when serial is higher. */
+Hbb__ConfigUpdate *ngx_stream_rustdesk_rendezvous_config_update(
+    ngx_stream_session_t *s, int32_t client_serial);
+
+
+#endif /* _NGX_STREAM_RUSTDESK_RENDEZVOUS_MODULE_H_INCLUDED_ */

@@ -1,0 +1,337 @@
+/*
+ * The rendezvous server's UDP side (PROTOCOL.md section 6): one datagram,
+ * one RendezvousMessage, at most one answer to its sender, then the
+ * session ends.  PunchHoleRequest, PunchHoleSent and LocalAddr over UDP
+ * are ignored: answering them would let spoofed datagrams reflect
+ * traffic at third parties.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_stream.h>
+
+#include "ngx_stream_rustdesk_rendezvous_module.h"
+
+
+static void ngx_stream_rustdesk_rendezvous_register_peer(
+    ngx_stream_session_t *s, Hbb__RegisterPeer *rp, ngx_rustdesk_ip_t *addr);
+static void ngx_stream_rustdesk_rendezvous_register_pk(
+    ngx_stream_session_t *s, Hbb__RegisterPk *rk, ngx_rustdesk_ip_t *addr);
+static void ngx_stream_rustdesk_rendezvous_configure(ngx_stream_session_t *s,
+    Hbb__ConfigUpdate *cu, ngx_rustdesk_ip_t *addr);
+static void ngx_stream_rustdesk_rendezvous_software(ngx_stream_session_t *s,
+    Hbb__SoftwareUpdate *su);
+static void ngx_stream_rustdesk_rendezvous_udp_send(ngx_stream_session_t *s,
+    ngx_rustdesk_msg_t *m);
+
+
+void
+ngx_stream_rustdesk_rendezvous_udp(ngx_stream_session_t *s)
+{
+    ngx_buf_t           *b;
+    ngx_connection_t    *c;
+    ngx_rustdesk_ip_t    addr;
+    ngx_rustdesk_msg_t  *m;
+
+    c = s->connection;
+    b = c->buffer;
+
+    c->log->action = "handling rendezvous datagram";
+
+    m = ngx_rustdesk_msg_unpack(b->pos, b->last - b->pos);
+
+    if (m == NULL) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "rustdesk: malformed datagram of %uz bytes",
+                      (size_t) (b->last - b->pos));
+        ngx_stream_finalize_session(s, NGX_STREAM_OK);
+        return;
+    }
+
+    ngx_rustdesk_ip_from_sockaddr(&addr, c->sockaddr, c->socklen);
+
+    switch (m->union_case) {
+
+    case HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PEER:
+        ngx_stream_rustdesk_rendezvous_register_peer(s, m->register_peer,
+                                                     &addr);
+        break;
+
+    case HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PK:
+        ngx_stream_rustdesk_rendezvous_register_pk(s, m->register_pk, &addr);
+        break;
+
+    case HBB__RENDEZVOUS_MESSAGE__UNION_CONFIGURE_UPDATE:
+        ngx_stream_rustdesk_rendezvous_configure(s, m->configure_update,
+                                                 &addr);
+        break;
+
+    case HBB__RENDEZVOUS_MESSAGE__UNION_SOFTWARE_UPDATE:
+        ngx_stream_rustdesk_rendezvous_software(s, m->software_update);
+        break;
+
+    default:
+        ngx_log_debug1(NGX_LOG_DEBUG_STREAM, c->log, 0,
+                       "rustdesk: udp %s ignored", ngx_rustdesk_msg_name(m));
+        break;
+    }
+
+    ngx_rustdesk_msg_free(m);
+
+    ngx_stream_finalize_session(s, NGX_STREAM_OK);
+}
+
+
+static void
+ngx_stream_rustdesk_rendezvous_register_peer(ngx_stream_session_t *s,
+    Hbb__RegisterPeer *rp, ngx_rustdesk_ip_t *addr)
+{
+    u_char                                      *p;
+    ngx_str_t                                    id;
+    ngx_uint_t                                   request_pk, ip_change;
+    Hbb__ConfigUpdate                           *cu;
+    ngx_rustdesk_msg_t                           out;
+    Hbb__RegisterPeerResponse                    rpr;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+    u_char                                       text[NGX_SOCKADDR_STRLEN];
+
+    id.data = (u_char *) rp->id;
+    id.len = ngx_strlen(rp->id);
+
+    if (id.len == 0) {
+        return;
+    }
+
+    rmcf = ngx_stream_get_module_main_conf(s,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    ngx_rustdesk_peer_register(rmcf->zone, &id, addr, ngx_current_msec,
+                               &request_pk, &ip_change);
+
+    if (ip_change) {
+        p = text + ngx_sock_ntop(s->connection->sockaddr,
+                                 s->connection->socklen, text,
+                                 NGX_SOCKADDR_STRLEN, 1);
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "rustdesk: IP change of peer \"%V\" to %*s",
+                      &id, p - text, text);
+    }
+
+    hbb__rendezvous_message__init(&out);
+    hbb__register_peer_response__init(&rpr);
+
+    rpr.request_pk = request_pk;
+    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PEER_RESPONSE;
+    out.register_peer_response = &rpr;
+
+    ngx_stream_rustdesk_rendezvous_udp_send(s, &out);
+
+    cu = ngx_stream_rustdesk_rendezvous_config_update(s, rp->serial);
+
+    if (cu) {
+        hbb__rendezvous_message__init(&out);
+        out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_CONFIGURE_UPDATE;
+        out.configure_update = cu;
+
+        ngx_stream_rustdesk_rendezvous_udp_send(s, &out);
+    }
+}
+
+
+static void
+ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
+    Hbb__RegisterPk *rk, ngx_rustdesk_ip_t *addr)
+{
+    ngx_int_t                                    rc;
+    ngx_connection_t                            *c;
+    ngx_rustdesk_msg_t                           out;
+    Hbb__RegisterPkResponse                      rpr;
+    ngx_rustdesk_peer_row_t                      row;
+    ngx_rustdesk_register_pk_t                   req;
+    ngx_rustdesk_peer_change_t                   change;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    /* the reference ignores a RegisterPk without uuid or pk */
+
+    if (rk->uuid.len == 0 || rk->pk.len == 0) {
+        return;
+    }
+
+    c = s->connection;
+
+    rmcf = ngx_stream_get_module_main_conf(s,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    req.id.data = (u_char *) rk->id;
+    req.id.len = ngx_strlen(rk->id);
+    req.uuid.data = rk->uuid.data;
+    req.uuid.len = rk->uuid.len;
+    req.pk.data = rk->pk.data;
+    req.pk.len = rk->pk.len;
+    req.addr = *addr;
+    req.now = ngx_current_msec;
+
+    if (req.id.len < NGX_RUSTDESK_ID_MIN) {
+        rc = HBB__REGISTER_PK_RESPONSE__RESULT__UUID_MISMATCH;
+
+    } else if (req.id.len > NGX_RUSTDESK_ID_MAX) {
+        rc = HBB__REGISTER_PK_RESPONSE__RESULT__INVALID_ID_FORMAT;
+
+    } else if (req.uuid.len > NGX_RUSTDESK_BLOB_MAX
+               || req.pk.len > NGX_RUSTDESK_BLOB_MAX)
+    {
+        rc = HBB__REGISTER_PK_RESPONSE__RESULT__UUID_MISMATCH;
+
+    } else if (!ngx_rustdesk_ip_blocker_allow(rmcf->zone, addr, &req.id,
+                                              req.now, c->log))
+    {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "rustdesk: too many key registrations from this "
+                      "address, refused peer \"%V\"", &req.id);
+        rc = HBB__REGISTER_PK_RESPONSE__RESULT__TOO_FREQUENT;
+
+    } else {
+        rc = ngx_rustdesk_peer_register_pk(rmcf->zone, &req, NULL, &change,
+                                           c->log);
+
+        if (rc == NGX_DECLINED) {
+            /* not in memory, and no database to look in: a new peer */
+            ngx_memzero(&row, sizeof(ngx_rustdesk_peer_row_t));
+            rc = ngx_rustdesk_peer_register_pk(rmcf->zone, &req, &row,
+                                               &change, c->log);
+        }
+
+        if (rc == HBB__REGISTER_PK_RESPONSE__RESULT__OK && change.write) {
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "rustdesk: peer \"%V\" registered its key", &req.id);
+        }
+    }
+
+    hbb__rendezvous_message__init(&out);
+    hbb__register_pk_response__init(&rpr);
+
+    rpr.result = (Hbb__RegisterPkResponse__Result) rc;
+    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PK_RESPONSE;
+    out.register_pk_response = &rpr;
+
+    ngx_stream_rustdesk_rendezvous_udp_send(s, &out);
+}
+
+
+/* ConfigUpdate from a loopback client raises the serial for all workers. */
+
+static void
+ngx_stream_rustdesk_rendezvous_configure(ngx_stream_session_t *s,
+    Hbb__ConfigUpdate *cu, ngx_rustdesk_ip_t *addr)
+{
+    u_char                                      *p, *last;
+    size_t                                       len;
+    ngx_uint_t                                   i;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+    u_char                                       servers[NGX_RUSTDESK_SERVERS_MAX];
+
+    if (!ngx_rustdesk_ip_is_loopback(addr)) {
+        return;
+    }
+
+    rmcf = ngx_stream_get_module_main_conf(s,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    p = servers;
+    last = servers + sizeof(servers);
+
+    for (i = 0; i < cu->n_rendezvous_servers; i++) {
+        len = ngx_strlen(cu->rendezvous_servers[i]);
+
+        /* empty or unusable names are dropped, as the reference does */
+
+        if (len == 0
+            || ngx_strlchr((u_char *) cu->rendezvous_servers[i],
+                           (u_char *) cu->rendezvous_servers[i] + len, ',')
+            || ngx_strlchr((u_char *) cu->rendezvous_servers[i],
+                           (u_char *) cu->rendezvous_servers[i] + len, ' '))
+        {
+            continue;
+        }
+
+        if ((size_t) (last - p) < len + 1) {
+            ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                          "rustdesk: configure update with too many "
+                          "rendezvous servers ignored");
+            return;
+        }
+
+        if (p > servers) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, cu->rendezvous_servers[i], len);
+    }
+
+    if (ngx_rustdesk_peer_config_update(rmcf->zone, cu->serial, servers,
+                                        p - servers))
+    {
+        ngx_log_error(NGX_LOG_NOTICE, s->connection->log, 0,
+                      "rustdesk: configure updated: serial=%d "
+                      "rendezvous-servers=\"%*s\"", cu->serial,
+                      p - servers, servers);
+    }
+}
+
+
+static void
+ngx_stream_rustdesk_rendezvous_software(ngx_stream_session_t *s,
+    Hbb__SoftwareUpdate *su)
+{
+    ngx_rustdesk_msg_t                           out;
+    Hbb__SoftwareUpdate                          answer;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    rmcf = ngx_stream_get_module_main_conf(s,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    if (rmcf->software_version.len == 0
+        || (ngx_strlen(su->url) == rmcf->software_version.len
+            && ngx_strncmp(su->url, rmcf->software_version.data,
+                           rmcf->software_version.len) == 0))
+    {
+        return;
+    }
+
+    hbb__rendezvous_message__init(&out);
+    hbb__software_update__init(&answer);
+
+    /* software_url is NUL-terminated: it comes from the configuration */
+    answer.url = (char *) rmcf->software_url.data;
+    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_SOFTWARE_UPDATE;
+    out.software_update = &answer;
+
+    ngx_stream_rustdesk_rendezvous_udp_send(s, &out);
+}
+
+
+static void
+ngx_stream_rustdesk_rendezvous_udp_send(ngx_stream_session_t *s,
+    ngx_rustdesk_msg_t *m)
+{
+    u_char            *buf, *last;
+    ssize_t            n;
+    ngx_connection_t  *c;
+
+    c = s->connection;
+
+    buf = ngx_pnalloc(c->pool, ngx_rustdesk_msg_size(m, 0));
+    if (buf == NULL) {
+        return;
+    }
+
+    last = ngx_rustdesk_msg_pack(m, 0, buf);
+
+    n = c->send(c, buf, last - buf);
+
+    if (n != last - buf) {
+        /* UDP: a lost answer is a lost datagram, the client retries */
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "rustdesk: answer of %z bytes not sent", last - buf);
+    }
+}
