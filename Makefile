@@ -40,10 +40,15 @@ $(NGX_BUILD)/Makefile: config config.make $(wildcard ngx_rustdesk_*/config)
 
 $(BUILD)/%.so: $(NGX_BUILD)/Makefile $(SOURCES)
 	$(MAKE) -C $(NGX_BUILD) -f objs/Makefile objs/$*.so
-	cp $(NGX_BUILD)/objs/$*.so $@
+	# a new file, not an overwrite: a running nginx may have the old one mapped
+	cp $(NGX_BUILD)/objs/$*.so $@.tmp && mv -f $@.tmp $@
 
 install: $(SO)
-	install -m 0644 $(SO) $(NGX_MODULES)/
+	for so in $(SO); do \
+	    install -m 0644 $$so $(NGX_MODULES)/.$$(basename $$so).tmp && \
+	    mv -f $(NGX_MODULES)/.$$(basename $$so).tmp \
+	          $(NGX_MODULES)/$$(basename $$so) || exit 1; \
+	done
 
 deps:
 	scripts/install-deps

@@ -17,6 +17,8 @@
 static ngx_int_t ngx_rustdesk_tcp_feed(ngx_rustdesk_tcp_t *t, u_char **pos,
     u_char *last);
 static ngx_int_t ngx_rustdesk_tcp_flush(ngx_rustdesk_tcp_t *t);
+static ngx_buf_t *ngx_rustdesk_tcp_reserve(ngx_rustdesk_tcp_t *t,
+    size_t size);
 static void ngx_rustdesk_tcp_close(ngx_rustdesk_tcp_t *t);
 
 
@@ -71,6 +73,12 @@ ngx_rustdesk_tcp_start(ngx_rustdesk_tcp_t *t, ngx_event_handler_pt read,
     c->read->handler = read;
     c->write->handler = write;
 
+    /*
+     * between requests a connection is idle: on quit or reload nginx
+     * closes it (through c->close) instead of waiting for the timeout
+     */
+    c->idle = 1;
+
     /* what a preread phase has read already */
 
     b = c->buffer;
@@ -105,6 +113,11 @@ ngx_rustdesk_tcp_on_read(ngx_rustdesk_tcp_t *t)
         return;
     }
 
+    if (t->failed || c->close) {
+        ngx_rustdesk_tcp_close(t);
+        return;
+    }
+
     if (t->done) {
         /* answered: only waiting for the write side to drain */
         return;
@@ -123,7 +136,7 @@ ngx_rustdesk_tcp_on_read(ngx_rustdesk_tcp_t *t)
             ngx_log_debug0(NGX_LOG_DEBUG_STREAM, c->log, 0,
                            "rustdesk: client closed connection");
 
-            if (t->decoder.hgot || t->decoder.got) {
+            if (t->decoder.hlen) {
                 ngx_log_error(NGX_LOG_INFO, c->log, 0,
                               "rustdesk: client closed connection "
                               "in the middle of a frame");
@@ -173,13 +186,60 @@ ngx_rustdesk_tcp_on_write(ngx_rustdesk_tcp_t *t)
 }
 
 
+void
+ngx_rustdesk_tcp_fail(ngx_rustdesk_tcp_t *t)
+{
+    t->failed = 1;
+    ngx_post_event(t->session->connection->read, &ngx_posted_events);
+}
+
+
 ngx_int_t
 ngx_rustdesk_tcp_send(ngx_rustdesk_tcp_t *t, ngx_rustdesk_msg_t *m)
 {
-    size_t       size;
-    ngx_buf_t   *b;
+    ngx_buf_t  *b;
 
-    size = ngx_rustdesk_msg_size(m, 1);
+    b = ngx_rustdesk_tcp_reserve(t, ngx_rustdesk_msg_size(m, 1));
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last = ngx_rustdesk_msg_pack(m, 1, b->last);
+
+    return (ngx_rustdesk_tcp_flush(t) == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+}
+
+
+ngx_int_t
+ngx_rustdesk_tcp_send_raw(ngx_rustdesk_tcp_t *t, u_char *payload, size_t len)
+{
+    size_t      hlen;
+    ngx_buf_t  *b;
+
+    hlen = ngx_rustdesk_frame_header_size(len);
+    if (hlen == 0) {
+        return NGX_ERROR;
+    }
+
+    b = ngx_rustdesk_tcp_reserve(t, hlen + len);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last += ngx_rustdesk_frame_write_header(b->last, len);
+    b->last = ngx_cpymem(b->last, payload, len);
+
+    return (ngx_rustdesk_tcp_flush(t) == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+}
+
+
+/* Room for size more bytes of output, or NULL: close the connection. */
+
+static ngx_buf_t *
+ngx_rustdesk_tcp_reserve(ngx_rustdesk_tcp_t *t, size_t size)
+{
+    ngx_buf_t  *b;
+
     b = t->out;
 
     if ((size_t) (b->end - b->last) < size && b->pos > b->start) {
@@ -187,26 +247,25 @@ ngx_rustdesk_tcp_send(ngx_rustdesk_tcp_t *t, ngx_rustdesk_msg_t *m)
         b->pos = b->start;
     }
 
-    if ((size_t) (b->end - b->last) < size) {
-
-        if (b->pos < b->last) {
-            /* a client that does not read what it is sent is let go */
-            ngx_log_error(NGX_LOG_INFO, t->session->connection->log, 0,
-                          "rustdesk: client does not read its answers");
-            return NGX_ERROR;
-        }
-
-        b = ngx_create_temp_buf(t->session->connection->pool, size);
-        if (b == NULL) {
-            return NGX_ERROR;
-        }
-
-        t->out = b;
+    if ((size_t) (b->end - b->last) >= size) {
+        return b;
     }
 
-    b->last = ngx_rustdesk_msg_pack(m, 1, b->last);
+    if (b->pos < b->last) {
+        /* a client that does not read what it is sent is let go */
+        ngx_log_error(NGX_LOG_INFO, t->session->connection->log, 0,
+                      "rustdesk: client does not read its answers");
+        return NULL;
+    }
 
-    return (ngx_rustdesk_tcp_flush(t) == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+    b = ngx_create_temp_buf(t->session->connection->pool, size);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    t->out = b;
+
+    return b;
 }
 
 

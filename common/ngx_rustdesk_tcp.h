@@ -37,6 +37,7 @@ struct ngx_rustdesk_tcp_s {
     ngx_buf_t                     *out;
 
     unsigned                       done:1;
+    unsigned                       failed:1;
 };
 
 
@@ -60,6 +61,17 @@ void ngx_rustdesk_tcp_on_write(ngx_rustdesk_tcp_t *t);
 
 /* Queues a framed message and writes what the socket takes. */
 ngx_int_t ngx_rustdesk_tcp_send(ngx_rustdesk_tcp_t *t, ngx_rustdesk_msg_t *m);
+
+/*
+ * Closes the session from outside its own handlers (e.g. when another
+ * session's answer cannot be written to it): through a posted event, so
+ * that no caller up the stack is left with a freed session.
+ */
+void ngx_rustdesk_tcp_fail(ngx_rustdesk_tcp_t *t);
+
+/* The same for a message already encoded (without its frame header). */
+ngx_int_t ngx_rustdesk_tcp_send_raw(ngx_rustdesk_tcp_t *t, u_char *payload,
+    size_t len);
 
 
 #endif /* _NGX_RUSTDESK_TCP_H_INCLUDED_ */

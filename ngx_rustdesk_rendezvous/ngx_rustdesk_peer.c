@@ -28,15 +28,15 @@ static void *ngx_rustdesk_peer_alloc_locked(ngx_rustdesk_peer_zone_t *z,
     size_t size, ngx_msec_t now, ngx_log_t *log);
 static void ngx_rustdesk_peer_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-static void ngx_rustdesk_ip_rbtree_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static void ngx_rustdesk_waiter_free_locked(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_waiter_t *w);
 static ngx_int_t ngx_rustdesk_ip_cmp(ngx_rustdesk_ip_t *a,
     ngx_rustdesk_ip_t *b, ngx_uint_t with_port);
 
 
-#define ngx_rustdesk_peer_id(p)    ((p)->data)
-#define ngx_rustdesk_peer_uuid(p)  ((p)->data + (p)->id_len)
-#define ngx_rustdesk_peer_pk(p)    ((p)->data + (p)->id_len + (p)->uuid_len)
+#define ngx_rustdesk_peer_id_data(p)    ((p)->data)
+#define ngx_rustdesk_peer_uuid_data(p)  ((p)->data + (p)->id_len)
+#define ngx_rustdesk_peer_pk_data(p)    ((p)->data + (p)->id_len + (p)->uuid_len)
 
 
 ngx_int_t
@@ -57,6 +57,7 @@ ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         ngx_shmtx_lock(&z->shpool->mutex);
         z->sh->generation++;
         z->sh->full_logged = 0;
+        z->sh->always_use_relay = z->always_use_relay;
         ngx_shmtx_unlock(&z->shpool->mutex);
 
         return NGX_OK;
@@ -84,6 +85,11 @@ ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                     ngx_rustdesk_ip_rbtree_insert);
     ngx_queue_init(&z->sh->ips_lru);
 
+    ngx_rbtree_init(&z->sh->waiters, &z->sh->waiters_sentinel,
+                    ngx_rustdesk_ip_rbtree_insert);
+    ngx_queue_init(&z->sh->waiters_lru);
+
+    z->sh->always_use_relay = z->always_use_relay;
     z->sh->serial = z->serial;
     z->sh->servers_len = ngx_min(z->servers.len, NGX_RUSTDESK_SERVERS_MAX);
     ngx_memcpy(z->sh->servers, z->servers.data, z->sh->servers_len);
@@ -287,9 +293,9 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
         changed = 1;
 
     } else {
-        uuid.data = ngx_rustdesk_peer_uuid(p);
+        uuid.data = ngx_rustdesk_peer_uuid_data(p);
         uuid.len = p->uuid_len;
-        pk.data = ngx_rustdesk_peer_pk(p);
+        pk.data = ngx_rustdesk_peer_pk_data(p);
         pk.len = p->pk_len;
 
         same_pk = (pk.len == rk->pk.len
@@ -365,41 +371,20 @@ ngx_rustdesk_ip_blocker_allow(ngx_rustdesk_peer_zone_t *z,
     ngx_rustdesk_ip_t *addr, ngx_str_t *id, ngx_msec_t now, ngx_log_t *log)
 {
     uint32_t                  hash, idh, *ids;
-    ngx_int_t                 rc;
     ngx_uint_t                i, is_new;
     ngx_rustdesk_ip_t         ip;
-    ngx_rbtree_node_t        *node, *sentinel;
     ngx_rustdesk_ip_block_t  *b;
 
     ip = *addr;
     ip.port = 0;
 
-    hash = ngx_crc32_short(ip.addr, 16);
+    hash = ngx_crc32_short((u_char *) &ip, sizeof(ngx_rustdesk_ip_t));
     idh = ngx_crc32_short(id->data, id->len);
 
     ngx_shmtx_lock(&z->shpool->mutex);
 
-    node = z->sh->ips.root;
-    sentinel = z->sh->ips.sentinel;
-    b = NULL;
-
-    while (node != sentinel) {
-
-        if (hash != node->key) {
-            node = (hash < node->key) ? node->left : node->right;
-            continue;
-        }
-
-        b = (ngx_rustdesk_ip_block_t *) node;
-
-        rc = ngx_memcmp(&ip, &b->ip, sizeof(ngx_rustdesk_ip_t));
-        if (rc == 0) {
-            break;
-        }
-
-        b = NULL;
-        node = (rc < 0) ? node->left : node->right;
-    }
+    b = (ngx_rustdesk_ip_block_t *) ngx_rustdesk_ip_lookup(&z->sh->ips,
+                                                                  &ip, hash);
 
     if (b == NULL) {
         /* the reference starts counting from the second request */
@@ -562,6 +547,178 @@ ngx_rustdesk_peer_config_update(ngx_rustdesk_peer_zone_t *z, int32_t serial,
 }
 
 
+ngx_int_t
+ngx_rustdesk_peer_lookup(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    ngx_msec_t now, ngx_rustdesk_ip_t *addr)
+{
+    ngx_int_t             rc;
+    ngx_rustdesk_peer_t  *p;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    p = ngx_rustdesk_peer_lookup_locked(z, id,
+                                        ngx_crc32_short(id->data, id->len));
+    if (p == NULL) {
+        rc = NGX_DECLINED;
+
+    } else {
+        rc = (p->last_reg && now - p->last_reg < NGX_RUSTDESK_REG_TIMEOUT);
+        *addr = p->addr;
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return rc;
+}
+
+
+size_t
+ngx_rustdesk_peer_pk(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id, u_char *pk)
+{
+    size_t                len;
+    ngx_rustdesk_peer_t  *p;
+
+    len = 0;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    p = ngx_rustdesk_peer_lookup_locked(z, id,
+                                        ngx_crc32_short(id->data, id->len));
+    if (p) {
+        len = p->pk_len;
+        ngx_memcpy(pk, ngx_rustdesk_peer_pk_data(p), len);
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return len;
+}
+
+
+void
+ngx_rustdesk_waiter_add(ngx_rustdesk_peer_zone_t *z, ngx_rustdesk_ip_t *a,
+    ngx_pid_t pid, ngx_msec_t now, ngx_log_t *log)
+{
+    uint32_t                hash;
+    ngx_uint_t              n;
+    ngx_queue_t            *q;
+    ngx_rustdesk_waiter_t  *w;
+
+    hash = ngx_crc32_short((u_char *) a, sizeof(ngx_rustdesk_ip_t));
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    /* entries of requesters that never got an answer age out here */
+
+    for (n = 0; n < 8 && !ngx_queue_empty(&z->sh->waiters_lru); n++) {
+        q = ngx_queue_last(&z->sh->waiters_lru);
+        w = ngx_queue_data(q, ngx_rustdesk_waiter_t, queue);
+
+        if (now - w->time < NGX_RUSTDESK_WAITER_TTL) {
+            break;
+        }
+
+        ngx_rustdesk_waiter_free_locked(z, w);
+    }
+
+    w = (ngx_rustdesk_waiter_t *) ngx_rustdesk_ip_lookup(
+                                                  &z->sh->waiters, a, hash);
+
+    if (w == NULL) {
+        w = ngx_rustdesk_peer_alloc_locked(z, sizeof(ngx_rustdesk_waiter_t),
+                                           now, log);
+        if (w == NULL) {
+            /* no room: A gets no answer and retries, as after a loss */
+            ngx_shmtx_unlock(&z->shpool->mutex);
+            return;
+        }
+
+        w->node.key = hash;
+        w->ip = *a;
+        ngx_rbtree_insert(&z->sh->waiters, &w->node);
+        z->sh->nwaiters++;
+
+    } else {
+        ngx_queue_remove(&w->queue);
+    }
+
+    w->pid = pid;
+    w->time = now;
+    ngx_queue_insert_head(&z->sh->waiters_lru, &w->queue);
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+
+ngx_pid_t
+ngx_rustdesk_waiter_take(ngx_rustdesk_peer_zone_t *z, ngx_rustdesk_ip_t *a)
+{
+    ngx_pid_t               pid;
+    ngx_rustdesk_waiter_t  *w;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    w = (ngx_rustdesk_waiter_t *) ngx_rustdesk_ip_lookup(
+                 &z->sh->waiters, a,
+                 ngx_crc32_short((u_char *) a, sizeof(ngx_rustdesk_ip_t)));
+
+    if (w == NULL) {
+        pid = NGX_INVALID_PID;
+
+    } else {
+        pid = w->pid;
+        ngx_rustdesk_waiter_free_locked(z, w);
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return pid;
+}
+
+
+void
+ngx_rustdesk_waiter_forget(ngx_rustdesk_peer_zone_t *z, ngx_rustdesk_ip_t *a,
+    ngx_pid_t pid)
+{
+    ngx_rustdesk_waiter_t  *w;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    w = (ngx_rustdesk_waiter_t *) ngx_rustdesk_ip_lookup(
+                 &z->sh->waiters, a,
+                 ngx_crc32_short((u_char *) a, sizeof(ngx_rustdesk_ip_t)));
+
+    if (w && w->pid == pid) {
+        ngx_rustdesk_waiter_free_locked(z, w);
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+
+void
+ngx_rustdesk_peer_count_answer(ngx_rustdesk_peer_zone_t *z, ngx_uint_t cross)
+{
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    z->sh->answers++;
+    z->sh->answers_cross += cross;
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+
+static void
+ngx_rustdesk_waiter_free_locked(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_waiter_t *w)
+{
+    ngx_queue_remove(&w->queue);
+    ngx_rbtree_delete(&z->sh->waiters, &w->node);
+    ngx_slab_free_locked(z->shpool, w);
+    z->sh->nwaiters--;
+}
+
+
 static ngx_rustdesk_peer_t *
 ngx_rustdesk_peer_lookup_locked(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     uint32_t hash)
@@ -582,7 +739,7 @@ ngx_rustdesk_peer_lookup_locked(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
 
         p = (ngx_rustdesk_peer_t *) node;
 
-        rc = ngx_memn2cmp(id->data, ngx_rustdesk_peer_id(p), id->len,
+        rc = ngx_memn2cmp(id->data, ngx_rustdesk_peer_id_data(p), id->len,
                           p->id_len);
         if (rc == 0) {
             return p;
@@ -643,7 +800,7 @@ ngx_rustdesk_peer_store_locked(ngx_rustdesk_peer_zone_t *z,
 
     p->node.key = hash;
     p->id_len = (u_char) id->len;
-    ngx_memcpy(ngx_rustdesk_peer_id(p), id->data, id->len);
+    ngx_memcpy(ngx_rustdesk_peer_id_data(p), id->data, id->len);
 
     ngx_rbtree_insert(&z->sh->peers, &p->node);
     ngx_queue_insert_head(&z->sh->peers_lru, &p->queue);
@@ -653,8 +810,8 @@ copy:
 
     p->uuid_len = (u_char) uuid->len;
     p->pk_len = (u_char) pk->len;
-    ngx_memcpy(ngx_rustdesk_peer_uuid(p), uuid->data, uuid->len);
-    ngx_memcpy(ngx_rustdesk_peer_pk(p), pk->data, pk->len);
+    ngx_memcpy(ngx_rustdesk_peer_uuid_data(p), uuid->data, uuid->len);
+    ngx_memcpy(ngx_rustdesk_peer_pk_data(p), pk->data, pk->len);
 
     ngx_queue_remove(&p->queue);
     ngx_queue_insert_head(&z->sh->peers_lru, &p->queue);
@@ -676,6 +833,7 @@ ngx_rustdesk_peer_alloc_locked(ngx_rustdesk_peer_zone_t *z, size_t size,
     ngx_uint_t                n;
     ngx_queue_t              *q;
     ngx_rustdesk_peer_t      *peer;
+    ngx_rustdesk_waiter_t    *w;
     ngx_rustdesk_ip_block_t  *b;
 
     for ( ;; ) {
@@ -685,6 +843,20 @@ ngx_rustdesk_peer_alloc_locked(ngx_rustdesk_peer_zone_t *z, size_t size,
         }
 
         n = 0;
+
+        while (n < NGX_RUSTDESK_EVICT_MAX
+               && !ngx_queue_empty(&z->sh->waiters_lru))
+        {
+            q = ngx_queue_last(&z->sh->waiters_lru);
+            w = ngx_queue_data(q, ngx_rustdesk_waiter_t, queue);
+
+            if (now - w->time < NGX_RUSTDESK_WAITER_TTL) {
+                break;
+            }
+
+            ngx_rustdesk_waiter_free_locked(z, w);
+            n++;
+        }
 
         while (n < NGX_RUSTDESK_EVICT_MAX && !ngx_queue_empty(&z->sh->ips_lru)) {
             q = ngx_queue_last(&z->sh->ips_lru);
@@ -761,7 +933,7 @@ ngx_rustdesk_peer_rbtree_insert(ngx_rbtree_node_t *temp,
             p = (node->key < temp->key) ? &temp->left : &temp->right;
 
         } else {
-            p = (ngx_memn2cmp(ngx_rustdesk_peer_id(n), ngx_rustdesk_peer_id(t),
+            p = (ngx_memn2cmp(ngx_rustdesk_peer_id_data(n), ngx_rustdesk_peer_id_data(t),
                               n->id_len, t->id_len) < 0)
                 ? &temp->left : &temp->right;
         }
@@ -781,17 +953,19 @@ ngx_rustdesk_peer_rbtree_insert(ngx_rbtree_node_t *temp,
 }
 
 
-static void
+/* address-keyed trees: ordered by crc32, then by the address itself */
+
+void
 ngx_rustdesk_ip_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
 {
-    ngx_rbtree_node_t        **p;
-    ngx_rustdesk_ip_block_t   *n, *t;
+    ngx_rbtree_node_t       **p;
+    ngx_rustdesk_ip_node_t   *n, *t;
 
-    n = (ngx_rustdesk_ip_block_t *) node;
+    n = (ngx_rustdesk_ip_node_t *) node;
 
     for ( ;; ) {
-        t = (ngx_rustdesk_ip_block_t *) temp;
+        t = (ngx_rustdesk_ip_node_t *) temp;
 
         if (node->key != temp->key) {
             p = (node->key < temp->key) ? &temp->left : &temp->right;
@@ -813,6 +987,38 @@ ngx_rustdesk_ip_rbtree_insert(ngx_rbtree_node_t *temp,
     node->left = sentinel;
     node->right = sentinel;
     ngx_rbt_red(node);
+}
+
+
+ngx_rustdesk_ip_node_t *
+ngx_rustdesk_ip_lookup(ngx_rbtree_t *tree, ngx_rustdesk_ip_t *ip,
+    uint32_t hash)
+{
+    ngx_int_t                rc;
+    ngx_rbtree_node_t       *node, *sentinel;
+    ngx_rustdesk_ip_node_t  *n;
+
+    node = tree->root;
+    sentinel = tree->sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        n = (ngx_rustdesk_ip_node_t *) node;
+
+        rc = ngx_memcmp(ip, &n->ip, sizeof(ngx_rustdesk_ip_t));
+        if (rc == 0) {
+            return n;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
 }
 
 

@@ -24,6 +24,7 @@
 #define NGX_RUSTDESK_ID_MAX          100      /* the database's varchar(100) */
 #define NGX_RUSTDESK_BLOB_MAX        255      /* uuid and pk */
 #define NGX_RUSTDESK_SERVERS_MAX     1024     /* rendezvous_servers, joined */
+#define NGX_RUSTDESK_WAITER_TTL      120000   /* a requester's entry at most */
 
 
 /* An IP address and port, compact and comparable (v4-mapped made v4). */
@@ -52,8 +53,16 @@ typedef struct {
 } ngx_rustdesk_peer_t;
 
 
+/* The head of the address-keyed entries (IP blocker, waiting requesters). */
 typedef struct {
     ngx_rbtree_node_t    node;              /* key: crc32 of the address */
+    ngx_queue_t          queue;
+    ngx_rustdesk_ip_t    ip;
+} ngx_rustdesk_ip_node_t;
+
+
+typedef struct {
+    ngx_rbtree_node_t    node;              /* ngx_rustdesk_ip_node_t */
     ngx_queue_t          queue;
     ngx_rustdesk_ip_t    ip;
     ngx_msec_t           reg_time;
@@ -65,6 +74,20 @@ typedef struct {
 } ngx_rustdesk_ip_block_t;
 
 
+/*
+ * A requester (A) waiting on a TCP connection for the answer from B: its
+ * address (as it reaches B, mangled, and comes back) and the worker
+ * holding the connection (PROTOCOL.md section 6).
+ */
+typedef struct {
+    ngx_rbtree_node_t    node;              /* ngx_rustdesk_ip_node_t */
+    ngx_queue_t          queue;
+    ngx_rustdesk_ip_t    ip;
+    ngx_pid_t            pid;
+    ngx_msec_t           time;
+} ngx_rustdesk_waiter_t;
+
+
 typedef struct {
     ngx_rbtree_t         peers;
     ngx_rbtree_node_t    peers_sentinel;
@@ -72,12 +95,19 @@ typedef struct {
     ngx_rbtree_t         ips;
     ngx_rbtree_node_t    ips_sentinel;
     ngx_queue_t          ips_lru;
+    ngx_rbtree_t         waiters;
+    ngx_rbtree_node_t    waiters_sentinel;
+    ngx_queue_t          waiters_lru;
 
     ngx_uint_t           npeers;
     ngx_uint_t           nips;
+    ngx_uint_t           nwaiters;
+    ngx_uint_t           answers;           /* delivered to requesters */
+    ngx_uint_t           answers_cross;     /* of which via another worker */
     ngx_uint_t           generation;        /* bumped by each init_zone */
     ngx_uint_t           full_logged;
 
+    ngx_uint_t           always_use_relay;  /* the console may change it */
     int32_t              serial;            /* adopted from ConfigUpdate */
     size_t               servers_len;
     u_char               servers[NGX_RUSTDESK_SERVERS_MAX];
@@ -88,6 +118,7 @@ typedef struct {
     ngx_rustdesk_peer_shctx_t  *sh;
     ngx_slab_pool_t            *shpool;
     int32_t                     serial;     /* configured rustdesk_serial */
+    ngx_uint_t                  always_use_relay;   /* configured */
     ngx_str_t                   servers;    /* configured, comma-joined */
 } ngx_rustdesk_peer_zone_t;
 
@@ -121,6 +152,16 @@ typedef struct {
 
 ngx_int_t ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 
+/*
+ * Trees keyed by address (node.key = crc32 of the whole ngx_rustdesk_ip_t)
+ * whose entries start as ngx_rustdesk_ip_node_t; in the zone, under its
+ * lock, or in a worker's own memory.
+ */
+void ngx_rustdesk_ip_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+ngx_rustdesk_ip_node_t *ngx_rustdesk_ip_lookup(ngx_rbtree_t *tree,
+    ngx_rustdesk_ip_t *ip, uint32_t hash);
+
 void ngx_rustdesk_ip_from_sockaddr(ngx_rustdesk_ip_t *ip,
     struct sockaddr *sa, socklen_t len);
 socklen_t ngx_rustdesk_ip_to_sockaddr(ngx_rustdesk_ip_t *ip,
@@ -153,6 +194,29 @@ ngx_uint_t ngx_rustdesk_ip_blocker_allow(ngx_rustdesk_peer_zone_t *z,
 /* 1: online, 0: known but offline, NGX_DECLINED: not in memory. */
 ngx_int_t ngx_rustdesk_peer_online(ngx_rustdesk_peer_zone_t *z,
     ngx_str_t *id, ngx_msec_t now);
+
+/* As peer_online, and the peer's last UDP address in *addr. */
+ngx_int_t ngx_rustdesk_peer_lookup(ngx_rustdesk_peer_zone_t *z,
+    ngx_str_t *id, ngx_msec_t now, ngx_rustdesk_ip_t *addr);
+
+/* The registered key (up to NGX_RUSTDESK_BLOB_MAX bytes): its length, 0. */
+size_t ngx_rustdesk_peer_pk(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    u_char *pk);
+
+/* Requester A waits on worker pid (replaces an older entry for A). */
+void ngx_rustdesk_waiter_add(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_ip_t *a, ngx_pid_t pid, ngx_msec_t now, ngx_log_t *log);
+
+/* Takes A's entry: the worker to answer through, NGX_INVALID_PID: none. */
+ngx_pid_t ngx_rustdesk_waiter_take(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_ip_t *a);
+
+/* A's connection closed on worker pid: drop its entry if still ours. */
+void ngx_rustdesk_waiter_forget(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_ip_t *a, ngx_pid_t pid);
+
+void ngx_rustdesk_peer_count_answer(ngx_rustdesk_peer_zone_t *z,
+    ngx_uint_t cross);
 
 /* Serial and rendezvous servers now in force (ConfigUpdate may raise them). */
 int32_t ngx_rustdesk_peer_serial(ngx_rustdesk_peer_zone_t *z, u_char *servers,

@@ -32,6 +32,17 @@ static ngx_shm_zone_t *ngx_stream_rustdesk_rendezvous_add_zone(ngx_conf_t *cf,
     ngx_str_t *name, size_t size);
 static void ngx_stream_rustdesk_rendezvous_version_from_url(ngx_str_t *url,
     ngx_str_t *version);
+static char *ngx_stream_rustdesk_rendezvous_relay_servers(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_stream_rustdesk_rendezvous_lan_mask(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_stream_rustdesk_rendezvous_init_process(
+    ngx_cycle_t *cycle);
+static void ngx_stream_rustdesk_rendezvous_exit_process(ngx_cycle_t *cycle);
+
+
+/* this worker's turn in the relay server rotation */
+static ngx_uint_t  ngx_stream_rustdesk_rendezvous_relay_turn;
 
 
 static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
@@ -76,6 +87,34 @@ static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
       ngx_conf_set_str_slot,
       NGX_STREAM_MAIN_CONF_OFFSET,
       offsetof(ngx_stream_rustdesk_rendezvous_main_conf_t, software_url),
+      NULL },
+
+    { ngx_string("rustdesk_relay_servers"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_stream_rustdesk_rendezvous_relay_servers,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rustdesk_always_use_relay"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_rendezvous_main_conf_t, always_use_relay),
+      NULL },
+
+    { ngx_string("rustdesk_lan_mask"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_stream_rustdesk_rendezvous_lan_mask,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rustdesk_local_ip"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_rendezvous_main_conf_t, local_ip),
       NULL },
 
     { ngx_string("rustdesk_rendezvous"),
@@ -129,10 +168,10 @@ ngx_module_t  ngx_stream_rustdesk_rendezvous_module = {
     NGX_STREAM_MODULE,                     /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_stream_rustdesk_rendezvous_init_process, /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_stream_rustdesk_rendezvous_exit_process, /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -236,6 +275,7 @@ ngx_stream_rustdesk_rendezvous_create_main_conf(ngx_conf_t *cf)
     }
 
     rmcf->serial = NGX_CONF_UNSET;
+    rmcf->always_use_relay = NGX_CONF_UNSET;
 
     return rmcf;
 }
@@ -296,6 +336,10 @@ ngx_stream_rustdesk_rendezvous_postconfiguration(ngx_conf_t *cf)
         rmcf->serial = 0;
     }
 
+    if (rmcf->always_use_relay == NGX_CONF_UNSET) {
+        rmcf->always_use_relay = 0;
+    }
+
     ngx_stream_rustdesk_rendezvous_version_from_url(&rmcf->software_url,
                                                     &rmcf->software_version);
 
@@ -334,8 +378,180 @@ ngx_stream_rustdesk_rendezvous_postconfiguration(ngx_conf_t *cf)
     rmcf->zone = rmcf->shm_zone->data;
     rmcf->zone->serial = (int32_t) rmcf->serial;
     rmcf->zone->servers = rmcf->rendezvous_servers;
+    rmcf->zone->always_use_relay = rmcf->always_use_relay;
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_init_process(ngx_cycle_t *cycle)
+{
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    rmcf = ngx_stream_cycle_get_module_main_conf(cycle,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    if (rmcf == NULL || !rmcf->used) {
+        return NGX_OK;
+    }
+
+    return ngx_stream_rustdesk_rendezvous_deliver_init(cycle, rmcf->zone);
+}
+
+
+static void
+ngx_stream_rustdesk_rendezvous_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_stream_rustdesk_rendezvous_deliver_exit(cycle);
+}
+
+
+char *
+ngx_stream_rustdesk_rendezvous_relay_server(ngx_stream_session_t *s)
+{
+    ngx_str_t                                   *rs;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    rmcf = ngx_stream_get_module_main_conf(s,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    if (rmcf->relay_servers == NULL) {
+        return "";
+    }
+
+    rs = rmcf->relay_servers->elts;
+
+    return (char *) rs[ngx_stream_rustdesk_rendezvous_relay_turn++
+                       % rmcf->relay_servers->nelts].data;
+}
+
+
+/* Inside the LAN mask (IPv4 only, as the reference's --mask). */
+
+ngx_uint_t
+ngx_stream_rustdesk_rendezvous_is_lan(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_rustdesk_ip_t *ip)
+{
+    in_addr_t  a;
+
+    if (rmcf->lan_mask == 0 || ip->family != AF_INET) {
+        return 0;
+    }
+
+    ngx_memcpy(&a, ip->addr, 4);
+
+    return (a & rmcf->lan_mask) == rmcf->lan_addr;
+}
+
+
+ngx_uint_t
+ngx_stream_rustdesk_rendezvous_always_relay(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf)
+{
+    return rmcf->zone->sh->always_use_relay;
+}
+
+
+/* rustdesk_relay_servers host[:port] ...; or "a,b" as hbbs -r takes it */
+
+static char *
+ngx_stream_rustdesk_rendezvous_relay_servers(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf)
+{
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf = conf;
+
+    u_char      *p, *start, *last;
+    ngx_str_t   *value, *rs;
+    ngx_uint_t   i;
+
+    if (rmcf->relay_servers) {
+        return "is duplicate";
+    }
+
+    rmcf->relay_servers = ngx_array_create(cf->pool, 2, sizeof(ngx_str_t));
+    if (rmcf->relay_servers == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        last = value[i].data + value[i].len;
+
+        for (start = p = value[i].data; p <= last; p++) {
+            if (p < last && *p != ',') {
+                continue;
+            }
+
+            if (p > start) {
+                rs = ngx_array_push(rmcf->relay_servers);
+                if (rs == NULL) {
+                    return NGX_CONF_ERROR;
+                }
+
+                rs->len = p - start;
+                rs->data = ngx_pnalloc(cf->pool, rs->len + 1);
+                if (rs->data == NULL) {
+                    return NGX_CONF_ERROR;
+                }
+
+                ngx_cpystrn(rs->data, start, rs->len + 1);
+            }
+
+            start = p + 1;
+        }
+    }
+
+    if (rmcf->relay_servers->nelts == 0) {
+        return "has no servers";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_stream_rustdesk_rendezvous_lan_mask(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf = conf;
+
+    ngx_int_t    rc;
+    ngx_str_t   *value;
+    ngx_cidr_t   cidr;
+
+    if (rmcf->lan_mask) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    rc = ngx_ptocidr(&value[1], &cidr);
+
+    if (rc == NGX_ERROR || cidr.family != AF_INET || cidr.u.in.mask == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid LAN mask \"%V\", expected an IPv4 "
+                           "network such as 192.168.0.0/16", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc == NGX_DONE) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "low address bits of %V are meaningless",
+                           &value[1]);
+    }
+
+    rmcf->lan_addr = cidr.u.in.addr;
+    rmcf->lan_mask = cidr.u.in.mask;
+
+    return NGX_CONF_OK;
 }
 
 

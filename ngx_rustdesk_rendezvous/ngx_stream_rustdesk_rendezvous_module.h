@@ -34,6 +34,12 @@ typedef struct {
     ngx_str_t                    software_url;
     ngx_str_t                    software_version;
 
+    ngx_array_t                 *relay_servers;    /* of ngx_str_t */
+    ngx_flag_t                   always_use_relay;
+    in_addr_t                    lan_addr;         /* hbbs --mask */
+    in_addr_t                    lan_mask;
+    ngx_str_t                    local_ip;         /* hbbs --local-ip */
+
     ngx_uint_t                   used;             /* a server has a role */
 } ngx_stream_rustdesk_rendezvous_main_conf_t;
 
@@ -48,6 +54,8 @@ typedef struct {
 typedef struct {
     ngx_rustdesk_tcp_t          *tcp;
     ngx_rustdesk_ip_t            addr;             /* the client */
+    ngx_rustdesk_ip_node_t       wait;             /* in the worker's tree */
+    unsigned                     waiting:1;
 } ngx_stream_rustdesk_rendezvous_ctx_t;
 
 
@@ -56,6 +64,20 @@ extern ngx_module_t  ngx_stream_rustdesk_rendezvous_module;
 
 void ngx_stream_rustdesk_rendezvous_udp(ngx_stream_session_t *s);
 void ngx_stream_rustdesk_rendezvous_tcp(ngx_stream_session_t *s);
+
+ngx_int_t ngx_stream_rustdesk_rendezvous_deliver_init(ngx_cycle_t *cycle,
+    ngx_rustdesk_peer_zone_t *z);
+void ngx_stream_rustdesk_rendezvous_deliver_exit(ngx_cycle_t *cycle);
+ngx_int_t ngx_stream_rustdesk_rendezvous_wait(ngx_stream_session_t *s);
+void ngx_stream_rustdesk_rendezvous_answer(ngx_stream_session_t *s,
+    ngx_rustdesk_ip_t *a, ngx_rustdesk_msg_t *m);
+
+/* The relay server to offer, round-robin; "" when none is configured. */
+char *ngx_stream_rustdesk_rendezvous_relay_server(ngx_stream_session_t *s);
+ngx_uint_t ngx_stream_rustdesk_rendezvous_is_lan(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_rustdesk_ip_t *ip);
+ngx_uint_t ngx_stream_rustdesk_rendezvous_always_relay(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf);
 
 /* TestNatResponse / RegisterPeer's ConfigUpdate: when serial is higher. */
 Hbb__ConfigUpdate *ngx_stream_rustdesk_rendezvous_config_update(

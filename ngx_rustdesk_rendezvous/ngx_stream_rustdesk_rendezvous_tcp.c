@@ -10,6 +10,7 @@
 #include <ngx_stream.h>
 
 #include "ngx_stream_rustdesk_rendezvous_module.h"
+#include "ngx_rustdesk_addr.h"
 
 
 static void ngx_stream_rustdesk_rendezvous_read(ngx_event_t *ev);
@@ -28,6 +29,23 @@ static ngx_int_t ngx_stream_rustdesk_rendezvous_punch_failure(
     ngx_rustdesk_tcp_t *t, Hbb__PunchHoleResponse__Failure failure);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_register_pk_tcp(
     ngx_rustdesk_tcp_t *t);
+static ngx_int_t ngx_stream_rustdesk_rendezvous_request_relay(
+    ngx_rustdesk_tcp_t *t, Hbb__RequestRelay *rr);
+static ngx_int_t ngx_stream_rustdesk_rendezvous_hole_sent(
+    ngx_rustdesk_tcp_t *t, Hbb__PunchHoleSent *phs);
+static ngx_int_t ngx_stream_rustdesk_rendezvous_local_addr(
+    ngx_rustdesk_tcp_t *t, Hbb__LocalAddr *la);
+static ngx_int_t ngx_stream_rustdesk_rendezvous_relay_response(
+    ngx_rustdesk_tcp_t *t, Hbb__RelayResponse *rr);
+static void ngx_stream_rustdesk_rendezvous_to_peer(ngx_stream_session_t *s,
+    ngx_rustdesk_ip_t *to, ngx_rustdesk_msg_t *m);
+static ngx_int_t ngx_stream_rustdesk_rendezvous_requester(
+    ngx_stream_session_t *s, ProtobufCBinaryData *mangled,
+    ngx_rustdesk_ip_t *a);
+static ProtobufCBinaryData ngx_stream_rustdesk_rendezvous_mangle(
+    ngx_stream_session_t *s, ngx_rustdesk_ip_t *ip);
+static ProtobufCBinaryData ngx_stream_rustdesk_rendezvous_signed_pk(
+    ngx_stream_session_t *s, char *version, char *id);
 
 
 void
@@ -119,6 +137,20 @@ ngx_stream_rustdesk_rendezvous_main_msg(ngx_rustdesk_tcp_t *t,
     case HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_REQUEST:
         return ngx_stream_rustdesk_rendezvous_punch_hole_request(t,
                                                      m->punch_hole_request);
+
+    case HBB__RENDEZVOUS_MESSAGE__UNION_REQUEST_RELAY:
+        return ngx_stream_rustdesk_rendezvous_request_relay(t,
+                                                          m->request_relay);
+
+    case HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_SENT:
+        return ngx_stream_rustdesk_rendezvous_hole_sent(t, m->punch_hole_sent);
+
+    case HBB__RENDEZVOUS_MESSAGE__UNION_LOCAL_ADDR:
+        return ngx_stream_rustdesk_rendezvous_local_addr(t, m->local_addr);
+
+    case HBB__RENDEZVOUS_MESSAGE__UNION_RELAY_RESPONSE:
+        return ngx_stream_rustdesk_rendezvous_relay_response(t,
+                                                         m->relay_response);
 
     case HBB__RENDEZVOUS_MESSAGE__UNION_TEST_NAT_REQUEST:
         return ngx_stream_rustdesk_rendezvous_test_nat(t, m->test_nat_request,
@@ -246,16 +278,34 @@ ngx_stream_rustdesk_rendezvous_online(ngx_rustdesk_tcp_t *t,
 }
 
 
+/*
+ * A asks for B: after the key and presence checks, A waits on this
+ * connection and B hears over UDP, at its registered address, either
+ * FetchLocalAddr (same LAN or same public IP: punching would fail, B
+ * answers with its local address) or PunchHole.  Forced relay (always-use-
+ * relay, or exactly one side inside the LAN mask) is told to both sides as
+ * nat_type SYMMETRIC; a LAN-side B is offered the local IP as relay.
+ */
+
 static ngx_int_t
 ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
     Hbb__PunchHoleRequest *ph)
 {
+    char                                        *relay;
     ngx_int_t                                    online;
     ngx_str_t                                    id;
+    ngx_uint_t                                   a_lan, b_lan, same;
+    Hbb__NatType                                 nat_type;
+    Hbb__PunchHole                               hole;
     ngx_connection_t                            *c;
+    ngx_rustdesk_ip_t                            b;
+    ngx_rustdesk_msg_t                           out;
+    Hbb__FetchLocalAddr                          fla;
+    ngx_stream_rustdesk_rendezvous_ctx_t        *ctx;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
     c = t->session->connection;
+    ctx = t->data;
 
     rmcf = ngx_stream_get_module_main_conf(t->session,
                                         ngx_stream_rustdesk_rendezvous_module);
@@ -275,24 +325,417 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
                        HBB__PUNCH_HOLE_RESPONSE__FAILURE__LICENSE_MISMATCH);
     }
 
-    online = ngx_rustdesk_peer_online(rmcf->zone, &id, ngx_current_msec);
+    online = ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec, &b);
 
     if (online == NGX_DECLINED) {
         return ngx_stream_rustdesk_rendezvous_punch_failure(t,
                        HBB__PUNCH_HOLE_RESPONSE__FAILURE__ID_NOT_EXIST);
     }
 
-    if (online == 0) {
+    if (online == 0 || b.family == 0) {
         return ngx_stream_rustdesk_rendezvous_punch_failure(t,
                        HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE);
     }
 
-    /* TODO(issue 3): deliver PunchHole to B and the answer back to A */
-    ngx_log_error(NGX_LOG_NOTICE, c->log, 0,
-                  "rustdesk: punch hole to online peer \"%V\" is not "
-                  "served yet", &id);
+    if (ngx_stream_rustdesk_rendezvous_wait(t->session) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    a_lan = ngx_stream_rustdesk_rendezvous_is_lan(rmcf, &ctx->addr);
+    b_lan = ngx_stream_rustdesk_rendezvous_is_lan(rmcf, &b);
+
+    relay = ngx_stream_rustdesk_rendezvous_relay_server(t->session);
+    nat_type = ph->nat_type;
+
+    if (ngx_stream_rustdesk_rendezvous_always_relay(rmcf) || (a_lan ^ b_lan)) {
+        if (b_lan && rmcf->local_ip.len) {
+            relay = (char *) rmcf->local_ip.data;
+        }
+
+        nat_type = HBB__NAT_TYPE__SYMMETRIC;
+    }
+
+    same = (a_lan && b_lan)
+           || (ctx->addr.family == b.family
+               && ngx_memcmp(ctx->addr.addr, b.addr,
+                             b.family == AF_INET ? 4 : 16) == 0);
+
+    hbb__rendezvous_message__init(&out);
+
+    if (same) {
+        hbb__fetch_local_addr__init(&fla);
+        fla.socket_addr = ngx_stream_rustdesk_rendezvous_mangle(t->session,
+                                                                &ctx->addr);
+        fla.relay_server = relay;
+
+        out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_FETCH_LOCAL_ADDR;
+        out.fetch_local_addr = &fla;
+
+    } else {
+        hbb__punch_hole__init(&hole);
+        hole.socket_addr = ngx_stream_rustdesk_rendezvous_mangle(t->session,
+                                                                 &ctx->addr);
+        hole.relay_server = relay;
+        hole.nat_type = nat_type;
+
+        out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE;
+        out.punch_hole = &hole;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_STREAM, c->log, 0,
+                   "rustdesk: %s to peer \"%V\"",
+                   same ? "fetch local addr" : "punch hole", &id);
+
+    ngx_stream_rustdesk_rendezvous_to_peer(t->session, &b, &out);
+
+    return NGX_OK;
+}
+
+
+/* A asks B to meet at a relay: B hears it over UDP with A's address. */
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_request_relay(ngx_rustdesk_tcp_t *t,
+    Hbb__RequestRelay *rr)
+{
+    ngx_str_t                                    id;
+    ngx_rustdesk_ip_t                            b;
+    Hbb__RequestRelay                            fwd;
+    ngx_rustdesk_msg_t                           out;
+    ngx_stream_rustdesk_rendezvous_ctx_t        *ctx;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    ctx = t->data;
+
+    rmcf = ngx_stream_get_module_main_conf(t->session,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    if (ngx_stream_rustdesk_rendezvous_wait(t->session) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    id.data = (u_char *) rr->id;
+    id.len = ngx_strlen(rr->id);
+
+    if (ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec, &b)
+        == NGX_DECLINED
+        || b.family == 0)
+    {
+        return NGX_OK;
+    }
+
+    /* a copy, so that fields this server does not know travel on */
+
+    fwd = *rr;
+    fwd.socket_addr = ngx_stream_rustdesk_rendezvous_mangle(t->session,
+                                                            &ctx->addr);
+
+    hbb__rendezvous_message__init(&out);
+    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REQUEST_RELAY;
+    out.request_relay = &fwd;
+
+    ngx_stream_rustdesk_rendezvous_to_peer(t->session, &b, &out);
+
+    return NGX_OK;
+}
+
+
+/* B punched: A learns B's address as seen here and B's signed key. */
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_hole_sent(ngx_rustdesk_tcp_t *t,
+    Hbb__PunchHoleSent *phs)
+{
+    ngx_rustdesk_ip_t                      a;
+    ngx_rustdesk_msg_t                     out;
+    Hbb__PunchHoleResponse                 phr;
+    ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;
+
+    ctx = t->data;
+
+    if (ngx_stream_rustdesk_rendezvous_requester(t->session, &phs->socket_addr,
+                                                 &a)
+        != NGX_OK)
+    {
+        return NGX_DONE;
+    }
+
+    hbb__rendezvous_message__init(&out);
+    hbb__punch_hole_response__init(&phr);
+
+    phr.socket_addr = ngx_stream_rustdesk_rendezvous_mangle(t->session,
+                                                            &ctx->addr);
+    phr.pk = ngx_stream_rustdesk_rendezvous_signed_pk(t->session,
+                                                      phs->version, phs->id);
+    phr.relay_server = phs->relay_server;
+    phr.union_case = HBB__PUNCH_HOLE_RESPONSE__UNION_NAT_TYPE;
+    phr.nat_type = phs->nat_type;
+
+    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_RESPONSE;
+    out.punch_hole_response = &phr;
+
+    ngx_stream_rustdesk_rendezvous_answer(t->session, &a, &out);
 
     return NGX_DONE;
+}
+
+
+/* B on A's LAN: A learns B's local address. */
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_local_addr(ngx_rustdesk_tcp_t *t,
+    Hbb__LocalAddr *la)
+{
+    ngx_rustdesk_ip_t         a;
+    ngx_rustdesk_msg_t        out;
+    Hbb__PunchHoleResponse    phr;
+
+    if (ngx_stream_rustdesk_rendezvous_requester(t->session, &la->socket_addr,
+                                                 &a)
+        != NGX_OK)
+    {
+        return NGX_DONE;
+    }
+
+    hbb__rendezvous_message__init(&out);
+    hbb__punch_hole_response__init(&phr);
+
+    phr.socket_addr = la->local_addr;
+    phr.pk = ngx_stream_rustdesk_rendezvous_signed_pk(t->session,
+                                                      la->version, la->id);
+    phr.relay_server = la->relay_server;
+    phr.union_case = HBB__PUNCH_HOLE_RESPONSE__UNION_IS_LOCAL;
+    phr.is_local = 1;
+
+    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_RESPONSE;
+    out.punch_hole_response = &phr;
+
+    ngx_stream_rustdesk_rendezvous_answer(t->session, &a, &out);
+
+    return NGX_DONE;
+}
+
+
+/*
+ * B accepted a relay: A gets the message without B's view of A's address,
+ * with B's signed key in place of its id, and the relay rewritten for a
+ * LAN-side A as the reference does.
+ */
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_relay_response(ngx_rustdesk_tcp_t *t,
+    Hbb__RelayResponse *rr)
+{
+    ngx_rustdesk_ip_t                            a;
+    Hbb__RelayResponse                           fwd;
+    ngx_rustdesk_msg_t                           out;
+    ngx_stream_rustdesk_rendezvous_ctx_t        *ctx;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    ctx = t->data;
+
+    rmcf = ngx_stream_get_module_main_conf(t->session,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    if (ngx_stream_rustdesk_rendezvous_requester(t->session, &rr->socket_addr,
+                                                 &a)
+        != NGX_OK)
+    {
+        return NGX_DONE;
+    }
+
+    fwd = *rr;
+    fwd.socket_addr.len = 0;
+    fwd.socket_addr.data = NULL;
+
+    if (rr->union_case == HBB__RELAY_RESPONSE__UNION_ID && rr->id[0]) {
+        fwd.union_case = HBB__RELAY_RESPONSE__UNION_PK;
+        fwd.pk = ngx_stream_rustdesk_rendezvous_signed_pk(t->session,
+                                                          rr->version, rr->id);
+    }
+
+    if (rr->relay_server[0]) {
+        if (ngx_stream_rustdesk_rendezvous_is_lan(rmcf, &a)
+            && rmcf->local_ip.len)
+        {
+            fwd.relay_server = (char *) rmcf->local_ip.data;
+
+        } else if (rmcf->local_ip.len
+                   && ngx_strcmp(rr->relay_server, rmcf->local_ip.data) == 0)
+        {
+            fwd.relay_server = ngx_stream_rustdesk_rendezvous_relay_server(
+                                                                  t->session);
+        }
+    }
+
+    (void) ctx;
+
+    hbb__rendezvous_message__init(&out);
+    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_RELAY_RESPONSE;
+    out.relay_response = &fwd;
+
+    ngx_stream_rustdesk_rendezvous_answer(t->session, &a, &out);
+
+    return NGX_DONE;
+}
+
+
+/*
+ * A datagram to peer B from this server's UDP socket on the same port as
+ * the TCP connection (with reuseport, this worker's copy of it), so that
+ * it comes from the address B registered with.
+ */
+
+static void
+ngx_stream_rustdesk_rendezvous_to_peer(ngx_stream_session_t *s,
+    ngx_rustdesk_ip_t *to, ngx_rustdesk_msg_t *m)
+{
+    u_char                   *buf, *last;
+    ssize_t                   n;
+    socklen_t                 len;
+    in_port_t                 port;
+    ngx_uint_t                i;
+    ngx_socket_t              fd;
+    ngx_listening_t          *ls;
+    ngx_connection_t         *c;
+    struct sockaddr_storage   ss;
+
+    c = s->connection;
+    port = ngx_inet_get_port(c->local_sockaddr);
+    fd = (ngx_socket_t) -1;
+
+    ls = ngx_cycle->listening.elts;
+
+    for (i = 0; i < ngx_cycle->listening.nelts; i++) {
+        if (ls[i].type != SOCK_DGRAM || ls[i].fd == (ngx_socket_t) -1
+            || ngx_inet_get_port(ls[i].sockaddr) != port)
+        {
+            continue;
+        }
+
+        fd = ls[i].fd;
+
+        if (ls[i].sockaddr->sa_family == (to->family == AF_INET6
+                                          ? AF_INET6 : AF_INET))
+        {
+            break;
+        }
+    }
+
+    if (fd == (ngx_socket_t) -1) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "rustdesk: no UDP listener on port %d to reach the "
+                      "peer: add \"listen ... udp\" to this server", port);
+        return;
+    }
+
+    buf = ngx_pnalloc(c->pool, ngx_rustdesk_msg_size(m, 0));
+    if (buf == NULL) {
+        return;
+    }
+
+    last = ngx_rustdesk_msg_pack(m, 0, buf);
+    len = ngx_rustdesk_ip_to_sockaddr(to, &ss);
+
+    n = sendto(fd, buf, last - buf, 0, (struct sockaddr *) &ss, len);
+
+    if (n == -1) {
+        ngx_log_error(NGX_LOG_INFO, c->log, ngx_socket_errno,
+                      "rustdesk: sendto() to the peer failed");
+    }
+}
+
+
+/* A's address from what B sent back: NGX_OK with *a, else logged. */
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_requester(ngx_stream_session_t *s,
+    ProtobufCBinaryData *mangled, ngx_rustdesk_ip_t *a)
+{
+    socklen_t                len;
+    struct sockaddr_storage  ss;
+
+    len = ngx_rustdesk_addr_decode(mangled->data, mangled->len, &ss);
+
+    if (len == 0) {
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "rustdesk: answer with a malformed requester address "
+                      "of %uz bytes", mangled->len);
+        return NGX_DECLINED;
+    }
+
+    ngx_rustdesk_ip_from_sockaddr(a, (struct sockaddr *) &ss, len);
+
+    return NGX_OK;
+}
+
+
+static ProtobufCBinaryData
+ngx_stream_rustdesk_rendezvous_mangle(ngx_stream_session_t *s,
+    ngx_rustdesk_ip_t *ip)
+{
+    socklen_t                len;
+    ProtobufCBinaryData      out;
+    struct sockaddr_storage  ss;
+
+    out.len = 0;
+    out.data = ngx_pnalloc(s->connection->pool, NGX_RUSTDESK_ADDR_MAX_LEN);
+
+    if (out.data) {
+        len = ngx_rustdesk_ip_to_sockaddr(ip, &ss);
+        (void) len;
+        out.len = ngx_rustdesk_addr_encode((struct sockaddr *) &ss, out.data);
+    }
+
+    return out;
+}
+
+
+/*
+ * get_pk (PROTOCOL.md section 5): the peer's key signed as IdPk, empty
+ * when the client sent no version, no secret key is loaded, or the peer
+ * has no key here.
+ */
+
+static ProtobufCBinaryData
+ngx_stream_rustdesk_rendezvous_signed_pk(ngx_stream_session_t *s,
+    char *version, char *id)
+{
+    size_t                                       size;
+    ngx_str_t                                    name;
+    ProtobufCBinaryData                          out;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+    u_char                                       pk[NGX_RUSTDESK_BLOB_MAX];
+
+    out.len = 0;
+    out.data = NULL;
+
+    rmcf = ngx_stream_get_module_main_conf(s,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    if (version[0] == '\0' || rmcf->shared->keys == NULL) {
+        return out;
+    }
+
+    name.data = (u_char *) id;
+    name.len = ngx_strlen(id);
+
+    size = ngx_rustdesk_peer_pk(rmcf->zone, &name, pk);
+
+    if (size == 0) {
+        return out;
+    }
+
+    /* signature || IdPk{id, pk}: 64 + tags, lengths, id and pk */
+    out.data = ngx_pnalloc(s->connection->pool, 64 + 8 + name.len + size);
+    if (out.data == NULL) {
+        return out;
+    }
+
+    out.len = ngx_rustdesk_keys_sign_idpk(rmcf->shared->keys, name.data,
+                                          name.len, pk, size, out.data,
+                                          64 + 8 + name.len + size);
+    return out;
 }
 
 
