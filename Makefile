@@ -60,7 +60,8 @@ run:
 
 test:
 	scripts/install-deps --test
-	$(MAKE) all unit-build
+	$(MAKE) all
+	$(MAKE) unit
 	prove -r t/
 
 # C unit tests of common/ (no nginx needed)

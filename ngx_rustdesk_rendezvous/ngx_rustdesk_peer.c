@@ -350,7 +350,10 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
         change->insert = !p->has_guid;
 
         if (!p->has_guid) {
+            /* a random (version 4) UUID, as the reference's guid */
             randombytes_buf(p->guid, 16);
+            p->guid[6] = (p->guid[6] & 0x0f) | 0x40;
+            p->guid[8] = (p->guid[8] & 0x3f) | 0x80;
             p->has_guid = 1;
         }
 
