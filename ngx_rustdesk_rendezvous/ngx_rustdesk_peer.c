@@ -24,6 +24,9 @@ static ngx_rustdesk_peer_t *ngx_rustdesk_peer_lookup_locked(
 static ngx_rustdesk_peer_t *ngx_rustdesk_peer_store_locked(
     ngx_rustdesk_peer_zone_t *z, ngx_rustdesk_peer_t *old, ngx_str_t *id,
     uint32_t hash, ngx_str_t *uuid, ngx_str_t *pk, ngx_log_t *log);
+static ngx_rustdesk_peer_t *ngx_rustdesk_peer_load_locked(
+    ngx_rustdesk_peer_zone_t *z, ngx_str_t *id, uint32_t hash,
+    ngx_rustdesk_peer_row_t *row, ngx_log_t *log);
 static void *ngx_rustdesk_peer_alloc_locked(ngx_rustdesk_peer_zone_t *z,
     size_t size, ngx_msec_t now, ngx_log_t *log);
 static void ngx_rustdesk_peer_rbtree_insert(ngx_rbtree_node_t *temp,
@@ -277,16 +280,11 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
     if (p == NULL && row->uuid.len) {
         /* known to the database only: load it into memory first */
 
-        p = ngx_rustdesk_peer_store_locked(z, NULL, &rk->id, hash, &row->uuid,
-                                           &row->pk, log);
+        p = ngx_rustdesk_peer_load_locked(z, &rk->id, hash, row, log);
         if (p == NULL) {
             ngx_shmtx_unlock(&z->shpool->mutex);
             return 7;  /* SERVER_ERROR */
         }
-
-        ngx_memcpy(p->guid, row->guid, 16);
-        p->has_guid = 1;
-        p->ip = row->ip;
     }
 
     if (p == NULL || p->uuid_len == 0) {
@@ -547,6 +545,51 @@ ngx_rustdesk_peer_config_update(ngx_rustdesk_peer_zone_t *z, int32_t serial,
     ngx_shmtx_unlock(&z->shpool->mutex);
 
     return adopted;
+}
+
+
+ngx_int_t
+ngx_rustdesk_peer_load(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    ngx_rustdesk_peer_row_t *row, ngx_log_t *log)
+{
+    uint32_t              hash;
+    ngx_rustdesk_peer_t  *p;
+
+    hash = ngx_crc32_short(id->data, id->len);
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    p = ngx_rustdesk_peer_lookup_locked(z, id, hash);
+
+    if (p == NULL) {
+        p = ngx_rustdesk_peer_load_locked(z, id, hash, row, log);
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return p ? NGX_OK : NGX_ERROR;
+}
+
+
+static ngx_rustdesk_peer_t *
+ngx_rustdesk_peer_load_locked(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    uint32_t hash, ngx_rustdesk_peer_row_t *row, ngx_log_t *log)
+{
+    ngx_rustdesk_peer_t  *p;
+
+    p = ngx_rustdesk_peer_store_locked(z, NULL, id, hash, &row->uuid,
+                                       &row->pk, log);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    /* offline until it registers: last_reg stays 0 */
+
+    ngx_memcpy(p->guid, row->guid, 16);
+    p->has_guid = 1;
+    p->ip = row->ip;
+
+    return p;
 }
 
 

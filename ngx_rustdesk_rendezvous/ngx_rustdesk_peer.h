@@ -195,6 +195,10 @@ ngx_uint_t ngx_rustdesk_ip_blocker_allow(ngx_rustdesk_peer_zone_t *z,
 ngx_int_t ngx_rustdesk_peer_online(ngx_rustdesk_peer_zone_t *z,
     ngx_str_t *id, ngx_msec_t now);
 
+/* A row from the database into memory (offline); NGX_ERROR: zone full. */
+ngx_int_t ngx_rustdesk_peer_load(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    ngx_rustdesk_peer_row_t *row, ngx_log_t *log);
+
 /* As peer_online, and the peer's last UDP address in *addr. */
 ngx_int_t ngx_rustdesk_peer_lookup(ngx_rustdesk_peer_zone_t *z,
     ngx_str_t *id, ngx_msec_t now, ngx_rustdesk_ip_t *addr);

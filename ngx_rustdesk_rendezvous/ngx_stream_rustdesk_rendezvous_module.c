@@ -10,9 +10,14 @@
 
 #include "ngx_stream_rustdesk_rendezvous_module.h"
 
+#if (NGX_THREADS)
+#include <ngx_thread_pool.h>
+#endif
+
 
 #define NGX_RUSTDESK_DEFAULT_ZONE       "rustdesk"
 #define NGX_RUSTDESK_DEFAULT_ZONE_SIZE  (64 * 1024 * 1024)
+#define NGX_RUSTDESK_DEFAULT_DATABASE   "db_v2.sqlite3"   /* in the key dir */
 
 
 static void *ngx_stream_rustdesk_rendezvous_create_main_conf(ngx_conf_t *cf);
@@ -36,13 +41,21 @@ static char *ngx_stream_rustdesk_rendezvous_relay_servers(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_stream_rustdesk_rendezvous_lan_mask(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_stream_rustdesk_rendezvous_database(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_stream_rustdesk_rendezvous_database_init(ngx_conf_t *cf,
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf);
+static ngx_int_t ngx_stream_rustdesk_rendezvous_init_module(
+    ngx_cycle_t *cycle);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_init_process(
     ngx_cycle_t *cycle);
 static void ngx_stream_rustdesk_rendezvous_exit_process(ngx_cycle_t *cycle);
 
 
-/* this worker's turn in the relay server rotation */
-static ngx_uint_t  ngx_stream_rustdesk_rendezvous_relay_turn;
+/* this worker's turn in the relay server rotation, and its database */
+static ngx_uint_t          ngx_stream_rustdesk_rendezvous_relay_turn;
+static ngx_rustdesk_db_t  *ngx_stream_rustdesk_rendezvous_database_conn;
+static ngx_uint_t          ngx_stream_rustdesk_rendezvous_database_failed;
 
 
 static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
@@ -117,6 +130,13 @@ static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
       offsetof(ngx_stream_rustdesk_rendezvous_main_conf_t, local_ip),
       NULL },
 
+    { ngx_string("rustdesk_database"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_stream_rustdesk_rendezvous_database,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("rustdesk_rendezvous"),
       NGX_STREAM_SRV_CONF|NGX_CONF_NOARGS,
       ngx_stream_rustdesk_rendezvous_role,
@@ -167,7 +187,7 @@ ngx_module_t  ngx_stream_rustdesk_rendezvous_module = {
     ngx_stream_rustdesk_rendezvous_commands,    /* module directives */
     NGX_STREAM_MODULE,                     /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_stream_rustdesk_rendezvous_init_module,  /* init module */
     ngx_stream_rustdesk_rendezvous_init_process, /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -375,10 +395,30 @@ ngx_stream_rustdesk_rendezvous_postconfiguration(ngx_conf_t *cf)
         }
     }
 
+    if (ngx_stream_rustdesk_rendezvous_database_init(cf, rmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     rmcf->zone = rmcf->shm_zone->data;
     rmcf->zone->serial = (int32_t) rmcf->serial;
     rmcf->zone->servers = rmcf->rendezvous_servers;
     rmcf->zone->always_use_relay = rmcf->always_use_relay;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_init_module(ngx_cycle_t *cycle)
+{
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    rmcf = ngx_stream_cycle_get_module_main_conf(cycle,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    if (rmcf && rmcf->used && !rmcf->database_off) {
+        ngx_rustdesk_db_give_to_workers(cycle, &rmcf->database);
+    }
 
     return NGX_OK;
 }
@@ -402,6 +442,20 @@ ngx_stream_rustdesk_rendezvous_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    if (!rmcf->database_off) {
+        ngx_stream_rustdesk_rendezvous_database_conn =
+            ngx_rustdesk_db_open(cycle, &rmcf->database, rmcf->thread_pool);
+
+        if (ngx_stream_rustdesk_rendezvous_database_conn == NULL) {
+            /* the worker serves on; key registrations get SERVER_ERROR */
+            ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
+                          "rustdesk: database \"%V\" unavailable in this "
+                          "worker, key registrations will be refused",
+                          &rmcf->database);
+            ngx_stream_rustdesk_rendezvous_database_failed = 1;
+        }
+    }
+
     return ngx_stream_rustdesk_rendezvous_deliver_init(cycle, rmcf->zone);
 }
 
@@ -410,6 +464,129 @@ static void
 ngx_stream_rustdesk_rendezvous_exit_process(ngx_cycle_t *cycle)
 {
     ngx_stream_rustdesk_rendezvous_deliver_exit(cycle);
+
+    ngx_rustdesk_db_close(ngx_stream_rustdesk_rendezvous_database_conn);
+    ngx_stream_rustdesk_rendezvous_database_conn = NULL;
+}
+
+
+ngx_rustdesk_db_t *
+ngx_stream_rustdesk_rendezvous_db(ngx_uint_t *failed)
+{
+    *failed = ngx_stream_rustdesk_rendezvous_database_failed;
+    return ngx_stream_rustdesk_rendezvous_database_conn;
+}
+
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_db_load(ngx_stream_session_t *s, ngx_str_t *id,
+    ngx_rustdesk_peer_row_t *row)
+{
+    ngx_int_t                                    rc;
+    ngx_uint_t                                   failed;
+    ngx_rustdesk_db_t                           *db;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    db = ngx_stream_rustdesk_rendezvous_db(&failed);
+
+    if (db == NULL) {
+        return failed ? NGX_ERROR : NGX_DECLINED;
+    }
+
+    rc = ngx_rustdesk_db_get(db, id, row, s->connection->pool,
+                             s->connection->log);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rmcf = ngx_stream_get_module_main_conf(s,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    /* a full zone: the peer is known all the same */
+    (void) ngx_rustdesk_peer_load(rmcf->zone, id, row, s->connection->log);
+
+    return NGX_OK;
+}
+
+
+/* rustdesk_database path | off */
+
+static char *
+ngx_stream_rustdesk_rendezvous_database(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (rmcf->database.data || rmcf->database_off) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        rmcf->database_off = 1;
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].len == 0) {
+        return "is empty";
+    }
+
+    rmcf->database = value[1];
+
+    /* ngx_conf_full_name() keeps the result NUL-terminated */
+    if (ngx_conf_full_name(cf->cycle, &rmcf->database, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_database_init(ngx_conf_t *cf,
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf)
+{
+    u_char     *p;
+    ngx_str_t  *dir, def;
+
+    if (rmcf->database_off) {
+        return NGX_OK;
+    }
+
+    if (rmcf->database.data == NULL) {
+        /* beside the key files, as rustdesk-server keeps them */
+
+        dir = &rmcf->shared->key_dir;
+
+        if (dir->data == NULL) {
+            ngx_str_set(&def, NGX_RUSTDESK_DEFAULT_KEY_DIR);
+            dir = &def;
+        }
+
+        rmcf->database.len = dir->len + 1
+                             + sizeof(NGX_RUSTDESK_DEFAULT_DATABASE) - 1;
+        rmcf->database.data = ngx_pnalloc(cf->pool, rmcf->database.len + 1);
+        if (rmcf->database.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(rmcf->database.data, dir->data, dir->len);
+        *p++ = '/';
+        ngx_memcpy(p, NGX_RUSTDESK_DEFAULT_DATABASE,
+                   sizeof(NGX_RUSTDESK_DEFAULT_DATABASE));
+    }
+
+#if (NGX_THREADS)
+    rmcf->thread_pool = ngx_thread_pool_add(cf, NULL);
+    if (rmcf->thread_pool == NULL) {
+        return NGX_ERROR;
+    }
+#endif
+
+    return ngx_rustdesk_db_init_file(cf->log, &rmcf->database);
 }
 
 

@@ -15,6 +15,7 @@
 #include "ngx_rustdesk_msg.h"
 #include "ngx_rustdesk_tcp.h"
 #include "ngx_rustdesk_peer.h"
+#include "ngx_rustdesk_db.h"
 
 
 #define NGX_RUSTDESK_ROLE_NONE        0
@@ -39,6 +40,10 @@ typedef struct {
     in_addr_t                    lan_addr;         /* hbbs --mask */
     in_addr_t                    lan_mask;
     ngx_str_t                    local_ip;         /* hbbs --local-ip */
+
+    ngx_str_t                    database;         /* path; "off": none */
+    ngx_uint_t                   database_off;
+    void                        *thread_pool;
 
     ngx_uint_t                   used;             /* a server has a role */
 } ngx_stream_rustdesk_rendezvous_main_conf_t;
@@ -71,6 +76,19 @@ void ngx_stream_rustdesk_rendezvous_deliver_exit(ngx_cycle_t *cycle);
 ngx_int_t ngx_stream_rustdesk_rendezvous_wait(ngx_stream_session_t *s);
 void ngx_stream_rustdesk_rendezvous_answer(ngx_stream_session_t *s,
     ngx_rustdesk_ip_t *a, ngx_rustdesk_msg_t *m);
+
+/*
+ * This worker's database: NULL with *failed 0 when none is configured,
+ * NULL with *failed 1 when it could not be opened.
+ */
+ngx_rustdesk_db_t *ngx_stream_rustdesk_rendezvous_db(ngx_uint_t *failed);
+
+/*
+ * A peer known to the database but not to memory: loaded (offline).
+ * NGX_OK, NGX_DECLINED (unknown), NGX_ERROR (logged).
+ */
+ngx_int_t ngx_stream_rustdesk_rendezvous_db_load(ngx_stream_session_t *s,
+    ngx_str_t *id, ngx_rustdesk_peer_row_t *row);
 
 /* The relay server to offer, round-robin; "" when none is configured. */
 char *ngx_stream_rustdesk_rendezvous_relay_server(ngx_stream_session_t *s);

@@ -301,6 +301,7 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
     ngx_rustdesk_ip_t                            b;
     ngx_rustdesk_msg_t                           out;
     Hbb__FetchLocalAddr                          fla;
+    ngx_rustdesk_peer_row_t                      row;
     ngx_stream_rustdesk_rendezvous_ctx_t        *ctx;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
@@ -328,6 +329,16 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
     online = ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec, &b);
 
     if (online == NGX_DECLINED) {
+        /* known to the database only: offline (a failed lookup: unknown) */
+
+        if (id.len && ngx_stream_rustdesk_rendezvous_db_load(t->session, &id,
+                                                             &row)
+                      == NGX_OK)
+        {
+            return ngx_stream_rustdesk_rendezvous_punch_failure(t,
+                           HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE);
+        }
+
         return ngx_stream_rustdesk_rendezvous_punch_failure(t,
                        HBB__PUNCH_HOLE_RESPONSE__FAILURE__ID_NOT_EXIST);
     }
@@ -704,6 +715,7 @@ ngx_stream_rustdesk_rendezvous_signed_pk(ngx_stream_session_t *s,
     size_t                                       size;
     ngx_str_t                                    name;
     ProtobufCBinaryData                          out;
+    ngx_rustdesk_peer_row_t                      row;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
     u_char                                       pk[NGX_RUSTDESK_BLOB_MAX];
 
@@ -723,7 +735,17 @@ ngx_stream_rustdesk_rendezvous_signed_pk(ngx_stream_session_t *s,
     size = ngx_rustdesk_peer_pk(rmcf->zone, &name, pk);
 
     if (size == 0) {
-        return out;
+        /* evicted from memory, or never there: the database's key */
+
+        if (name.len == 0
+            || ngx_stream_rustdesk_rendezvous_db_load(s, &name, &row) != NGX_OK
+            || row.pk.len == 0)
+        {
+            return out;
+        }
+
+        size = row.pk.len;
+        ngx_memcpy(pk, row.pk.data, size);
     }
 
     /* signature || IdPk{id, pk}: 64 + tags, lengths, id and pk */

@@ -15,8 +15,12 @@
 
 static void ngx_stream_rustdesk_rendezvous_register_peer(
     ngx_stream_session_t *s, Hbb__RegisterPeer *rp, ngx_rustdesk_ip_t *addr);
-static void ngx_stream_rustdesk_rendezvous_register_pk(
+static ngx_int_t ngx_stream_rustdesk_rendezvous_register_pk(
     ngx_stream_session_t *s, Hbb__RegisterPk *rk, ngx_rustdesk_ip_t *addr);
+static void ngx_stream_rustdesk_rendezvous_register_pk_written(void *data,
+    ngx_int_t rc);
+static void ngx_stream_rustdesk_rendezvous_register_pk_reply(
+    ngx_stream_session_t *s, ngx_int_t result);
 static void ngx_stream_rustdesk_rendezvous_configure(ngx_stream_session_t *s,
     Hbb__ConfigUpdate *cu, ngx_rustdesk_ip_t *addr);
 static void ngx_stream_rustdesk_rendezvous_software(ngx_stream_session_t *s,
@@ -58,7 +62,15 @@ ngx_stream_rustdesk_rendezvous_udp(ngx_stream_session_t *s)
         break;
 
     case HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PK:
-        ngx_stream_rustdesk_rendezvous_register_pk(s, m->register_pk, &addr);
+        if (ngx_stream_rustdesk_rendezvous_register_pk(s, m->register_pk,
+                                                       &addr)
+            == NGX_AGAIN)
+        {
+            /* answered and finished when the database write is done */
+            ngx_rustdesk_msg_free(m);
+            return;
+        }
+
         break;
 
     case HBB__RENDEZVOUS_MESSAGE__UNION_CONFIGURE_UPDATE:
@@ -138,14 +150,20 @@ ngx_stream_rustdesk_rendezvous_register_peer(ngx_stream_session_t *s,
 }
 
 
-static void
+/*
+ * RegisterPk (PROTOCOL.md section 6).  Returns NGX_AGAIN when the answer
+ * waits for the database write, NGX_OK when it was sent (or none is due).
+ */
+
+static ngx_int_t
 ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
     Hbb__RegisterPk *rk, ngx_rustdesk_ip_t *addr)
 {
     ngx_int_t                                    rc;
+    ngx_uint_t                                   failed;
     ngx_connection_t                            *c;
-    ngx_rustdesk_msg_t                           out;
-    Hbb__RegisterPkResponse                      rpr;
+    ngx_rustdesk_db_t                           *db;
+    ngx_rustdesk_ip_t                            ip;
     ngx_rustdesk_peer_row_t                      row;
     ngx_rustdesk_register_pk_t                   req;
     ngx_rustdesk_peer_change_t                   change;
@@ -154,7 +172,7 @@ ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
     /* the reference ignores a RegisterPk without uuid or pk */
 
     if (rk->uuid.len == 0 || rk->pk.len == 0) {
-        return;
+        return NGX_OK;
     }
 
     c = s->connection;
@@ -170,6 +188,8 @@ ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
     req.pk.len = rk->pk.len;
     req.addr = *addr;
     req.now = ngx_current_msec;
+
+    db = ngx_stream_rustdesk_rendezvous_db(&failed);
 
     if (req.id.len < NGX_RUSTDESK_ID_MIN) {
         rc = HBB__REGISTER_PK_RESPONSE__RESULT__UUID_MISMATCH;
@@ -190,27 +210,85 @@ ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
                       "address, refused peer \"%V\"", &req.id);
         rc = HBB__REGISTER_PK_RESPONSE__RESULT__TOO_FREQUENT;
 
+    } else if (failed) {
+        rc = HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
+
     } else {
         rc = ngx_rustdesk_peer_register_pk(rmcf->zone, &req, NULL, &change,
                                            c->log);
 
         if (rc == NGX_DECLINED) {
-            /* not in memory, and no database to look in: a new peer */
-            ngx_memzero(&row, sizeof(ngx_rustdesk_peer_row_t));
-            rc = ngx_rustdesk_peer_register_pk(rmcf->zone, &req, &row,
-                                               &change, c->log);
+            /* not in memory: the database knows it, or it is new */
+
+            rc = db ? ngx_rustdesk_db_get(db, &req.id, &row, c->pool, c->log)
+                    : NGX_DECLINED;
+
+            if (rc == NGX_DECLINED) {
+                ngx_memzero(&row, sizeof(ngx_rustdesk_peer_row_t));
+            }
+
+            if (rc == NGX_ERROR) {
+                rc = HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
+
+            } else {
+                rc = ngx_rustdesk_peer_register_pk(rmcf->zone, &req, &row,
+                                                   &change, c->log);
+            }
         }
 
         if (rc == HBB__REGISTER_PK_RESPONSE__RESULT__OK && change.write) {
             ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                          "rustdesk: peer \"%V\" registered its key", &req.id);
+                          "rustdesk: peer \"%V\" registered its key",
+                          &req.id);
+
+            if (db) {
+                ip = *addr;
+                ip.port = 0;
+
+                if (ngx_rustdesk_db_write(db, c->pool, change.guid, &req.id,
+                                          &req.uuid, &req.pk, &ip,
+                             ngx_stream_rustdesk_rendezvous_register_pk_written,
+                                          s, c->log)
+                    == NGX_OK)
+                {
+                    return NGX_AGAIN;
+                }
+
+                rc = HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
+            }
         }
     }
+
+    ngx_stream_rustdesk_rendezvous_register_pk_reply(s, rc);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_stream_rustdesk_rendezvous_register_pk_written(void *data, ngx_int_t rc)
+{
+    ngx_stream_session_t  *s = data;
+
+    ngx_stream_rustdesk_rendezvous_register_pk_reply(s,
+                   rc == NGX_OK ? HBB__REGISTER_PK_RESPONSE__RESULT__OK
+                                : HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR);
+
+    ngx_stream_finalize_session(s, NGX_STREAM_OK);
+}
+
+
+static void
+ngx_stream_rustdesk_rendezvous_register_pk_reply(ngx_stream_session_t *s,
+    ngx_int_t result)
+{
+    ngx_rustdesk_msg_t        out;
+    Hbb__RegisterPkResponse   rpr;
 
     hbb__rendezvous_message__init(&out);
     hbb__register_pk_response__init(&rpr);
 
-    rpr.result = (Hbb__RegisterPkResponse__Result) rc;
+    rpr.result = (Hbb__RegisterPkResponse__Result) result;
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PK_RESPONSE;
     out.register_pk_response = &rpr;
 

@@ -1,0 +1,565 @@
+/*
+ * The peer database on SQLite (DESIGN.md "Persistence").
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#if (NGX_THREADS)
+#include <ngx_thread_pool.h>
+#endif
+
+#include <sqlite3.h>
+
+#include "ngx_rustdesk_db.h"
+
+
+/* rustdesk-server's schema, word for word */
+#define NGX_RUSTDESK_DB_SCHEMA                                               \
+    "create table if not exists peer ("                                      \
+    " guid blob primary key not null,"                                       \
+    " id varchar(100) not null,"                                             \
+    " uuid blob not null,"                                                   \
+    " pk blob not null,"                                                     \
+    " created_at datetime not null default(current_timestamp),"              \
+    " user blob,"                                                            \
+    " status tinyint,"                                                       \
+    " note varchar(300),"                                                    \
+    " info text not null"                                                    \
+    ") without rowid;"                                                       \
+    "create unique index if not exists index_peer_id on peer (id);"          \
+    "create index if not exists index_peer_user on peer (user);"             \
+    "create index if not exists index_peer_created_at on peer (created_at);" \
+    "create index if not exists index_peer_status on peer (status);"
+
+#define NGX_RUSTDESK_DB_GET                                                  \
+    "select guid, uuid, pk, info from peer where id = ?"
+
+/*
+ * insert, or update id, pk and info by guid as the reference's update_pk;
+ * an upsert, so that writes of one peer from two workers cannot miss each
+ * other's row
+ */
+#define NGX_RUSTDESK_DB_PUT                                                  \
+    "insert into peer (guid, id, uuid, pk, info) values (?, ?, ?, ?, ?) "    \
+    "on conflict (guid) do update set "                                      \
+    "id = excluded.id, pk = excluded.pk, info = excluded.info"
+
+#define NGX_RUSTDESK_DB_BUSY_READ    100     /* ms, in the event loop */
+#define NGX_RUSTDESK_DB_BUSY_WRITE   5000    /* ms, in a pool thread */
+
+
+struct ngx_rustdesk_db_s {
+    sqlite3                 *rd;
+    sqlite3_stmt            *get;
+    sqlite3                 *wr;
+    sqlite3_stmt            *put;
+#if (NGX_THREADS)
+    ngx_thread_pool_t       *pool;
+    ngx_thread_mutex_t       mutex;     /* the put statement */
+#endif
+};
+
+
+typedef struct {
+    ngx_rustdesk_db_t       *db;
+    u_char                   guid[16];
+    ngx_str_t                id;
+    ngx_str_t                uuid;
+    ngx_str_t                pk;
+    ngx_str_t                info;
+    ngx_int_t                rc;
+    char                    *err;
+    ngx_rustdesk_db_done_pt  done;
+    void                    *data;
+    ngx_log_t               *log;
+} ngx_rustdesk_db_task_t;
+
+
+static sqlite3 *ngx_rustdesk_db_connect(ngx_log_t *log, char *path,
+    int flags, int busy, const char *sql, sqlite3_stmt **stmt);
+static void ngx_rustdesk_db_put(ngx_rustdesk_db_task_t *t);
+static ngx_int_t ngx_rustdesk_db_parse_info(ngx_pool_t *pool, u_char *p,
+    size_t len, ngx_rustdesk_ip_t *ip);
+#if (NGX_THREADS)
+static void ngx_rustdesk_db_put_thread(void *data, ngx_log_t *log);
+static void ngx_rustdesk_db_put_done(ngx_event_t *ev);
+#endif
+
+
+ngx_int_t
+ngx_rustdesk_db_init_file(ngx_log_t *log, ngx_str_t *path)
+{
+    int       rc;
+    char     *err;
+    sqlite3  *conn;
+
+    conn = NULL;
+    err = NULL;
+
+    rc = sqlite3_open_v2((char *) path->data, &conn,
+                         SQLITE_OPEN_READWRITE|SQLITE_OPEN_CREATE, NULL);
+
+    if (rc != SQLITE_OK) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "rustdesk: cannot open database \"%V\": %s", path,
+                      conn ? sqlite3_errmsg(conn) : sqlite3_errstr(rc));
+        sqlite3_close(conn);
+        return NGX_ERROR;
+    }
+
+    /* the first statement that reads the file tells a broken one */
+
+    rc = sqlite3_exec(conn, "pragma journal_mode = wal;"
+                      NGX_RUSTDESK_DB_SCHEMA, NULL, NULL, &err);
+
+    if (rc != SQLITE_OK) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "rustdesk: database \"%V\" is not usable: %s",
+                      path, err ? err : sqlite3_errstr(rc));
+        sqlite3_free(err);
+        sqlite3_close(conn);
+        return NGX_ERROR;
+    }
+
+    sqlite3_close(conn);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_rustdesk_db_give_to_workers(ngx_cycle_t *cycle, ngx_str_t *path)
+{
+    u_char           *p, *dir;
+    ngx_uint_t        i;
+    ngx_core_conf_t  *ccf;
+    u_char            name[NGX_MAX_PATH];
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    if (geteuid() != 0 || ccf->user == (ngx_uid_t) NGX_CONF_UNSET_UINT
+        || ccf->user == 0)
+    {
+        return;
+    }
+
+    /*
+     * workers write the file and its -wal and -shm companions, and create
+     * and remove those in its directory
+     */
+
+    dir = ngx_pstrdup(cycle->pool, path);
+    if (dir == NULL) {
+        return;
+    }
+
+    for (p = dir + path->len; p > dir && p[-1] != '/'; p--) { /* void */ }
+
+    /* the file's directory; never "/" itself */
+
+    if (p - 1 > dir) {
+        p[-1] = '\0';
+
+        if (chown((char *) dir, ccf->user, (gid_t) -1) == -1) {
+            ngx_log_error(NGX_LOG_ERR, cycle->log, ngx_errno,
+                          "rustdesk: chown(\"%s\", %d) failed, workers "
+                          "may not be able to write the database",
+                          dir, ccf->user);
+        }
+    }
+
+    for (i = 0; i < 3; i++) {
+        p = ngx_snprintf(name, sizeof(name) - 1, "%V%s", path,
+                         i == 0 ? "" : (i == 1 ? "-wal" : "-shm"));
+        *p = '\0';
+
+        if (chown((char *) name, ccf->user, (gid_t) -1) == -1
+            && ngx_errno != NGX_ENOENT)
+        {
+            ngx_log_error(NGX_LOG_ERR, cycle->log, ngx_errno,
+                          "rustdesk: chown(\"%s\", %d) failed, workers "
+                          "may not be able to write the database",
+                          name, ccf->user);
+        }
+    }
+}
+
+
+ngx_rustdesk_db_t *
+ngx_rustdesk_db_open(ngx_cycle_t *cycle, ngx_str_t *path, void *thread_pool)
+{
+    ngx_rustdesk_db_t  *db;
+
+    db = ngx_pcalloc(cycle->pool, sizeof(ngx_rustdesk_db_t));
+    if (db == NULL) {
+        return NULL;
+    }
+
+    db->rd = ngx_rustdesk_db_connect(cycle->log, (char *) path->data,
+                                     SQLITE_OPEN_READONLY,
+                                     NGX_RUSTDESK_DB_BUSY_READ,
+                                     NGX_RUSTDESK_DB_GET, &db->get);
+
+    db->wr = ngx_rustdesk_db_connect(cycle->log, (char *) path->data,
+                                     SQLITE_OPEN_READWRITE,
+                                     NGX_RUSTDESK_DB_BUSY_WRITE,
+                                     NGX_RUSTDESK_DB_PUT, &db->put);
+
+    if (db->rd == NULL || db->wr == NULL) {
+        ngx_rustdesk_db_close(db);
+        return NULL;
+    }
+
+#if (NGX_THREADS)
+    db->pool = thread_pool;
+
+    if (ngx_thread_mutex_create(&db->mutex, cycle->log) != NGX_OK) {
+        ngx_rustdesk_db_close(db);
+        return NULL;
+    }
+#endif
+
+    return db;
+}
+
+
+void
+ngx_rustdesk_db_close(ngx_rustdesk_db_t *db)
+{
+    if (db == NULL) {
+        return;
+    }
+
+    sqlite3_finalize(db->get);
+    sqlite3_finalize(db->put);
+    sqlite3_close(db->rd);
+    sqlite3_close(db->wr);
+
+    db->get = NULL;
+    db->put = NULL;
+    db->rd = NULL;
+    db->wr = NULL;
+}
+
+
+ngx_int_t
+ngx_rustdesk_db_get(ngx_rustdesk_db_t *db, ngx_str_t *id,
+    ngx_rustdesk_peer_row_t *row, ngx_pool_t *pool, ngx_log_t *log)
+{
+    int         rc;
+    size_t      n;
+    ngx_int_t   result;
+    const void *blob;
+
+    ngx_memzero(row, sizeof(ngx_rustdesk_peer_row_t));
+
+    if (sqlite3_bind_text(db->get, 1, (char *) id->data, id->len,
+                          SQLITE_STATIC)
+        != SQLITE_OK)
+    {
+        goto failed;
+    }
+
+    rc = sqlite3_step(db->get);
+
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(db->get);
+        return NGX_DECLINED;
+    }
+
+    if (rc != SQLITE_ROW) {
+        goto failed;
+    }
+
+    result = NGX_OK;
+
+    /* guid */
+    n = sqlite3_column_bytes(db->get, 0);
+    blob = sqlite3_column_blob(db->get, 0);
+    ngx_memcpy(row->guid, blob, ngx_min(n, 16));
+
+    /* uuid, pk */
+    row->uuid.len = sqlite3_column_bytes(db->get, 1);
+    row->pk.len = sqlite3_column_bytes(db->get, 2);
+
+    if (row->uuid.len > NGX_RUSTDESK_BLOB_MAX
+        || row->pk.len > NGX_RUSTDESK_BLOB_MAX)
+    {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "rustdesk: database row of peer \"%V\" has an "
+                      "oversized uuid or pk", id);
+        result = NGX_ERROR;
+        goto done;
+    }
+
+    row->uuid.data = ngx_pnalloc(pool, row->uuid.len + row->pk.len + 1);
+    if (row->uuid.data == NULL) {
+        result = NGX_ERROR;
+        goto done;
+    }
+
+    row->pk.data = row->uuid.data + row->uuid.len;
+
+    ngx_memcpy(row->uuid.data, sqlite3_column_blob(db->get, 1),
+               row->uuid.len);
+    ngx_memcpy(row->pk.data, sqlite3_column_blob(db->get, 2), row->pk.len);
+
+    /* info: {"ip": "..."}; a row without a usable one has no IP */
+    (void) ngx_rustdesk_db_parse_info(pool,
+                                      (u_char *) sqlite3_column_text(db->get,
+                                                                     3),
+                                      sqlite3_column_bytes(db->get, 3),
+                                      &row->ip);
+
+done:
+
+    sqlite3_reset(db->get);
+    sqlite3_clear_bindings(db->get);
+
+    return result;
+
+failed:
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "rustdesk: database lookup of peer \"%V\" failed: %s",
+                  id, sqlite3_errmsg(db->rd));
+
+    sqlite3_reset(db->get);
+    sqlite3_clear_bindings(db->get);
+
+    return NGX_ERROR;
+}
+
+
+ngx_int_t
+ngx_rustdesk_db_write(ngx_rustdesk_db_t *db, ngx_pool_t *pool, u_char *guid,
+    ngx_str_t *id, ngx_str_t *uuid, ngx_str_t *pk, ngx_rustdesk_ip_t *ip,
+    ngx_rustdesk_db_done_pt done, void *data, ngx_log_t *log)
+{
+    u_char                  *p;
+    size_t                   size;
+    ngx_rustdesk_db_task_t  *t;
+#if (NGX_THREADS)
+    ngx_thread_task_t       *task;
+#endif
+
+    size = sizeof(ngx_rustdesk_db_task_t) + id->len + uuid->len + pk->len
+           + sizeof("{\"ip\":\"\"}") + NGX_INET6_ADDRSTRLEN;
+
+#if (NGX_THREADS)
+    task = NULL;
+
+    if (db->pool) {
+        task = ngx_thread_task_alloc(pool, size);
+        if (task == NULL) {
+            return NGX_ERROR;
+        }
+
+        t = task->ctx;
+
+    } else
+#endif
+    {
+        t = ngx_palloc(pool, size);
+        if (t == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    t->db = db;
+    t->done = done;
+    t->data = data;
+    t->log = log;
+    t->err = NULL;
+    ngx_memcpy(t->guid, guid, 16);
+
+    p = (u_char *) (t + 1);
+
+    t->id.data = p;
+    t->id.len = id->len;
+    p = ngx_cpymem(p, id->data, id->len);
+
+    t->uuid.data = p;
+    t->uuid.len = uuid->len;
+    p = ngx_cpymem(p, uuid->data, uuid->len);
+
+    t->pk.data = p;
+    t->pk.len = pk->len;
+    p = ngx_cpymem(p, pk->data, pk->len);
+
+    /* serde_json's form of PeerInfo { ip } */
+    t->info.data = p;
+    p = ngx_cpymem(p, "{\"ip\":\"", 7);
+    p += ngx_rustdesk_ip_text(ip, p, NGX_INET6_ADDRSTRLEN);
+    p = ngx_cpymem(p, "\"}", 2);
+    t->info.len = p - t->info.data;
+
+#if (NGX_THREADS)
+    if (task) {
+        task->handler = ngx_rustdesk_db_put_thread;
+        task->event.handler = ngx_rustdesk_db_put_done;
+        task->event.data = t;
+
+        if (ngx_thread_task_post(db->pool, task) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+#endif
+
+    /* no thread pool in this nginx: written here, at once */
+
+    ngx_rustdesk_db_put(t);
+
+    if (t->rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "rustdesk: database write of peer \"%V\" failed: %s",
+                      &t->id, t->err);
+    }
+
+    done(data, t->rc);
+
+    return NGX_OK;
+}
+
+
+#if (NGX_THREADS)
+
+static void
+ngx_rustdesk_db_put_thread(void *data, ngx_log_t *log)
+{
+    ngx_rustdesk_db_task_t  *t = data;
+
+    (void) ngx_thread_mutex_lock(&t->db->mutex, log);
+    ngx_rustdesk_db_put(t);
+    (void) ngx_thread_mutex_unlock(&t->db->mutex, log);
+}
+
+
+static void
+ngx_rustdesk_db_put_done(ngx_event_t *ev)
+{
+    ngx_rustdesk_db_task_t  *t = ev->data;
+
+    if (t->rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, t->log, 0,
+                      "rustdesk: database write of peer \"%V\" failed: %s",
+                      &t->id, t->err);
+    }
+
+    t->done(t->data, t->rc);
+}
+
+#endif
+
+
+/* Runs under the db mutex; sets t->rc and, on error, t->err. */
+
+static void
+ngx_rustdesk_db_put(ngx_rustdesk_db_task_t *t)
+{
+    int            rc;
+    sqlite3_stmt  *put;
+
+    put = t->db->put;
+
+    if (sqlite3_bind_blob(put, 1, t->guid, 16, SQLITE_STATIC) != SQLITE_OK
+        || sqlite3_bind_text(put, 2, (char *) t->id.data, t->id.len,
+                             SQLITE_STATIC) != SQLITE_OK
+        || sqlite3_bind_blob(put, 3, t->uuid.data, t->uuid.len,
+                             SQLITE_STATIC) != SQLITE_OK
+        || sqlite3_bind_blob(put, 4, t->pk.data, t->pk.len,
+                             SQLITE_STATIC) != SQLITE_OK
+        || sqlite3_bind_text(put, 5, (char *) t->info.data, t->info.len,
+                             SQLITE_STATIC) != SQLITE_OK)
+    {
+        rc = SQLITE_ERROR;
+
+    } else {
+        rc = sqlite3_step(put);
+    }
+
+    t->rc = (rc == SQLITE_DONE) ? NGX_OK : NGX_ERROR;
+
+    /* a static message: the task outlives the connection's error state */
+    t->err = (char *) sqlite3_errstr(sqlite3_extended_errcode(t->db->wr));
+
+    sqlite3_reset(put);
+    sqlite3_clear_bindings(put);
+}
+
+
+static sqlite3 *
+ngx_rustdesk_db_connect(ngx_log_t *log, char *path, int flags, int busy,
+    const char *sql, sqlite3_stmt **stmt)
+{
+    sqlite3  *conn;
+
+    conn = NULL;
+
+    if (sqlite3_open_v2(path, &conn, flags|SQLITE_OPEN_FULLMUTEX, NULL)
+        != SQLITE_OK
+        || sqlite3_busy_timeout(conn, busy) != SQLITE_OK
+        || sqlite3_prepare_v2(conn, sql, -1, stmt, NULL) != SQLITE_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "rustdesk: cannot open database \"%s\": %s", path,
+                      conn ? sqlite3_errmsg(conn) : "out of memory");
+        sqlite3_close(conn);
+        return NULL;
+    }
+
+    return conn;
+}
+
+
+/*
+ * The IP in info, {"ip":"1.2.3.4"} as serde_json writes it (spaces
+ * allowed); IPv4 and IPv6, a v4-mapped one made IPv4.
+ */
+
+static ngx_int_t
+ngx_rustdesk_db_parse_info(ngx_pool_t *pool, u_char *p, size_t len,
+    ngx_rustdesk_ip_t *ip)
+{
+    u_char     *last, *start;
+    ngx_addr_t  addr;
+
+    ngx_memzero(ip, sizeof(ngx_rustdesk_ip_t));
+
+    if (p == NULL) {
+        return NGX_DECLINED;
+    }
+
+    last = p + len;
+
+    p = ngx_strlcasestrn(p, last, (u_char *) "\"ip\"", 4 - 1);
+    if (p == NULL) {
+        return NGX_DECLINED;
+    }
+
+    for (p += 4; p < last && (*p == ' ' || *p == ':'); p++) { /* void */ }
+
+    if (p == last || *p++ != '"') {
+        return NGX_DECLINED;
+    }
+
+    start = p;
+
+    while (p < last && *p != '"') {
+        p++;
+    }
+
+    if (p == last
+        || ngx_parse_addr(pool, &addr, start, p - start) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_rustdesk_ip_from_sockaddr(ip, addr.sockaddr, addr.socklen);
+    ip->port = 0;
+
+    return NGX_OK;
+}
