@@ -52,8 +52,7 @@ static ngx_int_t ngx_stream_rustdesk_rendezvous_init_process(
 static void ngx_stream_rustdesk_rendezvous_exit_process(ngx_cycle_t *cycle);
 
 
-/* this worker's turn in the relay server rotation, and its database */
-static ngx_uint_t          ngx_stream_rustdesk_rendezvous_relay_turn;
+/* this worker's database */
 static ngx_rustdesk_db_t  *ngx_stream_rustdesk_rendezvous_database_conn;
 static ngx_uint_t          ngx_stream_rustdesk_rendezvous_database_failed;
 
@@ -399,6 +398,10 @@ ngx_stream_rustdesk_rendezvous_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (ngx_stream_rustdesk_relays_resolve(cf, rmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     rmcf->zone = rmcf->shm_zone->data;
     rmcf->zone->serial = (int32_t) rmcf->serial;
     rmcf->zone->servers = rmcf->rendezvous_servers;
@@ -456,6 +459,10 @@ ngx_stream_rustdesk_rendezvous_init_process(ngx_cycle_t *cycle)
         }
     }
 
+    if (ngx_stream_rustdesk_relays_init(cycle, rmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_stream_rustdesk_rendezvous_deliver_init(cycle, rmcf->zone);
 }
 
@@ -464,6 +471,7 @@ static void
 ngx_stream_rustdesk_rendezvous_exit_process(ngx_cycle_t *cycle)
 {
     ngx_stream_rustdesk_rendezvous_deliver_exit(cycle);
+    ngx_stream_rustdesk_relays_exit(cycle);
 
     ngx_rustdesk_db_close(ngx_stream_rustdesk_rendezvous_database_conn);
     ngx_stream_rustdesk_rendezvous_database_conn = NULL;
@@ -587,26 +595,6 @@ ngx_stream_rustdesk_rendezvous_database_init(ngx_conf_t *cf,
 #endif
 
     return ngx_rustdesk_db_init_file(cf->log, &rmcf->database);
-}
-
-
-char *
-ngx_stream_rustdesk_rendezvous_relay_server(ngx_stream_session_t *s)
-{
-    ngx_str_t                                   *rs;
-    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
-
-    rmcf = ngx_stream_get_module_main_conf(s,
-                                        ngx_stream_rustdesk_rendezvous_module);
-
-    if (rmcf->relay_servers == NULL) {
-        return "";
-    }
-
-    rs = rmcf->relay_servers->elts;
-
-    return (char *) rs[ngx_stream_rustdesk_rendezvous_relay_turn++
-                       % rmcf->relay_servers->nelts].data;
 }
 
 

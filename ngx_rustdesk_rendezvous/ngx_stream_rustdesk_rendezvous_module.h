@@ -36,6 +36,7 @@ typedef struct {
     ngx_str_t                    software_version;
 
     ngx_array_t                 *relay_servers;    /* of ngx_str_t */
+    ngx_addr_t                  *relay_addrs;      /* checked when > 1 */
     ngx_flag_t                   always_use_relay;
     in_addr_t                    lan_addr;         /* hbbs --mask */
     in_addr_t                    lan_mask;
@@ -89,6 +90,12 @@ ngx_rustdesk_db_t *ngx_stream_rustdesk_rendezvous_db(ngx_uint_t *failed);
  */
 ngx_int_t ngx_stream_rustdesk_rendezvous_db_load(ngx_stream_session_t *s,
     ngx_str_t *id, ngx_rustdesk_peer_row_t *row);
+
+ngx_int_t ngx_stream_rustdesk_relays_resolve(ngx_conf_t *cf,
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf);
+ngx_int_t ngx_stream_rustdesk_relays_init(ngx_cycle_t *cycle,
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf);
+void ngx_stream_rustdesk_relays_exit(ngx_cycle_t *cycle);
 
 /* The relay server to offer, round-robin; "" when none is configured. */
 char *ngx_stream_rustdesk_rendezvous_relay_server(ngx_stream_session_t *s);
