@@ -94,6 +94,10 @@ ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     z->sh->always_use_relay = z->always_use_relay;
     z->sh->serial = z->serial;
+
+    /* the console's punch request log: without room, none */
+    z->sh->punch_reqs = ngx_slab_calloc(z->shpool, NGX_RUSTDESK_PUNCH_LOG
+                                        * sizeof(ngx_rustdesk_punch_req_t));
     z->sh->servers_len = ngx_min(z->servers.len, NGX_RUSTDESK_SERVERS_MAX);
     ngx_memcpy(z->sh->servers, z->servers.data, z->sh->servers_len);
 
@@ -751,6 +755,172 @@ ngx_rustdesk_peer_count_answer(ngx_rustdesk_peer_zone_t *z, ngx_uint_t cross)
     z->sh->answers_cross += cross;
 
     ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+
+void
+ngx_rustdesk_punch_log(ngx_rustdesk_peer_zone_t *z, ngx_rustdesk_ip_t *from,
+    ngx_str_t *id, ngx_rustdesk_ip_t *to, ngx_msec_t now)
+{
+    ngx_uint_t                 i, n;
+    ngx_rustdesk_punch_req_t  *r;
+
+    if (z->sh->punch_reqs == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    /* the same requester IP and id within a minute once, as the reference */
+
+    n = z->sh->npunch_reqs;
+
+    for (i = 0; i < 30 && i < n; i++) {
+        r = &z->sh->punch_reqs[(n - 1 - i) % NGX_RUSTDESK_PUNCH_LOG];
+
+        if (r->id_len == id->len
+            && ngx_memcmp(r->id, id->data, id->len) == 0
+            && r->from.family == from->family
+            && ngx_memcmp(r->from.addr, from->addr, 16) == 0)
+        {
+            if (now - r->msec < NGX_RUSTDESK_PUNCH_DEDUP) {
+                ngx_shmtx_unlock(&z->shpool->mutex);
+                return;
+            }
+
+            break;
+        }
+    }
+
+    r = &z->sh->punch_reqs[n % NGX_RUSTDESK_PUNCH_LOG];
+
+    r->time = ngx_time();
+    r->msec = now;
+    r->from = *from;
+    r->from.port = 0;
+    r->to = *to;
+    r->to.port = 0;
+    r->id_len = (u_char) ngx_min(id->len, NGX_RUSTDESK_ID_MAX);
+    ngx_memcpy(r->id, id->data, r->id_len);
+
+    z->sh->npunch_reqs++;
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+
+/* "2026-11-23T21:00:00Z 1.2.3.4 -> 123456789@5.6.7.8", oldest first */
+
+u_char *
+ngx_rustdesk_punch_log_text(ngx_rustdesk_peer_zone_t *z, u_char *p,
+    u_char *last, ngx_uint_t start, ngx_uint_t n, ngx_uint_t clear)
+{
+    ngx_tm_t                   tm;
+    ngx_uint_t                 i, first, total;
+    ngx_rustdesk_punch_req_t  *r;
+    u_char                     from[NGX_INET6_ADDRSTRLEN];
+    u_char                     to[NGX_INET6_ADDRSTRLEN];
+
+    if (z->sh->punch_reqs == NULL) {
+        return p;
+    }
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    if (clear) {
+        z->sh->npunch_reqs = 0;
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        return p;
+    }
+
+    total = ngx_min(z->sh->npunch_reqs, NGX_RUSTDESK_PUNCH_LOG);
+    first = z->sh->npunch_reqs - total;
+
+    for (i = start; i < total && i < start + n; i++) {
+        r = &z->sh->punch_reqs[(first + i) % NGX_RUSTDESK_PUNCH_LOG];
+
+        ngx_gmtime(r->time, &tm);
+
+        p = ngx_slprintf(p, last, "%4d-%02d-%02dT%02d:%02d:%02dZ %*s -> %*s@%*s\n",
+                         tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                         tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
+                         ngx_rustdesk_ip_text(&r->from, from, sizeof(from)),
+                         from, (size_t) r->id_len, r->id,
+                         ngx_rustdesk_ip_text(&r->to, to, sizeof(to)), to);
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return p;
+}
+
+
+/*
+ * The reference's ip-blocker output: the number of entries, then for one
+ * IP "count/age ids/age", or ten "ip: count/ages ids/ages" lines from start.
+ */
+
+u_char *
+ngx_rustdesk_ip_blocker_text(ngx_rustdesk_peer_zone_t *z, u_char *p,
+    u_char *last, ngx_rustdesk_ip_t *ip, ngx_uint_t start, ngx_uint_t remove,
+    ngx_msec_t now)
+{
+    ngx_uint_t                i;
+    ngx_queue_t              *q;
+    ngx_rustdesk_ip_block_t  *b;
+    u_char                    text[NGX_INET6_ADDRSTRLEN];
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    p = ngx_slprintf(p, last, "%ui\n", z->sh->nips);
+
+    if (ip) {
+        b = (ngx_rustdesk_ip_block_t *) ngx_rustdesk_ip_lookup(&z->sh->ips, ip,
+                   ngx_crc32_short((u_char *) ip, sizeof(ngx_rustdesk_ip_t)));
+
+        if (b) {
+            p = ngx_slprintf(p, last, "%uD/%Ms %uD/%Ms\n",
+                             b->reg_count, (now - b->reg_time) / 1000,
+                             b->nids, (now - b->ids_time) / 1000);
+
+            if (remove) {
+                ngx_queue_remove(&b->queue);
+                ngx_rbtree_delete(&z->sh->ips, &b->node);
+
+                if (b->ids) {
+                    ngx_slab_free_locked(z->shpool, b->ids);
+                }
+
+                ngx_slab_free_locked(z->shpool, b);
+                z->sh->nips--;
+            }
+        }
+
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        return p;
+    }
+
+    i = 0;
+
+    for (q = ngx_queue_head(&z->sh->ips_lru);
+         q != ngx_queue_sentinel(&z->sh->ips_lru) && i < start + 10;
+         q = ngx_queue_next(q), i++)
+    {
+        if (i < start) {
+            continue;
+        }
+
+        b = ngx_queue_data(q, ngx_rustdesk_ip_block_t, queue);
+
+        p = ngx_slprintf(p, last, "%*s: %uD/%Ms %uD/%Ms\n",
+                         ngx_rustdesk_ip_text(&b->ip, text, sizeof(text)),
+                         text, b->reg_count, (now - b->reg_time) / 1000,
+                         b->nids, (now - b->ids_time) / 1000);
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return p;
 }
 
 

@@ -25,6 +25,8 @@
 #define NGX_RUSTDESK_BLOB_MAX        255      /* uuid and pk */
 #define NGX_RUSTDESK_SERVERS_MAX     1024     /* rendezvous_servers, joined */
 #define NGX_RUSTDESK_WAITER_TTL      120000   /* a requester's entry at most */
+#define NGX_RUSTDESK_PUNCH_LOG       1000     /* punch requests remembered */
+#define NGX_RUSTDESK_PUNCH_DEDUP     60000    /* same from-IP and id: once */
 
 
 /* An IP address and port, compact and comparable (v4-mapped made v4). */
@@ -88,6 +90,17 @@ typedef struct {
 } ngx_rustdesk_waiter_t;
 
 
+/* A punch request, for the console's punch-requests command. */
+typedef struct {
+    time_t               time;
+    ngx_msec_t           msec;
+    ngx_rustdesk_ip_t    from;
+    ngx_rustdesk_ip_t    to;
+    u_char               id_len;
+    u_char               id[NGX_RUSTDESK_ID_MAX];
+} ngx_rustdesk_punch_req_t;
+
+
 typedef struct {
     ngx_rbtree_t         peers;
     ngx_rbtree_node_t    peers_sentinel;
@@ -108,6 +121,10 @@ typedef struct {
     ngx_uint_t           full_logged;
 
     ngx_uint_t           always_use_relay;  /* the console may change it */
+    size_t               relays_len;        /* set by the console: a,b */
+    u_char               relays[NGX_RUSTDESK_SERVERS_MAX];
+    ngx_rustdesk_punch_req_t  *punch_reqs;  /* ring, NULL if no room */
+    ngx_uint_t           npunch_reqs;       /* ever logged */
     int32_t              serial;            /* adopted from ConfigUpdate */
     size_t               servers_len;
     u_char               servers[NGX_RUSTDESK_SERVERS_MAX];
@@ -221,6 +238,17 @@ void ngx_rustdesk_waiter_forget(ngx_rustdesk_peer_zone_t *z,
 
 void ngx_rustdesk_peer_count_answer(ngx_rustdesk_peer_zone_t *z,
     ngx_uint_t cross);
+
+/* Logs A's punch request to id at B's address (deduplicated). */
+void ngx_rustdesk_punch_log(ngx_rustdesk_peer_zone_t *z, ngx_rustdesk_ip_t *from,
+    ngx_str_t *id, ngx_rustdesk_ip_t *to, ngx_msec_t now);
+
+/* The console's views: text appended at *p, never past last. */
+u_char *ngx_rustdesk_punch_log_text(ngx_rustdesk_peer_zone_t *z, u_char *p,
+    u_char *last, ngx_uint_t start, ngx_uint_t n, ngx_uint_t clear);
+u_char *ngx_rustdesk_ip_blocker_text(ngx_rustdesk_peer_zone_t *z, u_char *p,
+    u_char *last, ngx_rustdesk_ip_t *ip, ngx_uint_t start, ngx_uint_t remove,
+    ngx_msec_t now);
 
 /* Serial and rendezvous servers now in force (ConfigUpdate may raise them). */
 int32_t ngx_rustdesk_peer_serial(ngx_rustdesk_peer_zone_t *z, u_char *servers,

@@ -144,10 +144,17 @@ static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
       NULL },
 
     { ngx_string("rustdesk_nat_test"),
-      NGX_STREAM_SRV_CONF|NGX_CONF_NOARGS,
+      NGX_STREAM_SRV_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_stream_rustdesk_rendezvous_role,
       NGX_STREAM_SRV_CONF_OFFSET,
       NGX_RUSTDESK_ROLE_NAT_TEST,
+      NULL },
+
+    { ngx_string("rustdesk_console"),
+      NGX_STREAM_SRV_CONF|NGX_CONF_NOARGS,
+      ngx_stream_rustdesk_rendezvous_role,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      NGX_RUSTDESK_ROLE_CONSOLE,
       NULL },
 
     { ngx_string("rustdesk_timeout"),
@@ -199,9 +206,32 @@ ngx_module_t  ngx_stream_rustdesk_rendezvous_module = {
 static void
 ngx_stream_rustdesk_rendezvous_handler(ngx_stream_session_t *s)
 {
+    ngx_rustdesk_ip_t                           ip;
+    ngx_stream_rustdesk_rendezvous_srv_conf_t  *rscf;
+
     if (s->connection->type == SOCK_DGRAM) {
         ngx_stream_rustdesk_rendezvous_udp(s);
         return;
+    }
+
+    rscf = ngx_stream_get_module_srv_conf(s,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    if (rscf->role == NGX_RUSTDESK_ROLE_CONSOLE) {
+        ngx_stream_rustdesk_rendezvous_console(s);
+        return;
+    }
+
+    /* rustdesk_nat_test console: loopback clients get it, as in hbbs */
+
+    if (rscf->console) {
+        ngx_rustdesk_ip_from_sockaddr(&ip, s->connection->sockaddr,
+                                      s->connection->socklen);
+
+        if (ngx_rustdesk_ip_is_loopback(&ip)) {
+            ngx_stream_rustdesk_rendezvous_console(s);
+            return;
+        }
     }
 
     ngx_stream_rustdesk_rendezvous_tcp(s);
@@ -726,6 +756,7 @@ ngx_stream_rustdesk_rendezvous_role(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_stream_rustdesk_rendezvous_srv_conf_t  *rscf = conf;
 
+    ngx_str_t                                   *value;
     ngx_stream_core_srv_conf_t                  *cscf;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
@@ -737,6 +768,16 @@ ngx_stream_rustdesk_rendezvous_role(ngx_conf_t *cf, ngx_command_t *cmd,
 
     if (cscf->handler) {
         return "conflicts with another content handler in this server";
+    }
+
+    if (cf->args->nelts > 1) {
+        value = cf->args->elts;
+
+        if (ngx_strcmp(value[1].data, "console") != 0) {
+            return "takes only \"console\"";
+        }
+
+        rscf->console = 1;
     }
 
     rscf->role = cmd->offset;

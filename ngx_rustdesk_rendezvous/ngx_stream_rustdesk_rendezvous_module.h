@@ -21,6 +21,7 @@
 #define NGX_RUSTDESK_ROLE_NONE        0
 #define NGX_RUSTDESK_ROLE_RENDEZVOUS  1   /* main port, TCP and UDP */
 #define NGX_RUSTDESK_ROLE_NAT_TEST    2   /* main port - 1 */
+#define NGX_RUSTDESK_ROLE_CONSOLE     3   /* loopback clients only */
 
 
 typedef struct {
@@ -52,6 +53,7 @@ typedef struct {
 
 typedef struct {
     ngx_uint_t                   role;
+    ngx_uint_t                   console;          /* nat_test console */
     ngx_msec_t                   timeout;
     size_t                       max_message;
 } ngx_stream_rustdesk_rendezvous_srv_conf_t;
@@ -96,6 +98,10 @@ ngx_int_t ngx_stream_rustdesk_relays_resolve(ngx_conf_t *cf,
 ngx_int_t ngx_stream_rustdesk_relays_init(ngx_cycle_t *cycle,
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf);
 void ngx_stream_rustdesk_relays_exit(ngx_cycle_t *cycle);
+u_char *ngx_stream_rustdesk_relays_console(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *set,
+    u_char *p, u_char *last);
+void ngx_stream_rustdesk_rendezvous_console(ngx_stream_session_t *s);
 
 /* The relay server to offer, round-robin; "" when none is configured. */
 char *ngx_stream_rustdesk_rendezvous_relay_server(ngx_stream_session_t *s);

@@ -151,12 +151,53 @@ ngx_stream_rustdesk_relays_exit(ngx_cycle_t *cycle)
 char *
 ngx_stream_rustdesk_rendezvous_relay_server(ngx_stream_session_t *s)
 {
+    u_char                                      *p, *start, *last, *name;
+    size_t                                       len;
     ngx_str_t                                   *rs;
     ngx_uint_t                                   i, n, healthy;
+    ngx_rustdesk_peer_shctx_t                   *sh;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+    u_char                                       list[NGX_RUSTDESK_SERVERS_MAX];
 
     rmcf = ngx_stream_get_module_main_conf(s,
                                         ngx_stream_rustdesk_rendezvous_module);
+
+    /* a list set from the console (relay-servers) comes first, unchecked */
+
+    sh = rmcf->zone->sh;
+
+    ngx_shmtx_lock(&rmcf->zone->shpool->mutex);
+    len = sh->relays_len;
+    ngx_memcpy(list, sh->relays, len);
+    ngx_shmtx_unlock(&rmcf->zone->shpool->mutex);
+
+    if (len) {
+        n = 1;
+        for (p = list; p < list + len; p++) {
+            n += (*p == ',');
+        }
+
+        n = ngx_stream_rustdesk_relays_turn++ % n;
+        last = list + len;
+
+        for (start = p = list; p < last; p++) {
+            if (*p == ',') {
+                if (n-- == 0) {
+                    break;
+                }
+
+                start = p + 1;
+            }
+        }
+
+        name = ngx_pnalloc(s->connection->pool, p - start + 1);
+        if (name == NULL) {
+            return "";
+        }
+
+        ngx_cpystrn(name, start, p - start + 1);
+        return (char *) name;
+    }
 
     if (rmcf->relay_servers == NULL) {
         return "";
@@ -186,6 +227,61 @@ ngx_stream_rustdesk_rendezvous_relay_server(ngx_stream_session_t *s)
     }
 
     return (char *) rs[i].data;
+}
+
+
+/* The console's relay-servers: set the list for all workers, or show it. */
+
+u_char *
+ngx_stream_rustdesk_relays_console(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *set,
+    u_char *p, u_char *last)
+{
+    ngx_str_t                  *rs;
+    ngx_uint_t                  i, healthy;
+    ngx_rustdesk_peer_shctx_t  *sh;
+
+    sh = rmcf->zone->sh;
+
+    ngx_shmtx_lock(&rmcf->zone->shpool->mutex);
+
+    if (set && set->len <= NGX_RUSTDESK_SERVERS_MAX) {
+        sh->relays_len = set->len;
+        ngx_memcpy(sh->relays, set->data, set->len);
+
+    } else if (set == NULL && sh->relays_len) {
+        for (i = 0; i < sh->relays_len; i++) {
+            p = ngx_slprintf(p, last, "%c",
+                             sh->relays[i] == ',' ? '\n' : sh->relays[i]);
+        }
+
+        p = ngx_slprintf(p, last, "\n");
+
+    } else if (set == NULL && rmcf->relay_servers) {
+        rs = rmcf->relay_servers->elts;
+
+        /* the ones that passed the last check; all when none did */
+
+        healthy = 0;
+
+        for (i = 0; i < ngx_stream_rustdesk_relays_n; i++) {
+            healthy += ngx_stream_rustdesk_relays_checks[i].healthy;
+        }
+
+        for (i = 0; i < rmcf->relay_servers->nelts; i++) {
+            if (healthy && i < ngx_stream_rustdesk_relays_n
+                && !ngx_stream_rustdesk_relays_checks[i].healthy)
+            {
+                continue;
+            }
+
+            p = ngx_slprintf(p, last, "%V\n", &rs[i]);
+        }
+    }
+
+    ngx_shmtx_unlock(&rmcf->zone->shpool->mutex);
+
+    return p;
 }
 
 

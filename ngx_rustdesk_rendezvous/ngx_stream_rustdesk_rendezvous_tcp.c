@@ -352,6 +352,8 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
         return NGX_ERROR;
     }
 
+    ngx_rustdesk_punch_log(rmcf->zone, &ctx->addr, &id, &b, ngx_current_msec);
+
     a_lan = ngx_stream_rustdesk_rendezvous_is_lan(rmcf, &ctx->addr);
     b_lan = ngx_stream_rustdesk_rendezvous_is_lan(rmcf, &b);
 
