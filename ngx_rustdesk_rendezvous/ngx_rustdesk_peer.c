@@ -27,6 +27,13 @@ static ngx_rustdesk_peer_t *ngx_rustdesk_peer_store_locked(
 static ngx_rustdesk_peer_t *ngx_rustdesk_peer_load_locked(
     ngx_rustdesk_peer_zone_t *z, ngx_str_t *id, uint32_t hash,
     ngx_rustdesk_peer_row_t *row, ngx_log_t *log);
+static void ngx_rustdesk_ip_change_locked(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_peer_t *p, ngx_rustdesk_ip_t *ip, ngx_msec_t now,
+    ngx_log_t *log);
+static void ngx_rustdesk_ip_change_free_locked(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_peer_t *p);
+static void ngx_rustdesk_peer_free_locked(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_peer_t *p);
 static void *ngx_rustdesk_peer_alloc_locked(ngx_rustdesk_peer_zone_t *z,
     size_t size, ngx_msec_t now, ngx_log_t *log);
 static void ngx_rustdesk_peer_rbtree_insert(ngx_rbtree_node_t *temp,
@@ -91,6 +98,8 @@ ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_rbtree_init(&z->sh->waiters, &z->sh->waiters_sentinel,
                     ngx_rustdesk_ip_rbtree_insert);
     ngx_queue_init(&z->sh->waiters_lru);
+
+    ngx_queue_init(&z->sh->ip_changes);
 
     z->sh->always_use_relay = z->always_use_relay;
     z->sh->serial = z->serial;
@@ -333,6 +342,10 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
             ngx_shmtx_unlock(&z->shpool->mutex);
             return 4;  /* TOO_FREQUENT */
         }
+    }
+
+    if (p && p->uuid_len && ngx_rustdesk_ip_cmp(&p->ip, &rk->addr, 0) != 0) {
+        ngx_rustdesk_ip_change_locked(z, p, &rk->addr, rk->now, log);
     }
 
     if (changed) {
@@ -924,6 +937,197 @@ ngx_rustdesk_ip_blocker_text(ngx_rustdesk_peer_zone_t *z, u_char *p,
 }
 
 
+/*
+ * As the reference's IP_CHANGES: within 180 s of the first change, each
+ * address a peer registers from is counted; later, the count restarts.
+ */
+
+static void
+ngx_rustdesk_ip_change_locked(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_peer_t *p, ngx_rustdesk_ip_t *addr, ngx_msec_t now,
+    ngx_log_t *log)
+{
+    ngx_uint_t                 i;
+    ngx_rustdesk_ip_t          ip;
+    ngx_rustdesk_ip_change_t  *c;
+
+    ip = *addr;
+    ip.port = 0;
+
+    c = p->ip_change;
+
+    if (c == NULL) {
+        /* out of the LRU while allocating, so that eviction cannot take it */
+
+        ngx_queue_remove(&p->queue);
+        c = ngx_rustdesk_peer_alloc_locked(z, sizeof(ngx_rustdesk_ip_change_t),
+                                           now, log);
+        ngx_queue_insert_head(&z->sh->peers_lru, &p->queue);
+
+        if (c == NULL) {
+            return;
+        }
+
+        ngx_memzero(c, sizeof(ngx_rustdesk_ip_change_t));
+        c->peer = p;
+        c->time = now;
+        p->ip_change = c;
+
+    } else {
+        ngx_queue_remove(&c->queue);
+
+        if (now - c->time > NGX_RUSTDESK_IP_CHANGE_DUR) {
+            z->sh->nip_changes -= (c->n > 1);
+            c->n = 0;
+            c->time = now;
+        }
+    }
+
+    c->last = now;
+    ngx_queue_insert_head(&z->sh->ip_changes, &c->queue);
+
+    for (i = 0; i < c->n; i++) {
+        if (ngx_memcmp(&c->ips[i].ip, &ip, sizeof(ngx_rustdesk_ip_t)) == 0) {
+            c->ips[i].count++;
+            return;
+        }
+    }
+
+    if (c->n == NGX_RUSTDESK_IP_CHANGE_IPS) {
+        return;
+    }
+
+    c->ips[c->n].ip = ip;
+    c->ips[c->n].count = 1;
+
+    if (++c->n == 2) {
+        z->sh->nip_changes++;
+    }
+}
+
+
+static void
+ngx_rustdesk_ip_change_free_locked(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_peer_t *p)
+{
+    ngx_rustdesk_ip_change_t  *c;
+
+    c = p->ip_change;
+
+    if (c) {
+        z->sh->nip_changes -= (c->n > 1);
+        ngx_queue_remove(&c->queue);
+        ngx_slab_free_locked(z->shpool, c);
+        p->ip_change = NULL;
+    }
+}
+
+
+static void
+ngx_rustdesk_peer_free_locked(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_peer_t *p)
+{
+    ngx_rustdesk_ip_change_free_locked(z, p);
+
+    ngx_queue_remove(&p->queue);
+    ngx_rbtree_delete(&z->sh->peers, &p->node);
+    ngx_slab_free_locked(z->shpool, p);
+    z->sh->npeers--;
+}
+
+
+/*
+ * The reference's ip-changes output: the number of peers with more than
+ * one address lately, then "id: Ns {"ip": count, ...}" lines (or, for one
+ * id, "Ns {...}").  Entries older than 360 s go first, a bounded number.
+ */
+
+u_char *
+ngx_rustdesk_ip_changes_text(ngx_rustdesk_peer_zone_t *z, u_char *p,
+    u_char *last, ngx_str_t *id, ngx_uint_t start, ngx_uint_t remove,
+    ngx_msec_t now)
+{
+    ngx_uint_t                 i, k;
+    ngx_queue_t               *q;
+    ngx_rustdesk_peer_t       *peer;
+    ngx_rustdesk_ip_change_t  *c;
+    u_char                     text[NGX_INET6_ADDRSTRLEN];
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    for (k = 0; k < 1000 && !ngx_queue_empty(&z->sh->ip_changes); k++) {
+        q = ngx_queue_last(&z->sh->ip_changes);
+        c = ngx_queue_data(q, ngx_rustdesk_ip_change_t, queue);
+
+        if (now - c->time < NGX_RUSTDESK_IP_CHANGE_KEEP) {
+            break;
+        }
+
+        ngx_rustdesk_ip_change_free_locked(z, c->peer);
+    }
+
+    p = ngx_slprintf(p, last, "%ui\n", z->sh->nip_changes);
+
+    i = 0;
+
+    for (q = ngx_queue_head(&z->sh->ip_changes);
+         q != ngx_queue_sentinel(&z->sh->ip_changes);
+         q = ngx_queue_next(q))
+    {
+        c = ngx_queue_data(q, ngx_rustdesk_ip_change_t, queue);
+        peer = c->peer;
+
+        if (id) {
+            if (peer->id_len != id->len
+                || ngx_memcmp(ngx_rustdesk_peer_id_data(peer), id->data,
+                              id->len) != 0)
+            {
+                continue;
+            }
+
+        } else {
+            if (c->n < 2) {
+                continue;
+            }
+
+            if (i++ < start) {
+                continue;
+            }
+
+            if (i > start + 10) {
+                break;
+            }
+
+            p = ngx_slprintf(p, last, "%*s: ", (size_t) peer->id_len,
+                             ngx_rustdesk_peer_id_data(peer));
+        }
+
+        p = ngx_slprintf(p, last, "%Ms {", (now - c->time) / 1000);
+
+        for (k = 0; k < c->n; k++) {
+            p = ngx_slprintf(p, last, "%s\"%*s\": %uD", k ? ", " : "",
+                             ngx_rustdesk_ip_text(&c->ips[k].ip, text,
+                                                  sizeof(text)),
+                             text, c->ips[k].count);
+        }
+
+        p = ngx_slprintf(p, last, "}\n");
+
+        if (id) {
+            if (remove) {
+                ngx_rustdesk_ip_change_free_locked(z, peer);
+            }
+
+            break;
+        }
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return p;
+}
+
+
 static void
 ngx_rustdesk_waiter_free_locked(ngx_rustdesk_peer_zone_t *z,
     ngx_rustdesk_waiter_t *w)
@@ -1009,6 +1213,10 @@ ngx_rustdesk_peer_store_locked(ngx_rustdesk_peer_zone_t *z,
         ngx_rbtree_delete(&z->sh->peers, &old->node);
         ngx_slab_free_locked(z->shpool, old);
         z->sh->npeers--;
+
+        if (p->ip_change) {
+            p->ip_change->peer = p;
+        }
 
     } else {
         ngx_memzero(p, offsetof(ngx_rustdesk_peer_t, data));
@@ -1108,10 +1316,7 @@ ngx_rustdesk_peer_alloc_locked(ngx_rustdesk_peer_zone_t *z, size_t size,
                 break;
             }
 
-            ngx_queue_remove(q);
-            ngx_rbtree_delete(&z->sh->peers, &peer->node);
-            ngx_slab_free_locked(z->shpool, peer);
-            z->sh->npeers--;
+            ngx_rustdesk_peer_free_locked(z, peer);
             n++;
         }
 

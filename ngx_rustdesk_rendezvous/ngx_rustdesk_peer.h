@@ -27,6 +27,9 @@
 #define NGX_RUSTDESK_WAITER_TTL      120000   /* a requester's entry at most */
 #define NGX_RUSTDESK_PUNCH_LOG       1000     /* punch requests remembered */
 #define NGX_RUSTDESK_PUNCH_DEDUP     60000    /* same from-IP and id: once */
+#define NGX_RUSTDESK_IP_CHANGE_DUR   180000   /* IP changes counted together */
+#define NGX_RUSTDESK_IP_CHANGE_KEEP  360000   /* and shown this long */
+#define NGX_RUSTDESK_IP_CHANGE_IPS   8        /* addresses per peer kept */
 
 
 /* An IP address and port, compact and comparable (v4-mapped made v4). */
@@ -38,9 +41,12 @@ typedef struct {
 } ngx_rustdesk_ip_t;
 
 
+typedef struct ngx_rustdesk_ip_change_s  ngx_rustdesk_ip_change_t;
+
 typedef struct {
     ngx_rbtree_node_t    node;              /* key: crc32 of the id */
     ngx_queue_t          queue;             /* LRU by registration */
+    ngx_rustdesk_ip_change_t  *ip_change;   /* NULL unless its IP changed */
     ngx_msec_t           last_reg;          /* 0: not registered yet */
     ngx_msec_t           reg_pk_time;
     ngx_rustdesk_ip_t    addr;              /* last UDP address */
@@ -90,6 +96,20 @@ typedef struct {
 } ngx_rustdesk_waiter_t;
 
 
+/* A peer's recent IP changes, for the console's ip-changes command. */
+struct ngx_rustdesk_ip_change_s {
+    ngx_queue_t          queue;             /* by time of the last change */
+    ngx_msec_t           time;              /* of the first in this round */
+    ngx_msec_t           last;
+    void                *peer;              /* ngx_rustdesk_peer_t */
+    ngx_uint_t           n;
+    struct {
+        ngx_rustdesk_ip_t  ip;
+        uint32_t           count;
+    }                    ips[NGX_RUSTDESK_IP_CHANGE_IPS];
+};
+
+
 /* A punch request, for the console's punch-requests command. */
 typedef struct {
     time_t               time;
@@ -124,6 +144,8 @@ typedef struct {
     size_t               relays_len;        /* set by the console: a,b */
     u_char               relays[NGX_RUSTDESK_SERVERS_MAX];
     ngx_rustdesk_punch_req_t  *punch_reqs;  /* ring, NULL if no room */
+    ngx_queue_t          ip_changes;
+    ngx_uint_t           nip_changes;       /* of more than one address */
     ngx_uint_t           npunch_reqs;       /* ever logged */
     int32_t              serial;            /* adopted from ConfigUpdate */
     size_t               servers_len;
@@ -246,6 +268,9 @@ void ngx_rustdesk_punch_log(ngx_rustdesk_peer_zone_t *z, ngx_rustdesk_ip_t *from
 /* The console's views: text appended at *p, never past last. */
 u_char *ngx_rustdesk_punch_log_text(ngx_rustdesk_peer_zone_t *z, u_char *p,
     u_char *last, ngx_uint_t start, ngx_uint_t n, ngx_uint_t clear);
+u_char *ngx_rustdesk_ip_changes_text(ngx_rustdesk_peer_zone_t *z, u_char *p,
+    u_char *last, ngx_str_t *id, ngx_uint_t start, ngx_uint_t remove,
+    ngx_msec_t now);
 u_char *ngx_rustdesk_ip_blocker_text(ngx_rustdesk_peer_zone_t *z, u_char *p,
     u_char *last, ngx_rustdesk_ip_t *ip, ngx_uint_t start, ngx_uint_t remove,
     ngx_msec_t now);

@@ -267,6 +267,20 @@ ngx_stream_rustdesk_console_run(ngx_stream_session_t *s, u_char *cmd,
                                             ngx_current_msec);
     }
 
+    if (ngx_rustdesk_cmd("ip-changes", "ic")) {
+        num = (n > 1) ? ngx_atoi(args[1].data, args[1].len) : 0;
+
+        if (n > 1 && (num == NGX_ERROR || num > 10000000)) {
+            /* an id: its entry, removed with "-" */
+            return ngx_rustdesk_ip_changes_text(z, p, last, &args[1], 0,
+                           n > 2 && args[2].len == 1 && args[2].data[0] == '-',
+                           ngx_current_msec);
+        }
+
+        return ngx_rustdesk_ip_changes_text(z, p, last, NULL, num, 0,
+                                            ngx_current_msec);
+    }
+
     if (ngx_rustdesk_cmd("punch-requests", "pr")) {
         if (n > 1 && args[1].len == 1 && args[1].data[0] == '-') {
             return ngx_rustdesk_punch_log_text(z, p, last, 0, 0, 1);

@@ -14,7 +14,7 @@ use lib 't/lib';
 use Test::Nginx qw/ port /;
 use RustDesk::Client;
 
-my $t = Test::Nginx->new()->has()->plan(21);
+my $t = Test::Nginx->new()->has()->plan(25);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -114,6 +114,25 @@ cmd('rs a.example:1,b.example:2');
 is(cmd('rs'), "a.example:1\nb.example:2\n", 'relay servers set');
 like(cmd('tg 1.2.3.4 5.6.7.8'), qr/^"(a\.example:1|b\.example:2)"$/,
 	'test-geo names a relay');
+
+# IP changes: a peer registering its key from two addresses in turn (a
+# fourth RegisterPk within 6 s would be refused before being counted)
+
+is(cmd('ic'), "0\n", 'ip-changes empty');
+
+for my $src (qw/ 127.0.0.21 127.0.0.22 127.0.0.21 /) {
+	my $v = RustDesk::Client->udp(port(1), LocalAddr => $src);
+	$v->send_msg(register_pk => { id => 'mover01', uuid => 'um',
+		pk => 'm' x 32 });
+	$v->recv_msg();
+}
+
+like(cmd('ic'), qr/^1\nmover01: \d+s \{"127\.0\.0\.22": 1, "127\.0\.0\.21": 1\}\n$/,
+	'ip-changes list');
+like(cmd('ic mover01'), qr/^1\n\d+s \{"127\.0\.0\.22": 1, "127\.0\.0\.21": 1\}\n$/,
+	'ip-changes of one id');
+cmd('ic mover01 -');
+is(cmd('ic'), "0\n", 'ip-changes entry removed');
 
 # loopback only; the NAT-test port gives it to loopback clients when asked
 
