@@ -75,6 +75,9 @@ ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     z->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
+    /* a full zone is handled here, by eviction, not logged by the slab */
+    z->shpool->log_nomem = 0;
+
     if (shm_zone->shm.exists) {
         z->sh = z->shpool->data;
         return NGX_OK;
@@ -119,9 +122,6 @@ ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_sprintf(z->shpool->log_ctx, " in rustdesk zone \"%V\"%Z",
                 &shm_zone->shm.name);
-
-    /* a full zone is handled here, by eviction, not logged by the slab */
-    z->shpool->log_nomem = 0;
 
     return NGX_OK;
 }
@@ -1324,9 +1324,9 @@ ngx_rustdesk_peer_alloc_locked(ngx_rustdesk_peer_zone_t *z, size_t size,
             if (!z->sh->full_logged) {
                 z->sh->full_logged = 1;
                 ngx_log_error(NGX_LOG_WARN, log, 0,
-                              "rustdesk: zone%s is full of online peers "
-                              "(%ui), new peers are refused; "
-                              "make it larger", z->shpool->log_ctx,
+                              "rustdesk: no room%s: it holds %ui peers, all "
+                              "online; new peers are refused until it is "
+                              "made larger", z->shpool->log_ctx,
                               z->sh->npeers);
             }
 
