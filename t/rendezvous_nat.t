@@ -13,7 +13,7 @@ use Test::More;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
-use RustDesk::Client;
+use RustDesk::Client qw/ msg_text msg_fields /;
 
 my $t = Test::Nginx->new()->has()->plan(32);
 
@@ -60,35 +60,7 @@ my $key = $t->read_file('keys/id_ed25519.pub');
 # (type, fields) as text, the fields sorted, defaults left out (proto3
 # omits them on the wire: absent and 0/false/empty are the same)
 
-sub show {
-	my ($type, $m) = @_;
-	return '' unless defined $type;
-	return "$type" . fields($m);
-}
 
-sub fields {
-	my ($m) = @_;
-	my @f;
-
-	for my $k (sort keys %$m) {
-		my $v = $m->{$k};
-		next unless defined $v;
-
-		if (ref $v eq 'ARRAY') {
-			next unless @$v;
-			$v = join(',', @$v);
-		} elsif (ref $v) {
-			$v = fields($v);
-		} else {
-			next if $v eq '' || $v eq '0';
-			$v = 'hex:' . unpack('H*', $v) if $v =~ /[^\x20-\x7e]/;
-		}
-
-		push @f, "$k=$v";
-	}
-
-	return '{' . join(' ', @f) . '}';
-}
 
 # Everything the server sends until it closes, as text, then "closed"
 # (or "open" when it is still open after 3 s of silence).
@@ -98,7 +70,7 @@ sub until_close {
 	my @got;
 
 	while (my @m = $c->recv_msg(3)) {
-		push @got, show(@m);
+		push @got, msg_text(@m);
 	}
 
 	push @got, $c->closed(0.5) ? 'closed' : 'open';
@@ -118,7 +90,7 @@ sub once {
 
 sub next_msg {
 	my ($c) = @_;
-	return show($c->recv_msg());
+	return msg_text($c->recv_msg());
 }
 
 # OnlineResponse states for a list of peers, in hex, on the NAT-test port.
@@ -131,7 +103,7 @@ sub online {
 
 	my ($type, $m) = $c->recv_msg();
 	return 'none' unless defined $type;
-	return show($type, $m) unless $type eq 'online_response';
+	return msg_text($type, $m) unless $type eq 'online_response';
 	return 'hex:' . unpack('H*', $m->{states} // '')
 		. ($c->closed() ? '' : ' (not closed)');
 }
@@ -156,7 +128,7 @@ for my $id (@on) {
 is("@reg", '0 0 0 0 0 0 0 0', 'peers registered');
 
 $u->send_msg(register_peer => { id => 'nat-rp-only', serial => 3 });
-is(show($u->recv_msg()), 'register_peer_response{request_pk=1}',
+is(msg_text($u->recv_msg()), 'register_peer_response{request_pk=1}',
 	'peer heard from without a key');
 
 # the NAT-test port

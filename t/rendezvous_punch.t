@@ -20,7 +20,7 @@ use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
-use RustDesk::Client qw/ mangle demangle open_signed_pk /;
+use RustDesk::Client qw/ mangle demangle open_signed_pk msg_text msg_fields /;
 
 my $t = Test::Nginx->new()->has()->plan(42)
 	->allow_log(qr/exited on signal 9\b/);
@@ -637,32 +637,9 @@ sub norm {
 			: "signed($id, other key)";
 	}
 
-	return $type . fields(\%m);
+	return $type . msg_fields(\%m);
 }
 
-sub fields {
-	my ($m) = @_;
-	my @f;
-
-	for my $k (sort keys %$m) {
-		my $v = $m->{$k};
-		next unless defined $v;
-
-		if (ref $v eq 'ARRAY') {
-			next unless @$v;
-			$v = join(',', @$v);
-		} elsif (ref $v) {
-			$v = fields($v);
-		} else {
-			next if $v eq '' || $v eq '0';
-			$v = 'hex:' . unpack('H*', $v) if $v =~ /[^\x20-\x7e]/;
-		}
-
-		push @f, "$k=$v";
-	}
-
-	return '{' . join(' ', @f) . '}';
-}
 
 sub log_count {
 	my ($re) = @_;

@@ -19,7 +19,7 @@ use Time::HiRes qw/ sleep /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
-use RustDesk::Client;
+use RustDesk::Client qw/ msg_text msg_fields /;
 
 my $t = Test::Nginx->new()->has()->plan(57);
 
@@ -70,35 +70,7 @@ my $ext;
 # (type, fields) as text, the fields sorted, defaults left out (proto3
 # omits them on the wire: absent and 0/false/empty are the same)
 
-sub show {
-	my ($type, $m) = @_;
-	return '' unless defined $type;
-	return "$type" . fields($m);
-}
 
-sub fields {
-	my ($m) = @_;
-	my @f;
-
-	for my $k (sort keys %$m) {
-		my $v = $m->{$k};
-		next unless defined $v;
-
-		if (ref $v eq 'ARRAY') {
-			next unless @$v;
-			$v = join(',', @$v);
-		} elsif (ref $v) {
-			$v = fields($v);
-		} else {
-			next if $v eq '' || $v eq '0';
-			$v = 'hex:' . unpack('H*', $v) if $v =~ /[^\x20-\x7e]/;
-		}
-
-		push @f, "$k=$v";
-	}
-
-	return '{' . join(' ', @f) . '}';
-}
 
 sub udp {
 	my ($src) = @_;
@@ -118,7 +90,7 @@ sub ask {
 		my ($rt, $m) = $c->recv_msg();
 		return join(' ', @got, 'timeout') unless defined $rt;
 		last if $rt eq 'register_pk_response' && ($m->{result} // 0) == 2;
-		push @got, show($rt, $m);
+		push @got, msg_text($rt, $m);
 	}
 
 	return join(' ', @got);
@@ -133,7 +105,7 @@ sub reg_pk {
 
 	my ($rt, $m) = $c->recv_msg();
 	return 'timeout' unless defined $rt;
-	return show($rt, $m) unless $rt eq 'register_pk_response';
+	return msg_text($rt, $m) unless $rt eq 'register_pk_response';
 	return $m->{result} // 0;
 }
 

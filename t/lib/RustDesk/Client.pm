@@ -24,7 +24,7 @@ use Crypt::PK::Ed25519;
 use MIME::Base64 qw/ decode_base64 /;
 
 our @EXPORT_OK = qw/ frame frame_header unframe encode_msg decode_msg
-	mangle demangle open_signed_pk /;
+	mangle demangle open_signed_pk msg_text msg_fields /;
 
 Google::ProtocolBuffers->parsefile(dirname(__FILE__) . '/rendezvous.proto2',
 	{ create_accessors => 1 });
@@ -92,6 +92,40 @@ sub decode_msg {
 	}
 
 	return ();
+}
+
+
+# A decoded message as one line of text, for comparing in tests:
+# "type{field=value ...}", defaults left out, binary values in hex.
+
+sub msg_text {
+	my ($type, $m) = @_;
+	return '' unless defined $type;
+	return "$type" . msg_fields($m);
+}
+
+sub msg_fields {
+	my ($m) = @_;
+	my @f;
+
+	for my $k (sort keys %$m) {
+		my $v = $m->{$k};
+		next unless defined $v;
+
+		if (ref $v eq 'ARRAY') {
+			next unless @$v;
+			$v = join(',', @$v);
+		} elsif (ref $v) {
+			$v = msg_fields($v);
+		} else {
+			next if $v eq '' || $v eq '0';
+			$v = 'hex:' . unpack('H*', $v) if $v =~ /[^\x20-\x7e]/;
+		}
+
+		push @f, "$k=$v";
+	}
+
+	return '{' . join(' ', @f) . '}';
 }
 
 
