@@ -7,6 +7,7 @@ SHELL := /bin/bash
 #   make run        install what is missing, build, run conf.example/nginx.conf
 #   make test       install what the tests need, build, run every test
 #   make unit       C unit tests of common/ only
+#   make bench      benchmarks (bench/README.md)
 
 NGX_SRC      ?= /usr/share/nginx/src
 NGX_MODULES  ?= /usr/lib/nginx/modules
@@ -19,7 +20,7 @@ SO           := $(MODULES:%=$(BUILD)/%.so)
 SOURCES      := config config.make $(wildcard common/*.[ch] common/*.proto \
                 common/*.map ngx_rustdesk_*/*.[ch] ngx_rustdesk_*/config)
 
-.PHONY: all install run test unit unit-build deps clean
+.PHONY: all install run test unit unit-build deps clean bench
 
 all: $(SO)
 
@@ -83,6 +84,9 @@ unit-build: $(BUILD)/unit_tests
 
 unit: $(BUILD)/unit_tests
 	$(BUILD)/unit_tests
+
+bench: all
+	bench/run
 
 clean:
 	rm -rf $(BUILD)
