@@ -13,6 +13,25 @@
 #include "ngx_stream_rustdesk_rendezvous_module.h"
 
 
+/*
+ * A UDP session ends after its datagram, unless a RegisterPk waits for its
+ * database write: then the session lives on until every write it started
+ * is done, and nginx hands it any further datagram from the same address,
+ * which is read and handled here like the first.
+ */
+
+typedef struct {
+    ngx_uint_t    pending;     /* database writes under way */
+    u_char       *buf;
+} ngx_stream_rustdesk_rendezvous_udp_ctx_t;
+
+
+#define NGX_RUSTDESK_UDP_MAX  65535
+
+
+static void ngx_stream_rustdesk_rendezvous_udp_read(ngx_event_t *rev);
+static void ngx_stream_rustdesk_rendezvous_datagram(ngx_stream_session_t *s,
+    u_char *data, size_t len);
 static void ngx_stream_rustdesk_rendezvous_register_peer(
     ngx_stream_session_t *s, Hbb__RegisterPeer *rp, ngx_rustdesk_ip_t *addr);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_register_pk(
@@ -32,23 +51,82 @@ static void ngx_stream_rustdesk_rendezvous_udp_send(ngx_stream_session_t *s,
 void
 ngx_stream_rustdesk_rendezvous_udp(ngx_stream_session_t *s)
 {
-    ngx_buf_t           *b;
-    ngx_connection_t    *c;
-    ngx_rustdesk_ip_t    addr;
-    ngx_rustdesk_msg_t  *m;
+    ngx_buf_t                                 *b;
+    ngx_connection_t                          *c;
+    ngx_stream_rustdesk_rendezvous_udp_ctx_t  *ctx;
 
     c = s->connection;
     b = c->buffer;
 
     c->log->action = "handling rendezvous datagram";
 
-    m = ngx_rustdesk_msg_unpack(b->pos, b->last - b->pos);
+    ctx = ngx_pcalloc(c->pool, sizeof(ngx_stream_rustdesk_rendezvous_udp_ctx_t));
+    if (ctx == NULL) {
+        ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_stream_set_ctx(s, ctx, ngx_stream_rustdesk_rendezvous_module);
+
+    ngx_stream_rustdesk_rendezvous_datagram(s, b->pos, b->last - b->pos);
+
+    if (ctx->pending == 0) {
+        ngx_stream_finalize_session(s, NGX_STREAM_OK);
+        return;
+    }
+
+    c->read->handler = ngx_stream_rustdesk_rendezvous_udp_read;
+}
+
+
+static void
+ngx_stream_rustdesk_rendezvous_udp_read(ngx_event_t *rev)
+{
+    ssize_t                                    n;
+    ngx_connection_t                          *c;
+    ngx_stream_session_t                      *s;
+    ngx_stream_rustdesk_rendezvous_udp_ctx_t  *ctx;
+
+    c = rev->data;
+    s = c->data;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_rustdesk_rendezvous_module);
+
+    if (ctx->buf == NULL) {
+        ctx->buf = ngx_pnalloc(c->pool, NGX_RUSTDESK_UDP_MAX);
+        if (ctx->buf == NULL) {
+            return;
+        }
+    }
+
+    while (rev->ready) {
+        n = c->recv(c, ctx->buf, NGX_RUSTDESK_UDP_MAX);
+
+        if (n == NGX_AGAIN || n == NGX_ERROR) {
+            break;
+        }
+
+        ngx_stream_rustdesk_rendezvous_datagram(s, ctx->buf, n);
+    }
+}
+
+
+static void
+ngx_stream_rustdesk_rendezvous_datagram(ngx_stream_session_t *s, u_char *data,
+    size_t len)
+{
+    ngx_connection_t                          *c;
+    ngx_rustdesk_ip_t                          addr;
+    ngx_rustdesk_msg_t                        *m;
+    ngx_stream_rustdesk_rendezvous_udp_ctx_t  *ctx;
+
+    c = s->connection;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_rustdesk_rendezvous_module);
+
+    m = ngx_rustdesk_msg_unpack(data, len);
 
     if (m == NULL) {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "rustdesk: malformed datagram of %uz bytes",
-                      (size_t) (b->last - b->pos));
-        ngx_stream_finalize_session(s, NGX_STREAM_OK);
+                      "rustdesk: malformed datagram of %uz bytes", len);
         return;
     }
 
@@ -66,9 +144,8 @@ ngx_stream_rustdesk_rendezvous_udp(ngx_stream_session_t *s)
                                                        &addr)
             == NGX_AGAIN)
         {
-            /* answered and finished when the database write is done */
-            ngx_rustdesk_msg_free(m);
-            return;
+            /* answered when the database write is done */
+            ctx->pending++;
         }
 
         break;
@@ -89,8 +166,6 @@ ngx_stream_rustdesk_rendezvous_udp(ngx_stream_session_t *s)
     }
 
     ngx_rustdesk_msg_free(m);
-
-    ngx_stream_finalize_session(s, NGX_STREAM_OK);
 }
 
 
@@ -270,11 +345,17 @@ ngx_stream_rustdesk_rendezvous_register_pk_written(void *data, ngx_int_t rc)
 {
     ngx_stream_session_t  *s = data;
 
+    ngx_stream_rustdesk_rendezvous_udp_ctx_t  *ctx;
+
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_rustdesk_rendezvous_module);
+
     ngx_stream_rustdesk_rendezvous_register_pk_reply(s,
                    rc == NGX_OK ? HBB__REGISTER_PK_RESPONSE__RESULT__OK
                                 : HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR);
 
-    ngx_stream_finalize_session(s, NGX_STREAM_OK);
+    if (--ctx->pending == 0) {
+        ngx_stream_finalize_session(s, NGX_STREAM_OK);
+    }
 }
 
 
