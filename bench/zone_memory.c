@@ -139,7 +139,7 @@ main(int argc, char **argv)
            zone, reg.n_ok, zone / reg.n_ok);
 
     if (record) {
-        printf(" (one peer record: %u bytes in a slab chunk)", record);
+        printf(" (one peer record: %u bytes)", record);
     }
 
     printf("\n");

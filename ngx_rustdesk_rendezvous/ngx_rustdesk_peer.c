@@ -34,6 +34,15 @@ static void ngx_rustdesk_ip_change_free_locked(ngx_rustdesk_peer_zone_t *z,
     ngx_rustdesk_peer_t *p);
 static void ngx_rustdesk_peer_free_locked(ngx_rustdesk_peer_zone_t *z,
     ngx_rustdesk_peer_t *p);
+static ngx_rustdesk_peer_t *ngx_rustdesk_peer_new_locked(
+    ngx_rustdesk_peer_zone_t *z, size_t size, ngx_msec_t now,
+    ngx_uint_t *cell, ngx_log_t *log);
+static void ngx_rustdesk_peer_release_locked(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_peer_t *p);
+static ngx_uint_t ngx_rustdesk_peer_evict_locked(ngx_rustdesk_peer_zone_t *z,
+    ngx_msec_t now);
+static void ngx_rustdesk_peer_full_locked(ngx_rustdesk_peer_zone_t *z,
+    ngx_log_t *log);
 static void *ngx_rustdesk_peer_alloc_locked(ngx_rustdesk_peer_zone_t *z,
     size_t size, ngx_msec_t now, ngx_log_t *log);
 static void ngx_rustdesk_peer_rbtree_insert(ngx_rbtree_node_t *temp,
@@ -1031,7 +1040,7 @@ ngx_rustdesk_peer_free_locked(ngx_rustdesk_peer_zone_t *z,
 
     ngx_queue_remove(&p->queue);
     ngx_rbtree_delete(&z->sh->peers, &p->node);
-    ngx_slab_free_locked(z->shpool, p);
+    ngx_rustdesk_peer_release_locked(z, p);
     z->sh->npeers--;
 }
 
@@ -1183,6 +1192,7 @@ ngx_rustdesk_peer_store_locked(ngx_rustdesk_peer_zone_t *z,
     ngx_str_t *pk, ngx_log_t *log)
 {
     size_t                size;
+    ngx_uint_t            cell;
     ngx_rustdesk_peer_t  *p;
 
     if (old && old->uuid_len == uuid->len && old->pk_len == pk->len) {
@@ -1198,7 +1208,7 @@ ngx_rustdesk_peer_store_locked(ngx_rustdesk_peer_zone_t *z,
         ngx_queue_remove(&old->queue);
     }
 
-    p = ngx_rustdesk_peer_alloc_locked(z, size, ngx_current_msec, log);
+    p = ngx_rustdesk_peer_new_locked(z, size, ngx_current_msec, &cell, log);
 
     if (p == NULL) {
         if (old) {
@@ -1211,7 +1221,7 @@ ngx_rustdesk_peer_store_locked(ngx_rustdesk_peer_zone_t *z,
     if (old) {
         ngx_memcpy(p, old, offsetof(ngx_rustdesk_peer_t, data));
         ngx_rbtree_delete(&z->sh->peers, &old->node);
-        ngx_slab_free_locked(z->shpool, old);
+        ngx_rustdesk_peer_release_locked(z, old);
         z->sh->npeers--;
 
         if (p->ip_change) {
@@ -1221,6 +1231,8 @@ ngx_rustdesk_peer_store_locked(ngx_rustdesk_peer_zone_t *z,
     } else {
         ngx_memzero(p, offsetof(ngx_rustdesk_peer_t, data));
     }
+
+    p->cell = (u_char) cell;
 
     p->node.key = hash;
     p->id_len = (u_char) id->len;
@@ -1245,6 +1257,74 @@ copy:
 
 
 /*
+ * A peer record: in a cell when it fits, else a slab chunk; *cell says
+ * which.  Room is made as in ngx_rustdesk_peer_alloc_locked().
+ */
+
+static ngx_rustdesk_peer_t *
+ngx_rustdesk_peer_new_locked(ngx_rustdesk_peer_zone_t *z, size_t size,
+    ngx_msec_t now, ngx_uint_t *cell, ngx_log_t *log)
+{
+    u_char      *page;
+    void       **c;
+    ngx_uint_t   i, n;
+
+    if (size > NGX_RUSTDESK_PEER_CELL) {
+        *cell = 0;
+        return ngx_rustdesk_peer_alloc_locked(z, size, now, log);
+    }
+
+    *cell = 1;
+
+    for ( ;; ) {
+        if (z->sh->free_cells) {
+            c = z->sh->free_cells;
+            z->sh->free_cells = *c;
+            return (ngx_rustdesk_peer_t *) c;
+        }
+
+        page = ngx_slab_alloc_locked(z->shpool, ngx_pagesize);
+
+        if (page) {
+            n = ngx_pagesize / NGX_RUSTDESK_PEER_CELL;
+
+            for (i = 0; i < n; i++) {
+                c = (void **) (page + i * NGX_RUSTDESK_PEER_CELL);
+                *c = z->sh->free_cells;
+                z->sh->free_cells = c;
+            }
+
+            continue;
+        }
+
+        /* evicted peers in cells come back to the free list */
+
+        if (ngx_rustdesk_peer_evict_locked(z, now) == 0) {
+            ngx_rustdesk_peer_full_locked(z, log);
+            return NULL;
+        }
+    }
+}
+
+
+static void
+ngx_rustdesk_peer_release_locked(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_peer_t *p)
+{
+    void  **c;
+
+    if (!p->cell) {
+        ngx_slab_free_locked(z->shpool, p);
+        return;
+    }
+
+    c = (void **) p;
+    *c = z->sh->free_cells;
+    z->sh->free_cells = c;
+}
+
+
+/*
  * Allocation with room made by evicting peers that are offline, least
  * recently registered first, and blocker entries idle for a day.
  */
@@ -1253,12 +1333,7 @@ static void *
 ngx_rustdesk_peer_alloc_locked(ngx_rustdesk_peer_zone_t *z, size_t size,
     ngx_msec_t now, ngx_log_t *log)
 {
-    void                     *p;
-    ngx_uint_t                n;
-    ngx_queue_t              *q;
-    ngx_rustdesk_peer_t      *peer;
-    ngx_rustdesk_waiter_t    *w;
-    ngx_rustdesk_ip_block_t  *b;
+    void  *p;
 
     for ( ;; ) {
         p = ngx_slab_alloc_locked(z->shpool, size);
@@ -1266,73 +1341,91 @@ ngx_rustdesk_peer_alloc_locked(ngx_rustdesk_peer_zone_t *z, size_t size,
             return p;
         }
 
-        n = 0;
-
-        while (n < NGX_RUSTDESK_EVICT_MAX
-               && !ngx_queue_empty(&z->sh->waiters_lru))
-        {
-            q = ngx_queue_last(&z->sh->waiters_lru);
-            w = ngx_queue_data(q, ngx_rustdesk_waiter_t, queue);
-
-            if (now - w->time < NGX_RUSTDESK_WAITER_TTL) {
-                break;
-            }
-
-            ngx_rustdesk_waiter_free_locked(z, w);
-            n++;
-        }
-
-        while (n < NGX_RUSTDESK_EVICT_MAX && !ngx_queue_empty(&z->sh->ips_lru)) {
-            q = ngx_queue_last(&z->sh->ips_lru);
-            b = ngx_queue_data(q, ngx_rustdesk_ip_block_t, queue);
-
-            if (now - b->ids_time < NGX_RUSTDESK_IP_IDS_WINDOW
-                && now - b->reg_time < NGX_RUSTDESK_IP_BLOCK_WINDOW)
-            {
-                break;
-            }
-
-            ngx_queue_remove(q);
-            ngx_rbtree_delete(&z->sh->ips, &b->node);
-
-            if (b->ids) {
-                ngx_slab_free_locked(z->shpool, b->ids);
-            }
-
-            ngx_slab_free_locked(z->shpool, b);
-            z->sh->nips--;
-            n++;
-        }
-
-        while (n < NGX_RUSTDESK_EVICT_MAX
-               && !ngx_queue_empty(&z->sh->peers_lru))
-        {
-            q = ngx_queue_last(&z->sh->peers_lru);
-            peer = ngx_queue_data(q, ngx_rustdesk_peer_t, queue);
-
-            if (peer->last_reg
-                && now - peer->last_reg < NGX_RUSTDESK_REG_TIMEOUT)
-            {
-                break;
-            }
-
-            ngx_rustdesk_peer_free_locked(z, peer);
-            n++;
-        }
-
-        if (n == 0) {
-            if (!z->sh->full_logged) {
-                z->sh->full_logged = 1;
-                ngx_log_error(NGX_LOG_WARN, log, 0,
-                              "rustdesk: no room%s: it holds %ui peers, all "
-                              "online; new peers are refused until it is "
-                              "made larger", z->shpool->log_ctx,
-                              z->sh->npeers);
-            }
-
+        if (ngx_rustdesk_peer_evict_locked(z, now) == 0) {
+            ngx_rustdesk_peer_full_locked(z, log);
             return NULL;
         }
     }
+}
+
+
+/* Frees a bounded number of stale entries; returns how many. */
+
+static ngx_uint_t
+ngx_rustdesk_peer_evict_locked(ngx_rustdesk_peer_zone_t *z, ngx_msec_t now)
+{
+    ngx_uint_t                n;
+    ngx_queue_t              *q;
+    ngx_rustdesk_peer_t      *peer;
+    ngx_rustdesk_waiter_t    *w;
+    ngx_rustdesk_ip_block_t  *b;
+
+    n = 0;
+
+    while (n < NGX_RUSTDESK_EVICT_MAX && !ngx_queue_empty(&z->sh->waiters_lru))
+    {
+        q = ngx_queue_last(&z->sh->waiters_lru);
+        w = ngx_queue_data(q, ngx_rustdesk_waiter_t, queue);
+
+        if (now - w->time < NGX_RUSTDESK_WAITER_TTL) {
+            break;
+        }
+
+        ngx_rustdesk_waiter_free_locked(z, w);
+        n++;
+    }
+
+    while (n < NGX_RUSTDESK_EVICT_MAX && !ngx_queue_empty(&z->sh->ips_lru)) {
+        q = ngx_queue_last(&z->sh->ips_lru);
+        b = ngx_queue_data(q, ngx_rustdesk_ip_block_t, queue);
+
+        if (now - b->ids_time < NGX_RUSTDESK_IP_IDS_WINDOW
+            && now - b->reg_time < NGX_RUSTDESK_IP_BLOCK_WINDOW)
+        {
+            break;
+        }
+
+        ngx_queue_remove(q);
+        ngx_rbtree_delete(&z->sh->ips, &b->node);
+
+        if (b->ids) {
+            ngx_slab_free_locked(z->shpool, b->ids);
+        }
+
+        ngx_slab_free_locked(z->shpool, b);
+        z->sh->nips--;
+        n++;
+    }
+
+    while (n < NGX_RUSTDESK_EVICT_MAX && !ngx_queue_empty(&z->sh->peers_lru)) {
+        q = ngx_queue_last(&z->sh->peers_lru);
+        peer = ngx_queue_data(q, ngx_rustdesk_peer_t, queue);
+
+        if (peer->last_reg && now - peer->last_reg < NGX_RUSTDESK_REG_TIMEOUT) {
+            break;
+        }
+
+        ngx_rustdesk_peer_free_locked(z, peer);
+        n++;
+    }
+
+    return n;
+}
+
+
+static void
+ngx_rustdesk_peer_full_locked(ngx_rustdesk_peer_zone_t *z, ngx_log_t *log)
+{
+    if (z->sh->full_logged) {
+        return;
+    }
+
+    z->sh->full_logged = 1;
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "rustdesk: no room%s: it holds %ui peers, all online; "
+                  "new peers are refused until it is made larger",
+                  z->shpool->log_ctx, z->sh->npeers);
 }
 
 

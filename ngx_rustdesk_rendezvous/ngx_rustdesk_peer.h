@@ -31,6 +31,13 @@
 #define NGX_RUSTDESK_IP_CHANGE_KEEP  360000   /* and shown this long */
 #define NGX_RUSTDESK_IP_CHANGE_IPS   8        /* addresses per peer kept */
 
+/*
+ * Peer records up to this size (a 10-digit id, a 36-byte uuid and a
+ * 32-byte key make 220 bytes) live in cells carved from whole pages, 18 to
+ * a 4 KiB page, instead of the slab's 256-byte class.
+ */
+#define NGX_RUSTDESK_PEER_CELL       224
+
 
 /* An IP address and port, compact and comparable (v4-mapped made v4). */
 typedef struct {
@@ -53,6 +60,7 @@ typedef struct {
     ngx_rustdesk_ip_t    ip;                /* IP of the last RegisterPk */
     u_char               guid[16];
     u_char               has_guid;          /* known to the database */
+    u_char               cell;              /* in a cell, not a slab chunk */
     u_char               reg_pk_count;
     u_char               id_len;
     u_char               uuid_len;
@@ -146,6 +154,7 @@ typedef struct {
     ngx_rustdesk_punch_req_t  *punch_reqs;  /* ring, NULL if no room */
     ngx_queue_t          ip_changes;
     ngx_uint_t           nip_changes;       /* of more than one address */
+    void                *free_cells;        /* list through each cell */
     ngx_uint_t           npunch_reqs;       /* ever logged */
     int32_t              serial;            /* adopted from ConfigUpdate */
     size_t               servers_len;
