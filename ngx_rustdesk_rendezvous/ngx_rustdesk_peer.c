@@ -436,12 +436,12 @@ ngx_rustdesk_ip_blocker_allow(ngx_rustdesk_peer_zone_t *z,
     ngx_queue_remove(&b->queue);
     ngx_queue_insert_head(&z->sh->ips_lru, &b->queue);
 
-    /* more than 30 RegisterPk without a 60 s pause */
+    /* more than 30 (ip_block_max) RegisterPk without a 60 s pause */
 
     if (now - b->reg_time > NGX_RUSTDESK_IP_BLOCK_WINDOW) {
         b->reg_count = 0;
 
-    } else if (b->reg_count > NGX_RUSTDESK_IP_BLOCK_MAX) {
+    } else if (b->reg_count > z->ip_block_max) {
         ngx_shmtx_unlock(&z->shpool->mutex);
         return 0;
     }
@@ -449,7 +449,7 @@ ngx_rustdesk_ip_blocker_allow(ngx_rustdesk_peer_zone_t *z,
     b->reg_count++;
     b->reg_time = now;
 
-    /* more than 300 distinct ids without a day's pause: known ids only */
+    /* more than 300 (ip_ids_max) new ids without a day's pause: known only */
 
     is_new = 1;
 
@@ -463,7 +463,7 @@ ngx_rustdesk_ip_blocker_allow(ngx_rustdesk_peer_zone_t *z,
     if (now - b->ids_time > NGX_RUSTDESK_IP_IDS_WINDOW) {
         b->nids = 0;
 
-    } else if (b->nids > NGX_RUSTDESK_IP_IDS_MAX) {
+    } else if (b->nids > z->ip_ids_max) {
         ngx_shmtx_unlock(&z->shpool->mutex);
         return !is_new;
     }

@@ -167,6 +167,8 @@ typedef struct {
     ngx_slab_pool_t            *shpool;
     int32_t                     serial;     /* configured rustdesk_serial */
     ngx_uint_t                  always_use_relay;   /* configured */
+    ngx_uint_t                  ip_block_max;       /* RegisterPk per 60 s */
+    ngx_uint_t                  ip_ids_max;         /* new ids per day */
     ngx_str_t                   servers;    /* configured, comma-joined */
 } ngx_rustdesk_peer_zone_t;
 

@@ -43,6 +43,8 @@ static char *ngx_stream_rustdesk_rendezvous_lan_mask(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_stream_rustdesk_rendezvous_database(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_stream_rustdesk_rendezvous_ip_blocker(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_database_init(ngx_conf_t *cf,
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_init_module(
@@ -127,6 +129,13 @@ static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
       ngx_conf_set_str_slot,
       NGX_STREAM_MAIN_CONF_OFFSET,
       offsetof(ngx_stream_rustdesk_rendezvous_main_conf_t, local_ip),
+      NULL },
+
+    { ngx_string("rustdesk_ip_blocker"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_stream_rustdesk_rendezvous_ip_blocker,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("rustdesk_database"),
@@ -325,6 +334,8 @@ ngx_stream_rustdesk_rendezvous_create_main_conf(ngx_conf_t *cf)
 
     rmcf->serial = NGX_CONF_UNSET;
     rmcf->always_use_relay = NGX_CONF_UNSET;
+    rmcf->ip_block_max = NGX_CONF_UNSET_UINT;
+    rmcf->ip_ids_max = NGX_CONF_UNSET_UINT;
 
     return rmcf;
 }
@@ -437,6 +448,12 @@ ngx_stream_rustdesk_rendezvous_postconfiguration(ngx_conf_t *cf)
     rmcf->zone->servers = rmcf->rendezvous_servers;
     rmcf->zone->always_use_relay = rmcf->always_use_relay;
 
+    /* hbbs: more than 30 RegisterPk a minute or 300 new ids a day */
+    rmcf->zone->ip_block_max = (rmcf->ip_block_max == NGX_CONF_UNSET_UINT)
+                               ? NGX_RUSTDESK_IP_BLOCK_MAX : rmcf->ip_block_max;
+    rmcf->zone->ip_ids_max = (rmcf->ip_ids_max == NGX_CONF_UNSET_UINT)
+                             ? NGX_RUSTDESK_IP_IDS_MAX : rmcf->ip_ids_max;
+
     return NGX_OK;
 }
 
@@ -544,6 +561,40 @@ ngx_stream_rustdesk_rendezvous_db_load(ngx_stream_session_t *s, ngx_str_t *id,
     (void) ngx_rustdesk_peer_load(rmcf->zone, id, row, s->connection->log);
 
     return NGX_OK;
+}
+
+
+/* rustdesk_ip_blocker <RegisterPk per minute> <new ids per day> */
+
+static char *
+ngx_stream_rustdesk_rendezvous_ip_blocker(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf = conf;
+
+    ngx_int_t   rate, ids;
+    ngx_str_t  *value;
+
+    if (rmcf->ip_block_max != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    rate = ngx_atoi(value[1].data, value[1].len);
+    ids = ngx_atoi(value[2].data, value[2].len);
+
+    if (rate <= 0 || ids <= 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid rustdesk_ip_blocker \"%V %V\", expected "
+                           "two positive numbers", &value[1], &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    rmcf->ip_block_max = rate;
+    rmcf->ip_ids_max = ids;
+
+    return NGX_CONF_OK;
 }
 
 

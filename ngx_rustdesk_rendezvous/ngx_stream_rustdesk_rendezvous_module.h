@@ -43,6 +43,8 @@ typedef struct {
     in_addr_t                    lan_mask;
     ngx_str_t                    local_ip;         /* hbbs --local-ip */
 
+    ngx_uint_t                   ip_block_max;     /* rustdesk_ip_blocker */
+    ngx_uint_t                   ip_ids_max;
     ngx_str_t                    database;         /* path; "off": none */
     ngx_uint_t                   database_off;
     void                        *thread_pool;
