@@ -22,7 +22,7 @@ use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
-use RustDesk::Client;
+use RustDesk::Client qw/ msg_text msg_fields /;
 
 my $t = Test::Nginx->new()->has();
 
@@ -160,7 +160,7 @@ my %before = map { $_ => row($DB, $_)->{guid} } qw/ db-persist-1 db-persist-2 /;
 
 	for my $s (@s) {
 		my ($type, $m) = $s->recv_msg();
-		$res{defined $type ? show($type, $m) : 'timeout'}++;
+		$res{defined $type ? msg_text($type, $m) : 'timeout'}++;
 	}
 
 	is(join(' ', map { "$_ x$res{$_}" } sort keys %res),
@@ -209,7 +209,7 @@ my %before = map { $_ => row($DB, $_)->{guid} } qw/ db-persist-1 db-persist-2 /;
 		my ($type, $m) = $s->recv_msg(3);
 		next unless worker_of($s) == $w;
 
-		$other = defined $type ? show($type, $m) : 'timeout';
+		$other = defined $type ? msg_text($type, $m) : 'timeout';
 		$other .= ' (after the RegisterPk answer)'
 			if IO::Select->new($l1->sock())->can_read(0);
 		last;
@@ -219,7 +219,7 @@ my %before = map { $_ => row($DB, $_)->{guid} } qw/ db-persist-1 db-persist-2 /;
 		'write pending: the worker still answers');
 
 	my ($type, $m) = $l1->recv_msg(15);
-	is(defined $type ? show($type, $m) : 'timeout',
+	is(defined $type ? msg_text($type, $m) : 'timeout',
 		'register_pk_response{result=7}', 'locked: SERVER_ERROR');
 
 	unlock_db($lock);
@@ -466,7 +466,7 @@ start('keys', '');
 
 	while (@got < 3) {
 		my ($type, $m) = $s->recv_msg(3);
-		push @got, defined $type ? show($type, $m) : 'timeout';
+		push @got, defined $type ? msg_text($type, $m) : 'timeout';
 		last unless defined $type;
 	}
 
@@ -714,35 +714,7 @@ sub udp {
 
 # (type, fields) as text, defaults left out (as in rendezvous_register.t)
 
-sub show {
-	my ($type, $m) = @_;
-	return '' unless defined $type;
-	return "$type" . fields($m);
-}
 
-sub fields {
-	my ($m) = @_;
-	my @f;
-
-	for my $k (sort keys %$m) {
-		my $v = $m->{$k};
-		next unless defined $v;
-
-		if (ref $v eq 'ARRAY') {
-			next unless @$v;
-			$v = join(',', @$v);
-		} elsif (ref $v) {
-			$v = fields($v);
-		} else {
-			next if $v eq '' || $v eq '0';
-			$v = 'hex:' . unpack('H*', $v) if $v =~ /[^\x20-\x7e]/;
-		}
-
-		push @f, "$k=$v";
-	}
-
-	return '{' . join(' ', @f) . '}';
-}
 
 # The result of a RegisterPk: a number, or what came instead.
 
@@ -753,7 +725,7 @@ sub reg_pk {
 
 	my ($rt, $m) = $c->recv_msg(10);
 	return 'timeout' unless defined $rt;
-	return show($rt, $m) unless $rt eq 'register_pk_response';
+	return msg_text($rt, $m) unless $rt eq 'register_pk_response';
 	return $m->{result} // 0;
 }
 
@@ -763,7 +735,7 @@ sub register_peer {
 	$c->send_msg(register_peer => { id => $id });
 
 	my ($rt, $m) = $c->recv_msg();
-	return defined $rt ? show($rt, $m) : 'timeout';
+	return defined $rt ? msg_text($rt, $m) : 'timeout';
 }
 
 # A PunchHoleRequest over TCP from A: what A got; with B's UDP socket
@@ -785,7 +757,7 @@ sub punch {
 	my ($type, $m) = $a->recv_msg();
 	$a->close();
 
-	return defined $type ? show($type, $m) : 'timeout';
+	return defined $type ? msg_text($type, $m) : 'timeout';
 }
 
 # The worker that handled a client socket's session (from the info line
