@@ -503,23 +503,9 @@ ngx_int_t
 ngx_rustdesk_peer_online(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     ngx_msec_t now)
 {
-    ngx_int_t             rc;
-    ngx_rustdesk_peer_t  *p;
+    ngx_rustdesk_ip_t  addr;
 
-    ngx_shmtx_lock(&z->shpool->mutex);
-
-    p = ngx_rustdesk_peer_lookup_locked(z, id,
-                                        ngx_crc32_short(id->data, id->len));
-    if (p == NULL) {
-        rc = NGX_DECLINED;
-
-    } else {
-        rc = (p->last_reg && now - p->last_reg < NGX_RUSTDESK_REG_TIMEOUT);
-    }
-
-    ngx_shmtx_unlock(&z->shpool->mutex);
-
-    return rc;
+    return ngx_rustdesk_peer_lookup(z, id, now, &addr);
 }
 
 

@@ -542,10 +542,7 @@ ngx_stream_rustdesk_rendezvous_relay_response(ngx_rustdesk_tcp_t *t,
     ngx_rustdesk_ip_t                            a;
     Hbb__RelayResponse                           fwd;
     ngx_rustdesk_msg_t                           out;
-    ngx_stream_rustdesk_rendezvous_ctx_t        *ctx;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
-
-    ctx = t->data;
 
     rmcf = ngx_stream_get_module_main_conf(t->session,
                                         ngx_stream_rustdesk_rendezvous_module);
@@ -580,8 +577,6 @@ ngx_stream_rustdesk_rendezvous_relay_response(ngx_rustdesk_tcp_t *t,
                                                                   t->session);
         }
     }
-
-    (void) ctx;
 
     hbb__rendezvous_message__init(&out);
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_RELAY_RESPONSE;
@@ -687,7 +682,6 @@ static ProtobufCBinaryData
 ngx_stream_rustdesk_rendezvous_mangle(ngx_stream_session_t *s,
     ngx_rustdesk_ip_t *ip)
 {
-    socklen_t                len;
     ProtobufCBinaryData      out;
     struct sockaddr_storage  ss;
 
@@ -695,8 +689,7 @@ ngx_stream_rustdesk_rendezvous_mangle(ngx_stream_session_t *s,
     out.data = ngx_pnalloc(s->connection->pool, NGX_RUSTDESK_ADDR_MAX_LEN);
 
     if (out.data) {
-        len = ngx_rustdesk_ip_to_sockaddr(ip, &ss);
-        (void) len;
+        (void) ngx_rustdesk_ip_to_sockaddr(ip, &ss);
         out.len = ngx_rustdesk_addr_encode((struct sockaddr *) &ss, out.data);
     }
 
