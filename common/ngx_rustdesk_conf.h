@@ -60,6 +60,13 @@ ngx_int_t ngx_rustdesk_conf_resolve_key(ngx_conf_t *cf,
     ngx_rustdesk_stream_conf_t *sc, ngx_rustdesk_key_role_e role,
     ngx_str_t *licence);
 
+/*
+ * A zone directive's "name:size", as limit_conn_zone takes it; the size at
+ * least 8 pages.  Logs what is wrong.
+ */
+ngx_int_t ngx_rustdesk_conf_zone_size(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_str_t *name, ssize_t *size);
+
 /* Loads or generates the key pair once for both modules. */
 ngx_int_t ngx_rustdesk_conf_load_keys(ngx_conf_t *cf,
     ngx_rustdesk_stream_conf_t *sc);

@@ -332,9 +332,17 @@ ngx_rustdesk_tcp_feed(ngx_rustdesk_tcp_t *t, u_char **pos, u_char *last)
         ngx_log_debug1(NGX_LOG_DEBUG_STREAM, c->log, 0,
                        "rustdesk: message %s", ngx_rustdesk_msg_name(m));
 
+        /* what follows the frame, for a handler that takes the connection */
+        t->rest = *pos;
+        t->rest_last = last;
+
         rc = t->handler(t, m);
 
         ngx_rustdesk_msg_free(m);
+
+        if (rc == NGX_DECLINED) {
+            return NGX_DECLINED;
+        }
 
         if (rc == NGX_ERROR) {
             ngx_rustdesk_tcp_close(t);

@@ -20,7 +20,9 @@ typedef struct ngx_rustdesk_tcp_s  ngx_rustdesk_tcp_t;
 
 /*
  * Returns NGX_OK to go on reading, NGX_DONE to close once the answers are
- * sent, NGX_ERROR to close at once.
+ * sent, NGX_ERROR to close at once, NGX_DECLINED when the handler has taken
+ * the connection over (the session stops reading and never closes it; the
+ * bytes read after the message are t->rest..t->rest_last).
  */
 typedef ngx_int_t (*ngx_rustdesk_tcp_handler_pt)(ngx_rustdesk_tcp_t *t,
     ngx_rustdesk_msg_t *m);
@@ -35,6 +37,9 @@ struct ngx_rustdesk_tcp_s {
     ngx_rustdesk_frame_decoder_t   decoder;
     ngx_buf_t                     *in;
     ngx_buf_t                     *out;
+
+    u_char                        *rest;       /* read after the message */
+    u_char                        *rest_last;
 
     unsigned                       done:1;
     unsigned                       failed:1;

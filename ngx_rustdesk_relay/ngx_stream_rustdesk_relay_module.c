@@ -1,23 +1,54 @@
 /*
- * The RustDesk relay server ("hbbr") as an nginx stream module.
+ * The RustDesk relay server ("hbbr") as an nginx stream module: its
+ * directives, the shared zone, and each connection up to its first
+ * message (PROTOCOL.md section 7).
  */
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_stream.h>
 
-#include "ngx_rustdesk_conf.h"
+#include <math.h>
+
+#include "ngx_rustdesk_console.h"
+#include "ngx_stream_rustdesk_relay_module.h"
 
 
-typedef struct {
-    ngx_rustdesk_stream_conf_t  *shared;     /* must stay first */
-    ngx_str_t                    licence;    /* key clients present */
-} ngx_stream_rustdesk_relay_main_conf_t;
+#define NGX_RUSTDESK_RELAY_REQUEST_MAX  (64 * 1024)
+#define NGX_RUSTDESK_RELAY_ZONE_NAME    "rustdesk_relay"
+#define NGX_RUSTDESK_RELAY_ZONE_SIZE    (8 * 1024 * 1024)
 
 
 static void *ngx_stream_rustdesk_relay_create_main_conf(ngx_conf_t *cf);
+static char *ngx_stream_rustdesk_relay_init_main_conf(ngx_conf_t *cf,
+    void *conf);
 static ngx_int_t ngx_stream_rustdesk_relay_postconfiguration(
     ngx_conf_t *cf);
+static char *ngx_stream_rustdesk_relay(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_stream_rustdesk_relay_console_role(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_stream_rustdesk_relay_zone(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_stream_rustdesk_relay_add_zone(ngx_conf_t *cf,
+    ngx_stream_rustdesk_relay_main_conf_t *lmcf, ngx_str_t *name,
+    size_t size);
+static char *ngx_stream_rustdesk_relay_list_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_stream_rustdesk_relay_mbps(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_stream_rustdesk_relay_threshold(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_stream_rustdesk_relay_init_process(ngx_cycle_t *cycle);
+static void ngx_stream_rustdesk_relay_exit_process(ngx_cycle_t *cycle);
+
+static void ngx_stream_rustdesk_relay_handler(ngx_stream_session_t *s);
+static void ngx_stream_rustdesk_relay_loopback_handler(
+    ngx_stream_session_t *s);
+static void ngx_stream_rustdesk_relay_first_read(ngx_event_t *rev);
+static void ngx_stream_rustdesk_relay_first_write(ngx_event_t *wev);
+static ngx_int_t ngx_stream_rustdesk_relay_first_message(ngx_rustdesk_tcp_t *t,
+    ngx_rustdesk_msg_t *m);
 
 
 static ngx_command_t  ngx_stream_rustdesk_relay_commands[] = {
@@ -36,6 +67,106 @@ static ngx_command_t  ngx_stream_rustdesk_relay_commands[] = {
       0,
       NULL },
 
+    { ngx_string("rustdesk_relay"),
+      NGX_STREAM_SRV_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_stream_rustdesk_relay,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rustdesk_relay_console"),
+      NGX_STREAM_SRV_CONF|NGX_CONF_NOARGS,
+      ngx_stream_rustdesk_relay_console_role,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rustdesk_relay_zone"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_stream_rustdesk_relay_zone,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rustdesk_relay_blacklist"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_stream_rustdesk_relay_list_file,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_relay_main_conf_t,
+               files[NGX_RUSTDESK_BLACKLIST]),
+      NULL },
+
+    { ngx_string("rustdesk_relay_blocklist"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_stream_rustdesk_relay_list_file,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_relay_main_conf_t,
+               files[NGX_RUSTDESK_BLOCKLIST]),
+      NULL },
+
+    { ngx_string("rustdesk_relay_single_bandwidth"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_stream_rustdesk_relay_mbps,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_relay_main_conf_t, limits.single),
+      NULL },
+
+    { ngx_string("rustdesk_relay_total_bandwidth"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_stream_rustdesk_relay_mbps,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_relay_main_conf_t, limits.total),
+      NULL },
+
+    { ngx_string("rustdesk_relay_limit_speed"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_stream_rustdesk_relay_mbps,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_relay_main_conf_t, limits.limit),
+      NULL },
+
+    { ngx_string("rustdesk_relay_downgrade_threshold"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_stream_rustdesk_relay_threshold,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rustdesk_relay_downgrade_start_check"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_relay_main_conf_t, limits.start_check),
+      NULL },
+
+    { ngx_string("rustdesk_relay_request_timeout"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_relay_main_conf_t, request_timeout),
+      NULL },
+
+    { ngx_string("rustdesk_relay_pair_timeout"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_relay_main_conf_t, pair_timeout),
+      NULL },
+
+    { ngx_string("rustdesk_relay_idle_timeout"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_relay_main_conf_t, idle_timeout),
+      NULL },
+
+    { ngx_string("rustdesk_relay_buffer_size"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_relay_main_conf_t, buffer_size),
+      NULL },
+
       ngx_null_command
 };
 
@@ -45,7 +176,7 @@ static ngx_stream_module_t  ngx_stream_rustdesk_relay_module_ctx = {
     ngx_stream_rustdesk_relay_postconfiguration, /* postconfiguration */
 
     ngx_stream_rustdesk_relay_create_main_conf,  /* create main conf */
-    NULL,                                  /* init main configuration */
+    ngx_stream_rustdesk_relay_init_main_conf,    /* init main conf */
 
     NULL,                                  /* create server configuration */
     NULL                                   /* merge server configuration */
@@ -59,10 +190,10 @@ ngx_module_t  ngx_stream_rustdesk_relay_module = {
     NGX_STREAM_MODULE,                     /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_stream_rustdesk_relay_init_process, /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_stream_rustdesk_relay_exit_process, /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -84,17 +215,85 @@ ngx_stream_rustdesk_relay_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    lmcf->request_timeout = NGX_CONF_UNSET_MSEC;
+    lmcf->pair_timeout = NGX_CONF_UNSET_MSEC;
+    lmcf->idle_timeout = NGX_CONF_UNSET_MSEC;
+    lmcf->buffer_size = NGX_CONF_UNSET_SIZE;
+
+    lmcf->limits.single = (uint64_t) -1;
+    lmcf->limits.total = (uint64_t) -1;
+    lmcf->limits.limit = (uint64_t) -1;
+    lmcf->limits.threshold = NGX_CONF_UNSET_UINT;
+    lmcf->limits.start_check = NGX_CONF_UNSET_MSEC;
+
     return lmcf;
+}
+
+
+/* hbbr's defaults (PROTOCOL.md section 7) */
+
+static char *
+ngx_stream_rustdesk_relay_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_stream_rustdesk_relay_main_conf_t  *lmcf = conf;
+
+    ngx_conf_init_msec_value(lmcf->request_timeout, 30000);
+    ngx_conf_init_msec_value(lmcf->pair_timeout, 30000);
+    ngx_conf_init_msec_value(lmcf->idle_timeout, 30000);
+    ngx_conf_init_size_value(lmcf->buffer_size, 64 * 1024);
+
+    if (lmcf->limits.single == (uint64_t) -1) {
+        lmcf->limits.single = 128 * NGX_RUSTDESK_MBPS;
+    }
+
+    if (lmcf->limits.total == (uint64_t) -1) {
+        lmcf->limits.total = 1024 * NGX_RUSTDESK_MBPS;
+    }
+
+    if (lmcf->limits.limit == (uint64_t) -1) {
+        lmcf->limits.limit = 32 * NGX_RUSTDESK_MBPS;
+    }
+
+    ngx_conf_init_uint_value(lmcf->limits.threshold, 66);
+    ngx_conf_init_msec_value(lmcf->limits.start_check, 1800 * 1000);
+
+    if (lmcf->buffer_size < 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "rustdesk_relay_buffer_size must be at least 1k");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }
 
 
 static ngx_int_t
 ngx_stream_rustdesk_relay_postconfiguration(ngx_conf_t *cf)
 {
+    ngx_str_t                               name;
     ngx_stream_rustdesk_relay_main_conf_t  *lmcf;
 
     lmcf = ngx_stream_conf_get_module_main_conf(cf,
                                         ngx_stream_rustdesk_relay_module);
+
+    if (lmcf->used) {
+        if (lmcf->zone == NULL) {
+            ngx_str_set(&name, NGX_RUSTDESK_RELAY_ZONE_NAME);
+
+            if (ngx_stream_rustdesk_relay_add_zone(cf, lmcf, &name,
+                                                NGX_RUSTDESK_RELAY_ZONE_SIZE)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+
+        lmcf->zone->conf = lmcf->limits;
+        lmcf->zone->files[NGX_RUSTDESK_BLACKLIST] =
+                                          lmcf->files[NGX_RUSTDESK_BLACKLIST];
+        lmcf->zone->files[NGX_RUSTDESK_BLOCKLIST] =
+                                          lmcf->files[NGX_RUSTDESK_BLOCKLIST];
+    }
 
     /*
      * hbbr accepts any key unless one is configured; "-" or "_" reads the
@@ -108,4 +307,410 @@ ngx_stream_rustdesk_relay_postconfiguration(ngx_conf_t *cf)
     return ngx_rustdesk_conf_resolve_key(cf, lmcf->shared,
                                          NGX_RUSTDESK_KEY_HBBR,
                                          &lmcf->licence);
+}
+
+
+/* rustdesk_relay [loopback_console]; */
+
+static char *
+ngx_stream_rustdesk_relay(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_stream_rustdesk_relay_main_conf_t  *lmcf = conf;
+
+    ngx_str_t                   *value;
+    ngx_stream_core_srv_conf_t  *cscf;
+
+    cscf = ngx_stream_conf_get_module_srv_conf(cf, ngx_stream_core_module);
+
+    if (cscf->handler) {
+        return "is duplicate: this server already has a role";
+    }
+
+    value = cf->args->elts;
+    cscf->handler = ngx_stream_rustdesk_relay_handler;
+
+    if (cf->args->nelts == 2) {
+        if (ngx_strcmp(value[1].data, "loopback_console") != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        /* hbbr's way: every loopback client of the port gets the console */
+        cscf->handler = ngx_stream_rustdesk_relay_loopback_handler;
+    }
+
+    lmcf->used = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_stream_rustdesk_relay_console_role(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_stream_rustdesk_relay_main_conf_t  *lmcf = conf;
+
+    ngx_stream_core_srv_conf_t  *cscf;
+
+    cscf = ngx_stream_conf_get_module_srv_conf(cf, ngx_stream_core_module);
+
+    if (cscf->handler) {
+        return "is duplicate: this server already has a role";
+    }
+
+    cscf->handler = ngx_stream_rustdesk_relay_console;
+    lmcf->used = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+/* rustdesk_relay_zone name:size */
+
+static char *
+ngx_stream_rustdesk_relay_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_stream_rustdesk_relay_main_conf_t  *lmcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value, name;
+
+    if (lmcf->zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_rustdesk_conf_zone_size(cf, &value[1], &name, &size) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_stream_rustdesk_relay_add_zone(cf, lmcf, &name, size) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_stream_rustdesk_relay_add_zone(ngx_conf_t *cf,
+    ngx_stream_rustdesk_relay_main_conf_t *lmcf, ngx_str_t *name, size_t size)
+{
+    ngx_shm_zone_t             *shm_zone;
+    ngx_rustdesk_relay_zone_t  *z;
+
+    z = ngx_pcalloc(cf->pool, sizeof(ngx_rustdesk_relay_zone_t));
+    if (z == NULL) {
+        return NGX_ERROR;
+    }
+
+    shm_zone = ngx_shared_memory_add(cf, name, size,
+                                     &ngx_stream_rustdesk_relay_module);
+    if (shm_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is already used", name);
+        return NGX_ERROR;
+    }
+
+    shm_zone->init = ngx_rustdesk_relay_zone_init;
+    shm_zone->data = z;
+
+    lmcf->shm_zone = shm_zone;
+    lmcf->zone = z;
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_stream_rustdesk_relay_list_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_str_t  *field, *value;
+
+    field = (ngx_str_t *) ((u_char *) conf + cmd->offset);
+
+    if (field->data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    *field = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, field, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* Mb/s as hbbr's environment takes them (1024 x 1024 bit/s); 0: no limit */
+
+static char *
+ngx_stream_rustdesk_relay_mbps(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char       *end;
+    double      v;
+    uint64_t   *field;
+    ngx_str_t  *value;
+
+    field = (uint64_t *) ((u_char *) conf + cmd->offset);
+
+    if (*field != (uint64_t) -1) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    v = strtod((char *) value[1].data, &end);
+
+    if (end == (char *) value[1].data || *end != '\0' || !isfinite(v)
+        || v < 0 || v > 1e9)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid bandwidth \"%V\", expected Mb/s",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    *field = (uint64_t) (v * NGX_RUSTDESK_MBPS);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_stream_rustdesk_relay_threshold(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_stream_rustdesk_relay_main_conf_t  *lmcf = conf;
+
+    char       *end;
+    double      v;
+    ngx_str_t  *value;
+
+    if (lmcf->limits.threshold != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    v = strtod((char *) value[1].data, &end);
+
+    if (end == (char *) value[1].data || *end != '\0' || !isfinite(v)
+        || v <= 0 || v > 1e6)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid threshold \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    lmcf->limits.threshold = (ngx_uint_t) (v * 100);
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_stream_rustdesk_relay_init_process(ngx_cycle_t *cycle)
+{
+    ngx_stream_rustdesk_relay_main_conf_t  *lmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    lmcf = ngx_stream_cycle_get_module_main_conf(cycle,
+                                        ngx_stream_rustdesk_relay_module);
+
+    if (lmcf == NULL || !lmcf->used) {
+        return NGX_OK;
+    }
+
+    ngx_stream_rustdesk_relay_buf_init(lmcf->buffer_size);
+
+    return ngx_stream_rustdesk_relay_pair_init(cycle);
+}
+
+
+static void
+ngx_stream_rustdesk_relay_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_stream_rustdesk_relay_pair_exit(cycle);
+}
+
+
+static void
+ngx_stream_rustdesk_relay_loopback_handler(ngx_stream_session_t *s)
+{
+    if (ngx_rustdesk_sockaddr_is_loopback(s->connection->sockaddr)) {
+        ngx_stream_rustdesk_relay_console(s);
+        return;
+    }
+
+    ngx_stream_rustdesk_relay_handler(s);
+}
+
+
+static void
+ngx_stream_rustdesk_relay_handler(ngx_stream_session_t *s)
+{
+    ngx_connection_t                       *c;
+    ngx_stream_rustdesk_relay_side_t       *side;
+    ngx_stream_rustdesk_relay_main_conf_t  *lmcf;
+
+    c = s->connection;
+    lmcf = ngx_stream_get_module_main_conf(s, ngx_stream_rustdesk_relay_module);
+
+    side = ngx_pcalloc(c->pool, sizeof(ngx_stream_rustdesk_relay_side_t));
+    if (side == NULL) {
+        ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    side->connection = c;
+    side->session = s;
+    side->ip.data = side->ip_text;
+    side->ip.len = ngx_rustdesk_relay_sockaddr_ip(c->sockaddr, side->ip_text);
+
+    if (ngx_rustdesk_relay_list_has(lmcf->zone, NGX_RUSTDESK_BLOCKLIST,
+                                    &side->ip))
+    {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0, "rustdesk: %V blocked",
+                      &side->ip);
+        ngx_stream_finalize_session(s, NGX_STREAM_FORBIDDEN);
+        return;
+    }
+
+    c->log->action = "reading the relay request";
+
+    side->tcp = ngx_rustdesk_tcp_create(s, NGX_RUSTDESK_RELAY_REQUEST_MAX,
+                                        lmcf->request_timeout,
+                                        ngx_stream_rustdesk_relay_first_message,
+                                        side);
+    if (side->tcp == NULL) {
+        ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_stream_set_ctx(s, side, ngx_stream_rustdesk_relay_module);
+
+    ngx_rustdesk_tcp_start(side->tcp, ngx_stream_rustdesk_relay_first_read,
+                           ngx_stream_rustdesk_relay_first_write);
+}
+
+
+static void
+ngx_stream_rustdesk_relay_first_read(ngx_event_t *rev)
+{
+    ngx_connection_t                  *c;
+    ngx_stream_session_t              *s;
+    ngx_stream_rustdesk_relay_side_t  *side;
+
+    c = rev->data;
+    s = c->data;
+    side = ngx_stream_get_module_ctx(s, ngx_stream_rustdesk_relay_module);
+
+    ngx_rustdesk_tcp_on_read(side->tcp);
+}
+
+
+static void
+ngx_stream_rustdesk_relay_first_write(ngx_event_t *wev)
+{
+    ngx_connection_t                  *c;
+    ngx_stream_session_t              *s;
+    ngx_stream_rustdesk_relay_side_t  *side;
+
+    c = wev->data;
+    s = c->data;
+    side = ngx_stream_get_module_ctx(s, ngx_stream_rustdesk_relay_module);
+
+    ngx_rustdesk_tcp_on_write(side->tcp);
+}
+
+
+/*
+ * The first message must be RequestRelay with a uuid, and the right key
+ * when one is configured (PROTOCOL.md section 7); anything else closes.
+ */
+
+static ngx_int_t
+ngx_stream_rustdesk_relay_first_message(ngx_rustdesk_tcp_t *t,
+    ngx_rustdesk_msg_t *m)
+{
+    size_t                                  len;
+    ngx_connection_t                       *c;
+    Hbb__RequestRelay                      *rr;
+    ngx_stream_rustdesk_relay_side_t       *side;
+    ngx_stream_rustdesk_relay_main_conf_t  *lmcf;
+
+    side = t->data;
+    c = side->connection;
+    lmcf = ngx_stream_get_module_main_conf(side->session,
+                                           ngx_stream_rustdesk_relay_module);
+
+    if (m->union_case != HBB__RENDEZVOUS_MESSAGE__UNION_REQUEST_RELAY) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "rustdesk: relay client sent %s instead of RequestRelay",
+                      ngx_rustdesk_msg_name(m));
+        return NGX_ERROR;
+    }
+
+    rr = m->request_relay;
+
+    if (lmcf->licence.len) {
+        len = rr->licence_key ? ngx_strlen(rr->licence_key) : 0;
+
+        if (len != lmcf->licence.len
+            || ngx_strncmp(rr->licence_key, lmcf->licence.data, len) != 0)
+        {
+            ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                          "rustdesk: relay refused to %V: wrong key",
+                          &side->ip);
+            return NGX_ERROR;
+        }
+    }
+
+    len = rr->uuid ? ngx_strlen(rr->uuid) : 0;
+
+    if (len == 0 || len > NGX_RUSTDESK_RELAY_UUID_MAX) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "rustdesk: relay request with %s uuid",
+                      len ? "too long a" : "no");
+        return NGX_ERROR;
+    }
+
+    side->uuid.data = ngx_pnalloc(c->pool, len);
+    if (side->uuid.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    side->uuid.len = len;
+    ngx_memcpy(side->uuid.data, rr->uuid, len);
+
+    /* from here the relay has the connection; the framed session is done */
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    ngx_stream_rustdesk_relay_request(side, t->rest, t->rest_last - t->rest);
+
+    return NGX_DECLINED;
 }

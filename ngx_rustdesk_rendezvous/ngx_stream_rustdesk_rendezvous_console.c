@@ -14,25 +14,12 @@
 #include <ngx_core.h>
 #include <ngx_stream.h>
 
+#include "ngx_rustdesk_console.h"
 #include "ngx_stream_rustdesk_rendezvous_module.h"
 
 
-#define NGX_RUSTDESK_CONSOLE_IN    1024
-#define NGX_RUSTDESK_CONSOLE_OUT   16384
-#define NGX_RUSTDESK_CONSOLE_WAIT  1000
-
-
-typedef struct {
-    ngx_buf_t          *out;
-} ngx_stream_rustdesk_console_ctx_t;
-
-
-static void ngx_stream_rustdesk_console_read(ngx_event_t *rev);
-static void ngx_stream_rustdesk_console_write(ngx_event_t *wev);
 static u_char *ngx_stream_rustdesk_console_run(ngx_stream_session_t *s,
-    u_char *cmd, size_t len, u_char *p, u_char *last);
-static ngx_uint_t ngx_stream_rustdesk_console_args(u_char *cmd, size_t len,
-    ngx_str_t *args, ngx_uint_t max);
+    ngx_str_t *args, ngx_uint_t n, u_char *p, u_char *last);
 
 
 static ngx_str_t  ngx_stream_rustdesk_console_help = ngx_string(
@@ -48,169 +35,17 @@ static ngx_str_t  ngx_stream_rustdesk_console_help = ngx_string(
 void
 ngx_stream_rustdesk_rendezvous_console(ngx_stream_session_t *s)
 {
-    ngx_connection_t                   *c;
-    ngx_rustdesk_ip_t                   ip;
-    ngx_stream_rustdesk_console_ctx_t  *ctx;
-
-    c = s->connection;
-    c->log->action = "running console command";
-
-    ngx_rustdesk_ip_from_sockaddr(&ip, c->sockaddr, c->socklen);
-
-    if (!ngx_rustdesk_ip_is_loopback(&ip)) {
-        ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "rustdesk: console refused to a non-loopback client");
-        ngx_stream_finalize_session(s, NGX_STREAM_FORBIDDEN);
-        return;
-    }
-
-    ctx = ngx_pcalloc(c->pool, sizeof(ngx_stream_rustdesk_console_ctx_t));
-    if (ctx == NULL) {
-        ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    /* the session ctx of the module is the console's here */
-    ngx_stream_set_ctx(s, ctx, ngx_stream_rustdesk_rendezvous_module);
-
-    c->read->handler = ngx_stream_rustdesk_console_read;
-    c->write->handler = ngx_stream_rustdesk_console_write;
-
-    ngx_stream_rustdesk_console_read(c->read);
-}
-
-
-static void
-ngx_stream_rustdesk_console_read(ngx_event_t *rev)
-{
-    u_char                             *cmd;
-    ssize_t                             n;
-    ngx_buf_t                          *b;
-    ngx_connection_t                   *c;
-    ngx_stream_session_t               *s;
-    ngx_stream_rustdesk_console_ctx_t  *ctx;
-
-    c = rev->data;
-    s = c->data;
-    ctx = ngx_stream_get_module_ctx(s, ngx_stream_rustdesk_rendezvous_module);
-
-    if (rev->timedout) {
-        ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
-                      "rustdesk: console client sent no command");
-        ngx_stream_finalize_session(s, NGX_STREAM_OK);
-        return;
-    }
-
-    if (ctx->out) {
-        return;
-    }
-
-    cmd = ngx_pnalloc(c->pool, NGX_RUSTDESK_CONSOLE_IN);
-    if (cmd == NULL) {
-        ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    n = c->recv(c, cmd, NGX_RUSTDESK_CONSOLE_IN);
-
-    if (n == NGX_AGAIN) {
-        if (ngx_handle_read_event(rev, 0) != NGX_OK) {
-            ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
-            return;
-        }
-
-        if (!rev->timer_set) {
-            ngx_add_timer(rev, NGX_RUSTDESK_CONSOLE_WAIT);
-        }
-
-        return;
-    }
-
-    if (n == NGX_ERROR || n == 0) {
-        ngx_stream_finalize_session(s, NGX_STREAM_OK);
-        return;
-    }
-
-    if (rev->timer_set) {
-        ngx_del_timer(rev);
-    }
-
-    b = ngx_create_temp_buf(c->pool, NGX_RUSTDESK_CONSOLE_OUT);
-    if (b == NULL) {
-        ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    b->last = ngx_stream_rustdesk_console_run(s, cmd, n, b->pos, b->end);
-    ctx->out = b;
-
-    while (n > 0 && (cmd[n - 1] == '\n' || cmd[n - 1] == '\r')) {
-        n--;
-    }
-
-    ngx_log_error(NGX_LOG_INFO, c->log, 0, "rustdesk: console command \"%*s\"",
-                  (size_t) ngx_min(n, 64), cmd);
-
-    ngx_stream_rustdesk_console_write(c->write);
-}
-
-
-static void
-ngx_stream_rustdesk_console_write(ngx_event_t *wev)
-{
-    ssize_t                             n;
-    ngx_buf_t                          *b;
-    ngx_connection_t                   *c;
-    ngx_stream_session_t               *s;
-    ngx_stream_rustdesk_console_ctx_t  *ctx;
-
-    c = wev->data;
-    s = c->data;
-    ctx = ngx_stream_get_module_ctx(s, ngx_stream_rustdesk_rendezvous_module);
-
-    if (wev->timedout) {
-        ngx_stream_finalize_session(s, NGX_STREAM_OK);
-        return;
-    }
-
-    b = ctx->out;
-
-    if (b == NULL) {
-        return;
-    }
-
-    while (b->pos < b->last) {
-        n = c->send(c, b->pos, b->last - b->pos);
-
-        if (n == NGX_AGAIN) {
-            if (ngx_handle_write_event(wev, 0) != NGX_OK) {
-                ngx_stream_finalize_session(s, NGX_STREAM_OK);
-                return;
-            }
-
-            ngx_add_timer(wev, NGX_RUSTDESK_CONSOLE_WAIT * 5);
-            return;
-        }
-
-        if (n == NGX_ERROR) {
-            ngx_stream_finalize_session(s, NGX_STREAM_OK);
-            return;
-        }
-
-        b->pos += n;
-    }
-
-    ngx_stream_finalize_session(s, NGX_STREAM_OK);
+    ngx_rustdesk_console_start(s, ngx_stream_rustdesk_console_run);
 }
 
 
 static u_char *
-ngx_stream_rustdesk_console_run(ngx_stream_session_t *s, u_char *cmd,
-    size_t len, u_char *p, u_char *last)
+ngx_stream_rustdesk_console_run(ngx_stream_session_t *s, ngx_str_t *args,
+    ngx_uint_t n, u_char *p, u_char *last)
 {
+    size_t                                       len;
     ngx_int_t                                    num;
-    ngx_str_t                                    args[4], *a;
-    ngx_uint_t                                   n;
+    ngx_str_t                                   *a;
     ngx_addr_t                                   addr;
     ngx_rustdesk_ip_t                            ip;
     ngx_rustdesk_peer_zone_t                    *z;
@@ -220,18 +55,10 @@ ngx_stream_rustdesk_console_run(ngx_stream_session_t *s, u_char *cmd,
                                         ngx_stream_rustdesk_rendezvous_module);
     z = rmcf->zone;
 
-    n = ngx_stream_rustdesk_console_args(cmd, len, args, 4);
-
-    if (n == 0) {
-        return p;
-    }
-
     a = &args[0];
 
-#define ngx_rustdesk_cmd(long, short)                                         \
-    ((a->len == sizeof(long) - 1 && ngx_strncmp(a->data, long, a->len) == 0) \
-     || (a->len == sizeof(short) - 1                                          \
-         && ngx_strncmp(a->data, short, a->len) == 0))
+#define ngx_rustdesk_cmd(name, shortname)                                     \
+    ngx_rustdesk_console_is(a, name, shortname)
 
     if (a->len == 1 && a->data[0] == 'h') {
         return ngx_slprintf(p, last, "%V", &ngx_stream_rustdesk_console_help);
@@ -330,48 +157,4 @@ ngx_stream_rustdesk_console_run(ngx_stream_session_t *s, u_char *cmd,
     /* unknown commands, reload-geo included, answer nothing */
 
     return p;
-}
-
-
-/* Splits the trimmed command at spaces, as the reference does. */
-
-static ngx_uint_t
-ngx_stream_rustdesk_console_args(u_char *cmd, size_t len, ngx_str_t *args,
-    ngx_uint_t max)
-{
-    u_char      *p, *last, *start;
-    ngx_uint_t   n;
-
-    last = cmd + len;
-
-    while (cmd < last && (*cmd == ' ' || *cmd == '\r' || *cmd == '\n'
-                          || *cmd == '\t'))
-    {
-        cmd++;
-    }
-
-    while (last > cmd && (last[-1] == ' ' || last[-1] == '\r'
-                          || last[-1] == '\n' || last[-1] == '\t'))
-    {
-        last--;
-    }
-
-    if (cmd == last) {
-        return 0;
-    }
-
-    n = 0;
-
-    for (start = p = cmd; p <= last && n < max; p++) {
-        if (p < last && *p != ' ') {
-            continue;
-        }
-
-        args[n].data = start;
-        args[n].len = p - start;
-        n++;
-        start = p + 1;
-    }
-
-    return n;
 }

@@ -850,9 +850,8 @@ ngx_stream_rustdesk_rendezvous_zone(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf = conf;
 
-    u_char     *p;
     ssize_t     size;
-    ngx_str_t  *value, name, s;
+    ngx_str_t  *value, name;
 
     if (rmcf->shm_zone) {
         return "is duplicate";
@@ -860,32 +859,7 @@ ngx_stream_rustdesk_rendezvous_zone(ngx_conf_t *cf, ngx_command_t *cmd,
 
     value = cf->args->elts;
 
-    p = (u_char *) ngx_strchr(value[1].data, ':');
-
-    if (p == NULL || p == value[1].data) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid zone \"%V\", expected name:size",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    name.data = value[1].data;
-    name.len = p - value[1].data;
-
-    s.data = p + 1;
-    s.len = value[1].data + value[1].len - s.data;
-
-    size = ngx_parse_size(&s);
-
-    if (size == NGX_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid zone size \"%V\"", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    if (size < (ssize_t) (8 * ngx_pagesize)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zone \"%V\" is too small", &value[1]);
+    if (ngx_rustdesk_conf_zone_size(cf, &value[1], &name, &size) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 

@@ -230,6 +230,12 @@ sub run {
 	$self->{_started} = 1;
 	$self->wait_for_ports();
 
+	# the pid file and the listeners exist before the workers do
+	for (1 .. 100) {
+		last if $self->worker_pids() >= 2;
+		select undef, undef, undef, 0.05;
+	}
+
 	return $self;
 }
 

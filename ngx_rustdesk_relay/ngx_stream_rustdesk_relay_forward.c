@@ -1,0 +1,541 @@
+/*
+ * Forwarding a pair (PROTOCOL.md sections 2 and 7): both sides are plain
+ * TCP, so bytes go through unchanged.  Each side has a buffer for what was
+ * read from it and not yet written to the other; it is taken from this
+ * worker's free list when bytes arrive and given back when it drains, so
+ * an idle pair holds none.  Reads are limited by the pair's bucket
+ * (single, or limit when blacklisted or downgraded) and by the total
+ * bucket all workers share.  A tick once a second checks idleness, the
+ * lists, downgrading, and publishes usage for the console.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_stream.h>
+
+#include "ngx_stream_rustdesk_relay_module.h"
+
+
+#define NGX_RUSTDESK_RELAY_TICK   1000
+#define NGX_RUSTDESK_RELAY_BURST  10       /* a tenth of a second */
+#define NGX_RUSTDESK_RELAY_MIN_BURST  16384
+
+
+static void ngx_stream_rustdesk_relay_read(ngx_event_t *rev);
+static void ngx_stream_rustdesk_relay_write(ngx_event_t *wev);
+static void ngx_stream_rustdesk_relay_process(
+    ngx_stream_rustdesk_relay_pair_t *p);
+static ngx_int_t ngx_stream_rustdesk_relay_move(
+    ngx_stream_rustdesk_relay_pair_t *p, ngx_stream_rustdesk_relay_side_t *src,
+    ngx_stream_rustdesk_relay_side_t *dst);
+static size_t ngx_stream_rustdesk_relay_allow(
+    ngx_stream_rustdesk_relay_pair_t *p, ngx_msec_t *delay);
+static void ngx_stream_rustdesk_relay_tick(ngx_event_t *ev);
+static void ngx_stream_rustdesk_relay_close(
+    ngx_stream_rustdesk_relay_pair_t *p, const char *why);
+
+
+/* this worker's spare buffers, linked through b->shadow */
+static ngx_buf_t  *ngx_stream_rustdesk_relay_free;
+static size_t      ngx_stream_rustdesk_relay_buffer_size;
+
+
+void
+ngx_stream_rustdesk_relay_start(ngx_stream_rustdesk_relay_pair_t *p)
+{
+    u_char                             addr[NGX_SOCKADDR_STRLEN];
+    size_t                             len;
+    ngx_uint_t                         i;
+    ngx_connection_t                  *c;
+    ngx_rustdesk_relay_zone_t         *z;
+    ngx_stream_rustdesk_relay_side_t  *side[2];
+
+    z = p->conf->zone;
+    side[0] = p->a;
+    side[1] = p->b;
+
+    for (i = 0; i < 2; i++) {
+        c = side[i]->connection;
+
+        side[i]->pair = p;
+        c->data = side[i];
+        c->idle = 0;
+        c->log->action = "relaying";
+
+        c->read->handler = ngx_stream_rustdesk_relay_read;
+        c->write->handler = ngx_stream_rustdesk_relay_write;
+
+        (void) ngx_tcp_nodelay(c);
+
+        if (side[i]->buf) {
+            /* what came right after the request */
+            p->total += side[i]->buf->last - side[i]->buf->pos;
+        }
+    }
+
+    p->start = ngx_current_msec;
+    p->last_traffic = p->start;
+    p->last_tick = p->start;
+    p->tokens_last = p->start;
+
+    /* the usage line is the second one's, as hbbr keeps it */
+    c = p->b->connection;
+    len = ngx_sock_ntop(c->sockaddr, c->socklen, addr, NGX_SOCKADDR_STRLEN, 1);
+    p->usage = ngx_rustdesk_relay_usage_add(z, addr, len);
+
+    p->lists_version = z->sh->lists_version;
+    p->blacklisted =
+        ngx_rustdesk_relay_list_has(z, NGX_RUSTDESK_BLACKLIST, &p->a->ip)
+        || ngx_rustdesk_relay_list_has(z, NGX_RUSTDESK_BLACKLIST, &p->b->ip);
+
+    p->tick.handler = ngx_stream_rustdesk_relay_tick;
+    p->tick.data = p;
+    p->tick.log = p->a->connection->log;
+
+    /* not cancelable: a graceful shutdown lets live relays finish */
+    ngx_add_timer(&p->tick, NGX_RUSTDESK_RELAY_TICK);
+
+    ngx_stream_rustdesk_relay_process(p);
+}
+
+
+static void
+ngx_stream_rustdesk_relay_read(ngx_event_t *rev)
+{
+    ngx_connection_t                  *c;
+    ngx_stream_rustdesk_relay_side_t  *side;
+
+    c = rev->data;
+    side = c->data;
+
+    if (rev->timedout) {
+        /* a bandwidth delay is over */
+        rev->timedout = 0;
+        rev->delayed = 0;
+    }
+
+    ngx_stream_rustdesk_relay_process(side->pair);
+}
+
+
+static void
+ngx_stream_rustdesk_relay_write(ngx_event_t *wev)
+{
+    ngx_connection_t                  *c;
+    ngx_stream_rustdesk_relay_side_t  *side;
+
+    c = wev->data;
+    side = c->data;
+
+    ngx_stream_rustdesk_relay_process(side->pair);
+}
+
+
+static void
+ngx_stream_rustdesk_relay_process(ngx_stream_rustdesk_relay_pair_t *p)
+{
+    ngx_uint_t                         i;
+    ngx_connection_t                  *c;
+    ngx_stream_rustdesk_relay_side_t  *side[2];
+
+    side[0] = p->a;
+    side[1] = p->b;
+
+    if (ngx_stream_rustdesk_relay_move(p, p->a, p->b) != NGX_OK
+        || ngx_stream_rustdesk_relay_move(p, p->b, p->a) != NGX_OK)
+    {
+        ngx_stream_rustdesk_relay_close(p, " on an error");
+        return;
+    }
+
+    if (p->a->shut && p->b->shut) {
+        /* both sent FIN, both FINs passed on */
+        ngx_stream_rustdesk_relay_close(p, "");
+        return;
+    }
+
+    for (i = 0; i < 2; i++) {
+        c = side[i]->connection;
+
+        if (!side[i]->eof
+            && ngx_handle_read_event(c->read, 0) != NGX_OK)
+        {
+            ngx_stream_rustdesk_relay_close(p, " on an error");
+            return;
+        }
+
+        if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+            ngx_stream_rustdesk_relay_close(p, " on an error");
+            return;
+        }
+    }
+}
+
+
+/*
+ * Moves what src sends to dst until one of them must wait.  A FIN from
+ * src becomes a shutdown of dst's writing once everything before it is
+ * written (half-close, PROTOCOL.md section 7).
+ */
+
+static ngx_int_t
+ngx_stream_rustdesk_relay_move(ngx_stream_rustdesk_relay_pair_t *p,
+    ngx_stream_rustdesk_relay_side_t *src,
+    ngx_stream_rustdesk_relay_side_t *dst)
+{
+    size_t             size;
+    ssize_t            n;
+    ngx_buf_t         *b;
+    ngx_msec_t         delay;
+    ngx_connection_t  *sc, *dc;
+
+    sc = src->connection;
+    dc = dst->connection;
+
+    for ( ;; ) {
+        b = src->buf;
+
+        if (b && b->pos < b->last) {
+            n = dc->send(dc, b->pos, b->last - b->pos);
+
+            if (n == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            if (n > 0) {
+                b->pos += n;
+            }
+
+            if (b->pos < b->last) {
+                break;
+            }
+        }
+
+        if (b) {
+            b->pos = b->start;
+            b->last = b->start;
+        }
+
+        if (src->eof) {
+            if (!src->shut) {
+                src->shut = 1;
+
+                if (shutdown(dc->fd, SHUT_WR) == -1) {
+                    ngx_log_debug0(NGX_LOG_DEBUG_STREAM, dc->log,
+                                   ngx_socket_errno, "shutdown() failed");
+                }
+            }
+
+            break;
+        }
+
+        if (!sc->read->ready || sc->read->delayed) {
+            break;
+        }
+
+        size = ngx_stream_rustdesk_relay_allow(p, &delay);
+
+        if (size == 0) {
+            sc->read->delayed = 1;
+            ngx_add_timer(sc->read, delay);
+            break;
+        }
+
+        if (b == NULL) {
+            b = ngx_stream_rustdesk_relay_buf_get(0);
+            if (b == NULL) {
+                return NGX_ERROR;
+            }
+
+            src->buf = b;
+        }
+
+        size = ngx_min(size, (size_t) (b->end - b->last));
+
+        n = sc->recv(sc, b->last, size);
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (n == 0) {
+            src->eof = 1;
+            continue;
+        }
+
+        b->last += n;
+
+        p->total += n;
+        p->second += n;
+        p->tokens -= n;
+        p->last_traffic = ngx_current_msec;
+
+        ngx_rustdesk_relay_total_consume(p->conf->zone, n);
+    }
+
+    b = src->buf;
+
+    if (b && b->pos == b->last) {
+        ngx_stream_rustdesk_relay_buf_put(b);
+        src->buf = NULL;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * How many bytes the pair may read now, from its own bucket and the
+ * shared one; 0 and *delay (ms) when it must wait.  Both directions
+ * together count against the pair's rate, as in hbbr.
+ */
+
+static size_t
+ngx_stream_rustdesk_relay_allow(ngx_stream_rustdesk_relay_pair_t *p,
+    ngx_msec_t *delay)
+{
+    size_t                        size, total;
+    int64_t                       rate, burst;
+    uint64_t                      bits;
+    ngx_msec_t                    now;
+    ngx_msec_int_t                elapsed;
+    ngx_rustdesk_relay_limits_t  *limits;
+
+    now = ngx_current_msec;
+    limits = &p->conf->zone->sh->limits;
+
+    bits = (p->blacklisted || p->downgraded) ? limits->limit : limits->single;
+    size = SIZE_MAX;
+
+    if (bits) {
+        rate = bits / 8;
+        burst = ngx_max(rate / NGX_RUSTDESK_RELAY_BURST,
+                        NGX_RUSTDESK_RELAY_MIN_BURST);
+
+        elapsed = (ngx_msec_int_t) (now - p->tokens_last);
+
+        if (elapsed > 0) {
+            p->tokens += rate * elapsed / 1000;
+            p->tokens_last = now;
+        }
+
+        if (p->tokens > burst) {
+            p->tokens = burst;
+        }
+
+        if (p->tokens <= 0) {
+            *delay = (ngx_msec_t) (-p->tokens * 1000 / rate) + 1;
+            return 0;
+        }
+
+        size = (size_t) p->tokens;
+    }
+
+    total = ngx_rustdesk_relay_total_allow(p->conf->zone, now, delay);
+
+    return ngx_min(size, total);
+}
+
+
+static void
+ngx_stream_rustdesk_relay_tick(ngx_event_t *ev)
+{
+    uint64_t                          speed, limit;
+    ngx_msec_t                        now, elapsed, interval;
+    ngx_atomic_uint_t                 version;
+    ngx_rustdesk_relay_zone_t        *z;
+    ngx_rustdesk_relay_limits_t       limits;
+    ngx_stream_rustdesk_relay_pair_t *p;
+
+    p = ev->data;
+    z = p->conf->zone;
+    now = ngx_current_msec;
+
+    if (now - p->last_traffic >= p->conf->idle_timeout) {
+        ngx_log_error(NGX_LOG_INFO, p->a->connection->log, 0,
+                      "rustdesk: relay \"%V\" idle for %M ms",
+                      &p->a->uuid, now - p->last_traffic);
+        ngx_stream_rustdesk_relay_close(p, " as idle");
+        return;
+    }
+
+    version = z->sh->lists_version;
+
+    if (version != p->lists_version) {
+        p->lists_version = version;
+
+        if (ngx_rustdesk_relay_list_has(z, NGX_RUSTDESK_BLOCKLIST, &p->a->ip)
+            || ngx_rustdesk_relay_list_has(z, NGX_RUSTDESK_BLOCKLIST,
+                                           &p->b->ip))
+        {
+            ngx_log_error(NGX_LOG_INFO, p->a->connection->log, 0,
+                          "rustdesk: %V blocked",
+                          ngx_rustdesk_relay_list_has(z,
+                                              NGX_RUSTDESK_BLOCKLIST,
+                                              &p->a->ip)
+                          ? &p->a->ip : &p->b->ip);
+            ngx_stream_rustdesk_relay_close(p, " as blocked");
+            return;
+        }
+
+        p->blacklisted =
+            ngx_rustdesk_relay_list_has(z, NGX_RUSTDESK_BLACKLIST, &p->a->ip)
+            || ngx_rustdesk_relay_list_has(z, NGX_RUSTDESK_BLACKLIST,
+                                           &p->b->ip);
+    }
+
+    elapsed = now - p->start;
+    interval = now - p->last_tick;
+
+    speed = interval ? p->second * 8 / interval : 0;      /* bit/ms = kb/s */
+
+    if (speed > p->highest) {
+        p->highest = speed;
+    }
+
+    p->second = 0;
+    p->last_tick = now;
+
+    if (p->usage) {
+        ngx_rustdesk_relay_usage_update(z, p->usage, now, elapsed,
+                                        p->total * 8, p->highest, speed);
+    }
+
+    /* downgrade: a lifetime average above threshold x single (hbbr's) */
+
+    limits = z->sh->limits;
+
+    if (!p->downgraded && limits.single && elapsed > limits.start_check) {
+        limit = limits.single * limits.threshold / 100 / 1000;    /* bit/ms */
+
+        if (p->total * 8 > elapsed * limit) {
+            p->downgraded = 1;
+
+            ngx_log_error(NGX_LOG_INFO, p->a->connection->log, 0,
+                          "rustdesk: relay \"%V\" downgraded, above %uL bit/ms "
+                          "in %M ms", &p->a->uuid, limit, elapsed);
+        }
+    }
+
+    ngx_add_timer(ev, NGX_RUSTDESK_RELAY_TICK);
+}
+
+
+static void
+ngx_stream_rustdesk_relay_close(ngx_stream_rustdesk_relay_pair_t *p,
+    const char *why)
+{
+    if (p->closed) {
+        return;
+    }
+
+    p->closed = 1;
+
+    if (p->tick.timer_set) {
+        ngx_del_timer(&p->tick);
+    }
+
+    if (p->tick.posted) {
+        ngx_delete_posted_event(&p->tick);
+    }
+
+    if (p->usage) {
+        ngx_rustdesk_relay_usage_free(p->conf->zone, p->usage);
+        p->usage = NULL;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, p->a->connection->log, 0,
+                  "rustdesk: relay \"%V\" closed%s, %uL bytes in %M ms",
+                  &p->a->uuid, why, p->total, ngx_current_msec - p->start);
+
+    /* b first: the pair lives in a's pool */
+    ngx_stream_rustdesk_relay_close_side(p->b);
+    ngx_stream_rustdesk_relay_close_side(p->a);
+}
+
+
+void
+ngx_stream_rustdesk_relay_close_side(ngx_stream_rustdesk_relay_side_t *side)
+{
+    ngx_pool_t        *pool;
+    ngx_connection_t  *c;
+
+    ngx_stream_rustdesk_relay_unwait(side);
+
+    if (side->buf) {
+        ngx_stream_rustdesk_relay_buf_put(side->buf);
+        side->buf = NULL;
+    }
+
+    if (side->session) {
+        ngx_stream_finalize_session(side->session, NGX_STREAM_OK);
+        return;
+    }
+
+    c = side->connection;
+    pool = c->pool;
+
+    ngx_close_connection(c);
+    ngx_destroy_pool(pool);
+}
+
+
+void
+ngx_stream_rustdesk_relay_buf_init(size_t size)
+{
+    ngx_stream_rustdesk_relay_buffer_size = size;
+}
+
+
+/* size: at least this many bytes (0: the configured buffer size) */
+
+ngx_buf_t *
+ngx_stream_rustdesk_relay_buf_get(size_t size)
+{
+    ngx_buf_t  *b;
+
+    size = ngx_max(size, ngx_stream_rustdesk_relay_buffer_size);
+
+    b = ngx_stream_rustdesk_relay_free;
+
+    if (b && (size_t) (b->end - b->start) >= size) {
+        ngx_stream_rustdesk_relay_free = b->shadow;
+        b->shadow = NULL;
+        b->pos = b->start;
+        b->last = b->start;
+        return b;
+    }
+
+    b = ngx_alloc(sizeof(ngx_buf_t) + size, ngx_cycle->log);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(b, sizeof(ngx_buf_t));
+
+    b->start = (u_char *) b + sizeof(ngx_buf_t);
+    b->end = b->start + size;
+    b->pos = b->start;
+    b->last = b->start;
+    b->temporary = 1;
+
+    return b;
+}
+
+
+void
+ngx_stream_rustdesk_relay_buf_put(ngx_buf_t *b)
+{
+    if ((size_t) (b->end - b->start) != ngx_stream_rustdesk_relay_buffer_size)
+    {
+        ngx_free(b);
+        return;
+    }
+
+    b->shadow = ngx_stream_rustdesk_relay_free;
+    ngx_stream_rustdesk_relay_free = b;
+}

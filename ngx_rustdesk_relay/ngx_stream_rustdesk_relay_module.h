@@ -1,0 +1,118 @@
+/*
+ * The RustDesk relay server ("hbbr") as an nginx stream module: shared
+ * declarations of its files.
+ *
+ *   ngx_stream_rustdesk_relay_module.c   directives, accept, first message
+ *   ngx_stream_rustdesk_relay_pair.c     waiting, pairing across workers
+ *   ngx_stream_rustdesk_relay_forward.c  forwarding, bandwidth, closing
+ *   ngx_stream_rustdesk_relay_console.c  hbbr's console commands
+ *   ngx_rustdesk_relay_zone.c            the shared zone
+ */
+
+#ifndef _NGX_STREAM_RUSTDESK_RELAY_MODULE_H_INCLUDED_
+#define _NGX_STREAM_RUSTDESK_RELAY_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_stream.h>
+
+#include "ngx_rustdesk_conf.h"
+#include "ngx_rustdesk_tcp.h"
+#include "ngx_rustdesk_relay_zone.h"
+
+
+typedef struct {
+    ngx_rustdesk_stream_conf_t   *shared;          /* must stay first */
+    ngx_str_t                     licence;         /* key clients present */
+
+    ngx_shm_zone_t               *shm_zone;
+    ngx_rustdesk_relay_zone_t    *zone;
+
+    ngx_msec_t                    request_timeout;
+    ngx_msec_t                    pair_timeout;
+    ngx_msec_t                    idle_timeout;
+    size_t                        buffer_size;
+
+    ngx_rustdesk_relay_limits_t   limits;          /* as configured */
+    ngx_str_t                     files[2];        /* blacklist, blocklist */
+
+    ngx_uint_t                    used;            /* a relay port exists */
+} ngx_stream_rustdesk_relay_main_conf_t;
+
+
+typedef struct ngx_stream_rustdesk_relay_pair_s  ngx_stream_rustdesk_relay_pair_t;
+
+/* One client connection of the relay, from accept to close. */
+typedef struct {
+    ngx_connection_t                  *connection;
+    ngx_stream_session_t              *session;    /* NULL: a descriptor
+                                                      another worker passed */
+    ngx_rustdesk_tcp_t                *tcp;        /* the first message */
+    ngx_stream_rustdesk_relay_pair_t  *pair;
+
+    ngx_buf_t                         *buf;        /* read from this side,
+                                                      not yet written to the
+                                                      other */
+    ngx_str_t                          uuid;
+    ngx_rbtree_node_t                  node;       /* waiting: key = serial */
+
+    ngx_str_t                          ip;         /* as the lists hold it */
+    u_char                             ip_text[NGX_RUSTDESK_RELAY_IP_LEN];
+
+    unsigned                           waiting:1;
+    unsigned                           eof:1;      /* it sent FIN */
+    unsigned                           shut:1;     /* FIN passed on */
+} ngx_stream_rustdesk_relay_side_t;
+
+
+struct ngx_stream_rustdesk_relay_pair_s {
+    ngx_stream_rustdesk_relay_side_t     *a;       /* waited (its pool) */
+    ngx_stream_rustdesk_relay_side_t     *b;       /* came second */
+    ngx_stream_rustdesk_relay_main_conf_t  *conf;
+
+    ngx_event_t                           tick;    /* once a second */
+
+    ngx_msec_t                            start;
+    ngx_msec_t                            last_traffic;
+    ngx_msec_t                            last_tick;
+
+    int64_t                               tokens;  /* the pair's bucket */
+    ngx_msec_t                            tokens_last;
+
+    uint64_t                              total;   /* bytes, both ways */
+    uint64_t                              second;  /* since the last tick */
+    uint64_t                              highest; /* kb/s */
+
+    ngx_atomic_uint_t                     lists_version;
+    ngx_rustdesk_relay_usage_t           *usage;
+
+    unsigned                              blacklisted:1;
+    unsigned                              downgraded:1;
+    unsigned                              closed:1;
+};
+
+
+extern ngx_module_t  ngx_stream_rustdesk_relay_module;
+
+
+/* pair.c */
+ngx_int_t ngx_stream_rustdesk_relay_pair_init(ngx_cycle_t *cycle);
+void ngx_stream_rustdesk_relay_pair_exit(ngx_cycle_t *cycle);
+void ngx_stream_rustdesk_relay_request(ngx_stream_rustdesk_relay_side_t *side,
+    u_char *rest, size_t len);
+void ngx_stream_rustdesk_relay_unwait(ngx_stream_rustdesk_relay_side_t *side);
+
+/* forward.c */
+void ngx_stream_rustdesk_relay_start(ngx_stream_rustdesk_relay_pair_t *p);
+void ngx_stream_rustdesk_relay_close_side(
+    ngx_stream_rustdesk_relay_side_t *side);
+void ngx_stream_rustdesk_relay_buf_init(size_t size);
+ngx_buf_t *ngx_stream_rustdesk_relay_buf_get(size_t size);
+void ngx_stream_rustdesk_relay_buf_put(ngx_buf_t *b);
+
+/* console.c */
+void ngx_stream_rustdesk_relay_console(ngx_stream_session_t *s);
+
+
+#endif /* _NGX_STREAM_RUSTDESK_RELAY_MODULE_H_INCLUDED_ */

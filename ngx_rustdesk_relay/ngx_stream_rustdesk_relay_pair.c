@@ -1,0 +1,639 @@
+/*
+ * Pairing (PROTOCOL.md section 7, DESIGN.md "Cross-worker delivery"): the
+ * first connection with a uuid waits in its worker, listed in the zone
+ * under the uuid with its worker's pid and a serial number; the second
+ * takes the entry.  When the two are in different workers, the second
+ * one's descriptor, with whatever it sent after its request, goes to the
+ * first one's worker over the worker channel, so that a pair is always
+ * forwarded inside one process.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_stream.h>
+
+#include "ngx_rustdesk_ipc.h"
+#include "ngx_stream_rustdesk_relay_module.h"
+
+
+#define NGX_RUSTDESK_RELAY_IPC_PAIR   1
+#define NGX_RUSTDESK_RELAY_TRIES      3    /* stale entries skipped */
+#define NGX_RUSTDESK_RELAY_STALE      1000 /* after the pair timeout */
+
+
+/* What goes with a descriptor to the waiter's worker. */
+typedef struct {
+    ngx_uint_t                  serial;      /* the waiter's */
+    socklen_t                   socklen;
+    ngx_sockaddr_t              sockaddr;    /* the client's */
+    size_t                      uuid_len;
+    u_char                      uuid[NGX_RUSTDESK_RELAY_UUID_MAX];
+    /* followed by the bytes read after the request */
+} ngx_stream_rustdesk_relay_handoff_t;
+
+
+static void ngx_stream_rustdesk_relay_wait(
+    ngx_stream_rustdesk_relay_side_t *side);
+static void ngx_stream_rustdesk_relay_waiting(ngx_event_t *rev);
+static ngx_stream_rustdesk_relay_side_t *ngx_stream_rustdesk_relay_waiter(
+    ngx_uint_t serial, ngx_str_t *uuid);
+static ngx_int_t ngx_stream_rustdesk_relay_hand_over(
+    ngx_stream_rustdesk_relay_side_t *side, ngx_pid_t pid, ngx_uint_t serial);
+static void ngx_stream_rustdesk_relay_detach(ngx_connection_t *c);
+static void ngx_stream_rustdesk_relay_ipc_handler(ngx_rustdesk_ipc_t *ipc,
+    ngx_uint_t type, ngx_pid_t from, u_char *data, size_t len,
+    ngx_socket_t fd);
+static ngx_stream_rustdesk_relay_side_t *ngx_stream_rustdesk_relay_adopt(
+    ngx_stream_rustdesk_relay_side_t *a,
+    ngx_stream_rustdesk_relay_handoff_t *h, u_char *rest, size_t len,
+    ngx_socket_t fd);
+static void ngx_stream_rustdesk_relay_make_pair(
+    ngx_stream_rustdesk_relay_side_t *a, ngx_stream_rustdesk_relay_side_t *b);
+static ngx_int_t ngx_stream_rustdesk_relay_keep(
+    ngx_stream_rustdesk_relay_side_t *side, u_char *rest, size_t len);
+static u_char *ngx_stream_rustdesk_relay_log_error(ngx_log_t *log,
+    u_char *buf, size_t len);
+static void ngx_stream_rustdesk_relay_empty_handler(ngx_event_t *ev);
+
+
+/* this worker's */
+static ngx_rustdesk_ipc_t  ngx_stream_rustdesk_relay_ipc;
+static ngx_rbtree_t        ngx_stream_rustdesk_relay_waiters;
+static ngx_rbtree_node_t   ngx_stream_rustdesk_relay_waiters_sentinel;
+static ngx_uint_t          ngx_stream_rustdesk_relay_serial;
+
+
+ngx_int_t
+ngx_stream_rustdesk_relay_pair_init(ngx_cycle_t *cycle)
+{
+    ngx_rbtree_init(&ngx_stream_rustdesk_relay_waiters,
+                    &ngx_stream_rustdesk_relay_waiters_sentinel,
+                    ngx_rbtree_insert_value);
+
+    ngx_stream_rustdesk_relay_ipc.name = "relay";
+    ngx_stream_rustdesk_relay_ipc.handler =
+                                     ngx_stream_rustdesk_relay_ipc_handler;
+
+    return ngx_rustdesk_ipc_open(&ngx_stream_rustdesk_relay_ipc, cycle);
+}
+
+
+void
+ngx_stream_rustdesk_relay_pair_exit(ngx_cycle_t *cycle)
+{
+    ngx_rustdesk_ipc_close(&ngx_stream_rustdesk_relay_ipc);
+}
+
+
+/*
+ * A valid RequestRelay arrived on side; rest..rest+len is what the client
+ * sent after it, for the partner.
+ */
+
+void
+ngx_stream_rustdesk_relay_request(ngx_stream_rustdesk_relay_side_t *side,
+    u_char *rest, size_t len)
+{
+    ngx_int_t                               rc;
+    ngx_pid_t                               pid;
+    ngx_uint_t                              i, serial;
+    ngx_connection_t                       *c;
+    ngx_stream_rustdesk_relay_side_t       *a;
+    ngx_stream_rustdesk_relay_main_conf_t  *lmcf;
+
+    c = side->connection;
+    c->log->action = "pairing a relay connection";
+
+    lmcf = ngx_stream_get_module_main_conf(side->session,
+                                           ngx_stream_rustdesk_relay_module);
+
+    if (ngx_stream_rustdesk_relay_keep(side, rest, len) != NGX_OK) {
+        ngx_stream_rustdesk_relay_close_side(side);
+        return;
+    }
+
+    side->node.key = ++ngx_stream_rustdesk_relay_serial;
+
+    for (i = 0; i < NGX_RUSTDESK_RELAY_TRIES; i++) {
+
+        rc = ngx_rustdesk_relay_waiter_pair(lmcf->zone, &side->uuid,
+                              side->node.key,
+                              lmcf->pair_timeout + NGX_RUSTDESK_RELAY_STALE,
+                              &pid, &serial);
+
+        if (rc == NGX_DECLINED) {
+            ngx_stream_rustdesk_relay_wait(side);
+            return;
+        }
+
+        if (rc == NGX_ERROR) {
+            ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                          "rustdesk: relay zone is full, relay request \"%V\" "
+                          "refused", &side->uuid);
+            ngx_stream_rustdesk_relay_close_side(side);
+            return;
+        }
+
+        if (pid == ngx_pid) {
+            a = ngx_stream_rustdesk_relay_waiter(serial, &side->uuid);
+
+            if (a == NULL) {
+                ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                              "rustdesk: partner of relay \"%V\" is gone",
+                              &side->uuid);
+                ngx_stream_rustdesk_relay_close_side(side);
+                return;
+            }
+
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "rustdesk: relay \"%V\" paired", &side->uuid);
+
+            ngx_stream_rustdesk_relay_make_pair(a, side);
+            return;
+        }
+
+        rc = ngx_stream_rustdesk_relay_hand_over(side, pid, serial);
+
+        if (rc != NGX_DECLINED) {
+            /* handed over, or failed and logged: this session ends */
+            ngx_stream_rustdesk_relay_close_side(side);
+            return;
+        }
+
+        /* the waiter's worker died with it: an entry left behind */
+    }
+
+    ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                  "rustdesk: relay request \"%V\" found only stale entries",
+                  &side->uuid);
+    ngx_stream_rustdesk_relay_close_side(side);
+}
+
+
+static void
+ngx_stream_rustdesk_relay_wait(ngx_stream_rustdesk_relay_side_t *side)
+{
+    ngx_connection_t                       *c;
+    ngx_stream_rustdesk_relay_main_conf_t  *lmcf;
+
+    c = side->connection;
+    lmcf = ngx_stream_get_module_main_conf(side->session,
+                                           ngx_stream_rustdesk_relay_module);
+
+    ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                  "rustdesk: new relay request \"%V\"", &side->uuid);
+
+    c->log->action = "waiting for the relay partner";
+
+    side->waiting = 1;
+    ngx_rbtree_insert(&ngx_stream_rustdesk_relay_waiters, &side->node);
+
+    /* a pairing in progress outlives a reload: not idle */
+    c->idle = 0;
+    c->data = side;
+
+    c->read->handler = ngx_stream_rustdesk_relay_waiting;
+    c->write->handler = ngx_stream_rustdesk_relay_empty_handler;
+
+    ngx_add_timer(c->read, lmcf->pair_timeout);
+
+    ngx_stream_rustdesk_relay_waiting(c->read);
+}
+
+
+/*
+ * While it waits, a client is not read: what it sends stays in the socket
+ * for the partner.  A peek tells whether it has gone.
+ */
+
+static void
+ngx_stream_rustdesk_relay_waiting(ngx_event_t *rev)
+{
+    u_char                             byte;
+    ssize_t                            n;
+    ngx_err_t                          err;
+    ngx_connection_t                       *c;
+    ngx_stream_rustdesk_relay_side_t       *side;
+    ngx_stream_rustdesk_relay_main_conf_t  *lmcf;
+
+    c = rev->data;
+    side = c->data;
+
+    if (rev->timedout) {
+        lmcf = ngx_stream_get_module_main_conf(side->session,
+                                           ngx_stream_rustdesk_relay_module);
+
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "rustdesk: no partner for relay \"%V\" within %M ms",
+                      &side->uuid, lmcf->pair_timeout);
+        ngx_stream_rustdesk_relay_close_side(side);
+        return;
+    }
+
+    n = recv(c->fd, &byte, 1, MSG_PEEK);
+
+    if (n == 1) {
+        return;
+    }
+
+    err = ngx_socket_errno;
+
+    if (n == -1 && (err == NGX_EAGAIN || err == NGX_EINTR)) {
+        rev->ready = 0;
+
+        if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+            ngx_stream_rustdesk_relay_close_side(side);
+        }
+
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, c->log, n == 0 ? 0 : err,
+                  "rustdesk: relay client of \"%V\" left before its partner "
+                  "came", &side->uuid);
+
+    ngx_stream_rustdesk_relay_close_side(side);
+}
+
+
+/* A waiter leaves: from this worker's tree and from the zone. */
+
+void
+ngx_stream_rustdesk_relay_unwait(ngx_stream_rustdesk_relay_side_t *side)
+{
+    ngx_stream_rustdesk_relay_main_conf_t  *lmcf;
+
+    if (!side->waiting) {
+        return;
+    }
+
+    side->waiting = 0;
+    ngx_rbtree_delete(&ngx_stream_rustdesk_relay_waiters, &side->node);
+
+    lmcf = ngx_stream_get_module_main_conf(side->session,
+                                           ngx_stream_rustdesk_relay_module);
+
+    ngx_rustdesk_relay_waiter_remove(lmcf->zone, &side->uuid, side->node.key);
+}
+
+
+static ngx_stream_rustdesk_relay_side_t *
+ngx_stream_rustdesk_relay_waiter(ngx_uint_t serial, ngx_str_t *uuid)
+{
+    ngx_rbtree_node_t                 *node, *sentinel;
+    ngx_stream_rustdesk_relay_side_t  *side;
+
+    node = ngx_stream_rustdesk_relay_waiters.root;
+    sentinel = ngx_stream_rustdesk_relay_waiters.sentinel;
+
+    while (node != sentinel) {
+        if (serial != node->key) {
+            node = (serial < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        side = (ngx_stream_rustdesk_relay_side_t *)
+                   ((u_char *) node
+                    - offsetof(ngx_stream_rustdesk_relay_side_t, node));
+
+        if (side->uuid.len != uuid->len
+            || ngx_memcmp(side->uuid.data, uuid->data, uuid->len) != 0)
+        {
+            return NULL;
+        }
+
+        return side;
+    }
+
+    return NULL;
+}
+
+
+/*
+ * Sends the connection to the waiter's worker.  NGX_OK: sent, this worker
+ * lets go of it; NGX_DECLINED: that worker is gone; NGX_ERROR: failed.
+ */
+
+static ngx_int_t
+ngx_stream_rustdesk_relay_hand_over(ngx_stream_rustdesk_relay_side_t *side,
+    ngx_pid_t pid, ngx_uint_t serial)
+{
+    u_char                               *buf;
+    size_t                                rest, len;
+    ngx_int_t                             rc;
+    ngx_connection_t                     *c;
+    ngx_stream_rustdesk_relay_handoff_t  *h;
+
+    c = side->connection;
+    rest = side->buf ? (size_t) (side->buf->last - side->buf->pos) : 0;
+    len = sizeof(ngx_stream_rustdesk_relay_handoff_t) + rest;
+
+    buf = ngx_pcalloc(c->pool, len);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    h = (ngx_stream_rustdesk_relay_handoff_t *) buf;
+    h->serial = serial;
+    h->socklen = c->socklen;
+    ngx_memcpy(&h->sockaddr, c->sockaddr, c->socklen);
+    h->uuid_len = side->uuid.len;
+    ngx_memcpy(h->uuid, side->uuid.data, side->uuid.len);
+
+    if (rest) {
+        ngx_memcpy(buf + sizeof(ngx_stream_rustdesk_relay_handoff_t),
+                   side->buf->pos, rest);
+    }
+
+    rc = ngx_rustdesk_ipc_send(&ngx_stream_rustdesk_relay_ipc, pid,
+                               NGX_RUSTDESK_RELAY_IPC_PAIR, buf, len, c->fd);
+
+    switch (rc) {
+
+    case NGX_OK:
+        ngx_log_debug2(NGX_LOG_DEBUG_STREAM, c->log, 0,
+                       "rustdesk: relay \"%V\" handed to worker %P",
+                       &side->uuid, pid);
+        ngx_stream_rustdesk_relay_detach(c);
+        return NGX_OK;
+
+    case NGX_DECLINED:
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "rustdesk: partner of relay \"%V\" was in worker %P, "
+                      "which is gone", &side->uuid, pid);
+        return NGX_DECLINED;
+
+    case NGX_AGAIN:
+        ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                      "rustdesk: worker %P is not reading its channel, "
+                      "relay \"%V\" refused", pid, &side->uuid);
+        return NGX_ERROR;
+
+    default:
+        return NGX_ERROR;
+    }
+}
+
+
+/*
+ * The socket lives on in another worker: it must leave this worker's
+ * epoll set explicitly, since closing our descriptor does not remove it
+ * while the other worker's copy keeps the socket open.
+ */
+
+static void
+ngx_stream_rustdesk_relay_detach(ngx_connection_t *c)
+{
+    if (!c->read->active && !c->write->active) {
+        return;
+    }
+
+    if (ngx_del_conn) {
+        ngx_del_conn(c, 0);
+        return;
+    }
+
+    if (c->read->active) {
+        ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+
+    if (c->write->active) {
+        ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_stream_rustdesk_relay_ipc_handler(ngx_rustdesk_ipc_t *ipc,
+    ngx_uint_t type, ngx_pid_t from, u_char *data, size_t len,
+    ngx_socket_t fd)
+{
+    ngx_str_t                             uuid;
+    ngx_stream_rustdesk_relay_side_t     *a, *b;
+    ngx_stream_rustdesk_relay_handoff_t   h;
+
+    if (type != NGX_RUSTDESK_RELAY_IPC_PAIR || fd == -1
+        || len < sizeof(ngx_stream_rustdesk_relay_handoff_t))
+    {
+        ngx_log_error(NGX_LOG_ALERT, ipc->log, 0,
+                      "rustdesk: unexpected relay worker message %ui "
+                      "from %P", type, from);
+        if (fd != -1) {
+            close(fd);
+        }
+        return;
+    }
+
+    ngx_memcpy(&h, data, sizeof(ngx_stream_rustdesk_relay_handoff_t));
+
+    uuid.data = h.uuid;
+    uuid.len = ngx_min(h.uuid_len, NGX_RUSTDESK_RELAY_UUID_MAX);
+
+    a = ngx_stream_rustdesk_relay_waiter(h.serial, &uuid);
+
+    if (a == NULL) {
+        /* it gave up (timeout, gone) after the partner took its entry */
+        ngx_log_error(NGX_LOG_INFO, ipc->log, 0,
+                      "rustdesk: relay \"%V\": the partner from worker %P "
+                      "came too late", &uuid, from);
+        close(fd);
+        return;
+    }
+
+    b = ngx_stream_rustdesk_relay_adopt(a, &h,
+                          data + sizeof(ngx_stream_rustdesk_relay_handoff_t),
+                          len - sizeof(ngx_stream_rustdesk_relay_handoff_t),
+                          fd);
+    if (b == NULL) {
+        close(fd);
+        ngx_stream_rustdesk_relay_close_side(a);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, a->connection->log, 0,
+                  "rustdesk: relay \"%V\" paired with a connection from "
+                  "worker %P", &a->uuid, from);
+
+    ngx_stream_rustdesk_relay_make_pair(a, b);
+}
+
+
+/* A descriptor from another worker becomes a connection of this one. */
+
+static ngx_stream_rustdesk_relay_side_t *
+ngx_stream_rustdesk_relay_adopt(ngx_stream_rustdesk_relay_side_t *a,
+    ngx_stream_rustdesk_relay_handoff_t *h, u_char *rest, size_t len,
+    ngx_socket_t fd)
+{
+    ngx_log_t                         *log;
+    ngx_pool_t                        *pool;
+    ngx_connection_t                  *c, *ac;
+    ngx_stream_rustdesk_relay_side_t  *b;
+
+    ac = a->connection;
+
+    if (h->socklen == 0 || h->socklen > sizeof(ngx_sockaddr_t)) {
+        return NULL;
+    }
+
+    pool = ngx_create_pool(1024, ac->log);
+    if (pool == NULL) {
+        return NULL;
+    }
+
+    b = ngx_pcalloc(pool, sizeof(ngx_stream_rustdesk_relay_side_t));
+    log = ngx_palloc(pool, sizeof(ngx_log_t));
+
+    if (b == NULL || log == NULL) {
+        ngx_destroy_pool(pool);
+        return NULL;
+    }
+
+    *log = *ac->log;
+    log->handler = ngx_stream_rustdesk_relay_log_error;
+    log->data = b;
+    log->action = "relaying";
+    pool->log = log;
+
+    c = ngx_get_connection(fd, log);
+    if (c == NULL) {
+        ngx_destroy_pool(pool);
+        return NULL;
+    }
+
+    c->pool = pool;
+    c->log = log;
+    c->type = SOCK_STREAM;
+    c->listening = ac->listening;
+    c->local_sockaddr = ac->local_sockaddr;
+    c->local_socklen = ac->local_socklen;
+    c->start_time = ngx_current_msec;
+    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
+    log->connection = c->number;
+
+    c->recv = ngx_recv;
+    c->send = ngx_send;
+    c->recv_chain = ngx_recv_chain;
+    c->send_chain = ngx_send_chain;
+
+    c->sockaddr = ngx_palloc(pool, h->socklen);
+    c->addr_text.data = ngx_pnalloc(pool, NGX_SOCKADDR_STRLEN);
+
+    if (c->sockaddr == NULL || c->addr_text.data == NULL) {
+        goto failed;
+    }
+
+    ngx_memcpy(c->sockaddr, &h->sockaddr, h->socklen);
+    c->socklen = h->socklen;
+    c->addr_text.len = ngx_sock_ntop(c->sockaddr, c->socklen,
+                                     c->addr_text.data, NGX_SOCKADDR_STRLEN, 0);
+
+    c->read->log = log;
+    c->write->log = log;
+    c->read->ready = 1;       /* bytes may wait in the socket already */
+    c->write->ready = 1;
+
+    b->connection = c;
+    b->uuid = a->uuid;
+    b->ip.data = b->ip_text;
+    b->ip.len = ngx_rustdesk_relay_sockaddr_ip(c->sockaddr, b->ip_text);
+
+    c->data = b;
+
+    if (ngx_stream_rustdesk_relay_keep(b, rest, len) != NGX_OK) {
+        goto failed;
+    }
+
+    return b;
+
+failed:
+
+    /* the caller closes fd */
+    ngx_free_connection(c);
+    ngx_destroy_pool(pool);
+
+    return NULL;
+}
+
+
+static void
+ngx_stream_rustdesk_relay_make_pair(ngx_stream_rustdesk_relay_side_t *a,
+    ngx_stream_rustdesk_relay_side_t *b)
+{
+    ngx_connection_t                  *c;
+    ngx_stream_rustdesk_relay_pair_t  *p;
+
+    c = a->connection;
+
+    ngx_stream_rustdesk_relay_unwait(a);
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    p = ngx_pcalloc(c->pool, sizeof(ngx_stream_rustdesk_relay_pair_t));
+    if (p == NULL) {
+        ngx_stream_rustdesk_relay_close_side(b);
+        ngx_stream_rustdesk_relay_close_side(a);
+        return;
+    }
+
+    p->a = a;
+    p->b = b;
+    p->conf = ngx_stream_get_module_main_conf(a->session,
+                                         ngx_stream_rustdesk_relay_module);
+
+    ngx_stream_rustdesk_relay_start(p);
+}
+
+
+/* Bytes the client sent after its request: they go to the partner. */
+
+static ngx_int_t
+ngx_stream_rustdesk_relay_keep(ngx_stream_rustdesk_relay_side_t *side,
+    u_char *rest, size_t len)
+{
+    ngx_buf_t  *b;
+
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    b = ngx_stream_rustdesk_relay_buf_get(len);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->pos, rest, len);
+    side->buf = b;
+
+    return NGX_OK;
+}
+
+
+static u_char *
+ngx_stream_rustdesk_relay_log_error(ngx_log_t *log, u_char *buf, size_t len)
+{
+    u_char                            *p;
+    ngx_stream_rustdesk_relay_side_t  *side;
+
+    p = buf;
+
+    if (log->action) {
+        p = ngx_snprintf(buf, len, " while %s", log->action);
+        len -= p - buf;
+        buf = p;
+    }
+
+    side = log->data;
+
+    return ngx_snprintf(buf, len, ", client: %V, passed by another worker",
+                        &side->connection->addr_text);
+}
+
+
+static void
+ngx_stream_rustdesk_relay_empty_handler(ngx_event_t *ev)
+{
+    return;
+}
