@@ -231,8 +231,11 @@ sub run {
 	$self->wait_for_ports();
 
 	# the pid file and the listeners exist before the workers do
+	my ($n) = $self->read_file('nginx.conf') =~ /worker_processes\s+(\d+)/;
+	$n //= 1;
+
 	for (1 .. 100) {
-		last if $self->worker_pids() >= 2;
+		last if $self->worker_pids() >= $n;
 		select undef, undef, undef, 0.05;
 	}
 
