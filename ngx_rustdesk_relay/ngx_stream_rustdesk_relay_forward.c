@@ -108,6 +108,12 @@ ngx_stream_rustdesk_relay_read(ngx_event_t *rev)
     c = rev->data;
     side = c->data;
 
+    if (c->close) {
+        /* worker_shutdown_timeout */
+        ngx_stream_rustdesk_relay_close(side->pair, " at shutdown");
+        return;
+    }
+
     if (rev->timedout) {
         /* a bandwidth delay is over */
         rev->timedout = 0;

@@ -219,6 +219,11 @@ ngx_stream_rustdesk_relay_waiting(ngx_event_t *rev)
     c = rev->data;
     side = c->data;
 
+    if (c->close) {
+        ngx_stream_rustdesk_relay_close_side(side);
+        return;
+    }
+
     if (rev->timedout) {
         lmcf = ngx_stream_get_module_main_conf(side->session,
                                            ngx_stream_rustdesk_relay_module);
