@@ -235,7 +235,8 @@ sub run {
 	$n //= 1;
 
 	for (1 .. 100) {
-		last if $self->worker_pids() >= $n;
+		my @workers = $self->worker_pids();
+		last if @workers >= $n;
 		select undef, undef, undef, 0.05;
 	}
 
