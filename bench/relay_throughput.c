@@ -1,0 +1,626 @@
+/*
+ * relay_throughput: bulk transfer through the relay against nginx's own
+ * stream proxy_pass, one direction, over N pairs at once.
+ *
+ *   relay_throughput -r RELAY_PORT -p PROXY_PORT -B BACKEND_PORT
+ *                    [-n pairs] [-d seconds] [-R rounds] [-w warm-up ms]
+ *                    [-P relay.pid] [-Q proxy.pid]
+ *
+ * Relay: for each pair, B (from 127.51.x.y) connects to the relay and
+ * sends a framed RequestRelay{uuid}, then A (from 127.50.x.y) does the
+ * same with the same uuid, and from then on A sends raw bytes that B
+ * receives.  Baseline: A connects to a stream server with `proxy_pass
+ * 127.0.0.1:BACKEND_PORT' and sends the same bytes, which this program
+ * receives on BACKEND_PORT (it is the backend).
+ *
+ * A's stream: an 8-byte header ("RLY1" and the pair number, little
+ * endian), then a periodic pattern that starts at a pair-dependent offset.
+ * The receiver checks every byte (memcmp), and that it is its own pair's
+ * stream.  Each round runs `seconds' per mode (proxy_pass first, then the
+ * relay); bytes are counted at the receivers after the warm-up.  Then A
+ * shuts down its writing side; the receiver must see every byte A sent and
+ * then the end of the stream, and close; A must then see the end of its
+ * connection (FIN propagated back) within 10 s.
+ *
+ * Prints MB/s (10^6 bytes/s) of both and the ratio, and the nginx
+ * workers' CPU time per GB (with -P and -Q).
+ */
+
+#include "relay.h"
+
+
+#define MAX_PAIRS    4096
+#define CHUNK        (64 * 1024)
+#define DRAIN_MS     10000
+#define MAGIC        "RLY1"
+
+enum { T_SRC = 1, T_SINK, T_LISTEN };
+enum { M_PROXY = 0, M_RELAY = 1 };
+
+static const char  *mode_name[] = { "proxy_pass", "relay" };
+
+
+typedef struct {
+    int        fd;
+    int        eof;             /* saw the end of the connection */
+    int        shut;            /* shut down its writing side */
+    uint64_t   sent;            /* pattern bytes, header not counted */
+    size_t     hsent;           /* header bytes sent */
+} src_t;
+
+
+typedef struct {
+    int        fd;
+    int        pair;            /* -1: not known yet (proxy: header) */
+    int        expect;          /* relay: its own pair, -1 any */
+    int        eof;
+    int        bad;
+    uint8_t    hdr[8];
+    size_t     hlen;
+    uint64_t   recvd;
+} sink_t;
+
+
+typedef struct {
+    uint64_t   bytes;           /* in the measured windows */
+    double     secs;
+    double     cpu;             /* nginx workers, in the windows */
+    unsigned   bad;             /* wrong bytes, crossed streams */
+    unsigned   short_;          /* fewer bytes than sent, at the end */
+    unsigned   unfinished;      /* no end of stream within DRAIN_MS */
+    unsigned   unexpected;      /* bytes to A, resets, failed connects */
+    unsigned   connected;       /* pairs set up */
+} stats_t;
+
+
+static struct sockaddr_in   relay_addr, proxy_addr;
+static int                  lfd = -1, ep;
+static unsigned             npairs;
+static src_t                srcs[MAX_PAIRS];
+static sink_t               sinks[MAX_PAIRS * 2];
+static unsigned             nsinks;
+static uint8_t             *pattern;
+static uint64_t             seed;
+static uint64_t             window_bytes;   /* counted while measuring */
+static int                  measuring;
+
+
+static void
+ep_add(int fd, uint32_t events, unsigned type, unsigned idx)
+{
+    struct epoll_event  ev;
+
+    ev.events = events;
+    ev.data.u64 = (uint64_t) type << 32 | idx;
+
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == -1) {
+        die("epoll_ctl(add)");
+    }
+}
+
+
+static void
+ep_mod(int fd, uint32_t events, unsigned type, unsigned idx)
+{
+    struct epoll_event  ev;
+
+    ev.events = events;
+    ev.data.u64 = (uint64_t) type << 32 | idx;
+
+    epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+}
+
+
+static void
+src_send(src_t *s, unsigned i)
+{
+    ssize_t   n;
+    uint8_t   hdr[8];
+
+    if (s->hsent < sizeof(hdr)) {
+        memcpy(hdr, MAGIC, 4);
+        hdr[4] = (uint8_t) i;
+        hdr[5] = (uint8_t) (i >> 8);
+        hdr[6] = (uint8_t) (i >> 16);
+        hdr[7] = (uint8_t) (i >> 24);
+
+        n = send(s->fd, hdr + s->hsent, sizeof(hdr) - s->hsent,
+                 MSG_NOSIGNAL);
+        if (n > 0) {
+            s->hsent += n;
+        }
+
+        return;
+    }
+
+    n = send(s->fd, pattern + (pattern_start(i) + s->sent) % PATTERN_PERIOD,
+             CHUNK, MSG_NOSIGNAL);
+
+    if (n > 0) {
+        s->sent += n;
+    }
+}
+
+
+/* B or a backend connection is readable. */
+static void
+sink_read(sink_t *k, stats_t *st)
+{
+    ssize_t          n;
+    size_t           off, take;
+    uint32_t         pair;
+    static uint8_t   buf[CHUNK];
+
+    n = recv(k->fd, buf, sizeof(buf), 0);
+
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR) {
+            return;
+        }
+
+        st->unexpected++;
+        n = 0;                      /* as the end */
+    }
+
+    if (n == 0) {
+        k->eof = 1;
+        close(k->fd);               /* FIN (relay: to be passed on to A) */
+        k->fd = -1;
+        return;
+    }
+
+    off = 0;
+
+    if (k->hlen < sizeof(k->hdr)) {
+        take = sizeof(k->hdr) - k->hlen;
+        take = take < (size_t) n ? take : (size_t) n;
+        memcpy(k->hdr + k->hlen, buf, take);
+        k->hlen += take;
+        off = take;
+
+        if (k->hlen == sizeof(k->hdr)) {
+            pair = k->hdr[4] | k->hdr[5] << 8 | k->hdr[6] << 16
+                   | (uint32_t) k->hdr[7] << 24;
+
+            if (memcmp(k->hdr, MAGIC, 4) != 0 || pair >= npairs
+                || (k->expect >= 0 && pair != (uint32_t) k->expect))
+            {
+                k->bad = 1;
+                st->bad++;
+            } else {
+                k->pair = (int) pair;
+            }
+        }
+    }
+
+    if (k->bad || off == (size_t) n) {
+        return;                     /* a bad stream is read and dropped */
+    }
+
+    if (k->pair < 0) {
+        return;
+    }
+
+    if (memcmp(buf + off, pattern + (pattern_start(k->pair) + k->recvd)
+                                    % PATTERN_PERIOD, n - off) != 0)
+    {
+        k->bad = 1;
+        st->bad++;
+        return;
+    }
+
+    k->recvd += n - off;
+
+    if (measuring) {
+        window_bytes += n - off;
+    }
+}
+
+
+/* Sets up the pairs of one mode: 0, or -1 when none could be. */
+static int
+setup(int mode, unsigned round, stats_t *st)
+{
+    int                  fd;
+    unsigned             i, made = 0;
+    size_t               len;
+    uint8_t              req[128];
+    char                 uuid[40];
+    struct sockaddr_in   a, b;
+
+    nsinks = 0;
+
+    for (i = 0; i < npairs; i++) {
+        a = src_addr(50, i);
+        b = src_addr(51, i);
+
+        memset(&srcs[i], 0, sizeof(src_t));
+        srcs[i].fd = -1;
+
+        if (mode == M_RELAY) {
+            relay_uuid(uuid, seed, round, i);
+            len = request_relay(req, uuid);
+
+            fd = tcp_to(&b, &relay_addr);
+            if (fd == -1 || send_full(fd, req, len) != 0) {
+                fprintf(stderr, "relay_throughput: B %u: connect or "
+                        "RequestRelay: %s\n", i, strerror(errno));
+                st->unexpected++;
+                if (fd != -1) {
+                    close(fd);
+                }
+                continue;
+            }
+
+            memset(&sinks[nsinks], 0, sizeof(sink_t));
+            sinks[nsinks].fd = fd;
+            sinks[nsinks].pair = -1;
+            sinks[nsinks].expect = (int) i;
+            nonblocking(fd);
+            ep_add(fd, EPOLLIN, T_SINK, nsinks);
+            nsinks++;
+
+            fd = tcp_to(&a, &relay_addr);
+            if (fd == -1 || send_full(fd, req, len) != 0) {
+                fprintf(stderr, "relay_throughput: A %u: connect or "
+                        "RequestRelay: %s\n", i, strerror(errno));
+                st->unexpected++;
+                if (fd != -1) {
+                    close(fd);
+                }
+                continue;
+            }
+
+        } else {
+            fd = tcp_to(&a, &proxy_addr);
+            if (fd == -1) {
+                fprintf(stderr, "relay_throughput: A %u: connect: %s\n", i,
+                        strerror(errno));
+                st->unexpected++;
+                continue;
+            }
+        }
+
+        srcs[i].fd = fd;
+        nonblocking(fd);
+        ep_add(fd, EPOLLOUT, T_SRC, i);
+        st->connected++;
+        made++;
+    }
+
+    return made ? 0 : -1;
+}
+
+
+static int
+all_done(void)
+{
+    unsigned  i;
+
+    for (i = 0; i < npairs; i++) {
+        if (srcs[i].fd != -1 && !srcs[i].eof) {
+            return 0;
+        }
+    }
+
+    for (i = 0; i < nsinks; i++) {
+        if (sinks[i].fd != -1) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static void
+run_mode(int mode, unsigned round, unsigned seconds, unsigned warm_ms,
+    workers_t *w, stats_t *st)
+{
+    int                  n, e, fd;
+    char                 c[4096];
+    double               cpu0 = 0;
+    ssize_t              r;
+    unsigned             i, type, idx, connected0;
+    uint64_t             t0, t_warm, t_end, t_drain, now, bytes0;
+    struct epoll_event   evs[256];
+
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep == -1) {
+        die("epoll_create1");
+    }
+
+    if (mode == M_PROXY) {
+        ep_add(lfd, EPOLLIN, T_LISTEN, 0);
+    }
+
+    window_bytes = 0;
+    measuring = 0;
+    connected0 = st->connected;
+
+    if (setup(mode, round, st) != 0) {
+        close(ep);
+        return;
+    }
+
+    t0 = now_ns();
+    t_warm = t0 + (uint64_t) warm_ms * 1000000;
+    t_end = t0 + (uint64_t) seconds * 1000000000;
+    t_drain = 0;
+    bytes0 = 0;
+
+    for ( ;; ) {
+        now = now_ns();
+
+        if (!measuring && t_drain == 0 && now >= t_warm) {
+            measuring = 1;
+            bytes0 = window_bytes;
+            cpu0 = workers_cpu(w, NULL);
+        }
+
+        if (t_drain == 0 && now >= t_end) {
+            measuring = 0;
+            st->bytes += window_bytes - bytes0;
+            st->secs += (now - t_warm) / 1e9;
+            st->cpu += workers_cpu(w, NULL) - cpu0;
+
+            for (i = 0; i < npairs; i++) {
+                if (srcs[i].fd != -1) {
+                    shutdown(srcs[i].fd, SHUT_WR);
+                    srcs[i].shut = 1;
+                    ep_mod(srcs[i].fd, EPOLLIN, T_SRC, i);
+                }
+            }
+
+            t_drain = now + (uint64_t) DRAIN_MS * 1000000;
+        }
+
+        if (t_drain && (all_done() || now >= t_drain)) {
+            break;
+        }
+
+        n = epoll_wait(ep, evs, 256, 10);
+
+        for (e = 0; e < n; e++) {
+            type = (unsigned) (evs[e].data.u64 >> 32);
+            idx = (unsigned) evs[e].data.u64;
+
+            if (type == T_LISTEN) {
+                fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+                if (fd == -1) {
+                    continue;
+                }
+
+                if (nsinks == sizeof(sinks) / sizeof(sinks[0])) {
+                    close(fd);
+                    st->unexpected++;
+                    continue;
+                }
+
+                memset(&sinks[nsinks], 0, sizeof(sink_t));
+                sinks[nsinks].fd = fd;
+                sinks[nsinks].pair = -1;
+                sinks[nsinks].expect = -1;
+                ep_add(fd, EPOLLIN, T_SINK, nsinks);
+                nsinks++;
+                continue;
+            }
+
+            if (type == T_SINK) {
+                if (sinks[idx].fd != -1) {
+                    sink_read(&sinks[idx], st);
+                }
+                continue;
+            }
+
+            /* T_SRC */
+
+            if (srcs[idx].fd == -1 || srcs[idx].eof) {
+                continue;
+            }
+
+            if (!srcs[idx].shut) {
+                if (evs[e].events & (EPOLLERR | EPOLLHUP)) {
+                    /* reset while sending: the other side went away */
+                    st->unexpected++;
+                    srcs[idx].eof = 1;
+                    ep_mod(srcs[idx].fd, 0, T_SRC, idx);
+                    continue;
+                }
+
+                src_send(&srcs[idx], idx);
+                continue;
+            }
+
+            r = recv(srcs[idx].fd, c, sizeof(c), 0);
+
+            if (r > 0) {
+                st->unexpected++;   /* the server never sends to A */
+                continue;
+            }
+
+            if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+                continue;
+            }
+
+            if (r < 0) {
+                st->unexpected++;   /* reset */
+            }
+
+            srcs[idx].eof = 1;
+            ep_mod(srcs[idx].fd, 0, T_SRC, idx);
+        }
+    }
+
+    /* the end: every pair's bytes arrived, and both ends saw the close */
+
+    for (i = 0; i < npairs; i++) {
+        if (srcs[i].fd != -1 && !srcs[i].eof) {
+            st->unfinished++;
+        }
+    }
+
+    for (i = 0; i < nsinks; i++) {
+        if (sinks[i].fd != -1) {
+            st->unfinished++;
+        }
+
+        if (!sinks[i].bad && sinks[i].pair >= 0
+            && sinks[i].recvd != srcs[sinks[i].pair].sent)
+        {
+            st->short_++;
+        }
+    }
+
+    if (nsinks < st->connected - connected0) {
+        /* connections that never reached the backend or B */
+        st->unfinished += st->connected - connected0 - nsinks;
+    }
+
+    for (i = 0; i < npairs; i++) {
+        if (srcs[i].fd != -1) {
+            close(srcs[i].fd);
+        }
+    }
+
+    for (i = 0; i < nsinks; i++) {
+        if (sinks[i].fd != -1) {
+            close(sinks[i].fd);
+        }
+    }
+
+    if (mode == M_PROXY) {
+        epoll_ctl(ep, EPOLL_CTL_DEL, lfd, NULL);
+
+        /* a connection accepted after the end: not ours to keep */
+        while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK)) != -1) {
+            close(fd);
+        }
+    }
+
+    close(ep);
+}
+
+
+static void
+print_stats(int mode, stats_t *st, unsigned rounds)
+{
+    double  mbs;
+
+    mbs = st->secs > 0 ? st->bytes / st->secs / 1e6 : 0;
+
+    printf("  %-10s %9.1f MB/s  (%.2f GB in %.1f s; nginx CPU %.2f s per GB)"
+           "\n", mode_name[mode], mbs, st->bytes / 1e9, st->secs,
+           st->bytes ? st->cpu / (st->bytes / 1e9) : 0);
+
+    if (st->bad || st->short_ || st->unfinished || st->unexpected
+        || st->connected != npairs * rounds)
+    {
+        printf("  %-10s PROBLEMS: %u of %u pairs set up; wrong or crossed "
+               "streams %u; short %u; no end of stream within %d s %u; "
+               "unexpected (bytes to A, resets, failed connects) %u\n",
+               mode_name[mode], st->connected, npairs * rounds, st->bad,
+               st->short_, DRAIN_MS / 1000, st->unfinished, st->unexpected);
+    }
+}
+
+
+int
+main(int argc, char **argv)
+{
+    int          c;
+    char        *relay_pid = NULL, *proxy_pid = NULL;
+    double       mbs[2];
+    unsigned     relay_port = 0, proxy_port = 0, backend_port = 0;
+    unsigned     seconds, rounds, warm_ms, r, m;
+    stats_t      st[2];
+    workers_t    w[2];
+
+    npairs = 1;
+    seconds = 3;
+    rounds = 2;
+    warm_ms = 500;
+
+    while ((c = getopt(argc, argv, "r:p:B:n:d:R:w:P:Q:")) != -1) {
+        switch (c) {
+        case 'r': relay_port = atoi(optarg); break;
+        case 'p': proxy_port = atoi(optarg); break;
+        case 'B': backend_port = atoi(optarg); break;
+        case 'n': npairs = atoi(optarg); break;
+        case 'd': seconds = atoi(optarg); break;
+        case 'R': rounds = atoi(optarg); break;
+        case 'w': warm_ms = atoi(optarg); break;
+        case 'P': relay_pid = optarg; break;
+        case 'Q': proxy_pid = optarg; break;
+        default:
+            goto usage;
+        }
+    }
+
+    if (relay_port == 0 || proxy_port == 0 || backend_port == 0
+        || npairs < 1 || npairs > MAX_PAIRS || seconds < 1 || rounds < 1
+        || warm_ms >= seconds * 1000)
+    {
+        goto usage;
+    }
+
+    watchdog(rounds * 2 * (seconds + DRAIN_MS / 1000 + 10) + 30);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (nofile_at_least(npairs * 4 + 64) != 0) {
+        fprintf(stderr, "relay_throughput: cannot open %u files\n",
+                npairs * 4 + 64);
+        return 2;
+    }
+
+    relay_addr = loopback("127.0.0.1", relay_port);
+    proxy_addr = loopback("127.0.0.1", proxy_port);
+    lfd = backend_listen(backend_port);
+    nonblocking(lfd);
+
+    pattern = pattern_make(CHUNK);
+    seed = (uint64_t) time(NULL) * 2654435761u ^ (uint64_t) getpid() << 20;
+
+    find_workers(proxy_pid, &w[M_PROXY]);
+    find_workers(relay_pid, &w[M_RELAY]);
+
+    memset(st, 0, sizeof(st));
+
+    printf("%u pair%s, A -> B only, %u round%s of %u s per mode "
+           "(%u ms warm-up)\n", npairs, npairs > 1 ? "s" : "", rounds,
+           rounds > 1 ? "s" : "", seconds, warm_ms);
+
+    for (r = 0; r < rounds; r++) {
+        for (m = 0; m < 2; m++) {
+            run_mode(m, r, seconds, warm_ms, &w[m], &st[m]);
+        }
+    }
+
+    for (m = 0; m < 2; m++) {
+        print_stats(m, &st[m], rounds);
+        mbs[m] = st[m].secs > 0 ? st[m].bytes / st[m].secs / 1e6 : 0;
+    }
+
+    printf("RESULT relay_throughput pairs=%u relay_mbs=%.1f proxy_mbs=%.1f "
+           "ratio=%.2f relay_cpu_per_gb=%.2f proxy_cpu_per_gb=%.2f "
+           "relay_problems=%u proxy_problems=%u\n",
+           npairs, mbs[M_RELAY], mbs[M_PROXY],
+           mbs[M_PROXY] > 0 ? mbs[M_RELAY] / mbs[M_PROXY] : 0,
+           st[M_RELAY].bytes ? st[M_RELAY].cpu / (st[M_RELAY].bytes / 1e9) : 0,
+           st[M_PROXY].bytes ? st[M_PROXY].cpu / (st[M_PROXY].bytes / 1e9) : 0,
+           st[M_RELAY].bad + st[M_RELAY].short_ + st[M_RELAY].unfinished
+           + st[M_RELAY].unexpected + (npairs * rounds - st[M_RELAY].connected),
+           st[M_PROXY].bad + st[M_PROXY].short_ + st[M_PROXY].unfinished
+           + st[M_PROXY].unexpected + (npairs * rounds - st[M_PROXY].connected));
+
+    return 0;
+
+usage:
+
+    fprintf(stderr, "usage: relay_throughput -r relay_port -p proxy_port "
+            "-B backend_port [-n pairs] [-d seconds] [-R rounds] "
+            "[-w warm-up ms] [-P relay.pid] [-Q proxy.pid]\n");
+    return 2;
+}
