@@ -11,6 +11,30 @@
 #include "ngx_rustdesk_ipc.h"
 
 
+#define NGX_RUSTDESK_IPC_PENDING_MAX   4096
+#define NGX_RUSTDESK_IPC_RETRY         1        /* ms */
+#define NGX_RUSTDESK_IPC_GIVE_UP       5000     /* ms */
+
+
+/* A message the receiver had no room for yet. */
+typedef struct {
+    ngx_queue_t                 queue;
+    ngx_pid_t                   to;
+    ngx_socket_t                fd;           /* our duplicate, or -1 */
+    ngx_msec_t                  since;
+    ngx_rustdesk_ipc_header_t   h;
+    u_char                      data[1];
+} ngx_rustdesk_ipc_pending_t;
+
+
+static ngx_int_t ngx_rustdesk_ipc_sendmsg(ngx_rustdesk_ipc_t *ipc,
+    ngx_pid_t to, ngx_rustdesk_ipc_header_t *h, u_char *data,
+    ngx_socket_t fd);
+static ngx_int_t ngx_rustdesk_ipc_queue(ngx_rustdesk_ipc_t *ipc, ngx_pid_t to,
+    ngx_rustdesk_ipc_header_t *h, u_char *data, ngx_socket_t fd);
+static void ngx_rustdesk_ipc_retry(ngx_event_t *ev);
+static void ngx_rustdesk_ipc_drop(ngx_rustdesk_ipc_t *ipc,
+    ngx_rustdesk_ipc_pending_t *m);
 static void ngx_rustdesk_ipc_read_handler(ngx_event_t *rev);
 static socklen_t ngx_rustdesk_ipc_addr(ngx_rustdesk_ipc_t *ipc,
     ngx_pid_t pid, struct sockaddr_un *sun);
@@ -27,6 +51,14 @@ ngx_rustdesk_ipc_open(ngx_rustdesk_ipc_t *ipc, ngx_cycle_t *cycle)
 
     ipc->master = getppid();
     ipc->log = cycle->log;
+
+    ngx_queue_init(&ipc->pending);
+    ipc->npending = 0;
+
+    ipc->retry.handler = ngx_rustdesk_ipc_retry;
+    ipc->retry.data = ipc;
+    ipc->retry.log = cycle->log;
+    ipc->retry.cancelable = 1;
 
     ipc->buf = ngx_palloc(cycle->pool, NGX_RUSTDESK_IPC_MAX);
     if (ipc->buf == NULL) {
@@ -80,6 +112,19 @@ ngx_rustdesk_ipc_open(ngx_rustdesk_ipc_t *ipc, ngx_cycle_t *cycle)
 void
 ngx_rustdesk_ipc_close(ngx_rustdesk_ipc_t *ipc)
 {
+    ngx_queue_t                 *q;
+    ngx_rustdesk_ipc_pending_t  *m;
+
+    if (ipc->retry.timer_set) {
+        ngx_del_timer(&ipc->retry);
+    }
+
+    while (ipc->npending) {
+        q = ngx_queue_head(&ipc->pending);
+        m = ngx_queue_data(q, ngx_rustdesk_ipc_pending_t, queue);
+        ngx_rustdesk_ipc_drop(ipc, m);
+    }
+
     if (ipc->connection) {
         ngx_close_connection(ipc->connection);
         ipc->connection = NULL;
@@ -91,17 +136,8 @@ ngx_int_t
 ngx_rustdesk_ipc_send(ngx_rustdesk_ipc_t *ipc, ngx_pid_t to, ngx_uint_t type,
     u_char *data, size_t len, ngx_socket_t fd)
 {
-    ssize_t                     n;
-    ngx_err_t                   err;
-    struct iovec                iov[2];
-    struct msghdr               msg;
-    struct sockaddr_un          sun;
+    ngx_int_t                   rc;
     ngx_rustdesk_ipc_header_t   h;
-
-    union {
-        struct cmsghdr          cm;
-        char                    space[CMSG_SPACE(sizeof(int))];
-    } cmsg;
 
     if (ipc->connection == NULL) {
         return NGX_ERROR;
@@ -123,10 +159,41 @@ ngx_rustdesk_ipc_send(ngx_rustdesk_ipc_t *ipc, ngx_pid_t to, ngx_uint_t type,
     h.len = (uint32_t) len;
     h.from = ngx_pid;
 
-    iov[0].iov_base = &h;
-    iov[0].iov_len = sizeof(h);
+    /* after the ones already waiting, so that messages keep their order */
+
+    if (ipc->npending) {
+        return ngx_rustdesk_ipc_queue(ipc, to, &h, data, fd);
+    }
+
+    rc = ngx_rustdesk_ipc_sendmsg(ipc, to, &h, data, fd);
+
+    if (rc == NGX_AGAIN) {
+        return ngx_rustdesk_ipc_queue(ipc, to, &h, data, fd);
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_rustdesk_ipc_sendmsg(ngx_rustdesk_ipc_t *ipc, ngx_pid_t to,
+    ngx_rustdesk_ipc_header_t *h, u_char *data, ngx_socket_t fd)
+{
+    ssize_t              n;
+    ngx_err_t            err;
+    struct iovec         iov[2];
+    struct msghdr        msg;
+    struct sockaddr_un   sun;
+
+    union {
+        struct cmsghdr   cm;
+        char             space[CMSG_SPACE(sizeof(int))];
+    } cmsg;
+
+    iov[0].iov_base = h;
+    iov[0].iov_len = sizeof(ngx_rustdesk_ipc_header_t);
     iov[1].iov_base = data;
-    iov[1].iov_len = len;
+    iov[1].iov_len = h->len;
 
     ngx_memzero(&msg, sizeof(struct msghdr));
 
@@ -168,6 +235,105 @@ ngx_rustdesk_ipc_send(ngx_rustdesk_ipc_t *ipc, ngx_pid_t to, ngx_uint_t type,
                   "rustdesk: sendmsg() to worker %P failed", to);
 
     return NGX_ERROR;
+}
+
+
+/* A copy of the message (and of the descriptor) until there is room. */
+
+static ngx_int_t
+ngx_rustdesk_ipc_queue(ngx_rustdesk_ipc_t *ipc, ngx_pid_t to,
+    ngx_rustdesk_ipc_header_t *h, u_char *data, ngx_socket_t fd)
+{
+    ngx_rustdesk_ipc_pending_t  *m;
+
+    if (ipc->npending >= NGX_RUSTDESK_IPC_PENDING_MAX) {
+        return NGX_AGAIN;
+    }
+
+    m = ngx_alloc(offsetof(ngx_rustdesk_ipc_pending_t, data) + h->len,
+                  ipc->log);
+    if (m == NULL) {
+        return NGX_ERROR;
+    }
+
+    m->fd = -1;
+
+    if (fd != -1) {
+        m->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+
+        if (m->fd == -1) {
+            ngx_log_error(NGX_LOG_ALERT, ipc->log, ngx_errno,
+                          "rustdesk: fcntl(F_DUPFD_CLOEXEC) failed");
+            ngx_free(m);
+            return NGX_ERROR;
+        }
+    }
+
+    m->to = to;
+    m->since = ngx_current_msec;
+    m->h = *h;
+    ngx_memcpy(m->data, data, h->len);
+
+    ngx_queue_insert_tail(&ipc->pending, &m->queue);
+    ipc->npending++;
+
+    if (!ipc->retry.timer_set) {
+        ngx_add_timer(&ipc->retry, NGX_RUSTDESK_IPC_RETRY);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_rustdesk_ipc_retry(ngx_event_t *ev)
+{
+    ngx_int_t                    rc;
+    ngx_queue_t                 *q;
+    ngx_rustdesk_ipc_t          *ipc;
+    ngx_rustdesk_ipc_pending_t  *m;
+
+    ipc = ev->data;
+
+    while (ipc->npending) {
+        q = ngx_queue_head(&ipc->pending);
+        m = ngx_queue_data(q, ngx_rustdesk_ipc_pending_t, queue);
+
+        rc = ngx_rustdesk_ipc_sendmsg(ipc, m->to, &m->h, m->data, m->fd);
+
+        if (rc == NGX_AGAIN) {
+            if (ngx_current_msec - m->since < NGX_RUSTDESK_IPC_GIVE_UP) {
+                ngx_add_timer(ev, NGX_RUSTDESK_IPC_RETRY);
+                return;
+            }
+
+            ngx_log_error(NGX_LOG_WARN, ipc->log, 0,
+                          "rustdesk: worker %P has not read its %s channel "
+                          "for %M ms, message dropped", m->to, ipc->name,
+                          ngx_current_msec - m->since);
+
+        } else if (rc == NGX_DECLINED) {
+            ngx_log_error(NGX_LOG_INFO, ipc->log, 0,
+                          "rustdesk: worker %P is gone, %s message dropped",
+                          m->to, ipc->name);
+        }
+
+        ngx_rustdesk_ipc_drop(ipc, m);
+    }
+}
+
+
+static void
+ngx_rustdesk_ipc_drop(ngx_rustdesk_ipc_t *ipc, ngx_rustdesk_ipc_pending_t *m)
+{
+    ngx_queue_remove(&m->queue);
+    ipc->npending--;
+
+    if (m->fd != -1) {
+        close(m->fd);
+    }
+
+    ngx_free(m);
 }
 
 

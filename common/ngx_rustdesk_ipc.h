@@ -34,6 +34,10 @@ struct ngx_rustdesk_ipc_s {
     ngx_pid_t                     master;
     u_char                       *buf;
     ngx_log_t                    *log;
+
+    ngx_queue_t                   pending;    /* waiting for room */
+    ngx_uint_t                    npending;
+    ngx_event_t                   retry;
 };
 
 
@@ -52,9 +56,12 @@ void ngx_rustdesk_ipc_close(ngx_rustdesk_ipc_t *ipc);
 
 /*
  * Sends to the worker with pid "to" (to ourselves: the handler is called
- * at once).  NGX_OK: sent; NGX_DECLINED: no such worker any more;
- * NGX_AGAIN: its queue is full; NGX_ERROR: anything else.  A descriptor
- * passed is duplicated into the receiver; the sender still owns its copy.
+ * at once).  NGX_OK: sent, or queued here while the receiver's socket is
+ * full (Linux queues only net.unix.max_dgram_qlen datagrams, 10 by
+ * default) and sent within a few milliseconds; NGX_DECLINED: no such
+ * worker any more; NGX_AGAIN: our own queue is full too; NGX_ERROR:
+ * anything else.  A descriptor passed is duplicated into the receiver;
+ * the sender still owns its copy.
  */
 ngx_int_t ngx_rustdesk_ipc_send(ngx_rustdesk_ipc_t *ipc, ngx_pid_t to,
     ngx_uint_t type, u_char *data, size_t len, ngx_socket_t fd);

@@ -237,7 +237,9 @@ ngx_stream_rustdesk_relay_waiting(ngx_event_t *rev)
 
     n = recv(c->fd, &byte, 1, MSG_PEEK);
 
-    if (n == 1) {
+    /* bytes waiting and a FIN behind them: a client that has closed too */
+
+    if (n == 1 && !rev->pending_eof) {
         return;
     }
 
@@ -273,12 +275,14 @@ ngx_stream_rustdesk_relay_unwait(ngx_stream_rustdesk_relay_side_t *side)
     }
 
     side->waiting = 0;
-    ngx_rbtree_delete(&ngx_stream_rustdesk_relay_waiters, &side->node);
 
     lmcf = ngx_stream_get_module_main_conf(side->session,
                                            ngx_stream_rustdesk_relay_module);
 
+    /* before the tree forgets the serial: ngx_rbtree_delete() zeroes it */
     ngx_rustdesk_relay_waiter_remove(lmcf->zone, &side->uuid, side->node.key);
+
+    ngx_rbtree_delete(&ngx_stream_rustdesk_relay_waiters, &side->node);
 }
 
 
@@ -370,7 +374,7 @@ ngx_stream_rustdesk_relay_hand_over(ngx_stream_rustdesk_relay_side_t *side,
 
     case NGX_AGAIN:
         ngx_log_error(NGX_LOG_WARN, c->log, 0,
-                      "rustdesk: worker %P is not reading its channel, "
+                      "rustdesk: the channel to worker %P is full, "
                       "relay \"%V\" refused", pid, &side->uuid);
         return NGX_ERROR;
 
@@ -516,6 +520,7 @@ ngx_stream_rustdesk_relay_adopt(ngx_stream_rustdesk_relay_side_t *a,
     c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
     log->connection = c->number;
 
+    c->log_error = NGX_ERROR_INFO;
     c->recv = ngx_recv;
     c->send = ngx_send;
     c->recv_chain = ngx_recv_chain;

@@ -151,7 +151,7 @@ ngx_stream_rustdesk_rendezvous_answer(ngx_stream_session_t *s,
 
     } else if (rc == NGX_AGAIN) {
         ngx_log_error(NGX_LOG_WARN, s->connection->log, 0,
-                      "rustdesk: worker %P is not reading its channel, "
+                      "rustdesk: the channel to worker %P is full, "
                       "answer dropped", pid);
     }
 }

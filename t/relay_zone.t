@@ -1,0 +1,157 @@
+#!/usr/bin/perl
+
+# The relay's shared state under pressure (PROTOCOL.md section 7,
+# DESIGN.md "Cross-worker delivery"): hundreds of pairs made at once, so
+# that descriptors handed to the other worker queue up behind its
+# channel's datagram limit; a waiting client that sends bytes and closes;
+# a zone too small for all the waiting clients.
+
+use warnings;
+use strict;
+
+use Test::More;
+use Time::HiRes qw/ sleep time /;
+
+use lib 't/lib';
+use Test::Nginx qw/ port /;
+use RustDesk::Relay qw/ side read_exact /;
+
+local $SIG{PIPE} = 'IGNORE';
+
+my $t = Test::Nginx->new()->modules('relay')->has()->plan(10)
+	->allow_log(qr/relay zone is full/);
+
+$t->write_file_expand('nginx.conf', <<'EOF');
+
+load_module %%STREAM%%;
+load_module %%RELAY%%;
+
+worker_processes 2;
+worker_rlimit_nofile 8192;
+pid %%TESTDIR%%/nginx.pid;
+error_log %%TESTDIR%%/error.log info;
+events { worker_connections 4096; }
+
+stream {
+    # 8 pages: room for a few hundred waiting clients only
+    rustdesk_relay_zone small:32k;
+    rustdesk_relay_pair_timeout 5s;
+
+    server {
+        listen 127.0.0.1:%%PORT_0%% reuseport;
+        rustdesk_relay;
+    }
+}
+
+EOF
+
+$t->run();
+
+my $PORT = port(0);
+
+###############################################################################
+
+# 1. 120 pairs at once: every first side waits, then every second side
+# comes; about half land on the other worker
+
+my $N = 120;
+my (@a, @b);
+
+push @a, side($PORT, "burst-$_") for 1 .. $N;
+sleep 0.5;
+
+# one worker stops for a moment (as a busy worker would): the other one
+# hands it dozens of descriptors meanwhile, far more than the 10 datagrams
+# a Unix socket queues by default, and they must wait, not be refused
+
+my ($stopped) = $t->worker_pids();
+kill 'STOP', $stopped;
+
+push @b, side($PORT, "burst-$_", extra => "b$_.") for 1 .. $N;
+sleep 0.5;
+
+kill 'CONT', $stopped;
+
+my $paired = 0;
+for my $i (1 .. $N) {
+	my $want = "b$i.";
+	my ($got) = read_exact($a[$i - 1], length $want, 5);
+	$paired++ if defined $got && $got eq $want;
+}
+
+is($paired, $N, "burst of $N pairs: all paired and relaying");
+
+my $log = $t->read_file('error.log');
+my $across = () = $log =~ /paired with a connection from worker/g;
+note("$across of $N pairs joined across workers");
+ok($across > 20, "burst: pairs joined across workers ($across)");
+unlike($log, qr/refused|full|dropped/, 'burst: nothing refused or dropped');
+
+$_->close() for @a, @b;
+@a = @b = ();
+
+###############################################################################
+
+# 2. a waiting client that sent bytes after its request and then closed is
+# let go at once, not at the pair timeout
+
+{
+	my $c = side($PORT, 'gone-1', extra => 'early bytes');
+	sleep 0.3;
+	$c->close();
+
+	my $t0 = time();
+	my $seen = 0;
+	while (time() - $t0 < 2) {
+		$seen = 1, last if $t->read_file('error.log')
+			=~ /relay client of "gone-1" left before its partner came/;
+		sleep 0.05;
+	}
+
+	ok($seen, 'waiter that sent bytes and closed: let go before the timeout');
+
+	# and its uuid is free again at once
+	my $x = side($PORT, 'gone-1');
+	sleep 0.2;
+	my $y = side($PORT, 'gone-1', extra => 'again');
+	my ($got) = read_exact($x, 5, 3);
+	is($got, 'again', 'its uuid pairs again at once');
+}
+
+###############################################################################
+
+# 3. a zone too small for all the waiting clients: the ones that do not fit
+# are refused with a warning, the others wait; once they are gone the zone
+# serves again
+
+{
+	my @w = map { side($PORT, sprintf('zone-%04d-%s', $_, 'x' x 40)) }
+		1 .. 1500;
+	sleep 1.5;
+
+	my $log = $t->read_file('error.log');
+	my $full = () = $log =~ /relay zone is full, relay request "zone-/g;
+	my $waiting = () = $log =~ /new relay request "zone-/g;
+
+	note("zone: $waiting waiting, $full refused");
+	ok($full > 0, 'small zone: requests refused when full');
+	ok($waiting > 50, 'small zone: many waited');
+	is($full + $waiting, 1500, 'small zone: every request waited or was '
+		. 'refused');
+
+	$_->close() for @w;
+	sleep 1;
+
+	my $x = side($PORT, 'after-zone');
+	sleep 0.2;
+	my $y = side($PORT, 'after-zone', extra => 'fits');
+	my ($got) = read_exact($x, 4, 3);
+	is($got, 'fits', 'small zone: pairs again once the waiting ones left');
+}
+
+###############################################################################
+
+my @w = $t->worker_pids();
+is(scalar @w, 2, 'both workers alive');
+
+###############################################################################
