@@ -43,13 +43,13 @@ ngx_rustdesk_tcp_create(ngx_stream_session_t *s, size_t max,
     t->data = data;
     t->timeout = timeout;
 
+    /* the output buffer comes with the first answer: a relay never sends */
     t->in = ngx_create_temp_buf(c->pool, NGX_RUSTDESK_TCP_IN_SIZE);
-    t->out = ngx_create_temp_buf(c->pool, NGX_RUSTDESK_TCP_OUT_SIZE);
 
     cap = ngx_min(max, NGX_RUSTDESK_TCP_FRAME_SIZE);
     buf = ngx_pnalloc(c->pool, cap);
 
-    if (t->in == NULL || t->out == NULL || buf == NULL) {
+    if (t->in == NULL || buf == NULL) {
         return NULL;
     }
 
@@ -242,6 +242,13 @@ ngx_rustdesk_tcp_reserve(ngx_rustdesk_tcp_t *t, size_t size)
 
     b = t->out;
 
+    if (b == NULL) {
+        b = ngx_create_temp_buf(t->session->connection->pool,
+                                ngx_max(size, NGX_RUSTDESK_TCP_OUT_SIZE));
+        t->out = b;
+        return b;
+    }
+
     if ((size_t) (b->end - b->last) < size && b->pos > b->start) {
         b->last = ngx_movemem(b->start, b->pos, b->last - b->pos);
         b->pos = b->start;
@@ -352,7 +359,7 @@ ngx_rustdesk_tcp_feed(ngx_rustdesk_tcp_t *t, u_char **pos, u_char *last)
         if (rc == NGX_DONE) {
             t->done = 1;
 
-            if (t->out->pos == t->out->last) {
+            if (t->out == NULL || t->out->pos == t->out->last) {
                 ngx_rustdesk_tcp_close(t);
             }
 
@@ -377,6 +384,10 @@ ngx_rustdesk_tcp_flush(ngx_rustdesk_tcp_t *t)
     c = t->session->connection;
     wev = c->write;
     b = t->out;
+
+    if (b == NULL) {
+        return NGX_OK;
+    }
 
     while (b->pos < b->last) {
         n = c->send(c, b->pos, b->last - b->pos);
