@@ -18,7 +18,7 @@ use RustDesk::Relay qw/ side read_exact /;
 
 local $SIG{PIPE} = 'IGNORE';
 
-my $t = Test::Nginx->new()->modules('relay')->has()->plan(10)
+my $t = Test::Nginx->new()->modules('relay')->has()->plan(12)
 	->allow_log(qr/relay zone is full/);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
@@ -153,5 +153,25 @@ $_->close() for @a, @b;
 
 my @w = $t->worker_pids();
 is(scalar @w, 2, 'both workers alive');
+
+# 4. a list file that cannot be read: a warning, and the relay starts with
+# the list as it is
+
+$t->write_file_expand('missing.conf', <<'EOF');
+load_module %%STREAM%%;
+load_module %%RELAY%%;
+error_log %%TESTDIR%%/missing.conf.log info;
+events {}
+stream {
+    rustdesk_relay_zone missing:64k;
+    rustdesk_relay_blacklist %%TESTDIR%%/no-such-blacklist.txt;
+    server { listen 127.0.0.1:%%PORT_1%%; rustdesk_relay; }
+}
+EOF
+
+my ($rc, $out) = $t->test_config('missing.conf');
+is($rc, 0, 'missing blacklist file: the configuration is accepted');
+like($out, qr/\[warn\].*cannot open blacklist ".*no-such-blacklist\.txt"/,
+	'missing blacklist file: a warning names it');
 
 ###############################################################################
