@@ -278,3 +278,54 @@ ngx_rustdesk_conf_zone_size(ngx_conf_t *cf, ngx_str_t *value, ngx_str_t *name,
 
     return NGX_OK;
 }
+
+
+/*
+ * rustdesk_real_ip_from address | CIDR; (repeatable): a WebSocket
+ * connection from there may name its client in X-Real-IP or
+ * X-Forwarded-For, as a reverse proxy does; from anywhere else those
+ * headers change nothing.
+ */
+
+char *
+ngx_rustdesk_conf_set_real_ip_from(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_rustdesk_main_conf_head_t  *head = conf;
+
+    ngx_int_t                    rc;
+    ngx_str_t                   *value;
+    ngx_cidr_t                  *cidr;
+    ngx_rustdesk_stream_conf_t  *sc;
+
+    sc = head->shared;
+    value = cf->args->elts;
+
+    if (sc->real_ip_from == NULL) {
+        sc->real_ip_from = ngx_array_create(cf->pool, 2, sizeof(ngx_cidr_t));
+        if (sc->real_ip_from == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    cidr = ngx_array_push(sc->real_ip_from);
+    if (cidr == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rc = ngx_ptocidr(&value[1], cidr);
+
+    if (rc == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid address \"%V\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc == NGX_DONE) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "low address bits of %V are meaningless",
+                           &value[1]);
+    }
+
+    return NGX_CONF_OK;
+}

@@ -27,6 +27,8 @@ typedef struct {
     ngx_str_t                 key;         /* rustdesk_key, data NULL: unset */
     ngx_rustdesk_keypair_t   *keys;        /* NULL until a module needs it */
     ngx_uint_t                key_dir_set; /* 1: given in the configuration */
+    ngx_array_t              *real_ip_from; /* of ngx_cidr_t: trusted
+                                               WebSocket proxies */
 } ngx_rustdesk_stream_conf_t;
 
 
@@ -48,6 +50,8 @@ ngx_rustdesk_stream_conf_t *ngx_rustdesk_stream_conf(ngx_conf_t *cf);
 char *ngx_rustdesk_conf_set_key_dir(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_rustdesk_conf_set_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_rustdesk_conf_set_real_ip_from(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 /*

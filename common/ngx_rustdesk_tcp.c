@@ -6,6 +6,8 @@
 #include <ngx_core.h>
 #include <ngx_stream.h>
 
+#include <ngx_sha1.h>
+
 #include "ngx_rustdesk_tcp.h"
 
 
@@ -16,6 +18,19 @@
 
 static ngx_int_t ngx_rustdesk_tcp_feed(ngx_rustdesk_tcp_t *t, u_char **pos,
     u_char *last);
+static ngx_int_t ngx_rustdesk_tcp_dispatch(ngx_rustdesk_tcp_t *t,
+    u_char *payload, size_t len, u_char *rest, u_char *last);
+static ngx_int_t ngx_rustdesk_tcp_done(ngx_rustdesk_tcp_t *t);
+static ngx_int_t ngx_rustdesk_tcp_feed_ws(ngx_rustdesk_tcp_t *t,
+    u_char **pos, u_char *last);
+static ngx_int_t ngx_rustdesk_tcp_upgrade(ngx_rustdesk_tcp_t *t,
+    ngx_rustdesk_ws_request_t *r);
+static void ngx_rustdesk_tcp_real_ip(ngx_rustdesk_tcp_t *t,
+    ngx_rustdesk_ws_request_t *r);
+static ngx_int_t ngx_rustdesk_tcp_ws_frame(ngx_rustdesk_tcp_t *t,
+    ngx_uint_t opcode, u_char *payload, size_t len);
+static ngx_int_t ngx_rustdesk_tcp_ws_close(ngx_rustdesk_tcp_t *t,
+    ngx_uint_t code);
 static ngx_int_t ngx_rustdesk_tcp_flush(ngx_rustdesk_tcp_t *t);
 static ngx_buf_t *ngx_rustdesk_tcp_reserve(ngx_rustdesk_tcp_t *t,
     size_t size);
@@ -57,6 +72,39 @@ ngx_rustdesk_tcp_create(ngx_stream_session_t *s, size_t max,
     ngx_rustdesk_frame_decoder_set_buf(&t->decoder, buf, cap);
 
     return t;
+}
+
+
+ngx_int_t
+ngx_rustdesk_tcp_websocket(ngx_rustdesk_tcp_t *t, ngx_array_t *real_ip_from)
+{
+    u_char            *buf;
+    size_t             cap;
+    ngx_connection_t  *c;
+
+    c = t->session->connection;
+
+    t->ws = ngx_pcalloc(c->pool, sizeof(ngx_rustdesk_tcp_ws_t));
+    if (t->ws == NULL) {
+        return NGX_ERROR;
+    }
+
+    t->ws->request = ngx_create_temp_buf(c->pool, NGX_RUSTDESK_WS_REQUEST_MAX);
+    if (t->ws->request == NULL) {
+        return NGX_ERROR;
+    }
+
+    t->ws->real_ip_from = real_ip_from;
+
+    cap = ngx_min(t->decoder.max, NGX_RUSTDESK_TCP_FRAME_SIZE);
+    buf = ngx_pnalloc(c->pool, cap);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_rustdesk_ws_decoder_init(&t->ws->decoder, buf, cap, t->decoder.max);
+
+    return NGX_OK;
 }
 
 
@@ -197,7 +245,25 @@ ngx_rustdesk_tcp_fail(ngx_rustdesk_tcp_t *t)
 ngx_int_t
 ngx_rustdesk_tcp_send(ngx_rustdesk_tcp_t *t, ngx_rustdesk_msg_t *m)
 {
+    size_t      len;
     ngx_buf_t  *b;
+
+    if (t->ws) {
+        /* one binary message, without the TCP frame header */
+
+        len = ngx_rustdesk_msg_size(m, 0);
+
+        b = ngx_rustdesk_tcp_reserve(t, NGX_RUSTDESK_WS_HEADER_MAX + len);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        b->last += ngx_rustdesk_ws_header(b->last, NGX_RUSTDESK_WS_BINARY,
+                                          len);
+        b->last = ngx_rustdesk_msg_pack(m, 0, b->last);
+
+        return (ngx_rustdesk_tcp_flush(t) == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+    }
 
     b = ngx_rustdesk_tcp_reserve(t, ngx_rustdesk_msg_size(m, 1));
     if (b == NULL) {
@@ -215,6 +281,11 @@ ngx_rustdesk_tcp_send_raw(ngx_rustdesk_tcp_t *t, u_char *payload, size_t len)
 {
     size_t      hlen;
     ngx_buf_t  *b;
+
+    if (t->ws) {
+        return ngx_rustdesk_tcp_ws_frame(t, NGX_RUSTDESK_WS_BINARY, payload,
+                                         len);
+    }
 
     hlen = ngx_rustdesk_frame_header_size(len);
     if (hlen == 0) {
@@ -288,8 +359,11 @@ ngx_rustdesk_tcp_feed(ngx_rustdesk_tcp_t *t, u_char **pos, u_char *last)
     u_char                        *buf;
     ngx_int_t                      rc;
     ngx_connection_t              *c;
-    ngx_rustdesk_msg_t            *m;
     ngx_rustdesk_frame_decoder_t  *d;
+
+    if (t->ws) {
+        return ngx_rustdesk_tcp_feed_ws(t, pos, last);
+    }
 
     c = t->session->connection;
     d = &t->decoder;
@@ -326,48 +400,389 @@ ngx_rustdesk_tcp_feed(ngx_rustdesk_tcp_t *t, u_char **pos, u_char *last)
             break;
         }
 
-        m = ngx_rustdesk_msg_unpack(d->buf, d->len);
+        rc = ngx_rustdesk_tcp_dispatch(t, d->buf, d->len, *pos, last);
 
-        if (m == NULL) {
-            ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                          "rustdesk: client sent a malformed message "
-                          "of %uz bytes", d->len);
-            ngx_rustdesk_tcp_close(t);
-            return NGX_ERROR;
-        }
-
-        ngx_log_debug1(NGX_LOG_DEBUG_STREAM, c->log, 0,
-                       "rustdesk: message %s", ngx_rustdesk_msg_name(m));
-
-        /* what follows the frame, for a handler that takes the connection */
-        t->rest = *pos;
-        t->rest_last = last;
-
-        rc = t->handler(t, m);
-
-        ngx_rustdesk_msg_free(m);
-
-        if (rc == NGX_DECLINED) {
-            return NGX_DECLINED;
-        }
-
-        if (rc == NGX_ERROR) {
-            ngx_rustdesk_tcp_close(t);
-            return NGX_ERROR;
-        }
-
-        if (rc == NGX_DONE) {
-            t->done = 1;
-
-            if (t->out == NULL || t->out->pos == t->out->last) {
-                ngx_rustdesk_tcp_close(t);
-            }
-
-            return NGX_DONE;
+        if (rc != NGX_OK) {
+            return rc;
         }
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * One message: decoded and handed to the handler.  Returns NGX_OK to go
+ * on, or what the handler decided (the session is then closed, closing or
+ * taken over).
+ */
+
+static ngx_int_t
+ngx_rustdesk_tcp_dispatch(ngx_rustdesk_tcp_t *t, u_char *payload, size_t len,
+    u_char *rest, u_char *last)
+{
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_rustdesk_msg_t  *m;
+
+    c = t->session->connection;
+
+    m = ngx_rustdesk_msg_unpack(payload, len);
+
+    if (m == NULL) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "rustdesk: client sent a malformed message "
+                      "of %uz bytes", len);
+        ngx_rustdesk_tcp_close(t);
+        return NGX_ERROR;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_STREAM, c->log, 0,
+                   "rustdesk: message %s", ngx_rustdesk_msg_name(m));
+
+    /* what follows the message, for a handler that takes the connection */
+    t->rest = rest;
+    t->rest_last = last;
+
+    rc = t->handler(t, m);
+
+    ngx_rustdesk_msg_free(m);
+
+    if (rc == NGX_DECLINED) {
+        return NGX_DECLINED;
+    }
+
+    if (rc == NGX_ERROR) {
+        ngx_rustdesk_tcp_close(t);
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DONE) {
+        return ngx_rustdesk_tcp_done(t);
+    }
+
+    return NGX_OK;
+}
+
+
+/* Close once what is queued has been written. */
+
+static ngx_int_t
+ngx_rustdesk_tcp_done(ngx_rustdesk_tcp_t *t)
+{
+    t->done = 1;
+
+    if (t->out == NULL || t->out->pos == t->out->last) {
+        ngx_rustdesk_tcp_close(t);
+    }
+
+    return NGX_DONE;
+}
+
+
+/*
+ * WebSocket (PROTOCOL.md section 2): the upgrade request first, then one
+ * binary message per RendezvousMessage; pings are answered, a close is
+ * echoed, a protocol error closes with its code.
+ */
+
+static ngx_int_t
+ngx_rustdesk_tcp_feed_ws(ngx_rustdesk_tcp_t *t, u_char **pos, u_char *last)
+{
+    u_char                     *buf;
+    size_t                      n;
+    ngx_int_t                   rc;
+    ngx_buf_t                  *b;
+    ngx_connection_t           *c;
+    ngx_rustdesk_tcp_ws_t      *ws;
+    ngx_rustdesk_ws_request_t   r;
+    ngx_rustdesk_ws_decoder_t  *d;
+
+    c = t->session->connection;
+    ws = t->ws;
+    d = &ws->decoder;
+
+    if (!ws->upgraded) {
+        b = ws->request;
+
+        n = ngx_min((size_t) (last - *pos), (size_t) (b->end - b->last));
+        b->last = ngx_cpymem(b->last, *pos, n);
+        *pos += n;
+
+        if (!ngx_rustdesk_ws_parse_request(b->pos, b->last - b->pos, &r)) {
+            if (b->last < b->end) {
+                return NGX_OK;
+            }
+
+            r.status = 400;
+            r.reason = "a request larger than 8k";
+        }
+
+        if (ngx_rustdesk_tcp_upgrade(t, &r) != NGX_OK) {
+            return ngx_rustdesk_tcp_done(t);
+        }
+
+        /* what came after the request: the first frames, read from here */
+
+        b->pos += r.size;
+
+        if (b->pos < b->last) {
+            rc = ngx_rustdesk_tcp_feed_ws(t, &b->pos, b->last);
+
+            if (rc != NGX_OK) {
+                return rc;
+            }
+        }
+    }
+
+    while (*pos < last) {
+
+        switch (ngx_rustdesk_ws_decode(d, pos, last)) {
+
+        case NGX_RUSTDESK_WS_AGAIN:
+            return NGX_OK;
+
+        case NGX_RUSTDESK_WS_GROW:
+            buf = ngx_pnalloc(c->pool, d->need);
+            if (buf == NULL) {
+                ngx_rustdesk_tcp_close(t);
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(buf, d->buf, d->len);
+
+            if (d->cap > NGX_RUSTDESK_TCP_FRAME_SIZE) {
+                ngx_pfree(c->pool, d->buf);
+            }
+
+            ngx_rustdesk_ws_decoder_set_buf(d, buf, d->need);
+            continue;
+
+        case NGX_RUSTDESK_WS_PING:
+            if (ngx_rustdesk_tcp_ws_frame(t, NGX_RUSTDESK_WS_PONG_FRAME,
+                                          d->ctl, d->ctl_len)
+                != NGX_OK)
+            {
+                ngx_rustdesk_tcp_close(t);
+                return NGX_ERROR;
+            }
+            continue;
+
+        case NGX_RUSTDESK_WS_PONG:
+            continue;
+
+        case NGX_RUSTDESK_WS_CLOSE:
+            ngx_log_debug1(NGX_LOG_DEBUG_STREAM, c->log, 0,
+                           "rustdesk: websocket close %ui", d->code);
+
+            /* the close handshake: the same code back, then the end */
+
+            (void) ngx_rustdesk_tcp_ws_frame(t, NGX_RUSTDESK_WS_CLOSE_FRAME,
+                                      d->ctl,
+                                      d->code == NGX_RUSTDESK_WS_NO_STATUS
+                                      ? 0 : 2);
+            return ngx_rustdesk_tcp_done(t);
+
+        case NGX_RUSTDESK_WS_ERROR:
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "rustdesk: websocket client sent %s, closing with "
+                          "%ui", d->reason, d->code);
+
+            (void) ngx_rustdesk_tcp_ws_close(t, d->code);
+            return ngx_rustdesk_tcp_done(t);
+
+        case NGX_RUSTDESK_WS_MESSAGE:
+            rc = ngx_rustdesk_tcp_dispatch(t, d->buf, d->len, *pos, last);
+
+            if (rc != NGX_OK) {
+                return rc;
+            }
+            break;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* The answer to the upgrade request: 101, or an HTTP error and the end. */
+
+static ngx_int_t
+ngx_rustdesk_tcp_upgrade(ngx_rustdesk_tcp_t *t, ngx_rustdesk_ws_request_t *r)
+{
+    u_char             *p, hash[20], accept[28];
+    ngx_buf_t          *b;
+    ngx_str_t           src, dst;
+    ngx_sha1_t          sha1;
+    ngx_connection_t   *c;
+
+    c = t->session->connection;
+
+    b = ngx_rustdesk_tcp_reserve(t, 256);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (r->status) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "rustdesk: websocket upgrade refused (%d): %s",
+                      r->status, r->reason);
+
+        p = b->last;
+
+        switch (r->status) {
+        case 405:
+            p = ngx_cpymem(p, "HTTP/1.1 405 Method Not Allowed\r\n"
+                              "Allow: GET\r\n",
+                           sizeof("HTTP/1.1 405 Method Not Allowed\r\n"
+                                  "Allow: GET\r\n") - 1);
+            break;
+        case 426:
+            p = ngx_cpymem(p, "HTTP/1.1 426 Upgrade Required\r\n"
+                              "Sec-WebSocket-Version: 13\r\n",
+                           sizeof("HTTP/1.1 426 Upgrade Required\r\n"
+                                  "Sec-WebSocket-Version: 13\r\n") - 1);
+            break;
+        default:
+            p = ngx_cpymem(p, "HTTP/1.1 400 Bad Request\r\n",
+                           sizeof("HTTP/1.1 400 Bad Request\r\n") - 1);
+        }
+
+        p = ngx_cpymem(p, "Connection: close\r\nContent-Length: 0\r\n\r\n",
+                       sizeof("Connection: close\r\nContent-Length: 0"
+                              "\r\n\r\n") - 1);
+        b->last = p;
+
+        (void) ngx_rustdesk_tcp_flush(t);
+
+        return NGX_DECLINED;
+    }
+
+    ngx_rustdesk_tcp_real_ip(t, r);
+
+    /* Sec-WebSocket-Accept: base64(SHA-1(key + GUID)) */
+
+    ngx_sha1_init(&sha1);
+    ngx_sha1_update(&sha1, r->key, r->key_len);
+    ngx_sha1_update(&sha1, NGX_RUSTDESK_WS_GUID,
+                    sizeof(NGX_RUSTDESK_WS_GUID) - 1);
+    ngx_sha1_final(hash, &sha1);
+
+    src.data = hash;
+    src.len = sizeof(hash);
+    dst.data = accept;
+    ngx_encode_base64(&dst, &src);
+
+    b->last = ngx_sprintf(b->last, "HTTP/1.1 101 Switching Protocols\r\n"
+                          "Upgrade: websocket\r\n"
+                          "Connection: Upgrade\r\n"
+                          "Sec-WebSocket-Accept: %V\r\n\r\n", &dst);
+
+    t->ws->upgraded = 1;
+
+    c->log->action = "handling websocket messages";
+
+    return (ngx_rustdesk_tcp_flush(t) == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+}
+
+
+/*
+ * X-Real-IP, else the first X-Forwarded-For address, is believed only
+ * from a trusted proxy (rustdesk_real_ip_from); the port stays the
+ * connection's, so that clients behind one proxy stay apart.
+ */
+
+static void
+ngx_rustdesk_tcp_real_ip(ngx_rustdesk_tcp_t *t, ngx_rustdesk_ws_request_t *r)
+{
+    u_char            *text;
+    size_t             len;
+    in_port_t          port;
+    ngx_addr_t         addr;
+    ngx_connection_t  *c;
+
+    c = t->session->connection;
+
+    if (r->real_ip_len) {
+        text = (u_char *) r->real_ip;
+        len = r->real_ip_len;
+
+    } else if (r->forwarded_len) {
+        text = (u_char *) r->forwarded;
+        len = r->forwarded_len;
+
+    } else {
+        return;
+    }
+
+    if (t->ws->real_ip_from == NULL
+        || ngx_cidr_match(c->sockaddr, t->ws->real_ip_from) != NGX_OK)
+    {
+        ngx_log_debug0(NGX_LOG_DEBUG_STREAM, c->log, 0,
+                       "rustdesk: client address header from an untrusted "
+                       "address ignored");
+        return;
+    }
+
+    if (ngx_parse_addr(c->pool, &addr, text, len) != NGX_OK) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "rustdesk: invalid client address \"%*s\" from a "
+                      "trusted proxy ignored", ngx_min(len, 64), text);
+        return;
+    }
+
+    port = ngx_inet_get_port(c->sockaddr);
+    ngx_inet_set_port(addr.sockaddr, port);
+
+    text = ngx_pnalloc(c->pool, NGX_SOCKADDR_STRLEN);
+    if (text == NULL) {
+        return;
+    }
+
+    len = ngx_sock_ntop(addr.sockaddr, addr.socklen, text,
+                        NGX_SOCKADDR_STRLEN, 0);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_STREAM, c->log, 0,
+                   "rustdesk: client address %*s from trusted proxy %V",
+                   len, text, &c->addr_text);
+
+    c->sockaddr = addr.sockaddr;
+    c->socklen = addr.socklen;
+    c->addr_text.data = text;
+    c->addr_text.len = len;
+}
+
+
+/* A server frame: header and payload into the output. */
+
+static ngx_int_t
+ngx_rustdesk_tcp_ws_frame(ngx_rustdesk_tcp_t *t, ngx_uint_t opcode,
+    u_char *payload, size_t len)
+{
+    ngx_buf_t  *b;
+
+    b = ngx_rustdesk_tcp_reserve(t, NGX_RUSTDESK_WS_HEADER_MAX + len);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last += ngx_rustdesk_ws_header(b->last, opcode, len);
+    b->last = ngx_cpymem(b->last, payload, len);
+
+    return (ngx_rustdesk_tcp_flush(t) == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_rustdesk_tcp_ws_close(ngx_rustdesk_tcp_t *t, ngx_uint_t code)
+{
+    u_char  payload[2];
+
+    payload[0] = (u_char) (code >> 8);
+    payload[1] = (u_char) code;
+
+    return ngx_rustdesk_tcp_ws_frame(t, NGX_RUSTDESK_WS_CLOSE_FRAME, payload,
+                                     2);
 }
 
 

@@ -14,6 +14,7 @@
 
 #include "ngx_rustdesk_frame.h"
 #include "ngx_rustdesk_msg.h"
+#include "ngx_rustdesk_ws.h"
 
 
 typedef struct ngx_rustdesk_tcp_s  ngx_rustdesk_tcp_t;
@@ -28,6 +29,15 @@ typedef ngx_int_t (*ngx_rustdesk_tcp_handler_pt)(ngx_rustdesk_tcp_t *t,
     ngx_rustdesk_msg_t *m);
 
 
+/* A WebSocket session's state (PROTOCOL.md section 2). */
+typedef struct {
+    ngx_buf_t                     *request;    /* the upgrade request */
+    ngx_array_t                   *real_ip_from;
+    ngx_rustdesk_ws_decoder_t      decoder;
+    unsigned                       upgraded:1;
+} ngx_rustdesk_tcp_ws_t;
+
+
 struct ngx_rustdesk_tcp_s {
     ngx_stream_session_t          *session;
     ngx_rustdesk_tcp_handler_pt    handler;
@@ -37,6 +47,7 @@ struct ngx_rustdesk_tcp_s {
     ngx_rustdesk_frame_decoder_t   decoder;
     ngx_buf_t                     *in;
     ngx_buf_t                     *out;
+    ngx_rustdesk_tcp_ws_t         *ws;         /* NULL: framed TCP */
 
     u_char                        *rest;       /* read after the message */
     u_char                        *rest_last;
@@ -53,6 +64,14 @@ struct ngx_rustdesk_tcp_s {
 ngx_rustdesk_tcp_t *ngx_rustdesk_tcp_create(ngx_stream_session_t *s,
     size_t max, ngx_msec_t timeout, ngx_rustdesk_tcp_handler_pt handler,
     void *data);
+
+/*
+ * Makes it a WebSocket session (before start): an upgrade request first,
+ * then binary messages.  real_ip_from: proxies whose X-Real-IP or
+ * X-Forwarded-For is believed (NULL: none).
+ */
+ngx_int_t ngx_rustdesk_tcp_websocket(ngx_rustdesk_tcp_t *t,
+    ngx_array_t *real_ip_from);
 
 /*
  * Takes over the connection's events; bytes already read are used first.

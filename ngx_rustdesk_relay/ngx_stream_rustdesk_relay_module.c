@@ -67,6 +67,13 @@ static ngx_command_t  ngx_stream_rustdesk_relay_commands[] = {
       0,
       NULL },
 
+    { ngx_string("rustdesk_real_ip_from"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_rustdesk_conf_set_real_ip_from,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("rustdesk_relay"),
       NGX_STREAM_SRV_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_stream_rustdesk_relay,

@@ -68,6 +68,13 @@ static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
       0,
       NULL },
 
+    { ngx_string("rustdesk_real_ip_from"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_rustdesk_conf_set_real_ip_from,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("rustdesk_key"),
       NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_rustdesk_conf_set_key,
@@ -146,7 +153,7 @@ static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
       NULL },
 
     { ngx_string("rustdesk_rendezvous"),
-      NGX_STREAM_SRV_CONF|NGX_CONF_NOARGS,
+      NGX_STREAM_SRV_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_stream_rustdesk_rendezvous_role,
       NGX_STREAM_SRV_CONF_OFFSET,
       NGX_RUSTDESK_ROLE_RENDEZVOUS,
@@ -824,11 +831,19 @@ ngx_stream_rustdesk_rendezvous_role(ngx_conf_t *cf, ngx_command_t *cmd,
     if (cf->args->nelts > 1) {
         value = cf->args->elts;
 
-        if (ngx_strcmp(value[1].data, "console") != 0) {
-            return "takes only \"console\"";
-        }
+        if (cmd->offset == NGX_RUSTDESK_ROLE_RENDEZVOUS) {
+            if (ngx_strcmp(value[1].data, "websocket") != 0) {
+                return "takes only \"websocket\"";
+            }
 
-        rscf->console = 1;
+            rscf->websocket = 1;
+
+        } else if (ngx_strcmp(value[1].data, "console") != 0) {
+            return "takes only \"console\"";
+
+        } else {
+            rscf->console = 1;
+        }
     }
 
     rscf->role = cmd->offset;

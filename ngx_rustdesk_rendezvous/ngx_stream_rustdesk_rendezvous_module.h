@@ -56,6 +56,7 @@ typedef struct {
 typedef struct {
     ngx_uint_t                   role;
     ngx_uint_t                   console;          /* nat_test console */
+    ngx_uint_t                   websocket;        /* rendezvous websocket */
     ngx_msec_t                   timeout;
     size_t                       max_message;
 } ngx_stream_rustdesk_rendezvous_srv_conf_t;
@@ -66,6 +67,8 @@ typedef struct {
     ngx_rustdesk_ip_t            addr;             /* the client */
     ngx_rustdesk_ip_node_t       wait;             /* in the worker's tree */
     unsigned                     waiting:1;
+    unsigned                     websocket:1;
+    unsigned                     upgraded:1;       /* addr is the real one */
 } ngx_stream_rustdesk_rendezvous_ctx_t;
 
 

@@ -17,6 +17,8 @@ static void ngx_stream_rustdesk_rendezvous_read(ngx_event_t *ev);
 static void ngx_stream_rustdesk_rendezvous_write(ngx_event_t *ev);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_main_msg(
     ngx_rustdesk_tcp_t *t, ngx_rustdesk_msg_t *m);
+static ngx_int_t ngx_stream_rustdesk_rendezvous_ws_msg(ngx_rustdesk_tcp_t *t,
+    ngx_rustdesk_msg_t *m);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_nat_msg(
     ngx_rustdesk_tcp_t *t, ngx_rustdesk_msg_t *m);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_test_nat(
@@ -51,10 +53,11 @@ static ProtobufCBinaryData ngx_stream_rustdesk_rendezvous_signed_pk(
 void
 ngx_stream_rustdesk_rendezvous_tcp(ngx_stream_session_t *s)
 {
-    ngx_connection_t                           *c;
-    ngx_rustdesk_tcp_handler_pt                 handler;
-    ngx_stream_rustdesk_rendezvous_ctx_t       *ctx;
-    ngx_stream_rustdesk_rendezvous_srv_conf_t  *rscf;
+    ngx_connection_t                            *c;
+    ngx_rustdesk_tcp_handler_pt                  handler;
+    ngx_stream_rustdesk_rendezvous_ctx_t        *ctx;
+    ngx_stream_rustdesk_rendezvous_srv_conf_t   *rscf;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
     c = s->connection;
 
@@ -75,6 +78,11 @@ ngx_stream_rustdesk_rendezvous_tcp(ngx_stream_session_t *s)
         c->log->action = "answering NAT test";
         handler = ngx_stream_rustdesk_rendezvous_nat_msg;
 
+    } else if (rscf->websocket) {
+        c->log->action = "upgrading to websocket";
+        handler = ngx_stream_rustdesk_rendezvous_ws_msg;
+        ctx->websocket = 1;
+
     } else {
         c->log->action = "handling rendezvous request";
         handler = ngx_stream_rustdesk_rendezvous_main_msg;
@@ -85,6 +93,18 @@ ngx_stream_rustdesk_rendezvous_tcp(ngx_stream_session_t *s)
     if (ctx->tcp == NULL) {
         ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
         return;
+    }
+
+    if (ctx->websocket) {
+        rmcf = ngx_stream_get_module_main_conf(s,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+        if (ngx_rustdesk_tcp_websocket(ctx->tcp, rmcf->shared->real_ip_from)
+            != NGX_OK)
+        {
+            ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+            return;
+        }
     }
 
     ngx_rustdesk_tcp_start(ctx->tcp, ngx_stream_rustdesk_rendezvous_read,
@@ -119,6 +139,36 @@ ngx_stream_rustdesk_rendezvous_write(ngx_event_t *ev)
     ctx = ngx_stream_get_module_ctx(s, ngx_stream_rustdesk_rendezvous_module);
 
     ngx_rustdesk_tcp_on_write(ctx->tcp);
+}
+
+
+/*
+ * The WebSocket port (PROTOCOL.md sections 1 and 2): the main port's
+ * messages, and the NAT port's, since clients in WebSocket mode send their
+ * online query here.  The client's address is known once the upgrade is
+ * done (a trusted proxy may have named it).
+ */
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_ws_msg(ngx_rustdesk_tcp_t *t,
+    ngx_rustdesk_msg_t *m)
+{
+    ngx_connection_t                      *c;
+    ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;
+
+    ctx = t->data;
+
+    if (!ctx->upgraded) {
+        c = t->session->connection;
+        ngx_rustdesk_ip_from_sockaddr(&ctx->addr, c->sockaddr, c->socklen);
+        ctx->upgraded = 1;
+    }
+
+    if (m->union_case == HBB__RENDEZVOUS_MESSAGE__UNION_ONLINE_REQUEST) {
+        return ngx_stream_rustdesk_rendezvous_online(t, m->online_request);
+    }
+
+    return ngx_stream_rustdesk_rendezvous_main_msg(t, m);
 }
 
 
@@ -368,10 +418,13 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
         nat_type = HBB__NAT_TYPE__SYMMETRIC;
     }
 
-    same = (a_lan && b_lan)
-           || (ctx->addr.family == b.family
-               && ngx_memcmp(ctx->addr.addr, b.addr,
-                             b.family == AF_INET ? 4 : 16) == 0);
+    /* a WebSocket client cannot take a local connection: never FetchLocalAddr */
+
+    same = !ctx->websocket
+           && ((a_lan && b_lan)
+               || (ctx->addr.family == b.family
+                   && ngx_memcmp(ctx->addr.addr, b.addr,
+                                 b.family == AF_INET ? 4 : 16) == 0));
 
     hbb__rendezvous_message__init(&out);
 
