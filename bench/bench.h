@@ -2,7 +2,8 @@
  * Shared by the load generators of bench/: a few hand-encoded protobuf
  * messages of rendezvous.proto (PROTOCOL.md section 3), the TCP frame
  * header (section 2), AddrMangle decoding (section 4), loopback source
- * addresses, clocks, and the CPU time of nginx worker processes.
+ * addresses, clocks, the CPU time of nginx worker processes, and
+ * percentiles of latencies.
  *
  * Everything here talks to 127.0.0.0/8 only.
  */
@@ -671,6 +672,42 @@ self_cpu(void)
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6
            + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* latencies in ns: percentiles */
+
+static inline int
+cmp_u64(const void *a, const void *b)
+{
+    uint64_t  x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+
+    return x < y ? -1 : x > y;
+}
+
+
+/* The p-quantile (0..1) of a sorted array of n > 0 values. */
+static inline uint64_t
+pct(const uint64_t *v, size_t n, double p)
+{
+    size_t  i;
+
+    i = (size_t) (p * (n - 1) + 0.5);
+    return v[i < n ? i : n - 1];
+}
+
+
+/* Sorts v[0..n) (n > 0) and prints its p50, p90, p99 and max in us. */
+static inline void
+print_pct(const char *name, uint64_t *v, size_t n)
+{
+    qsort(v, n, sizeof(uint64_t), cmp_u64);
+
+    printf("  %-10s p50 %7.1f us  p90 %7.1f us  p99 %7.1f us  "
+           "max %8.1f us  (%zu samples)\n", name,
+           pct(v, n, 0.50) / 1e3, pct(v, n, 0.90) / 1e3,
+           pct(v, n, 0.99) / 1e3, v[n - 1] / 1e3, n);
 }
 
 

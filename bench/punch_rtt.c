@@ -51,25 +51,6 @@ static char                 licence[128];
 
 
 static int
-cmp_u64(const void *a, const void *b)
-{
-    uint64_t  x = *(const uint64_t *) a, y = *(const uint64_t *) b;
-
-    return x < y ? -1 : x > y;
-}
-
-
-static uint64_t
-pct(uint64_t *v, size_t n, double p)
-{
-    size_t  i;
-
-    i = (size_t) (p * (n - 1) + 0.5);
-    return v[i < n ? i : n - 1];
-}
-
-
-static int
 wait_fd(int fd, int ms)
 {
     struct pollfd  pfd;
@@ -463,18 +444,6 @@ baseline_rtt(b_t *b, const uint8_t *req, size_t len)
 }
 
 
-static void
-report(const char *name, uint64_t *v, size_t n)
-{
-    qsort(v, n, sizeof(uint64_t), cmp_u64);
-
-    printf("  %-10s p50 %7.1f us  p90 %7.1f us  p99 %7.1f us  "
-           "max %8.1f us  (%zu samples)\n", name,
-           pct(v, n, 0.50) / 1e3, pct(v, n, 0.90) / 1e3,
-           pct(v, n, 0.99) / 1e3, v[n - 1] / 1e3, n);
-}
-
-
 int
 main(int argc, char **argv)
 {
@@ -653,10 +622,10 @@ main(int argc, char **argv)
     }
 
     printf("A's request to A's answer (whole flow, B's work included):\n");
-    report("rendezvous", rtt, nr);
-    report("  to B", leg1, nr);
+    print_pct("rendezvous", rtt, nr);
+    print_pct("  to B", leg1, nr);
     printf("connect + request + answer + close to `return':\n");
-    report("baseline", base, nbase);
+    print_pct("baseline", base, nbase);
 
     printf("failed flows: %zu", nfail);
     for (i = 0; i < 8 && nwhy[i]; i++) {

@@ -1,9 +1,11 @@
 /*
  * Shared by the relay load generators of bench/ (relay_throughput.c,
- * relay_pingpong.c, relay_memory.c): the framed RequestRelay a relay
- * client sends first (PROTOCOL.md sections 2 and 7), TCP sockets from
+ * relay_pingpong.c, relay_memory.c): the two modes, their common options
+ * and start-up, the framed RequestRelay a relay client sends first
+ * (PROTOCOL.md sections 2 and 7), relay and proxy_pass clients from
  * loopback source addresses, the generator's own backend listener (for
- * nginx's proxy_pass, the baseline), and the RSS of nginx's workers.
+ * nginx's proxy_pass, the baseline) and its epoll set, the data pattern,
+ * and the RSS of nginx's workers.
  *
  * A relay pair:   A --TCP--> relay <--TCP-- B   (both send RequestRelay{uuid})
  * the baseline:   A --TCP--> nginx proxy_pass --TCP--> backend (here)
@@ -16,6 +18,7 @@
 
 #include "bench.h"
 
+#include <stdarg.h>
 #include <sys/epoll.h>
 
 
@@ -26,16 +29,36 @@
 
 #define PATTERN_PERIOD         65521    /* a prime: pairs' streams differ */
 
+/* Each generator measures both, in this order within a round. */
+enum { M_PROXY = 0, M_RELAY = 1 };
+
+static const char  *mode_name[] = { "proxy_pass", "relay" };
+
+
+/* the generator's options -r, -p, -B (all needed), -P, -Q */
+typedef struct {
+    unsigned   relay_port;      /* -r: the relay */
+    unsigned   proxy_port;      /* -p: nginx's proxy_pass to ... */
+    unsigned   backend_port;    /* -B: ... this program */
+    char      *relay_pid;       /* -P: the relay's nginx.pid */
+    char      *proxy_pid;       /* -Q: the proxy_pass nginx.pid */
+} relay_opts_t;
+
+
+static struct sockaddr_in   relay_addr, proxy_addr;
+static int                  lfd = -1;       /* the backend listener */
+static uint64_t             seed;           /* of this run's uuids, data */
+
 
 /* A 36-character uuid (text form, as clients send) for pair i of a run. */
 static inline void
-relay_uuid(char *out, uint64_t seed, unsigned round, unsigned i)
+relay_uuid(char *out, uint64_t run_seed, unsigned round, unsigned i)
 {
     static const char  hex[] = "0123456789abcdef";
     uint64_t           s;
     unsigned           k;
 
-    s = (seed ^ (0x9E3779B97F4A7C15ULL * (i + 1))
+    s = (run_seed ^ (0x9E3779B97F4A7C15ULL * (i + 1))
          ^ (0xC2B2AE3D27D4EB4FULL * (round + 1))) | 1;
 
     for (k = 0; k < 36; k++) {
@@ -48,15 +71,18 @@ relay_uuid(char *out, uint64_t seed, unsigned round, unsigned i)
 
 
 /*
- * The first bytes a relay client sends: a framed RendezvousMessage
- * {request_relay: RequestRelay{uuid}}; its length.
+ * The first bytes both relay clients of pair i send: a framed
+ * RendezvousMessage{request_relay: RequestRelay{uuid}} with the pair's
+ * uuid of that round; its length (out: 128 bytes).
  */
 static inline size_t
-request_relay(uint8_t *out, const char *uuid)
+request_relay(uint8_t *out, unsigned round, unsigned i)
 {
+    char     uuid[40];
     uint8_t  b[128], *p;
     size_t   len;
 
+    relay_uuid(uuid, seed, round, i);
     p = pb_str(b, REQUEST_RELAY_UUID, uuid);
     len = rm_wrap(out, RM_REQUEST_RELAY, b, p - b);
     return frame(out, out, len);
@@ -85,14 +111,12 @@ nodelay(int fd)
 
 
 static inline void
-recv_timeout(int fd, int ms)
+close_fd(int *fd)
 {
-    struct timeval  tv;
-
-    tv.tv_sec = ms / 1000;
-    tv.tv_usec = (ms % 1000) * 1000;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (*fd != -1) {
+        close(*fd);
+        *fd = -1;
+    }
 }
 
 
@@ -157,29 +181,34 @@ send_full(int fd, const void *buf, size_t len)
 }
 
 
-/* Exactly len bytes (blocking socket, with its receive timeout): 0, -1. */
-static inline int
-recv_full(int fd, void *buf, size_t len)
+/*
+ * A client of `to' from src, blocking: a relay client that has sent its
+ * request req[0..len), or a proxy_pass client (req NULL).  Its fd, or -1
+ * after a line "<fmt ...>: <error>" on stderr.
+ */
+static inline int __attribute__((format(printf, 5, 6)))
+relay_client(struct sockaddr_in *src, struct sockaddr_in *to,
+    const uint8_t *req, size_t len, const char *fmt, ...)
 {
-    ssize_t   n;
-    uint8_t  *p = buf;
+    int      fd, err;
+    char     who[128];
+    va_list  ap;
 
-    while (len) {
-        n = recv(fd, p, len, 0);
+    fd = tcp_to(src, to);
 
-        if (n <= 0) {
-            if (n < 0 && errno == EINTR) {
-                continue;
-            }
-
-            return -1;
-        }
-
-        p += n;
-        len -= n;
+    if (fd != -1 && (req == NULL || send_full(fd, req, len) == 0)) {
+        return fd;
     }
 
-    return 0;
+    err = errno;
+
+    va_start(ap, fmt);
+    vsnprintf(who, sizeof(who), fmt, ap);
+    va_end(ap);
+
+    fprintf(stderr, "%s: %s\n", who, strerror(err));
+    close_fd(&fd);
+    return -1;
 }
 
 
@@ -211,6 +240,81 @@ backend_listen(unsigned port)
 }
 
 
+/*
+ * epoll: an event's data is the descriptor's type (the generator's own
+ * numbers) and its index in the generator's table.
+ */
+
+static inline void
+ep_add(int ep, int fd, uint32_t events, unsigned type, unsigned idx)
+{
+    struct epoll_event  ev;
+
+    ev.events = events;
+    ev.data.u64 = (uint64_t) type << 32 | idx;
+
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == -1) {
+        die("epoll_ctl(add)");
+    }
+}
+
+
+static inline void
+ep_mod(int ep, int fd, uint32_t events, unsigned type, unsigned idx)
+{
+    struct epoll_event  ev;
+
+    ev.events = events;
+    ev.data.u64 = (uint64_t) type << 32 | idx;
+
+    epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+}
+
+
+/*
+ * The epoll set of one mode's run: for proxy_pass, with the backend
+ * listener as type listen_type.
+ */
+static inline int
+mode_epoll(int mode, unsigned listen_type)
+{
+    int  ep;
+
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep == -1) {
+        die("epoll_create1");
+    }
+
+    if (mode == M_PROXY) {
+        ep_add(ep, lfd, EPOLLIN, listen_type, 0);
+    }
+
+    return ep;
+}
+
+
+/*
+ * The end of a mode's run, once the generator has closed its connections:
+ * closes the epoll set, and any backend connection accepted after the end
+ * (not ours to keep).
+ */
+static inline void
+mode_epoll_close(int ep, int mode)
+{
+    int  fd;
+
+    if (mode == M_PROXY) {
+        epoll_ctl(ep, EPOLL_CTL_DEL, lfd, NULL);
+
+        while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK)) != -1) {
+            close(fd);
+        }
+    }
+
+    close(ep);
+}
+
+
 /* RLIMIT_NOFILE of at least n (as root beyond the hard limit): 0, -1. */
 static inline int
 nofile_at_least(rlim_t n)
@@ -238,6 +342,81 @@ nofile_at_least(rlim_t n)
     raise_nofile();
     getrlimit(RLIMIT_NOFILE, &rl);
     return rl.rlim_cur >= n ? 0 : -1;
+}
+
+
+/* One of a generator's own options: -c N, a number into *v. */
+typedef struct {
+    int        c;
+    unsigned  *v;
+} relay_num_t;
+
+
+/*
+ * The options (getopt's optstring) into o, and the generator's own
+ * numbers (nums, up to c == 0) into their variables: 0, or -1 on an
+ * unknown option.
+ */
+static inline int
+relay_getopt(int argc, char **argv, const char *optstring,
+    const relay_num_t *nums, relay_opts_t *o)
+{
+    int                 c;
+    const relay_num_t  *n;
+
+    memset(o, 0, sizeof(*o));
+
+    while ((c = getopt(argc, argv, optstring)) != -1) {
+        switch (c) {
+        case 'r': o->relay_port = atoi(optarg); continue;
+        case 'p': o->proxy_port = atoi(optarg); continue;
+        case 'B': o->backend_port = atoi(optarg); continue;
+        case 'P': o->relay_pid = optarg; continue;
+        case 'Q': o->proxy_pid = optarg; continue;
+        }
+
+        for (n = nums; n->c != 0 && n->c != c; n++) { /* void */ }
+
+        if (n->c == 0) {
+            return -1;
+        }
+
+        *n->v = atoi(optarg);
+    }
+
+    return 0;
+}
+
+
+/* -r, -p and -B given */
+static inline int
+relay_opts_ok(relay_opts_t *o)
+{
+    return o->relay_port && o->proxy_port && o->backend_port;
+}
+
+
+/*
+ * A generator's start: a watchdog of `seconds', stdout by lines, no
+ * SIGPIPE, `files' descriptors, the addresses of the relay and of
+ * proxy_pass, the seed.  0, or -1 when the files cannot be had.
+ */
+static inline int
+relay_start(relay_opts_t *o, unsigned seconds, rlim_t files)
+{
+    watchdog(seconds);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (nofile_at_least(files) != 0) {
+        return -1;
+    }
+
+    relay_addr = loopback("127.0.0.1", o->relay_port);
+    proxy_addr = loopback("127.0.0.1", o->proxy_port);
+
+    seed = (uint64_t) time(NULL) * 2654435761u ^ (uint64_t) getpid() << 20;
+    return 0;
 }
 
 
@@ -350,26 +529,6 @@ workers_mem(workers_t *w, long *each)
     }
 
     return m;
-}
-
-
-/* Percentiles of a sorted array of ns. */
-static inline int
-cmp_u64(const void *a, const void *b)
-{
-    uint64_t  x = *(const uint64_t *) a, y = *(const uint64_t *) b;
-
-    return x < y ? -1 : x > y;
-}
-
-
-static inline uint64_t
-pct(const uint64_t *v, size_t n, double p)
-{
-    size_t  i;
-
-    i = (size_t) (p * (n - 1) + 0.5);
-    return v[i < n ? i : n - 1];
 }
 
 

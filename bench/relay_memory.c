@@ -42,10 +42,7 @@
 #define MAX_FAILED   20
 #define MAX_BATCH    400
 
-enum { M_PROXY = 0, M_RELAY = 1 };
 enum { C_MAKE = 1, C_CHECK, C_CLOSE, C_EXIT };
-
-static const char  *mode_name[] = { "proxy_pass", "relay" };
 
 
 typedef struct {
@@ -66,11 +63,8 @@ typedef struct {
 } stats_t;
 
 
-static struct sockaddr_in   relay_addr, proxy_addr;
-static int                  lfd = -1;
 static int                 *fds;        /* A's here, B's in the child */
 static unsigned             npairs;
-static uint64_t             seed;
 static int                  to_child = -1, from_child = -1;
 static pid_t                child;
 
@@ -234,13 +228,74 @@ backend_accept(uint64_t deadline)
 }
 
 
-static void
-fd_close(unsigned i)
+/*
+ * Checks the messages of pairs [from, to) that collect() put in got and
+ * state (dir 0: A's, at B; 1: B's answer, at A): the pairs whose message
+ * is missing or wrong are closed, with a complaint; their number.
+ */
+static unsigned
+check_got(int mode, unsigned from, unsigned to, unsigned round, unsigned dir,
+    const uint8_t *got, const int *state)
 {
-    if (fds[i] != -1) {
-        close(fds[i]);
-        fds[i] = -1;
+    uint8_t   want[MSG];
+    unsigned  i, k, failed = 0;
+
+    for (i = from; i < to; i++) {
+        k = i - from;
+
+        if (fds[i] == -1) {
+            continue;
+        }
+
+        msg_make(want, i, dir, round);
+
+        if (state[k] != S_OK || memcmp(got + k * MSG, want, MSG) != 0) {
+            if (complain()) {
+                fprintf(stderr, "relay_memory: %s: pair %u: %s got %s\n",
+                        mode_name[mode], i, dir ? "A" : "B", why(state[k]));
+            }
+            close_fd(&fds[i]);
+            failed++;
+        }
     }
+
+    return failed;
+}
+
+
+/*
+ * Message dir (0: A's, 1: B's answer) of round to each open pair of
+ * [from, to); a pair it cannot be sent to is closed.  The number of those,
+ * and in *sent (if not NULL) the number sent.
+ */
+static unsigned
+send_msgs(unsigned from, unsigned to, unsigned dir, unsigned round,
+    unsigned *sent)
+{
+    uint8_t   m[MSG];
+    unsigned  i, failed = 0, ok = 0;
+
+    for (i = from; i < to; i++) {
+        if (fds[i] == -1) {
+            continue;
+        }
+
+        msg_make(m, i, dir, round);
+
+        if (send_full(fds[i], m, MSG) != 0) {
+            close_fd(&fds[i]);
+            failed++;
+            continue;
+        }
+
+        ok++;
+    }
+
+    if (sent) {
+        *sent = ok;
+    }
+
+    return failed;
 }
 
 
@@ -258,7 +313,7 @@ b_serve(int mode, unsigned from, unsigned to, unsigned round, int accept)
     int             fd;
     uint8_t        *m, want[MSG];
     uint64_t        deadline;
-    unsigned        i, k, n, ok = 0, pair;
+    unsigned        k, n, ok, pair;
     static int      list[MAX_BATCH], state[MAX_BATCH];
     static uint8_t  got[MAX_BATCH * MSG];
 
@@ -301,46 +356,14 @@ b_serve(int mode, unsigned from, unsigned to, unsigned round, int accept)
             }
 
             fds[pair] = list[k];
-            msg_make(want, pair, 1, round);
-
-            if (send_full(list[k], want, MSG) == 0) {
-                ok++;
-            }
         }
 
-        return ok;
+    } else {
+        collect(fds + from, n, got, state, deadline);
+        check_got(mode, from, to, round, 0, got, state);
     }
 
-    collect(fds + from, n, got, state, deadline);
-
-    for (i = from; i < to; i++) {
-        k = i - from;
-
-        if (fds[i] == -1) {
-            continue;
-        }
-
-        msg_make(want, i, 0, round);
-
-        if (state[k] != S_OK || memcmp(got + k * MSG, want, MSG) != 0) {
-            if (complain()) {
-                fprintf(stderr, "relay_memory: %s: pair %u: B got %s\n",
-                        mode_name[mode], i, why(state[k]));
-            }
-            fd_close(i);
-            continue;
-        }
-
-        msg_make(want, i, 1, round);
-
-        if (send_full(fds[i], want, MSG) != 0) {
-            fd_close(i);
-            continue;
-        }
-
-        ok++;
-    }
-
+    send_msgs(from, to, 1, round, &ok);
     return ok;
 }
 
@@ -348,8 +371,6 @@ b_serve(int mode, unsigned from, unsigned to, unsigned round, int accept)
 static void
 b_make(int mode, unsigned from, unsigned to)
 {
-    int                  fd;
-    char                 uuid[40];
     size_t               len;
     uint8_t              req[128];
     unsigned             i;
@@ -362,22 +383,10 @@ b_make(int mode, unsigned from, unsigned to)
             continue;
         }
 
-        relay_uuid(uuid, seed, 0, i);
-        len = request_relay(req, uuid);
-
+        len = request_relay(req, 0, i);
         src = src_addr(55, i);
-        fd = tcp_to(&src, &relay_addr);
-
-        if (fd == -1 || send_full(fd, req, len) != 0) {
-            fprintf(stderr, "relay_memory: relay: B %u: %s\n", i,
-                    strerror(errno));
-            if (fd != -1) {
-                close(fd);
-            }
-            continue;
-        }
-
-        fds[i] = fd;
+        fds[i] = relay_client(&src, &relay_addr, req, len,
+                              "relay_memory: relay: B %u", i);
     }
 }
 
@@ -407,7 +416,7 @@ child_loop(int rd, int wr)
 
         case C_CLOSE:
             for (i = 0; i < npairs; i++) {
-                fd_close(i);
+                close_fd(&fds[i]);
             }
             break;
 
@@ -460,50 +469,19 @@ child_answer(void)
 static unsigned
 a_exchange(int mode, unsigned from, unsigned to, unsigned round)
 {
-    uint8_t         m[MSG];
     uint64_t        deadline;
-    unsigned        i, k, failed = 0;
+    unsigned        failed;
     static int      state[MAX_BATCH];
     static uint8_t  got[MAX_BATCH * MSG];
 
-    for (i = from; i < to; i++) {
-        if (fds[i] == -1) {
-            continue;
-        }
-
-        msg_make(m, i, 0, round);
-
-        if (send_full(fds[i], m, MSG) != 0) {
-            fd_close(i);
-            failed++;
-        }
-    }
+    failed = send_msgs(from, to, 0, round, NULL);
 
     /* the child's own deadline, and some time for its answers */
     deadline = now_ns() + (uint64_t) (TIMEOUT_MS + 2000) * 1000000;
 
     collect(fds + from, to - from, got, state, deadline);
 
-    for (i = from; i < to; i++) {
-        k = i - from;
-
-        if (fds[i] == -1) {
-            continue;
-        }
-
-        msg_make(m, i, 1, round);
-
-        if (state[k] != S_OK || memcmp(got + k * MSG, m, MSG) != 0) {
-            if (complain()) {
-                fprintf(stderr, "relay_memory: %s: pair %u: A got %s\n",
-                        mode_name[mode], i, why(state[k]));
-            }
-            fd_close(i);
-            failed++;
-        }
-    }
-
-    return failed;
+    return failed + check_got(mode, from, to, round, 1, got, state);
 }
 
 
@@ -511,8 +489,6 @@ static void
 run_mode(int mode, unsigned batch, unsigned hold, const char *pidfile,
     stats_t *st)
 {
-    int                  fd;
-    char                 uuid[40];
     size_t               len;
     uint8_t              req[128];
     unsigned             i, from, to, failed;
@@ -538,32 +514,18 @@ run_mode(int mode, unsigned batch, unsigned hold, const char *pidfile,
         ask_child(C_MAKE, mode, from, to, 0);
 
         for (i = from; i < to; i++) {
-            fds[i] = -1;
-
             src = src_addr(54, i);
-            fd = tcp_to(&src, mode == M_RELAY ? &relay_addr : &proxy_addr);
-
-            if (fd == -1) {
-                fprintf(stderr, "relay_memory: %s: A %u: %s\n",
-                        mode_name[mode], i, strerror(errno));
-                failed++;
-                continue;
-            }
 
             if (mode == M_RELAY) {
-                relay_uuid(uuid, seed, 0, i);
-                len = request_relay(req, uuid);
-
-                if (send_full(fd, req, len) != 0) {
-                    fprintf(stderr, "relay_memory: relay: A %u: %s\n", i,
-                            strerror(errno));
-                    close(fd);
-                    failed++;
-                    continue;
-                }
+                len = request_relay(req, 0, i);
+                fds[i] = relay_client(&src, &relay_addr, req, len,
+                                      "relay_memory: relay: A %u", i);
+            } else {
+                fds[i] = relay_client(&src, &proxy_addr, NULL, 0,
+                                      "relay_memory: proxy_pass: A %u", i);
             }
 
-            fds[i] = fd;
+            failed += fds[i] == -1;
         }
 
         failed += a_exchange(mode, from, to, 0);
@@ -590,7 +552,7 @@ run_mode(int mode, unsigned batch, unsigned hold, const char *pidfile,
 
     for (i = 0; i < from; i++) {
         st->alive += fds[i] != -1;
-        fd_close(i);
+        close_fd(&fds[i]);
     }
 
     ask_child(C_CLOSE, mode, 0, 0, 0);
@@ -666,52 +628,29 @@ stop_child(void)
 int
 main(int argc, char **argv)
 {
-    int          c, down[2], up[2];
-    char        *relay_pid = NULL, *proxy_pid = NULL;
-    unsigned     relay_port = 0, proxy_port = 0, backend_port = 0;
-    unsigned     batch, hold;
-    stats_t      st[2];
+    int            down[2], up[2];
+    unsigned       batch, hold;
+    stats_t        st[2];
+    relay_opts_t   o;
+    relay_num_t    nums[] = { { 'n', &npairs }, { 'b', &batch },
+                              { 'H', &hold }, { 0, NULL } };
 
     npairs = 10000;
     batch = 100;
     hold = 2;
 
-    while ((c = getopt(argc, argv, "r:p:B:n:b:H:P:Q:")) != -1) {
-        switch (c) {
-        case 'r': relay_port = atoi(optarg); break;
-        case 'p': proxy_port = atoi(optarg); break;
-        case 'B': backend_port = atoi(optarg); break;
-        case 'n': npairs = atoi(optarg); break;
-        case 'b': batch = atoi(optarg); break;
-        case 'H': hold = atoi(optarg); break;
-        case 'P': relay_pid = optarg; break;
-        case 'Q': proxy_pid = optarg; break;
-        default:
-            goto usage;
-        }
-    }
-
-    if (relay_port == 0 || proxy_port == 0 || backend_port == 0
-        || relay_pid == NULL || proxy_pid == NULL || npairs < 1
-        || npairs > 200000 || batch < 1 || batch > MAX_BATCH)
+    if (relay_getopt(argc, argv, "r:p:B:n:b:H:P:Q:", nums, &o) != 0
+        || !relay_opts_ok(&o) || o.relay_pid == NULL || o.proxy_pid == NULL
+        || npairs < 1 || npairs > 200000 || batch < 1 || batch > MAX_BATCH)
     {
         goto usage;
     }
 
-    watchdog(240);
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    signal(SIGPIPE, SIG_IGN);
-
-    if (nofile_at_least((rlim_t) npairs + 64) != 0) {
+    if (relay_start(&o, 240, (rlim_t) npairs + 64) != 0) {
         fprintf(stderr, "relay_memory: cannot open %u files (RLIMIT_NOFILE)"
                 "\n", npairs + 64);
         return 2;
     }
-
-    relay_addr = loopback("127.0.0.1", relay_port);
-    proxy_addr = loopback("127.0.0.1", proxy_port);
-
-    seed = (uint64_t) time(NULL) * 2654435761u ^ (uint64_t) getpid() << 20;
 
     fds = calloc(npairs, sizeof(int));
     if (fds == NULL) {
@@ -733,7 +672,7 @@ main(int argc, char **argv)
     if (child == 0) {
         close(down[1]);
         close(up[0]);
-        lfd = backend_listen(backend_port);
+        lfd = backend_listen(o.backend_port);
         child_loop(down[0], up[1]);
         _exit(0);
     }
@@ -748,10 +687,10 @@ main(int argc, char **argv)
     printf("%u idle pairs per mode, made in batches of %u, measured %u s "
            "after the last\n", npairs, batch, hold);
 
-    run_mode(M_PROXY, batch, hold, proxy_pid, &st[M_PROXY]);
+    run_mode(M_PROXY, batch, hold, o.proxy_pid, &st[M_PROXY]);
     report(M_PROXY, &st[M_PROXY]);
 
-    run_mode(M_RELAY, batch, hold, relay_pid, &st[M_RELAY]);
+    run_mode(M_RELAY, batch, hold, o.relay_pid, &st[M_RELAY]);
     report(M_RELAY, &st[M_RELAY]);
 
     stop_child();

@@ -30,9 +30,6 @@
 #define STALL_MS     5000
 
 enum { T_A = 1, T_ECHO, T_LISTEN };
-enum { M_PROXY = 0, M_RELAY = 1 };
-
-static const char  *mode_name[] = { "proxy_pass", "relay" };
 
 
 typedef struct {
@@ -60,27 +57,11 @@ typedef struct {
 } stats_t;
 
 
-static struct sockaddr_in   relay_addr, proxy_addr;
-static int                  lfd = -1, ep;
+static int                  ep;
 static unsigned             npairs, size;
 static a_t                 *as;
 static echo_t               echoes[MAX_PAIRS * 2];
 static unsigned             nechoes;
-static uint64_t             seed;
-
-
-static void
-ep_add(int fd, unsigned type, unsigned idx)
-{
-    struct epoll_event  ev;
-
-    ev.events = EPOLLIN;
-    ev.data.u64 = (uint64_t) type << 32 | idx;
-
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == -1) {
-        die("epoll_ctl(add)");
-    }
-}
 
 
 static void
@@ -93,7 +74,7 @@ echo_add(int fd)
 
     echoes[nechoes].fd = fd;
     nonblocking(fd);
-    ep_add(fd, T_ECHO, nechoes);
+    ep_add(ep, fd, EPOLLIN, T_ECHO, nechoes);
     nechoes++;
 }
 
@@ -126,25 +107,16 @@ static void
 run_mode(int mode, unsigned round, unsigned per_pair, stats_t *st)
 {
     int                  n, e, fd;
-    char                 uuid[40];
     size_t               len;
     ssize_t              r;
     unsigned             i, type, idx, active;
     uint8_t              req[128], buf[MAX_SIZE * 4];
     uint64_t             last;
-    struct sockaddr_in   src;
+    struct sockaddr_in   src, b;
     struct epoll_event   evs[256];
 
-    ep = epoll_create1(EPOLL_CLOEXEC);
-    if (ep == -1) {
-        die("epoll_create1");
-    }
-
+    ep = mode_epoll(mode, T_LISTEN);
     nechoes = 0;
-
-    if (mode == M_PROXY) {
-        ep_add(lfd, T_LISTEN, 0);
-    }
 
     /* the pairs */
 
@@ -155,53 +127,37 @@ run_mode(int mode, unsigned round, unsigned per_pair, stats_t *st)
         as[i].done = 0;
         as[i].want = per_pair + WARM;
 
+        src = src_addr(52, i);
+
         if (mode == M_RELAY) {
-            relay_uuid(uuid, seed, round, i);
-            len = request_relay(req, uuid);
+            len = request_relay(req, round, i);
 
-            src = src_addr(53, i);
-            fd = tcp_to(&src, &relay_addr);
-
-            if (fd == -1 || send_full(fd, req, len) != 0) {
-                fprintf(stderr, "relay_pingpong: B %u: %s\n", i,
-                        strerror(errno));
+            b = src_addr(53, i);
+            fd = relay_client(&b, &relay_addr, req, len,
+                              "relay_pingpong: B %u", i);
+            if (fd == -1) {
                 st->failed++;
-                if (fd != -1) {
-                    close(fd);
-                }
                 continue;
             }
 
             echo_add(fd);
 
-            src = src_addr(52, i);
-            fd = tcp_to(&src, &relay_addr);
-
-            if (fd == -1 || send_full(fd, req, len) != 0) {
-                fprintf(stderr, "relay_pingpong: A %u: %s\n", i,
-                        strerror(errno));
-                st->failed++;
-                if (fd != -1) {
-                    close(fd);
-                }
-                continue;
-            }
+            fd = relay_client(&src, &relay_addr, req, len,
+                              "relay_pingpong: A %u", i);
 
         } else {
-            src = src_addr(52, i);
-            fd = tcp_to(&src, &proxy_addr);
+            fd = relay_client(&src, &proxy_addr, NULL, 0,
+                              "relay_pingpong: A %u", i);
+        }
 
-            if (fd == -1) {
-                fprintf(stderr, "relay_pingpong: A %u: %s\n", i,
-                        strerror(errno));
-                st->failed++;
-                continue;
-            }
+        if (fd == -1) {
+            st->failed++;
+            continue;
         }
 
         as[i].fd = fd;
         nonblocking(fd);
-        ep_add(fd, T_A, i);
+        ep_add(ep, fd, EPOLLIN, T_A, i);
 
         if (a_ping(&as[i], i) != 0) {
             st->failed++;
@@ -323,26 +279,14 @@ run_mode(int mode, unsigned round, unsigned per_pair, stats_t *st)
     }
 
     for (i = 0; i < npairs; i++) {
-        if (as[i].fd != -1) {
-            close(as[i].fd);
-        }
+        close_fd(&as[i].fd);
     }
 
     for (i = 0; i < nechoes; i++) {
-        if (echoes[i].fd != -1) {
-            close(echoes[i].fd);
-        }
+        close_fd(&echoes[i].fd);
     }
 
-    if (mode == M_PROXY) {
-        epoll_ctl(ep, EPOLL_CTL_DEL, lfd, NULL);
-
-        while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK)) != -1) {
-            close(fd);
-        }
-    }
-
-    close(ep);
+    mode_epoll_close(ep, mode);
 }
 
 
@@ -356,11 +300,7 @@ report(int mode, stats_t *st, unsigned want)
         printf("  %-10s no round trips\n", mode_name[mode]);
 
     } else {
-        qsort(v, n, sizeof(uint64_t), cmp_u64);
-        printf("  %-10s p50 %7.1f us  p90 %7.1f us  p99 %7.1f us  "
-               "max %8.1f us  (%zu samples)\n", mode_name[mode],
-               pct(v, n, 0.50) / 1e3, pct(v, n, 0.90) / 1e3,
-               pct(v, n, 0.99) / 1e3, v[n - 1] / 1e3, n);
+        print_pct(mode_name[mode], v, n);
     }
 
     if (st->bad || st->failed || st->stalled || n != want) {
@@ -375,34 +315,23 @@ report(int mode, stats_t *st, unsigned want)
 int
 main(int argc, char **argv)
 {
-    int          c;
-    double       p50[2], p99[2], mx[2];
-    unsigned     relay_port = 0, proxy_port = 0, backend_port = 0;
-    unsigned     total, rounds, per_pair, r, m, want;
-    stats_t      st[2];
+    double         p50[2], p99[2], mx[2];
+    unsigned       total, rounds, per_pair, r, m, want;
+    stats_t        st[2];
+    relay_opts_t   o;
+    relay_num_t    nums[] = { { 'n', &npairs }, { 'N', &total },
+                              { 's', &size }, { 'R', &rounds },
+                              { 0, NULL } };
 
     npairs = 1;
     total = 20000;
     size = 64;
     rounds = 4;
 
-    while ((c = getopt(argc, argv, "r:p:B:n:N:s:R:")) != -1) {
-        switch (c) {
-        case 'r': relay_port = atoi(optarg); break;
-        case 'p': proxy_port = atoi(optarg); break;
-        case 'B': backend_port = atoi(optarg); break;
-        case 'n': npairs = atoi(optarg); break;
-        case 'N': total = atoi(optarg); break;
-        case 's': size = atoi(optarg); break;
-        case 'R': rounds = atoi(optarg); break;
-        default:
-            goto usage;
-        }
-    }
-
-    if (relay_port == 0 || proxy_port == 0 || backend_port == 0
-        || npairs < 1 || npairs > MAX_PAIRS || size < 12 || size > MAX_SIZE
-        || rounds < 1 || total < npairs * rounds)
+    if (relay_getopt(argc, argv, "r:p:B:n:N:s:R:", nums, &o) != 0
+        || !relay_opts_ok(&o) || npairs < 1 || npairs > MAX_PAIRS
+        || size < 12 || size > MAX_SIZE || rounds < 1
+        || total < npairs * rounds)
     {
         goto usage;
     }
@@ -410,22 +339,16 @@ main(int argc, char **argv)
     per_pair = total / npairs / rounds;
     want = per_pair * npairs * rounds;
 
-    watchdog(120 + rounds * 2 * (STALL_MS / 1000 + 5));
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    signal(SIGPIPE, SIG_IGN);
-
-    if (nofile_at_least(npairs * 4 + 64) != 0) {
+    if (relay_start(&o, 120 + rounds * 2 * (STALL_MS / 1000 + 5),
+                    npairs * 4 + 64) != 0)
+    {
         fprintf(stderr, "relay_pingpong: cannot open %u files\n",
                 npairs * 4 + 64);
         return 2;
     }
 
-    relay_addr = loopback("127.0.0.1", relay_port);
-    proxy_addr = loopback("127.0.0.1", proxy_port);
-    lfd = backend_listen(backend_port);
+    lfd = backend_listen(o.backend_port);
     nonblocking(lfd);
-
-    seed = (uint64_t) time(NULL) * 2654435761u ^ (uint64_t) getpid() << 20;
 
     as = calloc(npairs, sizeof(a_t));
     if (as == NULL) {

@@ -35,9 +35,6 @@
 #define MAGIC        "RLY1"
 
 enum { T_SRC = 1, T_SINK, T_LISTEN };
-enum { M_PROXY = 0, M_RELAY = 1 };
-
-static const char  *mode_name[] = { "proxy_pass", "relay" };
 
 
 typedef struct {
@@ -73,41 +70,26 @@ typedef struct {
 } stats_t;
 
 
-static struct sockaddr_in   relay_addr, proxy_addr;
-static int                  lfd = -1, ep;
+static int                  ep;
 static unsigned             npairs;
 static src_t                srcs[MAX_PAIRS];
 static sink_t               sinks[MAX_PAIRS * 2];
 static unsigned             nsinks;
 static uint8_t             *pattern;
-static uint64_t             seed;
 static uint64_t             window_bytes;   /* counted while measuring */
 static int                  measuring;
 
 
+/* A receiver: B (expect: its pair) or a backend connection (-1: any). */
 static void
-ep_add(int fd, uint32_t events, unsigned type, unsigned idx)
+sink_add(int fd, int expect)
 {
-    struct epoll_event  ev;
-
-    ev.events = events;
-    ev.data.u64 = (uint64_t) type << 32 | idx;
-
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == -1) {
-        die("epoll_ctl(add)");
-    }
-}
-
-
-static void
-ep_mod(int fd, uint32_t events, unsigned type, unsigned idx)
-{
-    struct epoll_event  ev;
-
-    ev.events = events;
-    ev.data.u64 = (uint64_t) type << 32 | idx;
-
-    epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+    memset(&sinks[nsinks], 0, sizeof(sink_t));
+    sinks[nsinks].fd = fd;
+    sinks[nsinks].pair = -1;
+    sinks[nsinks].expect = expect;
+    ep_add(ep, fd, EPOLLIN, T_SINK, nsinks);
+    nsinks++;
 }
 
 
@@ -225,7 +207,6 @@ setup(int mode, unsigned round, stats_t *st)
     unsigned             i, made = 0;
     size_t               len;
     uint8_t              req[128];
-    char                 uuid[40];
     struct sockaddr_in   a, b;
 
     nsinks = 0;
@@ -238,52 +219,36 @@ setup(int mode, unsigned round, stats_t *st)
         srcs[i].fd = -1;
 
         if (mode == M_RELAY) {
-            relay_uuid(uuid, seed, round, i);
-            len = request_relay(req, uuid);
+            len = request_relay(req, round, i);
 
-            fd = tcp_to(&b, &relay_addr);
-            if (fd == -1 || send_full(fd, req, len) != 0) {
-                fprintf(stderr, "relay_throughput: B %u: connect or "
-                        "RequestRelay: %s\n", i, strerror(errno));
+            fd = relay_client(&b, &relay_addr, req, len,
+                              "relay_throughput: B %u: connect or "
+                              "RequestRelay", i);
+            if (fd == -1) {
                 st->unexpected++;
-                if (fd != -1) {
-                    close(fd);
-                }
                 continue;
             }
 
-            memset(&sinks[nsinks], 0, sizeof(sink_t));
-            sinks[nsinks].fd = fd;
-            sinks[nsinks].pair = -1;
-            sinks[nsinks].expect = (int) i;
             nonblocking(fd);
-            ep_add(fd, EPOLLIN, T_SINK, nsinks);
-            nsinks++;
+            sink_add(fd, (int) i);
 
-            fd = tcp_to(&a, &relay_addr);
-            if (fd == -1 || send_full(fd, req, len) != 0) {
-                fprintf(stderr, "relay_throughput: A %u: connect or "
-                        "RequestRelay: %s\n", i, strerror(errno));
-                st->unexpected++;
-                if (fd != -1) {
-                    close(fd);
-                }
-                continue;
-            }
+            fd = relay_client(&a, &relay_addr, req, len,
+                              "relay_throughput: A %u: connect or "
+                              "RequestRelay", i);
 
         } else {
-            fd = tcp_to(&a, &proxy_addr);
-            if (fd == -1) {
-                fprintf(stderr, "relay_throughput: A %u: connect: %s\n", i,
-                        strerror(errno));
-                st->unexpected++;
-                continue;
-            }
+            fd = relay_client(&a, &proxy_addr, NULL, 0,
+                              "relay_throughput: A %u: connect", i);
+        }
+
+        if (fd == -1) {
+            st->unexpected++;
+            continue;
         }
 
         srcs[i].fd = fd;
         nonblocking(fd);
-        ep_add(fd, EPOLLOUT, T_SRC, i);
+        ep_add(ep, fd, EPOLLOUT, T_SRC, i);
         st->connected++;
         made++;
     }
@@ -325,14 +290,7 @@ run_mode(int mode, unsigned round, unsigned seconds, unsigned warm_ms,
     uint64_t             t0, t_warm, t_end, t_drain, now, bytes0;
     struct epoll_event   evs[256];
 
-    ep = epoll_create1(EPOLL_CLOEXEC);
-    if (ep == -1) {
-        die("epoll_create1");
-    }
-
-    if (mode == M_PROXY) {
-        ep_add(lfd, EPOLLIN, T_LISTEN, 0);
-    }
+    ep = mode_epoll(mode, T_LISTEN);
 
     window_bytes = 0;
     measuring = 0;
@@ -368,7 +326,7 @@ run_mode(int mode, unsigned round, unsigned seconds, unsigned warm_ms,
                 if (srcs[i].fd != -1) {
                     shutdown(srcs[i].fd, SHUT_WR);
                     srcs[i].shut = 1;
-                    ep_mod(srcs[i].fd, EPOLLIN, T_SRC, i);
+                    ep_mod(ep, srcs[i].fd, EPOLLIN, T_SRC, i);
                 }
             }
 
@@ -398,12 +356,7 @@ run_mode(int mode, unsigned round, unsigned seconds, unsigned warm_ms,
                     continue;
                 }
 
-                memset(&sinks[nsinks], 0, sizeof(sink_t));
-                sinks[nsinks].fd = fd;
-                sinks[nsinks].pair = -1;
-                sinks[nsinks].expect = -1;
-                ep_add(fd, EPOLLIN, T_SINK, nsinks);
-                nsinks++;
+                sink_add(fd, -1);
                 continue;
             }
 
@@ -425,7 +378,7 @@ run_mode(int mode, unsigned round, unsigned seconds, unsigned warm_ms,
                     /* reset while sending: the other side went away */
                     st->unexpected++;
                     srcs[idx].eof = 1;
-                    ep_mod(srcs[idx].fd, 0, T_SRC, idx);
+                    ep_mod(ep, srcs[idx].fd, 0, T_SRC, idx);
                     continue;
                 }
 
@@ -449,7 +402,7 @@ run_mode(int mode, unsigned round, unsigned seconds, unsigned warm_ms,
             }
 
             srcs[idx].eof = 1;
-            ep_mod(srcs[idx].fd, 0, T_SRC, idx);
+            ep_mod(ep, srcs[idx].fd, 0, T_SRC, idx);
         }
     }
 
@@ -479,27 +432,14 @@ run_mode(int mode, unsigned round, unsigned seconds, unsigned warm_ms,
     }
 
     for (i = 0; i < npairs; i++) {
-        if (srcs[i].fd != -1) {
-            close(srcs[i].fd);
-        }
+        close_fd(&srcs[i].fd);
     }
 
     for (i = 0; i < nsinks; i++) {
-        if (sinks[i].fd != -1) {
-            close(sinks[i].fd);
-        }
+        close_fd(&sinks[i].fd);
     }
 
-    if (mode == M_PROXY) {
-        epoll_ctl(ep, EPOLL_CTL_DEL, lfd, NULL);
-
-        /* a connection accepted after the end: not ours to keep */
-        while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK)) != -1) {
-            close(fd);
-        }
-    }
-
-    close(ep);
+    mode_epoll_close(ep, mode);
 }
 
 
@@ -529,62 +469,42 @@ print_stats(int mode, stats_t *st, unsigned rounds)
 int
 main(int argc, char **argv)
 {
-    int          c;
-    char        *relay_pid = NULL, *proxy_pid = NULL;
-    double       mbs[2];
-    unsigned     relay_port = 0, proxy_port = 0, backend_port = 0;
-    unsigned     seconds, rounds, warm_ms, r, m;
-    stats_t      st[2];
-    workers_t    w[2];
+    double         mbs[2];
+    unsigned       seconds, rounds, warm_ms, r, m;
+    stats_t        st[2];
+    workers_t      w[2];
+    relay_opts_t   o;
+    relay_num_t    nums[] = { { 'n', &npairs }, { 'd', &seconds },
+                              { 'R', &rounds }, { 'w', &warm_ms },
+                              { 0, NULL } };
 
     npairs = 1;
     seconds = 3;
     rounds = 2;
     warm_ms = 500;
 
-    while ((c = getopt(argc, argv, "r:p:B:n:d:R:w:P:Q:")) != -1) {
-        switch (c) {
-        case 'r': relay_port = atoi(optarg); break;
-        case 'p': proxy_port = atoi(optarg); break;
-        case 'B': backend_port = atoi(optarg); break;
-        case 'n': npairs = atoi(optarg); break;
-        case 'd': seconds = atoi(optarg); break;
-        case 'R': rounds = atoi(optarg); break;
-        case 'w': warm_ms = atoi(optarg); break;
-        case 'P': relay_pid = optarg; break;
-        case 'Q': proxy_pid = optarg; break;
-        default:
-            goto usage;
-        }
-    }
-
-    if (relay_port == 0 || proxy_port == 0 || backend_port == 0
-        || npairs < 1 || npairs > MAX_PAIRS || seconds < 1 || rounds < 1
-        || warm_ms >= seconds * 1000)
+    if (relay_getopt(argc, argv, "r:p:B:n:d:R:w:P:Q:", nums, &o) != 0
+        || !relay_opts_ok(&o) || npairs < 1 || npairs > MAX_PAIRS
+        || seconds < 1 || rounds < 1 || warm_ms >= seconds * 1000)
     {
         goto usage;
     }
 
-    watchdog(rounds * 2 * (seconds + DRAIN_MS / 1000 + 10) + 30);
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    signal(SIGPIPE, SIG_IGN);
-
-    if (nofile_at_least(npairs * 4 + 64) != 0) {
+    if (relay_start(&o, rounds * 2 * (seconds + DRAIN_MS / 1000 + 10) + 30,
+                    npairs * 4 + 64) != 0)
+    {
         fprintf(stderr, "relay_throughput: cannot open %u files\n",
                 npairs * 4 + 64);
         return 2;
     }
 
-    relay_addr = loopback("127.0.0.1", relay_port);
-    proxy_addr = loopback("127.0.0.1", proxy_port);
-    lfd = backend_listen(backend_port);
+    lfd = backend_listen(o.backend_port);
     nonblocking(lfd);
 
     pattern = pattern_make(CHUNK);
-    seed = (uint64_t) time(NULL) * 2654435761u ^ (uint64_t) getpid() << 20;
 
-    find_workers(proxy_pid, &w[M_PROXY]);
-    find_workers(relay_pid, &w[M_RELAY]);
+    find_workers(o.proxy_pid, &w[M_PROXY]);
+    find_workers(o.relay_pid, &w[M_RELAY]);
 
     memset(st, 0, sizeof(st));
 
