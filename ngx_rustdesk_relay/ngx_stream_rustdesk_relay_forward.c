@@ -1,6 +1,7 @@
 /*
- * Forwarding a pair (PROTOCOL.md sections 2 and 7): both sides are plain
- * TCP, so bytes go through unchanged.  Each side has a buffer for what was
+ * Forwarding a pair (PROTOCOL.md sections 2 and 7): when both sides are
+ * plain TCP, bytes go through unchanged (with a WebSocket side, messages
+ * do: ngx_stream_rustdesk_relay_message.c).  Each side has a buffer for what was
  * read from it and not yet written to the other; it is taken from this
  * worker's free list when bytes arrive and given back when it drains, so
  * an idle pair holds none.  Reads are limited by the pair's bucket
@@ -28,8 +29,6 @@ static void ngx_stream_rustdesk_relay_process(
 static ngx_int_t ngx_stream_rustdesk_relay_move(
     ngx_stream_rustdesk_relay_pair_t *p, ngx_stream_rustdesk_relay_side_t *src,
     ngx_stream_rustdesk_relay_side_t *dst);
-static size_t ngx_stream_rustdesk_relay_allow(
-    ngx_stream_rustdesk_relay_pair_t *p, ngx_msec_t *delay);
 static void ngx_stream_rustdesk_relay_tick(ngx_event_t *ev);
 static void ngx_stream_rustdesk_relay_close(
     ngx_stream_rustdesk_relay_pair_t *p, const char *why);
@@ -70,6 +69,23 @@ ngx_stream_rustdesk_relay_start(ngx_stream_rustdesk_relay_pair_t *p)
         if (side[i]->buf) {
             /* what came right after the request */
             p->total += side[i]->buf->last - side[i]->buf->pos;
+        }
+    }
+
+    /* raw bytes between two TCP clients, messages with a WebSocket one */
+
+    if (p->a->ws || p->b->ws) {
+        p->messages = 1;
+
+        for (i = 0; i < 2; i++) {
+            if (ngx_stream_rustdesk_relay_message_init(side[i],
+                                                NGX_RUSTDESK_RELAY_MESSAGE_MAX)
+                != NGX_OK)
+            {
+                ngx_stream_rustdesk_relay_close_side(p->b);
+                ngx_stream_rustdesk_relay_close_side(p->a);
+                return;
+            }
         }
     }
 
@@ -140,6 +156,7 @@ ngx_stream_rustdesk_relay_write(ngx_event_t *wev)
 static void
 ngx_stream_rustdesk_relay_process(ngx_stream_rustdesk_relay_pair_t *p)
 {
+    ngx_int_t                          rc;
     ngx_uint_t                         i;
     ngx_connection_t                  *c;
     ngx_stream_rustdesk_relay_side_t  *side[2];
@@ -147,9 +164,27 @@ ngx_stream_rustdesk_relay_process(ngx_stream_rustdesk_relay_pair_t *p)
     side[0] = p->a;
     side[1] = p->b;
 
-    if (ngx_stream_rustdesk_relay_move(p, p->a, p->b) != NGX_OK
-        || ngx_stream_rustdesk_relay_move(p, p->b, p->a) != NGX_OK)
-    {
+    if (p->messages) {
+        rc = ngx_stream_rustdesk_relay_move_message(p, p->a, p->b);
+
+        if (rc == NGX_OK) {
+            rc = ngx_stream_rustdesk_relay_move_message(p, p->b, p->a);
+        }
+
+        if (rc == NGX_DONE) {
+            ngx_stream_rustdesk_relay_close(p, "");
+            return;
+        }
+
+    } else {
+        rc = ngx_stream_rustdesk_relay_move(p, p->a, p->b);
+
+        if (rc == NGX_OK) {
+            rc = ngx_stream_rustdesk_relay_move(p, p->b, p->a);
+        }
+    }
+
+    if (rc != NGX_OK) {
         ngx_stream_rustdesk_relay_close(p, " on an error");
         return;
     }
@@ -274,13 +309,7 @@ ngx_stream_rustdesk_relay_move(ngx_stream_rustdesk_relay_pair_t *p,
         }
 
         b->last += n;
-
-        p->total += n;
-        p->second += n;
-        p->tokens -= n;
-        p->last_traffic = ngx_current_msec;
-
-        ngx_rustdesk_relay_total_consume(p->conf->zone, n);
+        ngx_stream_rustdesk_relay_account(p, n);
     }
 
     b = src->buf;
@@ -294,13 +323,26 @@ ngx_stream_rustdesk_relay_move(ngx_stream_rustdesk_relay_pair_t *p,
 }
 
 
+void
+ngx_stream_rustdesk_relay_account(ngx_stream_rustdesk_relay_pair_t *p,
+    size_t n)
+{
+    p->total += n;
+    p->second += n;
+    p->tokens -= n;
+    p->last_traffic = ngx_current_msec;
+
+    ngx_rustdesk_relay_total_consume(p->conf->zone, n);
+}
+
+
 /*
  * How many bytes the pair may read now, from its own bucket and the
  * shared one; 0 and *delay (ms) when it must wait.  Both directions
  * together count against the pair's rate, as in hbbr.
  */
 
-static size_t
+size_t
 ngx_stream_rustdesk_relay_allow(ngx_stream_rustdesk_relay_pair_t *p,
     ngx_msec_t *delay)
 {
@@ -471,6 +513,7 @@ ngx_stream_rustdesk_relay_close_side(ngx_stream_rustdesk_relay_side_t *side)
     ngx_connection_t  *c;
 
     ngx_stream_rustdesk_relay_unwait(side);
+    ngx_stream_rustdesk_relay_message_free(side);
 
     if (side->buf) {
         ngx_stream_rustdesk_relay_buf_put(side->buf);

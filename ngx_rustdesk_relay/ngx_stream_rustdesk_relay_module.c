@@ -43,6 +43,9 @@ static ngx_int_t ngx_stream_rustdesk_relay_init_process(ngx_cycle_t *cycle);
 static void ngx_stream_rustdesk_relay_exit_process(ngx_cycle_t *cycle);
 
 static void ngx_stream_rustdesk_relay_handler(ngx_stream_session_t *s);
+static void ngx_stream_rustdesk_relay_ws_handler(ngx_stream_session_t *s);
+static void ngx_stream_rustdesk_relay_accept(ngx_stream_session_t *s,
+    ngx_uint_t ws);
 static void ngx_stream_rustdesk_relay_loopback_handler(
     ngx_stream_session_t *s);
 static void ngx_stream_rustdesk_relay_first_read(ngx_event_t *rev);
@@ -317,7 +320,7 @@ ngx_stream_rustdesk_relay_postconfiguration(ngx_conf_t *cf)
 }
 
 
-/* rustdesk_relay [loopback_console]; */
+/* rustdesk_relay [websocket | loopback_console]; */
 
 static char *
 ngx_stream_rustdesk_relay(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -337,14 +340,19 @@ ngx_stream_rustdesk_relay(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     cscf->handler = ngx_stream_rustdesk_relay_handler;
 
     if (cf->args->nelts == 2) {
-        if (ngx_strcmp(value[1].data, "loopback_console") != 0) {
+        if (ngx_strcmp(value[1].data, "websocket") == 0) {
+            cscf->handler = ngx_stream_rustdesk_relay_ws_handler;
+
+        } else if (ngx_strcmp(value[1].data, "loopback_console") == 0) {
+            /* hbbr's way: every loopback client of the port gets the
+             * console */
+            cscf->handler = ngx_stream_rustdesk_relay_loopback_handler;
+
+        } else {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid parameter \"%V\"", &value[1]);
             return NGX_CONF_ERROR;
         }
-
-        /* hbbr's way: every loopback client of the port gets the console */
-        cscf->handler = ngx_stream_rustdesk_relay_loopback_handler;
     }
 
     lmcf->used = 1;
@@ -573,6 +581,20 @@ ngx_stream_rustdesk_relay_loopback_handler(ngx_stream_session_t *s)
 static void
 ngx_stream_rustdesk_relay_handler(ngx_stream_session_t *s)
 {
+    ngx_stream_rustdesk_relay_accept(s, 0);
+}
+
+
+static void
+ngx_stream_rustdesk_relay_ws_handler(ngx_stream_session_t *s)
+{
+    ngx_stream_rustdesk_relay_accept(s, 1);
+}
+
+
+static void
+ngx_stream_rustdesk_relay_accept(ngx_stream_session_t *s, ngx_uint_t ws)
+{
     ngx_connection_t                       *c;
     ngx_stream_rustdesk_relay_side_t       *side;
     ngx_stream_rustdesk_relay_main_conf_t  *lmcf;
@@ -588,6 +610,7 @@ ngx_stream_rustdesk_relay_handler(ngx_stream_session_t *s)
 
     side->connection = c;
     side->session = s;
+    side->ws = ws;
     side->ip.data = side->ip_text;
     side->ip.len = ngx_rustdesk_relay_sockaddr_ip(c->sockaddr, side->ip_text);
 
@@ -607,6 +630,14 @@ ngx_stream_rustdesk_relay_handler(ngx_stream_session_t *s)
                                         ngx_stream_rustdesk_relay_first_message,
                                         side);
     if (side->tcp == NULL) {
+        ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (ws && ngx_rustdesk_tcp_websocket(side->tcp,
+                                         lmcf->shared->real_ip_from)
+              != NGX_OK)
+    {
         ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
         return;
     }
@@ -676,6 +707,21 @@ ngx_stream_rustdesk_relay_first_message(ngx_rustdesk_tcp_t *t,
     }
 
     rr = m->request_relay;
+
+    if (side->ws) {
+        /* the upgrade may have named the client (a trusted proxy) */
+
+        side->ip.len = ngx_rustdesk_relay_sockaddr_ip(c->sockaddr,
+                                                      side->ip_text);
+
+        if (ngx_rustdesk_relay_list_has(lmcf->zone, NGX_RUSTDESK_BLOCKLIST,
+                                        &side->ip))
+        {
+            ngx_log_error(NGX_LOG_INFO, c->log, 0, "rustdesk: %V blocked",
+                          &side->ip);
+            return NGX_ERROR;
+        }
+    }
 
     if (lmcf->licence.len) {
         len = rr->licence_key ? ngx_strlen(rr->licence_key) : 0;

@@ -22,6 +22,10 @@
 #include "ngx_rustdesk_relay_zone.h"
 
 
+/* the largest message a pair with a WebSocket side forwards */
+#define NGX_RUSTDESK_RELAY_MESSAGE_MAX  (16 * 1024 * 1024)
+
+
 typedef struct {
     ngx_rustdesk_stream_conf_t   *shared;          /* must stay first */
     ngx_str_t                     licence;         /* key clients present */
@@ -60,9 +64,21 @@ typedef struct {
     ngx_str_t                          ip;         /* as the lists hold it */
     u_char                             ip_text[NGX_RUSTDESK_RELAY_IP_LEN];
 
+    /* a pair with a WebSocket side forwards messages (message.c) */
+    ngx_buf_t                         *out;        /* encoded for this side */
+    u_char                            *msg;        /* its decoder's buffer */
+    ngx_rustdesk_frame_decoder_t      *frame;      /* TCP side */
+    ngx_rustdesk_ws_decoder_t         *wsd;        /* WebSocket side */
+    u_char                            *held_payload;
+    size_t                             held_len;
+
+    unsigned                           ws:1;       /* a WebSocket client */
     unsigned                           waiting:1;
     unsigned                           eof:1;      /* it sent FIN */
     unsigned                           shut:1;     /* FIN passed on */
+    unsigned                           held:1;     /* a message waits for
+                                                      room in the other's
+                                                      output */
 } ngx_stream_rustdesk_relay_side_t;
 
 
@@ -87,6 +103,7 @@ struct ngx_stream_rustdesk_relay_pair_s {
     ngx_atomic_uint_t                     lists_version;
     ngx_rustdesk_relay_usage_t           *usage;
 
+    unsigned                              messages:1; /* a WebSocket side */
     unsigned                              blacklisted:1;
     unsigned                              downgraded:1;
     unsigned                              closed:1;
@@ -110,6 +127,20 @@ void ngx_stream_rustdesk_relay_close_side(
 void ngx_stream_rustdesk_relay_buf_init(size_t size);
 ngx_buf_t *ngx_stream_rustdesk_relay_buf_get(size_t size);
 void ngx_stream_rustdesk_relay_buf_put(ngx_buf_t *b);
+
+size_t ngx_stream_rustdesk_relay_allow(ngx_stream_rustdesk_relay_pair_t *p,
+    ngx_msec_t *delay);
+void ngx_stream_rustdesk_relay_account(ngx_stream_rustdesk_relay_pair_t *p,
+    size_t n);
+
+/* message.c */
+ngx_int_t ngx_stream_rustdesk_relay_message_init(
+    ngx_stream_rustdesk_relay_side_t *side, size_t max);
+void ngx_stream_rustdesk_relay_message_free(
+    ngx_stream_rustdesk_relay_side_t *side);
+ngx_int_t ngx_stream_rustdesk_relay_move_message(
+    ngx_stream_rustdesk_relay_pair_t *p, ngx_stream_rustdesk_relay_side_t *src,
+    ngx_stream_rustdesk_relay_side_t *dst);
 
 /* console.c */
 void ngx_stream_rustdesk_relay_console(ngx_stream_session_t *s);

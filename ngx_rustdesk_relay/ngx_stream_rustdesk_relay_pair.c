@@ -28,6 +28,7 @@ typedef struct {
     ngx_sockaddr_t              sockaddr;    /* the client's */
     size_t                      uuid_len;
     u_char                      uuid[NGX_RUSTDESK_RELAY_UUID_MAX];
+    ngx_uint_t                  ws;          /* a WebSocket client */
     /* followed by the bytes read after the request */
 } ngx_stream_rustdesk_relay_handoff_t;
 
@@ -348,6 +349,7 @@ ngx_stream_rustdesk_relay_hand_over(ngx_stream_rustdesk_relay_side_t *side,
     ngx_memcpy(&h->sockaddr, c->sockaddr, c->socklen);
     h->uuid_len = side->uuid.len;
     ngx_memcpy(h->uuid, side->uuid.data, side->uuid.len);
+    h->ws = side->ws;
 
     if (rest) {
         ngx_memcpy(buf + sizeof(ngx_stream_rustdesk_relay_handoff_t),
@@ -545,6 +547,7 @@ ngx_stream_rustdesk_relay_adopt(ngx_stream_rustdesk_relay_side_t *a,
 
     b->connection = c;
     b->uuid = a->uuid;
+    b->ws = h->ws;
     b->ip.data = b->ip_text;
     b->ip.len = ngx_rustdesk_relay_sockaddr_ip(c->sockaddr, b->ip_text);
 

@@ -1,0 +1,452 @@
+/*
+ * Forwarding a pair with a WebSocket side (PROTOCOL.md section 2): bytes
+ * are not passed through but messages are.  Each side's input is decoded
+ * (TCP frames or WebSocket frames) and every non-empty message is written
+ * to the other side in its own framing: a TCP frame's payload becomes one
+ * binary WebSocket message and the other way round.  Empty messages are
+ * dropped, as hbbr drops them; a WebSocket ping is answered, a close ends
+ * the pair.
+ *
+ * side->buf holds what was read from a side and not yet decoded,
+ * side->out what is encoded for a side and not yet written.  A message
+ * that does not fit into the other side's output waits in its decoder
+ * (side->held) until that output drains.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_stream.h>
+
+#include "ngx_stream_rustdesk_relay_module.h"
+
+
+#define NGX_RUSTDESK_RELAY_MSG_START  4096    /* a decoder's first buffer */
+
+
+static ngx_int_t ngx_stream_rustdesk_relay_decode(
+    ngx_stream_rustdesk_relay_pair_t *p, ngx_stream_rustdesk_relay_side_t *src,
+    ngx_stream_rustdesk_relay_side_t *dst);
+static ngx_int_t ngx_stream_rustdesk_relay_next(
+    ngx_stream_rustdesk_relay_side_t *side, u_char **payload, size_t *len);
+static ngx_int_t ngx_stream_rustdesk_relay_put(
+    ngx_stream_rustdesk_relay_side_t *side, ngx_uint_t opcode,
+    u_char *payload, size_t len);
+static u_char *ngx_stream_rustdesk_relay_grow(u_char *old, size_t len,
+    size_t need, ngx_log_t *log);
+
+
+/* At pairing: a decoder for each side, with a small buffer. */
+
+ngx_int_t
+ngx_stream_rustdesk_relay_message_init(ngx_stream_rustdesk_relay_side_t *side,
+    size_t max)
+{
+    u_char            *buf;
+    ngx_connection_t  *c;
+
+    c = side->connection;
+
+    buf = ngx_alloc(NGX_RUSTDESK_RELAY_MSG_START, c->log);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    side->msg = buf;
+
+    if (side->ws) {
+        side->wsd = ngx_pcalloc(c->pool, sizeof(ngx_rustdesk_ws_decoder_t));
+        if (side->wsd == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_rustdesk_ws_decoder_init(side->wsd, buf,
+                                     NGX_RUSTDESK_RELAY_MSG_START, max);
+        return NGX_OK;
+    }
+
+    side->frame = ngx_pcalloc(c->pool, sizeof(ngx_rustdesk_frame_decoder_t));
+    if (side->frame == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_rustdesk_frame_decoder_init(side->frame, buf, max);
+    ngx_rustdesk_frame_decoder_set_buf(side->frame, buf,
+                                       NGX_RUSTDESK_RELAY_MSG_START);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_stream_rustdesk_relay_message_free(ngx_stream_rustdesk_relay_side_t *side)
+{
+    if (side->msg) {
+        ngx_free(side->msg);
+        side->msg = NULL;
+    }
+
+    if (side->out) {
+        ngx_stream_rustdesk_relay_buf_put(side->out);
+        side->out = NULL;
+    }
+}
+
+
+/*
+ * Moves messages from src to dst until one of them must wait.  NGX_DONE:
+ * the pair ends (a WebSocket close, or a side that sent FIN: a framed
+ * stream cannot be half-closed message by message).
+ */
+
+ngx_int_t
+ngx_stream_rustdesk_relay_move_message(ngx_stream_rustdesk_relay_pair_t *p,
+    ngx_stream_rustdesk_relay_side_t *src,
+    ngx_stream_rustdesk_relay_side_t *dst)
+{
+    size_t             size;
+    ssize_t            n;
+    ngx_int_t          rc;
+    ngx_buf_t         *b;
+    ngx_msec_t         delay;
+    ngx_connection_t  *sc, *dc;
+
+    sc = src->connection;
+    dc = dst->connection;
+
+    for ( ;; ) {
+
+        /* what dst is owed */
+
+        b = dst->out;
+
+        if (b && b->pos < b->last) {
+            n = dc->send(dc, b->pos, b->last - b->pos);
+
+            if (n == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            if (n > 0) {
+                b->pos += n;
+            }
+
+            if (b->pos < b->last) {
+                break;
+            }
+        }
+
+        if (b) {
+            ngx_stream_rustdesk_relay_buf_put(b);
+            dst->out = NULL;
+        }
+
+        /* what src sent, decoded into dst's output */
+
+        rc = ngx_stream_rustdesk_relay_decode(p, src, dst);
+
+        if (rc == NGX_ERROR || rc == NGX_DONE) {
+            return rc;
+        }
+
+        if (dst->out && dst->out->pos < dst->out->last) {
+            continue;
+        }
+
+        if (src->held) {
+            /* unreachable: an empty output always takes a message */
+            break;
+        }
+
+        if (src->eof) {
+            return NGX_DONE;
+        }
+
+        if (!sc->read->ready || sc->read->delayed) {
+            break;
+        }
+
+        size = ngx_stream_rustdesk_relay_allow(p, &delay);
+
+        if (size == 0) {
+            sc->read->delayed = 1;
+            ngx_add_timer(sc->read, delay);
+            break;
+        }
+
+        b = src->buf;
+
+        if (b == NULL) {
+            b = ngx_stream_rustdesk_relay_buf_get(0);
+            if (b == NULL) {
+                return NGX_ERROR;
+            }
+
+            src->buf = b;
+        }
+
+        /* the decoders take all the input they are given */
+
+        b->pos = b->start;
+        b->last = b->start;
+
+        size = ngx_min(size, (size_t) (b->end - b->last));
+
+        n = sc->recv(sc, b->last, size);
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (n == 0) {
+            src->eof = 1;
+            continue;
+        }
+
+        b->last += n;
+        ngx_stream_rustdesk_relay_account(p, n);
+    }
+
+    b = src->buf;
+
+    if (b && b->pos == b->last) {
+        ngx_stream_rustdesk_relay_buf_put(b);
+        src->buf = NULL;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Decodes src's input and encodes each message for dst, while dst's
+ * output has room (an empty output always takes one message, however
+ * large).
+ */
+
+static ngx_int_t
+ngx_stream_rustdesk_relay_decode(ngx_stream_rustdesk_relay_pair_t *p,
+    ngx_stream_rustdesk_relay_side_t *src,
+    ngx_stream_rustdesk_relay_side_t *dst)
+{
+    u_char     *payload;
+    size_t      len, room;
+    ngx_int_t   rc;
+
+    for ( ;; ) {
+
+        if (!src->held) {
+            rc = ngx_stream_rustdesk_relay_next(src, &payload, &len);
+
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
+            if (len == 0) {
+                continue;
+            }
+
+            src->held = 1;
+            src->held_payload = payload;
+            src->held_len = len;
+        }
+
+        payload = src->held_payload;
+        len = src->held_len;
+
+        room = dst->out ? (size_t) (dst->out->end - dst->out->last) : 0;
+
+        if (dst->out && dst->out->pos < dst->out->last
+            && room < len + NGX_RUSTDESK_WS_HEADER_MAX)
+        {
+            /* it waits until dst has taken what it has */
+            return NGX_OK;
+        }
+
+        if (ngx_stream_rustdesk_relay_put(dst, NGX_RUSTDESK_WS_BINARY,
+                                          payload, len)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        src->held = 0;
+    }
+}
+
+
+/*
+ * The next message from side's input: NGX_OK with it, NGX_AGAIN when the
+ * input holds no whole one, NGX_DONE on a WebSocket close, NGX_ERROR on
+ * anything malformed.
+ */
+
+static ngx_int_t
+ngx_stream_rustdesk_relay_next(ngx_stream_rustdesk_relay_side_t *side,
+    u_char **payload, size_t *len)
+{
+    u_char                        *buf;
+    ngx_buf_t                     *b;
+    ngx_connection_t              *c;
+    ngx_rustdesk_ws_decoder_t     *wd;
+    ngx_rustdesk_frame_decoder_t  *fd;
+
+    b = side->buf;
+    c = side->connection;
+
+    if (b == NULL) {
+        return NGX_AGAIN;
+    }
+
+    if (!side->ws) {
+        fd = side->frame;
+
+        for ( ;; ) {
+            switch (ngx_rustdesk_frame_decode(fd, &b->pos, b->last)) {
+
+            case NGX_RUSTDESK_FRAME_AGAIN:
+                return NGX_AGAIN;
+
+            case NGX_RUSTDESK_FRAME_TOO_BIG:
+                ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                              "rustdesk: relay client sent a frame of %uz "
+                              "bytes, more than %uz", fd->len, fd->max);
+                return NGX_ERROR;
+
+            case NGX_RUSTDESK_FRAME_GROW:
+                buf = ngx_stream_rustdesk_relay_grow(side->msg, 0, fd->len,
+                                                     c->log);
+                if (buf == NULL) {
+                    return NGX_ERROR;
+                }
+
+                side->msg = buf;
+                ngx_rustdesk_frame_decoder_set_buf(fd, buf, fd->len);
+                continue;
+
+            case NGX_RUSTDESK_FRAME_DONE:
+                *payload = fd->buf;
+                *len = fd->len;
+                return NGX_OK;
+            }
+        }
+    }
+
+    wd = side->wsd;
+
+    for ( ;; ) {
+        switch (ngx_rustdesk_ws_decode(wd, &b->pos, b->last)) {
+
+        case NGX_RUSTDESK_WS_AGAIN:
+            return NGX_AGAIN;
+
+        case NGX_RUSTDESK_WS_GROW:
+            buf = ngx_stream_rustdesk_relay_grow(side->msg, wd->len, wd->need,
+                                                 c->log);
+            if (buf == NULL) {
+                return NGX_ERROR;
+            }
+
+            side->msg = buf;
+            ngx_rustdesk_ws_decoder_set_buf(wd, buf, wd->need);
+            continue;
+
+        case NGX_RUSTDESK_WS_PING:
+            if (ngx_stream_rustdesk_relay_put(side, NGX_RUSTDESK_WS_PONG_FRAME,
+                                              wd->ctl, wd->ctl_len)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+            continue;
+
+        case NGX_RUSTDESK_WS_PONG:
+            continue;
+
+        case NGX_RUSTDESK_WS_CLOSE:
+            ngx_log_debug1(NGX_LOG_DEBUG_STREAM, c->log, 0,
+                           "rustdesk: websocket close %ui", wd->code);
+            return NGX_DONE;
+
+        case NGX_RUSTDESK_WS_ERROR:
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "rustdesk: websocket relay client sent %s",
+                          wd->reason);
+            return NGX_ERROR;
+
+        case NGX_RUSTDESK_WS_MESSAGE:
+            *payload = wd->buf;
+            *len = wd->len;
+            return NGX_OK;
+        }
+    }
+}
+
+
+/* Appends one message to side's output, in side's framing. */
+
+static ngx_int_t
+ngx_stream_rustdesk_relay_put(ngx_stream_rustdesk_relay_side_t *side,
+    ngx_uint_t opcode, u_char *payload, size_t len)
+{
+    size_t      need;
+    ngx_buf_t  *b, *nb;
+
+    need = NGX_RUSTDESK_WS_HEADER_MAX + len;
+    b = side->out;
+
+    if (b && (size_t) (b->end - b->last) < need && b->pos > b->start) {
+        b->last = ngx_movemem(b->start, b->pos, b->last - b->pos);
+        b->pos = b->start;
+    }
+
+    if (b == NULL || (size_t) (b->end - b->last) < need) {
+        nb = ngx_stream_rustdesk_relay_buf_get((b ? (size_t) (b->last - b->pos)
+                                                  : 0) + need);
+        if (nb == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (b) {
+            nb->last = ngx_cpymem(nb->last, b->pos, b->last - b->pos);
+            ngx_stream_rustdesk_relay_buf_put(b);
+        }
+
+        side->out = nb;
+        b = nb;
+    }
+
+    if (side->ws) {
+        b->last += ngx_rustdesk_ws_header(b->last, opcode, len);
+
+    } else {
+        b->last += ngx_rustdesk_frame_write_header(b->last, len);
+    }
+
+    b->last = ngx_cpymem(b->last, payload, len);
+
+    return NGX_OK;
+}
+
+
+/* A bigger message buffer, with the first len bytes of the old one. */
+
+static u_char *
+ngx_stream_rustdesk_relay_grow(u_char *old, size_t len, size_t need,
+    ngx_log_t *log)
+{
+    u_char  *buf;
+
+    buf = ngx_alloc(need, log);
+    if (buf == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(buf, old, len);
+    ngx_free(old);
+
+    return buf;
+}
