@@ -74,7 +74,7 @@ ngx_stream_rustdesk_relay_start(ngx_stream_rustdesk_relay_pair_t *p)
 
     /* raw bytes between two TCP clients, messages with a WebSocket one */
 
-    if (p->a->ws || p->b->ws) {
+    if (!p->pipe && (p->a->ws || p->b->ws)) {
         p->messages = 1;
 
         for (i = 0; i < 2; i++) {
@@ -95,9 +95,13 @@ ngx_stream_rustdesk_relay_start(ngx_stream_rustdesk_relay_pair_t *p)
     p->tokens_last = p->start;
 
     /* the usage line is the second one's, as hbbr keeps it */
-    c = p->b->connection;
-    len = ngx_sock_ntop(c->sockaddr, c->socklen, addr, NGX_SOCKADDR_STRLEN, 1);
-    p->usage = ngx_rustdesk_relay_usage_add(z, addr, len);
+
+    if (!p->pipe) {
+        c = p->b->connection;
+        len = ngx_sock_ntop(c->sockaddr, c->socklen, addr, NGX_SOCKADDR_STRLEN,
+                            1);
+        p->usage = ngx_rustdesk_relay_usage_add(z, addr, len);
+    }
 
     p->lists_version = z->sh->lists_version;
     p->blacklisted =
@@ -332,7 +336,9 @@ ngx_stream_rustdesk_relay_account(ngx_stream_rustdesk_relay_pair_t *p,
     p->tokens -= n;
     p->last_traffic = ngx_current_msec;
 
-    ngx_rustdesk_relay_total_consume(p->conf->zone, n);
+    if (!p->pipe) {
+        ngx_rustdesk_relay_total_consume(p->conf->zone, n);
+    }
 }
 
 
@@ -352,6 +358,10 @@ ngx_stream_rustdesk_relay_allow(ngx_stream_rustdesk_relay_pair_t *p,
     ngx_msec_t                    now;
     ngx_msec_int_t                elapsed;
     ngx_rustdesk_relay_limits_t  *limits;
+
+    if (p->pipe) {
+        return SIZE_MAX;
+    }
 
     now = ngx_current_msec;
     limits = &p->conf->zone->sh->limits;
@@ -457,7 +467,7 @@ ngx_stream_rustdesk_relay_tick(ngx_event_t *ev)
 
     limits = z->sh->limits;
 
-    if (!p->downgraded && limits.single && elapsed > limits.start_check) {
+    if (!p->downgraded && !p->pipe && limits.single && elapsed > limits.start_check) {
         limit = limits.single * limits.threshold / 100 / 1000;    /* bit/ms */
 
         if (p->total * 8 > elapsed * limit) {

@@ -104,6 +104,9 @@ struct ngx_stream_rustdesk_relay_pair_s {
     ngx_rustdesk_relay_usage_t           *usage;
 
     unsigned                              messages:1; /* a WebSocket side */
+    unsigned                              pipe:1;     /* TLS bytes to the
+                                                         real pair in another
+                                                         worker */
     unsigned                              blacklisted:1;
     unsigned                              downgraded:1;
     unsigned                              closed:1;

@@ -29,6 +29,8 @@ typedef struct {
     size_t                      uuid_len;
     u_char                      uuid[NGX_RUSTDESK_RELAY_UUID_MAX];
     ngx_uint_t                  ws;          /* a WebSocket client */
+    ngx_uint_t                  pipe;        /* a socketpair standing for
+                                                a TLS client (see below) */
     /* followed by the bytes read after the request */
 } ngx_stream_rustdesk_relay_handoff_t;
 
@@ -40,6 +42,8 @@ static ngx_stream_rustdesk_relay_side_t *ngx_stream_rustdesk_relay_waiter(
     ngx_uint_t serial, ngx_str_t *uuid);
 static ngx_int_t ngx_stream_rustdesk_relay_hand_over(
     ngx_stream_rustdesk_relay_side_t *side, ngx_pid_t pid, ngx_uint_t serial);
+static ngx_int_t ngx_stream_rustdesk_relay_pipe(
+    ngx_stream_rustdesk_relay_side_t *side, ngx_socket_t fd);
 static void ngx_stream_rustdesk_relay_detach(ngx_connection_t *c);
 static void ngx_stream_rustdesk_relay_ipc_handler(ngx_rustdesk_ipc_t *ipc,
     ngx_uint_t type, ngx_pid_t from, u_char *data, size_t len,
@@ -154,6 +158,11 @@ ngx_stream_rustdesk_relay_request(ngx_stream_rustdesk_relay_side_t *side,
         }
 
         rc = ngx_stream_rustdesk_relay_hand_over(side, pid, serial);
+
+        if (rc == NGX_DONE) {
+            /* this worker carries its TLS bytes to the partner's */
+            return;
+        }
 
         if (rc != NGX_DECLINED) {
             /* handed over, or failed and logged: this session ends */
@@ -321,16 +330,20 @@ ngx_stream_rustdesk_relay_waiter(ngx_uint_t serial, ngx_str_t *uuid)
 
 /*
  * Sends the connection to the waiter's worker.  NGX_OK: sent, this worker
- * lets go of it; NGX_DECLINED: that worker is gone; NGX_ERROR: failed.
+ * lets go of it; NGX_DONE: a TLS connection, whose state cannot move: a
+ * socketpair went instead and this worker relays between the two;
+ * NGX_DECLINED: that worker is gone; NGX_ERROR: failed.
  */
 
 static ngx_int_t
 ngx_stream_rustdesk_relay_hand_over(ngx_stream_rustdesk_relay_side_t *side,
     ngx_pid_t pid, ngx_uint_t serial)
 {
+    int                                   fds[2];
     u_char                               *buf;
     size_t                                rest, len;
     ngx_int_t                             rc;
+    ngx_socket_t                          fd;
     ngx_connection_t                     *c;
     ngx_stream_rustdesk_relay_handoff_t  *h;
 
@@ -356,8 +369,40 @@ ngx_stream_rustdesk_relay_hand_over(ngx_stream_rustdesk_relay_side_t *side,
                    side->buf->pos, rest);
     }
 
+    fd = c->fd;
+    fds[0] = -1;
+
+    if (c->ssl) {
+        if (socketpair(AF_UNIX, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC, 0,
+                       fds)
+            == -1)
+        {
+            ngx_log_error(NGX_LOG_ALERT, c->log, ngx_socket_errno,
+                          "rustdesk: socketpair() failed");
+            return NGX_ERROR;
+        }
+
+        h->pipe = 1;
+        fd = fds[1];
+    }
+
     rc = ngx_rustdesk_ipc_send(&ngx_stream_rustdesk_relay_ipc, pid,
-                               NGX_RUSTDESK_RELAY_IPC_PAIR, buf, len, c->fd);
+                               NGX_RUSTDESK_RELAY_IPC_PAIR, buf, len, fd);
+
+    if (fds[0] != -1) {
+        close(fds[1]);
+
+        if (rc == NGX_OK) {
+            if (ngx_stream_rustdesk_relay_pipe(side, fds[0]) != NGX_OK) {
+                close(fds[0]);
+                return NGX_ERROR;
+            }
+
+            return NGX_DONE;
+        }
+
+        close(fds[0]);
+    }
 
     switch (rc) {
 
@@ -383,6 +428,64 @@ ngx_stream_rustdesk_relay_hand_over(ngx_stream_rustdesk_relay_side_t *side,
     default:
         return NGX_ERROR;
     }
+}
+
+
+/*
+ * A TLS client paired with a partner in another worker: its end of the
+ * socketpair went there in its place, and a raw pair here carries the
+ * decrypted bytes between the TLS connection and our end.  Limits, usage
+ * and the lists are the business of the real pair in the other worker.
+ */
+
+static ngx_int_t
+ngx_stream_rustdesk_relay_pipe(ngx_stream_rustdesk_relay_side_t *side,
+    ngx_socket_t fd)
+{
+    ngx_pool_t                           *pool;
+    ngx_stream_rustdesk_relay_side_t     *b;
+    ngx_stream_rustdesk_relay_pair_t     *p;
+    ngx_stream_rustdesk_relay_handoff_t   h;
+
+    /* what came after the request went along with the socketpair */
+
+    if (side->buf) {
+        ngx_stream_rustdesk_relay_buf_put(side->buf);
+        side->buf = NULL;
+    }
+
+    ngx_memzero(&h, sizeof(ngx_stream_rustdesk_relay_handoff_t));
+    h.socklen = side->connection->socklen;
+    ngx_memcpy(&h.sockaddr, side->connection->sockaddr, h.socklen);
+    h.pipe = 1;
+
+    b = ngx_stream_rustdesk_relay_adopt(side, &h, NULL, 0, fd);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_pcalloc(side->connection->pool,
+                    sizeof(ngx_stream_rustdesk_relay_pair_t));
+    if (p == NULL) {
+        pool = b->connection->pool;
+        ngx_free_connection(b->connection);
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_STREAM, side->connection->log, 0,
+                   "rustdesk: relay \"%V\" carried to the partner's worker",
+                   &side->uuid);
+
+    p->a = side;
+    p->b = b;
+    p->pipe = 1;
+    p->conf = ngx_stream_get_module_main_conf(side->session,
+                                         ngx_stream_rustdesk_relay_module);
+
+    ngx_stream_rustdesk_relay_start(p);
+
+    return NGX_OK;
 }
 
 
@@ -523,6 +626,12 @@ ngx_stream_rustdesk_relay_adopt(ngx_stream_rustdesk_relay_side_t *a,
     log->connection = c->number;
 
     c->log_error = NGX_ERROR_INFO;
+
+    if (h->pipe) {
+        /* a socketpair: no TCP options */
+        c->tcp_nodelay = NGX_TCP_NODELAY_DISABLED;
+    }
+
     c->recv = ngx_recv;
     c->send = ngx_send;
     c->recv_chain = ngx_recv_chain;
