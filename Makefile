@@ -71,7 +71,7 @@ UNIT_CFLAGS  := -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter \
                 -fno-omit-frame-pointer
 UNIT_SRCS    := t/unit/test_common.c common/ngx_rustdesk_frame.c \
                 common/ngx_rustdesk_addr.c common/ngx_rustdesk_keys.c \
-                $(BUILD)/proto/rendezvous.pb-c.c
+                common/ngx_rustdesk_ws.c $(BUILD)/proto/rendezvous.pb-c.c
 
 $(BUILD)/proto/rendezvous.pb-c.c: common/rendezvous.proto
 	mkdir -p $(BUILD)/proto

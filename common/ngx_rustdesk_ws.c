@@ -18,6 +18,7 @@ enum {
 static const unsigned char *ws_find(const unsigned char *p, size_t len,
     const char *s);
 static int ws_token(const unsigned char *v, size_t len, const char *token);
+static int ws_base64(const unsigned char *p, size_t len);
 static ngx_rustdesk_ws_rc_e ws_error(ngx_rustdesk_ws_decoder_t *d,
     unsigned code, const char *reason);
 
@@ -54,7 +55,9 @@ ngx_rustdesk_ws_parse_request(const unsigned char *p, size_t len,
 
     for (c = eol; c > p && c[-1] != ' '; c--) { /* void */ }
 
-    if (c <= p + 4 || eol - c != 8 || memcmp(c, "HTTP/1.", 7) != 0
+    /* a path that is not empty, then the version */
+
+    if (c <= p + 5 || p[4] == ' ' || eol - c != 8 || memcmp(c, "HTTP/1.", 7) != 0
         || c[7] < '1' || c[7] > '9')
     {
         r->status = 400;
@@ -91,11 +94,13 @@ ngx_rustdesk_ws_parse_request(const unsigned char *p, size_t len,
 #define ws_is(name)                                                           \
         (n == sizeof(name) - 1 && strncasecmp((const char *) line, name, n) == 0)
 
+        /* a header given twice counts as one list (RFC 7230 3.2.2) */
+
         if (ws_is("Upgrade")) {
-            upgrade = ws_token(v, vlen, "websocket");
+            upgrade |= ws_token(v, vlen, "websocket");
 
         } else if (ws_is("Connection")) {
-            connection = ws_token(v, vlen, "upgrade");
+            connection |= ws_token(v, vlen, "upgrade");
 
         } else if (ws_is("Sec-WebSocket-Key")) {
             r->key = v;
@@ -132,7 +137,9 @@ ngx_rustdesk_ws_parse_request(const unsigned char *p, size_t len,
 
     /* 16 random bytes in base64 */
 
-    if (r->key_len != 24 || r->key[22] != '=' || r->key[23] != '=') {
+    if (r->key_len != 24 || r->key[22] != '=' || r->key[23] != '='
+        || !ws_base64(r->key, 22))
+    {
         r->status = 400;
         r->reason = "no valid Sec-WebSocket-Key";
         return 1;
@@ -490,6 +497,23 @@ ws_token(const unsigned char *v, size_t len, const char *token)
     }
 
     return 0;
+}
+
+
+static int
+ws_base64(const unsigned char *p, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        if (!((p[i] >= 'A' && p[i] <= 'Z') || (p[i] >= 'a' && p[i] <= 'z')
+              || (p[i] >= '0' && p[i] <= '9') || p[i] == '+' || p[i] == '/'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 

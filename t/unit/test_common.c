@@ -1,6 +1,7 @@
 /*
- * Unit tests of common/: the frame codec, AddrMangle, the key files and
- * the signed peer key (PROTOCOL.md sections 2, 4 and 5).
+ * Unit tests of common/: the frame codec, AddrMangle, the key files, the
+ * signed peer key (PROTOCOL.md sections 2, 4 and 5) and the WebSocket
+ * codec (RFC 6455).
  *
  * Self-contained runner: every CHECK counts a pass or a failure, failures
  * print the expression with file:line, and the last line is
@@ -27,6 +28,7 @@
 #include "ngx_rustdesk_frame.h"
 #include "ngx_rustdesk_addr.h"
 #include "ngx_rustdesk_keys.h"
+#include "ngx_rustdesk_ws.h"
 #include "rendezvous.pb-c.h"
 
 
@@ -2576,6 +2578,2299 @@ test_keys(void)
 }
 
 
+/* ------------------------------------------------------------------ */
+/* WebSocket codec (RFC 6455)                                          */
+/* ------------------------------------------------------------------ */
+
+
+#define WS_EV_MAX  256
+
+
+/* what the decoder reports, in order, with a copy of each payload */
+
+typedef struct {
+    int          rc;
+    unsigned     code;
+    size_t       len;
+    u_char      *data;
+} ws_event_t;
+
+
+typedef struct {
+    ws_event_t   ev[WS_EV_MAX];
+    size_t       n;
+    size_t       overflow;      /* events past WS_EV_MAX */
+    size_t       grows;         /* GROW answered */
+    size_t       bad;           /* breaches of the contract */
+    const char  *what;          /* the first one */
+} ws_events_t;
+
+
+static const char  *ws_rc_names[] = {
+    "AGAIN", "MESSAGE", "PING", "PONG", "CLOSE", "GROW", "ERROR"
+};
+
+
+static const u_char  ws_rfc_mask[4] = { 0x37, 0xfa, 0x21, 0x3d };
+
+
+static void
+ws_events_reset(ws_events_t *e)
+{
+    memset(e, 0, sizeof(ws_events_t));
+}
+
+
+static void
+ws_events_add(ws_events_t *e, int rc, unsigned code, const u_char *data,
+    size_t len)
+{
+    ws_event_t  *ev;
+
+    if (e->n == WS_EV_MAX) {
+        e->overflow++;
+        return;
+    }
+
+    ev = &e->ev[e->n++];
+
+    ev->rc = rc;
+    ev->code = code;
+    ev->len = len;
+    ev->data = malloc(len ? len : 1);
+
+    if (ev->data == NULL) {
+        ev->len = 0;
+        e->bad++;
+        e->what = "out of memory";
+        return;
+    }
+
+    if (len) {
+        memcpy(ev->data, data, len);
+    }
+}
+
+
+static void
+ws_events_free(ws_events_t *e)
+{
+    size_t  i;
+
+    for (i = 0; i < e->n; i++) {
+        free(e->ev[i].data);
+    }
+
+    e->n = 0;
+}
+
+
+static int
+ws_events_equal(const ws_events_t *a, const ws_events_t *b)
+{
+    size_t  i;
+
+    if (a->n != b->n || a->overflow != b->overflow) {
+        return 0;
+    }
+
+    for (i = 0; i < a->n; i++) {
+        if (a->ev[i].rc != b->ev[i].rc
+            || a->ev[i].code != b->ev[i].code
+            || a->ev[i].len != b->ev[i].len
+            || memcmp(a->ev[i].data, b->ev[i].data, a->ev[i].len) != 0)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static void
+ws_events_print(const char *title, const ws_events_t *e)
+{
+    size_t  i, k;
+
+    fprintf(stderr, "  %s: %zu event(s)%s\n", title, e->n,
+            e->overflow ? " (and more)" : "");
+
+    for (i = 0; i < e->n && i < 20; i++) {
+        fprintf(stderr, "    %s code %u len %zu:",
+                e->ev[i].rc >= 0 && e->ev[i].rc <= NGX_RUSTDESK_WS_ERROR
+                ? ws_rc_names[e->ev[i].rc] : "?",
+                e->ev[i].code, e->ev[i].len);
+
+        for (k = 0; k < e->ev[i].len && k < 16; k++) {
+            fprintf(stderr, " %02x", e->ev[i].data[k]);
+        }
+
+        fprintf(stderr, "%s\n", e->ev[i].len > 16 ? " ..." : "");
+    }
+}
+
+
+static void
+ws_hex_print(const char *title, const u_char *p, size_t len)
+{
+    size_t  i;
+
+    fprintf(stderr, "  %s (%zu bytes):", title, len);
+
+    for (i = 0; i < len && i < 400; i++) {
+        fprintf(stderr, "%s%02x", i % 32 ? " " : "\n    ", p[i]);
+    }
+
+    fprintf(stderr, "%s\n", len > 400 ? " ..." : "");
+}
+
+
+static void
+ws_breach(ws_events_t *e, const char *what)
+{
+    if (e->bad++ == 0) {
+        e->what = what;
+    }
+}
+
+
+/*
+ * Feeds in[0 .. in_len) to a fresh decoder (first buffer of cap bytes,
+ * messages up to max) in the given way, answering GROW with a buffer of
+ * exactly d->need bytes, and records what comes out, up to the first
+ * ERROR.  Every buffer is malloc()ed to its exact size, so that ASan sees
+ * any access past it; the driver also checks the contract as it goes.
+ */
+
+static void
+ws_run(const u_char *in, size_t in_len, int mode, size_t cap, size_t max,
+    ws_events_t *e)
+{
+    int                          grew;
+    size_t                       off, chunk, upto;
+    u_char                      *copy, *buf, *nbuf, *pos, *last, *before;
+    u_char                      *grew_pos;
+    ngx_rustdesk_ws_rc_e         rc;
+    ngx_rustdesk_ws_decoder_t    d;
+
+    ws_events_reset(e);
+
+    copy = malloc(in_len ? in_len : 1);
+    buf = malloc(cap ? cap : 1);
+
+    if (copy == NULL || buf == NULL) {
+        ws_breach(e, "out of memory");
+        free(copy);
+        free(buf);
+        return;
+    }
+
+    if (in_len) {
+        memcpy(copy, in, in_len);
+    }
+
+    ngx_rustdesk_ws_decoder_init(&d, buf, cap, max);
+
+    grew = 0;
+    grew_pos = NULL;
+    off = 0;
+    upto = 1 + rnd() % 2000;
+
+    while (off < in_len) {
+
+        switch (mode) {
+
+        case FEED_ALL:
+            chunk = in_len;
+            break;
+
+        case FEED_BYTES:
+            chunk = 1;
+            break;
+
+        default:
+            chunk = 1 + rnd() % ((rnd() & 1) ? 7 : upto);
+            break;
+        }
+
+        if (chunk > in_len - off) {
+            chunk = in_len - off;
+        }
+
+        pos = copy + off;
+        last = pos + chunk;
+
+        for ( ;; ) {
+            before = pos;
+
+            rc = ngx_rustdesk_ws_decode(&d, &pos, last);
+
+            if (pos < before || pos > last) {
+                ws_breach(e, "*pos moved out of [pos, last]");
+                goto done;
+            }
+
+            if (d.len > d.cap) {
+                ws_breach(e, "d->len > d->cap");
+                goto done;
+            }
+
+            if (d.ctl_len > sizeof(d.ctl)) {
+                ws_breach(e, "d->ctl_len > 125");
+                goto done;
+            }
+
+            if (rc != NGX_RUSTDESK_WS_GROW) {
+                grew = 0;
+            }
+
+            switch (rc) {
+
+            case NGX_RUSTDESK_WS_AGAIN:
+                if (pos != last) {
+                    ws_breach(e, "AGAIN with input left");
+                }
+
+                break;
+
+            case NGX_RUSTDESK_WS_GROW:
+                if (d.need <= d.cap) {
+                    ws_breach(e, "GROW with need <= cap");
+                    goto done;
+                }
+
+                if (d.need > max) {
+                    ws_breach(e, "GROW with need > max");
+                    goto done;
+                }
+
+                if (grew && pos == grew_pos) {
+                    ws_breach(e, "GROW again after a big enough buffer");
+                    goto done;
+                }
+
+                nbuf = malloc(d.need);
+                if (nbuf == NULL) {
+                    ws_breach(e, "out of memory");
+                    goto done;
+                }
+
+                if (d.len) {
+                    memcpy(nbuf, buf, d.len);
+                }
+
+                free(buf);
+                buf = nbuf;
+
+                ngx_rustdesk_ws_decoder_set_buf(&d, buf, d.need);
+
+                e->grows++;
+                grew = 1;
+                grew_pos = pos;
+                continue;
+
+            case NGX_RUSTDESK_WS_MESSAGE:
+                if (d.buf != buf) {
+                    ws_breach(e, "MESSAGE not in the buffer given");
+                    goto done;
+                }
+
+                if (d.len > max) {
+                    ws_breach(e, "MESSAGE longer than max");
+                }
+
+                ws_events_add(e, rc, 0, buf, d.len);
+                continue;
+
+            case NGX_RUSTDESK_WS_PING:
+            case NGX_RUSTDESK_WS_PONG:
+                ws_events_add(e, rc, 0, d.ctl, d.ctl_len);
+                continue;
+
+            case NGX_RUSTDESK_WS_CLOSE:
+                ws_events_add(e, rc, d.code, NULL, 0);
+                continue;
+
+            case NGX_RUSTDESK_WS_ERROR:
+                if (d.reason == NULL) {
+                    ws_breach(e, "ERROR without a reason");
+                }
+
+                ws_events_add(e, rc, d.code, NULL, 0);
+                goto done;
+
+            default:
+                ws_breach(e, "an unknown return code");
+                goto done;
+            }
+
+            break;
+        }
+
+        off += chunk;
+    }
+
+done:
+
+    free(buf);
+    free(copy);
+}
+
+
+static const char  *ws_mode_names[] = {
+    "all at once", "byte by byte", "random chunks"
+};
+
+
+/*
+ * Feeds a stream all at once, byte by byte and in random chunks (passes
+ * times): each must give exactly the expected events.
+ */
+
+static void
+ws_expect(const u_char *in, size_t in_len, size_t cap, size_t max,
+    const ws_events_t *exp, int passes)
+{
+    int          mode, k, ok;
+    ws_events_t  got;
+
+    for (mode = FEED_ALL; mode <= FEED_RANDOM; mode++) {
+        for (k = 0; k < (mode == FEED_RANDOM ? passes : 1); k++) {
+            ws_run(in, in_len, mode, cap, max, &got);
+
+            ok = ws_events_equal(&got, exp);
+
+            CHECK(ok);
+            CHECK_EQ(got.bad, 0);
+
+            if (!ok || got.bad) {
+                fprintf(stderr, "  [%s] fed %s, cap %zu, max %zu%s%s\n",
+                        context, ws_mode_names[mode], cap, max,
+                        got.bad ? ": " : "", got.bad ? got.what : "");
+                ws_hex_print("input", in, in_len);
+                ws_events_print("expected", exp);
+                ws_events_print("got", &got);
+            }
+
+            ws_events_free(&got);
+
+            if (!ok) {
+                return;
+            }
+        }
+    }
+}
+
+
+/* expects exactly one event */
+
+static void
+ws_expect1(const u_char *in, size_t in_len, size_t cap, size_t max, int rc,
+    unsigned code, const void *data, size_t len)
+{
+    ws_events_t  exp;
+
+    ws_events_reset(&exp);
+    ws_events_add(&exp, rc, code, data, len);
+
+    ws_expect(in, in_len, cap, max, &exp, 10);
+
+    ws_events_free(&exp);
+}
+
+
+/*
+ * A client frame: first byte b0 (FIN, RSV, opcode), masked with mask
+ * unless it is NULL, the length in its shortest form or, if form is 126
+ * or 127, in that one.  payload NULL: the header only.
+ */
+
+static size_t
+ws_frame(u_char *out, u_char b0, const u_char *mask, const void *payload,
+    uint64_t len, int form)
+{
+    int            i;
+    size_t         n;
+    uint64_t       k;
+    const u_char  *src;
+
+    out[0] = b0;
+    n = 2;
+
+    if (form == 127 || (form == 0 && len > 0xffff)) {
+        out[1] = 127;
+
+        for (i = 0; i < 8; i++) {
+            out[n++] = (u_char) (len >> (56 - 8 * i));
+        }
+
+    } else if (form == 126 || (form == 0 && len > 125)) {
+        out[1] = 126;
+        out[n++] = (u_char) (len >> 8);
+        out[n++] = (u_char) len;
+
+    } else {
+        out[1] = (u_char) len;
+    }
+
+    if (mask) {
+        out[1] |= 0x80;
+        memcpy(out + n, mask, 4);
+        n += 4;
+    }
+
+    if (payload == NULL) {
+        return n;
+    }
+
+    src = payload;
+
+    for (k = 0; k < len; k++) {
+        out[n + k] = src[k] ^ (mask ? mask[k & 3] : 0);
+    }
+
+    return n + (size_t) len;
+}
+
+
+static void
+test_ws_rfc(void)
+{
+    size_t                      n, n1;
+    u_char                     *big, *payload, *pos, buf[64], frame[300];
+    ngx_rustdesk_ws_rc_e        rc;
+    ngx_rustdesk_ws_decoder_t   d;
+
+    /* RFC 6455 section 5.7, "A single-frame masked text message" */
+
+    static u_char  text_hello[] = {
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58
+    };
+
+    static u_char  binary_hello[] = {
+        0x82, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58
+    };
+
+    /* "A fragmented unmasked text message", binary and masked */
+
+    static u_char  fragmented[] = {
+        0x02, 0x83, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d,
+        0x80, 0x82, 0x37, 0xfa, 0x21, 0x3d, 0x5b, 0x95
+    };
+
+    /* "Unmasked Ping request and masked Ping response", both masked */
+
+    static u_char  ping_hello[] = {
+        0x89, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58
+    };
+
+    static u_char  pong_hello[] = {
+        0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58
+    };
+
+    /* the same "Hello" unmasked, as a server would send it */
+
+    static u_char  unmasked_hello[] = {
+        0x82, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f
+    };
+
+    context = "ws rfc 5.7 text";
+
+    ngx_rustdesk_ws_decoder_init(&d, buf, sizeof(buf), 1024);
+    pos = text_hello;
+    rc = ngx_rustdesk_ws_decode(&d, &pos, text_hello + sizeof(text_hello));
+
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_ERROR);
+    CHECK_EQ(d.code, NGX_RUSTDESK_WS_UNSUPPORTED);
+    CHECK_EQ(d.code, 1003);
+    CHECK(d.reason != NULL);
+
+    ws_expect1(text_hello, sizeof(text_hello), 64, 1024,
+               NGX_RUSTDESK_WS_ERROR, 1003, NULL, 0);
+
+    context = "ws rfc 5.7 binary";
+
+    ngx_rustdesk_ws_decoder_init(&d, buf, sizeof(buf), 1024);
+    pos = binary_hello;
+    rc = ngx_rustdesk_ws_decode(&d, &pos,
+                                binary_hello + sizeof(binary_hello));
+
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_MESSAGE);
+    CHECK_EQ(d.len, 5);
+    CHECK(memcmp(buf, "Hello", 5) == 0);
+    CHECK(d.buf == buf);
+    CHECK(pos == binary_hello + sizeof(binary_hello));
+
+    ws_expect1(binary_hello, sizeof(binary_hello), 64, 1024,
+               NGX_RUSTDESK_WS_MESSAGE, 0, "Hello", 5);
+
+    /* exactly as big as max and as the buffer */
+    ws_expect1(binary_hello, sizeof(binary_hello), 5, 5,
+               NGX_RUSTDESK_WS_MESSAGE, 0, "Hello", 5);
+
+    context = "ws rfc 5.7 unmasked";
+
+    ws_expect1(unmasked_hello, sizeof(unmasked_hello), 64, 1024,
+               NGX_RUSTDESK_WS_ERROR, 1002, NULL, 0);
+
+    context = "ws rfc 5.7 fragmented";
+
+    ngx_rustdesk_ws_decoder_init(&d, buf, sizeof(buf), 1024);
+    pos = fragmented;
+    rc = ngx_rustdesk_ws_decode(&d, &pos, fragmented + sizeof(fragmented));
+
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_MESSAGE);
+    CHECK_EQ(d.len, 5);
+    CHECK(memcmp(buf, "Hello", 5) == 0);
+    CHECK(pos == fragmented + sizeof(fragmented));
+
+    /* the first frame alone: nothing yet, all of it taken */
+
+    ngx_rustdesk_ws_decoder_init(&d, buf, sizeof(buf), 1024);
+    pos = fragmented;
+    rc = ngx_rustdesk_ws_decode(&d, &pos, fragmented + 9);
+
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_AGAIN);
+    CHECK(pos == fragmented + 9);
+
+    rc = ngx_rustdesk_ws_decode(&d, &pos, fragmented + sizeof(fragmented));
+
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_MESSAGE);
+    CHECK_EQ(d.len, 5);
+    CHECK(memcmp(buf, "Hello", 5) == 0);
+
+    ws_expect1(fragmented, sizeof(fragmented), 64, 1024,
+               NGX_RUSTDESK_WS_MESSAGE, 0, "Hello", 5);
+
+    /* the buffer holds the first fragment only: GROW in between */
+    ws_expect1(fragmented, sizeof(fragmented), 3, 1024,
+               NGX_RUSTDESK_WS_MESSAGE, 0, "Hello", 5);
+
+    context = "ws rfc 5.7 ping";
+
+    ngx_rustdesk_ws_decoder_init(&d, buf, sizeof(buf), 1024);
+    pos = ping_hello;
+    rc = ngx_rustdesk_ws_decode(&d, &pos, ping_hello + sizeof(ping_hello));
+
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_PING);
+    CHECK_EQ(d.ctl_len, 5);
+    CHECK(memcmp(d.ctl, "Hello", 5) == 0);
+    CHECK(pos == ping_hello + sizeof(ping_hello));
+
+    ws_expect1(ping_hello, sizeof(ping_hello), 64, 1024,
+               NGX_RUSTDESK_WS_PING, 0, "Hello", 5);
+
+    /* a control frame needs no message buffer and ignores max */
+    ws_expect1(ping_hello, sizeof(ping_hello), 1, 0,
+               NGX_RUSTDESK_WS_PING, 0, "Hello", 5);
+
+    context = "ws rfc 5.7 pong";
+
+    ngx_rustdesk_ws_decoder_init(&d, buf, sizeof(buf), 1024);
+    pos = pong_hello;
+    rc = ngx_rustdesk_ws_decode(&d, &pos, pong_hello + sizeof(pong_hello));
+
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_PONG);
+    CHECK_EQ(d.ctl_len, 5);
+    CHECK(memcmp(d.ctl, "Hello", 5) == 0);
+    CHECK(pos == pong_hello + sizeof(pong_hello));
+
+    ws_expect1(pong_hello, sizeof(pong_hello), 64, 1024,
+               NGX_RUSTDESK_WS_PONG, 0, "Hello", 5);
+
+    /* "256 bytes binary message in a single unmasked frame", masked */
+
+    context = "ws rfc 5.7 256 bytes";
+
+    payload = malloc(65536);
+    big = malloc(65536 + 14);
+
+    if (payload == NULL || big == NULL) {
+        CHECK(!"out of memory");
+        free(payload);
+        free(big);
+        return;
+    }
+
+    rnd_bytes(payload, 65536);
+
+    frame[0] = 0x82;
+    frame[1] = 0xfe;
+    frame[2] = 0x01;
+    frame[3] = 0x00;
+    memcpy(frame + 4, ws_rfc_mask, 4);
+
+    for (n = 0; n < 256; n++) {
+        frame[8 + n] = payload[n] ^ ws_rfc_mask[n & 3];
+    }
+
+    n1 = 8 + 256;
+
+    CHECK_EQ(ws_frame(big, 0x82, ws_rfc_mask, payload, 256, 0), n1);
+    CHECK(memcmp(big, frame, n1) == 0);
+
+    ws_expect1(frame, n1, 256, 256, NGX_RUSTDESK_WS_MESSAGE, 0, payload,
+               256);
+    ws_expect1(frame, n1, 100, 1000, NGX_RUSTDESK_WS_MESSAGE, 0, payload,
+               256);
+    ws_expect1(frame, n1, 256, 255, NGX_RUSTDESK_WS_ERROR, 1009, NULL, 0);
+
+    /* "64KiB binary message in a single unmasked frame", masked */
+
+    context = "ws rfc 5.7 65536 bytes";
+
+    big[0] = 0x82;
+    big[1] = 0xff;
+    big[2] = 0x00;
+    big[3] = 0x00;
+    big[4] = 0x00;
+    big[5] = 0x00;
+    big[6] = 0x00;
+    big[7] = 0x01;
+    big[8] = 0x00;
+    big[9] = 0x00;
+    memcpy(big + 10, ws_rfc_mask, 4);
+
+    for (n = 0; n < 65536; n++) {
+        big[14 + n] = payload[n] ^ ws_rfc_mask[n & 3];
+    }
+
+    ws_expect1(big, 14 + 65536, 65536, 65536, NGX_RUSTDESK_WS_MESSAGE, 0,
+               payload, 65536);
+    ws_expect1(big, 14 + 65536, 1000, 1 << 20, NGX_RUSTDESK_WS_MESSAGE, 0,
+               payload, 65536);
+    ws_expect1(big, 14 + 65536, 65536, 65535, NGX_RUSTDESK_WS_ERROR, 1009,
+               NULL, 0);
+
+    free(payload);
+    free(big);
+}
+
+
+/*
+ * Several frames in a row: a ping and a pong between the fragments of a
+ * message, long forms, an empty message, then a close.
+ */
+
+static void
+test_ws_chunking(void)
+{
+    int                         k;
+    size_t                      n, i, total, ends[16];
+    u_char                     *stream, *p300, *p70k, *msg70k, *buf, *pos;
+    u_char                      p125[125];
+    ws_events_t                 exp, got;
+    ngx_rustdesk_ws_rc_e        rc;
+    ngx_rustdesk_ws_decoder_t   d;
+
+    static const u_char  m1[4] = { 0x01, 0x02, 0x03, 0x04 };
+    static const u_char  m2[4] = { 0xff, 0x00, 0xa5, 0x5a };
+
+    context = "ws chunking";
+
+    stream = malloc(100000);
+    p300 = malloc(300);
+    p70k = malloc(70000);
+    msg70k = malloc(70010);
+    buf = malloc(1 << 17);
+
+    if (stream == NULL || p300 == NULL || p70k == NULL || msg70k == NULL
+        || buf == NULL)
+    {
+        CHECK(!"out of memory");
+        goto done;
+    }
+
+    rnd_bytes(p300, 300);
+    rnd_bytes(p70k, 70000);
+    rnd_bytes(p125, 125);
+
+    memcpy(msg70k, p70k, 70000);
+    memcpy(msg70k + 70000, "0123456789", 10);
+
+    n = 0;
+    i = 0;
+
+    n += ws_frame(stream + n, 0x02, m1, "Hel", 3, 0);
+    n += ws_frame(stream + n, 0x89, m2, "ping!", 5, 0);
+    ends[i++] = n;
+    n += ws_frame(stream + n, 0x00, m2, "lo, ", 4, 0);
+    n += ws_frame(stream + n, 0x8a, m1, NULL, 0, 0);
+    ends[i++] = n;
+    n += ws_frame(stream + n, 0x80, m1, "world", 5, 0);
+    ends[i++] = n;
+    n += ws_frame(stream + n, 0x82, m2, p300, 300, 0);
+    ends[i++] = n;
+    n += ws_frame(stream + n, 0x82, m1, NULL, 0, 0);
+    ends[i++] = n;
+    n += ws_frame(stream + n, 0x89, m1, p125, 125, 0);
+    ends[i++] = n;
+    n += ws_frame(stream + n, 0x02, m2, p70k, 70000, 0);
+    n += ws_frame(stream + n, 0x80, m1, "0123456789", 10, 0);
+    ends[i++] = n;
+    n += ws_frame(stream + n, 0x88, m2, "\x03\xe8" "bye", 5, 0);
+    ends[i++] = n;
+
+    total = n;
+
+    ws_events_reset(&exp);
+    ws_events_add(&exp, NGX_RUSTDESK_WS_PING, 0, (u_char *) "ping!", 5);
+    ws_events_add(&exp, NGX_RUSTDESK_WS_PONG, 0, NULL, 0);
+    ws_events_add(&exp, NGX_RUSTDESK_WS_MESSAGE, 0,
+                  (u_char *) "Hello, world", 12);
+    ws_events_add(&exp, NGX_RUSTDESK_WS_MESSAGE, 0, p300, 300);
+    ws_events_add(&exp, NGX_RUSTDESK_WS_MESSAGE, 0, NULL, 0);
+    ws_events_add(&exp, NGX_RUSTDESK_WS_PING, 0, p125, 125);
+    ws_events_add(&exp, NGX_RUSTDESK_WS_MESSAGE, 0, msg70k, 70010);
+    ws_events_add(&exp, NGX_RUSTDESK_WS_CLOSE, 1000, NULL, 0);
+
+    /* all at once, by hand: each event leaves *pos at its frame's end */
+
+    ngx_rustdesk_ws_decoder_init(&d, buf, 1 << 17, 1 << 17);
+    pos = stream;
+
+    for (i = 0; i < exp.n; i++) {
+        rc = ngx_rustdesk_ws_decode(&d, &pos, stream + total);
+
+        CHECK_EQ(rc, exp.ev[i].rc);
+        CHECK_EQ(pos - stream, ends[i]);
+
+        if (rc == NGX_RUSTDESK_WS_MESSAGE) {
+            CHECK_EQ(d.len, exp.ev[i].len);
+            CHECK(d.len == exp.ev[i].len
+                  && memcmp(buf, exp.ev[i].data, d.len) == 0);
+
+        } else if (rc == NGX_RUSTDESK_WS_PING || rc == NGX_RUSTDESK_WS_PONG) {
+            CHECK_EQ(d.ctl_len, exp.ev[i].len);
+            CHECK(d.ctl_len == exp.ev[i].len
+                  && memcmp(d.ctl, exp.ev[i].data, d.ctl_len) == 0);
+
+        } else if (rc == NGX_RUSTDESK_WS_CLOSE) {
+            CHECK_EQ(d.code, exp.ev[i].code);
+        }
+    }
+
+    rc = ngx_rustdesk_ws_decode(&d, &pos, stream + total);
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_AGAIN);
+    CHECK(pos == stream + total);
+
+    /* one buffer big enough: no GROW, the same whatever the chunks */
+
+    ws_expect(stream, total, 1 << 17, 1 << 17, &exp, 50);
+
+    ws_run(stream, total, FEED_BYTES, 1 << 17, 1 << 17, &got);
+    CHECK_EQ(got.grows, 0);
+    ws_events_free(&got);
+
+    /* a small buffer: the same events, through GROW */
+
+    ws_expect(stream, total, 16, 70010, &exp, 50);
+
+    ws_run(stream, total, FEED_ALL, 16, 70010, &got);
+    CHECK(got.grows >= 2);
+    ws_events_free(&got);
+
+    /* max one byte short of the long message: the same, then 1009 */
+
+    exp.ev[6].rc = NGX_RUSTDESK_WS_ERROR;
+    exp.ev[6].code = NGX_RUSTDESK_WS_TOO_BIG;
+    exp.ev[6].len = 0;
+    free(exp.ev[7].data);
+    exp.n = 7;
+
+    ws_expect(stream, total, 16, 70009, &exp, 20);
+
+    /* a prefix of the stream: the events of its whole frames only */
+
+    for (k = 0; k < 20; k++) {
+        n = rnd() % total;
+
+        ws_run(stream, n, FEED_RANDOM, 16, 1 << 17, &got);
+
+        for (i = 0; i < 8 && ends[i] <= n; i++) { /* void */ }
+
+        CHECK_EQ(got.n, i);
+        CHECK_EQ(got.bad, 0);
+        ws_events_free(&got);
+    }
+
+    ws_events_free(&exp);
+
+done:
+
+    free(stream);
+    free(p300);
+    free(p70k);
+    free(msg70k);
+    free(buf);
+}
+
+
+static void
+test_ws_grow(void)
+{
+    size_t                      n, n1;
+    u_char                      small[16], *big, *pos, *mid;
+    u_char                      in[400], payload[100], *exact;
+    ngx_rustdesk_ws_rc_e        rc;
+    ngx_rustdesk_ws_decoder_t   d;
+
+    static const u_char  m[4] = { 0x11, 0x22, 0x33, 0x44 };
+
+    context = "ws grow";
+
+    rnd_bytes(payload, sizeof(payload));
+
+    /* (a) a 100-byte message, a 16-byte buffer */
+
+    n = ws_frame(in, 0x82, m, payload, 100, 0);
+    CHECK_EQ(n, 106);
+
+    ngx_rustdesk_ws_decoder_init(&d, small, sizeof(small), 1000);
+    pos = in;
+    rc = ngx_rustdesk_ws_decode(&d, &pos, in + n);
+
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_GROW);
+    CHECK_EQ(d.need, 100);
+    CHECK_EQ(d.len, 0);
+    CHECK(pos == in + 6);               /* the header taken, no payload */
+
+    /* not grown: GROW again, nothing written */
+
+    rc = ngx_rustdesk_ws_decode(&d, &pos, in + n);
+
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_GROW);
+    CHECK_EQ(d.need, 100);
+    CHECK(pos == in + 6);
+
+    /* grown one byte short: GROW again */
+
+    exact = malloc(99);
+    if (exact == NULL) {
+        CHECK(exact != NULL);
+        return;
+    }
+
+    ngx_rustdesk_ws_decoder_set_buf(&d, exact, 99);
+    rc = ngx_rustdesk_ws_decode(&d, &pos, in + n);
+
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_GROW);
+    CHECK_EQ(d.need, 100);
+    CHECK(pos == in + 6);
+    free(exact);
+
+    big = malloc(100);
+    if (big == NULL) {
+        CHECK(big != NULL);
+        return;
+    }
+
+    ngx_rustdesk_ws_decoder_set_buf(&d, big, 100);
+    rc = ngx_rustdesk_ws_decode(&d, &pos, in + n);
+
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_MESSAGE);
+    CHECK_EQ(d.len, 100);
+    CHECK(d.buf == big);
+    CHECK(memcmp(big, payload, 100) == 0);
+    CHECK(pos == in + n);
+
+    /* the next, smaller message goes to the big buffer: no GROW */
+
+    n1 = ws_frame(in, 0x82, m, "abc", 3, 0);
+    pos = in;
+    rc = ngx_rustdesk_ws_decode(&d, &pos, in + n1);
+
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_MESSAGE);
+    CHECK_EQ(d.len, 3);
+    CHECK(memcmp(big, "abc", 3) == 0);
+
+    free(big);
+
+    /* (b) fragmented: 10 bytes fit, the next 50 do not */
+
+    n = ws_frame(in, 0x02, m, payload, 10, 0);
+    mid = in + n;
+    n += ws_frame(in + n, 0x80, m, payload + 10, 50, 0);
+
+    ngx_rustdesk_ws_decoder_init(&d, small, sizeof(small), 1000);
+    pos = in;
+    rc = ngx_rustdesk_ws_decode(&d, &pos, in + n);
+
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_GROW);
+    CHECK_EQ(d.need, 60);
+    CHECK_EQ(d.len, 10);
+    CHECK(memcmp(small, payload, 10) == 0);
+    CHECK(pos == mid + 6);
+
+    big = malloc(60);
+    if (big == NULL) {
+        CHECK(big != NULL);
+        return;
+    }
+
+    memcpy(big, small, d.len);
+    ngx_rustdesk_ws_decoder_set_buf(&d, big, 60);
+    rc = ngx_rustdesk_ws_decode(&d, &pos, in + n);
+
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_MESSAGE);
+    CHECK_EQ(d.len, 60);
+    CHECK(memcmp(big, payload, 60) == 0);
+    CHECK(pos == in + n);
+
+    free(big);
+
+    /* (c) the header ends the input: GROW with everything taken */
+
+    n = ws_frame(in, 0x82, m, payload, 100, 0);
+
+    ngx_rustdesk_ws_decoder_init(&d, small, sizeof(small), 100);
+    pos = in;
+    rc = ngx_rustdesk_ws_decode(&d, &pos, in + 6);
+
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_GROW);
+    CHECK_EQ(d.need, 100);
+    CHECK(pos == in + 6);
+
+    big = malloc(100);
+    if (big == NULL) {
+        CHECK(big != NULL);
+        return;
+    }
+
+    ngx_rustdesk_ws_decoder_set_buf(&d, big, 100);
+
+    rc = ngx_rustdesk_ws_decode(&d, &pos, in + 50);
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_AGAIN);
+    CHECK(pos == in + 50);
+
+    rc = ngx_rustdesk_ws_decode(&d, &pos, in + n);
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_MESSAGE);
+    CHECK_EQ(d.len, 100);
+    CHECK(memcmp(big, payload, 100) == 0);
+
+    free(big);
+
+    /* (d) a ping between the fragments, a buffer of 1: the driver grows */
+
+    n = ws_frame(in, 0x02, m, payload, 10, 0);
+    n += ws_frame(in + n, 0x89, m, "p", 1, 0);
+    n += ws_frame(in + n, 0x00, m, payload + 10, 20, 0);
+    n += ws_frame(in + n, 0x00, m, payload + 30, 0, 0);
+    n += ws_frame(in + n, 0x80, m, payload + 30, 70, 0);
+
+    {
+        ws_events_t  exp;
+
+        ws_events_reset(&exp);
+        ws_events_add(&exp, NGX_RUSTDESK_WS_PING, 0, (u_char *) "p", 1);
+        ws_events_add(&exp, NGX_RUSTDESK_WS_MESSAGE, 0, payload, 100);
+
+        ws_expect(in, n, 1, 100, &exp, 50);
+        ws_expect(in, n, 10, 100, &exp, 50);
+        ws_expect(in, n, 100, 100, &exp, 10);
+
+        ws_events_free(&exp);
+    }
+}
+
+
+typedef struct {
+    const char  *name;
+    size_t       max;
+    size_t       len;
+    u_char       in[24];
+    size_t       before;        /* events before the error (or close) */
+    int          rc;            /* ERROR or CLOSE */
+    unsigned     code;
+} ws_error_vector_t;
+
+
+#define M  0x01, 0x02, 0x03, 0x04
+
+
+static void
+test_ws_errors(void)
+{
+    size_t       i, k, n;
+    u_char       in[200], ping[126];
+    ws_events_t  got;
+
+    static const ws_error_vector_t  vectors[] = {
+        { "unmasked binary", 100, 7,
+          { 0x82, 0x05, 'H', 'e', 'l', 'l', 'o' }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "unmasked empty binary", 100, 2, { 0x82, 0x00 }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "unmasked ping", 100, 2, { 0x89, 0x00 }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "unmasked close", 100, 4, { 0x88, 0x02, 0x03, 0xe8 }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "RSV1", 100, 7, { 0xc2, 0x81, M, 0x00 }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "RSV2", 100, 7, { 0xa2, 0x81, M, 0x00 }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "RSV3", 100, 7, { 0x92, 0x81, M, 0x00 }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "RSV on a ping", 100, 6, { 0xc9, 0x80, M }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "opcode 3", 100, 6, { 0x83, 0x80, M }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "opcode 7", 100, 6, { 0x87, 0x80, M }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "opcode 0xB", 100, 6, { 0x8b, 0x80, M }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "opcode 0xF", 100, 6, { 0x8f, 0x80, M }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "continuation without a start", 100, 7, { 0x80, 0x81, M, 0 }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "continuation (FIN=0) without a start", 100, 7,
+          { 0x00, 0x81, M, 0 }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "continuation after a whole message", 100, 13,
+          { 0x82, 0x80, M, 0x80, 0x81, M, 0 }, 1,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "binary inside a fragmented message", 100, 14,
+          { 0x02, 0x81, M, 0x61, 0x82, 0x81, M, 0x62 }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "binary (FIN=0) inside a fragmented message", 100, 14,
+          { 0x02, 0x81, M, 0x61, 0x02, 0x81, M, 0x62 }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "text", 100, 7, { 0x81, 0x81, M, 0x61 }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1003 },
+        { "text, FIN=0", 100, 7, { 0x01, 0x81, M, 0x61 }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1003 },
+        { "empty text", 100, 6, { 0x81, 0x80, M }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1003 },
+        { "ping, FIN=0", 100, 6, { 0x09, 0x80, M }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "pong, FIN=0", 100, 6, { 0x0a, 0x80, M }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "close, FIN=0", 100, 6, { 0x08, 0x80, M }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "ping, 126 form", 100, 8, { 0x89, 0xfe, 0x00, 0x05, M }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "close, 127 form", 100, 14,
+          { 0x88, 0xff, 0, 0, 0, 0, 0, 0, 0, 0x02, M }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "over max", 5, 12, { 0x82, 0x86, M, 1, 2, 3, 4, 5, 6 }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1009 },
+        { "over max 0", 0, 7, { 0x82, 0x81, M, 1 }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1009 },
+        { "fragments over max", 5, 18,
+          { 0x02, 0x83, M, 1, 2, 3, 0x80, 0x83, M, 4, 5, 6 }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1009 },
+        { "fragments over max, a ping between", 5, 24,
+          { 0x02, 0x83, M, 1, 2, 3, 0x89, 0x80, M,
+            0x00, 0x83, M, 4, 5, 6 }, 1,
+          NGX_RUSTDESK_WS_ERROR, 1009 },
+        { "126 form over max", 1000, 8, { 0x82, 0xfe, 0x03, 0xe9, M }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1009 },
+        { "127 form, 2^40, over max", 1 << 20, 14,
+          { 0x82, 0xff, 0, 0, 0x01, 0, 0, 0, 0, 0, M }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1009 },
+        { "127 form, 2^63 - 1, over max", 1 << 20, 14,
+          { 0x82, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, M },
+          0, NGX_RUSTDESK_WS_ERROR, 1009 },
+        { "127 form, the top bit set", 1 << 20, 14,
+          { 0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0x05, M }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "127 form, all ones", 1 << 20, 14,
+          { 0x82, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, M },
+          0, NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "continuation, 127 form, the top bit set", 1 << 20, 21,
+          { 0x02, 0x81, M, 0x61,
+            0x80, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0x01, M }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "close of 1 byte", 100, 7, { 0x88, 0x81, M, 0x03 }, 0,
+          NGX_RUSTDESK_WS_ERROR, 1002 },
+        { "empty close", 100, 6, { 0x88, 0x80, M }, 0,
+          NGX_RUSTDESK_WS_CLOSE, 1005 },
+        { "close 1000 and a reason", 100, 11,
+          { 0x88, 0x85, M, 0x03 ^ 1, 0xe8 ^ 2, 'b' ^ 3, 'y' ^ 4, 'e' ^ 1 },
+          0, NGX_RUSTDESK_WS_CLOSE, 1000 },
+        { "close inside a fragmented message", 100, 15,
+          { 0x02, 0x81, M, 0x61, 0x88, 0x82, M, 0x03 ^ 1, 0xe9 ^ 2 }, 0,
+          NGX_RUSTDESK_WS_CLOSE, 1001 },
+        { "a message, then a text", 100, 13,
+          { 0x82, 0x81, M, 0x61, 0x81, 0x80, M }, 1,
+          NGX_RUSTDESK_WS_ERROR, 1003 },
+    };
+
+    /* close codes: the valid ones come back, the others are 1002 */
+
+    static const struct {
+        unsigned  code;
+        int       valid;
+    } codes[] = {
+        { 1000, 1 }, { 1001, 1 }, { 1002, 1 }, { 1003, 1 }, { 1007, 1 },
+        { 1008, 1 }, { 1009, 1 }, { 1010, 1 }, { 1011, 1 }, { 3000, 1 },
+        { 3999, 1 }, { 4000, 1 }, { 4999, 1 },
+        { 0, 0 }, { 1, 0 }, { 999, 0 }, { 1004, 0 }, { 1005, 0 },
+        { 1006, 0 }, { 1015, 0 }, { 1016, 0 }, { 1100, 0 }, { 2000, 0 },
+        { 2999, 0 }, { 5000, 0 }, { 0xffff, 0 },
+    };
+
+    static const u_char  m[4] = { M };
+
+    for (i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
+        context = vectors[i].name;
+
+        for (k = 0; k < 3; k++) {
+            ws_run(vectors[i].in, vectors[i].len, (int) k, 16,
+                   vectors[i].max, &got);
+
+            CHECK_EQ(got.bad, 0);
+            CHECK_EQ(got.n, vectors[i].before + 1);
+
+            if (got.n == vectors[i].before + 1) {
+                CHECK_EQ(got.ev[got.n - 1].rc, vectors[i].rc);
+                CHECK_EQ(got.ev[got.n - 1].code, vectors[i].code);
+
+            } else {
+                ws_events_print(ws_mode_names[k], &got);
+            }
+
+            /* 1009 before any GROW: nothing is allocated for it */
+
+            if (vectors[i].code == 1009) {
+                CHECK_EQ(got.grows, 0);
+            }
+
+            ws_events_free(&got);
+        }
+    }
+
+    /* the error is returned as soon as the first 2 bytes show it */
+
+    {
+        u_char                      two[2] = { 0x82, 0x05 }, *pos;
+        ngx_rustdesk_ws_decoder_t   d;
+        ngx_rustdesk_ws_rc_e        rc;
+
+        context = "ws errors, early";
+
+        ngx_rustdesk_ws_decoder_init(&d, in, sizeof(in), 100);
+        pos = two;
+        rc = ngx_rustdesk_ws_decode(&d, &pos, two + 2);
+
+        CHECK_EQ(rc, NGX_RUSTDESK_WS_ERROR);
+        CHECK_EQ(d.code, 1002);
+        CHECK(d.reason != NULL);
+    }
+
+    context = "ws close codes";
+
+    for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+        u_char  cp[2];
+
+        cp[0] = (u_char) (codes[i].code >> 8);
+        cp[1] = (u_char) codes[i].code;
+
+        n = ws_frame(in, 0x88, m, cp, 2, 0);
+
+        if (codes[i].valid) {
+            ws_expect1(in, n, 16, 100, NGX_RUSTDESK_WS_CLOSE, codes[i].code,
+                       NULL, 0);
+
+        } else {
+            ws_expect1(in, n, 16, 100, NGX_RUSTDESK_WS_ERROR, 1002, NULL, 0);
+        }
+    }
+
+    /* a close of 125 bytes is fine, 126 is not */
+
+    context = "ws control frame sizes";
+
+    memset(ping, 'x', sizeof(ping));
+    ping[0] = 0x0f;
+    ping[1] = 0xa0;                     /* 4000 */
+
+    n = ws_frame(in, 0x88, m, ping, 125, 0);
+    ws_expect1(in, n, 16, 100, NGX_RUSTDESK_WS_CLOSE, 4000, NULL, 0);
+
+    n = ws_frame(in, 0x88, m, ping, 126, 0);
+    ws_expect1(in, n, 16, 100, NGX_RUSTDESK_WS_ERROR, 1002, NULL, 0);
+
+    n = ws_frame(in, 0x89, m, ping, 125, 0);
+    ws_expect1(in, n, 16, 0, NGX_RUSTDESK_WS_PING, 0, ping, 125);
+
+    n = ws_frame(in, 0x8a, m, ping, 125, 0);
+    ws_expect1(in, n, 16, 0, NGX_RUSTDESK_WS_PONG, 0, ping, 125);
+
+    n = ws_frame(in, 0x89, m, ping, 126, 0);
+    ws_expect1(in, n, 16, 1000, NGX_RUSTDESK_WS_ERROR, 1002, NULL, 0);
+
+    n = ws_frame(in, 0x8a, m, ping, 126, 0);
+    ws_expect1(in, n, 16, 1000, NGX_RUSTDESK_WS_ERROR, 1002, NULL, 0);
+
+    /* a ping of 5 bytes in the 126 form: the size check is on the form */
+
+    n = ws_frame(in, 0x89, m, ping, 5, 126);
+    ws_expect1(in, n, 16, 1000, NGX_RUSTDESK_WS_ERROR, 1002, NULL, 0);
+
+    /* max is inclusive */
+
+    context = "ws max";
+
+    n = ws_frame(in, 0x82, m, ping, 100, 0);
+    ws_expect1(in, n, 16, 100, NGX_RUSTDESK_WS_MESSAGE, 0, ping, 100);
+    ws_expect1(in, n, 16, 99, NGX_RUSTDESK_WS_ERROR, 1009, NULL, 0);
+
+    n = ws_frame(in, 0x02, m, ping, 50, 0);
+    n += ws_frame(in + n, 0x80, m, ping + 50, 50, 0);
+    ws_expect1(in, n, 16, 100, NGX_RUSTDESK_WS_MESSAGE, 0, ping, 100);
+    ws_expect1(in, n, 16, 99, NGX_RUSTDESK_WS_ERROR, 1009, NULL, 0);
+}
+
+#undef M
+
+
+static void
+test_ws_messages(void)
+{
+    size_t                      n, n1, n2;
+    u_char                      in[200], buf[64], *pos, *last;
+    ws_events_t                 exp;
+    ngx_rustdesk_ws_rc_e        rc;
+    ngx_rustdesk_ws_decoder_t   d;
+
+    static const u_char  m[4] = { 0xde, 0xad, 0xbe, 0xef };
+
+    context = "ws empty message";
+
+    n = ws_frame(in, 0x82, m, NULL, 0, 0);
+    CHECK_EQ(n, 6);
+
+    ngx_rustdesk_ws_decoder_init(&d, buf, sizeof(buf), 100);
+    memset(buf, 0xaa, sizeof(buf));
+    pos = in;
+    rc = ngx_rustdesk_ws_decode(&d, &pos, in + n);
+
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_MESSAGE);
+    CHECK_EQ(d.len, 0);
+    CHECK(pos == in + n);
+    CHECK_EQ(buf[0], 0xaa);
+
+    ws_expect1(in, n, 16, 100, NGX_RUSTDESK_WS_MESSAGE, 0, NULL, 0);
+    ws_expect1(in, n, 16, 0, NGX_RUSTDESK_WS_MESSAGE, 0, NULL, 0);
+
+    /* the empty message in the 126 and 127 forms */
+
+    n = ws_frame(in, 0x82, m, NULL, 0, 126);
+    ws_expect1(in, n, 16, 0, NGX_RUSTDESK_WS_MESSAGE, 0, NULL, 0);
+
+    n = ws_frame(in, 0x82, m, NULL, 0, 127);
+    ws_expect1(in, n, 16, 0, NGX_RUSTDESK_WS_MESSAGE, 0, NULL, 0);
+
+    /* empty fragments */
+
+    context = "ws empty fragments";
+
+    n = ws_frame(in, 0x02, m, NULL, 0, 0);
+    n += ws_frame(in + n, 0x00, m, NULL, 0, 0);
+    n += ws_frame(in + n, 0x80, m, NULL, 0, 0);
+    ws_expect1(in, n, 16, 0, NGX_RUSTDESK_WS_MESSAGE, 0, NULL, 0);
+
+    n = ws_frame(in, 0x02, m, NULL, 0, 0);
+    n += ws_frame(in + n, 0x00, m, "abc", 3, 0);
+    n += ws_frame(in + n, 0x00, m, NULL, 0, 0);
+    n += ws_frame(in + n, 0x80, m, NULL, 0, 0);
+    ws_expect1(in, n, 16, 3, NGX_RUSTDESK_WS_MESSAGE, 0, "abc", 3);
+
+    /* three empty messages back to back */
+
+    n = ws_frame(in, 0x82, m, NULL, 0, 0);
+    n += ws_frame(in + n, 0x82, m, NULL, 0, 0);
+    n += ws_frame(in + n, 0x82, m, NULL, 0, 0);
+
+    ws_events_reset(&exp);
+    ws_events_add(&exp, NGX_RUSTDESK_WS_MESSAGE, 0, NULL, 0);
+    ws_events_add(&exp, NGX_RUSTDESK_WS_MESSAGE, 0, NULL, 0);
+    ws_events_add(&exp, NGX_RUSTDESK_WS_MESSAGE, 0, NULL, 0);
+    ws_expect(in, n, 16, 100, &exp, 10);
+    ws_events_free(&exp);
+
+    /* consecutive messages: d->len starts again after each MESSAGE */
+
+    context = "ws consecutive messages";
+
+    n1 = ws_frame(in, 0x82, m, "abc", 3, 0);
+    n2 = n1 + ws_frame(in + n1, 0x89, m, "P", 1, 0);
+    n = n2 + ws_frame(in + n2, 0x82, m, "de", 2, 0);
+    last = in + n;
+
+    ngx_rustdesk_ws_decoder_init(&d, buf, sizeof(buf), 100);
+    pos = in;
+
+    rc = ngx_rustdesk_ws_decode(&d, &pos, last);
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_MESSAGE);
+    CHECK_EQ(d.len, 3);
+    CHECK(memcmp(buf, "abc", 3) == 0);
+    CHECK(pos == in + n1);
+
+    rc = ngx_rustdesk_ws_decode(&d, &pos, last);
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_PING);
+    CHECK_EQ(d.ctl_len, 1);
+    CHECK_EQ(d.ctl[0], 'P');
+    CHECK_EQ(d.len, 0);
+    CHECK(pos == in + n2);
+
+    rc = ngx_rustdesk_ws_decode(&d, &pos, last);
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_MESSAGE);
+    CHECK_EQ(d.len, 2);
+    CHECK(memcmp(buf, "de", 2) == 0);
+    CHECK(pos == last);
+
+    rc = ngx_rustdesk_ws_decode(&d, &pos, last);
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_AGAIN);
+    CHECK_EQ(d.len, 0);
+    CHECK(pos == last);
+
+    /* two messages whose sum is over max: each is under it */
+
+    n = ws_frame(in, 0x82, m, "abcdef", 6, 0);
+    n += ws_frame(in + n, 0x82, m, "ghijkl", 6, 0);
+
+    ws_events_reset(&exp);
+    ws_events_add(&exp, NGX_RUSTDESK_WS_MESSAGE, 0, (u_char *) "abcdef", 6);
+    ws_events_add(&exp, NGX_RUSTDESK_WS_MESSAGE, 0, (u_char *) "ghijkl", 6);
+    ws_expect(in, n, 6, 6, &exp, 20);
+    ws_expect(in, n, 1, 6, &exp, 20);
+    ws_events_free(&exp);
+
+    /* a fragmented message after a whole one: no leftovers */
+
+    n = ws_frame(in, 0x82, m, "abcdef", 6, 0);
+    n += ws_frame(in + n, 0x02, m, "gh", 2, 0);
+    n += ws_frame(in + n, 0x8a, m, "Q", 1, 0);
+    n += ws_frame(in + n, 0x80, m, "ij", 2, 0);
+
+    ws_events_reset(&exp);
+    ws_events_add(&exp, NGX_RUSTDESK_WS_MESSAGE, 0, (u_char *) "abcdef", 6);
+    ws_events_add(&exp, NGX_RUSTDESK_WS_PONG, 0, (u_char *) "Q", 1);
+    ws_events_add(&exp, NGX_RUSTDESK_WS_MESSAGE, 0, (u_char *) "ghij", 4);
+    ws_expect(in, n, 8, 6, &exp, 20);
+    ws_events_free(&exp);
+}
+
+
+static void
+test_ws_header(void)
+{
+    size_t    i, n, len, hn;
+    u_char    out[NGX_RUSTDESK_WS_HEADER_MAX + 1], *frame, *payload;
+    uint64_t  v;
+
+    static const struct {
+        unsigned  opcode;
+        uint64_t  len;
+        size_t    n;
+        u_char    bytes[10];
+    } vectors[] = {
+        { 2, 0,           2, { 0x82, 0x00 } },
+        { 2, 1,           2, { 0x82, 0x01 } },
+        { 2, 125,         2, { 0x82, 0x7d } },
+        { 2, 126,         4, { 0x82, 0x7e, 0x00, 0x7e } },
+        { 2, 256,         4, { 0x82, 0x7e, 0x01, 0x00 } },
+        { 2, 65535,       4, { 0x82, 0x7e, 0xff, 0xff } },
+        { 2, 65536,      10, { 0x82, 0x7f, 0, 0, 0, 0, 0, 0x01, 0, 0 } },
+        { 2, 1ULL << 32, 10, { 0x82, 0x7f, 0, 0, 0, 0x01, 0, 0, 0, 0 } },
+        { 2, 0x0102030405060708ULL, 10,
+          { 0x82, 0x7f, 1, 2, 3, 4, 5, 6, 7, 8 } },
+        { 2, 0x7fffffffffffffffULL, 10,
+          { 0x82, 0x7f, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff } },
+        { 8, 2,           2, { 0x88, 0x02 } },
+        { 9, 5,           2, { 0x89, 0x05 } },
+        { 10, 125,        2, { 0x8a, 0x7d } },
+        { 1, 126,         4, { 0x81, 0x7e, 0x00, 0x7e } },
+        { 0, 3,           2, { 0x80, 0x03 } },
+    };
+
+    context = "ws header";
+
+    for (i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
+        memset(out, 0xaa, sizeof(out));
+
+        n = ngx_rustdesk_ws_header(out, vectors[i].opcode, vectors[i].len);
+
+        CHECK_EQ(n, vectors[i].n);
+        CHECK(n == vectors[i].n && memcmp(out, vectors[i].bytes, n) == 0);
+        CHECK(n > NGX_RUSTDESK_WS_HEADER_MAX || out[n] == 0xaa);
+    }
+
+    /* random lengths of each size: a masked copy decodes to the payload */
+
+    context = "ws header roundtrip";
+
+    frame = malloc(70000 + 14);
+    payload = malloc(70000);
+
+    if (frame == NULL || payload == NULL) {
+        CHECK(!"out of memory");
+        free(frame);
+        free(payload);
+        return;
+    }
+
+    for (i = 0; i < 30; i++) {
+        switch (i % 3) {
+        case 0:
+            len = rnd() % 126;
+            break;
+        case 1:
+            len = 126 + rnd() % (65536 - 126);
+            break;
+        default:
+            len = 65536 + rnd() % (70000 - 65536);
+            break;
+        }
+
+        rnd_bytes(payload, len);
+
+        hn = ngx_rustdesk_ws_header(frame, NGX_RUSTDESK_WS_BINARY, len);
+        CHECK_EQ(hn, len <= 125 ? 2 : len <= 65535 ? 4 : 10);
+
+        /* the length as written, read back */
+
+        v = frame[1] & 0x7f;
+
+        if (v == 126) {
+            v = (frame[2] << 8) | frame[3];
+
+        } else if (v == 127) {
+            for (v = 0, n = 2; n < 10; n++) {
+                v = (v << 8) | frame[n];
+            }
+        }
+
+        CHECK_EQ(v, len);
+
+        frame[1] |= 0x80;
+        memcpy(frame + hn, ws_rfc_mask, 4);
+
+        for (n = 0; n < len; n++) {
+            frame[hn + 4 + n] = payload[n] ^ ws_rfc_mask[n & 3];
+        }
+
+        ws_expect1(frame, hn + 4 + len, 70000, 70000,
+                   NGX_RUSTDESK_WS_MESSAGE, 0, payload, len);
+    }
+
+    free(frame);
+    free(payload);
+}
+
+
+/* the upgrade request */
+
+typedef struct {
+    int      rc;
+    int      status;
+    size_t   size;
+    int      has_key, has_real_ip, has_forwarded;
+    size_t   key_len;
+    char     key[128];
+    char     real_ip[128];
+    char     forwarded[128];
+} ws_req_t;
+
+
+static void
+ws_req_str(char *dst, const unsigned char *p, size_t len,
+    const unsigned char *base, size_t size)
+{
+    dst[0] = '\0';
+
+    /* within the request */
+
+    CHECK(p >= base && p + len <= base + size);
+
+    if (p < base || p + len > base + size || len >= 128) {
+        return;
+    }
+
+    memcpy(dst, p, len);
+    dst[len] = '\0';
+}
+
+
+/* parses a copy of exactly len bytes (ASan sees any read past it) */
+
+static void
+ws_req_parse(const void *in, size_t len, ws_req_t *out)
+{
+    u_char                     *copy;
+    ngx_rustdesk_ws_request_t   r;
+
+    memset(out, 0, sizeof(ws_req_t));
+
+    copy = malloc(len ? len : 1);
+    if (copy == NULL) {
+        CHECK(copy != NULL);
+        return;
+    }
+
+    memcpy(copy, in, len);
+    memset(&r, 0x5a, sizeof(r));
+
+    out->rc = ngx_rustdesk_ws_parse_request(copy, len, &r);
+
+    if (out->rc == 1) {
+        out->status = r.status;
+        out->size = r.size;
+
+        CHECK(r.size <= len);
+        CHECK(r.status == 0 || r.reason != NULL);
+
+        if (r.key) {
+            out->has_key = 1;
+            out->key_len = r.key_len;
+            ws_req_str(out->key, r.key, r.key_len, copy, r.size);
+        }
+
+        if (r.real_ip) {
+            out->has_real_ip = 1;
+            ws_req_str(out->real_ip, r.real_ip, r.real_ip_len, copy, r.size);
+        }
+
+        if (r.forwarded) {
+            out->has_forwarded = 1;
+            ws_req_str(out->forwarded, r.forwarded, r.forwarded_len, copy,
+                       r.size);
+        }
+    }
+
+    free(copy);
+}
+
+
+static void
+ws_req_expect(const char *s, int status)
+{
+    ws_req_t  r;
+
+    ws_req_parse(s, strlen(s), &r);
+
+    CHECK_EQ(r.rc, 1);
+    CHECK_EQ(r.status, status);
+    CHECK_EQ(r.size, strlen(s));
+
+    if (r.rc != 1 || r.status != status) {
+        fprintf(stderr, "  [%s] request:\n%s", context, s);
+    }
+}
+
+
+#define WS_REQ_LINE  "GET /chat HTTP/1.1\r\n"
+#define WS_REQ_HOST  "Host: server.example.com\r\n"
+#define WS_REQ_UPG   "Upgrade: websocket\r\n"
+#define WS_REQ_CONN  "Connection: Upgrade\r\n"
+#define WS_REQ_KEY   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+#define WS_REQ_VER   "Sec-WebSocket-Version: 13\r\n"
+#define WS_REQ_TAIL  WS_REQ_UPG WS_REQ_CONN WS_REQ_KEY WS_REQ_VER "\r\n"
+
+
+static void
+test_ws_request(void)
+{
+    size_t    i, len;
+    u_char    tmp[1024];
+    ws_req_t  r;
+
+    /* RFC 6455 section 1.3 */
+
+    static const char  rfc[] =
+        "GET /chat HTTP/1.1\r\n"
+        "Host: server.example.com\r\n"
+        "Upgrade: websocket\r\n"
+        "Connection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Origin: http://example.com\r\n"
+        "Sec-WebSocket-Protocol: chat, superchat\r\n"
+        "Sec-WebSocket-Version: 13\r\n"
+        "\r\n";
+
+    static const char  minimal[] =
+        WS_REQ_LINE WS_REQ_HOST WS_REQ_TAIL;
+
+    context = "ws request rfc 1.3";
+
+    ws_req_parse(rfc, sizeof(rfc) - 1, &r);
+
+    CHECK_EQ(r.rc, 1);
+    CHECK_EQ(r.status, 0);
+    CHECK_EQ(r.size, sizeof(rfc) - 1);
+    CHECK(r.has_key && strcmp(r.key, "dGhlIHNhbXBsZSBub25jZQ==") == 0);
+    CHECK(!r.has_real_ip);
+    CHECK(!r.has_forwarded);
+
+    ws_req_parse(minimal, sizeof(minimal) - 1, &r);
+
+    CHECK_EQ(r.rc, 1);
+    CHECK_EQ(r.status, 0);
+    CHECK_EQ(r.size, sizeof(minimal) - 1);
+    CHECK(r.has_key && strcmp(r.key, "dGhlIHNhbXBsZSBub25jZQ==") == 0);
+
+    /* incomplete: every prefix */
+
+    context = "ws request incomplete";
+
+    for (len = 0; len < sizeof(rfc) - 1; len++) {
+        ws_req_parse(rfc, len, &r);
+        CHECK_EQ(r.rc, 0);
+    }
+
+    ws_req_parse("GET /chat HTTP/1.1\r\n\r", 21, &r);
+    CHECK_EQ(r.rc, 0);
+
+    ws_req_parse("GET /chat HTTP/1.1\n\n", 20, &r);
+    CHECK_EQ(r.rc, 0);
+
+    /* what follows the empty line (the first frame) is not the request's */
+
+    context = "ws request and a frame";
+
+    memcpy(tmp, rfc, sizeof(rfc) - 1);
+    memcpy(tmp + sizeof(rfc) - 1, "\x82\x80\x01\x02\x03\x04\r\n\r\n", 10);
+
+    ws_req_parse(tmp, sizeof(rfc) - 1 + 10, &r);
+
+    CHECK_EQ(r.rc, 1);
+    CHECK_EQ(r.status, 0);
+    CHECK_EQ(r.size, sizeof(rfc) - 1);
+
+    /* names in any case, spaces and tabs around values, any order */
+
+    context = "ws request case and spaces";
+
+    ws_req_expect("GET / HTTP/1.1\r\n"
+                  "host: a\r\n"
+                  "UPGRADE:WebSocket\r\n"
+                  "connection:   upgrade   \r\n"
+                  "sec-websocket-key:\tdGhlIHNhbXBsZSBub25jZQ==\t \r\n"
+                  "SEC-WEBSOCKET-VERSION: 13 \r\n"
+                  "\r\n", 0);
+
+    {
+        static const char  mixed[] =
+            "GET / HTTP/1.1\r\n"
+            "sEc-WeBsOcKeT-vErSiOn:13\r\n"
+            "sec-websocket-key:  dGhlIHNhbXBsZSBub25jZQ==  \r\n"
+            "cOnNeCtIoN: UPGRADE\r\n"
+            "uPgRaDe: WEBSOCKET\r\n"
+            "\r\n";
+
+        ws_req_parse(mixed, sizeof(mixed) - 1, &r);
+    }
+
+    CHECK_EQ(r.rc, 1);
+    CHECK_EQ(r.status, 0);
+    CHECK(strcmp(r.key, "dGhlIHNhbXBsZSBub25jZQ==") == 0);
+
+    /* HTTP/1.1 request line with a query, an absolute path */
+
+    ws_req_expect("GET /ws?id=1&x=y HTTP/1.1\r\n" WS_REQ_TAIL, 0);
+    ws_req_expect("GET http://example.com/ HTTP/1.1\r\n" WS_REQ_TAIL, 0);
+
+    /* Connection as a list */
+
+    context = "ws request connection list";
+
+    ws_req_expect("GET / HTTP/1.1\r\n" WS_REQ_UPG
+                  "Connection: keep-alive, Upgrade\r\n"
+                  WS_REQ_KEY WS_REQ_VER "\r\n", 0);
+    ws_req_expect("GET / HTTP/1.1\r\n" WS_REQ_UPG
+                  "Connection: Upgrade,keep-alive\r\n"
+                  WS_REQ_KEY WS_REQ_VER "\r\n", 0);
+    ws_req_expect("GET / HTTP/1.1\r\n" WS_REQ_UPG
+                  "Connection: keep-alive ,\tupgrade , close\r\n"
+                  WS_REQ_KEY WS_REQ_VER "\r\n", 0);
+    ws_req_expect("GET / HTTP/1.1\r\n" WS_REQ_UPG
+                  "Connection: keep-alive\r\n"
+                  WS_REQ_KEY WS_REQ_VER "\r\n", 400);
+    ws_req_expect("GET / HTTP/1.1\r\n" WS_REQ_UPG
+                  "Connection: upgrades, keep-upgrade\r\n"
+                  WS_REQ_KEY WS_REQ_VER "\r\n", 400);
+    ws_req_expect("GET / HTTP/1.1\r\n"
+                  "Upgrade: h2c, websocket\r\n"
+                  WS_REQ_CONN WS_REQ_KEY WS_REQ_VER "\r\n", 0);
+
+    /* the method, the version */
+
+    context = "ws request line";
+
+    ws_req_expect("POST /chat HTTP/1.1\r\n" WS_REQ_TAIL, 405);
+    ws_req_expect("HEAD /chat HTTP/1.1\r\n" WS_REQ_TAIL, 405);
+    ws_req_expect("get /chat HTTP/1.1\r\n" WS_REQ_TAIL, 405);
+    ws_req_expect("GET\r\n" WS_REQ_TAIL, 405);
+    ws_req_expect("\r\n" WS_REQ_TAIL, 405);
+    ws_req_expect("GET /chat HTTP/1.0\r\n" WS_REQ_TAIL, 400);
+    ws_req_expect("GET /chat HTTP/2.0\r\n" WS_REQ_TAIL, 400);
+    ws_req_expect("GET /chat\r\n" WS_REQ_TAIL, 400);
+    ws_req_expect("GET HTTP/1.1\r\n" WS_REQ_TAIL, 400);
+    ws_req_expect("GET /chat HTTP/1.1x\r\n" WS_REQ_TAIL, 400);
+    ws_req_expect("GET /chat HTTP/1.\r\n" WS_REQ_TAIL, 400);
+
+    /* the upgrade itself */
+
+    context = "ws request upgrade";
+
+    ws_req_expect(WS_REQ_LINE WS_REQ_CONN WS_REQ_KEY WS_REQ_VER "\r\n", 400);
+    ws_req_expect(WS_REQ_LINE WS_REQ_UPG WS_REQ_KEY WS_REQ_VER "\r\n", 400);
+    ws_req_expect(WS_REQ_LINE "Upgrade: h2c\r\n" WS_REQ_CONN WS_REQ_KEY
+                  WS_REQ_VER "\r\n", 400);
+    ws_req_expect(WS_REQ_LINE "Upgrade:\r\n" WS_REQ_CONN WS_REQ_KEY
+                  WS_REQ_VER "\r\n", 400);
+    ws_req_expect(WS_REQ_LINE "\r\n", 400);
+
+    /* the key */
+
+    context = "ws request key";
+
+    ws_req_expect(WS_REQ_LINE WS_REQ_UPG WS_REQ_CONN WS_REQ_VER "\r\n", 400);
+    ws_req_expect(WS_REQ_LINE WS_REQ_UPG WS_REQ_CONN
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=\r\n"
+                  WS_REQ_VER "\r\n", 400);
+    ws_req_expect(WS_REQ_LINE WS_REQ_UPG WS_REQ_CONN
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ===\r\n"
+                  WS_REQ_VER "\r\n", 400);
+    ws_req_expect(WS_REQ_LINE WS_REQ_UPG WS_REQ_CONN
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQAA\r\n"
+                  WS_REQ_VER "\r\n", 400);
+    ws_req_expect(WS_REQ_LINE WS_REQ_UPG WS_REQ_CONN
+                  "Sec-WebSocket-Key:\r\n"
+                  WS_REQ_VER "\r\n", 400);
+
+    /*
+     * RFC 6455 4.2.1 item 5: a base64 value that decodes to 16 bytes;
+     * anything else MUST be refused (400).  24 bytes ending in "==" that
+     * are not base64 are not such a value.
+     */
+
+    ws_req_expect(WS_REQ_LINE WS_REQ_UPG WS_REQ_CONN
+                  "Sec-WebSocket-Key: !!!!!!!!!!!!!!!!!!!!!!==\r\n"
+                  WS_REQ_VER "\r\n", 400);
+
+    /* the version */
+
+    context = "ws request version";
+
+    ws_req_expect(WS_REQ_LINE WS_REQ_UPG WS_REQ_CONN WS_REQ_KEY
+                  "Sec-WebSocket-Version: 8\r\n\r\n", 426);
+    ws_req_expect(WS_REQ_LINE WS_REQ_UPG WS_REQ_CONN WS_REQ_KEY
+                  "Sec-WebSocket-Version: 12\r\n\r\n", 426);
+    ws_req_expect(WS_REQ_LINE WS_REQ_UPG WS_REQ_CONN WS_REQ_KEY
+                  "Sec-WebSocket-Version: 130\r\n\r\n", 426);
+    ws_req_expect(WS_REQ_LINE WS_REQ_UPG WS_REQ_CONN WS_REQ_KEY "\r\n", 426);
+
+    /* the client's address through a proxy */
+
+    context = "ws request addresses";
+
+    ws_req_parse(WS_REQ_LINE "X-Real-IP: 198.51.100.7\r\n"
+                 "X-Forwarded-For: 203.0.113.5, 10.0.0.1\r\n" WS_REQ_TAIL,
+                 strlen(WS_REQ_LINE "X-Real-IP: 198.51.100.7\r\n"
+                 "X-Forwarded-For: 203.0.113.5, 10.0.0.1\r\n" WS_REQ_TAIL),
+                 &r);
+
+    CHECK_EQ(r.rc, 1);
+    CHECK_EQ(r.status, 0);
+    CHECK(r.has_real_ip && strcmp(r.real_ip, "198.51.100.7") == 0);
+    CHECK(r.has_forwarded && strcmp(r.forwarded, "203.0.113.5") == 0);
+
+    {
+        static const char  *xff[][2] = {
+            { "x-forwarded-for: 203.0.113.5\r\n", "203.0.113.5" },
+            { "X-Forwarded-For:203.0.113.5,10.0.0.1\r\n", "203.0.113.5" },
+            { "X-Forwarded-For:  203.0.113.5 \t, 10.0.0.1 \r\n",
+              "203.0.113.5" },
+            { "X-Forwarded-For: 2001:db8::1, 10.0.0.1\r\n", "2001:db8::1" },
+            { "X-FORWARDED-FOR: 203.0.113.5, 10.0.0.1, 10.0.0.2\r\n",
+              "203.0.113.5" },
+        };
+
+        for (i = 0; i < sizeof(xff) / sizeof(xff[0]); i++) {
+            len = (size_t) snprintf((char *) tmp, sizeof(tmp), "%s%s%s",
+                                    WS_REQ_LINE, xff[i][0], WS_REQ_TAIL);
+
+            ws_req_parse(tmp, len, &r);
+
+            CHECK_EQ(r.rc, 1);
+            CHECK_EQ(r.status, 0);
+            CHECK(r.has_forwarded && strcmp(r.forwarded, xff[i][1]) == 0);
+            CHECK(!r.has_real_ip);
+        }
+    }
+
+    ws_req_parse(WS_REQ_LINE "x-real-ip:   2001:db8::7  \r\n" WS_REQ_TAIL,
+                 strlen(WS_REQ_LINE "x-real-ip:   2001:db8::7  \r\n"
+                        WS_REQ_TAIL), &r);
+
+    CHECK_EQ(r.rc, 1);
+    CHECK(r.has_real_ip && strcmp(r.real_ip, "2001:db8::7") == 0);
+    CHECK(!r.has_forwarded);
+
+    /* an address does not make a bad request good */
+
+    ws_req_expect(WS_REQ_LINE "X-Real-IP: 198.51.100.7\r\n" WS_REQ_UPG
+                  WS_REQ_KEY WS_REQ_VER "\r\n", 400);
+
+    /* malformed header lines */
+
+    context = "ws request malformed";
+
+    ws_req_expect(WS_REQ_LINE "Host server.example.com\r\n" WS_REQ_TAIL, 400);
+    ws_req_expect(WS_REQ_LINE WS_REQ_UPG WS_REQ_CONN WS_REQ_KEY WS_REQ_VER
+                  "garbage\r\n\r\n", 400);
+    ws_req_expect(WS_REQ_LINE ": no name\r\n" WS_REQ_TAIL, 400);
+    ws_req_expect(WS_REQ_LINE " \r\n" WS_REQ_TAIL, 400);
+}
+
+
+/*
+ * An independent decoder, straight from RFC 6455 section 5 and the
+ * header's contract, working on the whole input: what a decoder fed in any
+ * way must report.  An event needs the bytes that prove it: an error in
+ * the first 2 bytes needs those 2, a length error the whole header, a
+ * close code the whole frame.
+ */
+
+static int
+ws_model_close_code_valid(unsigned code)
+{
+    return (code >= 1000 && code <= 1003)
+           || (code >= 1007 && code <= 1014)
+           || (code >= 3000 && code <= 4999);
+}
+
+
+static void
+ws_model(const u_char *in, size_t n, size_t max, ws_events_t *e)
+{
+    int        fragmented;
+    size_t     off, hs, i, mlen;
+    u_char     b0, b1, op, fin, ctl[125], *msg;
+    unsigned   code;
+    uint64_t   len;
+
+    ws_events_reset(e);
+
+    msg = malloc(n + 1);                /* no message is longer */
+    if (msg == NULL) {
+        e->bad++;
+        return;
+    }
+
+    fragmented = 0;
+    mlen = 0;
+    off = 0;
+
+#define ws_model_error(c)                                                     \
+    { ws_events_add(e, NGX_RUSTDESK_WS_ERROR, c, NULL, 0); goto done; }
+
+    for ( ;; ) {
+        if (n - off < 2) {
+            break;
+        }
+
+        b0 = in[off];
+        b1 = in[off + 1];
+        fin = b0 >> 7;
+        op = b0 & 0x0f;
+
+        if (b0 & 0x70) {
+            ws_model_error(1002);
+        }
+
+        if (!(b1 & 0x80)) {
+            ws_model_error(1002);
+        }
+
+        if (op == 0 && !fragmented) {
+            ws_model_error(1002);
+        }
+
+        if (op == 1) {
+            ws_model_error(1003);
+        }
+
+        if (op == 2 && fragmented) {
+            ws_model_error(1002);
+        }
+
+        if (op >= 8 && op <= 10 && (!fin || (b1 & 0x7f) > 125)) {
+            ws_model_error(1002);
+        }
+
+        if ((op > 2 && op < 8) || op > 10) {
+            ws_model_error(1002);
+        }
+
+        hs = (b1 & 0x7f) == 126 ? 8 : (b1 & 0x7f) == 127 ? 14 : 6;
+
+        if (n - off < hs) {
+            break;
+        }
+
+        if ((b1 & 0x7f) == 126) {
+            len = (in[off + 2] << 8) | in[off + 3];
+
+        } else if ((b1 & 0x7f) == 127) {
+            if (in[off + 2] & 0x80) {
+                ws_model_error(1002);
+            }
+
+            for (len = 0, i = 2; i < 10; i++) {
+                len = len * 256 + in[off + i];
+            }
+
+        } else {
+            len = b1 & 0x7f;
+        }
+
+        if (op < 8 && (uint64_t) mlen + len > max) {
+            ws_model_error(1009);
+        }
+
+        if (n - off - hs < len) {
+            break;
+        }
+
+        /* the whole frame */
+
+        for (i = 0; i < len; i++) {
+            u_char  c = in[off + hs + i] ^ in[off + hs - 4 + (i % 4)];
+
+            if (op < 8) {
+                msg[mlen + i] = c;
+
+            } else {
+                ctl[i] = c;
+            }
+        }
+
+        off += hs + (size_t) len;
+
+        switch (op) {
+
+        case 9:
+            ws_events_add(e, NGX_RUSTDESK_WS_PING, 0, ctl, (size_t) len);
+            break;
+
+        case 10:
+            ws_events_add(e, NGX_RUSTDESK_WS_PONG, 0, ctl, (size_t) len);
+            break;
+
+        case 8:
+            if (len == 0) {
+                ws_events_add(e, NGX_RUSTDESK_WS_CLOSE, 1005, NULL, 0);
+                break;
+            }
+
+            if (len == 1) {
+                ws_model_error(1002);
+            }
+
+            code = (ctl[0] << 8) | ctl[1];
+
+            if (!ws_model_close_code_valid(code)) {
+                ws_model_error(1002);
+            }
+
+            ws_events_add(e, NGX_RUSTDESK_WS_CLOSE, code, NULL, 0);
+            break;
+
+        default:
+            mlen += (size_t) len;
+
+            if (fin) {
+                ws_events_add(e, NGX_RUSTDESK_WS_MESSAGE, 0, msg, mlen);
+                mlen = 0;
+                fragmented = 0;
+
+            } else {
+                fragmented = 1;
+            }
+        }
+    }
+
+#undef ws_model_error
+
+done:
+
+    free(msg);
+}
+
+
+/* a stream of mostly sound frames, then maybe cut and damaged */
+
+static size_t
+ws_random_stream(u_char *out, size_t size)
+{
+    int       form;
+    size_t    n, k, frames, f, len, cut;
+    u_char    b0, mask[4], payload[300];
+    uint64_t  r;
+
+    static const unsigned  codes[] = {
+        1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007, 1011, 1014, 1015,
+        999, 0, 2999, 3000, 4999, 5000, 0xffff
+    };
+
+    n = 0;
+    frames = 1 + rnd() % 8;
+
+    for (f = 0; f < frames; f++) {
+        r = rnd() % 24;
+
+        if (r < 8) {
+            b0 = 0x02;
+        } else if (r < 12) {
+            b0 = 0x00;
+        } else if (r < 15) {
+            b0 = 0x09;
+        } else if (r < 17) {
+            b0 = 0x0a;
+        } else if (r < 19) {
+            b0 = 0x08;
+        } else if (r < 20) {
+            b0 = 0x01;
+        } else {
+            b0 = rnd() % 16;
+        }
+
+        if (rnd() % 4 || b0 >= 8) {
+            b0 |= 0x80;
+        }
+
+        if (rnd() % 40 == 0) {
+            b0 |= (rnd() % 8) << 4;
+        }
+
+        r = rnd() % 16;
+        len = r < 10 ? rnd() % 12 : r < 14 ? rnd() % 300 : 120 + rnd() % 10;
+
+        form = 0;
+        r = rnd() % 16;
+        if (r == 0) {
+            form = 126;
+        } else if (r == 1) {
+            form = 127;
+        }
+
+        rnd_bytes(payload, len);
+
+        if ((b0 & 0x0f) == 8 && len >= 2 && rnd() % 4) {
+            k = codes[rnd() % (sizeof(codes) / sizeof(codes[0]))];
+            payload[0] = (u_char) (k >> 8);
+            payload[1] = (u_char) k;
+        }
+
+        rnd_bytes(mask, 4);
+
+        if (n + 14 + len > size) {
+            break;
+        }
+
+        n += ws_frame(out + n, b0, rnd() % 40 ? mask : NULL, payload, len,
+                      form);
+    }
+
+    /* cut */
+
+    if (n && rnd() % 4 == 0) {
+        cut = rnd() % n;
+        n = cut;
+    }
+
+    /* damage */
+
+    if (n && rnd() % 4 == 0) {
+        for (k = 1 + rnd() % 3; k; k--) {
+            out[rnd() % n] ^= (u_char) (1 << (rnd() % 8));
+        }
+    }
+
+    return n;
+}
+
+
+static void
+test_ws_garbage(void)
+{
+    int          mode;
+    size_t       i, len, cap, max, mismatches, bad, events;
+    u_char       in[4096];
+    ws_events_t  exp, got;
+
+    context = "ws garbage";
+
+    mismatches = 0;
+    bad = 0;
+    events = 0;
+
+    for (i = 0; i < 100000; i++) {
+
+        if (i % 2) {
+            len = rnd() % 200;
+            rnd_bytes(in, len);
+
+            /* often a plausible first frame header */
+
+            if (len >= 2 && rnd() % 2) {
+                in[0] &= 0x8f;
+                in[1] |= 0x80;
+            }
+
+        } else {
+            len = ws_random_stream(in, sizeof(in));
+        }
+
+        cap = rnd() % 3 ? 1 + rnd() % 64 : 1 + rnd() % 400;
+        max = rnd() % 8 ? rnd() % 400 : 1 << 20;
+
+        mode = i % 10 == 0 ? FEED_BYTES : i % 10 == 1 ? FEED_ALL
+                                                      : FEED_RANDOM;
+
+        ws_model(in, len, max, &exp);
+        ws_run(in, len, mode, cap, max, &got);
+
+        events += got.n;
+
+        if (got.bad) {
+            if (bad++ < 3) {
+                fprintf(stderr, "  [%s] #%zu: %s (fed %s, cap %zu, "
+                        "max %zu)\n", context, i, got.what,
+                        ws_mode_names[mode], cap, max);
+                ws_hex_print("input", in, len);
+            }
+        }
+
+        if (!ws_events_equal(&exp, &got)) {
+            if (mismatches++ < 3) {
+                fprintf(stderr, "  [%s] #%zu: fed %s, cap %zu, max %zu\n",
+                        context, i, ws_mode_names[mode], cap, max);
+                ws_hex_print("input", in, len);
+                ws_events_print("model", &exp);
+                ws_events_print("decoder", &got);
+            }
+        }
+
+        ws_events_free(&exp);
+        ws_events_free(&got);
+    }
+
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(mismatches, 0);
+
+    /* the streams are not all rejected at once */
+
+    CHECK(events > 100000);
+}
+
+
+/* the upgrade request, damaged: no crash, no read past the input */
+
+static void
+test_ws_request_garbage(void)
+{
+    size_t     i, k, len, pos, ok, complete;
+    u_char     in[1024];
+    ws_req_t   r;
+
+    static const char  base[] =
+        "GET /chat HTTP/1.1\r\n"
+        "Host: server.example.com\r\n"
+        "Upgrade: websocket\r\n"
+        "Connection: keep-alive, Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "X-Real-IP: 198.51.100.7\r\n"
+        "X-Forwarded-For: 203.0.113.5, 10.0.0.1\r\n"
+        "Sec-WebSocket-Version: 13\r\n"
+        "\r\n";
+
+    static const char  *bits[] = {
+        "\r\n", "\r", "\n", ":", " ", ",", "\t", "\r\n\r\n", "==", "GET ",
+        " HTTP/1.1"
+    };
+
+    context = "ws request garbage";
+
+    ok = 0;
+    complete = 0;
+
+    for (i = 0; i < 20000; i++) {
+        len = sizeof(base) - 1;
+        memcpy(in, base, len);
+
+        for (k = 1 + rnd() % 4; k; k--) {
+            pos = rnd() % (len + 1);
+
+            switch (rnd() % 4) {
+
+            case 0:                     /* flip a byte */
+                if (pos < len) {
+                    in[pos] = (u_char) rnd();
+                }
+                break;
+
+            case 1:                     /* delete some */
+                if (pos < len) {
+                    size_t  del = 1 + rnd() % 8;
+
+                    if (del > len - pos) {
+                        del = len - pos;
+                    }
+
+                    memmove(in + pos, in + pos + del, len - pos - del);
+                    len -= del;
+                }
+                break;
+
+            case 2:                     /* insert a piece of syntax */
+                {
+                    const char  *s = bits[rnd() % (sizeof(bits)
+                                                  / sizeof(bits[0]))];
+                    size_t       sl = strlen(s);
+
+                    if (len + sl <= sizeof(in)) {
+                        memmove(in + pos + sl, in + pos, len - pos);
+                        memcpy(in + pos, s, sl);
+                        len += sl;
+                    }
+                }
+                break;
+
+            default:                    /* cut */
+                len = pos;
+                break;
+            }
+        }
+
+        ws_req_parse(in, len, &r);
+
+        if (r.rc == 1) {
+            complete++;
+
+            if (r.status == 0) {
+                ok++;
+                CHECK_EQ(r.key_len, 24);
+            }
+
+            CHECK(r.status == 0 || r.status == 400 || r.status == 405
+                  || r.status == 426);
+
+        } else {
+            CHECK_EQ(r.rc, 0);
+        }
+    }
+
+    CHECK(complete > 1000);
+    CHECK(ok > 100);
+}
+
+
 int
 main(void)
 {
@@ -2593,6 +4888,16 @@ main(void)
     test_addr_now();
 
     test_keys();
+
+    test_ws_rfc();
+    test_ws_chunking();
+    test_ws_grow();
+    test_ws_errors();
+    test_ws_messages();
+    test_ws_header();
+    test_ws_request();
+    test_ws_request_garbage();
+    test_ws_garbage();
 
     printf("%lu passed, %lu failed\n", passed, failed);
 
