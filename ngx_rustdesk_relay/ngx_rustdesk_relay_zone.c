@@ -87,6 +87,8 @@ ngx_rustdesk_relay_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 
         ngx_queue_init(&sh->usage);
 
+        sh->total_last = ngx_current_msec;
+
         shpool->data = sh;
         z->sh = sh;
 
@@ -203,6 +205,22 @@ ngx_rustdesk_relay_waiter_free(ngx_rustdesk_relay_zone_t *z,
     ngx_rbtree_delete(&z->sh->waiters, &w->sn.node);
     ngx_queue_remove(&w->queue);
     ngx_slab_free_locked(z->shpool, w);
+}
+
+
+/* The level to log a full zone at: warn the first time, then info. */
+
+ngx_uint_t
+ngx_rustdesk_relay_zone_full(ngx_rustdesk_relay_zone_t *z)
+{
+    ngx_uint_t  first;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+    first = !z->sh->full_logged;
+    z->sh->full_logged = 1;
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return first ? NGX_LOG_WARN : NGX_LOG_INFO;
 }
 
 
@@ -542,13 +560,15 @@ ngx_rustdesk_relay_total_allow(ngx_rustdesk_relay_zone_t *z, ngx_msec_t now,
 
     ngx_shmtx_lock(&z->shpool->mutex);
 
-    rate = sh->limits.total / 8;                      /* bytes per second */
-    burst = ngx_max(rate / NGX_RUSTDESK_RELAY_BURST, 16384);
+    /* as the pairs' buckets: in thousandths of a byte */
+
+    rate = ngx_max(sh->limits.total / 8, 1000);       /* bytes per second */
+    burst = ngx_max(rate / NGX_RUSTDESK_RELAY_BURST, 16384) * 1000;
 
     elapsed = (ngx_msec_int_t) (now - sh->total_last);
 
     if (elapsed > 0) {
-        sh->total_tokens += rate * elapsed / 1000;
+        sh->total_tokens += rate * ngx_min(elapsed, 1000);
         sh->total_last = now;
     }
 
@@ -560,11 +580,11 @@ ngx_rustdesk_relay_total_allow(ngx_rustdesk_relay_zone_t *z, ngx_msec_t now,
 
     ngx_shmtx_unlock(&z->shpool->mutex);
 
-    if (tokens > 0) {
-        return (size_t) tokens;
+    if (tokens >= 1000) {
+        return (size_t) (tokens / 1000);
     }
 
-    *delay = (ngx_msec_t) (-tokens * 1000 / rate) + 1;
+    *delay = (ngx_msec_t) ((1000 - tokens) / rate) + 1;
 
     return 0;
 }
@@ -578,7 +598,7 @@ ngx_rustdesk_relay_total_consume(ngx_rustdesk_relay_zone_t *z, size_t n)
     }
 
     ngx_shmtx_lock(&z->shpool->mutex);
-    z->sh->total_tokens -= n;
+    z->sh->total_tokens -= (int64_t) n * 1000;
     ngx_shmtx_unlock(&z->shpool->mutex);
 }
 

@@ -70,7 +70,8 @@ typedef struct {
 
     ngx_rustdesk_relay_limits_t  limits;
 
-    int64_t                    total_tokens;  /* bytes; negative: owed */
+    int64_t                    total_tokens;  /* 1/1000 byte; negative:
+                                                 owed */
     ngx_msec_t                 total_last;
 
     ngx_queue_t                usage;
@@ -100,6 +101,9 @@ ngx_int_t ngx_rustdesk_relay_zone_init(ngx_shm_zone_t *shm_zone, void *data);
 ngx_int_t ngx_rustdesk_relay_waiter_pair(ngx_rustdesk_relay_zone_t *z,
     ngx_str_t *uuid, ngx_uint_t serial, ngx_msec_t expire, ngx_pid_t *pid,
     ngx_uint_t *partner);
+
+/* The log level for "the zone is full": warn once, then info. */
+ngx_uint_t ngx_rustdesk_relay_zone_full(ngx_rustdesk_relay_zone_t *z);
 
 /* Our waiter gives up: removed if it is still there. */
 void ngx_rustdesk_relay_waiter_remove(ngx_rustdesk_relay_zone_t *z,

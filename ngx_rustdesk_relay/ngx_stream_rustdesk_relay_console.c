@@ -110,7 +110,7 @@ ngx_stream_rustdesk_relay_console_run(ngx_stream_session_t *s,
         }
 
         if (ngx_stream_rustdesk_relay_console_number(arg, &v) == NGX_OK
-            && v * 100 < 1e12)
+            && v <= 100)
         {
             limits->threshold = (ngx_uint_t) (v * 100);
         }

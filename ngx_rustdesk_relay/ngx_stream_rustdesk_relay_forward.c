@@ -20,6 +20,7 @@
 #define NGX_RUSTDESK_RELAY_TICK   1000
 #define NGX_RUSTDESK_RELAY_BURST  10       /* a tenth of a second */
 #define NGX_RUSTDESK_RELAY_MIN_BURST  16384
+#define NGX_RUSTDESK_RELAY_MIN_RATE   1000     /* bytes per second */
 
 
 static void ngx_stream_rustdesk_relay_read(ngx_event_t *rev);
@@ -30,13 +31,19 @@ static ngx_int_t ngx_stream_rustdesk_relay_move(
     ngx_stream_rustdesk_relay_pair_t *p, ngx_stream_rustdesk_relay_side_t *src,
     ngx_stream_rustdesk_relay_side_t *dst);
 static void ngx_stream_rustdesk_relay_tick(ngx_event_t *ev);
+static ngx_int_t ngx_stream_rustdesk_relay_lists(
+    ngx_stream_rustdesk_relay_pair_t *p);
 static void ngx_stream_rustdesk_relay_close(
     ngx_stream_rustdesk_relay_pair_t *p, const char *why);
 
 
+#define NGX_RUSTDESK_RELAY_SPARE  64       /* buffers kept for reuse */
+
+
 /* this worker's spare buffers, linked through b->shadow */
-static ngx_buf_t  *ngx_stream_rustdesk_relay_free;
-static size_t      ngx_stream_rustdesk_relay_buffer_size;
+static ngx_buf_t   *ngx_stream_rustdesk_relay_free;
+static ngx_uint_t   ngx_stream_rustdesk_relay_nfree;
+static size_t       ngx_stream_rustdesk_relay_buffer_size;
 
 
 void
@@ -103,10 +110,11 @@ ngx_stream_rustdesk_relay_start(ngx_stream_rustdesk_relay_pair_t *p)
         p->usage = ngx_rustdesk_relay_usage_add(z, addr, len);
     }
 
-    p->lists_version = z->sh->lists_version;
-    p->blacklisted =
-        ngx_rustdesk_relay_list_has(z, NGX_RUSTDESK_BLACKLIST, &p->a->ip)
-        || ngx_rustdesk_relay_list_has(z, NGX_RUSTDESK_BLACKLIST, &p->b->ip);
+    /* the lists as they are now: a waiter may have been listed meanwhile */
+
+    if (ngx_stream_rustdesk_relay_lists(p) != NGX_OK) {
+        return;
+    }
 
     p->tick.handler = ngx_stream_rustdesk_relay_tick;
     p->tick.data = p;
@@ -257,8 +265,7 @@ ngx_stream_rustdesk_relay_move(ngx_stream_rustdesk_relay_pair_t *p,
         }
 
         if (b) {
-            b->pos = b->start;
-            b->last = b->start;
+            b = ngx_stream_rustdesk_relay_buf_drained(&src->buf);
         }
 
         if (src->eof) {
@@ -333,8 +340,11 @@ ngx_stream_rustdesk_relay_account(ngx_stream_rustdesk_relay_pair_t *p,
 {
     p->total += n;
     p->second += n;
-    p->tokens -= n;
     p->last_traffic = ngx_current_msec;
+
+    if (p->bits) {
+        p->tokens -= (int64_t) n * 1000;
+    }
 
     if (!p->pipe) {
         ngx_rustdesk_relay_total_consume(p->conf->zone, n);
@@ -369,15 +379,24 @@ ngx_stream_rustdesk_relay_allow(ngx_stream_rustdesk_relay_pair_t *p,
     bits = (p->blacklisted || p->downgraded) ? limits->limit : limits->single;
     size = SIZE_MAX;
 
+    if (bits != p->bits) {
+        /* a new limit (console, lists, downgrade) starts a new bucket */
+        p->bits = bits;
+        p->tokens = 0;
+        p->tokens_last = now;
+    }
+
     if (bits) {
-        rate = bits / 8;
+        /* tokens are in thousandths of a byte: no time is lost to rounding */
+
+        rate = ngx_max(bits / 8, NGX_RUSTDESK_RELAY_MIN_RATE);
         burst = ngx_max(rate / NGX_RUSTDESK_RELAY_BURST,
-                        NGX_RUSTDESK_RELAY_MIN_BURST);
+                        NGX_RUSTDESK_RELAY_MIN_BURST) * 1000;
 
         elapsed = (ngx_msec_int_t) (now - p->tokens_last);
 
         if (elapsed > 0) {
-            p->tokens += rate * elapsed / 1000;
+            p->tokens += rate * ngx_min(elapsed, 1000);
             p->tokens_last = now;
         }
 
@@ -385,12 +404,12 @@ ngx_stream_rustdesk_relay_allow(ngx_stream_rustdesk_relay_pair_t *p,
             p->tokens = burst;
         }
 
-        if (p->tokens <= 0) {
-            *delay = (ngx_msec_t) (-p->tokens * 1000 / rate) + 1;
+        if (p->tokens < 1000) {
+            *delay = (ngx_msec_t) ((1000 - p->tokens) / rate) + 1;
             return 0;
         }
 
-        size = (size_t) p->tokens;
+        size = (size_t) (p->tokens / 1000);
     }
 
     total = ngx_rustdesk_relay_total_allow(p->conf->zone, now, delay);
@@ -404,7 +423,6 @@ ngx_stream_rustdesk_relay_tick(ngx_event_t *ev)
 {
     uint64_t                          speed, limit;
     ngx_msec_t                        now, elapsed, interval;
-    ngx_atomic_uint_t                 version;
     ngx_rustdesk_relay_zone_t        *z;
     ngx_rustdesk_relay_limits_t       limits;
     ngx_stream_rustdesk_relay_pair_t *p;
@@ -421,29 +439,10 @@ ngx_stream_rustdesk_relay_tick(ngx_event_t *ev)
         return;
     }
 
-    version = z->sh->lists_version;
-
-    if (version != p->lists_version) {
-        p->lists_version = version;
-
-        if (ngx_rustdesk_relay_list_has(z, NGX_RUSTDESK_BLOCKLIST, &p->a->ip)
-            || ngx_rustdesk_relay_list_has(z, NGX_RUSTDESK_BLOCKLIST,
-                                           &p->b->ip))
-        {
-            ngx_log_error(NGX_LOG_INFO, p->a->connection->log, 0,
-                          "rustdesk: %V blocked",
-                          ngx_rustdesk_relay_list_has(z,
-                                              NGX_RUSTDESK_BLOCKLIST,
-                                              &p->a->ip)
-                          ? &p->a->ip : &p->b->ip);
-            ngx_stream_rustdesk_relay_close(p, " as blocked");
-            return;
-        }
-
-        p->blacklisted =
-            ngx_rustdesk_relay_list_has(z, NGX_RUSTDESK_BLACKLIST, &p->a->ip)
-            || ngx_rustdesk_relay_list_has(z, NGX_RUSTDESK_BLACKLIST,
-                                           &p->b->ip);
+    if (z->sh->lists_version != p->lists_version
+        && ngx_stream_rustdesk_relay_lists(p) != NGX_OK)
+    {
+        return;
     }
 
     elapsed = now - p->start;
@@ -468,7 +467,7 @@ ngx_stream_rustdesk_relay_tick(ngx_event_t *ev)
     limits = z->sh->limits;
 
     if (!p->downgraded && !p->pipe && limits.single && elapsed > limits.start_check) {
-        limit = limits.single * limits.threshold / 100 / 1000;    /* bit/ms */
+        limit = limits.single / 1000 * limits.threshold / 100;    /* bit/ms */
 
         if (p->total * 8 > elapsed * limit) {
             p->downgraded = 1;
@@ -480,6 +479,46 @@ ngx_stream_rustdesk_relay_tick(ngx_event_t *ev)
     }
 
     ngx_add_timer(ev, NGX_RUSTDESK_RELAY_TICK);
+}
+
+
+/*
+ * Applies the lists to the pair: NGX_DECLINED when an IP of it is
+ * blocklisted (the pair is closed then), NGX_OK otherwise.
+ */
+
+static ngx_int_t
+ngx_stream_rustdesk_relay_lists(ngx_stream_rustdesk_relay_pair_t *p)
+{
+    ngx_uint_t                         i;
+    ngx_rustdesk_relay_zone_t         *z;
+    ngx_stream_rustdesk_relay_side_t  *side[2];
+
+    z = p->conf->zone;
+    side[0] = p->a;
+    side[1] = p->b;
+
+    p->lists_version = z->sh->lists_version;
+    p->blacklisted = 0;
+
+    for (i = 0; i < 2; i++) {
+        if (ngx_rustdesk_relay_list_has(z, NGX_RUSTDESK_BLOCKLIST,
+                                        &side[i]->ip))
+        {
+            ngx_log_error(NGX_LOG_INFO, p->a->connection->log, 0,
+                          "rustdesk: %V blocked", &side[i]->ip);
+            ngx_stream_rustdesk_relay_close(p, " as blocked");
+            return NGX_DECLINED;
+        }
+
+        if (ngx_rustdesk_relay_list_has(z, NGX_RUSTDESK_BLACKLIST,
+                                        &side[i]->ip))
+        {
+            p->blacklisted = 1;
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -550,18 +589,24 @@ ngx_stream_rustdesk_relay_buf_init(size_t size)
 }
 
 
-/* size: at least this many bytes (0: the configured buffer size) */
+/*
+ * size: at least this many bytes (0: the configured buffer size; a size
+ * below it gets exactly that, for the few bytes that follow a request).
+ */
 
 ngx_buf_t *
 ngx_stream_rustdesk_relay_buf_get(size_t size)
 {
     ngx_buf_t  *b;
 
-    size = ngx_max(size, ngx_stream_rustdesk_relay_buffer_size);
+    if (size == 0) {
+        size = ngx_stream_rustdesk_relay_buffer_size;
+    }
 
     b = ngx_stream_rustdesk_relay_free;
 
-    if (b && (size_t) (b->end - b->start) >= size) {
+    if (b && size == ngx_stream_rustdesk_relay_buffer_size) {
+        ngx_stream_rustdesk_relay_nfree--;
         ngx_stream_rustdesk_relay_free = b->shadow;
         b->shadow = NULL;
         b->pos = b->start;
@@ -589,7 +634,8 @@ ngx_stream_rustdesk_relay_buf_get(size_t size)
 void
 ngx_stream_rustdesk_relay_buf_put(ngx_buf_t *b)
 {
-    if ((size_t) (b->end - b->start) != ngx_stream_rustdesk_relay_buffer_size)
+    if ((size_t) (b->end - b->start) != ngx_stream_rustdesk_relay_buffer_size
+        || ngx_stream_rustdesk_relay_nfree >= NGX_RUSTDESK_RELAY_SPARE)
     {
         ngx_free(b);
         return;
@@ -597,4 +643,31 @@ ngx_stream_rustdesk_relay_buf_put(ngx_buf_t *b)
 
     b->shadow = ngx_stream_rustdesk_relay_free;
     ngx_stream_rustdesk_relay_free = b;
+    ngx_stream_rustdesk_relay_nfree++;
+}
+
+
+/*
+ * After its bytes are written: a standard buffer is kept for the next
+ * read, a small one (the bytes after a request) is let go.
+ */
+
+ngx_buf_t *
+ngx_stream_rustdesk_relay_buf_drained(ngx_buf_t **bp)
+{
+    ngx_buf_t  *b;
+
+    b = *bp;
+
+    if ((size_t) (b->end - b->start) != ngx_stream_rustdesk_relay_buffer_size)
+    {
+        ngx_free(b);
+        *bp = NULL;
+        return NULL;
+    }
+
+    b->pos = b->start;
+    b->last = b->start;
+
+    return b;
 }

@@ -173,7 +173,9 @@ ngx_stream_rustdesk_relay_move_message(ngx_stream_rustdesk_relay_pair_t *p,
             break;
         }
 
-        b = src->buf;
+        /* the decoders take all the input they are given: it is empty */
+
+        b = src->buf ? ngx_stream_rustdesk_relay_buf_drained(&src->buf) : NULL;
 
         if (b == NULL) {
             b = ngx_stream_rustdesk_relay_buf_get(0);
@@ -183,11 +185,6 @@ ngx_stream_rustdesk_relay_move_message(ngx_stream_rustdesk_relay_pair_t *p,
 
             src->buf = b;
         }
-
-        /* the decoders take all the input they are given */
-
-        b->pos = b->start;
-        b->last = b->start;
 
         size = ngx_min(size, (size_t) (b->end - b->last));
 
@@ -404,8 +401,17 @@ ngx_stream_rustdesk_relay_put(ngx_stream_rustdesk_relay_side_t *side,
     }
 
     if (b == NULL || (size_t) (b->end - b->last) < need) {
-        nb = ngx_stream_rustdesk_relay_buf_get((b ? (size_t) (b->last - b->pos)
-                                                  : 0) + need);
+        need += b ? (size_t) (b->last - b->pos) : 0;
+
+        /* a standard buffer, or one as large as a large message needs */
+
+        nb = ngx_stream_rustdesk_relay_buf_get(0);
+
+        if (nb && (size_t) (nb->end - nb->start) < need) {
+            ngx_stream_rustdesk_relay_buf_put(nb);
+            nb = ngx_stream_rustdesk_relay_buf_get(need);
+        }
+
         if (nb == NULL) {
             return NGX_ERROR;
         }

@@ -93,7 +93,9 @@ struct ngx_stream_rustdesk_relay_pair_s {
     ngx_msec_t                            last_traffic;
     ngx_msec_t                            last_tick;
 
-    int64_t                               tokens;  /* the pair's bucket */
+    uint64_t                              bits;    /* its limit, bit/s */
+    int64_t                               tokens;  /* the pair's bucket,
+                                                      1/1000 byte */
     ngx_msec_t                            tokens_last;
 
     uint64_t                              total;   /* bytes, both ways */
@@ -130,6 +132,7 @@ void ngx_stream_rustdesk_relay_close_side(
 void ngx_stream_rustdesk_relay_buf_init(size_t size);
 ngx_buf_t *ngx_stream_rustdesk_relay_buf_get(size_t size);
 void ngx_stream_rustdesk_relay_buf_put(ngx_buf_t *b);
+ngx_buf_t *ngx_stream_rustdesk_relay_buf_drained(ngx_buf_t **bp);
 
 size_t ngx_stream_rustdesk_relay_allow(ngx_stream_rustdesk_relay_pair_t *p,
     ngx_msec_t *delay);

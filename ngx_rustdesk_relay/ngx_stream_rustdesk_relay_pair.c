@@ -132,7 +132,7 @@ ngx_stream_rustdesk_relay_request(ngx_stream_rustdesk_relay_side_t *side,
         }
 
         if (rc == NGX_ERROR) {
-            ngx_log_error(NGX_LOG_WARN, c->log, 0,
+            ngx_log_error(ngx_rustdesk_relay_zone_full(lmcf->zone), c->log, 0,
                           "rustdesk: relay zone is full, relay request \"%V\" "
                           "refused", &side->uuid);
             ngx_stream_rustdesk_relay_close_side(side);
@@ -265,7 +265,7 @@ ngx_stream_rustdesk_relay_waiting(ngx_event_t *rev)
         return;
     }
 
-    ngx_log_error(NGX_LOG_INFO, c->log, n == 0 ? 0 : err,
+    ngx_log_error(NGX_LOG_INFO, c->log, n == -1 ? err : 0,
                   "rustdesk: relay client of \"%V\" left before its partner "
                   "came", &side->uuid);
 
@@ -670,8 +670,9 @@ ngx_stream_rustdesk_relay_adopt(ngx_stream_rustdesk_relay_side_t *a,
 
 failed:
 
-    /* the caller closes fd */
+    /* the caller closes fd; the slot must not look like an open one */
     ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
     ngx_destroy_pool(pool);
 
     return NULL;
