@@ -14,6 +14,7 @@
 #define NGX_RUSTDESK_IPC_PENDING_MAX   4096
 #define NGX_RUSTDESK_IPC_RETRY         1        /* ms */
 #define NGX_RUSTDESK_IPC_GIVE_UP       5000     /* ms */
+#define NGX_RUSTDESK_IPC_FULL          16       /* full workers per retry */
 
 
 /* A message the receiver had no room for yet. */
@@ -32,6 +33,8 @@ static ngx_int_t ngx_rustdesk_ipc_sendmsg(ngx_rustdesk_ipc_t *ipc,
     ngx_socket_t fd);
 static ngx_int_t ngx_rustdesk_ipc_queue(ngx_rustdesk_ipc_t *ipc, ngx_pid_t to,
     ngx_rustdesk_ipc_header_t *h, u_char *data, ngx_socket_t fd);
+static ngx_uint_t ngx_rustdesk_ipc_waiting(ngx_rustdesk_ipc_t *ipc,
+    ngx_pid_t to);
 static void ngx_rustdesk_ipc_retry(ngx_event_t *ev);
 static void ngx_rustdesk_ipc_drop(ngx_rustdesk_ipc_t *ipc,
     ngx_rustdesk_ipc_pending_t *m);
@@ -43,7 +46,7 @@ static socklen_t ngx_rustdesk_ipc_addr(ngx_rustdesk_ipc_t *ipc,
 ngx_int_t
 ngx_rustdesk_ipc_open(ngx_rustdesk_ipc_t *ipc, ngx_cycle_t *cycle)
 {
-    int                  fd;
+    int                  fd, on;
     socklen_t            len;
     ngx_event_t         *rev;
     ngx_connection_t    *c;
@@ -73,6 +76,17 @@ ngx_rustdesk_ipc_open(ngx_rustdesk_ipc_t *ipc, ngx_cycle_t *cycle)
     }
 
     len = ngx_rustdesk_ipc_addr(ipc, ngx_pid, &sun);
+
+    /* the sender's credentials come with every message (checked below) */
+
+    on = 1;
+
+    if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(int)) == -1) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_socket_errno,
+                      "rustdesk: setsockopt(SO_PASSCRED) failed");
+        close(fd);
+        return NGX_ERROR;
+    }
 
     if (bind(fd, (struct sockaddr *) &sun, len) == -1) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_socket_errno,
@@ -159,9 +173,9 @@ ngx_rustdesk_ipc_send(ngx_rustdesk_ipc_t *ipc, ngx_pid_t to, ngx_uint_t type,
     h.len = (uint32_t) len;
     h.from = ngx_pid;
 
-    /* after the ones already waiting, so that messages keep their order */
+    /* after the ones already waiting for that worker: order is per worker */
 
-    if (ipc->npending) {
+    if (ngx_rustdesk_ipc_waiting(ipc, to)) {
         return ngx_rustdesk_ipc_queue(ipc, to, &h, data, fd);
     }
 
@@ -277,6 +291,13 @@ ngx_rustdesk_ipc_queue(ngx_rustdesk_ipc_t *ipc, ngx_pid_t to,
     ngx_queue_insert_tail(&ipc->pending, &m->queue);
     ipc->npending++;
 
+    /* a client's descriptor in the queue: a graceful exit waits for it */
+
+    if (m->fd != -1) {
+        ipc->nfds++;
+        ipc->retry.cancelable = 0;
+    }
+
     if (!ipc->retry.timer_set) {
         ngx_add_timer(&ipc->retry, NGX_RUSTDESK_IPC_RETRY);
     }
@@ -285,26 +306,73 @@ ngx_rustdesk_ipc_queue(ngx_rustdesk_ipc_t *ipc, ngx_pid_t to,
 }
 
 
+static ngx_uint_t
+ngx_rustdesk_ipc_waiting(ngx_rustdesk_ipc_t *ipc, ngx_pid_t to)
+{
+    ngx_queue_t                 *q;
+    ngx_rustdesk_ipc_pending_t  *m;
+
+    for (q = ngx_queue_head(&ipc->pending);
+         q != ngx_queue_sentinel(&ipc->pending);
+         q = ngx_queue_next(q))
+    {
+        m = ngx_queue_data(q, ngx_rustdesk_ipc_pending_t, queue);
+
+        if (m->to == to) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * Tries every queued message in order; a worker whose socket is still
+ * full is skipped for the rest of this pass (its later messages wait
+ * behind its first), so that one slow worker holds up no other.
+ */
+
 static void
 ngx_rustdesk_ipc_retry(ngx_event_t *ev)
 {
     ngx_int_t                    rc;
-    ngx_queue_t                 *q;
+    ngx_uint_t                   i, nfull;
+    ngx_queue_t                 *q, *next;
     ngx_rustdesk_ipc_t          *ipc;
     ngx_rustdesk_ipc_pending_t  *m;
+    ngx_pid_t                    full[NGX_RUSTDESK_IPC_FULL];
 
     ipc = ev->data;
+    nfull = 0;
 
-    while (ipc->npending) {
-        q = ngx_queue_head(&ipc->pending);
+    for (q = ngx_queue_head(&ipc->pending);
+         q != ngx_queue_sentinel(&ipc->pending);
+         q = next)
+    {
+        next = ngx_queue_next(q);
         m = ngx_queue_data(q, ngx_rustdesk_ipc_pending_t, queue);
+
+        for (i = 0; i < nfull; i++) {
+            if (full[i] == m->to) {
+                break;
+            }
+        }
+
+        if (i < nfull) {
+            continue;
+        }
 
         rc = ngx_rustdesk_ipc_sendmsg(ipc, m->to, &m->h, m->data, m->fd);
 
         if (rc == NGX_AGAIN) {
             if (ngx_current_msec - m->since < NGX_RUSTDESK_IPC_GIVE_UP) {
-                ngx_add_timer(ev, NGX_RUSTDESK_IPC_RETRY);
-                return;
+                if (nfull == NGX_RUSTDESK_IPC_FULL) {
+                    break;
+                }
+
+                full[nfull++] = m->to;
+                continue;
             }
 
             ngx_log_error(NGX_LOG_WARN, ipc->log, 0,
@@ -320,6 +388,10 @@ ngx_rustdesk_ipc_retry(ngx_event_t *ev)
 
         ngx_rustdesk_ipc_drop(ipc, m);
     }
+
+    if (ipc->npending) {
+        ngx_add_timer(ev, NGX_RUSTDESK_IPC_RETRY);
+    }
 }
 
 
@@ -331,6 +403,10 @@ ngx_rustdesk_ipc_drop(ngx_rustdesk_ipc_t *ipc, ngx_rustdesk_ipc_pending_t *m)
 
     if (m->fd != -1) {
         close(m->fd);
+
+        if (--ipc->nfds == 0) {
+            ipc->retry.cancelable = 1;
+        }
     }
 
     ngx_free(m);
@@ -345,6 +421,8 @@ ngx_rustdesk_ipc_read_handler(ngx_event_t *rev)
     ngx_err_t                   err;
     struct iovec                iov;
     struct msghdr               msg;
+    ngx_uint_t                  trusted;
+    struct ucred                cred;
     struct cmsghdr             *cm;
     ngx_connection_t           *c;
     ngx_rustdesk_ipc_t         *ipc;
@@ -352,7 +430,8 @@ ngx_rustdesk_ipc_read_handler(ngx_event_t *rev)
 
     union {
         struct cmsghdr          cm;
-        char                    space[CMSG_SPACE(sizeof(int))];
+        char                    space[CMSG_SPACE(sizeof(int))
+                                      + CMSG_SPACE(sizeof(struct ucred))];
     } cmsg;
 
     c = rev->data;
@@ -383,6 +462,7 @@ ngx_rustdesk_ipc_read_handler(ngx_event_t *rev)
         }
 
         fd = -1;
+        trusted = 0;
 
         for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
             if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS
@@ -390,6 +470,26 @@ ngx_rustdesk_ipc_read_handler(ngx_event_t *rev)
             {
                 ngx_memcpy(&fd, CMSG_DATA(cm), sizeof(int));
             }
+
+            if (cm->cmsg_level == SOL_SOCKET
+                && cm->cmsg_type == SCM_CREDENTIALS
+                && cm->cmsg_len == CMSG_LEN(sizeof(struct ucred)))
+            {
+                ngx_memcpy(&cred, CMSG_DATA(cm), sizeof(struct ucred));
+                trusted = (cred.uid == geteuid());
+            }
+        }
+
+        /* the abstract namespace has no permissions: other users' out */
+
+        if (!trusted) {
+            ngx_log_error(NGX_LOG_INFO, ipc->log, 0,
+                          "rustdesk: message on the %s worker channel from "
+                          "another user dropped", ipc->name);
+            if (fd != -1) {
+                close(fd);
+            }
+            continue;
         }
 
         if ((msg.msg_flags & (MSG_TRUNC|MSG_CTRUNC))

@@ -3,7 +3,9 @@
  * has a Unix datagram socket in Linux's abstract namespace, named after
  * its master and its own pid, so any worker can write to any other by pid
  * and a dead worker's name simply refuses.  A message is one datagram: a
- * fixed header, a payload, and optionally one descriptor (SCM_RIGHTS).
+ * fixed header, a payload, and optionally one descriptor (SCM_RIGHTS);
+ * the kernel adds the sender's credentials, and only messages from our
+ * own user are taken.
  */
 
 #ifndef _NGX_RUSTDESK_IPC_H_INCLUDED_
@@ -37,6 +39,7 @@ struct ngx_rustdesk_ipc_s {
 
     ngx_queue_t                   pending;    /* waiting for room */
     ngx_uint_t                    npending;
+    ngx_uint_t                    nfds;       /* of them with a descriptor */
     ngx_event_t                   retry;
 };
 

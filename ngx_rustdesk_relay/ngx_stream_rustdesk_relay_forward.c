@@ -183,6 +183,11 @@ ngx_stream_rustdesk_relay_process(ngx_stream_rustdesk_relay_pair_t *p)
             rc = ngx_stream_rustdesk_relay_move_message(p, p->b, p->a);
         }
 
+        if (rc != NGX_OK) {
+            ngx_stream_rustdesk_relay_message_flush(p->a);
+            ngx_stream_rustdesk_relay_message_flush(p->b);
+        }
+
         if (rc == NGX_DONE) {
             ngx_stream_rustdesk_relay_close(p, "");
             return;

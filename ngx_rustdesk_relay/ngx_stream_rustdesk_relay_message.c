@@ -285,7 +285,7 @@ static ngx_int_t
 ngx_stream_rustdesk_relay_next(ngx_stream_rustdesk_relay_side_t *side,
     u_char **payload, size_t *len)
 {
-    u_char                        *buf;
+    u_char                        *buf, code[2];
     ngx_buf_t                     *b;
     ngx_connection_t              *c;
     ngx_rustdesk_ws_decoder_t     *wd;
@@ -366,12 +366,24 @@ ngx_stream_rustdesk_relay_next(ngx_stream_rustdesk_relay_side_t *side,
         case NGX_RUSTDESK_WS_CLOSE:
             ngx_log_debug1(NGX_LOG_DEBUG_STREAM, c->log, 0,
                            "rustdesk: websocket close %ui", wd->code);
+
+            /* the close handshake: its code back (written before the end) */
+
+            (void) ngx_stream_rustdesk_relay_put(side,
+                               NGX_RUSTDESK_WS_CLOSE_FRAME, wd->ctl,
+                               wd->code == NGX_RUSTDESK_WS_NO_STATUS ? 0 : 2);
             return NGX_DONE;
 
         case NGX_RUSTDESK_WS_ERROR:
             ngx_log_error(NGX_LOG_INFO, c->log, 0,
                           "rustdesk: websocket relay client sent %s",
                           wd->reason);
+
+            code[0] = (u_char) (wd->code >> 8);
+            code[1] = (u_char) wd->code;
+
+            (void) ngx_stream_rustdesk_relay_put(side,
+                               NGX_RUSTDESK_WS_CLOSE_FRAME, code, 2);
             return NGX_ERROR;
 
         case NGX_RUSTDESK_WS_MESSAGE:
@@ -379,6 +391,26 @@ ngx_stream_rustdesk_relay_next(ngx_stream_rustdesk_relay_side_t *side,
             *len = wd->len;
             return NGX_OK;
         }
+    }
+}
+
+
+/*
+ * Before a pair with a WebSocket side closes: one try at writing what a
+ * side is still owed (a close frame, most often).
+ */
+
+void
+ngx_stream_rustdesk_relay_message_flush(ngx_stream_rustdesk_relay_side_t *side)
+{
+    ngx_buf_t         *b;
+    ngx_connection_t  *c;
+
+    b = side->out;
+    c = side->connection;
+
+    if (b && b->pos < b->last && !c->write->error) {
+        (void) c->send(c, b->pos, b->last - b->pos);
     }
 }
 

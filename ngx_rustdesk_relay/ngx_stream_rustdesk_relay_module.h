@@ -144,6 +144,8 @@ ngx_int_t ngx_stream_rustdesk_relay_message_init(
     ngx_stream_rustdesk_relay_side_t *side, size_t max);
 void ngx_stream_rustdesk_relay_message_free(
     ngx_stream_rustdesk_relay_side_t *side);
+void ngx_stream_rustdesk_relay_message_flush(
+    ngx_stream_rustdesk_relay_side_t *side);
 ngx_int_t ngx_stream_rustdesk_relay_move_message(
     ngx_stream_rustdesk_relay_pair_t *p, ngx_stream_rustdesk_relay_side_t *src,
     ngx_stream_rustdesk_relay_side_t *dst);
