@@ -20,7 +20,7 @@ use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
-use RustDesk::Client qw/ frame frame_header encode_msg /;
+use RustDesk::Client qw/ frame frame_header encode_msg padded random_bytes /;
 use RustDesk::Relay qw/ relay_request side read_exact wait_close /;
 
 local $SIG{PIPE} = 'IGNORE';
@@ -57,13 +57,7 @@ $t->run();
 my $started = time();
 my $PORT = port(0);
 
-# the workers are forked after the pid file is written
-my @workers;
-for (1 .. 100) {
-	@workers = $t->worker_pids();
-	last if @workers == 2;
-	sleep 0.05;
-}
+my @workers = $t->worker_pids();
 
 srand(20240918);
 
@@ -115,7 +109,7 @@ alive('bad first frames');
 	my $payload = padded(encode_msg(request_relay => { uuid => 'big-1' }),
 		65536);
 	$a->send_raw(frame($payload) . 'from A');
-	wait_log(qr/new relay request "big-1"/, 1, 2);
+	$t->wait_log(qr/new relay request "big-1"/, 1, 2);
 
 	my $b = side($PORT, 'big-1', ip => '127.0.0.3', extra => 'from B');
 	my ($got_b) = read_exact($b, 6, 3);
@@ -129,7 +123,7 @@ alive('bad first frames');
 {
 	my $second = relay_request(uuid => 'two-1') . frame('more');
 	my $a = side($PORT, 'two-1', ip => '127.0.0.2', extra => $second);
-	wait_log(qr/new relay request "two-1"/, 1, 2);
+	$t->wait_log(qr/new relay request "two-1"/, 1, 2);
 	my $b = side($PORT, 'two-1', ip => '127.0.0.3', extra => 'x');
 
 	my ($got, $why) = read_exact($b, length $second, 3);
@@ -147,7 +141,7 @@ alive('bad first frames');
 	ok($st ne 'timeout' && $tm > 1.5 && $tm < 4 && !length $buf,
 		'no partner: closed after 2-4 s, nothing sent')
 		or diag(sprintf('%s after %.1f s', $st, $tm));
-	ok(wait_log(qr/no partner for relay "never-1"/, 1, 2),
+	ok($t->wait_log(qr/no partner for relay "never-1"/, 1, 2),
 		'no partner: logged');
 }
 
@@ -155,7 +149,7 @@ alive('bad first frames');
 
 {
 	my $gone = side($PORT, 'left-1', ip => '127.0.0.2');
-	wait_log(qr/new relay request "left-1"/, 1, 2);
+	$t->wait_log(qr/new relay request "left-1"/, 1, 2);
 	$gone->close();
 	sleep 0.3;
 
@@ -172,7 +166,7 @@ alive('bad first frames');
 
 {
 	my $a = side($PORT, 'three-1', ip => '127.0.0.2', extra => 'from A');
-	wait_log(qr/new relay request "three-1"/, 1, 2);
+	$t->wait_log(qr/new relay request "three-1"/, 1, 2);
 	my $b = side($PORT, 'three-1', ip => '127.0.0.3', extra => 'from B');
 	my ($got_b) = read_exact($b, 6, 3);
 	my ($got_a) = read_exact($a, 6, 3);
@@ -199,7 +193,7 @@ alive('bad first frames');
 # 3. 2200 connections left unfinished: 1000 that send nothing, 1000 with
 # half a RequestRelay, 200 waiters; then the client closes them all
 
-my $base = stable_fds();
+my $base = $t->stable_fds();
 note("worker descriptors at rest: $base");
 
 {
@@ -231,7 +225,7 @@ note("worker descriptors at rest: $base");
 	}
 
 	my $n = @idle + @half + @wait;
-	my $open = wait_fds('>=', $base + 2200, 10);
+	my $open = $t->wait_fds('>=', $base + 2200, 10);
 	note(sprintf('%d connections in %.1f s; worker descriptors: %d', $n,
 		time() - $storm0, $open));
 	ok($n == 2200 && $open >= $base + 2200,
@@ -262,13 +256,13 @@ note("worker descriptors at rest: $base");
 
 	is("$closed closed, $bytes bytes", '200 closed, 0 bytes',
 		'200 waiters among them: closed by the pair timeout');
-	is(wait_log(qr/no partner for relay "storm-\d+"/, 200, 3), 200,
+	is($t->wait_log(qr/no partner for relay "storm-\d+"/, 200, 3), 200,
 		'200 waiters: "no partner" logged');
 
-	my $mid = fd_count();
+	my $mid = $t->worker_fds();
 	close $_ for @idle, @half, @wait;
 
-	my $after = wait_fds('<=', $base, 10);
+	my $after = $t->wait_fds('<=', $base, 10);
 	note("after the client closed them: $after worker descriptors "
 		. "($mid before)");
 	ok($after <= $base, '2200 connections closed: worker descriptors back '
@@ -339,99 +333,12 @@ sub alive {
 	my $uuid = 'alive-' . ++$alive_n;
 
 	my $a = side($PORT, $uuid, ip => '127.0.0.2', extra => 'ping');
-	wait_log(qr/new relay request "\Q$uuid\E"/, 1, 2);
+	$t->wait_log(qr/new relay request "\Q$uuid\E"/, 1, 2);
 	my $b = side($PORT, $uuid, ip => '127.0.0.3', extra => 'pong');
 	my ($got_b) = read_exact($b, 4, 3);
 	my ($got_a) = read_exact($a, 4, 3);
 
 	is("$got_a|$got_b", 'pong|ping', "$what: a pair still relays");
-}
-
-sub random_bytes {
-	my ($n) = @_;
-	my $s = pack('N*', map { int(rand(4294967296)) } 1 .. int($n / 4) + 1);
-	return substr($s, 0, $n);
-}
-
-# an unknown field (number 1000, length-delimited) appended to a message,
-# sized so that the whole payload is exactly $len bytes
-sub padded {
-	my ($payload, $len) = @_;
-	my $field = "\xc2\x3e";
-	my $room = $len - length($payload) - length($field);
-
-	for my $vl (1 .. 3) {
-		my $data = $room - $vl;
-		next if $data < 0;
-		my $v = varint($data);
-		return $payload . $field . $v . ("\x00" x $data)
-			if length $v == $vl;
-	}
-
-	die "cannot pad to $len\n";
-}
-
-sub varint {
-	my ($n) = @_;
-	my $s = '';
-	while ($n >= 0x80) {
-		$s .= chr(($n & 0x7F) | 0x80);
-		$n >>= 7;
-	}
-	return $s . chr($n);
-}
-
-sub count {
-	my ($log, $re) = @_;
-	return scalar(() = $log =~ /$re/g);
-}
-
-sub wait_log {
-	my ($re, $n, $timeout) = @_;
-	my $end = time() + ($timeout // 3);
-	my $got;
-	while (($got = count($t->read_file('error.log'), $re)) < $n
-		&& time() < $end)
-	{
-		sleep 0.05;
-	}
-	return $got;
-}
-
-# descriptors of both workers (ls /proc/<pid>/fd)
-sub fd_count {
-	my $n = 0;
-	for my $pid (@workers) {
-		opendir(my $dh, "/proc/$pid/fd") or next;
-		$n += grep { /^\d+$/ } readdir $dh;
-		closedir $dh;
-	}
-	return $n;
-}
-
-sub stable_fds {
-	my $end = time() + 5;
-	my $last = fd_count();
-	while (time() < $end) {
-		sleep 0.3;
-		my $now = fd_count();
-		return $now if $now == $last;
-		$last = $now;
-	}
-	return $last;
-}
-
-# polls until the count is at most (or at least) a value
-sub wait_fds {
-	my ($cmp, $want, $timeout) = @_;
-	my $end = time() + $timeout;
-	my $n;
-	for (;;) {
-		$n = fd_count();
-		return $n if $cmp eq '<=' ? $n <= $want : $n >= $want;
-		return $n if time() >= $end;
-		sleep 0.05;
-	}
 }
 
 ###############################################################################

@@ -203,9 +203,9 @@ cmd('sb 1');
 	my (%seen, @answers);
 
 	for (1 .. 40) {
-		my ($answer, $port) = cmd_port('sb');
+		my ($answer, $s) = cmd_port('sb');
 		push @answers, $answer;
-		my $w = worker_of($t, $port);
+		my $w = $t->worker_of($s);
 		$seen{$w}++ if $w;
 		last if keys %seen >= 2 && @answers >= 6;
 	}
@@ -268,7 +268,7 @@ sub cmd {
 	return console($p || port(2), $c, 3);
 }
 
-# the answer and the local port of the connection
+# the answer and the connection
 sub cmd_port {
 	my ($c) = @_;
 
@@ -283,7 +283,7 @@ sub cmd_port {
 		$all .= $buf;
 	}
 
-	return ($all, $s->sockport());
+	return ($all, $s);
 }
 
 # a list's entries, sorted, on one line ('-' for an empty line)

@@ -145,15 +145,15 @@ EOF
 	$c->send_msg(request_relay => { uuid => 'blocked-1' });
 
 	ok($c->closed(2), 'blocklist: connection closed');
-	ok(wait_log($t, qr/rustdesk: 127\.0\.0\.4 blocked/, 2),
+	ok($t->wait_log(qr/rustdesk: 127\.0\.0\.4 blocked/, 1, 2),
 		'blocklist: logged');
 
 	my $d = relay_side(port(0), 'blocked-1', '127.0.0.1');
-	wait_log($t, qr/new relay request "blocked-1"/, 3);
+	$t->wait_log(qr/new relay request "blocked-1"/, 1, 3);
 	sleep 0.3;
 
-	is(log_count($t, qr/new relay request "blocked-1"/) . ' '
-		. log_count($t, qr/relay "blocked-1" paired/), '1 0',
+	is($t->log_count(qr/new relay request "blocked-1"/) . ' '
+		. $t->log_count(qr/relay "blocked-1" paired/), '1 0',
 		'blocklist: not waiting, not paired');
 
 	close $d;
@@ -279,7 +279,6 @@ sub start {
 	$conf =~ s/%%LIMITS%%/$limits/;
 	$t->write_file_expand('nginx.conf', $conf);
 	$t->run();
-	workers($t);
 }
 
 # stream() on the flows that exist: an undefined one (its pair failed)

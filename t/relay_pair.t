@@ -83,20 +83,21 @@ start('rustdesk_relay_single_bandwidth 0;
 
 	my @uuids = map { $_->{uuid} } @pairs;
 
-	wait_log(qr/relay "pair-\d+" closed/, 100, 5);
+	$t->wait_log(qr/relay "pair-\d+" closed/, 100, 5);
 	my $log = $t->read_file('error.log');
 
-	is(join(' ', grep { count($log, qr/new relay request "\Q$_\E"/) != 1 }
-		@uuids), '', '100 pairs: "new relay request" once per uuid');
-	is(join(' ', grep { count($log, qr/relay "\Q$_\E" paired/) != 1 }
+	is(join(' ', grep {
+		$t->log_count(qr/new relay request "\Q$_\E"/, $log) != 1
+	} @uuids), '', '100 pairs: "new relay request" once per uuid');
+	is(join(' ', grep { $t->log_count(qr/relay "\Q$_\E" paired/, $log) != 1 }
 		@uuids), '', '100 pairs: "paired" once per uuid');
-	is(join(' ', grep { count($log, qr/relay "\Q$_\E" closed/) < 1 }
+	is(join(' ', grep { $t->log_count(qr/relay "\Q$_\E" closed/, $log) < 1 }
 		@uuids), '', '100 pairs: "closed" logged for each');
 
 	# split pairs: the line, the log's idea of where each side was
 	# accepted, and the worker named in the line
 
-	my %wk = workers();
+	my %wk = $t->client_workers();
 	my @workers = $t->worker_pids();
 	my %is_worker = map { $_ => 1 } @workers;
 
@@ -154,7 +155,8 @@ start('rustdesk_relay_single_bandwidth 0;
 
 	$a->close();
 	$b->close();
-	ok(wait_log(qr/relay "half-1" closed/, 1, 3), 'half-close: closed, logged');
+	ok($t->wait_log(qr/relay "half-1" closed/, 1, 3),
+		'half-close: closed, logged');
 }
 
 ###############################################################################
@@ -209,7 +211,7 @@ start('rustdesk_relay_single_bandwidth 0;
 		. "ends ($how)");
 	$b->close();
 
-	ok(wait_log(qr/relay "close-[12]" closed/, 2, 3),
+	ok($t->wait_log(qr/relay "close-[12]" closed/, 2, 3),
 		'close: both pairs logged as closed');
 }
 
@@ -298,8 +300,8 @@ start('rustdesk_relay_single_bandwidth 0;
 		last if @waiters == 4;
 		my $uuid = "kill-wait-$i";
 		my $c = side($PORT, $uuid, ip => '127.0.0.4');
-		wait_log(qr/new relay request "\Q$uuid\E"/, 1, 2);
-		if (worker_of($c) == $victim) {
+		$t->wait_log(qr/new relay request "\Q$uuid\E"/, 1, 2);
+		if ($t->worker_of($c) == $victim) {
 			push @waiters, [ $uuid, $c ];
 		} else {
 			$c->close();
@@ -321,23 +323,14 @@ start('rustdesk_relay_single_bandwidth 0;
 	my $bg = transfer_bg(go_at => 1, pairs => \@pairs, timeout => 15);
 	wait_go($bg, 10);
 
-	kill 'KILL', $victim;
-
-	my @now;
-	my $end = time() + 10;
-
-	while (time() < $end) {
-		@now = $t->worker_pids();
-		last if @now == 2 && !grep { $_ == $victim } @now;
-		sleep 0.1;
-	}
+	my @now = $t->kill_worker($victim);
 
 	ok(@now == 2 && !(grep { $_ == $victim } @now)
 		&& (grep { $_ == $survivor } @now),
 		'kill: worker replaced, the other one still there');
 
 	my ($r) = bg_results($bg);
-	my %wk = workers();
+	my %wk = $t->client_workers();
 	my (@held, @lost, @hung);
 
 	for my $x (@$r) {
@@ -376,7 +369,7 @@ start('rustdesk_relay_single_bandwidth 0;
 		'kill: the dead waiters\' uuids pair again');
 
 	my $uuids = join('|', map { quotemeta $_->[0] } @waiters);
-	note(count($t->read_file('error.log'),
+	note($t->log_count(
 		qr/"(?:$uuids)" was in worker $victim, which is gone/)
 		. ' of them found the entry left by the killed worker');
 
@@ -420,7 +413,7 @@ start('rustdesk_relay_pair_timeout 1s;
 	}
 
 	is(join(', ', @bad), '', 'pair timeout: lone sides closed after ~1 s');
-	ok(wait_log(qr/no partner for relay "lone-\d"/, 4, 2) == 4,
+	ok($t->wait_log(qr/no partner for relay "lone-\d"/, 4, 2) == 4,
 		'pair timeout: "no partner" logged');
 
 	# the uuid is free again
@@ -459,7 +452,7 @@ start('rustdesk_relay_pair_timeout 1s;
 	ok($st ne 'timeout' && $st2 ne 'timeout' && $tm > 1.5 && $tm < 4.5,
 		'idle: a silent pair closed after 2-4 s')
 		or diag(sprintf('A %s after %.1f s, B %s', $st, $tm, $st2));
-	ok(wait_log(qr/relay "idle-1" idle/, 1, 2), 'idle: logged');
+	ok($t->wait_log(qr/relay "idle-1" idle/, 1, 2), 'idle: logged');
 
 	# a pair talking every 0.5 s, A and B in turn, for 5 s
 
@@ -495,7 +488,7 @@ start('rustdesk_key_dir %%TESTDIR%%/keys;
 	$key =~ s/\s+$//;
 	ok(length $key == 44, 'key: public key made');
 
-	my $before = count($t->read_file('error.log'),
+	my $before = $t->log_count(
 		qr/\[warn\].*relay refused to 127\.0\.0\.2: wrong key/);
 
 	my $c = side($PORT, 'key-1', ip => '127.0.0.2', key => 'wrong' . $key);
@@ -503,7 +496,7 @@ start('rustdesk_key_dir %%TESTDIR%%/keys;
 	ok($st ne 'timeout' && $tm < 1.5 && !length $buf,
 		'key: a wrong key closed at once');
 
-	ok(wait_log(qr/\[warn\].*relay refused to 127\.0\.0\.2: wrong key/,
+	ok($t->wait_log(qr/\[warn\].*relay refused to 127\.0\.0\.2: wrong key/,
 		$before + 1, 2) == $before + 1, 'key: wrong key logged');
 
 	$c = side($PORT, 'key-2', ip => '127.0.0.2');
@@ -514,7 +507,7 @@ start('rustdesk_key_dir %%TESTDIR%%/keys;
 
 	my $a = side($PORT, 'key-3', ip => '127.0.0.2', key => $key,
 		extra => 'from A');
-	wait_log(qr/new relay request "key-3"/, 1, 2);
+	$t->wait_log(qr/new relay request "key-3"/, 1, 2);
 	my $b = side($PORT, 'key-3', ip => '127.0.0.3', key => substr($key, 1),
 		extra => 'from bad B');
 	($st) = wait_close($b, 3);
@@ -552,13 +545,6 @@ sub start {
 	(my $conf = $CONF) =~ s/%%DIRECTIVES%%/$relay/;
 	$t->write_file_expand('nginx.conf', $conf);
 	$t->run();
-
-	# the workers are forked after the pid file is written
-	for (1 .. 100) {
-		my @w = $t->worker_pids();
-		last if @w == 2;
-		sleep 0.05;
-	}
 }
 
 # Two sides of a uuid, paired: A waits, B comes, a greeting each way.
@@ -568,7 +554,7 @@ sub pair {
 	my ($uuid) = @_;
 
 	my $a = side($PORT, $uuid, ip => '127.0.0.2', extra => "A:$uuid;");
-	wait_log(qr/new relay request "\Q$uuid\E"/, 1, 2);
+	$t->wait_log(qr/new relay request "\Q$uuid\E"/, 1, 2);
 	my $b = side($PORT, $uuid, ip => '127.0.0.3', extra => "B:$uuid;");
 
 	my ($got_b) = read_exact($b, length "A:$uuid;", 3);
@@ -649,42 +635,6 @@ sub bg_results {
 	close $fh;
 	waitpid($bg->{pid}, 0);
 	return (\@r, $end);
-}
-
-sub count {
-	my ($log, $re) = @_;
-	return scalar(() = $log =~ /$re/g);
-}
-
-sub wait_log {
-	my ($re, $n, $timeout) = @_;
-	my $end = time() + ($timeout // 3);
-	my $got;
-	while (($got = count($t->read_file('error.log'), $re)) < $n
-		&& time() < $end)
-	{
-		sleep 0.05;
-	}
-	return $got;
-}
-
-# The worker that accepted each client address, from the info line
-# nginx logs for each session.
-
-sub workers {
-	my $log = $t->read_file('error.log');
-	my %w;
-
-	$w{$2} = $1 while $log
-		=~ /(\d+)#\d+: \*\d+ client ([\d.]+:\d+) connected/g;
-
-	return %w;
-}
-
-sub worker_of {
-	my ($c) = @_;
-	my %w = workers();
-	return $w{$c->sock()->sockhost() . ':' . $c->sockport()} // 0;
 }
 
 ###############################################################################

@@ -17,7 +17,8 @@ use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
-use RustDesk::Client qw/ frame frame_header unframe encode_msg decode_msg /;
+use RustDesk::Client qw/ frame frame_header unframe encode_msg decode_msg
+	padded random_bytes /;
 
 local $SIG{PIPE} = 'IGNORE';
 
@@ -65,13 +66,7 @@ $t->run();
 
 my $started = time();
 
-# the workers are forked after the pid file is written
-my @workers;
-for (1 .. 100) {
-	@workers = $t->worker_pids();
-	last if @workers == 2;
-	sleep 0.05;
-}
+my @workers = $t->worker_pids();
 my $pk = $t->read_file('keys/id_ed25519.pub');
 $pk =~ s/\s+$//;
 
@@ -84,56 +79,11 @@ srand(20240611);
 
 # helpers
 
-sub log_count {
-	my ($re) = @_;
-	my @m = $t->read_file('error.log') =~ /$re/g;
-	return scalar @m;
-}
-
-# waits (bounded) for a log line count to reach n
-sub wait_log {
-	my ($re, $n, $timeout) = @_;
-	my $end = time() + ($timeout // 3);
-	my $got;
-	while (($got = log_count($re)) < $n && time() < $end) {
-		sleep 0.05;
-	}
-	return $got;
-}
-
 # seconds until the server closed the connection, undef if not within limit
 sub close_time {
 	my ($c, $limit, $from) = @_;
 	$from //= time();
 	return $c->closed($limit - (time() - $from)) ? time() - $from : undef;
-}
-
-# an unknown field (number 1000, length-delimited) appended to a message,
-# sized so that the whole payload is exactly $len bytes
-sub padded {
-	my ($payload, $len) = @_;
-	my $field = "\xc2\x3e";                 # (1000 << 3) | 2, as a varint
-	my $room = $len - length($payload) - length($field);
-
-	for my $vl (1 .. 3) {
-		my $data = $room - $vl;
-		next if $data < 0;
-		my $v = varint($data);
-		return $payload . $field . $v . ("\x00" x $data)
-			if length $v == $vl;
-	}
-
-	die "cannot pad to $len\n";
-}
-
-sub varint {
-	my ($n) = @_;
-	my $s = '';
-	while ($n >= 0x80) {
-		$s .= chr(($n & 0x7F) | 0x80);
-		$n >>= 7;
-	}
-	return $s . chr($n);
 }
 
 sub test_nat_ok {
@@ -183,25 +133,6 @@ sub alerts {
 		=~ /^.*(?:\[alert\]|\[crit\]|\[emerg\]|exited on signal).*$/mg;
 }
 
-sub random_bytes {
-	my ($n) = @_;
-	my $s = pack('N*', map { int(rand(4294967296)) } 1 .. int($n / 4) + 1);
-	return substr($s, 0, $n);
-}
-
-sub socket_fds {
-	my $n = 0;
-	for my $pid (@_) {
-		opendir(my $dh, "/proc/$pid/fd") or next;
-		for my $fd (readdir $dh) {
-			my $l = readlink("/proc/$pid/fd/$fd") // next;
-			$n++ if $l =~ /^socket:/;
-		}
-		closedir $dh;
-	}
-	return $n;
-}
-
 sub raw_connect {
 	my ($port) = @_;
 	my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
@@ -226,7 +157,7 @@ for my $p ([ $MAIN, 'main' ], [ $NAT, 'nat' ], [ $MAIN_LONG, 'main 60s' ],
 		or diag('still open after 1.5 s');
 }
 
-is(wait_log($too_big, 4), 4, '1 GiB header: logged, once per connection');
+is($t->wait_log($too_big, 4), 4, '1 GiB header: logged, once per connection');
 
 # the header of 1 GiB followed by data the client keeps sending: still
 # closed at once, the data is not read into memory
@@ -247,7 +178,7 @@ for my $p ([ $MAIN_LONG, 'main' ], [ $NAT_LONG, 'nat' ]) {
 	ok(defined close_time($c, 1.5), "max + 1 on $p->[1] port: closed");
 }
 
-is(wait_log(qr/frame of 65537 bytes, more than 65536/, 2), 2,
+is($t->wait_log(qr/frame of 65537 bytes, more than 65536/, 2), 2,
 	'max + 1: logged');
 
 # exactly max, garbage (0xFF never ends a varint): a malformed message
@@ -260,7 +191,7 @@ for my $p ([ $MAIN_LONG, 'main' ], [ $NAT_LONG, 'nat' ]) {
 		"max bytes of garbage on $p->[1] port: closed, no answer");
 }
 
-is(wait_log(qr/malformed message of 65536 bytes/, 2), 2,
+is($t->wait_log(qr/malformed message of 65536 bytes/, 2), 2,
 	'max bytes of garbage: logged as malformed');
 
 # exactly max, a valid TestNatRequest padded with an unknown field: a
@@ -439,7 +370,7 @@ alive('garbage frames');
 # a header of 100 bytes, then 10 of them, then the client goes away
 
 my $mid = qr/client closed connection in the middle of a frame/;
-my $mid_before = log_count($mid);
+my $mid_before = $t->log_count($mid);
 
 for my $port ($MAIN, $NAT) {
 	my $c = RustDesk::Client->tcp($port);
@@ -456,7 +387,7 @@ for my $port ($MAIN, $NAT) {
 	$c->close();
 }
 
-is(wait_log($mid, $mid_before + 3) - $mid_before, 3,
+is($t->wait_log($mid, $mid_before + 3) - $mid_before, 3,
 	'mid-frame disconnects logged');
 
 # a frame that never completes: the idle timeout closes it
@@ -531,9 +462,9 @@ alive('truncated and split frames');
 # 4. random datagrams
 
 my $malformed = qr/malformed datagram of \d+ bytes/;
-my $malformed_before = log_count($malformed);
+my $malformed_before = $t->log_count($malformed);
 my $rcvbuf_errors_before = udp_rcvbuf_errors();
-my $udp_seen_before = log_count(qr/udp client \S+ connected/);
+my $udp_seen_before = $t->log_count(qr/udp client \S+ connected/);
 
 {
 	my @u = map {
@@ -559,11 +490,11 @@ my $udp_seen_before = log_count(qr/udp client \S+ connected/);
 	close $_ for @u;
 }
 
-my $udp_seen = log_count(qr/udp client \S+ connected/) - $udp_seen_before;
+my $udp_seen = $t->log_count(qr/udp client \S+ connected/) - $udp_seen_before;
 
 ok(udp_register_ok('afterflood'), 'random datagrams: RegisterPeer answered');
 
-my $malformed_n = log_count($malformed) - $malformed_before;
+my $malformed_n = $t->log_count($malformed) - $malformed_before;
 my $rcvbuf_errors = udp_rcvbuf_errors() - $rcvbuf_errors_before;
 diag("random datagrams: $udp_seen of 10000 reached the server, "
 	. "$malformed_n 'malformed datagram' lines, "
@@ -590,42 +521,17 @@ sub udp_rcvbuf_errors {
 # 5. idle connections: closed by the client, and timed out by the server;
 # the workers' descriptors come back to what they were
 
-sub stable_fds {
-	my $end = time() + 5;
-	my $last = socket_fds(@workers);
-	while (time() < $end) {
-		sleep 0.3;
-		my $now = socket_fds(@workers);
-		return $now if $now == $last;
-		$last = $now;
-	}
-	return $last;
-}
-
-# polls until the count is at most (or at least) a value
-sub wait_fds {
-	my ($cmp, $want, $timeout) = @_;
-	my $end = time() + $timeout;
-	my $n;
-	for (;;) {
-		$n = socket_fds(@workers);
-		return $n if $cmp eq '<=' ? $n <= $want : $n >= $want;
-		return $n if time() >= $end;
-		sleep 0.05;
-	}
-}
-
-my $base = stable_fds();
+my $base = $t->stable_fds(qr/^socket:/);
 note("worker socket descriptors at rest: $base");
 
 {
 	my @c = map { raw_connect($_ % 2 ? $MAIN : $NAT) } 1 .. 200;
-	my $open = wait_fds('>=', $base + 200, 1.5);
+	my $open = $t->wait_fds('>=', $base + 200, 1.5, qr/^socket:/);
 	note("200 idle connections: $open socket descriptors");
 	ok($open >= $base + 200, 'idle connections accepted');
 
 	close $_ for @c;
-	my $after = wait_fds('<=', $base + 2, 5);
+	my $after = $t->wait_fds('<=', $base + 2, 5, qr/^socket:/);
 	note("closed by the client: $after socket descriptors");
 	ok($after <= $base + 2, 'closed by the client: descriptors released')
 		or diag("$after descriptors, $base at rest");
@@ -633,11 +539,11 @@ note("worker socket descriptors at rest: $base");
 
 {
 	my $timed_out = qr/client timed out/;
-	my $to_before = log_count($timed_out);
+	my $to_before = $t->log_count($timed_out);
 
 	my $start = time();
 	my @c = map { raw_connect($_ % 2 ? $MAIN : $NAT) } 1 .. 200;
-	my $open = wait_fds('>=', $base + 200, 1.5);
+	my $open = $t->wait_fds('>=', $base + 200, 1.5, qr/^socket:/);
 	note("200 idle connections: $open socket descriptors");
 
 	# every one must be closed by the server (EOF) after about 2 s
@@ -659,12 +565,12 @@ note("worker socket descriptors at rest: $base");
 	is($closed, 200, 'idle connections timed out by the server');
 	is($early, 0, 'no idle connection closed before the timeout');
 
-	my $after = wait_fds('<=', $base + 2, 3);
+	my $after = $t->wait_fds('<=', $base + 2, 3, qr/^socket:/);
 	note("timed out by the server: $after socket descriptors");
 	ok($after <= $base + 2, 'timed out: descriptors released')
 		or diag("$after descriptors, $base at rest");
 
-	is(wait_log($timed_out, $to_before + 200) - $to_before, 200,
+	is($t->wait_log($timed_out, $to_before + 200) - $to_before, 200,
 		'timeouts logged');
 
 	close $_ for @c;
@@ -689,14 +595,14 @@ sub punch_failure_ok {
 }
 
 {
-	my $mal_before = log_count(qr/malformed message of 20 bytes/);
+	my $mal_before = $t->log_count(qr/malformed message of 20 bytes/);
 
 	my $c = RustDesk::Client->tcp($MAIN);
 	$c->send_raw(phr('nosuchpeer1') . frame("\xFF" x 20));
 	ok(punch_failure_ok($c), 'request and garbage frame: answered');
 	ok(defined close_time($c, 1.5), 'request and garbage frame: then closed');
 
-	is(wait_log(qr/malformed message of 20 bytes/, $mal_before + 1)
+	is($t->wait_log(qr/malformed message of 20 bytes/, $mal_before + 1)
 		- $mal_before, 1, 'request and garbage frame: logged');
 }
 

@@ -197,7 +197,7 @@ my %before = map { $_ => row($DB, $_)->{guid} } qw/ db-persist-1 db-persist-2 /;
 	my $other = 'none on that worker';
 
 	for (1 .. 50) {
-		$w ||= worker_of($l1);
+		$w ||= $t->worker_of($l1);
 
 		unless ($w) {
 			sleep 0.05;
@@ -207,7 +207,7 @@ my %before = map { $_ => row($DB, $_)->{guid} } qw/ db-persist-1 db-persist-2 /;
 		my $s = udp('127.0.0.42');
 		$s->send_msg(register_peer => { id => 'db-lock-peer' });
 		my ($type, $m) = $s->recv_msg(3);
-		next unless worker_of($s) == $w;
+		next unless $t->worker_of($s) == $w;
 
 		$other = defined $type ? msg_text($type, $m) : 'timeout';
 		$other .= ' (after the RegisterPk answer)'
@@ -504,7 +504,7 @@ sub wait_workers {
 		my $s = udp('127.0.0.3');
 		$s->send_msg(register_peer => { id => 'db-wait' });
 		my @r = $s->recv_msg(1);
-		$seen{worker_of($s)}++ if @r;
+		$seen{$t->worker_of($s)}++ if @r;
 		delete $seen{0};
 	}
 }
@@ -758,21 +758,6 @@ sub punch {
 	$a->close();
 
 	return defined $type ? msg_text($type, $m) : 'timeout';
-}
-
-# The worker that handled a client socket's session (from the info line
-# nginx logs for each), 0 if none is found.
-
-sub worker_of {
-	my ($c) = @_;
-	my $port = $c->sockport();
-	my $log = $t->read_file('error.log');
-	my $pid = 0;
-
-	$pid = $1 while $log
-		=~ /(\d+)#\d+: \*\d+ (?:udp )?client [\d.]+:$port connected/g;
-
-	return $pid;
 }
 
 ###############################################################################

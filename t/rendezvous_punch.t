@@ -20,7 +20,8 @@ use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
-use RustDesk::Client qw/ mangle demangle open_signed_pk msg_text msg_fields /;
+use RustDesk::Client qw/ varint mangle demangle open_signed_pk msg_text
+	msg_fields /;
 
 my $t = Test::Nginx->new()->has()->plan(42)
 	->allow_log(qr/exited on signal 9\b/);
@@ -66,7 +67,7 @@ my $nb = 0;                             # Bs registered
 # socket) and a new TCP connection for B's answer; about half of the
 # answers come in on the other worker than A's
 
-my $relayed0 = log_count(qr/answer relayed from worker/);
+my $relayed0 = $t->log_count(qr/answer relayed from worker/);
 my (@bad, @pairs);
 
 for my $n (1 .. 50) {
@@ -78,8 +79,8 @@ for my $n (1 .. 50) {
 
 is(join("\n", @bad), '', '50 punch flows: exact fields, B closed after');
 
-my $relayed = log_count(qr/answer relayed from worker/) - $relayed0;
-my %wk = workers();
+my $relayed = $t->log_count(qr/answer relayed from worker/) - $relayed0;
+my %wk = $t->client_workers();
 my $cross = grep { ($wk{$_->[0]} // 0) != ($wk{$_->[1]} // -1) } @pairs;
 my $unknown = grep { !$wk{$_->[0]} || !$wk{$_->[1]} } @pairs;
 
@@ -184,7 +185,7 @@ is("$relayed/$unknown", "$cross/0",
 		my ($type, $m) = $pb->{udp}->recv_msg();
 		my $relay = ($type // '') eq 'punch_hole'
 			? $m->{relay_server} // '' : 'none';
-		my $w = worker_of($rq);
+		my $w = $t->worker_of($rq);
 
 		$seen{$relay}++;
 		push @bad, "request $n on worker $w: $relay again"
@@ -202,14 +203,14 @@ is("$relayed/$unknown", "$cross/0",
 # 7. answers that find nobody, requesters that leave, retries
 
 {
-	my $before = log_count(qr/not waiting/);
+	my $before = $t->log_count(qr/not waiting/);
 
 	my $bt = RustDesk::Client->tcp(port(1), LocalAddr => $B_IPS[0]);
 	$bt->send_msg(punch_hole_sent => {
 		socket_addr => mangle('127.0.0.99', 4321), id => 'nobody-1',
 		relay_server => $RELAYS[0], nat_type => 1, version => '1.3.0' });
 	ok($bt->closed(), 'answer for nobody: B\'s connection closed');
-	ok(log_count(qr/\[info\].*not waiting/) > $before,
+	ok($t->log_count(qr/\[info\].*not waiting/) > $before,
 		'answer for nobody: "not waiting" logged');
 
 	# A leaves before B answers, on either worker
@@ -259,7 +260,7 @@ is("$relayed/$unknown", "$cross/0",
 		join(' ', ('punch_hole{nat_type=1 socket_addr=' . addr($rq) . '}')
 			x 2), 'retry: a second PunchHole');
 
-	$before = log_count(qr/not waiting/);
+	$before = $t->log_count(qr/not waiting/);
 
 	my @bt = map { RustDesk::Client->tcp(port(1), LocalAddr => $pb->{ip}) }
 		0 .. 1;
@@ -275,7 +276,7 @@ is("$relayed/$unknown", "$cross/0",
 	is(norm($rq->recv_msg()), "punch_hole_response{nat_type=2 "
 		. "pk=signed($pb->{id}) relay_server=$relay socket_addr="
 		. addr($bt[0]) . '}', 'retry: the first answer reaches A');
-	ok(log_count(qr/not waiting/) > $before,
+	ok($t->log_count(qr/not waiting/) > $before,
 		'retry: the second answer finds A not waiting');
 	is(norm($rq->recv_msg(0.5)), '', 'retry: no second answer at A');
 }
@@ -336,23 +337,14 @@ is("$relayed/$unknown", "$cross/0",
 			licence_key => $key, nat_type => 1 });
 		my ($type, $m) = $pb->{udp}->recv_msg();
 		$hole = ($type // '') eq 'punch_hole' ? $m : undef;
-		last if $hole && worker_of($rq) == $victim;
+		last if $hole && $t->worker_of($rq) == $victim;
 		$rq->close();
 		undef $hole;
 	}
 
 	ok($hole, 'a requester waiting on the worker to be killed');
 
-	kill 'KILL', $victim;
-
-	my @now;
-	my $end = time() + 10;
-
-	while (time() < $end) {
-		@now = $t->worker_pids();
-		last if @now == 2 && !grep { $_ == $victim } @now;
-		sleep 0.1;
-	}
+	my @now = $t->kill_worker($victim);
 
 	is(scalar(grep { $_ != $victim } @now), 2, 'killed worker replaced');
 
@@ -362,7 +354,7 @@ is("$relayed/$unknown", "$cross/0",
 		ok($rq->closed(1), 'killed worker: its requester disconnected');
 
 		my $gone = qr/not waiting|holding the requester is gone/;
-		my $before = log_count($gone);
+		my $before = $t->log_count($gone);
 
 		my $bt = RustDesk::Client->tcp(port(1), LocalAddr => $pb->{ip});
 		$bt->send_msg(punch_hole_sent => { socket_addr => $hole->{socket_addr},
@@ -370,7 +362,7 @@ is("$relayed/$unknown", "$cross/0",
 			nat_type => 1, version => '1.3.0' });
 		ok($bt->closed(), 'answer for a requester of the killed worker: '
 			. 'B closed');
-		ok(log_count($gone) > $before,
+		ok($t->log_count($gone) > $before,
 			'answer for a requester of the killed worker: dropped, logged');
 	}
 
@@ -602,18 +594,6 @@ sub addr {
 	return $c->sock()->sockhost() . ':' . $c->sockport();
 }
 
-sub varint {
-	my ($n) = @_;
-	my $s = '';
-
-	while ($n >= 0x80) {
-		$s .= chr(($n & 0x7f) | 0x80);
-		$n >>= 7;
-	}
-
-	return $s . chr($n);
-}
-
 # (type, fields) as text, the fields sorted, defaults left out (proto3
 # omits them on the wire); addresses decoded, signed keys checked:
 # "signed(id)" when the signature is the server's and the key is the one
@@ -638,32 +618,6 @@ sub norm {
 	}
 
 	return $type . msg_fields(\%m);
-}
-
-
-sub log_count {
-	my ($re) = @_;
-	my $log = $t->read_file('error.log');
-	return scalar(() = $log =~ /$re/g);
-}
-
-# The worker that accepted each TCP client address, from the info line
-# nginx logs for each session.
-
-sub workers {
-	my $log = $t->read_file('error.log');
-	my %w;
-
-	$w{$2} = $1 while $log
-		=~ /(\d+)#\d+: \*\d+ client ([\d.]+:\d+) connected/g;
-
-	return %w;
-}
-
-sub worker_of {
-	my ($c) = @_;
-	my %w = workers();
-	return $w{addr($c)} // 0;
 }
 
 ###############################################################################

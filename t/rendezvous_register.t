@@ -109,20 +109,6 @@ sub reg_pk {
 	return $m->{result} // 0;
 }
 
-# The worker that handled the session of a client port (from the info
-# line nginx logs for each session), 0 if none is found.
-
-sub worker_of {
-	my ($port) = @_;
-	my $log = $t->read_file('error.log');
-	my $pid = 0;
-
-	$pid = $1 while $log
-		=~ /(\d+)#\d+: \*\d+ (?:udp )?client [\d.]+:$port connected/g;
-
-	return $pid;
-}
-
 ###############################################################################
 
 my $c = udp();
@@ -253,7 +239,7 @@ sub config_everywhere {
 		my $s = udp();
 		my $got = ask($s, register_peer => { id => 'cfg-1', serial => 5 });
 		push @bad, $got if $got ne $expect;
-		$workers{worker_of($s->sockport())}++;
+		$workers{$t->worker_of($s)}++;
 		last if $n >= 8 && keys %workers >= 2;
 	}
 
@@ -318,7 +304,7 @@ for my $n (1 .. 64) {
 	my ($rt, $m) = $s->recv_msg();
 	push @states, defined $rt && $rt eq 'online_response'
 		? unpack('H*', $m->{states} // '') : 'none';
-	$workers{worker_of($s->sockport())}++;
+	$workers{$t->worker_of($s)}++;
 	last if $n >= 8 && keys %workers >= 2;
 }
 

@@ -24,7 +24,8 @@ use Crypt::PK::Ed25519;
 use MIME::Base64 qw/ decode_base64 /;
 
 our @EXPORT_OK = qw/ frame frame_header unframe encode_msg decode_msg
-	mangle demangle open_signed_pk msg_text msg_fields /;
+	varint padded random_bytes mangle demangle open_signed_pk msg_text
+	msg_fields /;
 
 Google::ProtocolBuffers->parsefile(dirname(__FILE__) . '/rendezvous.proto2',
 	{ create_accessors => 1 });
@@ -92,6 +93,44 @@ sub decode_msg {
 	}
 
 	return ();
+}
+
+# Hand-made wire bytes: a protobuf varint; a message grown to exactly $len
+# bytes by an unknown field (number 1000, length-delimited) at its end;
+# $n random bytes (for garbage input).
+
+sub varint {
+	my ($n) = @_;
+	my $s = '';
+
+	while ($n >= 0x80) {
+		$s .= chr(($n & 0x7F) | 0x80);
+		$n >>= 7;
+	}
+
+	return $s . chr($n);
+}
+
+sub padded {
+	my ($payload, $len) = @_;
+	my $field = "\xc2\x3e";                 # (1000 << 3) | 2, as a varint
+	my $room = $len - length($payload) - length($field);
+
+	for my $vl (1 .. 3) {
+		my $data = $room - $vl;
+		next if $data < 0;
+		my $v = varint($data);
+		return $payload . $field . $v . ("\x00" x $data)
+			if length $v == $vl;
+	}
+
+	die "cannot pad to $len\n";
+}
+
+sub random_bytes {
+	my ($n) = @_;
+	my $s = pack('N*', map { int(rand(4294967296)) } 1 .. int($n / 4) + 1);
+	return substr($s, 0, $n);
 }
 
 

@@ -2,7 +2,7 @@ package RustDesk::RelayTest;
 
 # Helpers for the relay (hbbr) tests: pairs of relay clients, streaming
 # through them as fast as the relay lets (or at a given pace) while
-# measuring at the receiving side, console commands, log look-ups.
+# measuring at the receiving side, console commands.
 #
 #     my $p = relay_pair($t, port(0), 'uuid1', '127.0.0.2', '127.0.0.1');
 #     my $r = stream([ flow($p->{b}, $p->{a}) ], 3);
@@ -21,11 +21,10 @@ use IO::Select;
 use IO::Socket::INET;
 use Time::HiRes qw/ sleep time /;
 
-use RustDesk::Client;
+use RustDesk::Relay qw/ side read_exact /;
 
 our @EXPORT = qw/ relay_side relay_pair relay_pairs_on_workers flow stream
-	rate rate_at console console_closed worker_of workers wait_log log_count
-	close_pairs MiB /;
+	rate rate_at console console_closed workers close_pairs MiB /;
 
 use constant MiB => 1024 * 1024;
 
@@ -37,13 +36,8 @@ my $CHUNK = 'x' x 65536;
 
 sub relay_side {
 	my ($port, $uuid, $src, $extra) = @_;
-
-	my $c = RustDesk::Client->tcp($port, LocalAddr => $src || '127.0.0.1');
-	my $frame = RustDesk::Client::frame(RustDesk::Client::encode_msg(
-		request_relay => { uuid => $uuid }));
-	$c->send_raw($frame . (defined $extra ? $extra : ''));
-
-	return $c->sock();
+	return side($port, $uuid, ip => $src || '127.0.0.1', extra => $extra)
+		->sock();
 }
 
 # A pair: a connects and is waited for (its "new relay request" logged),
@@ -54,7 +48,7 @@ sub relay_pair {
 	my ($t, $port, $uuid, $src_a, $src_b) = @_;
 
 	my $a = relay_side($port, $uuid, $src_a);
-	unless (wait_log($t, qr/new relay request "\Q$uuid\E"/, 5)) {
+	unless ($t->wait_log(qr/new relay request "\Q$uuid\E"/, 1, 5)) {
 		Test::More::diag("relay $uuid: first side not waiting");
 		return undef;
 	}
@@ -74,28 +68,12 @@ sub check_pair {
 	local $SIG{PIPE} = 'IGNORE';
 
 	$p->{b}->syswrite('B');
-	return 0 unless read_exact($p->{a}, 1, 5) eq 'B';
+	return 0 unless (read_exact($p->{a}, 1, 5))[0] eq 'B';
 
 	$p->{a}->syswrite('A');
-	return 0 unless read_exact($p->{b}, 1, 5) eq 'A';
+	return 0 unless (read_exact($p->{b}, 1, 5))[0] eq 'A';
 
 	return 1;
-}
-
-sub read_exact {
-	my ($s, $n, $timeout) = @_;
-	my $end = time() + $timeout;
-	my $sel = IO::Select->new($s);
-	my $got = '';
-
-	while (length $got < $n) {
-		my $left = $end - time();
-		last if $left <= 0 || !$sel->can_read($left);
-		my $r = $s->sysread($got, $n - length $got, length $got);
-		last unless $r;
-	}
-
-	return $got;
 }
 
 # $n pairs, as evenly as possible over the workers: a first side is kept
@@ -114,9 +92,9 @@ sub relay_pairs_on_workers {
 
 		my $uuid = "$prefix-$i";
 		my $a = relay_side($port, $uuid, $src_a);
-		wait_log($t, qr/new relay request "\Q$uuid\E"/, 5) or next;
+		$t->wait_log(qr/new relay request "\Q$uuid\E"/, 1, 5) or next;
 
-		my $w = worker_of($t, $a->sockport());
+		my $w = $t->worker_of($a);
 
 		if (($count{$w} || 0) >= $share) {
 			close $a;
@@ -166,7 +144,7 @@ sub close_pairs {
 	# let the relay notice before anything else happens
 
 	for my $p (grep { defined } @pairs) {
-		wait_log($t, qr/relay "\Q$p->{uuid}\E" (?:closed|idle)/, 3);
+		$t->wait_log(qr/relay "\Q$p->{uuid}\E" (?:closed|idle)/, 1, 3);
 	}
 }
 
@@ -356,39 +334,6 @@ sub console_closed {
 	}
 
 	return ($all, 0);
-}
-
-
-# The log.
-
-# The worker whose log names the client connection from this local port.
-sub worker_of {
-	my ($t, $port) = @_;
-	my $log = $t->read_file('error.log');
-	my $pid = 0;
-
-	$pid = $1 while $log
-		=~ /(\d+)#\d+: \*\d+ client [\d.]+:$port connected/g;
-
-	return $pid;
-}
-
-sub wait_log {
-	my ($t, $re, $timeout) = @_;
-	my $end = time() + ($timeout // 3);
-
-	for (;;) {
-		my $log = $t->read_file('error.log');
-		return $1 // $& if $log =~ $re;
-		return undef if time() >= $end;
-		sleep 0.05;
-	}
-}
-
-sub log_count {
-	my ($t, $re) = @_;
-	my $n = () = $t->read_file('error.log') =~ /$re/g;
-	return $n;
 }
 
 1;

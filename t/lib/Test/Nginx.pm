@@ -185,6 +185,53 @@ sub read_file {
 	return $content;
 }
 
+# How many times the pattern matches in error.log (or in $log, a copy of
+# it read before).
+sub log_count {
+	my ($self, $re, $log) = @_;
+	$log //= $self->read_file('error.log');
+	my $n = () = $log =~ /$re/g;
+	return $n;
+}
+
+# Waits until the pattern matches n times (default 1) in error.log, or
+# the timeout (default 3 s) is over: returns the count then.
+sub wait_log {
+	my ($self, $re, $n, $timeout) = @_;
+	my $end = time() + ($timeout // 3);
+	my $got;
+
+	while (($got = $self->log_count($re)) < ($n // 1) && time() < $end) {
+		sleep 0.05;
+	}
+
+	return $got;
+}
+
+# The worker that accepted each client, from the info line nginx logs for
+# every session: "ip:port" (a TCP client) or "udp ip:port" => worker pid,
+# the last session wins.
+sub client_workers {
+	my ($self) = @_;
+	my $log = $self->read_file('error.log');
+	my %w;
+
+	$w{($2 // '') . $3} = $1 while $log
+		=~ /(\d+)#\d+: \*\d+ (udp )?client ([\d.]+:\d+) connected/g;
+
+	return %w;
+}
+
+# The worker that accepted a client (a RustDesk::Client or a socket), 0
+# if the log does not say.
+sub worker_of {
+	my ($self, $c) = @_;
+	my $s = $c->isa('RustDesk::Client') ? $c->sock() : $c;
+	my $udp = $s->socktype() == SOCK_DGRAM ? 'udp ' : '';
+	my %w = $self->client_workers();
+	return $w{$udp . $s->sockhost() . ':' . $s->sockport()} // 0;
+}
+
 # nginx -t with a configuration file of the test directory (default
 # nginx.conf): returns (exit code, everything nginx said).  Its messages go
 # to a log of their own, so that an expected [emerg] does not fail the
@@ -268,6 +315,55 @@ sub worker_pids {
 	return sort { $a <=> $b } @pids;
 }
 
+# Descriptors the workers hold (/proc/<pid>/fd): all of them, or those
+# whose link matches the pattern (e.g. qr/^socket:/).
+sub worker_fds {
+	my ($self, $re) = @_;
+	my $n = 0;
+
+	for my $pid ($self->worker_pids()) {
+		opendir(my $dh, "/proc/$pid/fd") or next;
+		for my $fd (grep { /^\d+$/ } readdir $dh) {
+			next if $re
+				&& (readlink("/proc/$pid/fd/$fd") // '') !~ $re;
+			$n++;
+		}
+		closedir $dh;
+	}
+
+	return $n;
+}
+
+# worker_fds() once it stays the same for 0.3 s (5 s at most).
+sub stable_fds {
+	my ($self, $re) = @_;
+	my $end = time() + 5;
+	my $last = $self->worker_fds($re);
+
+	while (time() < $end) {
+		sleep 0.3;
+		my $now = $self->worker_fds($re);
+		return $now if $now == $last;
+		$last = $now;
+	}
+
+	return $last;
+}
+
+# Polls worker_fds() until it is at most ('<=') or at least ('>=') a value,
+# or the timeout is over: returns the last count.
+sub wait_fds {
+	my ($self, $cmp, $want, $timeout, $re) = @_;
+	my $end = time() + $timeout;
+
+	for (;;) {
+		my $n = $self->worker_fds($re);
+		return $n if $cmp eq '<=' ? $n <= $want : $n >= $want;
+		return $n if time() >= $end;
+		sleep 0.05;
+	}
+}
+
 sub wait_for_file {
 	my ($self, $file, $timeout) = @_;
 	my $end = time() + ($timeout || 10);
@@ -316,6 +412,25 @@ sub reload {
 
 	$self->wait_for_ports();
 	return $self;
+}
+
+# Kills a worker (SIGKILL) and waits (10 s at most) until the master has
+# replaced it: returns the worker pids then.
+sub kill_worker {
+	my ($self, $pid) = @_;
+	my $n = () = $self->worker_pids();
+	my @now;
+
+	kill 'KILL', $pid;
+
+	my $end = time() + 10;
+	while (time() < $end) {
+		@now = $self->worker_pids();
+		last if @now == $n && !grep { $_ == $pid } @now;
+		sleep 0.1;
+	}
+
+	return @now;
 }
 
 sub stop {
