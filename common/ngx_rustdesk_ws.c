@@ -19,6 +19,8 @@ static const unsigned char *ws_find(const unsigned char *p, size_t len,
     const char *s);
 static int ws_token(const unsigned char *v, size_t len, const char *token);
 static int ws_base64(const unsigned char *p, size_t len);
+static void ws_unmask(unsigned char *dst, const unsigned char *src, size_t n,
+    const unsigned char *mask, size_t off);
 static ngx_rustdesk_ws_rc_e ws_error(ngx_rustdesk_ws_decoder_t *d,
     unsigned code, const char *reason);
 
@@ -346,9 +348,7 @@ ngx_rustdesk_ws_decode(ngx_rustdesk_ws_decoder_t *d, unsigned char **pos,
         dst = (d->opcode < NGX_RUSTDESK_WS_CLOSE_FRAME)
               ? d->buf + d->len : d->ctl + d->ctl_len;
 
-        for (i = 0; i < n; i++) {
-            dst[i] = p[i] ^ d->mask[(d->fgot + i) & 3];
-        }
+        ws_unmask(dst, p, n, d->mask, (size_t) (d->fgot & 3));
 
         p += n;
         d->fgot += n;
@@ -497,6 +497,37 @@ ws_token(const unsigned char *v, size_t len, const char *token)
     }
 
     return 0;
+}
+
+
+/*
+ * dst = src XOR the mask, the mask starting at its byte off: eight bytes
+ * at a time (the mask repeated twice), then the rest.
+ */
+
+static void
+ws_unmask(unsigned char *dst, const unsigned char *src, size_t n,
+    const unsigned char *mask, size_t off)
+{
+    size_t         i;
+    uint64_t       v, m64;
+    unsigned char  m[8];
+
+    for (i = 0; i < 8; i++) {
+        m[i] = mask[(off + i) & 3];
+    }
+
+    memcpy(&m64, m, 8);
+
+    for (i = 0; i + 8 <= n; i += 8) {
+        memcpy(&v, src + i, 8);
+        v ^= m64;
+        memcpy(dst + i, &v, 8);
+    }
+
+    for ( /* void */ ; i < n; i++) {
+        dst[i] = src[i] ^ m[i & 3];
+    }
 }
 
 

@@ -41,6 +41,10 @@ static ngx_int_t ngx_stream_rustdesk_rendezvous_relay_response(
     ngx_rustdesk_tcp_t *t, Hbb__RelayResponse *rr);
 static void ngx_stream_rustdesk_rendezvous_to_peer(ngx_stream_session_t *s,
     ngx_rustdesk_ip_t *to, ngx_rustdesk_msg_t *m);
+static ngx_socket_t ngx_stream_rustdesk_rendezvous_udp_fd(in_port_t port,
+    ngx_uint_t family);
+static ngx_uint_t ngx_stream_rustdesk_rendezvous_udp_server(
+    ngx_listening_t *ls);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_requester(
     ngx_stream_session_t *s, ProtobufCBinaryData *mangled,
     ngx_rustdesk_ip_t *a);
@@ -655,38 +659,30 @@ ngx_stream_rustdesk_rendezvous_to_peer(ngx_stream_session_t *s,
     ssize_t                   n;
     socklen_t                 len;
     in_port_t                 port;
-    ngx_uint_t                i;
     ngx_socket_t              fd;
-    ngx_listening_t          *ls;
     ngx_connection_t         *c;
     struct sockaddr_storage   ss;
 
     c = s->connection;
     port = ngx_inet_get_port(c->local_sockaddr);
-    fd = (ngx_socket_t) -1;
 
-    ls = ngx_cycle->listening.elts;
+    /*
+     * The UDP listener of this port (the main port), else, for the
+     * WebSocket port, one of a rendezvous server: B listens to the port it
+     * registered with, not to ours.
+     */
 
-    for (i = 0; i < ngx_cycle->listening.nelts; i++) {
-        if (ls[i].type != SOCK_DGRAM || ls[i].fd == (ngx_socket_t) -1
-            || ngx_inet_get_port(ls[i].sockaddr) != port)
-        {
-            continue;
-        }
+    fd = ngx_stream_rustdesk_rendezvous_udp_fd(port, to->family);
 
-        fd = ls[i].fd;
-
-        if (ls[i].sockaddr->sa_family == (to->family == AF_INET6
-                                          ? AF_INET6 : AF_INET))
-        {
-            break;
-        }
+    if (fd == (ngx_socket_t) -1) {
+        fd = ngx_stream_rustdesk_rendezvous_udp_fd(0, to->family);
     }
 
     if (fd == (ngx_socket_t) -1) {
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                      "rustdesk: no UDP listener on port %d to reach the "
-                      "peer: add \"listen ... udp\" to this server", port);
+                      "rustdesk: no UDP listener of a rustdesk_rendezvous "
+                      "server to reach the peer: add \"listen ... udp\" to "
+                      "the main port's server");
         return;
     }
 
@@ -704,6 +700,80 @@ ngx_stream_rustdesk_rendezvous_to_peer(ngx_stream_session_t *s,
         ngx_log_error(NGX_LOG_INFO, c->log, ngx_socket_errno,
                       "rustdesk: sendto() to the peer failed");
     }
+}
+
+
+/*
+ * A UDP listener to send to a peer from: on this port (0: any port of a
+ * rustdesk_rendezvous server), of the peer's family if there is one.
+ */
+
+static ngx_socket_t
+ngx_stream_rustdesk_rendezvous_udp_fd(in_port_t port, ngx_uint_t family)
+{
+    ngx_uint_t        i;
+    ngx_socket_t      fd;
+    ngx_listening_t  *ls;
+
+    fd = (ngx_socket_t) -1;
+    ls = ngx_cycle->listening.elts;
+
+    for (i = 0; i < ngx_cycle->listening.nelts; i++) {
+        if (ls[i].type != SOCK_DGRAM || ls[i].fd == (ngx_socket_t) -1) {
+            continue;
+        }
+
+        if (port ? ngx_inet_get_port(ls[i].sockaddr) != port
+                 : !ngx_stream_rustdesk_rendezvous_udp_server(&ls[i]))
+        {
+            continue;
+        }
+
+        fd = ls[i].fd;
+
+        if (ls[i].sockaddr->sa_family == (family == AF_INET6
+                                          ? AF_INET6 : AF_INET))
+        {
+            break;
+        }
+    }
+
+    return fd;
+}
+
+
+/* Whether a listener belongs to a rustdesk_rendezvous server (not a
+ * WebSocket one). */
+
+static ngx_uint_t
+ngx_stream_rustdesk_rendezvous_udp_server(ngx_listening_t *ls)
+{
+    ngx_uint_t                                  i;
+    ngx_stream_port_t                          *port;
+    ngx_stream_conf_ctx_t                      *ctx;
+    ngx_stream_rustdesk_rendezvous_srv_conf_t  *rscf;
+
+    port = ls->servers;
+
+    for (i = 0; i < port->naddrs; i++) {
+#if (NGX_HAVE_INET6)
+        if (ls->sockaddr->sa_family == AF_INET6) {
+            ctx = ((ngx_stream_in6_addr_t *) port->addrs)[i].conf.ctx;
+
+        } else
+#endif
+        {
+            ctx = ((ngx_stream_in_addr_t *) port->addrs)[i].conf.ctx;
+        }
+
+        rscf = ctx->srv_conf[ngx_stream_rustdesk_rendezvous_module.ctx_index];
+
+        if (rscf->role == NGX_RUSTDESK_ROLE_RENDEZVOUS && !rscf->websocket) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

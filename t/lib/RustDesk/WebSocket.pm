@@ -30,7 +30,9 @@ my $GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
 # The socket, upgraded.  Options: path, host, headers (array of
 # [name, value]), LocalAddr, ssl (1: TLS without certificate checks),
-# request (the whole upgrade request, sent as it is: then no check).
+# request (the whole upgrade request, sent as it is: then no check),
+# byte_delay (send the request one byte at a time, with TCP_NODELAY and
+# this many seconds between bytes).
 # Dies unless the answer is 101 with the right Sec-WebSocket-Accept;
 # with 'expect_fail' returns (undef, the answer) instead.
 sub connect {
@@ -42,7 +44,17 @@ sub connect {
 	my $key = encode_base64(join('', map { chr(int rand 256) } 1 .. 16), '');
 	my $req = $o{request} // $self->request($key, %o);
 
-	$self->send_raw($req);
+	if ($o{byte_delay}) {
+		require Socket;
+		setsockopt($sock, Socket::IPPROTO_TCP(), Socket::TCP_NODELAY(), 1);
+
+		for my $byte (split //, $req) {
+			$self->send_raw($byte);
+			select undef, undef, undef, $o{byte_delay};
+		}
+	} else {
+		$self->send_raw($req);
+	}
 
 	my $answer = $self->read_answer();
 	my $accept = sha1_base64($key . $GUID) . '=';
