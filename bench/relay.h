@@ -1,13 +1,15 @@
 /*
  * Shared by the relay load generators of bench/ (relay_throughput.c,
- * relay_pingpong.c, relay_memory.c): the two modes, their common options
- * and start-up, the framed RequestRelay a relay client sends first
- * (PROTOCOL.md sections 2 and 7), relay and proxy_pass clients from
- * loopback source addresses, the generator's own backend listener (for
- * nginx's proxy_pass, the baseline) and its epoll set, the data pattern,
- * and the RSS of nginx's workers.
+ * relay_pingpong.c, relay_memory.c, relay_ws.c): the two modes, their
+ * common options and start-up, the RequestRelay a relay client sends first
+ * (framed for TCP, PROTOCOL.md sections 2 and 7; one binary message for
+ * WebSocket), relay and proxy_pass clients from loopback source addresses,
+ * WebSocket clients (upgrade, masked frames, server frame headers), the
+ * generator's own backend listener (for nginx's proxy_pass, the baseline)
+ * and its epoll set, the data pattern, and the RSS of nginx's workers.
  *
  * A relay pair:   A --TCP--> relay <--TCP-- B   (both send RequestRelay{uuid})
+ *                 A --WS---> relay <--WS--- B   (relay_ws)
  * the baseline:   A --TCP--> nginx proxy_pass --TCP--> backend (here)
  *
  * Everything here talks to 127.0.0.0/8 only.
@@ -32,7 +34,8 @@
 /* Each generator measures both, in this order within a round. */
 enum { M_PROXY = 0, M_RELAY = 1 };
 
-static const char  *mode_name[] = { "proxy_pass", "relay" };
+static const char  *mode_name[] __attribute__((unused))
+                     = { "proxy_pass", "relay" };
 
 
 /* the generator's options -r, -p, -B (all needed), -P, -Q */
@@ -71,20 +74,32 @@ relay_uuid(char *out, uint64_t run_seed, unsigned round, unsigned i)
 
 
 /*
- * The first bytes both relay clients of pair i send: a framed
- * RendezvousMessage{request_relay: RequestRelay{uuid}} with the pair's
- * uuid of that round; its length (out: 128 bytes).
+ * RendezvousMessage{request_relay: RequestRelay{uuid}} with the uuid of
+ * pair i of that round, unframed (a WebSocket client sends it as one
+ * binary message); its length (out: 128 bytes).
+ */
+static inline size_t
+request_relay_msg(uint8_t *out, unsigned round, unsigned i)
+{
+    char     uuid[40];
+    uint8_t  b[128], *p;
+
+    relay_uuid(uuid, seed, round, i);
+    p = pb_str(b, REQUEST_RELAY_UUID, uuid);
+    return rm_wrap(out, RM_REQUEST_RELAY, b, p - b);
+}
+
+
+/*
+ * The first bytes both TCP relay clients of pair i send: the framed
+ * RequestRelay of request_relay_msg(); its length (out: 128 bytes).
  */
 static inline size_t
 request_relay(uint8_t *out, unsigned round, unsigned i)
 {
-    char     uuid[40];
-    uint8_t  b[128], *p;
-    size_t   len;
+    size_t  len;
 
-    relay_uuid(uuid, seed, round, i);
-    p = pb_str(b, REQUEST_RELAY_UUID, uuid);
-    len = rm_wrap(out, RM_REQUEST_RELAY, b, p - b);
+    len = request_relay_msg(out, round, i);
     return frame(out, out, len);
 }
 
@@ -198,6 +213,238 @@ relay_client(struct sockaddr_in *src, struct sockaddr_in *to,
 
     if (fd != -1 && (req == NULL || send_full(fd, req, len) == 0)) {
         return fd;
+    }
+
+    err = errno;
+
+    va_start(ap, fmt);
+    vsnprintf(who, sizeof(who), fmt, ap);
+    va_end(ap);
+
+    fprintf(stderr, "%s: %s\n", who, strerror(err));
+    close_fd(&fd);
+    return -1;
+}
+
+
+/* ------------------------------------------------------------------ */
+/*
+ * WebSocket clients (RFC 6455) of `rustdesk_relay websocket;': the
+ * HTTP/1.1 upgrade, masked client frames, the server's (unmasked) frame
+ * headers.  A relay client's first message is the RequestRelay of
+ * request_relay_msg(), one binary message.
+ */
+
+#define WS_BINARY       0x2
+#define WS_CLOSE        0x8
+#define WS_PING         0x9
+#define WS_PONG         0xA
+
+/* RFC 6455 section 1.3's example key, and the answer it must get */
+#define WS_KEY          "dGhlIHNhbXBsZSBub25jZQ=="
+#define WS_ACCEPT       "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+#define WS_CLIENT_HDR   14      /* the longest client frame header */
+
+
+/*
+ * A client frame's header (FIN set, masked with key[4]) for a payload of
+ * len bytes at h (up to WS_CLIENT_HDR bytes): its length.
+ */
+static inline size_t
+ws_client_header(uint8_t *h, unsigned opcode, uint64_t len,
+    const uint8_t *key)
+{
+    size_t  n, i;
+
+    h[0] = (uint8_t) (0x80 | opcode);
+
+    if (len < 126) {
+        h[1] = (uint8_t) (0x80 | len);
+        n = 2;
+
+    } else if (len < 65536) {
+        h[1] = 0x80 | 126;
+        h[2] = (uint8_t) (len >> 8);
+        h[3] = (uint8_t) len;
+        n = 4;
+
+    } else {
+        h[1] = 0x80 | 127;
+        for (i = 0; i < 8; i++) {
+            h[2 + i] = (uint8_t) (len >> (56 - 8 * i));
+        }
+        n = 10;
+    }
+
+    memcpy(h + n, key, 4);
+    return n + 4;
+}
+
+
+/*
+ * dst[j] = src[j] ^ key[(phase + j) % 4]: masking (and unmasking) of the
+ * payload bytes from position `phase' on; dst may be src.
+ */
+static inline void
+ws_mask(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t *key,
+    size_t phase)
+{
+    size_t  j;
+
+    for (j = 0; j < len; j++) {
+        dst[j] = src[j] ^ key[(phase + j) & 3];
+    }
+}
+
+
+/* A whole masked client frame at out: its length (out: len + 14). */
+static inline size_t
+ws_client_frame(uint8_t *out, unsigned opcode, const uint8_t *payload,
+    size_t len, const uint8_t *key)
+{
+    size_t  n;
+
+    n = ws_client_header(out, opcode, len, key);
+    ws_mask(out + n, payload, len, key, 0);
+    return n + len;
+}
+
+
+/*
+ * A server frame's header at h[0..have): its size once it is all there
+ * (*opcode, *fin, *len set), 0 while more bytes are needed, -1 when it is
+ * masked or has RSV bits (a server must not send those).
+ */
+static inline int
+ws_server_header(const uint8_t *h, size_t have, unsigned *opcode, int *fin,
+    uint64_t *len)
+{
+    size_t    need, i;
+    uint64_t  v;
+
+    if (have < 2) {
+        return 0;
+    }
+
+    if ((h[0] & 0x70) || (h[1] & 0x80)) {
+        return -1;
+    }
+
+    v = h[1] & 0x7f;
+    need = v == 127 ? 10 : v == 126 ? 4 : 2;
+
+    if (have < need) {
+        return 0;
+    }
+
+    if (need > 2) {
+        v = 0;
+        for (i = 2; i < need; i++) {
+            v = v << 8 | h[i];
+        }
+    }
+
+    *opcode = h[0] & 0x0f;
+    *fin = !!(h[0] & 0x80);
+    *len = v;
+    return (int) need;
+}
+
+
+/*
+ * The upgrade on a blocking connection to `to': the request (GET, any
+ * path), then the answer up to its empty line, which must be a 101 with
+ * the right Sec-WebSocket-Accept and nothing after it.  0, or -1 with
+ * errno set (EPROTO: a wrong answer).
+ */
+static inline int
+ws_upgrade(int fd, struct sockaddr_in *to)
+{
+    int       len;
+    char      req[256], ans[1024], *end;
+    size_t    got;
+    ssize_t   n;
+
+    len = snprintf(req, sizeof(req),
+                   "GET /ws/relay HTTP/1.1\r\n"
+                   "Host: 127.0.0.1:%u\r\n"
+                   "Upgrade: websocket\r\n"
+                   "Connection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: " WS_KEY "\r\n"
+                   "Sec-WebSocket-Version: 13\r\n"
+                   "\r\n", (unsigned) ntohs(to->sin_port));
+
+    if (send_full(fd, req, len) != 0) {
+        return -1;
+    }
+
+    got = 0;
+
+    for ( ;; ) {
+        n = recv(fd, ans + got, sizeof(ans) - 1 - got, 0);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+
+        if (n <= 0) {
+            if (n == 0) {
+                errno = ECONNRESET;
+            }
+            return -1;
+        }
+
+        got += n;
+        ans[got] = '\0';
+
+        end = strstr(ans, "\r\n\r\n");
+
+        if (end) {
+            break;
+        }
+
+        if (got == sizeof(ans) - 1) {
+            errno = EPROTO;
+            return -1;
+        }
+    }
+
+    if (strncmp(ans, "HTTP/1.1 101 ", 13) != 0
+        || strcasestr(ans, "\r\nSec-WebSocket-Accept: " WS_ACCEPT "\r\n")
+           == NULL
+        || (size_t) (end + 4 - ans) != got)
+    {
+        errno = EPROTO;
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * A WebSocket relay client of `to' from src, blocking: upgraded, and its
+ * RequestRelay msg[0..len) sent as one masked binary message.  Its fd, or
+ * -1 after a line "<fmt ...>: <error>" on stderr.
+ */
+static inline int __attribute__((format(printf, 6, 7)))
+ws_relay_client(struct sockaddr_in *src, struct sockaddr_in *to,
+    const uint8_t *msg, size_t len, const uint8_t *key, const char *fmt, ...)
+{
+    int      fd, err;
+    char     who[128];
+    size_t   n;
+    uint8_t  f[128 + WS_CLIENT_HDR];
+    va_list  ap;
+
+    fd = tcp_to(src, to);
+
+    if (fd != -1 && len <= 128 && ws_upgrade(fd, to) == 0) {
+        n = ws_client_frame(f, WS_BINARY, msg, len, key);
+
+        if (send_full(fd, f, n) == 0) {
+            return fd;
+        }
     }
 
     err = errno;
