@@ -7,6 +7,7 @@
 #include <ngx_stream.h>
 
 #include <ngx_sha1.h>
+#include <sodium.h>
 
 #include "ngx_rustdesk_tcp.h"
 
@@ -21,6 +22,11 @@ static ngx_int_t ngx_rustdesk_tcp_feed(ngx_rustdesk_tcp_t *t, u_char **pos,
 static ngx_int_t ngx_rustdesk_tcp_dispatch(ngx_rustdesk_tcp_t *t,
     u_char *payload, size_t len, u_char *rest, u_char *last);
 static ngx_int_t ngx_rustdesk_tcp_done(ngx_rustdesk_tcp_t *t);
+static ngx_int_t ngx_rustdesk_tcp_key_exchange(ngx_rustdesk_tcp_t *t,
+    ngx_rustdesk_msg_t *m);
+static void ngx_rustdesk_tcp_nonce(u_char *nonce, uint64_t seq);
+static ngx_int_t ngx_rustdesk_tcp_send_frame(ngx_rustdesk_tcp_t *t,
+    u_char *payload, size_t len);
 static ngx_int_t ngx_rustdesk_tcp_feed_ws(ngx_rustdesk_tcp_t *t,
     u_char **pos, u_char *last);
 static ngx_int_t ngx_rustdesk_tcp_upgrade(ngx_rustdesk_tcp_t *t,
@@ -105,6 +111,48 @@ ngx_rustdesk_tcp_websocket(ngx_rustdesk_tcp_t *t, ngx_array_t *real_ip_from)
     ngx_rustdesk_ws_decoder_init(&t->ws->decoder, buf, cap, t->decoder.max);
 
     return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_rustdesk_tcp_secure(ngx_rustdesk_tcp_t *t, u_char *sign_sk)
+{
+    u_char                      pk[crypto_box_PUBLICKEYBYTES];
+    u_char                      signed_pk[crypto_sign_BYTES
+                                          + crypto_box_PUBLICKEYBYTES];
+    ngx_connection_t           *c;
+    ProtobufCBinaryData         keys[1];
+    Hbb__KeyExchange            kx;
+    Hbb__RendezvousMessage      out;
+    unsigned long long          len;
+
+    c = t->session->connection;
+
+    t->secure = ngx_pcalloc(c->pool, sizeof(ngx_rustdesk_tcp_secure_t));
+    if (t->secure == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* an ephemeral curve25519 key, its public half signed by the server */
+
+    crypto_box_keypair(pk, t->secure->box_sk);
+
+    if (crypto_sign(signed_pk, &len, pk, sizeof(pk), sign_sk) != 0) {
+        return NGX_ERROR;
+    }
+
+    keys[0].data = signed_pk;
+    keys[0].len = (size_t) len;
+
+    hbb__key_exchange__init(&kx);
+    kx.n_keys = 1;
+    kx.keys = keys;
+
+    hbb__rendezvous_message__init(&out);
+    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_KEY_EXCHANGE;
+    out.key_exchange = &kx;
+
+    return ngx_rustdesk_tcp_send(t, &out);
 }
 
 
@@ -245,6 +293,7 @@ ngx_rustdesk_tcp_fail(ngx_rustdesk_tcp_t *t)
 ngx_int_t
 ngx_rustdesk_tcp_send(ngx_rustdesk_tcp_t *t, ngx_rustdesk_msg_t *m)
 {
+    u_char     *payload;
     size_t      len;
     ngx_buf_t  *b;
 
@@ -265,6 +314,19 @@ ngx_rustdesk_tcp_send(ngx_rustdesk_tcp_t *t, ngx_rustdesk_msg_t *m)
         return (ngx_rustdesk_tcp_flush(t) == NGX_ERROR) ? NGX_ERROR : NGX_OK;
     }
 
+    if (t->secure && t->secure->on) {
+        len = ngx_rustdesk_msg_size(m, 0);
+
+        payload = ngx_pnalloc(t->session->connection->pool, len);
+        if (payload == NULL) {
+            return NGX_ERROR;
+        }
+
+        (void) ngx_rustdesk_msg_pack(m, 0, payload);
+
+        return ngx_rustdesk_tcp_send_frame(t, payload, len);
+    }
+
     b = ngx_rustdesk_tcp_reserve(t, ngx_rustdesk_msg_size(m, 1));
     if (b == NULL) {
         return NGX_ERROR;
@@ -279,26 +341,52 @@ ngx_rustdesk_tcp_send(ngx_rustdesk_tcp_t *t, ngx_rustdesk_msg_t *m)
 ngx_int_t
 ngx_rustdesk_tcp_send_raw(ngx_rustdesk_tcp_t *t, u_char *payload, size_t len)
 {
-    size_t      hlen;
-    ngx_buf_t  *b;
-
     if (t->ws) {
         return ngx_rustdesk_tcp_ws_frame(t, NGX_RUSTDESK_WS_BINARY, payload,
                                          len);
     }
 
-    hlen = ngx_rustdesk_frame_header_size(len);
+    return ngx_rustdesk_tcp_send_frame(t, payload, len);
+}
+
+
+/* A TCP frame, a secretbox of the payload once secure TCP is on. */
+
+static ngx_int_t
+ngx_rustdesk_tcp_send_frame(ngx_rustdesk_tcp_t *t, u_char *payload,
+    size_t len)
+{
+    u_char      nonce[crypto_secretbox_NONCEBYTES];
+    size_t      hlen, n;
+    ngx_buf_t  *b;
+
+    n = len;
+
+    if (t->secure && t->secure->on) {
+        n += crypto_secretbox_MACBYTES;
+    }
+
+    hlen = ngx_rustdesk_frame_header_size(n);
     if (hlen == 0) {
         return NGX_ERROR;
     }
 
-    b = ngx_rustdesk_tcp_reserve(t, hlen + len);
+    b = ngx_rustdesk_tcp_reserve(t, hlen + n);
     if (b == NULL) {
         return NGX_ERROR;
     }
 
-    b->last += ngx_rustdesk_frame_write_header(b->last, len);
-    b->last = ngx_cpymem(b->last, payload, len);
+    b->last += ngx_rustdesk_frame_write_header(b->last, n);
+
+    if (n != len) {
+        ngx_rustdesk_tcp_nonce(nonce, ++t->secure->send_seq);
+        crypto_secretbox_easy(b->last, payload, len, nonce, t->secure->key);
+
+    } else {
+        ngx_memcpy(b->last, payload, len);
+    }
+
+    b->last += n;
 
     return (ngx_rustdesk_tcp_flush(t) == NGX_ERROR) ? NGX_ERROR : NGX_OK;
 }
@@ -421,11 +509,39 @@ static ngx_int_t
 ngx_rustdesk_tcp_dispatch(ngx_rustdesk_tcp_t *t, u_char *payload, size_t len,
     u_char *rest, u_char *last)
 {
+    u_char               nonce[crypto_secretbox_NONCEBYTES];
     ngx_int_t            rc;
     ngx_connection_t    *c;
     ngx_rustdesk_msg_t  *m;
 
     c = t->session->connection;
+
+    if (t->secure && t->secure->on && len > 1) {
+        /* secretbox of the message; heartbeats (0 or 1 byte) are plain */
+
+        if (len < crypto_secretbox_MACBYTES) {
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "rustdesk: client sent an encrypted frame of %uz "
+                          "bytes", len);
+            ngx_rustdesk_tcp_close(t);
+            return NGX_ERROR;
+        }
+
+        ngx_rustdesk_tcp_nonce(nonce, ++t->secure->recv_seq);
+
+        if (crypto_secretbox_open_easy(payload, payload, len, nonce,
+                                       t->secure->key)
+            != 0)
+        {
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "rustdesk: client sent a frame that does not "
+                          "decrypt");
+            ngx_rustdesk_tcp_close(t);
+            return NGX_ERROR;
+        }
+
+        len -= crypto_secretbox_MACBYTES;
+    }
 
     m = ngx_rustdesk_msg_unpack(payload, len);
 
@@ -439,6 +555,24 @@ ngx_rustdesk_tcp_dispatch(ngx_rustdesk_tcp_t *t, u_char *payload, size_t len,
 
     ngx_log_debug1(NGX_LOG_DEBUG_STREAM, c->log, 0,
                    "rustdesk: message %s", ngx_rustdesk_msg_name(m));
+
+    if (t->secure && !t->secure->decided) {
+        t->secure->decided = 1;
+
+        if (m->union_case == HBB__RENDEZVOUS_MESSAGE__UNION_KEY_EXCHANGE) {
+            rc = ngx_rustdesk_tcp_key_exchange(t, m);
+            ngx_rustdesk_msg_free(m);
+
+            if (rc != NGX_OK) {
+                ngx_rustdesk_tcp_close(t);
+                return NGX_ERROR;
+            }
+
+            return NGX_OK;
+        }
+
+        /* an older client, or one that skips it: plain from here on */
+    }
 
     /* what follows the message, for a handler that takes the connection */
     t->rest = rest;
@@ -462,6 +596,70 @@ ngx_rustdesk_tcp_dispatch(ngx_rustdesk_tcp_t *t, u_char *payload, size_t len,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The client's KeyExchange{[its box public key, crypto_box(32-byte key,
+ * zero nonce, our box public key, its box secret key)]}: from here on
+ * every frame longer than one byte is a secretbox (PROTOCOL.md section 8).
+ */
+
+static ngx_int_t
+ngx_rustdesk_tcp_key_exchange(ngx_rustdesk_tcp_t *t, ngx_rustdesk_msg_t *m)
+{
+    u_char             nonce[crypto_box_NONCEBYTES];
+    ngx_connection_t  *c;
+    Hbb__KeyExchange  *kx;
+
+    c = t->session->connection;
+    kx = m->key_exchange;
+
+    if (kx == NULL || kx->n_keys != 2
+        || kx->keys[0].len != crypto_box_PUBLICKEYBYTES
+        || kx->keys[1].len != 32 + crypto_box_MACBYTES)
+    {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "rustdesk: client sent a malformed key exchange");
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(nonce, sizeof(nonce));
+
+    if (crypto_box_open_easy(t->secure->key, kx->keys[1].data,
+                             kx->keys[1].len, nonce, kx->keys[0].data,
+                             t->secure->box_sk)
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "rustdesk: client sent a key exchange that does not "
+                      "open");
+        return NGX_ERROR;
+    }
+
+    sodium_memzero(t->secure->box_sk, sizeof(t->secure->box_sk));
+
+    t->secure->on = 1;
+
+    ngx_log_debug0(NGX_LOG_DEBUG_STREAM, c->log, 0,
+                   "rustdesk: secure tcp established");
+
+    return NGX_OK;
+}
+
+
+/* The nonce of message seq: its little-endian u64, then zeros. */
+
+static void
+ngx_rustdesk_tcp_nonce(u_char *nonce, uint64_t seq)
+{
+    ngx_uint_t  i;
+
+    ngx_memzero(nonce, crypto_secretbox_NONCEBYTES);
+
+    for (i = 0; i < 8; i++) {
+        nonce[i] = (u_char) (seq >> (8 * i));
+    }
 }
 
 

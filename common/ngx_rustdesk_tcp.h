@@ -38,6 +38,17 @@ typedef struct {
 } ngx_rustdesk_tcp_ws_t;
 
 
+/* Secure TCP (PROTOCOL.md section 8): secretbox framing once keyed. */
+typedef struct {
+    u_char                         box_sk[32];  /* our ephemeral box key */
+    u_char                         key[32];     /* the client's secretbox key */
+    uint64_t                       send_seq;
+    uint64_t                       recv_seq;
+    unsigned                       decided:1;   /* the first frame came */
+    unsigned                       on:1;        /* frames are encrypted */
+} ngx_rustdesk_tcp_secure_t;
+
+
 struct ngx_rustdesk_tcp_s {
     ngx_stream_session_t          *session;
     ngx_rustdesk_tcp_handler_pt    handler;
@@ -48,6 +59,7 @@ struct ngx_rustdesk_tcp_s {
     ngx_buf_t                     *in;
     ngx_buf_t                     *out;
     ngx_rustdesk_tcp_ws_t         *ws;         /* NULL: framed TCP */
+    ngx_rustdesk_tcp_secure_t     *secure;     /* NULL: plain */
 
     u_char                        *rest;       /* read after the message */
     u_char                        *rest_last;
@@ -72,6 +84,14 @@ ngx_rustdesk_tcp_t *ngx_rustdesk_tcp_create(ngx_stream_session_t *s,
  */
 ngx_int_t ngx_rustdesk_tcp_websocket(ngx_rustdesk_tcp_t *t,
     ngx_array_t *real_ip_from);
+
+/*
+ * Offers secure TCP (before start): a KeyExchange signed with the server's
+ * Ed25519 secret key is the first thing sent; the client's first frame
+ * decides: its KeyExchange switches the session to secretbox framing,
+ * anything else keeps it plain.
+ */
+ngx_int_t ngx_rustdesk_tcp_secure(ngx_rustdesk_tcp_t *t, u_char *sign_sk);
 
 /*
  * Takes over the connection's events; bytes already read are used first.

@@ -99,11 +99,27 @@ ngx_stream_rustdesk_rendezvous_tcp(ngx_stream_session_t *s)
         return;
     }
 
-    if (ctx->websocket) {
-        rmcf = ngx_stream_get_module_main_conf(s,
+    rmcf = ngx_stream_get_module_main_conf(s,
                                         ngx_stream_rustdesk_rendezvous_module);
 
+    if (ctx->websocket) {
         if (ngx_rustdesk_tcp_websocket(ctx->tcp, rmcf->shared->real_ip_from)
+            != NGX_OK)
+        {
+            ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+    } else if (rscf->role == NGX_RUSTDESK_ROLE_RENDEZVOUS
+               && rmcf->shared->keys)
+    {
+        /*
+         * secure TCP on the main port (PROTOCOL.md section 8): offered at
+         * once; clients that insist on it (logged-in ones) wait for it,
+         * the others send their request and stay plain
+         */
+
+        if (ngx_rustdesk_tcp_secure(ctx->tcp, rmcf->shared->keys->sk)
             != NGX_OK)
         {
             ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);

@@ -320,11 +320,22 @@ sub recv_payload {
 }
 
 # (type, fields) of the next message, () on timeout or close.
+# The server's KeyExchange that opens the main TCP port (secure TCP,
+# PROTOCOL.md section 8) is skipped, as a client that does not use it
+# skips it, unless $c->{key_exchange} is set.
 sub recv_msg {
 	my ($self, $timeout) = @_;
-	my $p = $self->recv_payload($timeout);
-	return () unless defined $p;
-	return decode_msg($p);
+
+	for (;;) {
+		my $p = $self->recv_payload($timeout);
+		return () unless defined $p;
+
+		my ($type, $m) = decode_msg($p);
+		next if defined $type && $type eq 'key_exchange'
+			&& !$self->{key_exchange};
+
+		return ($type, $m);
+	}
 }
 
 # True when the server closed the connection within the timeout (reading
