@@ -241,13 +241,11 @@ ngx_stream_rustdesk_relay_move(ngx_stream_rustdesk_relay_pair_t *p,
     ngx_stream_rustdesk_relay_side_t *src,
     ngx_stream_rustdesk_relay_side_t *dst)
 {
-    size_t             size;
     ssize_t            n;
+    ngx_int_t          rc;
     ngx_buf_t         *b;
-    ngx_msec_t         delay;
-    ngx_connection_t  *sc, *dc;
+    ngx_connection_t  *dc;
 
-    sc = src->connection;
     dc = dst->connection;
 
     for ( ;; ) {
@@ -286,56 +284,98 @@ ngx_stream_rustdesk_relay_move(ngx_stream_rustdesk_relay_pair_t *p,
             break;
         }
 
-        if (!sc->read->ready || sc->read->delayed) {
+        rc = ngx_stream_rustdesk_relay_recv(p, src);
+
+        if (rc == NGX_AGAIN) {
             break;
         }
 
-        size = ngx_stream_rustdesk_relay_allow(p, &delay);
-
-        if (size == 0) {
-            sc->read->delayed = 1;
-            ngx_add_timer(sc->read, delay);
-            break;
-        }
-
-        if (b == NULL) {
-            b = ngx_stream_rustdesk_relay_buf_get(0);
-            if (b == NULL) {
-                return NGX_ERROR;
-            }
-
-            src->buf = b;
-        }
-
-        size = ngx_min(size, (size_t) (b->end - b->last));
-
-        n = sc->recv(sc, b->last, size);
-
-        if (n == NGX_AGAIN) {
-            break;
-        }
-
-        if (n == NGX_ERROR) {
+        if (rc == NGX_ERROR) {
             return NGX_ERROR;
         }
+    }
 
-        if (n == 0) {
-            src->eof = 1;
-            continue;
-        }
+    ngx_stream_rustdesk_relay_release(src);
 
-        b->last += n;
-        ngx_stream_rustdesk_relay_account(p, n);
+    return NGX_OK;
+}
+
+
+/*
+ * Reads from src as much as the limits allow into src->buf (taken from
+ * the free list if it has none).  NGX_OK: bytes came; NGX_DONE: src sent
+ * FIN; NGX_AGAIN: nothing now (not ready, or delayed by a limit: a timer
+ * on its read event brings it back); NGX_ERROR.
+ */
+
+ngx_int_t
+ngx_stream_rustdesk_relay_recv(ngx_stream_rustdesk_relay_pair_t *p,
+    ngx_stream_rustdesk_relay_side_t *src)
+{
+    size_t             size;
+    ssize_t            n;
+    ngx_buf_t         *b;
+    ngx_msec_t         delay;
+    ngx_connection_t  *sc;
+
+    sc = src->connection;
+
+    if (!sc->read->ready || sc->read->delayed) {
+        return NGX_AGAIN;
+    }
+
+    size = ngx_stream_rustdesk_relay_allow(p, &delay);
+
+    if (size == 0) {
+        sc->read->delayed = 1;
+        ngx_add_timer(sc->read, delay);
+        return NGX_AGAIN;
     }
 
     b = src->buf;
 
-    if (b && b->pos == b->last) {
-        ngx_stream_rustdesk_relay_buf_put(b);
-        src->buf = NULL;
+    if (b == NULL) {
+        b = ngx_stream_rustdesk_relay_buf_get(0);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        src->buf = b;
     }
 
+    size = ngx_min(size, (size_t) (b->end - b->last));
+
+    n = sc->recv(sc, b->last, size);
+
+    if (n == NGX_AGAIN || n == NGX_ERROR) {
+        return n;
+    }
+
+    if (n == 0) {
+        src->eof = 1;
+        return NGX_DONE;
+    }
+
+    b->last += n;
+    ngx_stream_rustdesk_relay_account(p, n);
+
     return NGX_OK;
+}
+
+
+/* An empty buffer goes back to the free list. */
+
+void
+ngx_stream_rustdesk_relay_release(ngx_stream_rustdesk_relay_side_t *side)
+{
+    ngx_buf_t  *b;
+
+    b = side->buf;
+
+    if (b && b->pos == b->last) {
+        ngx_stream_rustdesk_relay_buf_put(b);
+        side->buf = NULL;
+    }
 }
 
 

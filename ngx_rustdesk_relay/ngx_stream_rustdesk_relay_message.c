@@ -103,14 +103,11 @@ ngx_stream_rustdesk_relay_move_message(ngx_stream_rustdesk_relay_pair_t *p,
     ngx_stream_rustdesk_relay_side_t *src,
     ngx_stream_rustdesk_relay_side_t *dst)
 {
-    size_t             size;
     ssize_t            n;
     ngx_int_t          rc;
     ngx_buf_t         *b;
-    ngx_msec_t         delay;
-    ngx_connection_t  *sc, *dc;
+    ngx_connection_t  *dc;
 
-    sc = src->connection;
     dc = dst->connection;
 
     for ( ;; ) {
@@ -161,58 +158,24 @@ ngx_stream_rustdesk_relay_move_message(ngx_stream_rustdesk_relay_pair_t *p,
             return NGX_DONE;
         }
 
-        if (!sc->read->ready || sc->read->delayed) {
-            break;
-        }
-
-        size = ngx_stream_rustdesk_relay_allow(p, &delay);
-
-        if (size == 0) {
-            sc->read->delayed = 1;
-            ngx_add_timer(sc->read, delay);
-            break;
-        }
-
         /* the decoders take all the input they are given: it is empty */
 
-        b = src->buf ? ngx_stream_rustdesk_relay_buf_drained(&src->buf) : NULL;
-
-        if (b == NULL) {
-            b = ngx_stream_rustdesk_relay_buf_get(0);
-            if (b == NULL) {
-                return NGX_ERROR;
-            }
-
-            src->buf = b;
+        if (src->buf) {
+            (void) ngx_stream_rustdesk_relay_buf_drained(&src->buf);
         }
 
-        size = ngx_min(size, (size_t) (b->end - b->last));
+        rc = ngx_stream_rustdesk_relay_recv(p, src);
 
-        n = sc->recv(sc, b->last, size);
-
-        if (n == NGX_AGAIN) {
+        if (rc == NGX_AGAIN) {
             break;
         }
 
-        if (n == NGX_ERROR) {
+        if (rc == NGX_ERROR) {
             return NGX_ERROR;
         }
-
-        if (n == 0) {
-            src->eof = 1;
-            continue;
-        }
-
-        b->last += n;
-        ngx_stream_rustdesk_relay_account(p, n);
     }
 
-    b = src->buf;
-
-    if (b && b->pos == b->last) {
-        ngx_stream_rustdesk_relay_buf_put(b);
-        src->buf = NULL;
-    }
+    ngx_stream_rustdesk_relay_release(src);
 
     return NGX_OK;
 }
