@@ -241,7 +241,6 @@ ngx_stream_rustdesk_relay_move(ngx_stream_rustdesk_relay_pair_t *p,
     ngx_stream_rustdesk_relay_side_t *src,
     ngx_stream_rustdesk_relay_side_t *dst)
 {
-    ssize_t            n;
     ngx_int_t          rc;
     ngx_buf_t         *b;
     ngx_connection_t  *dc;
@@ -250,21 +249,14 @@ ngx_stream_rustdesk_relay_move(ngx_stream_rustdesk_relay_pair_t *p,
 
     for ( ;; ) {
         b = src->buf;
+        rc = ngx_stream_rustdesk_relay_send(dc, b);
 
-        if (b && b->pos < b->last) {
-            n = dc->send(dc, b->pos, b->last - b->pos);
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
 
-            if (n == NGX_ERROR) {
-                return NGX_ERROR;
-            }
-
-            if (n > 0) {
-                b->pos += n;
-            }
-
-            if (b->pos < b->last) {
-                break;
-            }
+        if (rc == NGX_AGAIN) {
+            break;
         }
 
         if (b) {
@@ -360,6 +352,34 @@ ngx_stream_rustdesk_relay_recv(ngx_stream_rustdesk_relay_pair_t *p,
     ngx_stream_rustdesk_relay_account(p, n);
 
     return NGX_OK;
+}
+
+
+/*
+ * Writes what b holds to c: NGX_OK when all is written (or there was
+ * nothing), NGX_AGAIN when c must be waited for, NGX_ERROR.
+ */
+
+ngx_int_t
+ngx_stream_rustdesk_relay_send(ngx_connection_t *c, ngx_buf_t *b)
+{
+    ssize_t  n;
+
+    if (b == NULL || b->pos == b->last) {
+        return NGX_OK;
+    }
+
+    n = c->send(c, b->pos, b->last - b->pos);
+
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (n > 0) {
+        b->pos += n;
+    }
+
+    return (b->pos < b->last) ? NGX_AGAIN : NGX_OK;
 }
 
 

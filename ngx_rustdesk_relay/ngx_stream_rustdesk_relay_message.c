@@ -103,7 +103,6 @@ ngx_stream_rustdesk_relay_move_message(ngx_stream_rustdesk_relay_pair_t *p,
     ngx_stream_rustdesk_relay_side_t *src,
     ngx_stream_rustdesk_relay_side_t *dst)
 {
-    ssize_t            n;
     ngx_int_t          rc;
     ngx_buf_t         *b;
     ngx_connection_t  *dc;
@@ -115,21 +114,14 @@ ngx_stream_rustdesk_relay_move_message(ngx_stream_rustdesk_relay_pair_t *p,
         /* what dst is owed */
 
         b = dst->out;
+        rc = ngx_stream_rustdesk_relay_send(dc, b);
 
-        if (b && b->pos < b->last) {
-            n = dc->send(dc, b->pos, b->last - b->pos);
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
 
-            if (n == NGX_ERROR) {
-                return NGX_ERROR;
-            }
-
-            if (n > 0) {
-                b->pos += n;
-            }
-
-            if (b->pos < b->last) {
-                break;
-            }
+        if (rc == NGX_AGAIN) {
+            break;
         }
 
         if (b) {

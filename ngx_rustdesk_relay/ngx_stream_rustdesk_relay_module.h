@@ -137,6 +137,7 @@ ngx_buf_t *ngx_stream_rustdesk_relay_buf_drained(ngx_buf_t **bp);
 ngx_int_t ngx_stream_rustdesk_relay_recv(ngx_stream_rustdesk_relay_pair_t *p,
     ngx_stream_rustdesk_relay_side_t *src);
 void ngx_stream_rustdesk_relay_release(ngx_stream_rustdesk_relay_side_t *side);
+ngx_int_t ngx_stream_rustdesk_relay_send(ngx_connection_t *c, ngx_buf_t *b);
 size_t ngx_stream_rustdesk_relay_allow(ngx_stream_rustdesk_relay_pair_t *p,
     ngx_msec_t *delay);
 void ngx_stream_rustdesk_relay_account(ngx_stream_rustdesk_relay_pair_t *p,
