@@ -453,6 +453,7 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
         fla.socket_addr = ngx_stream_rustdesk_rendezvous_mangle(t->session,
                                                                 &ctx->addr);
         fla.relay_server = relay;
+        fla.socket_addr_v6 = ph->socket_addr_v6;
 
         out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_FETCH_LOCAL_ADDR;
         out.fetch_local_addr = &fla;
@@ -463,6 +464,12 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
                                                                  &ctx->addr);
         hole.relay_server = relay;
         hole.nat_type = nat_type;
+
+        /* what newer clients offer for a direct connection, passed on */
+        hole.udp_port = ph->udp_port;
+        hole.force_relay = ph->force_relay;
+        hole.upnp_port = ph->upnp_port;
+        hole.socket_addr_v6 = ph->socket_addr_v6;
 
         out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE;
         out.punch_hole = &hole;
@@ -556,6 +563,8 @@ ngx_stream_rustdesk_rendezvous_hole_sent(ngx_rustdesk_tcp_t *t,
     phr.relay_server = phs->relay_server;
     phr.union_case = HBB__PUNCH_HOLE_RESPONSE__UNION_NAT_TYPE;
     phr.nat_type = phs->nat_type;
+    phr.upnp_port = phs->upnp_port;
+    phr.socket_addr_v6 = phs->socket_addr_v6;
 
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_RESPONSE;
     out.punch_hole_response = &phr;
@@ -592,6 +601,7 @@ ngx_stream_rustdesk_rendezvous_local_addr(ngx_rustdesk_tcp_t *t,
     phr.relay_server = la->relay_server;
     phr.union_case = HBB__PUNCH_HOLE_RESPONSE__UNION_IS_LOCAL;
     phr.is_local = 1;
+    phr.socket_addr_v6 = la->socket_addr_v6;
 
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_RESPONSE;
     out.punch_hole_response = &phr;

@@ -1,0 +1,148 @@
+#!/usr/bin/perl
+
+# The fields newer clients use for direct connections (PROTOCOL.md section
+# 8, hbb_common's rendezvous.proto): PunchHoleRequest's udp_port,
+# force_relay, upnp_port and socket_addr_v6 reach B in PunchHole (and the
+# IPv6 address in FetchLocalAddr); PunchHoleSent's upnp_port and
+# socket_addr_v6, LocalAddr's socket_addr_v6 and RelayResponse's
+# socket_addr_v6 and upnp_port reach A.  The values are opaque to the
+# server: they are passed on as they came.
+
+use warnings;
+use strict;
+
+use Test::More;
+
+use lib 't/lib';
+use Test::Nginx qw/ port /;
+use RustDesk::Client qw/ mangle /;
+
+my $t = Test::Nginx->new()->has()->plan(8);
+
+$t->write_file_expand('nginx.conf', <<'EOF');
+
+%%TEST_GLOBALS%%
+
+stream {
+    rustdesk_key_dir %%TESTDIR%%/keys;
+    rustdesk_database off;
+
+    server {
+        listen 127.0.0.1:%%PORT_1%% reuseport;
+        listen 127.0.0.1:%%PORT_1%% udp reuseport;
+        rustdesk_rendezvous;
+    }
+}
+
+EOF
+
+$t->run();
+
+my $key = $t->read_file('keys/id_ed25519.pub');
+my $V6 = mangle('2001:db8::17', 40001);
+my $nb = 0;
+
+###############################################################################
+
+# A at 127.0.0.2, B at 127.0.0.3: PunchHole with every field
+
+my $b = peer_b('127.0.0.3');
+
+my $a = RustDesk::Client->tcp(port(1), LocalAddr => '127.0.0.2');
+$a->send_msg(punch_hole_request => { id => $b->{id}, licence_key => $key,
+	nat_type => 1, version => '1.3.0', udp_port => 35001,
+	force_relay => 1, upnp_port => 35002, socket_addr_v6 => $V6 });
+
+my ($type, $m) = $b->{udp}->recv_msg();
+
+is($type, 'punch_hole', 'PunchHole');
+is(join(' ', map { $m->{$_} // 'none' } qw/ udp_port force_relay upnp_port /)
+	. ' ' . (($m->{socket_addr_v6} // '') eq $V6 ? 'v6' : 'no v6'),
+	'35001 1 35002 v6', 'PunchHole: udp_port, force_relay, upnp_port, '
+	. 'socket_addr_v6 passed on');
+
+# B answers with its own: A gets them in PunchHoleResponse
+
+my $bv6 = mangle('2001:db8::42', 40002);
+my $bt = RustDesk::Client->tcp(port(1), LocalAddr => '127.0.0.3');
+$bt->send_msg(punch_hole_sent => { socket_addr => $m->{socket_addr},
+	id => $b->{id}, relay_server => '', nat_type => 2, version => '1.3.0',
+	upnp_port => 36001, socket_addr_v6 => $bv6 });
+
+($type, $m) = $a->recv_msg();
+
+is($type, 'punch_hole_response', 'PunchHoleResponse');
+is(($m->{upnp_port} // 'none') . ' '
+	. (($m->{socket_addr_v6} // '') eq $bv6 ? 'v6' : 'no v6'),
+	'36001 v6', 'PunchHoleResponse: upnp_port and socket_addr_v6 of B');
+
+# A and B on one IP: FetchLocalAddr carries A's IPv6 address, and LocalAddr
+# brings B's back
+
+my $b2 = peer_b('127.0.0.4');
+my $a2 = RustDesk::Client->tcp(port(1), LocalAddr => '127.0.0.4');
+$a2->send_msg(punch_hole_request => { id => $b2->{id}, licence_key => $key,
+	nat_type => 1, version => '1.3.0', socket_addr_v6 => $V6 });
+
+($type, $m) = $b2->{udp}->recv_msg();
+
+is(($type // '') . ' '
+	. (($m->{socket_addr_v6} // '') eq $V6 ? 'v6' : 'no v6'),
+	'fetch_local_addr v6', 'FetchLocalAddr: socket_addr_v6 passed on');
+
+$bt = RustDesk::Client->tcp(port(1), LocalAddr => '127.0.0.4');
+$bt->send_msg(local_addr => { socket_addr => $m->{socket_addr},
+	local_addr => mangle('192.168.1.9', 21118), id => $b2->{id},
+	relay_server => '', version => '1.3.0', socket_addr_v6 => $bv6 });
+
+($type, $m) = $a2->recv_msg();
+
+is(($type // '') . ' ' . ($m->{is_local} ? 'local' : 'not local') . ' '
+	. (($m->{socket_addr_v6} // '') eq $bv6 ? 'v6' : 'no v6'),
+	'punch_hole_response local v6', 'LocalAddr: socket_addr_v6 of B');
+
+# RequestRelay / RelayResponse
+
+my $a3 = RustDesk::Client->tcp(port(1), LocalAddr => '127.0.0.2');
+$a3->send_msg(request_relay => { id => $b->{id}, uuid => 'f-1',
+	relay_server => '127.0.0.1:21117', licence_key => $key });
+
+($type, $m) = $b->{udp}->recv_msg();
+
+$bt = RustDesk::Client->tcp(port(1), LocalAddr => '127.0.0.3');
+$bt->send_msg(relay_response => { socket_addr => $m->{socket_addr},
+	uuid => 'f-1', relay_server => '127.0.0.1:21117', id => $b->{id},
+	version => '1.3.0', socket_addr_v6 => $bv6, upnp_port => 36002 });
+
+($type, $m) = $a3->recv_msg();
+
+is($type, 'relay_response', 'RelayResponse');
+is(($m->{upnp_port} // 'none') . ' '
+	. (($m->{socket_addr_v6} // '') eq $bv6 ? 'v6' : 'no v6'),
+	'36002 v6', 'RelayResponse: socket_addr_v6 and upnp_port of B');
+
+###############################################################################
+
+# B registered over UDP from $ip (RegisterPk, then RegisterPeer).
+
+sub peer_b {
+	my ($ip) = @_;
+
+	my $id = sprintf('fields-b-%03d', ++$nb);
+	my $u = RustDesk::Client->udp(port(1), LocalAddr => $ip);
+
+	$u->send_msg(register_pk => { id => $id, uuid => "uuid-$id",
+		pk => join('', map { chr(int(rand(256))) } 1 .. 32) });
+	my ($type) = $u->recv_msg();
+	die "$id: RegisterPk: " . ($type // 'nothing') . "\n"
+		unless ($type // '') eq 'register_pk_response';
+
+	$u->send_msg(register_peer => { id => $id, serial => 0 });
+	($type) = $u->recv_msg();
+	die "$id: RegisterPeer: " . ($type // 'nothing') . "\n"
+		unless ($type // '') eq 'register_peer_response';
+
+	return { id => $id, ip => $ip, udp => $u };
+}
+
+###############################################################################
