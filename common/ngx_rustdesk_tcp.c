@@ -516,6 +516,11 @@ ngx_rustdesk_tcp_dispatch(ngx_rustdesk_tcp_t *t, u_char *payload, size_t len,
 
     c = t->session->connection;
 
+    if (t->secure && len == 0) {
+        /* a heartbeat (PROTOCOL.md section 8): nothing to do, read on */
+        return NGX_OK;
+    }
+
     if (t->secure && t->secure->on && len > 1) {
         /* secretbox of the message; heartbeats (0 or 1 byte) are plain */
 
