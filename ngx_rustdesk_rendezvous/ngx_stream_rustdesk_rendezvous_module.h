@@ -82,6 +82,8 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_deliver_init(ngx_cycle_t *cycle,
     ngx_rustdesk_peer_zone_t *z);
 void ngx_stream_rustdesk_rendezvous_deliver_exit(ngx_cycle_t *cycle);
 ngx_int_t ngx_stream_rustdesk_rendezvous_wait(ngx_stream_session_t *s);
+void ngx_stream_rustdesk_rendezvous_punch_sent(ngx_stream_session_t *s,
+    Hbb__PunchHoleSent *phs, ngx_rustdesk_ip_t *b, ngx_uint_t is_udp);
 void ngx_stream_rustdesk_rendezvous_answer(ngx_stream_session_t *s,
     ngx_rustdesk_ip_t *a, ngx_rustdesk_msg_t *m);
 

@@ -539,43 +539,56 @@ static ngx_int_t
 ngx_stream_rustdesk_rendezvous_hole_sent(ngx_rustdesk_tcp_t *t,
     Hbb__PunchHoleSent *phs)
 {
-    ngx_rustdesk_ip_t                      a;
-    ngx_rustdesk_msg_t                     out;
-    Hbb__PunchHoleResponse                 phr;
     ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;
 
     ctx = t->data;
 
-    if (ngx_stream_rustdesk_rendezvous_requester(t->session, &phs->socket_addr,
-                                                 &a)
-        != NGX_OK)
-    {
-        return NGX_DONE;
-    }
-
-    hbb__rendezvous_message__init(&out);
-    hbb__punch_hole_response__init(&phr);
-
-    phr.socket_addr = ngx_stream_rustdesk_rendezvous_mangle(t->session,
-                                                            &ctx->addr);
-    phr.pk = ngx_stream_rustdesk_rendezvous_signed_pk(t->session,
-                                                      phs->version, phs->id);
-    phr.relay_server = phs->relay_server;
-    phr.union_case = HBB__PUNCH_HOLE_RESPONSE__UNION_NAT_TYPE;
-    phr.nat_type = phs->nat_type;
-    phr.upnp_port = phs->upnp_port;
-    phr.socket_addr_v6 = phs->socket_addr_v6;
-
-    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_RESPONSE;
-    out.punch_hole_response = &phr;
-
-    ngx_stream_rustdesk_rendezvous_answer(t->session, &a, &out);
+    ngx_stream_rustdesk_rendezvous_punch_sent(t->session, phs, &ctx->addr, 0);
 
     return NGX_DONE;
 }
 
 
-/* B on A's LAN: A learns B's local address. */
+/*
+ * B's PunchHoleSent, over TCP or (is_udp) over UDP from the socket it
+ * punches with: A gets PunchHoleResponse with B's address as the server
+ * sees it, B's signed key and B's direct-connection fields.  Nothing goes
+ * back to B.
+ */
+
+void
+ngx_stream_rustdesk_rendezvous_punch_sent(ngx_stream_session_t *s,
+    Hbb__PunchHoleSent *phs, ngx_rustdesk_ip_t *b, ngx_uint_t is_udp)
+{
+    ngx_rustdesk_ip_t        a;
+    ngx_rustdesk_msg_t       out;
+    Hbb__PunchHoleResponse   phr;
+
+    if (ngx_stream_rustdesk_rendezvous_requester(s, &phs->socket_addr, &a)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    hbb__rendezvous_message__init(&out);
+    hbb__punch_hole_response__init(&phr);
+
+    phr.socket_addr = ngx_stream_rustdesk_rendezvous_mangle(s, b);
+    phr.pk = ngx_stream_rustdesk_rendezvous_signed_pk(s, phs->version,
+                                                      phs->id);
+    phr.relay_server = phs->relay_server;
+    phr.union_case = HBB__PUNCH_HOLE_RESPONSE__UNION_NAT_TYPE;
+    phr.nat_type = phs->nat_type;
+    phr.upnp_port = phs->upnp_port;
+    phr.socket_addr_v6 = phs->socket_addr_v6;
+    phr.is_udp = is_udp;
+
+    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_RESPONSE;
+    out.punch_hole_response = &phr;
+
+    ngx_stream_rustdesk_rendezvous_answer(s, &a, &out);
+}
+
 
 static ngx_int_t
 ngx_stream_rustdesk_rendezvous_local_addr(ngx_rustdesk_tcp_t *t,

@@ -1,9 +1,10 @@
 /*
  * The rendezvous server's UDP side (PROTOCOL.md section 6): one datagram,
  * one RendezvousMessage, at most one answer to its sender, then the
- * session ends.  PunchHoleRequest, PunchHoleSent and LocalAddr over UDP
- * are ignored: answering them would let spoofed datagrams reflect
- * traffic at third parties.
+ * session ends.  PunchHoleRequest and LocalAddr over UDP are ignored:
+ * answering them would let spoofed datagrams reflect traffic at third
+ * parties.  A PunchHoleSent over UDP only goes to the requester waiting
+ * on its TCP connection (PROTOCOL.md section 8), never back to the sender.
  */
 
 #include <ngx_config.h>
@@ -157,6 +158,11 @@ ngx_stream_rustdesk_rendezvous_datagram(ngx_stream_session_t *s, u_char *data,
 
     case HBB__RENDEZVOUS_MESSAGE__UNION_SOFTWARE_UPDATE:
         ngx_stream_rustdesk_rendezvous_software(s, m->software_update);
+        break;
+
+    case HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_SENT:
+        ngx_stream_rustdesk_rendezvous_punch_sent(s, m->punch_hole_sent,
+                                                  &addr, 1);
         break;
 
     default:

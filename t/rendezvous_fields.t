@@ -17,7 +17,7 @@ use lib 't/lib';
 use Test::Nginx qw/ port /;
 use RustDesk::Client qw/ mangle /;
 
-my $t = Test::Nginx->new()->has()->plan(8);
+my $t = Test::Nginx->new()->has()->plan(11);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -120,6 +120,40 @@ is($type, 'relay_response', 'RelayResponse');
 is(($m->{upnp_port} // 'none') . ' '
 	. (($m->{socket_addr_v6} // '') eq $bv6 ? 'v6' : 'no v6'),
 	'36002 v6', 'RelayResponse: socket_addr_v6 and upnp_port of B');
+
+# PunchHoleSent over UDP (from the socket B punches with): A gets it with
+# is_udp and B's UDP address; nothing goes back to B over UDP
+
+$a = RustDesk::Client->tcp(port(1), LocalAddr => '127.0.0.2');
+$a->send_msg(punch_hole_request => { id => $b->{id}, licence_key => $key,
+	nat_type => 1, version => '1.3.0', udp_port => 35003 });
+
+($type, $m) = $b->{udp}->recv_msg();
+
+$b->{udp}->send_msg(punch_hole_sent => { socket_addr => $m->{socket_addr},
+	id => $b->{id}, relay_server => '', nat_type => 1, version => '1.3.0',
+	upnp_port => 36003 });
+
+($type, $m) = $a->recv_msg();
+
+my $budp = $b->{udp}->sock()->sockhost() . ':' . $b->{udp}->sockport();
+
+is(($type // '') . ' ' . ($m->{is_udp} ? 'udp' : 'not udp') . ' '
+	. join(':', RustDesk::Client::demangle($m->{socket_addr} // '')) . ' '
+	. ($m->{upnp_port} // 'none'),
+	"punch_hole_response udp $budp 36003",
+	'PunchHoleSent over UDP: A gets it, is_udp, B\'s UDP address');
+
+my ($back) = $b->{udp}->recv_msg(1);
+ok(!defined $back, 'PunchHoleSent over UDP: nothing back to the sender');
+
+# a PunchHoleSent over UDP for nobody waiting: nothing anywhere
+
+$b->{udp}->send_msg(punch_hole_sent => {
+	socket_addr => mangle('127.0.0.9', 40000), id => $b->{id},
+	relay_server => '', nat_type => 1, version => '1.3.0' });
+($back) = $b->{udp}->recv_msg(1);
+ok(!defined $back, 'PunchHoleSent over UDP for nobody: no answer');
 
 ###############################################################################
 
