@@ -41,8 +41,8 @@ static ngx_int_t ngx_stream_rustdesk_rendezvous_relay_response(
     ngx_rustdesk_tcp_t *t, Hbb__RelayResponse *rr);
 static void ngx_stream_rustdesk_rendezvous_to_peer(ngx_stream_session_t *s,
     ngx_rustdesk_ip_t *to, ngx_rustdesk_msg_t *m);
-static ngx_socket_t ngx_stream_rustdesk_rendezvous_udp_fd(in_port_t port,
-    ngx_uint_t family);
+static ngx_listening_t *ngx_stream_rustdesk_rendezvous_udp_listener(
+    in_port_t port, ngx_uint_t family);
 static ngx_uint_t ngx_stream_rustdesk_rendezvous_udp_server(
     ngx_listening_t *ls);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_requester(
@@ -698,9 +698,12 @@ ngx_stream_rustdesk_rendezvous_to_peer(ngx_stream_session_t *s,
     ssize_t                   n;
     socklen_t                 len;
     in_port_t                 port;
-    ngx_socket_t              fd;
+    ngx_listening_t          *ls;
     ngx_connection_t         *c;
     struct sockaddr_storage   ss;
+#if (NGX_HAVE_INET6)
+    struct sockaddr_in6       sin6;
+#endif
 
     c = s->connection;
     port = ngx_inet_get_port(c->local_sockaddr);
@@ -711,13 +714,13 @@ ngx_stream_rustdesk_rendezvous_to_peer(ngx_stream_session_t *s,
      * registered with, not to ours.
      */
 
-    fd = ngx_stream_rustdesk_rendezvous_udp_fd(port, to->family);
+    ls = ngx_stream_rustdesk_rendezvous_udp_listener(port, to->family);
 
-    if (fd == (ngx_socket_t) -1) {
-        fd = ngx_stream_rustdesk_rendezvous_udp_fd(0, to->family);
+    if (ls == NULL) {
+        ls = ngx_stream_rustdesk_rendezvous_udp_listener(0, to->family);
     }
 
-    if (fd == (ngx_socket_t) -1) {
+    if (ls == NULL) {
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
                       "rustdesk: no UDP listener of a rustdesk_rendezvous "
                       "server to reach the peer: add \"listen ... udp\" to "
@@ -733,7 +736,24 @@ ngx_stream_rustdesk_rendezvous_to_peer(ngx_stream_session_t *s,
     last = ngx_rustdesk_msg_pack(m, 0, buf);
     len = ngx_rustdesk_ip_to_sockaddr(to, &ss);
 
-    n = sendto(fd, buf, last - buf, 0, (struct sockaddr *) &ss, len);
+#if (NGX_HAVE_INET6)
+    if (ls->sockaddr->sa_family == AF_INET6 && ss.ss_family == AF_INET) {
+        /* an IPv4 peer from a dual-stack socket: its v4-mapped address */
+
+        ngx_memzero(&sin6, sizeof(struct sockaddr_in6));
+        sin6.sin6_family = AF_INET6;
+        sin6.sin6_port = ((struct sockaddr_in *) &ss)->sin_port;
+        sin6.sin6_addr.s6_addr[10] = 0xff;
+        sin6.sin6_addr.s6_addr[11] = 0xff;
+        ngx_memcpy(&sin6.sin6_addr.s6_addr[12],
+                   &((struct sockaddr_in *) &ss)->sin_addr, 4);
+
+        ngx_memcpy(&ss, &sin6, sizeof(struct sockaddr_in6));
+        len = sizeof(struct sockaddr_in6);
+    }
+#endif
+
+    n = sendto(ls->fd, buf, last - buf, 0, (struct sockaddr *) &ss, len);
 
     if (n == -1) {
         ngx_log_error(NGX_LOG_INFO, c->log, ngx_socket_errno,
@@ -747,14 +767,13 @@ ngx_stream_rustdesk_rendezvous_to_peer(ngx_stream_session_t *s,
  * rustdesk_rendezvous server), of the peer's family if there is one.
  */
 
-static ngx_socket_t
-ngx_stream_rustdesk_rendezvous_udp_fd(in_port_t port, ngx_uint_t family)
+static ngx_listening_t *
+ngx_stream_rustdesk_rendezvous_udp_listener(in_port_t port, ngx_uint_t family)
 {
     ngx_uint_t        i;
-    ngx_socket_t      fd;
-    ngx_listening_t  *ls;
+    ngx_listening_t  *ls, *found;
 
-    fd = (ngx_socket_t) -1;
+    found = NULL;
     ls = ngx_cycle->listening.elts;
 
     for (i = 0; i < ngx_cycle->listening.nelts; i++) {
@@ -768,7 +787,7 @@ ngx_stream_rustdesk_rendezvous_udp_fd(in_port_t port, ngx_uint_t family)
             continue;
         }
 
-        fd = ls[i].fd;
+        found = &ls[i];
 
         if (ls[i].sockaddr->sa_family == (family == AF_INET6
                                           ? AF_INET6 : AF_INET))
@@ -777,7 +796,7 @@ ngx_stream_rustdesk_rendezvous_udp_fd(in_port_t port, ngx_uint_t family)
         }
     }
 
-    return fd;
+    return found;
 }
 
 

@@ -242,12 +242,13 @@ sub open_signed_pk {
 
 # Connections
 
+# Options: those of IO::Socket::INET (LocalAddr ...), and PeerHost: the
+# server's address (default 127.0.0.1; '::1' for IPv6 loopback, through
+# IO::Socket::IP).
 sub tcp {
 	my ($class, $port, %opts) = @_;
 
-	my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
-		Proto => 'tcp', %opts)
-		or die "Can't connect to 127.0.0.1:$port: $!\n";
+	my $s = _socket($port, 'tcp', %opts);
 	$s->autoflush(1);
 
 	return bless { sock => $s, buf => '', tcp => 1 }, $class;
@@ -256,11 +257,23 @@ sub tcp {
 sub udp {
 	my ($class, $port, %opts) = @_;
 
-	my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
-		Proto => 'udp', %opts)
-		or die "Can't open udp to 127.0.0.1:$port: $!\n";
+	return bless { sock => _socket($port, 'udp', %opts), tcp => 0 }, $class;
+}
 
-	return bless { sock => $s, tcp => 0 }, $class;
+sub _socket {
+	my ($port, $proto, %opts) = @_;
+	my $host = delete $opts{PeerHost} // '127.0.0.1';
+
+	if ($host =~ /:/) {
+		require IO::Socket::IP;
+		return IO::Socket::IP->new(PeerHost => $host, PeerPort => $port,
+			Proto => $proto, %opts)
+			or die "Can't open $proto to [$host]:$port: $!\n";
+	}
+
+	return IO::Socket::INET->new(PeerAddr => "$host:$port",
+		Proto => $proto, %opts)
+		or die "Can't open $proto to $host:$port: $!\n";
 }
 
 sub sock { $_[0]->{sock} }
