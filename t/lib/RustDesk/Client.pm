@@ -264,16 +264,21 @@ sub _socket {
 	my ($port, $proto, %opts) = @_;
 	my $host = delete $opts{PeerHost} // '127.0.0.1';
 
+	my $s;
+
 	if ($host =~ /:/) {
 		require IO::Socket::IP;
-		return IO::Socket::IP->new(PeerHost => $host, PeerPort => $port,
+		$s = IO::Socket::IP->new(PeerHost => $host, PeerPort => $port,
 			Proto => $proto, %opts)
 			or die "Can't open $proto to [$host]:$port: $!\n";
+		return $s;
 	}
 
-	return IO::Socket::INET->new(PeerAddr => "$host:$port",
+	$s = IO::Socket::INET->new(PeerAddr => "$host:$port",
 		Proto => $proto, %opts)
 		or die "Can't open $proto to $host:$port: $!\n";
+
+	return $s;
 }
 
 sub sock { $_[0]->{sock} }
