@@ -293,8 +293,8 @@ ngx_rustdesk_tcp_fail(ngx_rustdesk_tcp_t *t)
 ngx_int_t
 ngx_rustdesk_tcp_send(ngx_rustdesk_tcp_t *t, ngx_rustdesk_msg_t *m)
 {
-    u_char     *payload;
-    size_t      len;
+    u_char     *payload, nonce[crypto_secretbox_NONCEBYTES];
+    size_t      len, n, hlen;
     ngx_buf_t  *b;
 
     if (t->ws) {
@@ -315,16 +315,26 @@ ngx_rustdesk_tcp_send(ngx_rustdesk_tcp_t *t, ngx_rustdesk_msg_t *m)
     }
 
     if (t->secure && t->secure->on) {
-        len = ngx_rustdesk_msg_size(m, 0);
+        /* packed where its ciphertext goes and sealed in place */
 
-        payload = ngx_pnalloc(t->session->connection->pool, len);
-        if (payload == NULL) {
+        len = ngx_rustdesk_msg_size(m, 0);
+        n = len + crypto_secretbox_MACBYTES;
+        hlen = ngx_rustdesk_frame_header_size(n);
+
+        b = hlen ? ngx_rustdesk_tcp_reserve(t, hlen + n) : NULL;
+        if (b == NULL) {
             return NGX_ERROR;
         }
 
+        b->last += ngx_rustdesk_frame_write_header(b->last, n);
+        payload = b->last + crypto_secretbox_MACBYTES;
         (void) ngx_rustdesk_msg_pack(m, 0, payload);
 
-        return ngx_rustdesk_tcp_send_frame(t, payload, len);
+        ngx_rustdesk_tcp_nonce(nonce, ++t->secure->send_seq);
+        crypto_secretbox_easy(b->last, payload, len, nonce, t->secure->key);
+        b->last += n;
+
+        return (ngx_rustdesk_tcp_flush(t) == NGX_ERROR) ? NGX_ERROR : NGX_OK;
     }
 
     b = ngx_rustdesk_tcp_reserve(t, ngx_rustdesk_msg_size(m, 1));
@@ -693,7 +703,7 @@ static ngx_int_t
 ngx_rustdesk_tcp_feed_ws(ngx_rustdesk_tcp_t *t, u_char **pos, u_char *last)
 {
     u_char                     *buf;
-    size_t                      n;
+    size_t                      n, extra;
     ngx_int_t                   rc;
     ngx_buf_t                  *b;
     ngx_connection_t           *c;
@@ -725,17 +735,16 @@ ngx_rustdesk_tcp_feed_ws(ngx_rustdesk_tcp_t *t, u_char **pos, u_char *last)
             return ngx_rustdesk_tcp_done(t);
         }
 
-        /* what came after the request: the first frames, read from here */
+        /*
+         * the request ended in the bytes just copied (earlier ones had no
+         * empty line): what follows it is read from the input itself, so
+         * that a handler taking the connection gets all of it as rest
+         */
 
-        b->pos += r.size;
-
-        if (b->pos < b->last) {
-            rc = ngx_rustdesk_tcp_feed_ws(t, &b->pos, b->last);
-
-            if (rc != NGX_OK) {
-                return rc;
-            }
-        }
+        extra = (b->last - b->pos) - r.size;
+        *pos -= extra;
+        b->last -= extra;
+        b->pos = b->last;
     }
 
     while (*pos < last) {
@@ -746,7 +755,10 @@ ngx_rustdesk_tcp_feed_ws(ngx_rustdesk_tcp_t *t, u_char **pos, u_char *last)
             return NGX_OK;
 
         case NGX_RUSTDESK_WS_GROW:
-            buf = ngx_pnalloc(c->pool, d->need);
+            /* doubling: many small fragments must not copy over and over */
+            n = ngx_min(ngx_max(d->need, 2 * d->cap), d->max);
+
+            buf = ngx_pnalloc(c->pool, n);
             if (buf == NULL) {
                 ngx_rustdesk_tcp_close(t);
                 return NGX_ERROR;
@@ -758,7 +770,7 @@ ngx_rustdesk_tcp_feed_ws(ngx_rustdesk_tcp_t *t, u_char **pos, u_char *last)
                 ngx_pfree(c->pool, d->buf);
             }
 
-            ngx_rustdesk_ws_decoder_set_buf(d, buf, d->need);
+            ngx_rustdesk_ws_decoder_set_buf(d, buf, n);
             continue;
 
         case NGX_RUSTDESK_WS_PING:

@@ -71,6 +71,11 @@ ngx_stream_rustdesk_relay_start(ngx_stream_rustdesk_relay_pair_t *p)
         c->read->handler = ngx_stream_rustdesk_relay_read;
         c->write->handler = ngx_stream_rustdesk_relay_write;
 
+        if (c->ssl) {
+            /* decrypted bytes may wait in the TLS layer, not the socket */
+            c->read->ready = 1;
+        }
+
         (void) ngx_tcp_nodelay(c);
 
         if (side[i]->buf) {
@@ -181,6 +186,11 @@ ngx_stream_rustdesk_relay_process(ngx_stream_rustdesk_relay_pair_t *p)
 
         if (rc == NGX_OK) {
             rc = ngx_stream_rustdesk_relay_move_message(p, p->b, p->a);
+        }
+
+        if (rc == NGX_OK && p->b->out && p->b->out->pos < p->b->out->last) {
+            /* b's own output (a pong) came after the a->b pass wrote */
+            rc = ngx_stream_rustdesk_relay_move_message(p, p->a, p->b);
         }
 
         if (rc != NGX_OK) {

@@ -241,6 +241,7 @@ ngx_stream_rustdesk_relay_next(ngx_stream_rustdesk_relay_side_t *side,
     u_char **payload, size_t *len)
 {
     u_char                        *buf, code[2];
+    size_t                         size;
     ngx_buf_t                     *b;
     ngx_connection_t              *c;
     ngx_rustdesk_ws_decoder_t     *wd;
@@ -296,14 +297,17 @@ ngx_stream_rustdesk_relay_next(ngx_stream_rustdesk_relay_side_t *side,
             return NGX_AGAIN;
 
         case NGX_RUSTDESK_WS_GROW:
-            buf = ngx_stream_rustdesk_relay_grow(side->msg, wd->len, wd->need,
+            /* doubling: many small fragments must not copy over and over */
+            size = ngx_min(ngx_max(wd->need, 2 * wd->cap), wd->max);
+
+            buf = ngx_stream_rustdesk_relay_grow(side->msg, wd->len, size,
                                                  c->log);
             if (buf == NULL) {
                 return NGX_ERROR;
             }
 
             side->msg = buf;
-            ngx_rustdesk_ws_decoder_set_buf(wd, buf, wd->need);
+            ngx_rustdesk_ws_decoder_set_buf(wd, buf, size);
             continue;
 
         case NGX_RUSTDESK_WS_PING:

@@ -377,7 +377,7 @@ ngx_stream_rustdesk_relay_hand_over(ngx_stream_rustdesk_relay_side_t *side,
                        fds)
             == -1)
         {
-            ngx_log_error(NGX_LOG_ALERT, c->log, ngx_socket_errno,
+            ngx_log_error(NGX_LOG_ERR, c->log, ngx_socket_errno,
                           "rustdesk: socketpair() failed");
             return NGX_ERROR;
         }
@@ -469,6 +469,7 @@ ngx_stream_rustdesk_relay_pipe(ngx_stream_rustdesk_relay_side_t *side,
     if (p == NULL) {
         pool = b->connection->pool;
         ngx_free_connection(b->connection);
+        b->connection->fd = (ngx_socket_t) -1;
         ngx_destroy_pool(pool);
         return NGX_ERROR;
     }
