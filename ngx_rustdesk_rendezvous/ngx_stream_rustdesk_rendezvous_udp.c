@@ -33,6 +33,9 @@ typedef struct {
 static void ngx_stream_rustdesk_rendezvous_udp_read(ngx_event_t *rev);
 static void ngx_stream_rustdesk_rendezvous_datagram(ngx_stream_session_t *s,
     u_char *data, size_t len);
+static void ngx_stream_rustdesk_rendezvous_udp_hole_sent(
+    ngx_stream_session_t *s, Hbb__PunchHoleSent *phs,
+    ngx_rustdesk_ip_t *addr);
 static void ngx_stream_rustdesk_rendezvous_register_peer(
     ngx_stream_session_t *s, Hbb__RegisterPeer *rp, ngx_rustdesk_ip_t *addr);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_register_pk(
@@ -161,8 +164,8 @@ ngx_stream_rustdesk_rendezvous_datagram(ngx_stream_session_t *s, u_char *data,
         break;
 
     case HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_SENT:
-        ngx_stream_rustdesk_rendezvous_punch_sent(s, m->punch_hole_sent,
-                                                  &addr, 1);
+        ngx_stream_rustdesk_rendezvous_udp_hole_sent(s, m->punch_hole_sent,
+                                                     &addr);
         break;
 
     default:
@@ -172,6 +175,39 @@ ngx_stream_rustdesk_rendezvous_datagram(ngx_stream_session_t *s, u_char *data,
     }
 
     ngx_rustdesk_msg_free(m);
+}
+
+
+/*
+ * PunchHoleSent over UDP: taken only from the address B is registered at,
+ * so that a spoofed datagram cannot point A's punching elsewhere, and
+ * only passed on to A (PROTOCOL.md section 8), never answered.
+ */
+
+static void
+ngx_stream_rustdesk_rendezvous_udp_hole_sent(ngx_stream_session_t *s,
+    Hbb__PunchHoleSent *phs, ngx_rustdesk_ip_t *addr)
+{
+    ngx_str_t                                    id;
+    ngx_rustdesk_ip_t                            b;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    rmcf = ngx_stream_get_module_main_conf(s,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    id.data = (u_char *) phs->id;
+    id.len = ngx_strlen(phs->id);
+
+    if (ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec, &b) != 1
+        || ngx_memcmp(&b, addr, sizeof(ngx_rustdesk_ip_t)) != 0)
+    {
+        ngx_log_debug1(NGX_LOG_DEBUG_STREAM, s->connection->log, 0,
+                       "rustdesk: udp punch hole sent for \"%V\" not from "
+                       "its registered address, ignored", &id);
+        return;
+    }
+
+    ngx_stream_rustdesk_rendezvous_punch_sent(s, phs, addr, 1);
 }
 
 

@@ -17,7 +17,7 @@ use lib 't/lib';
 use Test::Nginx qw/ port /;
 use RustDesk::Client qw/ mangle /;
 
-my $t = Test::Nginx->new()->has()->plan(11);
+my $t = Test::Nginx->new()->has()->plan(12);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -146,6 +146,22 @@ is(($type // '') . ' ' . ($m->{is_udp} ? 'udp' : 'not udp') . ' '
 
 my ($back) = $b->{udp}->recv_msg(1);
 ok(!defined $back, 'PunchHoleSent over UDP: nothing back to the sender');
+
+# ... but only from the address B registered at: another socket's is
+# ignored and A hears nothing
+
+$a = RustDesk::Client->tcp(port(1), LocalAddr => '127.0.0.2');
+$a->send_msg(punch_hole_request => { id => $b->{id}, licence_key => $key,
+	nat_type => 1, version => '1.3.0' });
+
+($type, $m) = $b->{udp}->recv_msg();
+
+my $spoof = RustDesk::Client->udp(port(1), LocalAddr => '127.0.0.3');
+$spoof->send_msg(punch_hole_sent => { socket_addr => $m->{socket_addr},
+	id => $b->{id}, relay_server => '', nat_type => 1, version => '1.3.0' });
+
+($type) = $a->recv_msg(1);
+ok(!defined $type, 'PunchHoleSent over UDP from another address: ignored');
 
 # a PunchHoleSent over UDP for nobody waiting: nothing anywhere
 
