@@ -329,3 +329,42 @@ ngx_rustdesk_conf_set_real_ip_from(ngx_conf_t *cf, ngx_command_t *cmd,
 
     return NGX_CONF_OK;
 }
+
+
+/*
+ * rustdesk_real_ip_header X-Real-IP | X-Forwarded-For: the one header a
+ * trusted proxy names the client in (X-Forwarded-For: its last address,
+ * the one the proxy added), as nginx's real_ip_header.
+ */
+
+char *
+ngx_rustdesk_conf_set_real_ip_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_rustdesk_main_conf_head_t  *head = conf;
+
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 9
+        && ngx_strncasecmp(value[1].data, (u_char *) "X-Real-IP", 9) == 0)
+    {
+        head->shared->real_ip_header = NGX_RUSTDESK_REAL_IP_HEADER;
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].len == 15
+        && ngx_strncasecmp(value[1].data, (u_char *) "X-Forwarded-For", 15)
+           == 0)
+    {
+        head->shared->real_ip_header = NGX_RUSTDESK_REAL_IP_FORWARDED;
+        return NGX_CONF_OK;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid header \"%V\", expected X-Real-IP or "
+                       "X-Forwarded-For", &value[1]);
+
+    return NGX_CONF_ERROR;
+}

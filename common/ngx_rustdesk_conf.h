@@ -22,6 +22,10 @@
 #define NGX_RUSTDESK_DEFAULT_KEY_DIR    "/var/lib/rustdesk"
 
 
+#define NGX_RUSTDESK_REAL_IP_HEADER      0   /* X-Real-IP */
+#define NGX_RUSTDESK_REAL_IP_FORWARDED   1   /* X-Forwarded-For, its last */
+
+
 typedef struct {
     ngx_str_t                 key_dir;     /* rustdesk_key_dir */
     ngx_str_t                 key;         /* rustdesk_key, data NULL: unset */
@@ -29,6 +33,7 @@ typedef struct {
     ngx_uint_t                key_dir_set; /* 1: given in the configuration */
     ngx_array_t              *real_ip_from; /* of ngx_cidr_t: trusted
                                                WebSocket proxies */
+    ngx_uint_t                real_ip_header; /* NGX_RUSTDESK_REAL_IP_* */
 } ngx_rustdesk_stream_conf_t;
 
 
@@ -53,6 +58,8 @@ char *ngx_rustdesk_conf_set_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_rustdesk_conf_set_real_ip_from(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_rustdesk_conf_set_real_ip_header(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 
 /*
  * Resolves the server key for a role, as hbbs or hbbr would from their -k

@@ -9,6 +9,7 @@
 #include <ngx_sha1.h>
 #include <sodium.h>
 
+#include "ngx_rustdesk_conf.h"
 #include "ngx_rustdesk_tcp.h"
 
 
@@ -82,7 +83,8 @@ ngx_rustdesk_tcp_create(ngx_stream_session_t *s, size_t max,
 
 
 ngx_int_t
-ngx_rustdesk_tcp_websocket(ngx_rustdesk_tcp_t *t, ngx_array_t *real_ip_from)
+ngx_rustdesk_tcp_websocket(ngx_rustdesk_tcp_t *t, ngx_array_t *real_ip_from,
+    ngx_uint_t real_ip_header)
 {
     u_char            *buf;
     size_t             cap;
@@ -101,6 +103,7 @@ ngx_rustdesk_tcp_websocket(ngx_rustdesk_tcp_t *t, ngx_array_t *real_ip_from)
     }
 
     t->ws->real_ip_from = real_ip_from;
+    t->ws->real_ip_header = real_ip_header;
 
     cap = ngx_min(t->decoder.max, NGX_RUSTDESK_TCP_FRAME_SIZE);
     buf = ngx_pnalloc(c->pool, cap);
@@ -902,9 +905,10 @@ ngx_rustdesk_tcp_upgrade(ngx_rustdesk_tcp_t *t, ngx_rustdesk_ws_request_t *r)
 
 
 /*
- * X-Real-IP, else the first X-Forwarded-For address, is believed only
- * from a trusted proxy (rustdesk_real_ip_from); the port stays the
- * connection's, so that clients behind one proxy stay apart.
+ * The header rustdesk_real_ip_header names (X-Real-IP, or the last
+ * X-Forwarded-For address) is believed only from a trusted proxy
+ * (rustdesk_real_ip_from); the port stays the connection's, so that
+ * clients behind one proxy stay apart.
  */
 
 static void
@@ -918,15 +922,16 @@ ngx_rustdesk_tcp_real_ip(ngx_rustdesk_tcp_t *t, ngx_rustdesk_ws_request_t *r)
 
     c = t->session->connection;
 
-    if (r->real_ip_len) {
-        text = (u_char *) r->real_ip;
-        len = r->real_ip_len;
-
-    } else if (r->forwarded_len) {
+    if (t->ws->real_ip_header == NGX_RUSTDESK_REAL_IP_FORWARDED) {
         text = (u_char *) r->forwarded;
         len = r->forwarded_len;
 
     } else {
+        text = (u_char *) r->real_ip;
+        len = r->real_ip_len;
+    }
+
+    if (len == 0) {
         return;
     }
 

@@ -33,6 +33,7 @@ typedef ngx_int_t (*ngx_rustdesk_tcp_handler_pt)(ngx_rustdesk_tcp_t *t,
 typedef struct {
     ngx_buf_t                     *request;    /* the upgrade request */
     ngx_array_t                   *real_ip_from;
+    ngx_uint_t                     real_ip_header;
     ngx_rustdesk_ws_decoder_t      decoder;
     unsigned                       upgraded:1;
 } ngx_rustdesk_tcp_ws_t;
@@ -79,11 +80,11 @@ ngx_rustdesk_tcp_t *ngx_rustdesk_tcp_create(ngx_stream_session_t *s,
 
 /*
  * Makes it a WebSocket session (before start): an upgrade request first,
- * then binary messages.  real_ip_from: proxies whose X-Real-IP or
- * X-Forwarded-For is believed (NULL: none).
+ * then binary messages.  real_ip_from: proxies whose real_ip_header
+ * (NGX_RUSTDESK_REAL_IP_*) is believed (NULL: none).
  */
 ngx_int_t ngx_rustdesk_tcp_websocket(ngx_rustdesk_tcp_t *t,
-    ngx_array_t *real_ip_from);
+    ngx_array_t *real_ip_from, ngx_uint_t real_ip_header);
 
 /*
  * Offers secure TCP (before start): a KeyExchange signed with the server's

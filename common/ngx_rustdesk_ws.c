@@ -116,16 +116,16 @@ ngx_rustdesk_ws_parse_request(const unsigned char *p, size_t len,
             r->real_ip_len = vlen;
 
         } else if (ws_is("X-Forwarded-For")) {
-            c = memchr(v, ',', vlen);
-            r->forwarded = v;
-            r->forwarded_len = c ? (size_t) (c - v) : vlen;
+            /* the last address: the one the nearest proxy added */
 
-            while (r->forwarded_len
-                   && (v[r->forwarded_len - 1] == ' '
-                       || v[r->forwarded_len - 1] == '\t'))
-            {
-                r->forwarded_len--;
+            for (c = v + vlen; c > v && c[-1] != ','; c--) { /* void */ }
+
+            while (c < v + vlen && (*c == ' ' || *c == '\t')) {
+                c++;
             }
+
+            r->forwarded = c;
+            r->forwarded_len = v + vlen - c;
         }
 
 #undef ws_is

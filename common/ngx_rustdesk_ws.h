@@ -44,7 +44,7 @@ typedef struct {
     size_t           key_len;
     const unsigned char  *real_ip;    /* X-Real-IP, if any */
     size_t           real_ip_len;
-    const unsigned char  *forwarded;  /* X-Forwarded-For's first address */
+    const unsigned char  *forwarded;  /* X-Forwarded-For's last address */
     size_t           forwarded_len;
     size_t           size;            /* bytes up to the empty line */
 } ngx_rustdesk_ws_request_t;

@@ -77,6 +77,13 @@ static ngx_command_t  ngx_stream_rustdesk_relay_commands[] = {
       0,
       NULL },
 
+    { ngx_string("rustdesk_real_ip_header"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_rustdesk_conf_set_real_ip_header,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("rustdesk_relay"),
       NGX_STREAM_SRV_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_stream_rustdesk_relay,
@@ -635,7 +642,8 @@ ngx_stream_rustdesk_relay_accept(ngx_stream_session_t *s, ngx_uint_t ws)
     }
 
     if (ws && ngx_rustdesk_tcp_websocket(side->tcp,
-                                         lmcf->shared->real_ip_from)
+                                         lmcf->shared->real_ip_from,
+                                         lmcf->shared->real_ip_header)
               != NGX_OK)
     {
         ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);

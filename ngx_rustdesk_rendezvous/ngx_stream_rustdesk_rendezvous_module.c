@@ -75,6 +75,13 @@ static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
       0,
       NULL },
 
+    { ngx_string("rustdesk_real_ip_header"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_rustdesk_conf_set_real_ip_header,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("rustdesk_key"),
       NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_rustdesk_conf_set_key,

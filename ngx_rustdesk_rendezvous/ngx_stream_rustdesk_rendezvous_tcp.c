@@ -103,7 +103,8 @@ ngx_stream_rustdesk_rendezvous_tcp(ngx_stream_session_t *s)
                                         ngx_stream_rustdesk_rendezvous_module);
 
     if (ctx->websocket) {
-        if (ngx_rustdesk_tcp_websocket(ctx->tcp, rmcf->shared->real_ip_from)
+        if (ngx_rustdesk_tcp_websocket(ctx->tcp, rmcf->shared->real_ip_from,
+                                         rmcf->shared->real_ip_header)
             != NGX_OK)
         {
             ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);

@@ -404,8 +404,9 @@ is($same_ip // 0, 8, 'A and B at the same IP: PunchHole, not FetchLocalAddr');
 
 ###############################################################################
 
-# 5. the client address from a trusted proxy (127.0.0.1): X-Real-IP first,
-# else the first X-Forwarded-For address; the port stays the connection's
+# 5. the client address from a trusted proxy (127.0.0.1): X-Real-IP (the
+# default rustdesk_real_ip_header; X-Forwarded-For is t/websocket_real_ip.t's
+# business); the port stays the connection's
 
 {
 	my $pb = peer_b($B_IPS[15]);
@@ -419,10 +420,9 @@ is($same_ip // 0, 8, 'A and B at the same IP: PunchHole, not FetchLocalAddr');
 
 	$w = ws($WS, path => '/ws/id', LocalAddr => '127.0.0.1',
 		headers => [ [ 'X-Forwarded-For', '198.51.100.9, 10.0.0.1' ] ]);
-	%f = $w ? punch($pb, $w, '198.51.100.9:' . $w->sock()->sockport())
-		: (bad => 'no upgrade');
-	is($f{bad}, '', 'X-Forwarded-For from a trusted address: its first '
-		. 'address');
+	%f = $w ? punch($pb, $w, addr($w)) : (bad => 'no upgrade');
+	is($f{bad}, '', 'X-Forwarded-For from a trusted address, header '
+		. 'X-Real-IP (the default): ignored');
 
 	$w = ws($WS, LocalAddr => '127.0.0.1',
 		headers => [ [ 'X-Forwarded-For', '198.51.100.10' ],

@@ -4377,17 +4377,19 @@ test_ws_request(void)
     CHECK_EQ(r.rc, 1);
     CHECK_EQ(r.status, 0);
     CHECK(r.has_real_ip && strcmp(r.real_ip, "198.51.100.7") == 0);
-    CHECK(r.has_forwarded && strcmp(r.forwarded, "203.0.113.5") == 0);
+    CHECK(r.has_forwarded && strcmp(r.forwarded, "10.0.0.1") == 0);
+
+    /* the last address: the one the nearest (trusted) proxy added */
 
     {
         static const char  *xff[][2] = {
             { "x-forwarded-for: 203.0.113.5\r\n", "203.0.113.5" },
-            { "X-Forwarded-For:203.0.113.5,10.0.0.1\r\n", "203.0.113.5" },
+            { "X-Forwarded-For:203.0.113.5,10.0.0.1\r\n", "10.0.0.1" },
             { "X-Forwarded-For:  203.0.113.5 \t, 10.0.0.1 \r\n",
-              "203.0.113.5" },
-            { "X-Forwarded-For: 2001:db8::1, 10.0.0.1\r\n", "2001:db8::1" },
+              "10.0.0.1" },
+            { "X-Forwarded-For: 10.0.0.1, 2001:db8::1\r\n", "2001:db8::1" },
             { "X-FORWARDED-FOR: 203.0.113.5, 10.0.0.1, 10.0.0.2\r\n",
-              "203.0.113.5" },
+              "10.0.0.2" },
         };
 
         for (i = 0; i < sizeof(xff) / sizeof(xff[0]); i++) {
