@@ -280,6 +280,36 @@ ngx_rustdesk_conf_zone_size(ngx_conf_t *cf, ngx_str_t *value, ngx_str_t *name,
 }
 
 
+ngx_shm_zone_t *
+ngx_rustdesk_conf_add_zone(ngx_conf_t *cf, ngx_str_t *name, size_t size,
+    void *tag, ngx_shm_zone_init_pt init, size_t data_size)
+{
+    void            *data;
+    ngx_shm_zone_t  *shm_zone;
+
+    data = ngx_pcalloc(cf->pool, data_size);
+    if (data == NULL) {
+        return NULL;
+    }
+
+    shm_zone = ngx_shared_memory_add(cf, name, size, tag);
+    if (shm_zone == NULL) {
+        return NULL;
+    }
+
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is already used", name);
+        return NULL;
+    }
+
+    shm_zone->init = init;
+    shm_zone->data = data;
+
+    return shm_zone;
+}
+
+
 /*
  * rustdesk_real_ip_from address | CIDR; (repeatable): a WebSocket
  * connection from there may name its client in X-Real-IP or

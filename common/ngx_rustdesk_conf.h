@@ -78,6 +78,14 @@ ngx_int_t ngx_rustdesk_conf_resolve_key(ngx_conf_t *cf,
 ngx_int_t ngx_rustdesk_conf_zone_size(ngx_conf_t *cf, ngx_str_t *value,
     ngx_str_t *name, ssize_t *size);
 
+/*
+ * A module's shared zone: added under the module's tag, with its init
+ * handler and a data struct of data_size bytes (zeroed); a name another
+ * zone has is refused.
+ */
+ngx_shm_zone_t *ngx_rustdesk_conf_add_zone(ngx_conf_t *cf, ngx_str_t *name,
+    size_t size, void *tag, ngx_shm_zone_init_pt init, size_t data_size);
+
 /* Loads or generates the key pair once for both modules. */
 ngx_int_t ngx_rustdesk_conf_load_keys(ngx_conf_t *cf,
     ngx_rustdesk_stream_conf_t *sc);

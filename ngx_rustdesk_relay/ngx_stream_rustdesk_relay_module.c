@@ -422,31 +422,15 @@ static ngx_int_t
 ngx_stream_rustdesk_relay_add_zone(ngx_conf_t *cf,
     ngx_stream_rustdesk_relay_main_conf_t *lmcf, ngx_str_t *name, size_t size)
 {
-    ngx_shm_zone_t             *shm_zone;
-    ngx_rustdesk_relay_zone_t  *z;
-
-    z = ngx_pcalloc(cf->pool, sizeof(ngx_rustdesk_relay_zone_t));
-    if (z == NULL) {
+    lmcf->shm_zone = ngx_rustdesk_conf_add_zone(cf, name, size,
+                                         &ngx_stream_rustdesk_relay_module,
+                                         ngx_rustdesk_relay_zone_init,
+                                         sizeof(ngx_rustdesk_relay_zone_t));
+    if (lmcf->shm_zone == NULL) {
         return NGX_ERROR;
     }
 
-    shm_zone = ngx_shared_memory_add(cf, name, size,
-                                     &ngx_stream_rustdesk_relay_module);
-    if (shm_zone == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (shm_zone->data) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zone \"%V\" is already used", name);
-        return NGX_ERROR;
-    }
-
-    shm_zone->init = ngx_rustdesk_relay_zone_init;
-    shm_zone->data = z;
-
-    lmcf->shm_zone = shm_zone;
-    lmcf->zone = z;
+    lmcf->zone = lmcf->shm_zone->data;
 
     return NGX_OK;
 }

@@ -956,30 +956,10 @@ static ngx_shm_zone_t *
 ngx_stream_rustdesk_rendezvous_add_zone(ngx_conf_t *cf, ngx_str_t *name,
     size_t size)
 {
-    ngx_shm_zone_t            *shm_zone;
-    ngx_rustdesk_peer_zone_t  *z;
-
-    z = ngx_pcalloc(cf->pool, sizeof(ngx_rustdesk_peer_zone_t));
-    if (z == NULL) {
-        return NULL;
-    }
-
-    shm_zone = ngx_shared_memory_add(cf, name, size,
-                                     &ngx_stream_rustdesk_rendezvous_module);
-    if (shm_zone == NULL) {
-        return NULL;
-    }
-
-    if (shm_zone->data) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zone \"%V\" is already used", name);
-        return NULL;
-    }
-
-    shm_zone->init = ngx_rustdesk_peer_init_zone;
-    shm_zone->data = z;
-
-    return shm_zone;
+    return ngx_rustdesk_conf_add_zone(cf, name, size,
+                                      &ngx_stream_rustdesk_rendezvous_module,
+                                      ngx_rustdesk_peer_init_zone,
+                                      sizeof(ngx_rustdesk_peer_zone_t));
 }
 
 
