@@ -18,6 +18,10 @@
 #define NGX_RUSTDESK_TCP_OUT_SIZE    1024
 
 
+static void ngx_rustdesk_tcp_read_handler(ngx_event_t *rev);
+static void ngx_rustdesk_tcp_write_handler(ngx_event_t *wev);
+static void ngx_rustdesk_tcp_on_read(ngx_rustdesk_tcp_t *t);
+static void ngx_rustdesk_tcp_on_write(ngx_rustdesk_tcp_t *t);
 static ngx_int_t ngx_rustdesk_tcp_feed(ngx_rustdesk_tcp_t *t, u_char **pos,
     u_char *last);
 static ngx_int_t ngx_rustdesk_tcp_dispatch(ngx_rustdesk_tcp_t *t,
@@ -160,8 +164,7 @@ ngx_rustdesk_tcp_secure(ngx_rustdesk_tcp_t *t, u_char *sign_sk)
 
 
 void
-ngx_rustdesk_tcp_start(ngx_rustdesk_tcp_t *t, ngx_event_handler_pt read,
-    ngx_event_handler_pt write)
+ngx_rustdesk_tcp_start(ngx_rustdesk_tcp_t *t)
 {
     ngx_int_t          rc;
     ngx_buf_t         *b;
@@ -169,8 +172,11 @@ ngx_rustdesk_tcp_start(ngx_rustdesk_tcp_t *t, ngx_event_handler_pt read,
 
     c = t->session->connection;
 
-    c->read->handler = read;
-    c->write->handler = write;
+    /* the session has the connection from here: its data is t */
+
+    c->data = t;
+    c->read->handler = ngx_rustdesk_tcp_read_handler;
+    c->write->handler = ngx_rustdesk_tcp_write_handler;
 
     /*
      * between requests a connection is idle: on quit or reload nginx
@@ -194,7 +200,27 @@ ngx_rustdesk_tcp_start(ngx_rustdesk_tcp_t *t, ngx_event_handler_pt read,
 }
 
 
-void
+static void
+ngx_rustdesk_tcp_read_handler(ngx_event_t *rev)
+{
+    ngx_connection_t  *c;
+
+    c = rev->data;
+    ngx_rustdesk_tcp_on_read(c->data);
+}
+
+
+static void
+ngx_rustdesk_tcp_write_handler(ngx_event_t *wev)
+{
+    ngx_connection_t  *c;
+
+    c = wev->data;
+    ngx_rustdesk_tcp_on_write(c->data);
+}
+
+
+static void
 ngx_rustdesk_tcp_on_read(ngx_rustdesk_tcp_t *t)
 {
     ssize_t            n;
@@ -262,7 +288,7 @@ ngx_rustdesk_tcp_on_read(ngx_rustdesk_tcp_t *t)
 }
 
 
-void
+static void
 ngx_rustdesk_tcp_on_write(ngx_rustdesk_tcp_t *t)
 {
     ngx_int_t          rc;

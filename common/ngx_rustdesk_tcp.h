@@ -95,14 +95,10 @@ ngx_int_t ngx_rustdesk_tcp_websocket(ngx_rustdesk_tcp_t *t,
 ngx_int_t ngx_rustdesk_tcp_secure(ngx_rustdesk_tcp_t *t, u_char *sign_sk);
 
 /*
- * Takes over the connection's events; bytes already read are used first.
- * The module keeps t in its session ctx and passes event handlers that
- * find it there and call ngx_rustdesk_tcp_on_read()/on_write().
+ * Takes over the connection (its data becomes t, its events the
+ * session's); bytes already read are used first.
  */
-void ngx_rustdesk_tcp_start(ngx_rustdesk_tcp_t *t,
-    ngx_event_handler_pt read, ngx_event_handler_pt write);
-void ngx_rustdesk_tcp_on_read(ngx_rustdesk_tcp_t *t);
-void ngx_rustdesk_tcp_on_write(ngx_rustdesk_tcp_t *t);
+void ngx_rustdesk_tcp_start(ngx_rustdesk_tcp_t *t);
 
 /* Queues a framed message and writes what the socket takes. */
 ngx_int_t ngx_rustdesk_tcp_send(ngx_rustdesk_tcp_t *t, ngx_rustdesk_msg_t *m);

@@ -48,8 +48,6 @@ static void ngx_stream_rustdesk_relay_accept(ngx_stream_session_t *s,
     ngx_uint_t ws);
 static void ngx_stream_rustdesk_relay_loopback_handler(
     ngx_stream_session_t *s);
-static void ngx_stream_rustdesk_relay_first_read(ngx_event_t *rev);
-static void ngx_stream_rustdesk_relay_first_write(ngx_event_t *wev);
 static ngx_int_t ngx_stream_rustdesk_relay_first_message(ngx_rustdesk_tcp_t *t,
     ngx_rustdesk_msg_t *m);
 
@@ -636,38 +634,7 @@ ngx_stream_rustdesk_relay_accept(ngx_stream_session_t *s, ngx_uint_t ws)
 
     ngx_stream_set_ctx(s, side, ngx_stream_rustdesk_relay_module);
 
-    ngx_rustdesk_tcp_start(side->tcp, ngx_stream_rustdesk_relay_first_read,
-                           ngx_stream_rustdesk_relay_first_write);
-}
-
-
-static void
-ngx_stream_rustdesk_relay_first_read(ngx_event_t *rev)
-{
-    ngx_connection_t                  *c;
-    ngx_stream_session_t              *s;
-    ngx_stream_rustdesk_relay_side_t  *side;
-
-    c = rev->data;
-    s = c->data;
-    side = ngx_stream_get_module_ctx(s, ngx_stream_rustdesk_relay_module);
-
-    ngx_rustdesk_tcp_on_read(side->tcp);
-}
-
-
-static void
-ngx_stream_rustdesk_relay_first_write(ngx_event_t *wev)
-{
-    ngx_connection_t                  *c;
-    ngx_stream_session_t              *s;
-    ngx_stream_rustdesk_relay_side_t  *side;
-
-    c = wev->data;
-    s = c->data;
-    side = ngx_stream_get_module_ctx(s, ngx_stream_rustdesk_relay_module);
-
-    ngx_rustdesk_tcp_on_write(side->tcp);
+    ngx_rustdesk_tcp_start(side->tcp);
 }
 
 

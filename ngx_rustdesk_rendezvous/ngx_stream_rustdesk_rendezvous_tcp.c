@@ -13,8 +13,6 @@
 #include "ngx_rustdesk_addr.h"
 
 
-static void ngx_stream_rustdesk_rendezvous_read(ngx_event_t *ev);
-static void ngx_stream_rustdesk_rendezvous_write(ngx_event_t *ev);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_main_msg(
     ngx_rustdesk_tcp_t *t, ngx_rustdesk_msg_t *m);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_ws_msg(ngx_rustdesk_tcp_t *t,
@@ -128,38 +126,7 @@ ngx_stream_rustdesk_rendezvous_tcp(ngx_stream_session_t *s)
         }
     }
 
-    ngx_rustdesk_tcp_start(ctx->tcp, ngx_stream_rustdesk_rendezvous_read,
-                           ngx_stream_rustdesk_rendezvous_write);
-}
-
-
-static void
-ngx_stream_rustdesk_rendezvous_read(ngx_event_t *ev)
-{
-    ngx_connection_t                      *c;
-    ngx_stream_session_t                  *s;
-    ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;
-
-    c = ev->data;
-    s = c->data;
-    ctx = ngx_stream_get_module_ctx(s, ngx_stream_rustdesk_rendezvous_module);
-
-    ngx_rustdesk_tcp_on_read(ctx->tcp);
-}
-
-
-static void
-ngx_stream_rustdesk_rendezvous_write(ngx_event_t *ev)
-{
-    ngx_connection_t                      *c;
-    ngx_stream_session_t                  *s;
-    ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;
-
-    c = ev->data;
-    s = c->data;
-    ctx = ngx_stream_get_module_ctx(s, ngx_stream_rustdesk_rendezvous_module);
-
-    ngx_rustdesk_tcp_on_write(ctx->tcp);
+    ngx_rustdesk_tcp_start(ctx->tcp);
 }
 
 
