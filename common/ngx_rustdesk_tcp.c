@@ -232,10 +232,19 @@ ngx_rustdesk_tcp_on_read(ngx_rustdesk_tcp_t *t)
     rev = c->read;
 
     if (rev->timedout) {
-        ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
-                      "rustdesk: client timed out");
-        ngx_rustdesk_tcp_close(t);
-        return;
+        rev->timedout = 0;
+
+        if (t->idle == NULL || t->failed || c->close || t->done
+            || t->idle(t) != NGX_OK)
+        {
+            if (t->idle == NULL) {
+                ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
+                              "rustdesk: client timed out");
+            }
+
+            ngx_rustdesk_tcp_close(t);
+            return;
+        }
     }
 
     if (t->failed || c->close) {
@@ -386,6 +395,26 @@ ngx_rustdesk_tcp_send_raw(ngx_rustdesk_tcp_t *t, u_char *payload, size_t len)
     }
 
     return ngx_rustdesk_tcp_send_frame(t, payload, len);
+}
+
+
+ngx_int_t
+ngx_rustdesk_tcp_send_heartbeat(ngx_rustdesk_tcp_t *t)
+{
+    ngx_buf_t  *b;
+
+    if (t->ws) {
+        return ngx_rustdesk_tcp_ws_frame(t, NGX_RUSTDESK_WS_BINARY, NULL, 0);
+    }
+
+    b = ngx_rustdesk_tcp_reserve(t, 1);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last += ngx_rustdesk_frame_write_header(b->last, 0);
+
+    return (ngx_rustdesk_tcp_flush(t) == NGX_ERROR) ? NGX_ERROR : NGX_OK;
 }
 
 
@@ -555,8 +584,14 @@ ngx_rustdesk_tcp_dispatch(ngx_rustdesk_tcp_t *t, u_char *payload, size_t len,
 
     c = t->session->connection;
 
-    if (t->secure && len == 0) {
-        /* a heartbeat (PROTOCOL.md section 8): nothing to do, read on */
+    if (len == 0 && (t->heartbeat || t->secure)) {
+        /* a heartbeat (PROTOCOL.md section 8), never encrypted */
+
+        if (t->heartbeat && t->heartbeat(t) != NGX_OK) {
+            ngx_rustdesk_tcp_close(t);
+            return NGX_ERROR;
+        }
+
         return NGX_OK;
     }
 
@@ -1013,7 +1048,10 @@ ngx_rustdesk_tcp_ws_frame(ngx_rustdesk_tcp_t *t, ngx_uint_t opcode,
     }
 
     b->last += ngx_rustdesk_ws_header(b->last, opcode, len);
-    b->last = ngx_cpymem(b->last, payload, len);
+
+    if (len) {
+        b->last = ngx_cpymem(b->last, payload, len);
+    }
 
     return (ngx_rustdesk_tcp_flush(t) == NGX_ERROR) ? NGX_ERROR : NGX_OK;
 }

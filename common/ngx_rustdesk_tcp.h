@@ -28,6 +28,12 @@ typedef struct ngx_rustdesk_tcp_s  ngx_rustdesk_tcp_t;
 typedef ngx_int_t (*ngx_rustdesk_tcp_handler_pt)(ngx_rustdesk_tcp_t *t,
     ngx_rustdesk_msg_t *m);
 
+/*
+ * An empty frame or message (a heartbeat, PROTOCOL.md section 8), and
+ * nothing read for the timeout: NGX_OK to go on, NGX_ERROR to close.
+ */
+typedef ngx_int_t (*ngx_rustdesk_tcp_event_pt)(ngx_rustdesk_tcp_t *t);
+
 
 /* A WebSocket session's state (PROTOCOL.md section 2). */
 typedef struct {
@@ -53,6 +59,8 @@ typedef struct {
 struct ngx_rustdesk_tcp_s {
     ngx_stream_session_t          *session;
     ngx_rustdesk_tcp_handler_pt    handler;
+    ngx_rustdesk_tcp_event_pt      heartbeat;  /* NULL: a message as any */
+    ngx_rustdesk_tcp_event_pt      idle;       /* NULL: close on timeout */
     void                          *data;
     ngx_msec_t                     timeout;
 
@@ -113,6 +121,9 @@ void ngx_rustdesk_tcp_fail(ngx_rustdesk_tcp_t *t);
 /* The same for a message already encoded (without its frame header). */
 ngx_int_t ngx_rustdesk_tcp_send_raw(ngx_rustdesk_tcp_t *t, u_char *payload,
     size_t len);
+
+/* An empty frame (an empty binary message over WebSocket), never sealed. */
+ngx_int_t ngx_rustdesk_tcp_send_heartbeat(ngx_rustdesk_tcp_t *t);
 
 
 #endif /* _NGX_RUSTDESK_TCP_H_INCLUDED_ */

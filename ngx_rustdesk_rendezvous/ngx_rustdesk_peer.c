@@ -49,8 +49,6 @@ static void ngx_rustdesk_peer_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static void ngx_rustdesk_waiter_free_locked(ngx_rustdesk_peer_zone_t *z,
     ngx_rustdesk_waiter_t *w);
-static ngx_int_t ngx_rustdesk_ip_cmp(ngx_rustdesk_ip_t *a,
-    ngx_rustdesk_ip_t *b, ngx_uint_t with_port);
 
 
 #define ngx_rustdesk_peer_id_data(p)    ((p)->data)
@@ -260,7 +258,9 @@ ngx_rustdesk_peer_register(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     *request_pk = (p->pk_len == 0 || *ip_change);
 
     if (!*request_pk) {
+        /* over UDP from now on, even if a stream of it lingers */
         p->addr = *addr;
+        p->stream = NGX_RUSTDESK_STREAM_NONE;
         p->last_reg = now;
 
         ngx_queue_remove(&p->queue);
@@ -366,6 +366,7 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
         }
 
         p->addr = rk->addr;
+        p->stream = NGX_RUSTDESK_STREAM_NONE;
         p->ip = rk->addr;
         p->ip.port = 0;
         p->last_reg = rk->now;
@@ -386,6 +387,17 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
 
     p->reg_pk_count++;
     p->reg_pk_time = rk->now;
+
+    if (rk->stream) {
+        /* registered over a stream: reached through it (section 8) */
+
+        p->addr = rk->addr;
+        p->stream = rk->stream;
+        p->last_reg = rk->now;
+
+        ngx_queue_remove(&p->queue);
+        ngx_queue_insert_head(&z->sh->peers_lru, &p->queue);
+    }
 
     ngx_shmtx_unlock(&z->shpool->mutex);
 
@@ -503,9 +515,10 @@ ngx_int_t
 ngx_rustdesk_peer_online(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     ngx_msec_t now)
 {
+    ngx_pid_t          stream;
     ngx_rustdesk_ip_t  addr;
 
-    return ngx_rustdesk_peer_lookup(z, id, now, &addr);
+    return ngx_rustdesk_peer_lookup(z, id, now, &addr, &stream);
 }
 
 
@@ -605,11 +618,19 @@ ngx_rustdesk_peer_load_locked(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
 }
 
 
+/*
+ * Online: registered in the last 30 s; a peer with a live stream is
+ * refreshed by each frame on it, at least once per keep-alive period, and
+ * stays online for stream_ttl after the last one (a worker that died
+ * without closing its streams leaves them for that long at most).
+ */
+
 ngx_int_t
 ngx_rustdesk_peer_lookup(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
-    ngx_msec_t now, ngx_rustdesk_ip_t *addr)
+    ngx_msec_t now, ngx_rustdesk_ip_t *addr, ngx_pid_t *stream)
 {
     ngx_int_t             rc;
+    ngx_msec_t            ttl;
     ngx_rustdesk_peer_t  *p;
 
     ngx_shmtx_lock(&z->shpool->mutex);
@@ -620,13 +641,71 @@ ngx_rustdesk_peer_lookup(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
         rc = NGX_DECLINED;
 
     } else {
-        rc = (p->last_reg && now - p->last_reg < NGX_RUSTDESK_REG_TIMEOUT);
+        ttl = (p->stream > 0) ? ngx_max(z->stream_ttl,
+                                        NGX_RUSTDESK_REG_TIMEOUT)
+                              : NGX_RUSTDESK_REG_TIMEOUT;
+
+        rc = (p->last_reg && now - p->last_reg < ttl);
         *addr = p->addr;
+        *stream = p->stream;
     }
 
     ngx_shmtx_unlock(&z->shpool->mutex);
 
     return rc;
+}
+
+
+ngx_int_t
+ngx_rustdesk_peer_stream_refresh(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    ngx_pid_t pid, ngx_msec_t now)
+{
+    ngx_int_t             rc;
+    ngx_rustdesk_peer_t  *p;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    p = ngx_rustdesk_peer_lookup_locked(z, id,
+                                        ngx_crc32_short(id->data, id->len));
+
+    if (p && p->stream == pid) {
+        p->last_reg = now;
+
+        ngx_queue_remove(&p->queue);
+        ngx_queue_insert_head(&z->sh->peers_lru, &p->queue);
+
+        rc = NGX_OK;
+
+    } else {
+        rc = NGX_DECLINED;
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return rc;
+}
+
+
+void
+ngx_rustdesk_peer_stream_closed(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    ngx_pid_t pid, ngx_msec_t now, ngx_uint_t grace)
+{
+    ngx_rustdesk_peer_t  *p;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    p = ngx_rustdesk_peer_lookup_locked(z, id,
+                                        ngx_crc32_short(id->data, id->len));
+
+    if (p && p->stream == pid) {
+        p->stream = NGX_RUSTDESK_STREAM_CLOSED;
+
+        if (grace) {
+            p->last_reg = now;
+        }
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
 }
 
 
@@ -1522,7 +1601,7 @@ ngx_rustdesk_ip_lookup(ngx_rbtree_t *tree, ngx_rustdesk_ip_t *ip,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_rustdesk_ip_cmp(ngx_rustdesk_ip_t *a, ngx_rustdesk_ip_t *b,
     ngx_uint_t with_port)
 {

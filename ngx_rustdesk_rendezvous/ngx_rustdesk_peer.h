@@ -33,10 +33,19 @@
 
 /*
  * Peer records up to this size (a 10-digit id, a 36-byte uuid and a
- * 32-byte key make 220 bytes) live in cells carved from whole pages, 18 to
+ * 32-byte key make 224 bytes) live in cells carved from whole pages, 18 to
  * a 4 KiB page, instead of the slab's 256-byte class.
  */
 #define NGX_RUSTDESK_PEER_CELL       224
+
+/*
+ * How a peer is reached (PROTOCOL.md section 8): over UDP at its address,
+ * or over the TCP or WebSocket stream it registered on, held by the worker
+ * whose pid is recorded; a closed stream leaves no way until it registers
+ * again.
+ */
+#define NGX_RUSTDESK_STREAM_NONE     0        /* UDP */
+#define NGX_RUSTDESK_STREAM_CLOSED   -1
 
 
 /* An IP address and port, compact and comparable (v4-mapped made v4). */
@@ -56,8 +65,9 @@ typedef struct {
     ngx_rustdesk_ip_change_t  *ip_change;   /* NULL unless its IP changed */
     ngx_msec_t           last_reg;          /* 0: not registered yet */
     ngx_msec_t           reg_pk_time;
-    ngx_rustdesk_ip_t    addr;              /* last UDP address */
+    ngx_rustdesk_ip_t    addr;              /* last UDP (or stream) address */
     ngx_rustdesk_ip_t    ip;                /* IP of the last RegisterPk */
+    ngx_pid_t            stream;            /* NGX_RUSTDESK_STREAM_* or pid */
     u_char               guid[16];
     u_char               has_guid;          /* known to the database */
     u_char               cell;              /* in a cell, not a slab chunk */
@@ -169,6 +179,7 @@ typedef struct {
     ngx_uint_t                  always_use_relay;   /* configured */
     ngx_uint_t                  ip_block_max;       /* RegisterPk per 60 s */
     ngx_uint_t                  ip_ids_max;         /* new ids per day */
+    ngx_msec_t                  stream_ttl;         /* online by a stream */
     ngx_str_t                   servers;    /* configured, comma-joined */
 } ngx_rustdesk_peer_zone_t;
 
@@ -179,6 +190,7 @@ typedef struct {
     ngx_str_t            uuid;
     ngx_str_t            pk;
     ngx_rustdesk_ip_t    addr;
+    ngx_pid_t            stream;            /* a worker's stream, 0: UDP */
     ngx_msec_t           now;
 } ngx_rustdesk_register_pk_t;
 
@@ -219,6 +231,10 @@ socklen_t ngx_rustdesk_ip_to_sockaddr(ngx_rustdesk_ip_t *ip,
 size_t ngx_rustdesk_ip_text(ngx_rustdesk_ip_t *ip, u_char *buf, size_t len);
 ngx_uint_t ngx_rustdesk_ip_is_loopback(ngx_rustdesk_ip_t *ip);
 
+/* 0: the same IP (and port, with_port), else 1. */
+ngx_int_t ngx_rustdesk_ip_cmp(ngx_rustdesk_ip_t *a, ngx_rustdesk_ip_t *b,
+    ngx_uint_t with_port);
+
 /*
  * RegisterPeer: sets *request_pk and *ip_change; refreshes the peer's
  * address and registration time unless a key is requested.
@@ -231,7 +247,8 @@ void ngx_rustdesk_peer_register(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
  * RegisterPk after the id and blocker checks.  Returns a RegisterPkResponse
  * result, or NGX_DECLINED when the peer is not in memory and row is NULL:
  * the caller then reads the database and calls again with the row (or
- * with a row of empty uuid when there is none).
+ * with a row of empty uuid when there is none).  With rk->stream, an OK
+ * makes that worker's stream the way to reach the peer.
  */
 ngx_int_t ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
     ngx_rustdesk_register_pk_t *rk, ngx_rustdesk_peer_row_t *row,
@@ -249,9 +266,29 @@ ngx_int_t ngx_rustdesk_peer_online(ngx_rustdesk_peer_zone_t *z,
 ngx_int_t ngx_rustdesk_peer_load(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     ngx_rustdesk_peer_row_t *row, ngx_log_t *log);
 
-/* As peer_online, and the peer's last UDP address in *addr. */
+/*
+ * As peer_online, with the peer's last address in *addr and how it is
+ * reached in *stream (NGX_RUSTDESK_STREAM_* or the pid holding its stream).
+ */
 ngx_int_t ngx_rustdesk_peer_lookup(ngx_rustdesk_peer_zone_t *z,
-    ngx_str_t *id, ngx_msec_t now, ngx_rustdesk_ip_t *addr);
+    ngx_str_t *id, ngx_msec_t now, ngx_rustdesk_ip_t *addr,
+    ngx_pid_t *stream);
+
+/*
+ * A frame on the stream of id held by worker pid: refreshes its
+ * registration.  NGX_DECLINED: the peer is no longer reached through
+ * that worker (registered again elsewhere, or evicted).
+ */
+ngx_int_t ngx_rustdesk_peer_stream_refresh(ngx_rustdesk_peer_zone_t *z,
+    ngx_str_t *id, ngx_pid_t pid, ngx_msec_t now);
+
+/*
+ * The stream of id held by worker pid is gone: if the peer is still
+ * reached through it, it is not any more; with grace, it stays online for
+ * the usual 30 s from now.
+ */
+void ngx_rustdesk_peer_stream_closed(ngx_rustdesk_peer_zone_t *z,
+    ngx_str_t *id, ngx_pid_t pid, ngx_msec_t now, ngx_uint_t grace);
 
 /* The registered key (up to NGX_RUSTDESK_BLOB_MAX bytes): its length, 0. */
 size_t ngx_rustdesk_peer_pk(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,

@@ -19,8 +19,6 @@
 #include "ngx_rustdesk_ipc.h"
 
 
-#define NGX_RUSTDESK_IPC_ANSWER  1    /* ngx_rustdesk_ip_t A, message */
-
 
 static void ngx_stream_rustdesk_rendezvous_ipc_handler(ngx_rustdesk_ipc_t *ipc,
     ngx_uint_t type, ngx_pid_t from, u_char *data, size_t len,
@@ -46,6 +44,10 @@ ngx_stream_rustdesk_rendezvous_deliver_init(ngx_cycle_t *cycle,
     ngx_rbtree_init(&ngx_stream_rustdesk_rendezvous_waiting,
                     &ngx_stream_rustdesk_rendezvous_waiting_sentinel,
                     ngx_rustdesk_ip_rbtree_insert);
+
+    if (ngx_stream_rustdesk_rendezvous_stream_init(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     ipc = &ngx_stream_rustdesk_rendezvous_ipc;
 
@@ -104,6 +106,15 @@ ngx_stream_rustdesk_rendezvous_wait(ngx_stream_session_t *s)
                             s->connection->log);
 
     return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_ipc_send(ngx_pid_t pid, ngx_uint_t type,
+    u_char *data, size_t len)
+{
+    return ngx_rustdesk_ipc_send(&ngx_stream_rustdesk_rendezvous_ipc, pid,
+                                 type, data, len, -1);
 }
 
 
@@ -166,6 +177,12 @@ ngx_stream_rustdesk_rendezvous_ipc_handler(ngx_rustdesk_ipc_t *ipc,
 
     if (fd != -1) {
         close(fd);
+    }
+
+    if (type == NGX_RUSTDESK_IPC_TO_PEER) {
+        ngx_stream_rustdesk_rendezvous_stream_deliver(data, len, from,
+                                                      ipc->log);
+        return;
     }
 
     if (type != NGX_RUSTDESK_IPC_ANSWER || len < sizeof(ngx_rustdesk_ip_t)) {

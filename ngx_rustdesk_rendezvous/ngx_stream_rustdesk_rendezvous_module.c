@@ -152,6 +152,13 @@ static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
       0,
       NULL },
 
+    { ngx_string("rustdesk_keep_alive"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_rendezvous_main_conf_t, keep_alive),
+      NULL },
+
     { ngx_string("rustdesk_database"),
       NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_stream_rustdesk_rendezvous_database,
@@ -350,6 +357,7 @@ ngx_stream_rustdesk_rendezvous_create_main_conf(ngx_conf_t *cf)
     rmcf->always_use_relay = NGX_CONF_UNSET;
     rmcf->ip_block_max = NGX_CONF_UNSET_UINT;
     rmcf->ip_ids_max = NGX_CONF_UNSET_UINT;
+    rmcf->keep_alive = NGX_CONF_UNSET_MSEC;
 
     return rmcf;
 }
@@ -414,6 +422,17 @@ ngx_stream_rustdesk_rendezvous_postconfiguration(ngx_conf_t *cf)
         rmcf->always_use_relay = 0;
     }
 
+    if (rmcf->keep_alive == NGX_CONF_UNSET_MSEC) {
+        rmcf->keep_alive = NGX_RUSTDESK_KEEP_ALIVE;
+    }
+
+    if (rmcf->keep_alive < 1000 || rmcf->keep_alive > 3600000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"rustdesk_keep_alive\" must be between 1s "
+                           "and 1h");
+        return NGX_ERROR;
+    }
+
     ngx_stream_rustdesk_rendezvous_version_from_url(&rmcf->software_url,
                                                     &rmcf->software_version);
 
@@ -467,6 +486,13 @@ ngx_stream_rustdesk_rendezvous_postconfiguration(ngx_conf_t *cf)
                                ? NGX_RUSTDESK_IP_BLOCK_MAX : rmcf->ip_block_max;
     rmcf->zone->ip_ids_max = (rmcf->ip_ids_max == NGX_CONF_UNSET_UINT)
                              ? NGX_RUSTDESK_IP_IDS_MAX : rmcf->ip_ids_max;
+
+    /*
+     * a live registered stream hears from its client at least once per
+     * keep-alive period (the echo of our heartbeat); a silent one is
+     * closed after two, and then stays online for the usual 30 s
+     */
+    rmcf->zone->stream_ttl = 2 * rmcf->keep_alive + NGX_RUSTDESK_REG_TIMEOUT;
 
     return NGX_OK;
 }

@@ -23,6 +23,8 @@
 #define NGX_RUSTDESK_ROLE_NAT_TEST    2   /* main port - 1 */
 #define NGX_RUSTDESK_ROLE_CONSOLE     3   /* loopback clients only */
 
+#define NGX_RUSTDESK_KEEP_ALIVE       30000   /* rustdesk_keep_alive */
+
 
 typedef struct {
     ngx_rustdesk_stream_conf_t  *shared;           /* must stay first */
@@ -45,6 +47,7 @@ typedef struct {
 
     ngx_uint_t                   ip_block_max;     /* rustdesk_ip_blocker */
     ngx_uint_t                   ip_ids_max;
+    ngx_msec_t                   keep_alive;       /* registered streams */
     ngx_str_t                    database;         /* path; "off": none */
     ngx_uint_t                   database_off;
     void                        *thread_pool;
@@ -66,10 +69,23 @@ typedef struct {
     ngx_rustdesk_tcp_t          *tcp;
     ngx_rustdesk_ip_t            addr;             /* the client */
     ngx_rustdesk_ip_node_t       wait;             /* in the worker's tree */
+    ngx_str_node_t               peer;             /* registered: its id */
+    ngx_queue_t                  writes;           /* RegisterPk in flight */
+    ngx_uint_t                   pings;            /* heartbeats unanswered */
     unsigned                     waiting:1;
     unsigned                     websocket:1;
     unsigned                     upgraded:1;       /* addr is the real one */
+    unsigned                     registered:1;     /* peer is in the tree */
+    unsigned                     stream_cleanup:1;
+    unsigned                     heard:1;          /* a frame since a ping */
 } ngx_stream_rustdesk_rendezvous_ctx_t;
+
+
+/* A RegisterPk on its way through the checks and the database. */
+typedef struct {
+    ngx_rustdesk_register_pk_t   req;              /* addr, stream: caller */
+    ngx_rustdesk_peer_change_t   change;
+} ngx_stream_rustdesk_rendezvous_pk_t;
 
 
 extern ngx_module_t  ngx_stream_rustdesk_rendezvous_module;
@@ -86,6 +102,43 @@ void ngx_stream_rustdesk_rendezvous_punch_sent(ngx_stream_session_t *s,
     Hbb__PunchHoleSent *phs, ngx_rustdesk_ip_t *b, ngx_uint_t is_udp);
 void ngx_stream_rustdesk_rendezvous_answer(ngx_stream_session_t *s,
     ngx_rustdesk_ip_t *a, ngx_rustdesk_msg_t *m);
+
+/*
+ * RegisterPk's checks and the peer table (PROTOCOL.md section 6), with
+ * pk->req.addr and pk->req.stream set by the caller: a RegisterPkResponse
+ * result, or NGX_DONE when the message is ignored.  An OK with
+ * pk->change.write set still needs register_write().
+ */
+ngx_int_t ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
+    Hbb__RegisterPk *rk, ngx_stream_rustdesk_rendezvous_pk_t *pk,
+    ngx_pool_t *pool);
+
+/*
+ * Starts the database write (its task from pool): NGX_AGAIN, and done()
+ * reports, perhaps before this returns; else SERVER_ERROR.
+ */
+ngx_int_t ngx_stream_rustdesk_rendezvous_register_write(
+    ngx_stream_rustdesk_rendezvous_pk_t *pk, ngx_pool_t *pool,
+    ngx_rustdesk_db_done_pt done, void *data, ngx_log_t *log);
+
+/* Streams registered by their peers (PROTOCOL.md section 8). */
+ngx_int_t ngx_stream_rustdesk_rendezvous_stream_init(ngx_cycle_t *cycle);
+ngx_int_t ngx_stream_rustdesk_rendezvous_stream_register(ngx_rustdesk_tcp_t *t,
+    Hbb__RegisterPk *rk);
+ngx_int_t ngx_stream_rustdesk_rendezvous_stream_heard(ngx_rustdesk_tcp_t *t);
+ngx_int_t ngx_stream_rustdesk_rendezvous_stream_heartbeat(
+    ngx_rustdesk_tcp_t *t);
+void ngx_stream_rustdesk_rendezvous_stream_send(ngx_stream_session_t *s,
+    ngx_str_t *id, ngx_pid_t pid, ngx_rustdesk_msg_t *m);
+void ngx_stream_rustdesk_rendezvous_stream_deliver(u_char *data, size_t len,
+    ngx_pid_t from, ngx_log_t *log);
+
+/* The worker channel of the rendezvous module (deliver.c). */
+#define NGX_RUSTDESK_IPC_ANSWER   1    /* ngx_rustdesk_ip_t A, message */
+#define NGX_RUSTDESK_IPC_TO_PEER  2    /* id length, id, message */
+
+ngx_int_t ngx_stream_rustdesk_rendezvous_ipc_send(ngx_pid_t pid,
+    ngx_uint_t type, u_char *data, size_t len);
 
 /*
  * This worker's database: NULL with *failed 0 when none is configured,

@@ -27,8 +27,6 @@ static ngx_int_t ngx_stream_rustdesk_rendezvous_punch_hole_request(
     ngx_rustdesk_tcp_t *t, Hbb__PunchHoleRequest *ph);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_punch_failure(
     ngx_rustdesk_tcp_t *t, Hbb__PunchHoleResponse__Failure failure);
-static ngx_int_t ngx_stream_rustdesk_rendezvous_register_pk_tcp(
-    ngx_rustdesk_tcp_t *t);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_request_relay(
     ngx_rustdesk_tcp_t *t, Hbb__RequestRelay *rr);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_hole_sent(
@@ -38,6 +36,9 @@ static ngx_int_t ngx_stream_rustdesk_rendezvous_local_addr(
 static ngx_int_t ngx_stream_rustdesk_rendezvous_relay_response(
     ngx_rustdesk_tcp_t *t, Hbb__RelayResponse *rr);
 static void ngx_stream_rustdesk_rendezvous_to_peer(ngx_stream_session_t *s,
+    ngx_str_t *id, ngx_rustdesk_ip_t *to, ngx_pid_t stream,
+    ngx_rustdesk_msg_t *m);
+static void ngx_stream_rustdesk_rendezvous_udp_to_peer(ngx_stream_session_t *s,
     ngx_rustdesk_ip_t *to, ngx_rustdesk_msg_t *m);
 static ngx_listening_t *ngx_stream_rustdesk_rendezvous_udp_listener(
     in_port_t port, ngx_uint_t family);
@@ -95,6 +96,11 @@ ngx_stream_rustdesk_rendezvous_tcp(ngx_stream_session_t *s)
     if (ctx->tcp == NULL) {
         ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
         return;
+    }
+
+    if (rscf->role == NGX_RUSTDESK_ROLE_RENDEZVOUS) {
+        /* empty frames are heartbeats here (PROTOCOL.md section 8) */
+        ctx->tcp->heartbeat = ngx_stream_rustdesk_rendezvous_stream_heartbeat;
     }
 
     rmcf = ngx_stream_get_module_main_conf(s,
@@ -162,7 +168,8 @@ ngx_stream_rustdesk_rendezvous_ws_msg(ngx_rustdesk_tcp_t *t,
 
 /*
  * The main port: PunchHoleRequest and RequestRelay keep the connection
- * open for the answer (and for retries on it); anything else is answered,
+ * open for the answer (and for retries on it), RegisterPk keeps it as the
+ * peer's registration (PROTOCOL.md section 8); anything else is answered,
  * if at all, and the connection closes, as the reference does.
  */
 
@@ -170,6 +177,10 @@ static ngx_int_t
 ngx_stream_rustdesk_rendezvous_main_msg(ngx_rustdesk_tcp_t *t,
     ngx_rustdesk_msg_t *m)
 {
+    if (ngx_stream_rustdesk_rendezvous_stream_heard(t) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     switch (m->union_case) {
 
     case HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_REQUEST:
@@ -195,7 +206,8 @@ ngx_stream_rustdesk_rendezvous_main_msg(ngx_rustdesk_tcp_t *t,
                                                        1);
 
     case HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PK:
-        return ngx_stream_rustdesk_rendezvous_register_pk_tcp(t);
+        return ngx_stream_rustdesk_rendezvous_stream_register(t,
+                                                            m->register_pk);
 
     default:
         ngx_log_debug1(NGX_LOG_DEBUG_STREAM, t->session->connection->log, 0,
@@ -332,6 +344,7 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
     char                                        *relay;
     ngx_int_t                                    online;
     ngx_str_t                                    id;
+    ngx_pid_t                                    stream;
     ngx_uint_t                                   a_lan, b_lan, same;
     Hbb__NatType                                 nat_type;
     Hbb__PunchHole                               hole;
@@ -364,7 +377,8 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
                        HBB__PUNCH_HOLE_RESPONSE__FAILURE__LICENSE_MISMATCH);
     }
 
-    online = ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec, &b);
+    online = ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec, &b,
+                                      &stream);
 
     if (online == NGX_DECLINED) {
         /* known to the database only: offline (a failed lookup: unknown) */
@@ -381,7 +395,10 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
                        HBB__PUNCH_HOLE_RESPONSE__FAILURE__ID_NOT_EXIST);
     }
 
-    if (online == 0 || b.family == 0) {
+    if (online == 0 || b.family == 0
+        || stream == NGX_RUSTDESK_STREAM_CLOSED)
+    {
+        /* a peer whose stream closed cannot be reached until it is back */
         return ngx_stream_rustdesk_rendezvous_punch_failure(t,
                        HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE);
     }
@@ -447,7 +464,7 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
                    "rustdesk: %s to peer \"%V\"",
                    same ? "fetch local addr" : "punch hole", &id);
 
-    ngx_stream_rustdesk_rendezvous_to_peer(t->session, &b, &out);
+    ngx_stream_rustdesk_rendezvous_to_peer(t->session, &id, &b, stream, &out);
 
     return NGX_OK;
 }
@@ -460,6 +477,7 @@ ngx_stream_rustdesk_rendezvous_request_relay(ngx_rustdesk_tcp_t *t,
     Hbb__RequestRelay *rr)
 {
     ngx_str_t                                    id;
+    ngx_pid_t                                    stream;
     ngx_rustdesk_ip_t                            b;
     Hbb__RequestRelay                            fwd;
     ngx_rustdesk_msg_t                           out;
@@ -478,9 +496,10 @@ ngx_stream_rustdesk_rendezvous_request_relay(ngx_rustdesk_tcp_t *t,
     id.data = (u_char *) rr->id;
     id.len = ngx_strlen(rr->id);
 
-    if (ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec, &b)
+    if (ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec, &b,
+                                 &stream)
         == NGX_DECLINED
-        || b.family == 0)
+        || b.family == 0 || stream == NGX_RUSTDESK_STREAM_CLOSED)
     {
         return NGX_OK;
     }
@@ -495,7 +514,7 @@ ngx_stream_rustdesk_rendezvous_request_relay(ngx_rustdesk_tcp_t *t,
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REQUEST_RELAY;
     out.request_relay = &fwd;
 
-    ngx_stream_rustdesk_rendezvous_to_peer(t->session, &b, &out);
+    ngx_stream_rustdesk_rendezvous_to_peer(t->session, &id, &b, stream, &out);
 
     return NGX_OK;
 }
@@ -652,6 +671,22 @@ ngx_stream_rustdesk_rendezvous_relay_response(ngx_rustdesk_tcp_t *t,
 }
 
 
+/* A message to peer B: over its registered stream, or over UDP. */
+
+static void
+ngx_stream_rustdesk_rendezvous_to_peer(ngx_stream_session_t *s,
+    ngx_str_t *id, ngx_rustdesk_ip_t *to, ngx_pid_t stream,
+    ngx_rustdesk_msg_t *m)
+{
+    if (stream > 0) {
+        ngx_stream_rustdesk_rendezvous_stream_send(s, id, stream, m);
+        return;
+    }
+
+    ngx_stream_rustdesk_rendezvous_udp_to_peer(s, to, m);
+}
+
+
 /*
  * A datagram to peer B from this server's UDP socket on the same port as
  * the TCP connection (with reuseport, this worker's copy of it), so that
@@ -659,7 +694,7 @@ ngx_stream_rustdesk_rendezvous_relay_response(ngx_rustdesk_tcp_t *t,
  */
 
 static void
-ngx_stream_rustdesk_rendezvous_to_peer(ngx_stream_session_t *s,
+ngx_stream_rustdesk_rendezvous_udp_to_peer(ngx_stream_session_t *s,
     ngx_rustdesk_ip_t *to, ngx_rustdesk_msg_t *m)
 {
     u_char                   *buf, *last;
@@ -926,27 +961,4 @@ ngx_stream_rustdesk_rendezvous_punch_failure(ngx_rustdesk_tcp_t *t,
     }
 
     return NGX_OK;
-}
-
-
-/* RegisterPk over TCP: NOT_SUPPORT, as the reference (PROTOCOL.md 6). */
-
-static ngx_int_t
-ngx_stream_rustdesk_rendezvous_register_pk_tcp(ngx_rustdesk_tcp_t *t)
-{
-    ngx_rustdesk_msg_t        out;
-    Hbb__RegisterPkResponse   rpr;
-
-    hbb__rendezvous_message__init(&out);
-    hbb__register_pk_response__init(&rpr);
-
-    rpr.result = HBB__REGISTER_PK_RESPONSE__RESULT__NOT_SUPPORT;
-    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PK_RESPONSE;
-    out.register_pk_response = &rpr;
-
-    if (ngx_rustdesk_tcp_send(t, &out) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    return NGX_DONE;
 }

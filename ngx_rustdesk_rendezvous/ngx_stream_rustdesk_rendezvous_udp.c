@@ -38,7 +38,7 @@ static void ngx_stream_rustdesk_rendezvous_udp_hole_sent(
     ngx_rustdesk_ip_t *addr);
 static void ngx_stream_rustdesk_rendezvous_register_peer(
     ngx_stream_session_t *s, Hbb__RegisterPeer *rp, ngx_rustdesk_ip_t *addr);
-static ngx_int_t ngx_stream_rustdesk_rendezvous_register_pk(
+static ngx_int_t ngx_stream_rustdesk_rendezvous_udp_register_pk(
     ngx_stream_session_t *s, Hbb__RegisterPk *rk, ngx_rustdesk_ip_t *addr);
 static void ngx_stream_rustdesk_rendezvous_register_pk_written(void *data,
     ngx_int_t rc);
@@ -144,8 +144,8 @@ ngx_stream_rustdesk_rendezvous_datagram(ngx_stream_session_t *s, u_char *data,
         break;
 
     case HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PK:
-        if (ngx_stream_rustdesk_rendezvous_register_pk(s, m->register_pk,
-                                                       &addr)
+        if (ngx_stream_rustdesk_rendezvous_udp_register_pk(s, m->register_pk,
+                                                           &addr)
             == NGX_AGAIN)
         {
             /* answered when the database write is done */
@@ -179,9 +179,11 @@ ngx_stream_rustdesk_rendezvous_datagram(ngx_stream_session_t *s, u_char *data,
 
 
 /*
- * PunchHoleSent over UDP: taken only from the address B is registered at,
- * so that a spoofed datagram cannot point A's punching elsewhere, and
- * only passed on to A (PROTOCOL.md section 8), never answered.
+ * PunchHoleSent over UDP: B sends it from a new socket, the one it punches
+ * with, so that A learns the address the server sees for that socket
+ * (PROTOCOL.md section 8).  It is taken only from the IP B registered
+ * from, so that a datagram from elsewhere cannot point A's punching at a
+ * third party, and only passed on to A, never answered.
  */
 
 static void
@@ -189,6 +191,7 @@ ngx_stream_rustdesk_rendezvous_udp_hole_sent(ngx_stream_session_t *s,
     Hbb__PunchHoleSent *phs, ngx_rustdesk_ip_t *addr)
 {
     ngx_str_t                                    id;
+    ngx_pid_t                                    stream;
     ngx_rustdesk_ip_t                            b;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
@@ -198,12 +201,14 @@ ngx_stream_rustdesk_rendezvous_udp_hole_sent(ngx_stream_session_t *s,
     id.data = (u_char *) phs->id;
     id.len = ngx_strlen(phs->id);
 
-    if (ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec, &b) != 1
-        || ngx_memcmp(&b, addr, sizeof(ngx_rustdesk_ip_t)) != 0)
+    if (ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec, &b,
+                                 &stream)
+        != 1
+        || ngx_rustdesk_ip_cmp(&b, addr, 0) != 0)
     {
         ngx_log_debug1(NGX_LOG_DEBUG_STREAM, s->connection->log, 0,
                        "rustdesk: udp punch hole sent for \"%V\" not from "
-                       "its registered address, ignored", &id);
+                       "its registered IP, ignored", &id);
         return;
     }
 
@@ -273,106 +278,30 @@ ngx_stream_rustdesk_rendezvous_register_peer(ngx_stream_session_t *s,
  */
 
 static ngx_int_t
-ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
+ngx_stream_rustdesk_rendezvous_udp_register_pk(ngx_stream_session_t *s,
     Hbb__RegisterPk *rk, ngx_rustdesk_ip_t *addr)
 {
-    ngx_int_t                                    rc;
-    ngx_uint_t                                   failed;
-    ngx_connection_t                            *c;
-    ngx_rustdesk_db_t                           *db;
-    ngx_rustdesk_ip_t                            ip;
-    ngx_rustdesk_peer_row_t                      row;
-    ngx_rustdesk_register_pk_t                   req;
-    ngx_rustdesk_peer_change_t                   change;
-    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
-
-    /* the reference ignores a RegisterPk without uuid or pk */
-
-    if (rk->uuid.len == 0 || rk->pk.len == 0) {
-        return NGX_OK;
-    }
+    ngx_int_t                             rc;
+    ngx_connection_t                     *c;
+    ngx_stream_rustdesk_rendezvous_pk_t   pk;
 
     c = s->connection;
 
-    rmcf = ngx_stream_get_module_main_conf(s,
-                                        ngx_stream_rustdesk_rendezvous_module);
+    pk.req.addr = *addr;
+    pk.req.stream = NGX_RUSTDESK_STREAM_NONE;
 
-    req.id.data = (u_char *) rk->id;
-    req.id.len = ngx_strlen(rk->id);
-    req.uuid.data = rk->uuid.data;
-    req.uuid.len = rk->uuid.len;
-    req.pk.data = rk->pk.data;
-    req.pk.len = rk->pk.len;
-    req.addr = *addr;
-    req.now = ngx_current_msec;
+    rc = ngx_stream_rustdesk_rendezvous_register_pk(s, rk, &pk, c->pool);
 
-    db = ngx_stream_rustdesk_rendezvous_db(&failed);
+    if (rc == NGX_DONE) {
+        return NGX_OK;
+    }
 
-    if (req.id.len < NGX_RUSTDESK_ID_MIN) {
-        rc = HBB__REGISTER_PK_RESPONSE__RESULT__UUID_MISMATCH;
-
-    } else if (req.id.len > NGX_RUSTDESK_ID_MAX) {
-        rc = HBB__REGISTER_PK_RESPONSE__RESULT__INVALID_ID_FORMAT;
-
-    } else if (req.uuid.len > NGX_RUSTDESK_BLOB_MAX
-               || req.pk.len > NGX_RUSTDESK_BLOB_MAX)
-    {
-        rc = HBB__REGISTER_PK_RESPONSE__RESULT__UUID_MISMATCH;
-
-    } else if (!ngx_rustdesk_ip_blocker_allow(rmcf->zone, addr, &req.id,
-                                              req.now, c->log))
-    {
-        ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "rustdesk: too many key registrations from this "
-                      "address, refused peer \"%V\"", &req.id);
-        rc = HBB__REGISTER_PK_RESPONSE__RESULT__TOO_FREQUENT;
-
-    } else if (failed) {
-        rc = HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
-
-    } else {
-        rc = ngx_rustdesk_peer_register_pk(rmcf->zone, &req, NULL, &change,
-                                           c->log);
-
-        if (rc == NGX_DECLINED) {
-            /* not in memory: the database knows it, or it is new */
-
-            rc = db ? ngx_rustdesk_db_get(db, &req.id, &row, c->pool, c->log)
-                    : NGX_DECLINED;
-
-            if (rc == NGX_DECLINED) {
-                ngx_memzero(&row, sizeof(ngx_rustdesk_peer_row_t));
-            }
-
-            if (rc == NGX_ERROR) {
-                rc = HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
-
-            } else {
-                rc = ngx_rustdesk_peer_register_pk(rmcf->zone, &req, &row,
-                                                   &change, c->log);
-            }
-        }
-
-        if (rc == HBB__REGISTER_PK_RESPONSE__RESULT__OK && change.write) {
-            ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                          "rustdesk: peer \"%V\" registered its key",
-                          &req.id);
-
-            if (db) {
-                ip = *addr;
-                ip.port = 0;
-
-                if (ngx_rustdesk_db_write(db, c->pool, change.guid, &req.id,
-                                          &req.uuid, &req.pk, &ip,
+    if (rc == HBB__REGISTER_PK_RESPONSE__RESULT__OK && pk.change.write) {
+        rc = ngx_stream_rustdesk_rendezvous_register_write(&pk, c->pool,
                              ngx_stream_rustdesk_rendezvous_register_pk_written,
-                                          s, c->log)
-                    == NGX_OK)
-                {
-                    return NGX_AGAIN;
-                }
-
-                rc = HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
-            }
+                             s, c->log);
+        if (rc == NGX_AGAIN) {
+            return NGX_AGAIN;
         }
     }
 

@@ -316,6 +316,9 @@ sub garbage_batch {
 			next unless @p;
 
 			for my $p (@p) {
+				# an empty frame answers an empty one (a heartbeat)
+				next if $p eq '' && $port == $MAIN;
+
 				my @m = eval { decode_msg($p) };
 				$res{bad_answer}++ unless @m;
 			}

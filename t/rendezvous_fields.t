@@ -121,8 +121,9 @@ is(($m->{upnp_port} // 'none') . ' '
 	. (($m->{socket_addr_v6} // '') eq $bv6 ? 'v6' : 'no v6'),
 	'36002 v6', 'RelayResponse: socket_addr_v6 and upnp_port of B');
 
-# PunchHoleSent over UDP (from the socket B punches with): A gets it with
-# is_udp and B's UDP address; nothing goes back to B over UDP
+# PunchHoleSent over UDP, from a new socket of B's (the client punches
+# with one of its own, and A must learn that socket's address as the
+# server sees it): A gets it with is_udp; nothing goes back over UDP
 
 $a = RustDesk::Client->tcp(port(1), LocalAddr => '127.0.0.2');
 $a->send_msg(punch_hole_request => { id => $b->{id}, licence_key => $key,
@@ -130,25 +131,26 @@ $a->send_msg(punch_hole_request => { id => $b->{id}, licence_key => $key,
 
 ($type, $m) = $b->{udp}->recv_msg();
 
-$b->{udp}->send_msg(punch_hole_sent => { socket_addr => $m->{socket_addr},
+my $punch = RustDesk::Client->udp(port(1), LocalAddr => $b->{ip});
+$punch->send_msg(punch_hole_sent => { socket_addr => $m->{socket_addr},
 	id => $b->{id}, relay_server => '', nat_type => 1, version => '1.3.0',
 	upnp_port => 36003 });
 
 ($type, $m) = $a->recv_msg();
 
-my $budp = $b->{udp}->sock()->sockhost() . ':' . $b->{udp}->sockport();
+my $budp = $punch->sock()->sockhost() . ':' . $punch->sockport();
 
 is(($type // '') . ' ' . ($m->{is_udp} ? 'udp' : 'not udp') . ' '
 	. join(':', RustDesk::Client::demangle($m->{socket_addr} // '')) . ' '
 	. ($m->{upnp_port} // 'none'),
 	"punch_hole_response udp $budp 36003",
-	'PunchHoleSent over UDP: A gets it, is_udp, B\'s UDP address');
+	'PunchHoleSent over UDP: A gets it, is_udp, the punching socket');
 
-my ($back) = $b->{udp}->recv_msg(1);
+my ($back) = $punch->recv_msg(1);
 ok(!defined $back, 'PunchHoleSent over UDP: nothing back to the sender');
 
-# ... but only from the address B registered at: another socket's is
-# ignored and A hears nothing
+# ... but only from the IP B registered from: another IP's is ignored and
+# A hears nothing
 
 $a = RustDesk::Client->tcp(port(1), LocalAddr => '127.0.0.2');
 $a->send_msg(punch_hole_request => { id => $b->{id}, licence_key => $key,
@@ -156,7 +158,7 @@ $a->send_msg(punch_hole_request => { id => $b->{id}, licence_key => $key,
 
 ($type, $m) = $b->{udp}->recv_msg();
 
-my $spoof = RustDesk::Client->udp(port(1), LocalAddr => '127.0.0.3');
+my $spoof = RustDesk::Client->udp(port(1), LocalAddr => '127.0.0.4');
 $spoof->send_msg(punch_hole_sent => { socket_addr => $m->{socket_addr},
 	id => $b->{id}, relay_server => '', nat_type => 1, version => '1.3.0' });
 
@@ -168,8 +170,8 @@ ok(!defined $type, 'PunchHoleSent over UDP from another address: ignored');
 $b->{udp}->send_msg(punch_hole_sent => {
 	socket_addr => mangle('127.0.0.9', 40000), id => $b->{id},
 	relay_server => '', nat_type => 1, version => '1.3.0' });
-($back) = $b->{udp}->recv_msg(1);
-ok(!defined $back, 'PunchHoleSent over UDP for nobody: no answer');
+my ($back2) = $b->{udp}->recv_msg(1);
+ok(!defined $back2, 'PunchHoleSent over UDP for nobody: no answer');
 
 ###############################################################################
 

@@ -222,11 +222,16 @@ is(next_msg($c) . ' ' . next_msg($c),
 # (an open connection would hold up the graceful stop below)
 $c->close();
 
-# RegisterPk over TCP: NOT_SUPPORT, as the reference
+# RegisterPk over TCP: the peer registers on the connection, which stays
+# open (PROTOCOL.md section 8; the reference answers NOT_SUPPORT)
 
-is(once(port(1), register_pk => { id => 'nat-tcp-1', uuid => 'u',
-	pk => 'K' x 32 }), 'register_pk_response{result=6} closed',
-	'RegisterPk over TCP: NOT_SUPPORT, then close');
+$c = RustDesk::Client->tcp(port(1));
+$c->send_msg(register_pk => { id => 'nat-tcp-1', uuid => 'u',
+	pk => 'K' x 32 });
+is(next_msg($c) . ' ' . ($c->closed(0.5) ? 'closed' : 'open'),
+	'register_pk_response{keep_alive=30} open',
+	'RegisterPk over TCP: OK with keep_alive, connection kept');
+$c->close();
 
 # other messages: closed without answer
 

@@ -298,7 +298,7 @@ my $SHORT = qr/\[info\].*client sent an encrypted frame of \d+ bytes/;
 ###############################################################################
 
 # 3. heartbeats: an empty frame from the client is not decrypted and does
-# not count
+# not count; it is answered with an empty frame, not encrypted either
 
 {
 	my $before = $t->log_count(qr/$NO_DECRYPT|$SHORT/);
@@ -308,9 +308,10 @@ my $SHORT = qr/\[info\].*client sent an encrypted frame of \d+ bytes/;
 	send_enc($a, punch_hole_request => { id => 'secure-nobody-hb-1',
 		licence_key => $key });
 
-	is(answer($a) . '/' . $a->{send_seq} . '/' . $a->{recv_seq},
-		'punch_hole_response{}/1/1',
-		'empty frame right after the handshake: the next message is nonce 1');
+	is(heartbeat($a) . ' ' . answer($a) . '/' . $a->{send_seq} . '/'
+		. $a->{recv_seq}, 'empty punch_hole_response{}/1/1',
+		'empty frame right after the handshake: answered empty, '
+		. 'the next message is nonce 1');
 
 	# a new connection: a message, three empty frames, a message
 
@@ -323,9 +324,11 @@ my $SHORT = qr/\[info\].*client sent an encrypted frame of \d+ bytes/;
 	send_enc($a, punch_hole_request => { id => 'secure-nobody-hb-3',
 		licence_key => $key });
 
-	is($first . ' ' . answer($a) . '/' . $a->{send_seq} . '/'
-		. $a->{recv_seq}, 'punch_hole_response{} punch_hole_response{}/2/2',
-		'three empty frames between messages: the counters go on');
+	is($first . ' ' . join(' ', map { heartbeat($a) } 1 .. 3) . ' '
+		. answer($a) . '/' . $a->{send_seq} . '/' . $a->{recv_seq},
+		'punch_hole_response{} empty empty empty punch_hole_response{}/2/2',
+		'three empty frames between messages: three empty answers, '
+		. 'the counters go on');
 
 	is($t->log_count(qr/$NO_DECRYPT|$SHORT/) - $before, 0,
 		'empty frames: nothing logged as undecryptable');
@@ -667,6 +670,16 @@ sub recv_enc {
 		unless defined $m;
 
 	return decode_msg($m);
+}
+
+# The next frame when it is a heartbeat: "empty", else what it was.
+
+sub heartbeat {
+	my ($c) = @_;
+	my $p = $c->recv_payload(2);
+	return 'nothing' unless defined $p;
+	return 'empty' if $p eq '';
+	return 'a frame of ' . length($p) . ' bytes';
 }
 
 # The next encrypted message as text, or what happened instead: "no

@@ -1,0 +1,143 @@
+/*
+ * RegisterPk (PROTOCOL.md section 6), the same over UDP and over a TCP or
+ * WebSocket stream (section 8): the id and IP-blocker checks, the peer
+ * table, the database on a memory miss, and the write of what changed.
+ * The callers send the answer: at once, or when the write is done.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_stream.h>
+
+#include "ngx_stream_rustdesk_rendezvous_module.h"
+
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
+    Hbb__RegisterPk *rk, ngx_stream_rustdesk_rendezvous_pk_t *pk,
+    ngx_pool_t *pool)
+{
+    ngx_int_t                                    rc;
+    ngx_uint_t                                   failed;
+    ngx_connection_t                            *c;
+    ngx_rustdesk_db_t                           *db;
+    ngx_rustdesk_peer_row_t                      row;
+    ngx_rustdesk_register_pk_t                  *req;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    /* the reference ignores a RegisterPk without uuid or pk */
+
+    if (rk->uuid.len == 0 || rk->pk.len == 0) {
+        return NGX_DONE;
+    }
+
+    c = s->connection;
+
+    rmcf = ngx_stream_get_module_main_conf(s,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    req = &pk->req;
+
+    req->id.data = (u_char *) rk->id;
+    req->id.len = ngx_strlen(rk->id);
+    req->uuid.data = rk->uuid.data;
+    req->uuid.len = rk->uuid.len;
+    req->pk.data = rk->pk.data;
+    req->pk.len = rk->pk.len;
+    req->now = ngx_current_msec;
+
+    ngx_memzero(&pk->change, sizeof(ngx_rustdesk_peer_change_t));
+
+    db = ngx_stream_rustdesk_rendezvous_db(&failed);
+
+    if (req->id.len < NGX_RUSTDESK_ID_MIN) {
+        return HBB__REGISTER_PK_RESPONSE__RESULT__UUID_MISMATCH;
+    }
+
+    if (req->id.len > NGX_RUSTDESK_ID_MAX) {
+        return HBB__REGISTER_PK_RESPONSE__RESULT__INVALID_ID_FORMAT;
+    }
+
+    if (req->uuid.len > NGX_RUSTDESK_BLOB_MAX
+        || req->pk.len > NGX_RUSTDESK_BLOB_MAX)
+    {
+        return HBB__REGISTER_PK_RESPONSE__RESULT__UUID_MISMATCH;
+    }
+
+    if (!ngx_rustdesk_ip_blocker_allow(rmcf->zone, &req->addr, &req->id,
+                                       req->now, c->log))
+    {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "rustdesk: too many key registrations from this "
+                      "address, refused peer \"%V\"", &req->id);
+        return HBB__REGISTER_PK_RESPONSE__RESULT__TOO_FREQUENT;
+    }
+
+    if (failed) {
+        return HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
+    }
+
+    rc = ngx_rustdesk_peer_register_pk(rmcf->zone, req, NULL, &pk->change,
+                                       c->log);
+
+    if (rc == NGX_DECLINED) {
+        /* not in memory: the database knows it, or it is new */
+
+        rc = db ? ngx_rustdesk_db_get(db, &req->id, &row, pool, c->log)
+                : NGX_DECLINED;
+
+        if (rc == NGX_ERROR) {
+            return HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            ngx_memzero(&row, sizeof(ngx_rustdesk_peer_row_t));
+        }
+
+        rc = ngx_rustdesk_peer_register_pk(rmcf->zone, req, &row, &pk->change,
+                                           c->log);
+    }
+
+    if (rc == HBB__REGISTER_PK_RESPONSE__RESULT__OK && pk->change.write) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "rustdesk: peer \"%V\" registered its key%s",
+                      &req->id, req->stream ? " over a stream" : "");
+
+        if (db == NULL) {
+            /* no database: memory is all there is to change */
+            pk->change.write = 0;
+        }
+    }
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_register_write(
+    ngx_stream_rustdesk_rendezvous_pk_t *pk, ngx_pool_t *pool,
+    ngx_rustdesk_db_done_pt done, void *data, ngx_log_t *log)
+{
+    ngx_uint_t          failed;
+    ngx_rustdesk_ip_t   ip;
+    ngx_rustdesk_db_t  *db;
+
+    db = ngx_stream_rustdesk_rendezvous_db(&failed);
+
+    if (db == NULL) {
+        return HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
+    }
+
+    ip = pk->req.addr;
+    ip.port = 0;
+
+    if (ngx_rustdesk_db_write(db, pool, pk->change.guid, &pk->req.id,
+                              &pk->req.uuid, &pk->req.pk, &ip, done, data,
+                              log)
+        != NGX_OK)
+    {
+        return HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
+    }
+
+    return NGX_AGAIN;
+}

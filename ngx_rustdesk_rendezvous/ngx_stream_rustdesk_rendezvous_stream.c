@@ -1,0 +1,553 @@
+/*
+ * Peers registered over a TCP or WebSocket stream (PROTOCOL.md section 8):
+ * clients that cannot or will not use UDP send RegisterPk on a stream
+ * they keep open.  The zone records which worker holds the stream; that
+ * worker keeps its streams in a tree by peer id, and PunchHole,
+ * RequestRelay and FetchLocalAddr for such a peer are written to its
+ * stream, by way of the worker channel when another worker has them.
+ *
+ * Heartbeats are empty frames.  The client answers each one it gets; the
+ * server answers the client's own, and sends one itself after keep_alive
+ * without hearing anything.  The next empty frame after it is its echo and
+ * is not answered, so that the two sides never bounce heartbeats.  A
+ * stream silent for keep_alive after a heartbeat is closed.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_stream.h>
+
+#include "ngx_stream_rustdesk_rendezvous_module.h"
+
+
+#define NGX_RUSTDESK_REG_POOL_SIZE  1024
+#define NGX_RUSTDESK_PINGS_MAX      3      /* unanswered heartbeats at most */
+
+
+/* A RegisterPk in flight: its own pool outlives the stream if need be. */
+typedef struct {
+    ngx_queue_t                            queue;   /* in ctx->writes */
+    ngx_pool_t                            *pool;
+    ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;     /* NULL: stream closed */
+} ngx_stream_rustdesk_rendezvous_reg_t;
+
+
+static ngx_int_t ngx_stream_rustdesk_rendezvous_stream_bind(
+    ngx_rustdesk_tcp_t *t, ngx_str_t *id);
+static void ngx_stream_rustdesk_rendezvous_stream_unbind(
+    ngx_stream_rustdesk_rendezvous_ctx_t *ctx, ngx_uint_t grace);
+static void ngx_stream_rustdesk_rendezvous_stream_written(void *data,
+    ngx_int_t rc);
+static ngx_int_t ngx_stream_rustdesk_rendezvous_stream_reply(
+    ngx_stream_rustdesk_rendezvous_ctx_t *ctx, ngx_int_t result);
+static ngx_int_t ngx_stream_rustdesk_rendezvous_stream_idle(
+    ngx_rustdesk_tcp_t *t);
+static ngx_stream_rustdesk_rendezvous_ctx_t *
+    ngx_stream_rustdesk_rendezvous_stream_find(ngx_str_t *id);
+static void ngx_stream_rustdesk_rendezvous_stream_cleanup(void *data);
+
+
+/* this worker's registered streams, by peer id */
+static ngx_rbtree_t       ngx_stream_rustdesk_rendezvous_streams;
+static ngx_rbtree_node_t  ngx_stream_rustdesk_rendezvous_streams_sentinel;
+
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_stream_init(ngx_cycle_t *cycle)
+{
+    ngx_rbtree_init(&ngx_stream_rustdesk_rendezvous_streams,
+                    &ngx_stream_rustdesk_rendezvous_streams_sentinel,
+                    ngx_str_rbtree_insert_value);
+
+    return NGX_OK;
+}
+
+
+/*
+ * RegisterPk on a stream: the UDP rules; an OK makes this stream the
+ * peer's way in, and the answer carries keep_alive.  The stream stays open
+ * whatever the result, as the client may try again on it.
+ */
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_stream_register(ngx_rustdesk_tcp_t *t,
+    Hbb__RegisterPk *rk)
+{
+    ngx_int_t                                    rc;
+    ngx_pool_t                                  *pool;
+    ngx_connection_t                            *c;
+    ngx_pool_cleanup_t                          *cln;
+    ngx_stream_rustdesk_rendezvous_pk_t          pk;
+    ngx_stream_rustdesk_rendezvous_reg_t        *reg;
+    ngx_stream_rustdesk_rendezvous_ctx_t        *ctx;
+
+    c = t->session->connection;
+    ctx = t->data;
+
+    if (!ctx->stream_cleanup) {
+        cln = ngx_pool_cleanup_add(c->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        cln->handler = ngx_stream_rustdesk_rendezvous_stream_cleanup;
+        cln->data = ctx;
+
+        ngx_queue_init(&ctx->writes);
+        ctx->stream_cleanup = 1;
+    }
+
+    /*
+     * what this message needs (a database row, the write task) comes from
+     * a pool of its own: a long-lived stream does not grow, and a write
+     * still running when the stream closes keeps its memory
+     */
+
+    pool = ngx_create_pool(NGX_RUSTDESK_REG_POOL_SIZE, c->log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    pk.req.addr = ctx->addr;
+    pk.req.stream = ngx_pid;
+
+    rc = ngx_stream_rustdesk_rendezvous_register_pk(t->session, rk, &pk, pool);
+
+    if (rc == NGX_DONE) {
+        ngx_log_debug0(NGX_LOG_DEBUG_STREAM, c->log, 0,
+                       "rustdesk: stream RegisterPk without uuid or pk "
+                       "ignored");
+        ngx_destroy_pool(pool);
+        return NGX_OK;
+    }
+
+    if (rc == HBB__REGISTER_PK_RESPONSE__RESULT__OK) {
+        if (ngx_stream_rustdesk_rendezvous_stream_bind(t, &pk.req.id)
+            != NGX_OK)
+        {
+            ngx_destroy_pool(pool);
+            return NGX_ERROR;
+        }
+
+        if (pk.change.write) {
+            reg = ngx_palloc(pool, sizeof(ngx_stream_rustdesk_rendezvous_reg_t));
+            if (reg == NULL) {
+                ngx_destroy_pool(pool);
+                return NGX_ERROR;
+            }
+
+            reg->pool = pool;
+            reg->ctx = ctx;
+            ngx_queue_insert_tail(&ctx->writes, &reg->queue);
+
+            /* without a thread pool, written() runs before this returns */
+
+            rc = ngx_stream_rustdesk_rendezvous_register_write(&pk, pool,
+                                ngx_stream_rustdesk_rendezvous_stream_written,
+                                reg, ngx_cycle->log);
+            if (rc == NGX_AGAIN) {
+                return NGX_OK;
+            }
+
+            ngx_queue_remove(&reg->queue);
+        }
+    }
+
+    ngx_destroy_pool(pool);
+
+    return ngx_stream_rustdesk_rendezvous_stream_reply(ctx, rc);
+}
+
+
+/* The database write is done: the answer, if the stream is still there. */
+
+static void
+ngx_stream_rustdesk_rendezvous_stream_written(void *data, ngx_int_t rc)
+{
+    ngx_stream_rustdesk_rendezvous_reg_t  *reg = data;
+
+    ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;
+
+    ctx = reg->ctx;
+
+    if (ctx) {
+        ngx_queue_remove(&reg->queue);
+
+        if (ngx_stream_rustdesk_rendezvous_stream_reply(ctx,
+                   rc == NGX_OK ? HBB__REGISTER_PK_RESPONSE__RESULT__OK
+                                : HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR)
+            != NGX_OK)
+        {
+            ngx_rustdesk_tcp_fail(ctx->tcp);
+        }
+    }
+
+    ngx_destroy_pool(reg->pool);
+}
+
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_stream_reply(
+    ngx_stream_rustdesk_rendezvous_ctx_t *ctx, ngx_int_t result)
+{
+    ngx_rustdesk_msg_t                           out;
+    Hbb__RegisterPkResponse                      rpr;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    rmcf = ngx_stream_get_module_main_conf(ctx->tcp->session,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    hbb__rendezvous_message__init(&out);
+    hbb__register_pk_response__init(&rpr);
+
+    rpr.result = (Hbb__RegisterPkResponse__Result) result;
+    rpr.keep_alive = (int32_t) (rmcf->keep_alive / 1000);
+
+    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PK_RESPONSE;
+    out.register_pk_response = &rpr;
+
+    return ngx_rustdesk_tcp_send(ctx->tcp, &out);
+}
+
+
+/*
+ * This stream is the peer's from now on (the zone says so already): in
+ * this worker's tree, in place of an older stream of the same peer here,
+ * which is closed; heartbeats every keep_alive from now on.
+ */
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_stream_bind(ngx_rustdesk_tcp_t *t,
+    ngx_str_t *id)
+{
+    ngx_connection_t                            *c;
+    ngx_stream_rustdesk_rendezvous_ctx_t        *ctx, *old;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    c = t->session->connection;
+    ctx = t->data;
+
+    rmcf = ngx_stream_get_module_main_conf(t->session,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    if (ctx->registered) {
+        if (ctx->peer.str.len == id->len
+            && ngx_strncmp(ctx->peer.str.data, id->data, id->len) == 0)
+        {
+            return NGX_OK;
+        }
+
+        /* another id on the same stream: the first one loses it */
+        ngx_stream_rustdesk_rendezvous_stream_unbind(ctx, 1);
+    }
+
+    old = ngx_stream_rustdesk_rendezvous_stream_find(id);
+
+    if (old) {
+        ngx_log_error(NGX_LOG_INFO, old->tcp->session->connection->log, 0,
+                      "rustdesk: peer \"%V\" registered again on another "
+                      "stream, closing this one", id);
+
+        ngx_rbtree_delete(&ngx_stream_rustdesk_rendezvous_streams,
+                          &old->peer.node);
+        old->registered = 0;
+        ngx_rustdesk_tcp_fail(old->tcp);
+    }
+
+    ctx->peer.str.data = ngx_pnalloc(c->pool, id->len);
+    if (ctx->peer.str.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(ctx->peer.str.data, id->data, id->len);
+    ctx->peer.str.len = id->len;
+    ctx->peer.node.key = ngx_crc32_short(id->data, id->len);
+
+    ngx_rbtree_insert(&ngx_stream_rustdesk_rendezvous_streams,
+                      &ctx->peer.node);
+    ctx->registered = 1;
+    ctx->heard = 1;
+
+    t->timeout = rmcf->keep_alive;
+    t->idle = ngx_stream_rustdesk_rendezvous_stream_idle;
+
+    ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                  "rustdesk: peer \"%V\" registered on this stream", id);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_stream_rustdesk_rendezvous_stream_unbind(
+    ngx_stream_rustdesk_rendezvous_ctx_t *ctx, ngx_uint_t grace)
+{
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    rmcf = ngx_stream_get_module_main_conf(ctx->tcp->session,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    ngx_rbtree_delete(&ngx_stream_rustdesk_rendezvous_streams,
+                      &ctx->peer.node);
+    ctx->registered = 0;
+
+    ngx_rustdesk_peer_stream_closed(rmcf->zone, &ctx->peer.str, ngx_pid,
+                                    ngx_current_msec, grace);
+}
+
+
+/*
+ * A frame came on the stream: a registered peer is alive.  NGX_ERROR when
+ * it has registered again elsewhere (or was evicted from the zone): this
+ * stream is stale and closes, and a client still on it registers anew.
+ */
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_stream_heard(ngx_rustdesk_tcp_t *t)
+{
+    ngx_stream_rustdesk_rendezvous_ctx_t        *ctx;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    ctx = t->data;
+    ctx->heard = 1;
+
+    if (!ctx->registered) {
+        return NGX_OK;
+    }
+
+    rmcf = ngx_stream_get_module_main_conf(t->session,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    if (ngx_rustdesk_peer_stream_refresh(rmcf->zone, &ctx->peer.str, ngx_pid,
+                                         ngx_current_msec)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_INFO, t->session->connection->log, 0,
+                      "rustdesk: peer \"%V\" is no longer reached through "
+                      "this stream, closing it", &ctx->peer.str);
+
+        ngx_rbtree_delete(&ngx_stream_rustdesk_rendezvous_streams,
+                          &ctx->peer.node);
+        ctx->registered = 0;
+
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* An empty frame from the client: the echo of ours, or one to answer. */
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_stream_heartbeat(ngx_rustdesk_tcp_t *t)
+{
+    ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;
+
+    ctx = t->data;
+
+    if (ngx_stream_rustdesk_rendezvous_stream_heard(t) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->pings) {
+        ctx->pings--;
+        return NGX_OK;
+    }
+
+    return ngx_rustdesk_tcp_send_heartbeat(t);
+}
+
+
+/* Nothing heard for keep_alive: a heartbeat, or the end after one. */
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_stream_idle(ngx_rustdesk_tcp_t *t)
+{
+    ngx_connection_t                      *c;
+    ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;
+
+    c = t->session->connection;
+    ctx = t->data;
+
+    if (!ctx->registered) {
+        ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
+                      "rustdesk: client timed out");
+        return NGX_ERROR;
+    }
+
+    if (ctx->pings && !ctx->heard) {
+        ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
+                      "rustdesk: peer \"%V\" did not answer its heartbeat, "
+                      "closing its stream", &ctx->peer.str);
+        return NGX_ERROR;
+    }
+
+    ctx->heard = 0;
+
+    if (ctx->pings < NGX_RUSTDESK_PINGS_MAX) {
+        if (ngx_rustdesk_tcp_send_heartbeat(t) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        ctx->pings++;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A message for peer id, whose stream worker pid holds (from session s,
+ * for its log and pool): written here, or sent to that worker.
+ */
+
+void
+ngx_stream_rustdesk_rendezvous_stream_send(ngx_stream_session_t *s,
+    ngx_str_t *id, ngx_pid_t pid, ngx_rustdesk_msg_t *m)
+{
+    u_char                                      *buf, *p;
+    ngx_int_t                                    rc;
+    ngx_connection_t                            *c;
+    ngx_stream_rustdesk_rendezvous_ctx_t        *ctx;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    c = s->connection;
+
+    if (pid == ngx_pid) {
+        ctx = ngx_stream_rustdesk_rendezvous_stream_find(id);
+
+        if (ctx == NULL) {
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "rustdesk: the stream of peer \"%V\" is closed",
+                          id);
+            return;
+        }
+
+        if (ngx_rustdesk_tcp_send(ctx->tcp, m) != NGX_OK) {
+            ngx_rustdesk_tcp_fail(ctx->tcp);
+        }
+
+        return;
+    }
+
+    buf = ngx_pnalloc(c->pool, 1 + id->len + ngx_rustdesk_msg_size(m, 0));
+    if (buf == NULL) {
+        return;
+    }
+
+    buf[0] = (u_char) id->len;
+    p = ngx_cpymem(buf + 1, id->data, id->len);
+    p = ngx_rustdesk_msg_pack(m, 0, p);
+
+    rc = ngx_stream_rustdesk_rendezvous_ipc_send(pid, NGX_RUSTDESK_IPC_TO_PEER,
+                                                 buf, p - buf);
+
+    if (rc == NGX_DECLINED) {
+        /* the worker died with the stream: the peer must register again */
+
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "rustdesk: the worker %P holding the stream of peer "
+                      "\"%V\" is gone", pid, id);
+
+        rmcf = ngx_stream_get_module_main_conf(s,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+        ngx_rustdesk_peer_stream_closed(rmcf->zone, id, pid,
+                                        ngx_current_msec, 0);
+
+    } else if (rc == NGX_AGAIN) {
+        ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                      "rustdesk: the channel to worker %P is full, message "
+                      "to peer \"%V\" dropped", pid, id);
+    }
+}
+
+
+/* From another worker's stream_send(): id length, id, message. */
+
+void
+ngx_stream_rustdesk_rendezvous_stream_deliver(u_char *data, size_t len,
+    ngx_pid_t from, ngx_log_t *log)
+{
+    ngx_str_t                              id;
+    ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;
+
+    if (len < 1 || len < (size_t) 1 + data[0]) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "rustdesk: malformed peer message from worker %P",
+                      from);
+        return;
+    }
+
+    id.len = data[0];
+    id.data = data + 1;
+
+    ctx = ngx_stream_rustdesk_rendezvous_stream_find(&id);
+
+    if (ctx == NULL) {
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "rustdesk: message from worker %P for peer \"%V\", "
+                      "whose stream is closed", from, &id);
+        return;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_STREAM, ctx->tcp->session->connection->log,
+                   0, "rustdesk: message for peer \"%V\" from worker %P",
+                   &id, from);
+
+    if (ngx_rustdesk_tcp_send_raw(ctx->tcp, data + 1 + id.len,
+                                  len - 1 - id.len)
+        != NGX_OK)
+    {
+        ngx_rustdesk_tcp_fail(ctx->tcp);
+    }
+}
+
+
+static ngx_stream_rustdesk_rendezvous_ctx_t *
+ngx_stream_rustdesk_rendezvous_stream_find(ngx_str_t *id)
+{
+    ngx_str_node_t  *n;
+
+    n = ngx_str_rbtree_lookup(&ngx_stream_rustdesk_rendezvous_streams, id,
+                              ngx_crc32_short(id->data, id->len));
+    if (n == NULL) {
+        return NULL;
+    }
+
+    return (ngx_stream_rustdesk_rendezvous_ctx_t *)
+               ((u_char *) n - offsetof(ngx_stream_rustdesk_rendezvous_ctx_t,
+                                        peer));
+}
+
+
+/*
+ * The stream is gone: the peer stays online for the usual 30 s unless it
+ * registers again; writes in flight finish without it.
+ */
+
+static void
+ngx_stream_rustdesk_rendezvous_stream_cleanup(void *data)
+{
+    ngx_stream_rustdesk_rendezvous_ctx_t *ctx = data;
+
+    ngx_queue_t                           *q;
+    ngx_stream_rustdesk_rendezvous_reg_t  *reg;
+
+    if (ctx->registered) {
+        ngx_log_error(NGX_LOG_INFO, ctx->tcp->session->connection->log, 0,
+                      "rustdesk: stream of peer \"%V\" closed",
+                      &ctx->peer.str);
+
+        ngx_stream_rustdesk_rendezvous_stream_unbind(ctx, 1);
+    }
+
+    while (!ngx_queue_empty(&ctx->writes)) {
+        q = ngx_queue_head(&ctx->writes);
+        ngx_queue_remove(q);
+
+        reg = ngx_queue_data(q, ngx_stream_rustdesk_rendezvous_reg_t, queue);
+        reg->ctx = NULL;
+    }
+}
