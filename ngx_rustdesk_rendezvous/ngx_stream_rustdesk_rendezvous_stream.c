@@ -400,9 +400,10 @@ ngx_stream_rustdesk_rendezvous_stream_idle(ngx_rustdesk_tcp_t *t)
 /*
  * A message for peer id, whose stream worker pid holds (from session s,
  * for its log and pool): written here, or sent to that worker.
+ * NGX_DECLINED: the stream is known to be gone.
  */
 
-void
+ngx_int_t
 ngx_stream_rustdesk_rendezvous_stream_send(ngx_stream_session_t *s,
     ngx_str_t *id, ngx_pid_t pid, ngx_rustdesk_msg_t *m)
 {
@@ -421,19 +422,20 @@ ngx_stream_rustdesk_rendezvous_stream_send(ngx_stream_session_t *s,
             ngx_log_error(NGX_LOG_INFO, c->log, 0,
                           "rustdesk: the stream of peer \"%V\" is closed",
                           id);
-            return;
+            return NGX_DECLINED;
         }
 
         if (ngx_rustdesk_tcp_send(ctx->tcp, m) != NGX_OK) {
             ngx_rustdesk_tcp_fail(ctx->tcp);
+            return NGX_DECLINED;
         }
 
-        return;
+        return NGX_OK;
     }
 
     buf = ngx_pnalloc(c->pool, 1 + id->len + ngx_rustdesk_msg_size(m, 0));
     if (buf == NULL) {
-        return;
+        return NGX_ERROR;
     }
 
     buf[0] = (u_char) id->len;
@@ -455,12 +457,16 @@ ngx_stream_rustdesk_rendezvous_stream_send(ngx_stream_session_t *s,
 
         ngx_rustdesk_peer_stream_closed(rmcf->zone, id, pid,
                                         ngx_current_msec, 0);
+        return NGX_DECLINED;
+    }
 
-    } else if (rc == NGX_AGAIN) {
+    if (rc == NGX_AGAIN) {
         ngx_log_error(NGX_LOG_WARN, c->log, 0,
                       "rustdesk: the channel to worker %P is full, message "
                       "to peer \"%V\" dropped", pid, id);
     }
+
+    return NGX_OK;
 }
 
 

@@ -35,9 +35,9 @@ static ngx_int_t ngx_stream_rustdesk_rendezvous_local_addr(
     ngx_rustdesk_tcp_t *t, Hbb__LocalAddr *la);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_relay_response(
     ngx_rustdesk_tcp_t *t, Hbb__RelayResponse *rr);
-static void ngx_stream_rustdesk_rendezvous_to_peer(ngx_stream_session_t *s,
-    ngx_str_t *id, ngx_rustdesk_ip_t *to, ngx_pid_t stream,
-    ngx_rustdesk_msg_t *m);
+static ngx_int_t ngx_stream_rustdesk_rendezvous_to_peer(
+    ngx_stream_session_t *s, ngx_str_t *id, ngx_rustdesk_ip_t *to,
+    ngx_pid_t stream, ngx_rustdesk_msg_t *m);
 static void ngx_stream_rustdesk_rendezvous_udp_to_peer(ngx_stream_session_t *s,
     ngx_rustdesk_ip_t *to, ngx_rustdesk_msg_t *m);
 static ngx_listening_t *ngx_stream_rustdesk_rendezvous_udp_listener(
@@ -464,7 +464,14 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
                    "rustdesk: %s to peer \"%V\"",
                    same ? "fetch local addr" : "punch hole", &id);
 
-    ngx_stream_rustdesk_rendezvous_to_peer(t->session, &id, &b, stream, &out);
+    if (ngx_stream_rustdesk_rendezvous_to_peer(t->session, &id, &b, stream,
+                                               &out)
+        == NGX_DECLINED)
+    {
+        /* its stream is gone (its worker died): not reachable now */
+        return ngx_stream_rustdesk_rendezvous_punch_failure(t,
+                       HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE);
+    }
 
     return NGX_OK;
 }
@@ -514,7 +521,8 @@ ngx_stream_rustdesk_rendezvous_request_relay(ngx_rustdesk_tcp_t *t,
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REQUEST_RELAY;
     out.request_relay = &fwd;
 
-    ngx_stream_rustdesk_rendezvous_to_peer(t->session, &id, &b, stream, &out);
+    (void) ngx_stream_rustdesk_rendezvous_to_peer(t->session, &id, &b, stream,
+                                                  &out);
 
     return NGX_OK;
 }
@@ -671,19 +679,23 @@ ngx_stream_rustdesk_rendezvous_relay_response(ngx_rustdesk_tcp_t *t,
 }
 
 
-/* A message to peer B: over its registered stream, or over UDP. */
+/*
+ * A message to peer B: over its registered stream, or over UDP.
+ * NGX_DECLINED: its stream is known to be gone.
+ */
 
-static void
+static ngx_int_t
 ngx_stream_rustdesk_rendezvous_to_peer(ngx_stream_session_t *s,
     ngx_str_t *id, ngx_rustdesk_ip_t *to, ngx_pid_t stream,
     ngx_rustdesk_msg_t *m)
 {
     if (stream > 0) {
-        ngx_stream_rustdesk_rendezvous_stream_send(s, id, stream, m);
-        return;
+        return ngx_stream_rustdesk_rendezvous_stream_send(s, id, stream, m);
     }
 
     ngx_stream_rustdesk_rendezvous_udp_to_peer(s, to, m);
+
+    return NGX_OK;
 }
 
 
