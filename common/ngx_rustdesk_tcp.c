@@ -13,7 +13,13 @@
 #include "ngx_rustdesk_tcp.h"
 
 
-#define NGX_RUSTDESK_TCP_IN_SIZE     1024    /* socket reads */
+/*
+ * Socket reads go to the reader's stack: everything read is consumed (or
+ * copied by the decoders) before the read handler returns, so an idle
+ * connection holds no input buffer.  The output buffer is taken when an
+ * answer is queued and given back once it is written.
+ */
+#define NGX_RUSTDESK_TCP_IN_SIZE     4096    /* one socket read */
 #define NGX_RUSTDESK_TCP_FRAME_SIZE  512     /* first payload buffer */
 #define NGX_RUSTDESK_TCP_OUT_SIZE    1024
 
@@ -45,6 +51,7 @@ static ngx_int_t ngx_rustdesk_tcp_ws_close(ngx_rustdesk_tcp_t *t,
 static ngx_int_t ngx_rustdesk_tcp_flush(ngx_rustdesk_tcp_t *t);
 static ngx_buf_t *ngx_rustdesk_tcp_reserve(ngx_rustdesk_tcp_t *t,
     size_t size);
+static void ngx_rustdesk_tcp_free_out(void *data);
 static void ngx_rustdesk_tcp_close(ngx_rustdesk_tcp_t *t);
 
 
@@ -69,13 +76,10 @@ ngx_rustdesk_tcp_create(ngx_stream_session_t *s, size_t max,
     t->data = data;
     t->timeout = timeout;
 
-    /* the output buffer comes with the first answer: a relay never sends */
-    t->in = ngx_create_temp_buf(c->pool, NGX_RUSTDESK_TCP_IN_SIZE);
-
     cap = ngx_min(max, NGX_RUSTDESK_TCP_FRAME_SIZE);
     buf = ngx_pnalloc(c->pool, cap);
 
-    if (t->in == NULL || buf == NULL) {
+    if (buf == NULL) {
         return NULL;
     }
 
@@ -223,8 +227,8 @@ ngx_rustdesk_tcp_write_handler(ngx_event_t *wev)
 static void
 ngx_rustdesk_tcp_on_read(ngx_rustdesk_tcp_t *t)
 {
+    u_char            *pos, buf[NGX_RUSTDESK_TCP_IN_SIZE];
     ssize_t            n;
-    ngx_buf_t         *b;
     ngx_event_t       *rev;
     ngx_connection_t  *c;
 
@@ -257,10 +261,8 @@ ngx_rustdesk_tcp_on_read(ngx_rustdesk_tcp_t *t)
         return;
     }
 
-    b = t->in;
-
     while (rev->ready) {
-        n = c->recv(c, b->start, b->end - b->start);
+        n = c->recv(c, buf, sizeof(buf));
 
         if (n == NGX_AGAIN) {
             break;
@@ -280,10 +282,9 @@ ngx_rustdesk_tcp_on_read(ngx_rustdesk_tcp_t *t)
             return;
         }
 
-        b->pos = b->start;
-        b->last = b->start + n;
+        pos = buf;
 
-        if (ngx_rustdesk_tcp_feed(t, &b->pos, b->last) != NGX_OK) {
+        if (ngx_rustdesk_tcp_feed(t, &pos, buf + n) != NGX_OK) {
             return;
         }
     }
@@ -465,41 +466,78 @@ ngx_rustdesk_tcp_send_frame(ngx_rustdesk_tcp_t *t, u_char *payload,
 static ngx_buf_t *
 ngx_rustdesk_tcp_reserve(ngx_rustdesk_tcp_t *t, size_t size)
 {
-    ngx_buf_t  *b;
+    u_char              *p;
+    ngx_buf_t           *b;
+    ngx_connection_t    *c;
+    ngx_pool_cleanup_t  *cln;
 
+    c = t->session->connection;
     b = t->out;
 
     if (b == NULL) {
-        b = ngx_create_temp_buf(t->session->connection->pool,
-                                ngx_max(size, NGX_RUSTDESK_TCP_OUT_SIZE));
+        cln = ngx_pool_cleanup_add(c->pool, 0);
+        b = ngx_calloc_buf(c->pool);
+
+        if (cln == NULL || b == NULL) {
+            return NULL;
+        }
+
+        cln->handler = ngx_rustdesk_tcp_free_out;
+        cln->data = t;
+
+        b->temporary = 1;
         t->out = b;
-        return b;
     }
 
-    if ((size_t) (b->end - b->last) < size && b->pos > b->start) {
-        b->last = ngx_movemem(b->start, b->pos, b->last - b->pos);
-        b->pos = b->start;
+    if (b->start) {
+        if ((size_t) (b->end - b->last) < size && b->pos > b->start) {
+            b->last = ngx_movemem(b->start, b->pos, b->last - b->pos);
+            b->pos = b->start;
+        }
+
+        if ((size_t) (b->end - b->last) >= size) {
+            return b;
+        }
+
+        if (b->pos < b->last) {
+            /* a client that does not read what it is sent is let go */
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "rustdesk: client does not read its answers");
+            return NULL;
+        }
+
+        ngx_free(b->start);
     }
 
-    if ((size_t) (b->end - b->last) >= size) {
-        return b;
-    }
+    size = ngx_max(size, NGX_RUSTDESK_TCP_OUT_SIZE);
 
-    if (b->pos < b->last) {
-        /* a client that does not read what it is sent is let go */
-        ngx_log_error(NGX_LOG_INFO, t->session->connection->log, 0,
-                      "rustdesk: client does not read its answers");
+    p = ngx_alloc(size, c->log);
+    if (p == NULL) {
+        b->start = NULL;
+        b->pos = NULL;
+        b->last = NULL;
+        b->end = NULL;
         return NULL;
     }
 
-    b = ngx_create_temp_buf(t->session->connection->pool, size);
-    if (b == NULL) {
-        return NULL;
-    }
-
-    t->out = b;
+    b->start = p;
+    b->pos = p;
+    b->last = p;
+    b->end = p + size;
 
     return b;
+}
+
+
+static void
+ngx_rustdesk_tcp_free_out(void *data)
+{
+    ngx_rustdesk_tcp_t  *t = data;
+
+    if (t->out->start) {
+        ngx_free(t->out->start);
+        t->out->start = NULL;
+    }
 }
 
 
@@ -807,8 +845,14 @@ ngx_rustdesk_tcp_feed_ws(ngx_rustdesk_tcp_t *t, u_char **pos, u_char *last)
 
         extra = (b->last - b->pos) - r.size;
         *pos -= extra;
-        b->last -= extra;
-        b->pos = b->last;
+
+        /* the request is done with: its 8k go back */
+
+        ngx_pfree(c->pool, b->start);
+        b->start = NULL;
+        b->pos = NULL;
+        b->last = NULL;
+        b->end = NULL;
     }
 
     while (*pos < last) {
@@ -1107,8 +1151,15 @@ ngx_rustdesk_tcp_flush(ngx_rustdesk_tcp_t *t)
         b->pos += n;
     }
 
-    b->pos = b->start;
-    b->last = b->start;
+    /* all written: the buffer goes back until the next answer */
+
+    if (b->start) {
+        ngx_free(b->start);
+        b->start = NULL;
+        b->pos = NULL;
+        b->last = NULL;
+        b->end = NULL;
+    }
 
     if (wev->timer_set) {
         ngx_del_timer(wev);

@@ -65,7 +65,6 @@ struct ngx_rustdesk_tcp_s {
     ngx_msec_t                     timeout;
 
     ngx_rustdesk_frame_decoder_t   decoder;
-    ngx_buf_t                     *in;
     ngx_buf_t                     *out;
     ngx_rustdesk_tcp_ws_t         *ws;         /* NULL: framed TCP */
     ngx_rustdesk_tcp_secure_t     *secure;     /* NULL: plain */

@@ -255,7 +255,13 @@ ngx_rustdesk_peer_register(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
         *ip_change = 0;
     }
 
-    *request_pk = (p->pk_len == 0 || *ip_change);
+    /*
+     * a peer with a live stream moves to UDP only by a RegisterPk, whose
+     * uuid is checked: a RegisterPeer from its IP (another device behind
+     * the same NAT could send one) must not take its messages away
+     */
+
+    *request_pk = (p->pk_len == 0 || *ip_change || p->stream > 0);
 
     if (!*request_pk) {
         /* over UDP from now on, even if a stream of it lingers */
@@ -388,8 +394,11 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
     p->reg_pk_count++;
     p->reg_pk_time = rk->now;
 
-    if (rk->stream) {
-        /* registered over a stream: reached through it (section 8) */
+    if (rk->stream || p->stream != NGX_RUSTDESK_STREAM_NONE) {
+        /*
+         * registered over a stream: reached through it (section 8); or
+         * over UDP after a stream: reached over UDP from now on
+         */
 
         p->addr = rk->addr;
         p->stream = rk->stream;
@@ -656,6 +665,34 @@ ngx_rustdesk_peer_lookup(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
 }
 
 
+ngx_uint_t
+ngx_rustdesk_peer_unchanged(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_register_pk_t *rk)
+{
+    ngx_uint_t            same;
+    ngx_rustdesk_peer_t  *p;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    p = ngx_rustdesk_peer_lookup_locked(z, &rk->id,
+                                        ngx_crc32_short(rk->id.data,
+                                                        rk->id.len));
+
+    same = p
+           && p->uuid_len == rk->uuid.len
+           && ngx_memcmp(ngx_rustdesk_peer_uuid_data(p), rk->uuid.data,
+                         rk->uuid.len) == 0
+           && p->pk_len == rk->pk.len
+           && ngx_memcmp(ngx_rustdesk_peer_pk_data(p), rk->pk.data,
+                         rk->pk.len) == 0
+           && ngx_rustdesk_ip_cmp(&p->ip, &rk->addr, 0) == 0;
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return same;
+}
+
+
 ngx_int_t
 ngx_rustdesk_peer_stream_refresh(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     ngx_pid_t pid, ngx_msec_t now)
@@ -669,10 +706,12 @@ ngx_rustdesk_peer_stream_refresh(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
                                         ngx_crc32_short(id->data, id->len));
 
     if (p && p->stream == pid) {
-        p->last_reg = now;
+        if (now) {
+            p->last_reg = now;
 
-        ngx_queue_remove(&p->queue);
-        ngx_queue_insert_head(&z->sh->peers_lru, &p->queue);
+            ngx_queue_remove(&p->queue);
+            ngx_queue_insert_head(&z->sh->peers_lru, &p->queue);
+        }
 
         rc = NGX_OK;
 

@@ -254,6 +254,10 @@ ngx_int_t ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
     ngx_rustdesk_register_pk_t *rk, ngx_rustdesk_peer_row_t *row,
     ngx_rustdesk_peer_change_t *change, ngx_log_t *log);
 
+/* 1: the peer is in memory with this uuid, key and IP already. */
+ngx_uint_t ngx_rustdesk_peer_unchanged(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_register_pk_t *rk);
+
 /* The IP blocker: 0 refuses this RegisterPk (PROTOCOL.md section 6). */
 ngx_uint_t ngx_rustdesk_ip_blocker_allow(ngx_rustdesk_peer_zone_t *z,
     ngx_rustdesk_ip_t *ip, ngx_str_t *id, ngx_msec_t now, ngx_log_t *log);
@@ -276,8 +280,8 @@ ngx_int_t ngx_rustdesk_peer_lookup(ngx_rustdesk_peer_zone_t *z,
 
 /*
  * A frame on the stream of id held by worker pid: refreshes its
- * registration.  NGX_DECLINED: the peer is no longer reached through
- * that worker (registered again elsewhere, or evicted).
+ * registration (now 0: only checks).  NGX_DECLINED: the peer is no longer
+ * reached through that worker (registered again elsewhere, or evicted).
  */
 ngx_int_t ngx_rustdesk_peer_stream_refresh(ngx_rustdesk_peer_zone_t *z,
     ngx_str_t *id, ngx_pid_t pid, ngx_msec_t now);

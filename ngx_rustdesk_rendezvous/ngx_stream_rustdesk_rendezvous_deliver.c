@@ -180,8 +180,8 @@ ngx_stream_rustdesk_rendezvous_ipc_handler(ngx_rustdesk_ipc_t *ipc,
     }
 
     if (type == NGX_RUSTDESK_IPC_TO_PEER) {
-        ngx_stream_rustdesk_rendezvous_stream_deliver(data, len, from,
-                                                      ipc->log);
+        ngx_stream_rustdesk_rendezvous_stream_deliver(ipc->data, data, len,
+                                                      from, ipc->log);
         return;
     }
 

@@ -130,8 +130,9 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_stream_heartbeat(
     ngx_rustdesk_tcp_t *t);
 ngx_int_t ngx_stream_rustdesk_rendezvous_stream_send(ngx_stream_session_t *s,
     ngx_str_t *id, ngx_pid_t pid, ngx_rustdesk_msg_t *m);
-void ngx_stream_rustdesk_rendezvous_stream_deliver(u_char *data, size_t len,
-    ngx_pid_t from, ngx_log_t *log);
+void ngx_stream_rustdesk_rendezvous_stream_deliver(
+    ngx_rustdesk_peer_zone_t *z, u_char *data, size_t len, ngx_pid_t from,
+    ngx_log_t *log);
 
 /* The worker channel of the rendezvous module (deliver.c). */
 #define NGX_RUSTDESK_IPC_ANSWER   1    /* ngx_rustdesk_ip_t A, message */

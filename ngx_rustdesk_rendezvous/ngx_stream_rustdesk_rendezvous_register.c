@@ -64,8 +64,16 @@ ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
         return HBB__REGISTER_PK_RESPONSE__RESULT__UUID_MISMATCH;
     }
 
-    if (!ngx_rustdesk_ip_blocker_allow(rmcf->zone, &req->addr, &req->id,
-                                       req->now, c->log))
+    /*
+     * a client registered over a stream sends RegisterPk on every new
+     * connection (after each reload, say): the same key again from the
+     * same IP is not counted, or many clients behind one NAT would be
+     * refused for a while
+     */
+
+    if (!(req->stream && ngx_rustdesk_peer_unchanged(rmcf->zone, req))
+        && !ngx_rustdesk_ip_blocker_allow(rmcf->zone, &req->addr, &req->id,
+                                          req->now, c->log))
     {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "rustdesk: too many key registrations from this "

@@ -40,6 +40,8 @@ static void ngx_stream_rustdesk_rendezvous_stream_written(void *data,
     ngx_int_t rc);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_stream_reply(
     ngx_stream_rustdesk_rendezvous_ctx_t *ctx, ngx_int_t result);
+static ngx_int_t ngx_stream_rustdesk_rendezvous_stream_owned(
+    ngx_rustdesk_tcp_t *t, ngx_msec_t now);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_stream_idle(
     ngx_rustdesk_tcp_t *t);
 static ngx_stream_rustdesk_rendezvous_ctx_t *
@@ -80,6 +82,7 @@ ngx_stream_rustdesk_rendezvous_stream_register(ngx_rustdesk_tcp_t *t,
     ngx_stream_rustdesk_rendezvous_pk_t          pk;
     ngx_stream_rustdesk_rendezvous_reg_t        *reg;
     ngx_stream_rustdesk_rendezvous_ctx_t        *ctx;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
     c = t->session->connection;
     ctx = t->data;
@@ -103,7 +106,7 @@ ngx_stream_rustdesk_rendezvous_stream_register(ngx_rustdesk_tcp_t *t,
      * still running when the stream closes keeps its memory
      */
 
-    pool = ngx_create_pool(NGX_RUSTDESK_REG_POOL_SIZE, c->log);
+    pool = ngx_create_pool(NGX_RUSTDESK_REG_POOL_SIZE, ngx_cycle->log);
     if (pool == NULL) {
         return NGX_ERROR;
     }
@@ -125,6 +128,11 @@ ngx_stream_rustdesk_rendezvous_stream_register(ngx_rustdesk_tcp_t *t,
         if (ngx_stream_rustdesk_rendezvous_stream_bind(t, &pk.req.id)
             != NGX_OK)
         {
+            /* the zone points here already: not any more */
+            rmcf = ngx_stream_get_module_main_conf(t->session,
+                                        ngx_stream_rustdesk_rendezvous_module);
+            ngx_rustdesk_peer_stream_closed(rmcf->zone, &pk.req.id, ngx_pid,
+                                            ngx_current_msec, 0);
             ngx_destroy_pool(pool);
             return NGX_ERROR;
         }
@@ -201,7 +209,8 @@ ngx_stream_rustdesk_rendezvous_stream_reply(
     hbb__register_pk_response__init(&rpr);
 
     rpr.result = (Hbb__RegisterPkResponse__Result) result;
-    rpr.keep_alive = (int32_t) (rmcf->keep_alive / 1000);
+    /* whole seconds, rounded up: the client gives up after 1.5 times it */
+    rpr.keep_alive = (int32_t) ((rmcf->keep_alive + 999) / 1000);
 
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PK_RESPONSE;
     out.register_pk_response = &rpr;
@@ -254,9 +263,12 @@ ngx_stream_rustdesk_rendezvous_stream_bind(ngx_rustdesk_tcp_t *t,
         ngx_rustdesk_tcp_fail(old->tcp);
     }
 
-    ctx->peer.str.data = ngx_pnalloc(c->pool, id->len);
     if (ctx->peer.str.data == NULL) {
-        return NGX_ERROR;
+        /* once per stream, whatever ids it registers in turn */
+        ctx->peer.str.data = ngx_pnalloc(c->pool, NGX_RUSTDESK_ID_MAX);
+        if (ctx->peer.str.data == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     ngx_memcpy(ctx->peer.str.data, id->data, id->len);
@@ -270,6 +282,12 @@ ngx_stream_rustdesk_rendezvous_stream_bind(ngx_rustdesk_tcp_t *t,
 
     t->timeout = rmcf->keep_alive;
     t->idle = ngx_stream_rustdesk_rendezvous_stream_idle;
+
+    /*
+     * idle for nginx: a reload or quit closes it (the client registers
+     * with the new workers), even if it once waited for an answer
+     */
+    c->idle = 1;
 
     ngx_log_error(NGX_LOG_INFO, c->log, 0,
                   "rustdesk: peer \"%V\" registered on this stream", id);
@@ -305,8 +323,7 @@ ngx_stream_rustdesk_rendezvous_stream_unbind(
 ngx_int_t
 ngx_stream_rustdesk_rendezvous_stream_heard(ngx_rustdesk_tcp_t *t)
 {
-    ngx_stream_rustdesk_rendezvous_ctx_t        *ctx;
-    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+    ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;
 
     ctx = t->data;
     ctx->heard = 1;
@@ -315,25 +332,44 @@ ngx_stream_rustdesk_rendezvous_stream_heard(ngx_rustdesk_tcp_t *t)
         return NGX_OK;
     }
 
+    return ngx_stream_rustdesk_rendezvous_stream_owned(t, ngx_current_msec);
+}
+
+
+/*
+ * Whether the zone still reaches the peer through this stream (refreshing
+ * its registration when now is not 0); if not, the stream leaves the tree
+ * and NGX_ERROR closes it.
+ */
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_stream_owned(ngx_rustdesk_tcp_t *t,
+    ngx_msec_t now)
+{
+    ngx_stream_rustdesk_rendezvous_ctx_t        *ctx;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    ctx = t->data;
+
     rmcf = ngx_stream_get_module_main_conf(t->session,
                                         ngx_stream_rustdesk_rendezvous_module);
 
     if (ngx_rustdesk_peer_stream_refresh(rmcf->zone, &ctx->peer.str, ngx_pid,
-                                         ngx_current_msec)
-        != NGX_OK)
+                                         now)
+        == NGX_OK)
     {
-        ngx_log_error(NGX_LOG_INFO, t->session->connection->log, 0,
-                      "rustdesk: peer \"%V\" is no longer reached through "
-                      "this stream, closing it", &ctx->peer.str);
-
-        ngx_rbtree_delete(&ngx_stream_rustdesk_rendezvous_streams,
-                          &ctx->peer.node);
-        ctx->registered = 0;
-
-        return NGX_ERROR;
+        return NGX_OK;
     }
 
-    return NGX_OK;
+    ngx_log_error(NGX_LOG_INFO, t->session->connection->log, 0,
+                  "rustdesk: peer \"%V\" is no longer reached through this "
+                  "stream, closing it", &ctx->peer.str);
+
+    ngx_rbtree_delete(&ngx_stream_rustdesk_rendezvous_streams,
+                      &ctx->peer.node);
+    ctx->registered = 0;
+
+    return NGX_ERROR;
 }
 
 
@@ -345,6 +381,11 @@ ngx_stream_rustdesk_rendezvous_stream_heartbeat(ngx_rustdesk_tcp_t *t)
     ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;
 
     ctx = t->data;
+
+    if (ngx_exiting) {
+        /* a worker that is quitting lets its streams go */
+        return NGX_ERROR;
+    }
 
     if (ngx_stream_rustdesk_rendezvous_stream_heard(t) != NGX_OK) {
         return NGX_ERROR;
@@ -376,10 +417,20 @@ ngx_stream_rustdesk_rendezvous_stream_idle(ngx_rustdesk_tcp_t *t)
         return NGX_ERROR;
     }
 
+    if (ngx_exiting) {
+        return NGX_ERROR;
+    }
+
     if (ctx->pings && !ctx->heard) {
         ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
                       "rustdesk: peer \"%V\" did not answer its heartbeat, "
                       "closing its stream", &ctx->peer.str);
+        return NGX_ERROR;
+    }
+
+    /* registered again elsewhere meanwhile: no heartbeat, the end */
+
+    if (ngx_stream_rustdesk_rendezvous_stream_owned(t, 0) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -422,6 +473,11 @@ ngx_stream_rustdesk_rendezvous_stream_send(ngx_stream_session_t *s,
             ngx_log_error(NGX_LOG_INFO, c->log, 0,
                           "rustdesk: the stream of peer \"%V\" is closed",
                           id);
+
+            rmcf = ngx_stream_get_module_main_conf(s,
+                                        ngx_stream_rustdesk_rendezvous_module);
+            ngx_rustdesk_peer_stream_closed(rmcf->zone, id, ngx_pid,
+                                            ngx_current_msec, 0);
             return NGX_DECLINED;
         }
 
@@ -473,13 +529,15 @@ ngx_stream_rustdesk_rendezvous_stream_send(ngx_stream_session_t *s,
 /* From another worker's stream_send(): id length, id, message. */
 
 void
-ngx_stream_rustdesk_rendezvous_stream_deliver(u_char *data, size_t len,
-    ngx_pid_t from, ngx_log_t *log)
+ngx_stream_rustdesk_rendezvous_stream_deliver(ngx_rustdesk_peer_zone_t *z,
+    u_char *data, size_t len, ngx_pid_t from, ngx_log_t *log)
 {
     ngx_str_t                              id;
     ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;
 
-    if (len < 1 || len < (size_t) 1 + data[0]) {
+    /* an empty message would be a heartbeat the client echoes */
+
+    if (len < 1 || len <= (size_t) 1 + data[0]) {
         ngx_log_error(NGX_LOG_ALERT, log, 0,
                       "rustdesk: malformed peer message from worker %P",
                       from);
@@ -495,6 +553,12 @@ ngx_stream_rustdesk_rendezvous_stream_deliver(u_char *data, size_t len,
         ngx_log_error(NGX_LOG_INFO, log, 0,
                       "rustdesk: message from worker %P for peer \"%V\", "
                       "whose stream is closed", from, &id);
+
+        if (z) {
+            ngx_rustdesk_peer_stream_closed(z, &id, ngx_pid, ngx_current_msec,
+                                            0);
+        }
+
         return;
     }
 
