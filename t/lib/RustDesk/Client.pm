@@ -372,4 +372,43 @@ sub closed {
 	return 0;
 }
 
+# For streams that carry heartbeats (a registration over TCP): the next
+# frame or what happened instead, telling a timeout from a close:
+# ('payload', bytes) ('' for an empty frame), ('closed') when the server
+# closed or reset the connection (bytes of a partial frame are dropped),
+# ('timeout').
+sub next_payload {
+	my ($self, $timeout) = @_;
+	my $end = time() + ($timeout // $TIMEOUT);
+	my $sel = IO::Select->new($self->{sock} // return ('closed'));
+
+	for (;;) {
+		my @p = unframe(\$self->{buf});
+		if (@p) {
+			$self->{buf} = join('', map { frame($_) } @p[1 .. $#p])
+				. $self->{buf};
+			return ('payload', $p[0]);
+		}
+
+		return ('closed') if $self->{eof};
+
+		my $left = $end - time();
+		return ('timeout') unless $sel->can_read($left > 0 ? $left : 0);
+
+		my $n = $self->{sock}->sysread($self->{buf}, 65536,
+			length $self->{buf});
+
+		unless ($n) {
+			$self->{eof} = 1;
+			return ('closed');
+		}
+	}
+}
+
+# An empty frame (a heartbeat): the single byte 0x00.
+sub send_heartbeat {
+	my ($self) = @_;
+	return $self->send_raw(frame(''));
+}
+
 1;

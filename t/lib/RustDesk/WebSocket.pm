@@ -276,4 +276,41 @@ sub closed {
 	return 0;
 }
 
+
+# For streams that carry heartbeats (a registration over WebSocket): the
+# next frame or what happened instead, telling a timeout from a close:
+# ('frame', opcode, payload, fin), ('closed') when the server closed the
+# TCP connection or reset it, ('timeout').
+sub next_frame {
+	my ($self, $timeout) = @_;
+	my $end = time() + ($timeout // $TIMEOUT);
+
+	for (;;) {
+		my @f = $self->recv_frame(0);
+		return ('frame', @f) if @f;
+
+		my $sock = $self->{sock};
+		return ('closed') if $self->{eof} || !$sock;
+
+		my $left = $end - time();
+		return ('timeout') unless IO::Select->new($sock)
+			->can_read($left > 0 ? $left : 0);
+
+		my $n = $sock->sysread(my $buf, 1 << 20);
+
+		unless ($n) {
+			$self->{eof} = 1;
+			return ('closed');
+		}
+
+		$self->{in} .= $buf;
+	}
+}
+
+# An empty binary message (a heartbeat).
+sub send_heartbeat {
+	my ($self) = @_;
+	return $self->send_frame(0x2, '');
+}
+
 1;
