@@ -37,7 +37,7 @@
  * RegisterPkResponse must carry, in seconds; 0: not checked).
  */
 
-#include "udp_reg.h"
+#include "udp_hb.h"
 #include "relay.h"
 
 
@@ -61,29 +61,6 @@ typedef struct {
 } stream_t;
 
 
-typedef struct {
-    uint8_t   len;
-    uint8_t   data[23];
-} udp_msg_t;
-
-
-typedef struct {
-    const char  *name;
-    uint64_t     answers;           /* in the measured time */
-    uint64_t     all_sent;          /* with warm-up */
-    uint64_t     all_answers;       /* with warm-up and late ones */
-    uint64_t     late;              /* after the end, while draining */
-    uint64_t     bad;               /* not the expected answer */
-    uint64_t     unasked;           /* an empty frame with none asked */
-    uint64_t     stalls;
-    uint64_t     closed;            /* streams the server closed */
-    double       seconds;
-    double       server_cpu;
-    double       client_cpu;
-    double       worker_cpu[MAX_WORKERS];
-} hb_result_t;
-
-
 static stream_t      *st;
 static unsigned       nstreams;
 static unsigned      *order;        /* registered streams, shuffled */
@@ -93,10 +70,7 @@ static unsigned       inflight;
 static int            sep = -1;     /* the streams' epoll set */
 
 static reg_t          reg;          /* the UDP peers */
-static unsigned      *udp_ok;
-static unsigned       udp_nok;
-static udp_msg_t     *udp_msgs;
-static int            uep = -1;     /* the UDP sockets' epoll set */
+static udp_hb_t       uhb;          /* their heartbeats */
 
 static workers_t      workers;
 static unsigned       keep_alive_want;
@@ -361,163 +335,6 @@ stream_register(uint64_t run_seed, unsigned first_id, unsigned window,
 /* ------------------------------------------------------------------ */
 /* heartbeats */
 
-static void
-cpu_start(double *cpu0, double *each0, double *self0)
-{
-    *cpu0 = workers_cpu(&workers, each0);
-    *self0 = self_cpu();
-}
-
-
-static void
-cpu_end(hb_result_t *res, double cpu0, const double *each0, double self0)
-{
-    int  w;
-
-    res->server_cpu = workers_cpu(&workers, res->worker_cpu) - cpu0;
-
-    for (w = 0; w < workers.n; w++) {
-        res->worker_cpu[w] -= each0[w];
-    }
-
-    res->client_cpu = self_cpu() - self0;
-}
-
-
-static int
-udp_check(const uint8_t *buf, ssize_t len)
-{
-    /* RegisterPeerResponse{request_pk: false}: 3a 00 */
-    return len == 2 && buf[0] == (RM_REGISTER_PEER_RESPONSE << 3 | 2)
-           && buf[1] == 0;
-}
-
-
-/* Answers on the UDP sockets, for ms (or until none is expected). */
-static void
-udp_drain(hb_result_t *res, int ms)
-{
-    int                  i, n;
-    ssize_t              len;
-    uint64_t             end;
-    struct epoll_event   evs[256];
-    uint8_t              buf[2048];
-
-    end = now_ns() + (uint64_t) ms * 1000000;
-
-    while (now_ns() < end) {
-        n = epoll_wait(uep, evs, 256, 10);
-
-        for (i = 0; i < n; i++) {
-            while ((len = recv(reg.fds[evs[i].data.u32], buf, sizeof(buf),
-                               MSG_DONTWAIT)) >= 0)
-            {
-                if (res) {
-                    res->late++;
-                    res->all_answers++;
-                    res->bad += !udp_check(buf, len);
-                }
-            }
-        }
-
-        if (res && res->all_answers >= res->all_sent) {
-            break;
-        }
-    }
-}
-
-
-static void
-udp_run(unsigned window, double seconds, double warmup, uint64_t *seed,
-    hb_result_t *res)
-{
-    int                  i, n, measuring;
-    ssize_t              len;
-    unsigned             p, infl;
-    uint64_t             now, start, end, last_answer;
-    double               cpu0, self0, each0[MAX_WORKERS];
-    struct epoll_event   evs[512];
-    uint8_t              buf[2048];
-
-    memset(res, 0, sizeof(*res));
-    res->name = "udp";
-
-    infl = 0;
-    measuring = 0;
-    cpu0 = self0 = 0;
-
-    now = now_ns();
-    start = now + (uint64_t) (warmup * 1e9);
-    end = start + (uint64_t) (seconds * 1e9);
-    last_answer = now;
-
-    while (now < end) {
-        if (!measuring && now >= start) {
-            measuring = 1;
-            res->answers = 0;
-            res->bad = 0;
-            res->stalls = 0;
-            cpu_start(&cpu0, each0, &self0);
-            start = now;
-        }
-
-        while (infl < window) {
-            p = udp_ok[rnd(seed) % udp_nok];
-
-            if (sendto(reg.fds[p / PEERS_PER_IP_MAX], udp_msgs[p].data,
-                       udp_msgs[p].len, 0, (struct sockaddr *) &reg.server,
-                       sizeof(reg.server)) < 0)
-            {
-                if (errno != EAGAIN && errno != ENOBUFS) {
-                    die("sendto");
-                }
-
-                break;
-            }
-
-            infl++;
-            res->all_sent++;
-        }
-
-        n = epoll_wait(uep, evs, 512, 5);
-
-        if (n == -1 && errno != EINTR) {
-            die("epoll_wait");
-        }
-
-        now = now_ns();
-
-        for (i = 0; i < n; i++) {
-            while ((len = recv(reg.fds[evs[i].data.u32], buf, sizeof(buf),
-                               MSG_DONTWAIT)) >= 0)
-            {
-                res->answers++;
-                res->all_answers++;
-                res->bad += !udp_check(buf, len);
-
-                if (infl > 0) {
-                    infl--;
-                }
-
-                last_answer = now;
-            }
-        }
-
-        /* datagrams are lost now and then: a silent window is refilled */
-        if (n <= 0 && infl > 0 && now - last_answer > 20000000) {
-            res->stalls++;
-            infl = 0;
-            last_answer = now;
-        }
-    }
-
-    res->seconds = (now - start) / 1e9;
-    cpu_end(res, cpu0, each0, self0);
-
-    udp_drain(res, 200);
-}
-
-
 /* The next stream to send a heartbeat on, -1 if none is free. */
 static int
 stream_pick(void)
@@ -611,7 +428,7 @@ stream_run(unsigned window, double seconds, double warmup, hb_result_t *res)
 {
     int                  i, n, k, phase;
     uint64_t             now, start, end, last_answer, at_end;
-    double               cpu0, self0, each0[MAX_WORKERS];
+    hb_cpu_t             cpu;
     struct epoll_event   evs[512];
     static const uint8_t empty = 0;
 
@@ -619,7 +436,7 @@ stream_run(unsigned window, double seconds, double warmup, hb_result_t *res)
     res->name = "stream";
 
     phase = 0;                          /* 0 warm-up, 1 measuring, 2 end */
-    cpu0 = self0 = 0;
+    memset(&cpu, 0, sizeof(cpu));
     at_end = 0;
 
     now = now_ns();
@@ -631,14 +448,14 @@ stream_run(unsigned window, double seconds, double warmup, hb_result_t *res)
         if (phase == 0 && now >= start) {
             phase = 1;
             res->answers = 0;
-            cpu_start(&cpu0, each0, &self0);
+            hb_cpu_start(&workers, &cpu);
             start = now;
         }
 
         if (phase == 1 && now >= end) {
             phase = 2;
             res->seconds = (now - start) / 1e9;
-            cpu_end(res, cpu0, each0, self0);
+            hb_cpu_end(&workers, &cpu, res);
             at_end = res->all_answers;
         }
 
@@ -683,8 +500,6 @@ stream_run(unsigned window, double seconds, double warmup, hb_result_t *res)
 static void
 hb_print(hb_result_t *r)
 {
-    int  w;
-
     printf("  %-7s %9.0f heartbeats/s  (%llu answered in %.2f s; %llu lost, "
            "%llu late, %llu bad, %llu stalls", r->name,
            r->answers / r->seconds, (unsigned long long) r->answers,
@@ -701,16 +516,7 @@ hb_print(hb_result_t *r)
 
     printf(")");
 
-    if (workers.n && r->answers) {
-        printf("\n          CPU per heartbeat: nginx workers %.2f us, "
-               "generator %.2f us; workers busy",
-               r->server_cpu * 1e6 / r->answers,
-               r->client_cpu * 1e6 / r->answers);
-
-        for (w = 0; w < workers.n; w++) {
-            printf(" %.0f%%", r->worker_cpu[w] * 100 / r->seconds);
-        }
-    }
+    hb_print_cpu(&workers, r, 10, "heartbeat");
 
     printf("\n");
 }
@@ -845,11 +651,9 @@ main(int argc, char **argv)
     uint64_t             hb_seed, run_seed;
     double               seconds;
     const char          *pidfile;
-    peer_t               pe;
     mem_t                m0, m1, m2;
     treg_t               tr;
     hb_result_t          ru, rs, sum_u, sum_s, ra;
-    struct epoll_event   ev;
 
     nstreams = 10000;
     udp_peers = 0;
@@ -917,19 +721,8 @@ main(int argc, char **argv)
 
     /* 2. the baseline: peers registered over UDP */
 
-    memset(&reg, 0, sizeof(reg));
-    reg.server = loopback("127.0.0.1", rdv_port);
-    reg.npeers = udp_peers;
-    reg.per_ip = PEERS_PER_IP_MAX;
-    reg.net = 10;
-    reg.window = 64;
-    reg.heartbeat = 1;
-    reg.keep_open = 1;
-    reg.max_seconds = 60;
-    reg.seed = run_seed;
-    reg.first_id = 100000000 + (unsigned) (run_seed % 400000000);
-
-    reg_run(&reg);
+    udp_hb_register(&reg, loopback("127.0.0.1", rdv_port), udp_peers,
+                    run_seed, 100000000 + (unsigned) (run_seed % 400000000));
 
     printf("UDP: registered %u of %u peers from %u source addresses in "
            "%.1f s (%u retries, %u given up, %u TOO_FREQUENT, "
@@ -939,43 +732,14 @@ main(int argc, char **argv)
            reg.results[RESULT_UUID_MISMATCH],
            reg.results[RESULT_SERVER_ERROR], reg.n_request_pk);
 
-    uep = epoll_create1(EPOLL_CLOEXEC);
-    sep = epoll_create1(EPOLL_CLOEXEC);
+    udp_hb_init(&uhb, &reg, &workers);
 
-    if (uep == -1 || sep == -1) {
+    sep = epoll_create1(EPOLL_CLOEXEC);
+    if (sep == -1) {
         die("epoll_create1");
     }
 
-    udp_ok = malloc(udp_peers * sizeof(unsigned));
-    udp_msgs = calloc(udp_peers, sizeof(udp_msg_t));
-
-    if (udp_ok == NULL || udp_msgs == NULL) {
-        die("malloc");
-    }
-
-    for (k = 0; k < reg.nsrc; k++) {
-        if (reg.fds[k] == -1) {
-            continue;
-        }
-
-        ev.events = EPOLLIN;
-        ev.data.u32 = k;
-
-        if (epoll_ctl(uep, EPOLL_CTL_ADD, reg.fds[k], &ev) == -1) {
-            die("epoll_ctl");
-        }
-    }
-
-    for (k = 0; k < udp_peers; k++) {
-        if (reg.ok[k] && reg.fds[k / PEERS_PER_IP_MAX] != -1) {
-            udp_ok[udp_nok++] = k;
-            make_peer(&pe, reg.seed, reg.first_id, k);
-            udp_msgs[k].len = (uint8_t) msg_register_peer(udp_msgs[k].data,
-                                                          pe.id, 0);
-        }
-    }
-
-    udp_drain(NULL, 100);
+    udp_hb_drain(&uhb, NULL, 1, 100);
     sleep(hold);
     m1 = workers_mem(&workers, NULL);
 
@@ -1043,34 +807,28 @@ main(int argc, char **argv)
     sum_u.name = "udp";
     sum_s.name = "stream";
 
-    if (udp_nok == 0 || norder == 0) {
+    if (uhb.nok == 0 || norder == 0) {
         fprintf(stderr, "stream_heartbeat: %u UDP peers, %u streams "
-                "registered: no heartbeats\n", udp_nok, norder);
+                "registered: no heartbeats\n", uhb.nok, norder);
         goto result;
     }
 
     printf("heartbeats: %u UDP peers, %u streams, %u in flight, %d rounds "
-           "of %.1f s each, %d nginx workers\n", udp_nok, norder, window,
+           "of %.1f s each, %d nginx workers\n", uhb.nok, norder, window,
            rounds, seconds, workers.n);
 
     for (round = 1; round <= rounds; round++) {
         printf(" round %d\n", round);
 
-        udp_run(window, seconds, 0.3, &hb_seed, &ru);
+        udp_hb_run(&uhb, &reg.server, 1, "udp", window, seconds, 0.3,
+                   &hb_seed, &ru);
         hb_print(&ru);
 
         stream_run(window, seconds, 0.3, &rs);
         hb_print(&rs);
 
-#define ADD(f) sum_u.f += ru.f; sum_s.f += rs.f
-        ADD(answers); ADD(all_sent); ADD(all_answers); ADD(late); ADD(bad);
-        ADD(unasked); ADD(stalls); ADD(closed); ADD(seconds);
-        ADD(server_cpu); ADD(client_cpu);
-
-        for (i = 0; i < workers.n; i++) {
-            ADD(worker_cpu[i]);
-        }
-#undef ADD
+        hb_add(&sum_u, &ru, workers.n);
+        hb_add(&sum_s, &rs, workers.n);
     }
 
     printf(" total\n");
@@ -1093,11 +851,7 @@ result:
         stream_close(&st[k], st[k].state);
     }
 
-    for (k = 0; k < reg.nsrc; k++) {
-        if (reg.fds[k] != -1) {
-            close(reg.fds[k]);
-        }
-    }
+    udp_hb_close(&uhb);
 
     for (refused = 0, k = 1; k < 16; k++) {
         refused += tr.results[k];
@@ -1117,7 +871,7 @@ result:
            "stream_closed=%llu udp_lost=%llu udp_bad=%llu "
            "alive=%u keep_alive=%lld bad_keep_alive=%u refused=%u "
            "failed=%u\n",
-           nstreams, tr.ok, udp_nok,
+           nstreams, tr.ok, uhb.nok,
            per_peer(m1.rss_kb, m2.rss_kb, tr.ok),
            per_peer(m0.rss_kb, m1.rss_kb, reg.n_ok),
            per_peer(m0.rss_kb, m1.rss_kb, reg.n_ok) > 0

@@ -17,184 +17,15 @@
  * workers and this generator used per answer (with -P).
  */
 
-#include "udp_reg.h"
+#include "udp_hb.h"
 
 
-typedef struct {
-    uint8_t   len;
-    uint8_t   data[23];
-} hb_msg_t;
-
-
-typedef struct {
-    const char  *name;
-    uint64_t     answers;           /* in the measured time */
-    uint64_t     sent;              /* in the measured time */
-    uint64_t     all_sent;          /* with warm-up */
-    uint64_t     all_answers;       /* with warm-up and late ones */
-    uint64_t     late;              /* after the end, while draining */
-    uint64_t     bad;               /* not the expected answer */
-    uint64_t     stalls;            /* windows taken as lost */
-    double       seconds;
-    double       server_cpu;
-    double       client_cpu;
-    double       worker_cpu[MAX_WORKERS];
-} hb_result_t;
-
-
-static int           *fds;
-static unsigned       per_ip = PEERS_PER_IP_MAX;
-static unsigned      *okv;          /* registered peers */
-static unsigned       nok;
-static hb_msg_t      *msgs;         /* per peer */
 static workers_t      workers;
-
-
-static int
-hb_check(int rendezvous, const uint8_t *buf, ssize_t len)
-{
-    if (rendezvous) {
-        /* RegisterPeerResponse{request_pk: false}: 3a 00 */
-        return len == 2 && buf[0] == (RM_REGISTER_PEER_RESPONSE << 3 | 2)
-               && buf[1] == 0;
-    }
-
-    return len == 1 && buf[0] == 'x';
-}
-
-
-static void
-hb_drain(int ep, hb_result_t *res, int rendezvous, int ms)
-{
-    int                  i, n;
-    ssize_t              len;
-    uint64_t             end;
-    struct epoll_event   evs[256];
-    uint8_t              buf[2048];
-
-    end = now_ns() + (uint64_t) ms * 1000000;
-
-    while (now_ns() < end) {
-        n = epoll_wait(ep, evs, 256, 10);
-
-        for (i = 0; i < n; i++) {
-            while ((len = recv(fds[evs[i].data.u32], buf, sizeof(buf),
-                               MSG_DONTWAIT)) >= 0)
-            {
-                if (res) {
-                    res->late++;
-                    res->all_answers++;
-                    res->bad += !hb_check(rendezvous, buf, len);
-                }
-            }
-        }
-    }
-}
-
-
-static void
-hb_run(int ep, struct sockaddr_in *to, int rendezvous, unsigned window,
-    double seconds, double warmup, uint64_t *seed, hb_result_t *res)
-{
-    int                  i, n, inflight, measuring;
-    ssize_t              len;
-    unsigned             p;
-    uint64_t             now, start, end, last_answer;
-    int                  w;
-    double               cpu0, self0, each0[MAX_WORKERS];
-    struct epoll_event   evs[512];
-    uint8_t              buf[2048];
-
-    memset(res, 0, sizeof(*res));
-    res->name = rendezvous ? "rendezvous" : "baseline";
-
-    inflight = 0;
-    measuring = 0;
-    cpu0 = self0 = 0;
-
-    now = now_ns();
-    start = now + (uint64_t) (warmup * 1e9);
-    end = start + (uint64_t) (seconds * 1e9);
-    last_answer = now;
-
-    while (now < end) {
-        if (!measuring && now >= start) {
-            measuring = 1;
-            res->answers = 0;
-            res->sent = 0;
-            res->bad = 0;
-            res->stalls = 0;
-            cpu0 = workers_cpu(&workers, each0);
-            self0 = self_cpu();
-            start = now;
-        }
-
-        while (inflight < (int) window) {
-            p = okv[rnd(seed) % nok];
-
-            if (sendto(fds[p / per_ip], msgs[p].data, msgs[p].len, 0,
-                       (struct sockaddr *) to, sizeof(*to)) < 0)
-            {
-                if (errno != EAGAIN && errno != ENOBUFS) {
-                    die("sendto");
-                }
-
-                break;
-            }
-
-            inflight++;
-            res->sent++;
-            res->all_sent++;
-        }
-
-        n = epoll_wait(ep, evs, 512, 5);
-
-        if (n == -1 && errno != EINTR) {
-            die("epoll_wait");
-        }
-
-        now = now_ns();
-
-        for (i = 0; i < n; i++) {
-            while ((len = recv(fds[evs[i].data.u32], buf, sizeof(buf),
-                               MSG_DONTWAIT)) >= 0)
-            {
-                res->answers++;
-                res->all_answers++;
-                res->bad += !hb_check(rendezvous, buf, len);
-
-                if (inflight > 0) {
-                    inflight--;
-                }
-
-                last_answer = now;
-            }
-        }
-
-        if (n <= 0 && inflight > 0 && now - last_answer > 20000000) {
-            res->stalls++;
-            inflight = 0;
-            last_answer = now;
-        }
-    }
-
-    res->seconds = (now - start) / 1e9;
-    res->server_cpu = workers_cpu(&workers, res->worker_cpu) - cpu0;
-
-    for (w = 0; w < workers.n; w++) {
-        res->worker_cpu[w] -= each0[w];
-    }
-    res->client_cpu = self_cpu() - self0;
-
-    hb_drain(ep, res, rendezvous, 200);
-}
 
 
 static void
 hb_print(hb_result_t *r)
 {
-    int  w;
-
     printf("  %-10s %9.0f answers/s  (%llu answers in %.2f s; %llu lost, "
            "%llu late, %llu bad, %llu stalls)", r->name,
            r->answers / r->seconds, (unsigned long long) r->answers,
@@ -203,16 +34,7 @@ hb_print(hb_result_t *r)
            (unsigned long long) r->late,
            (unsigned long long) r->bad, (unsigned long long) r->stalls);
 
-    if (workers.n && r->answers) {
-        printf("\n             CPU per answer: nginx workers %.2f us, "
-               "generator %.2f us; workers busy",
-               r->server_cpu * 1e6 / r->answers,
-               r->client_cpu * 1e6 / r->answers);
-
-        for (w = 0; w < workers.n; w++) {
-            printf(" %.0f%%", r->worker_cpu[w] * 100 / r->seconds);
-        }
-    }
+    hb_print_cpu(&workers, r, 13, "answer");
 
     printf("\n");
 }
@@ -221,15 +43,14 @@ hb_print(hb_result_t *r)
 int
 main(int argc, char **argv)
 {
-    int                  c, ep, round, rounds, i;
-    unsigned             window, npeers, k;
+    int                  c, round, rounds;
+    unsigned             window, npeers;
     uint64_t             seed;
     double               seconds;
     const char          *pidfile;
     reg_t                reg;
-    peer_t               pe;
+    udp_hb_t             hb;
     hb_result_t          rb, rr, sum_b, sum_r;
-    struct epoll_event   ev;
     struct sockaddr_in   rdv, base;
     unsigned             rdv_port = 0, base_port = 0;
 
@@ -274,19 +95,8 @@ main(int argc, char **argv)
 
     /* 1. register */
 
-    memset(&reg, 0, sizeof(reg));
-    reg.server = rdv;
-    reg.npeers = npeers;
-    reg.per_ip = per_ip;
-    reg.net = 10;
-    reg.window = 64;
-    reg.heartbeat = 1;
-    reg.keep_open = 1;
-    reg.max_seconds = 60;
-    reg.seed = seed;
-    reg.first_id = 100000000 + (unsigned) (seed % 800000000);
-
-    reg_run(&reg);
+    udp_hb_register(&reg, rdv, npeers, seed,
+                    100000000 + (unsigned) (seed % 800000000));
 
     printf("registered %u of %u peers from %u source addresses in %.1f s "
            "(%u datagrams, %u retries, %u given up, %u TOO_FREQUENT, "
@@ -303,46 +113,15 @@ main(int argc, char **argv)
 
     /* the registered peers, their sockets and datagrams */
 
-    fds = reg.fds;
-    okv = malloc(reg.n_ok * sizeof(unsigned));
-    msgs = calloc(npeers, sizeof(hb_msg_t));
+    udp_hb_init(&hb, &reg, &workers);
 
-    if (okv == NULL || msgs == NULL) {
-        die("malloc");
-    }
-
-    ep = epoll_create1(EPOLL_CLOEXEC);
-    if (ep == -1) {
-        die("epoll_create1");
-    }
-
-    for (k = 0; k < reg.nsrc; k++) {
-        if (fds[k] == -1) {
-            continue;
-        }
-
-        ev.events = EPOLLIN;
-        ev.data.u32 = k;
-
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[k], &ev) == -1) {
-            die("epoll_ctl");
-        }
-    }
-
-    for (k = 0; k < npeers; k++) {
-        if (reg.ok[k] && fds[k / per_ip] != -1) {
-            okv[nok++] = k;
-            make_peer(&pe, reg.seed, reg.first_id, k);
-            msgs[k].len = (uint8_t) msg_register_peer(msgs[k].data, pe.id, 0);
-        }
-    }
-
-    hb_drain(ep, NULL, 0, 100);
+    udp_hb_drain(&hb, NULL, 0, 100);
     find_workers(pidfile, &workers);
 
     printf("heartbeats: %u peers, %u datagrams in flight, %d rounds of "
            "%.1f s per server, %u-byte datagrams, %d nginx workers\n",
-           nok, window, rounds, seconds, msgs[okv[0]].len, workers.n);
+           hb.nok, window, rounds, seconds, hb.msgs[hb.ok[0]].len,
+           workers.n);
 
     /* 2. heartbeats, baseline and rendezvous in turn */
 
@@ -354,21 +133,16 @@ main(int argc, char **argv)
     for (round = 1; round <= rounds; round++) {
         printf(" round %d\n", round);
 
-        hb_run(ep, &base, 0, window, seconds, 0.3, &seed, &rb);
+        udp_hb_run(&hb, &base, 0, "baseline", window, seconds, 0.3, &seed,
+                   &rb);
         hb_print(&rb);
 
-        hb_run(ep, &rdv, 1, window, seconds, 0.3, &seed, &rr);
+        udp_hb_run(&hb, &rdv, 1, "rendezvous", window, seconds, 0.3, &seed,
+                   &rr);
         hb_print(&rr);
 
-#define ADD(f) sum_b.f += rb.f; sum_r.f += rr.f
-        ADD(answers); ADD(sent); ADD(all_sent); ADD(all_answers); ADD(late); ADD(bad); ADD(stalls);
-        ADD(seconds); ADD(server_cpu); ADD(client_cpu);
-
-        for (i = 0; i < workers.n; i++) {
-            ADD(worker_cpu[i]);
-        }
-
-#undef ADD
+        hb_add(&sum_b, &rb, workers.n);
+        hb_add(&sum_r, &rr, workers.n);
     }
 
     printf(" total\n");
@@ -381,7 +155,8 @@ main(int argc, char **argv)
     printf("RESULT udp_heartbeat peers=%u rdv_rps=%.0f base_rps=%.0f "
            "ratio=%.3f rdv_lost=%llu base_lost=%llu rdv_bad=%llu "
            "rdv_cpu_us=%.2f base_cpu_us=%.2f\n",
-           nok, sum_r.answers / sum_r.seconds, sum_b.answers / sum_b.seconds,
+           hb.nok, sum_r.answers / sum_r.seconds,
+           sum_b.answers / sum_b.seconds,
            (sum_r.answers / sum_r.seconds) / (sum_b.answers / sum_b.seconds),
            (unsigned long long) (sum_r.all_sent - sum_r.all_answers),
            (unsigned long long) (sum_b.all_sent - sum_b.all_answers),
@@ -389,11 +164,7 @@ main(int argc, char **argv)
            workers.n ? sum_r.server_cpu * 1e6 / sum_r.answers : 0.0,
            workers.n ? sum_b.server_cpu * 1e6 / sum_b.answers : 0.0);
 
-    for (i = 0; i < (int) reg.nsrc; i++) {
-        if (fds[i] != -1) {
-            close(fds[i]);
-        }
-    }
+    udp_hb_close(&hb);
 
     return 0;
 }
