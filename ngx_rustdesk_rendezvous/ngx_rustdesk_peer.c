@@ -118,7 +118,11 @@ ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     z->sh->punch_reqs = ngx_slab_calloc(z->shpool, NGX_RUSTDESK_PUNCH_LOG
                                         * sizeof(ngx_rustdesk_punch_req_t));
     z->sh->servers_len = ngx_min(z->servers.len, NGX_RUSTDESK_SERVERS_MAX);
-    ngx_memcpy(z->sh->servers, z->servers.data, z->sh->servers_len);
+
+    if (z->sh->servers_len) {
+        /* none configured: no data pointer at all */
+        ngx_memcpy(z->sh->servers, z->servers.data, z->sh->servers_len);
+    }
 
     len = sizeof(" in rustdesk zone \"\"") + shm_zone->shm.name.len;
 
@@ -547,7 +551,10 @@ ngx_rustdesk_peer_serial(ngx_rustdesk_peer_zone_t *z, u_char *servers,
     } else {
         serial = z->serial;
         *servers_len = ngx_min(z->servers.len, NGX_RUSTDESK_SERVERS_MAX);
-        ngx_memcpy(servers, z->servers.data, *servers_len);
+
+        if (*servers_len) {
+            ngx_memcpy(servers, z->servers.data, *servers_len);
+        }
     }
 
     ngx_shmtx_unlock(&z->shpool->mutex);
