@@ -38,6 +38,10 @@ our $MODULES = $ENV{TEST_NGINX_MODULES} || "$ROOT/build";
 our $STREAM_MODULE = $ENV{TEST_NGINX_STREAM_MODULE}
 	|| '/usr/lib/nginx/modules/ngx_stream_module.so';
 
+# Seconds an nginx of a test may live at most: it runs in the foreground
+# under timeout(1), so a test that dies or is killed leaves none behind.
+our $LIFE = $ENV{TEST_NGINX_LIFE} || 600;
+
 my %ports;
 my $current;
 
@@ -255,25 +259,43 @@ sub run {
 
 	die "nginx is already running\n" if $self->{_started};
 
+	# a pid file left by a killed nginx is not taken for the new one's
+	unlink "$d/nginx.pid";
+
 	my $pid = fork();
 	die "Unable to fork(): $!\n" unless defined $pid;
 
 	if ($pid == 0) {
 		open STDOUT, '>>', "$d/stderr" or die;
 		open STDERR, '>>', "$d/stderr" or die;
-		exec($NGINX, '-p', "$d/", '-c', 'nginx.conf', '-e', "$d/error.log")
+		exec('timeout', '-k', '5', $LIFE, $NGINX, '-p', "$d/",
+			'-c', 'nginx.conf', '-e', "$d/error.log", '-g', 'daemon off;')
 			or die "Unable to exec(): $!\n";
 	}
 
-	# the started process daemonizes and exits
+	# up when the master has written its pid; a failed start exits
 
-	waitpid($pid, 0);
+	my $end = time() + 10;
+	my $up = 0;
 
-	unless ($? == 0 && $self->wait_for_file("$d/nginx.pid")) {
+	while (time() < $end) {
+		if (-s "$d/nginx.pid") {
+			$up = 1;
+			last;
+		}
+
+		last if waitpid($pid, WNOHANG) == $pid;
+		sleep 0.05;
+	}
+
+	unless ($up) {
+		kill 'KILL', $pid;
+		waitpid($pid, 0);
 		die "Can't start nginx: " . $self->read_file('stderr')
 			. $self->read_file('error.log');
 	}
 
+	$self->{_child} = $pid;
 	$self->{_started} = 1;
 	$self->wait_for_ports();
 
@@ -453,6 +475,10 @@ sub stop {
 			$self->{_stop_failed} = 1;
 		}
 	}
+
+	# timeout(1) ends with its nginx
+	waitpid($self->{_child}, 0) if $self->{_child};
+	delete $self->{_child};
 
 	$self->{_started} = 0;
 	return $self;
