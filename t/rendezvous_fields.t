@@ -179,22 +179,8 @@ ok(!defined $back2, 'PunchHoleSent over UDP for nobody: no answer');
 
 sub peer_b {
 	my ($ip) = @_;
-
-	my $id = sprintf('fields-b-%03d', ++$nb);
-	my $u = RustDesk::Client->udp(port(1), LocalAddr => $ip);
-
-	$u->send_msg(register_pk => { id => $id, uuid => "uuid-$id",
-		pk => join('', map { chr(int(rand(256))) } 1 .. 32) });
-	my ($type) = $u->recv_msg();
-	die "$id: RegisterPk: " . ($type // 'nothing') . "\n"
-		unless ($type // '') eq 'register_pk_response';
-
-	$u->send_msg(register_peer => { id => $id, serial => 0 });
-	($type) = $u->recv_msg();
-	die "$id: RegisterPeer: " . ($type // 'nothing') . "\n"
-		unless ($type // '') eq 'register_peer_response';
-
-	return { id => $id, ip => $ip, udp => $u };
+	return RustDesk::Client->udp_peer(port(1),
+		sprintf('fields-b-%03d', ++$nb), LocalAddr => $ip);
 }
 
 ###############################################################################

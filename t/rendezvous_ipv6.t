@@ -156,21 +156,8 @@ is(unpack('C', $m->{states} // "\0") & 0x80, 0x80,
 
 sub peer_b {
 	my (%o) = @_;
-
-	my $id = sprintf('v6-b-%03d', ++$nb);
-	my $u = RustDesk::Client->udp(port(1), %o);
-
-	$u->send_msg(register_pk => { id => $id, uuid => "uuid-$id",
-		pk => join('', map { chr(int(rand(256))) } 1 .. 32) });
-	my ($type, $m) = $u->recv_msg();
-	return undef unless ($type // '') eq 'register_pk_response'
-		&& !($m->{result} // 0);
-
-	$u->send_msg(register_peer => { id => $id, serial => 0 });
-	($type) = $u->recv_msg();
-	return undef unless ($type // '') eq 'register_peer_response';
-
-	return { id => $id, udp => $u };
+	return eval { RustDesk::Client->udp_peer(port(1),
+		sprintf('v6-b-%03d', ++$nb), %o) };
 }
 
 ###############################################################################

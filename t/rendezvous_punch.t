@@ -480,23 +480,11 @@ sub start {
 sub peer_b {
 	my ($ip) = @_;
 
-	my $id = sprintf('punch-b-%03d', ++$nb);
-	my $pk = join('', map { chr(int(rand(256))) } 1 .. 32);
-	my $u = RustDesk::Client->udp(port(1), LocalAddr => $ip);
+	my $b = RustDesk::Client->udp_peer(port(1),
+		sprintf('punch-b-%03d', ++$nb), LocalAddr => $ip);
 
-	$u->send_msg(register_pk => { id => $id, uuid => "uuid-$id", pk => $pk });
-	my ($type, $m) = $u->recv_msg();
-	die "$id: RegisterPk: " . norm($type, $m) . "\n"
-		unless ($type // '') eq 'register_pk_response'
-		&& !($m->{result} // 0);
-
-	$u->send_msg(register_peer => { id => $id, serial => 0 });
-	($type, $m) = $u->recv_msg();
-	die "$id: RegisterPeer: " . norm($type, $m) . "\n"
-		unless norm($type, $m) eq 'register_peer_response{}';
-
-	$PK{$id} = $pk;
-	return { id => $id, pk => $pk, ip => $ip, udp => $u };
+	$PK{$b->{id}} = $b->{pk};
+	return $b;
 }
 
 # A full punch: A (new TCP connection from $A_IP) asks for B; B checks

@@ -291,6 +291,30 @@ sub close {
 	undef $self->{sock};
 }
 
+# A peer registered over UDP as a client does it, from a new socket to
+# $port (%opts: those of udp()): RegisterPk with uuid "uuid-$id" and a
+# random 32-byte key, then RegisterPeer answered without request_pk.
+# Returns { id, pk, udp, ip (the socket's) }; dies with what came instead.
+sub udp_peer {
+	my ($class, $port, $id, %opts) = @_;
+	my $pk = random_bytes(32);
+	my $u = $class->udp($port, %opts);
+
+	$u->send_msg(register_pk => { id => $id, uuid => "uuid-$id", pk => $pk });
+	my ($type, $m) = $u->recv_msg();
+	die "$id: RegisterPk: " . (msg_text($type, $m) || 'nothing') . "\n"
+		unless ($type // '') eq 'register_pk_response'
+		&& !($m->{result} // 0);
+
+	$u->send_msg(register_peer => { id => $id, serial => 0 });
+	($type, $m) = $u->recv_msg();
+	die "$id: RegisterPeer: " . (msg_text($type, $m) || 'nothing') . "\n"
+		unless ($type // '') eq 'register_peer_response'
+		&& !$m->{request_pk};
+
+	return { id => $id, pk => $pk, udp => $u, ip => $u->sock()->sockhost() };
+}
+
 # Raw bytes, as they are (for garbage and split-frame tests).
 sub send_raw {
 	my ($self, $bytes) = @_;
