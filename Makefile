@@ -7,6 +7,11 @@ SHELL := /bin/bash
 #   make run        install what is missing, build, run conf.example/nginx.conf
 #   make test       install what the tests need, build, run every test
 #   make unit       C unit tests of common/ only
+#   make test-nginx the suite against nginx built from a Debian release's
+#                   source (NGINX_DIST=trixie: 1.26), modules loaded
+#                   dynamically
+#   make deb        the Debian package (build/*.deb)
+#   make test-deb   install it into the system nginx and serve (root)
 #   make bench      benchmarks (bench/README.md)
 
 NGX_SRC      ?= /usr/share/nginx/src
@@ -20,7 +25,8 @@ SO           := $(MODULES:%=$(BUILD)/%.so)
 SOURCES      := config config.make $(wildcard common/*.[ch] common/*.proto \
                 common/*.map ngx_rustdesk_*/*.[ch] ngx_rustdesk_*/config)
 
-.PHONY: all install run test unit unit-build deps clean bench
+.PHONY: all install run test unit unit-build deps clean bench test-nginx \
+        test-nginx-newer deb test-deb
 
 all: $(SO)
 
@@ -45,10 +51,11 @@ $(BUILD)/%.so: $(NGX_BUILD)/Makefile $(SOURCES)
 	cp $(NGX_BUILD)/objs/$*.so $@.tmp && mv -f $@.tmp $@
 
 install: $(SO)
+	install -d $(DESTDIR)$(NGX_MODULES)
 	for so in $(SO); do \
-	    install -m 0644 $$so $(NGX_MODULES)/.$$(basename $$so).tmp && \
-	    mv -f $(NGX_MODULES)/.$$(basename $$so).tmp \
-	          $(NGX_MODULES)/$$(basename $$so) || exit 1; \
+	    install -m 0644 $$so $(DESTDIR)$(NGX_MODULES)/.$$(basename $$so).tmp && \
+	    mv -f $(DESTDIR)$(NGX_MODULES)/.$$(basename $$so).tmp \
+	          $(DESTDIR)$(NGX_MODULES)/$$(basename $$so) || exit 1; \
 	done
 
 deps:
@@ -64,6 +71,33 @@ test:
 	$(MAKE) all
 	$(MAKE) unit
 	prove -r t/
+
+# The whole suite against another nginx: built from the pristine source of
+# a Debian release (scripts/build-nginx), with the modules built in its
+# tree and loaded dynamically.  The build is kept in build/nginx-<version>.
+NGINX_DIST   ?= trixie
+
+test-nginx:
+	scripts/install-deps --test
+	tree=$$(scripts/build-nginx $(NGINX_DIST)) && \
+	TEST_NGINX_BINARY=$$tree/objs/nginx \
+	TEST_NGINX_MODULES=$$tree/objs \
+	TEST_NGINX_STREAM_MODULE=$$tree/objs/ngx_stream_module.so \
+	prove -r t/
+
+# The same against Debian unstable's nginx, when the archive serves its
+# source (it lists it before every mirror has it): said, not failed, if not.
+test-nginx-newer:
+	@scripts/install-deps --test
+	@rc=0; scripts/build-nginx unstable > /dev/null || rc=$$?; \
+	if [ $$rc = 2 ]; then \
+	    echo "test-nginx-newer: skipped, Debian unstable's nginx source" \
+	         "is not served"; \
+	elif [ $$rc != 0 ]; then \
+	    exit $$rc; \
+	else \
+	    $(MAKE) test-nginx NGINX_DIST=unstable; \
+	fi
 
 # C unit tests of common/ (no nginx needed)
 UNIT_CFLAGS  := -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter \

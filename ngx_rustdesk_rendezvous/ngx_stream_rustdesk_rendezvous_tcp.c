@@ -823,6 +823,7 @@ ngx_stream_rustdesk_rendezvous_udp_server(ngx_listening_t *ls)
 {
     ngx_uint_t                                  i;
     ngx_stream_port_t                          *port;
+    ngx_stream_addr_conf_t                     *addr_conf;
     ngx_stream_conf_ctx_t                      *ctx;
     ngx_stream_rustdesk_rendezvous_srv_conf_t  *rscf;
 
@@ -831,13 +832,24 @@ ngx_stream_rustdesk_rendezvous_udp_server(ngx_listening_t *ls)
     for (i = 0; i < port->naddrs; i++) {
 #if (NGX_HAVE_INET6)
         if (ls->sockaddr->sa_family == AF_INET6) {
-            ctx = ((ngx_stream_in6_addr_t *) port->addrs)[i].conf.ctx;
+            addr_conf = &((ngx_stream_in6_addr_t *) port->addrs)[i].conf;
 
         } else
 #endif
         {
-            ctx = ((ngx_stream_in_addr_t *) port->addrs)[i].conf.ctx;
+            addr_conf = &((ngx_stream_in_addr_t *) port->addrs)[i].conf;
         }
+
+        /*
+         * The one place that depends on the nginx version: with stream
+         * virtual servers (1.25.5) an address names its default server
+         * instead of a configuration context.
+         */
+#if (nginx_version >= 1025005)
+        ctx = addr_conf->default_server->ctx;
+#else
+        ctx = addr_conf->ctx;
+#endif
 
         rscf = ctx->srv_conf[ngx_stream_rustdesk_rendezvous_module.ctx_index];
 

@@ -54,6 +54,11 @@ sub new {
 		CLEANUP => !$ENV{TEST_NGINX_LEAVE});
 	chmod 0755, $self->{_testdir};
 
+	# the prefix's logs/: "nginx -t" opens the pid file, which for an
+	# nginx built with the default paths (not Debian's /run/nginx.pid)
+	# is logs/nginx.pid in the prefix
+	mkdir "$self->{_testdir}/logs";
+
 	$self->{_modules} = [ qw/ rendezvous relay / ];
 	$self->{_allowed} = [];
 
