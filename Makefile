@@ -119,6 +119,19 @@ unit-build: $(BUILD)/unit_tests
 unit: $(BUILD)/unit_tests
 	$(BUILD)/unit_tests
 
+# The Debian package, built with debhelper against the system's nginx-dev
+# (packaging/debian): build/libnginx-mod-stream-rustdesk_<version>_<arch>.deb
+deb:
+	scripts/install-deps --deb
+	scripts/build-deb
+
+# Installs that package into the system nginx, serves a session through it
+# and removes it again (t/system/deb.t): root, and the system's nginx.
+test-deb:
+	scripts/install-deps --test
+	deb=$$(scripts/build-deb | tail -1) && \
+	TEST_SYSTEM_PACKAGE=$$deb prove t/system/deb.t
+
 bench: all
 	bench/run
 

@@ -30,7 +30,7 @@ use Time::HiRes qw/ sleep time /;
 use Cwd qw/ abs_path /;
 use File::Basename qw/ dirname /;
 
-our @EXPORT_OK = qw/ port /;
+our @EXPORT_OK = qw/ port port_base /;
 
 our $NGINX = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 our $ROOT = abs_path(dirname(__FILE__) . '/../../..');
@@ -132,6 +132,34 @@ sub port {
 	}
 
 	die "no free port\n";
+}
+
+# A base port with base + each offset free on 127.0.0.1 (TCP, and UDP at
+# the base): for configurations that derive ports from one, as hbbs does
+# (port - 1, port, port + 2).
+sub port_base {
+	my (@offsets) = @_;
+
+	BASE: for (1 .. 200) {
+		my $base = 20000 + int(rand(40000));
+		my @held;
+
+		for my $off (@offsets) {
+			next BASE if grep { $_ == $base + $off } values %ports;
+
+			my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+				LocalPort => $base + $off, Proto => 'tcp', ReuseAddr => 1)
+				or next BASE;
+			push @held, $s;
+		}
+
+		IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $base,
+			Proto => 'udp') or next;
+
+		return $base;
+	}
+
+	die "no free ports\n";
 }
 
 sub test_globals {
