@@ -23,9 +23,6 @@
 #define NGX_RUSTDESK_RELAY_MSG_START  4096    /* a decoder's first buffer */
 
 
-static ngx_int_t ngx_stream_rustdesk_relay_decode(
-    ngx_stream_rustdesk_relay_pair_t *p, ngx_stream_rustdesk_relay_side_t *src,
-    ngx_stream_rustdesk_relay_side_t *dst);
 static ngx_int_t ngx_stream_rustdesk_relay_next(
     ngx_stream_rustdesk_relay_side_t *side, u_char **payload, size_t *len);
 static ngx_int_t ngx_stream_rustdesk_relay_put(
@@ -93,94 +90,13 @@ ngx_stream_rustdesk_relay_message_free(ngx_stream_rustdesk_relay_side_t *side)
 
 
 /*
- * Moves messages from src to dst until one of them must wait.  NGX_DONE:
- * the pair ends (a WebSocket close, or a side that sent FIN: a framed
- * stream cannot be half-closed message by message).
- */
-
-ngx_int_t
-ngx_stream_rustdesk_relay_move_message(ngx_stream_rustdesk_relay_pair_t *p,
-    ngx_stream_rustdesk_relay_side_t *src,
-    ngx_stream_rustdesk_relay_side_t *dst)
-{
-    ngx_int_t          rc;
-    ngx_buf_t         *b;
-    ngx_connection_t  *dc;
-
-    dc = dst->connection;
-
-    for ( ;; ) {
-
-        /* what dst is owed */
-
-        b = dst->out;
-        rc = ngx_stream_rustdesk_relay_send(dc, b);
-
-        if (rc == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        if (rc == NGX_AGAIN) {
-            break;
-        }
-
-        if (b) {
-            ngx_stream_rustdesk_relay_buf_put(b);
-            dst->out = NULL;
-        }
-
-        /* what src sent, decoded into dst's output */
-
-        rc = ngx_stream_rustdesk_relay_decode(p, src, dst);
-
-        if (rc == NGX_ERROR || rc == NGX_DONE) {
-            return rc;
-        }
-
-        if (dst->out && dst->out->pos < dst->out->last) {
-            continue;
-        }
-
-        if (src->held) {
-            /* unreachable: an empty output always takes a message */
-            break;
-        }
-
-        if (src->eof) {
-            return NGX_DONE;
-        }
-
-        /* the decoders take all the input they are given: it is empty */
-
-        if (src->buf) {
-            (void) ngx_stream_rustdesk_relay_buf_drained(&src->buf);
-        }
-
-        rc = ngx_stream_rustdesk_relay_recv(p, src);
-
-        if (rc == NGX_AGAIN) {
-            break;
-        }
-
-        if (rc == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-    }
-
-    ngx_stream_rustdesk_relay_release(src);
-
-    return NGX_OK;
-}
-
-
-/*
  * Decodes src's input and encodes each message for dst, while dst's
  * output has room (an empty output always takes one message, however
  * large).
  */
 
-static ngx_int_t
-ngx_stream_rustdesk_relay_decode(ngx_stream_rustdesk_relay_pair_t *p,
+ngx_int_t
+ngx_stream_rustdesk_relay_message_decode(ngx_stream_rustdesk_relay_pair_t *p,
     ngx_stream_rustdesk_relay_side_t *src,
     ngx_stream_rustdesk_relay_side_t *dst)
 {
