@@ -15,7 +15,7 @@
 #include "ngx_rustdesk_msg.h"
 #include "ngx_rustdesk_tcp.h"
 #include "ngx_rustdesk_peer.h"
-#include "ngx_rustdesk_db.h"
+#include "ngx_stream_rustdesk_rendezvous_db.h"
 
 
 #define NGX_RUSTDESK_ROLE_NONE        0

@@ -5,8 +5,8 @@
  * writes run in nginx's thread pool and report back in the event loop.
  */
 
-#ifndef _NGX_RUSTDESK_DB_H_INCLUDED_
-#define _NGX_RUSTDESK_DB_H_INCLUDED_
+#ifndef _NGX_STREAM_RUSTDESK_RENDEZVOUS_DB_H_INCLUDED_
+#define _NGX_STREAM_RUSTDESK_RENDEZVOUS_DB_H_INCLUDED_
 
 
 #include <ngx_config.h>
@@ -56,4 +56,4 @@ ngx_int_t ngx_rustdesk_db_write(ngx_rustdesk_db_t *db, ngx_pool_t *pool,
     ngx_log_t *log);
 
 
-#endif /* _NGX_RUSTDESK_DB_H_INCLUDED_ */
+#endif /* _NGX_STREAM_RUSTDESK_RENDEZVOUS_DB_H_INCLUDED_ */
