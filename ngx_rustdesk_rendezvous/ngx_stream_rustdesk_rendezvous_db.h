@@ -12,7 +12,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_rustdesk_peer.h"
+#include "ngx_stream_rustdesk_rendezvous_peer.h"
 
 
 typedef struct ngx_rustdesk_db_s  ngx_rustdesk_db_t;
