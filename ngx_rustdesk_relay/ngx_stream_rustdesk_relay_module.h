@@ -6,7 +6,7 @@
  *   ngx_stream_rustdesk_relay_pair.c     waiting, pairing across workers
  *   ngx_stream_rustdesk_relay_forward.c  forwarding, bandwidth, closing
  *   ngx_stream_rustdesk_relay_console.c  hbbr's console commands
- *   ngx_rustdesk_relay_zone.c            the shared zone
+ *   ngx_stream_rustdesk_relay_zone.c     the shared zone
  */
 
 #ifndef _NGX_STREAM_RUSTDESK_RELAY_MODULE_H_INCLUDED_
@@ -19,7 +19,7 @@
 
 #include "ngx_rustdesk_conf.h"
 #include "ngx_rustdesk_tcp.h"
-#include "ngx_rustdesk_relay_zone.h"
+#include "ngx_stream_rustdesk_relay_zone.h"
 
 
 /* the largest message a pair with a WebSocket side forwards */
