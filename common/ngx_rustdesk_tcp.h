@@ -17,6 +17,9 @@
 #include "ngx_rustdesk_ws.h"
 
 
+#define NGX_RUSTDESK_TCP_FRAME_SIZE  512     /* first payload buffer */
+
+
 typedef struct ngx_rustdesk_tcp_s  ngx_rustdesk_tcp_t;
 
 /*
@@ -123,6 +126,49 @@ ngx_int_t ngx_rustdesk_tcp_send_raw(ngx_rustdesk_tcp_t *t, u_char *payload,
 
 /* An empty frame (an empty binary message over WebSocket), never sealed. */
 ngx_int_t ngx_rustdesk_tcp_send_heartbeat(ngx_rustdesk_tcp_t *t);
+
+
+/*
+ * Between the session's own files: the framed session
+ * (ngx_rustdesk_tcp.c), its secure TCP layer (ngx_rustdesk_tcp_secure.c)
+ * and its WebSocket framing (ngx_rustdesk_tcp_ws.c).
+ */
+
+/* Room for size more bytes of output, or NULL: close the connection. */
+ngx_buf_t *ngx_rustdesk_tcp_reserve(ngx_rustdesk_tcp_t *t, size_t size);
+
+/* NGX_OK: all sent; NGX_AGAIN: the rest goes when the socket allows. */
+ngx_int_t ngx_rustdesk_tcp_flush(ngx_rustdesk_tcp_t *t);
+
+/*
+ * One message's bytes (payload..len, then rest..last unread): decoded and
+ * handed to the handler.  NGX_OK to read on; otherwise the session is
+ * closed, closing or taken over and the caller must not touch it.
+ */
+ngx_int_t ngx_rustdesk_tcp_dispatch(ngx_rustdesk_tcp_t *t, u_char *payload,
+    size_t len, u_char *rest, u_char *last);
+
+/* Close once what is queued has been written: NGX_DONE. */
+ngx_int_t ngx_rustdesk_tcp_done(ngx_rustdesk_tcp_t *t);
+
+void ngx_rustdesk_tcp_close(ngx_rustdesk_tcp_t *t);
+
+ngx_int_t ngx_rustdesk_tcp_secure_decide(ngx_rustdesk_tcp_t *t,
+    ngx_rustdesk_msg_t *m);
+ngx_int_t ngx_rustdesk_tcp_secure_open(ngx_rustdesk_tcp_t *t,
+    u_char *payload, size_t *len);
+size_t ngx_rustdesk_tcp_secure_overhead(ngx_rustdesk_tcp_t *t);
+void ngx_rustdesk_tcp_secure_seal(ngx_rustdesk_tcp_t *t, u_char *dst,
+    u_char *payload, size_t len);
+
+/* Decodes WebSocket input as ngx_rustdesk_tcp_dispatch returns. */
+ngx_int_t ngx_rustdesk_tcp_ws_feed(ngx_rustdesk_tcp_t *t, u_char **pos,
+    u_char *last);
+ngx_int_t ngx_rustdesk_tcp_ws_send(ngx_rustdesk_tcp_t *t,
+    ngx_rustdesk_msg_t *m);
+/* A server frame: header and payload into the output. */
+ngx_int_t ngx_rustdesk_tcp_ws_frame(ngx_rustdesk_tcp_t *t, ngx_uint_t opcode,
+    u_char *payload, size_t len);
 
 
 #endif /* _NGX_RUSTDESK_TCP_H_INCLUDED_ */

@@ -10,9 +10,14 @@
 
 
 enum {
-    ws_header = 0,
+    ws_start = 0,               /* the first two header bytes */
+    ws_header,                  /* the extended length and the mask */
     ws_payload
 };
+
+
+/* a step's "go on with the next state" (not an ngx_rustdesk_ws_rc_e) */
+#define WS_NEXT  -1
 
 
 static const unsigned char *ws_find(const unsigned char *p, size_t len,
@@ -21,6 +26,13 @@ static int ws_token(const unsigned char *v, size_t len, const char *token);
 static int ws_base64(const unsigned char *p, size_t len);
 static void ws_unmask(unsigned char *dst, const unsigned char *src, size_t n,
     const unsigned char *mask, size_t off);
+static int ws_start_step(ngx_rustdesk_ws_decoder_t *d, unsigned char **pos,
+    unsigned char *last);
+static int ws_header_step(ngx_rustdesk_ws_decoder_t *d, unsigned char **pos,
+    unsigned char *last);
+static int ws_payload_step(ngx_rustdesk_ws_decoder_t *d, unsigned char **pos,
+    unsigned char *last);
+static int ws_frame_end(ngx_rustdesk_ws_decoder_t *d);
 static ngx_rustdesk_ws_rc_e ws_error(ngx_rustdesk_ws_decoder_t *d,
     unsigned code, const char *reason);
 
@@ -178,243 +190,317 @@ ngx_rustdesk_ws_decoder_set_buf(ngx_rustdesk_ws_decoder_t *d,
 }
 
 
+/*
+ * A state machine of three steps, each taking what it needs from the
+ * input: the first two header bytes (checked at once), the rest of the
+ * header (extended length and mask), the payload (unmasked into the
+ * message or the control buffer).  A step returns WS_NEXT to go on with
+ * the next state, or what the caller gets.
+ */
+
 ngx_rustdesk_ws_rc_e
 ngx_rustdesk_ws_decode(ngx_rustdesk_ws_decoder_t *d, unsigned char **pos,
     unsigned char *last)
 {
-    size_t          n, i;
-    uint64_t        len;
-    unsigned char  *p, *dst, b0, b1;
-
-    p = *pos;
+    int  rc;
 
     if (d->delivered) {
         d->delivered = 0;
         d->len = 0;
     }
 
-    while (p < last || (d->state == ws_payload && d->fgot == d->flen)) {
+    for ( ;; ) {
 
-        if (d->state == ws_header) {
+        switch (d->state) {
 
-            while (p < last && d->hlen < 2) {
-                d->hdr[d->hlen++] = *p++;
-            }
+        case ws_start:
+            rc = ws_start_step(d, pos, last);
+            break;
 
-            if (d->hlen < 2) {
-                break;
-            }
+        case ws_header:
+            rc = ws_header_step(d, pos, last);
+            break;
 
-            b0 = d->hdr[0];
-            b1 = d->hdr[1];
-
-            if (d->hlen == 2) {
-                d->fin = b0 >> 7;
-                d->opcode = b0 & 0x0f;
-
-                if (b0 & 0x70) {
-                    *pos = p;
-                    return ws_error(d, NGX_RUSTDESK_WS_PROTOCOL,
-                                    "reserved bits set");
-                }
-
-                if (!(b1 & 0x80)) {
-                    *pos = p;
-                    return ws_error(d, NGX_RUSTDESK_WS_PROTOCOL,
-                                    "an unmasked client frame");
-                }
-
-                switch (d->opcode) {
-
-                case NGX_RUSTDESK_WS_CONT:
-                    if (!d->fragmented) {
-                        *pos = p;
-                        return ws_error(d, NGX_RUSTDESK_WS_PROTOCOL,
-                                        "a continuation without a start");
-                    }
-                    break;
-
-                case NGX_RUSTDESK_WS_BINARY:
-                    if (d->fragmented) {
-                        *pos = p;
-                        return ws_error(d, NGX_RUSTDESK_WS_PROTOCOL,
-                                   "a new message inside a fragmented one");
-                    }
-                    break;
-
-                case NGX_RUSTDESK_WS_TEXT:
-                    *pos = p;
-                    return ws_error(d, NGX_RUSTDESK_WS_UNSUPPORTED,
-                                    "a text message");
-
-                case NGX_RUSTDESK_WS_CLOSE_FRAME:
-                case NGX_RUSTDESK_WS_PING_FRAME:
-                case NGX_RUSTDESK_WS_PONG_FRAME:
-                    if (!d->fin || (b1 & 0x7f) > 125) {
-                        *pos = p;
-                        return ws_error(d, NGX_RUSTDESK_WS_PROTOCOL,
-                                        "a fragmented or long control frame");
-                    }
-                    break;
-
-                default:
-                    *pos = p;
-                    return ws_error(d, NGX_RUSTDESK_WS_PROTOCOL,
-                                    "an unknown opcode");
-                }
-
-                switch (b1 & 0x7f) {
-                case 126:
-                    d->hsize = 2 + 2 + 4;
-                    break;
-                case 127:
-                    d->hsize = 2 + 8 + 4;
-                    break;
-                default:
-                    d->hsize = 2 + 4;
-                }
-            }
-
-            while (p < last && d->hlen < d->hsize) {
-                d->hdr[d->hlen++] = *p++;
-            }
-
-            if (d->hlen < d->hsize) {
-                break;
-            }
-
-            /* the whole header */
-
-            len = b1 & 0x7f;
-
-            if (len == 126) {
-                len = ((uint64_t) d->hdr[2] << 8) | d->hdr[3];
-
-            } else if (len == 127) {
-                if (d->hdr[2] & 0x80) {
-                    *pos = p;
-                    return ws_error(d, NGX_RUSTDESK_WS_PROTOCOL,
-                                    "a 64-bit length with its top bit set");
-                }
-
-                len = 0;
-
-                for (i = 2; i < 10; i++) {
-                    len = (len << 8) | d->hdr[i];
-                }
-            }
-
-            memcpy(d->mask, &d->hdr[d->hsize - 4], 4);
-
-            d->flen = len;
-            d->fgot = 0;
-            d->hlen = 0;
-            d->state = ws_payload;
-
-            if (d->opcode < NGX_RUSTDESK_WS_CLOSE_FRAME) {
-                if (len > d->max || d->len > d->max - len) {
-                    *pos = p;
-                    return ws_error(d, NGX_RUSTDESK_WS_TOO_BIG,
-                                    "a message larger than the maximum");
-                }
-
-                if (d->len + len > d->cap) {
-                    d->need = d->len + len;
-                    *pos = p;
-                    return NGX_RUSTDESK_WS_GROW;
-                }
-
-            } else {
-                d->ctl_len = 0;
-            }
-
-            continue;
-        }
-
-        /* payload */
-
-        if (d->opcode < NGX_RUSTDESK_WS_CLOSE_FRAME && d->fgot == 0
-            && d->len + d->flen > d->cap)
-        {
-            /* the caller did not grow the buffer enough */
-            d->need = d->len + d->flen;
-            *pos = p;
-            return NGX_RUSTDESK_WS_GROW;
-        }
-
-        n = (size_t) ((uint64_t) (last - p) < d->flen - d->fgot
-                      ? (uint64_t) (last - p) : d->flen - d->fgot);
-
-        dst = (d->opcode < NGX_RUSTDESK_WS_CLOSE_FRAME)
-              ? d->buf + d->len : d->ctl + d->ctl_len;
-
-        ws_unmask(dst, p, n, d->mask, (size_t) (d->fgot & 3));
-
-        p += n;
-        d->fgot += n;
-
-        if (d->opcode < NGX_RUSTDESK_WS_CLOSE_FRAME) {
-            d->len += n;
-
-        } else {
-            d->ctl_len += n;
-        }
-
-        if (d->fgot < d->flen) {
+        default: /* ws_payload */
+            rc = ws_payload_step(d, pos, last);
             break;
         }
 
-        /* the whole frame */
+        if (rc != WS_NEXT) {
+            return (ngx_rustdesk_ws_rc_e) rc;
+        }
+    }
+}
 
-        d->state = ws_header;
-        *pos = p;
 
-        switch (d->opcode) {
+/* The first two bytes: FIN, reserved bits, opcode; mask bit, length. */
 
-        case NGX_RUSTDESK_WS_PING_FRAME:
-            return NGX_RUSTDESK_WS_PING;
+static int
+ws_start_step(ngx_rustdesk_ws_decoder_t *d, unsigned char **pos,
+    unsigned char *last)
+{
+    unsigned char  b0, b1;
 
-        case NGX_RUSTDESK_WS_PONG_FRAME:
-            return NGX_RUSTDESK_WS_PONG;
+    while (*pos < last && d->hlen < 2) {
+        d->hdr[d->hlen++] = *(*pos)++;
+    }
 
-        case NGX_RUSTDESK_WS_CLOSE_FRAME:
-            if (d->ctl_len == 0) {
-                d->code = NGX_RUSTDESK_WS_NO_STATUS;
-                return NGX_RUSTDESK_WS_CLOSE;
-            }
+    if (d->hlen < 2) {
+        return NGX_RUSTDESK_WS_AGAIN;
+    }
 
-            if (d->ctl_len == 1) {
-                return ws_error(d, NGX_RUSTDESK_WS_PROTOCOL,
-                                "a close frame of 1 byte");
-            }
+    b0 = d->hdr[0];
+    b1 = d->hdr[1];
 
-            d->code = (d->ctl[0] << 8) | d->ctl[1];
+    d->fin = b0 >> 7;
+    d->opcode = b0 & 0x0f;
 
-            if (d->code < 1000 || d->code >= 5000
-                || (d->code >= 1004 && d->code <= 1006)
-                || (d->code >= 1015 && d->code < 3000))
-            {
-                return ws_error(d, NGX_RUSTDESK_WS_PROTOCOL,
-                                "an invalid close code");
-            }
+    if (b0 & 0x70) {
+        return ws_error(d, NGX_RUSTDESK_WS_PROTOCOL, "reserved bits set");
+    }
 
-            return NGX_RUSTDESK_WS_CLOSE;
+    if (!(b1 & 0x80)) {
+        return ws_error(d, NGX_RUSTDESK_WS_PROTOCOL,
+                        "an unmasked client frame");
+    }
 
-        default:
-            if (!d->fin) {
-                d->fragmented = 1;
-                continue;
-            }
+    switch (d->opcode) {
 
-            d->fragmented = 0;
-            d->delivered = 1;
-            return NGX_RUSTDESK_WS_MESSAGE;
+    case NGX_RUSTDESK_WS_CONT:
+        if (!d->fragmented) {
+            return ws_error(d, NGX_RUSTDESK_WS_PROTOCOL,
+                            "a continuation without a start");
+        }
+        break;
+
+    case NGX_RUSTDESK_WS_BINARY:
+        if (d->fragmented) {
+            return ws_error(d, NGX_RUSTDESK_WS_PROTOCOL,
+                            "a new message inside a fragmented one");
+        }
+        break;
+
+    case NGX_RUSTDESK_WS_TEXT:
+        return ws_error(d, NGX_RUSTDESK_WS_UNSUPPORTED, "a text message");
+
+    case NGX_RUSTDESK_WS_CLOSE_FRAME:
+    case NGX_RUSTDESK_WS_PING_FRAME:
+    case NGX_RUSTDESK_WS_PONG_FRAME:
+        if (!d->fin || (b1 & 0x7f) > 125) {
+            return ws_error(d, NGX_RUSTDESK_WS_PROTOCOL,
+                            "a fragmented or long control frame");
+        }
+        break;
+
+    default:
+        return ws_error(d, NGX_RUSTDESK_WS_PROTOCOL, "an unknown opcode");
+    }
+
+    /* what follows: a 16- or 64-bit length, if any, then the mask */
+
+    switch (b1 & 0x7f) {
+    case 126:
+        d->hsize = 2 + 2 + 4;
+        break;
+    case 127:
+        d->hsize = 2 + 8 + 4;
+        break;
+    default:
+        d->hsize = 2 + 4;
+    }
+
+    d->state = ws_header;
+
+    return WS_NEXT;
+}
+
+
+/* The rest of the header: the frame's length and mask. */
+
+static int
+ws_header_step(ngx_rustdesk_ws_decoder_t *d, unsigned char **pos,
+    unsigned char *last)
+{
+    size_t    i;
+    uint64_t  len;
+
+    while (*pos < last && d->hlen < d->hsize) {
+        d->hdr[d->hlen++] = *(*pos)++;
+    }
+
+    if (d->hlen < d->hsize) {
+        return NGX_RUSTDESK_WS_AGAIN;
+    }
+
+    len = d->hdr[1] & 0x7f;
+
+    if (len == 126) {
+        len = ((uint64_t) d->hdr[2] << 8) | d->hdr[3];
+
+    } else if (len == 127) {
+        if (d->hdr[2] & 0x80) {
+            return ws_error(d, NGX_RUSTDESK_WS_PROTOCOL,
+                            "a 64-bit length with its top bit set");
+        }
+
+        len = 0;
+
+        for (i = 2; i < 10; i++) {
+            len = (len << 8) | d->hdr[i];
         }
     }
 
-    *pos = p;
+    memcpy(d->mask, &d->hdr[d->hsize - 4], 4);
 
-    return NGX_RUSTDESK_WS_AGAIN;
+    d->flen = len;
+    d->fgot = 0;
+    d->hlen = 0;
+    d->state = ws_payload;
+
+    if (d->opcode >= NGX_RUSTDESK_WS_CLOSE_FRAME) {
+        d->ctl_len = 0;
+        return WS_NEXT;
+    }
+
+    if (len > d->max || d->len > d->max - len) {
+        return ws_error(d, NGX_RUSTDESK_WS_TOO_BIG,
+                        "a message larger than the maximum");
+    }
+
+    return WS_NEXT;
+}
+
+
+/*
+ * The payload, unmasked as it comes; a data frame's goes after what the
+ * message has so far, in a buffer the caller grows first when it is short.
+ */
+
+static int
+ws_payload_step(ngx_rustdesk_ws_decoder_t *d, unsigned char **pos,
+    unsigned char *last)
+{
+    size_t          n;
+    int             data;
+    unsigned char  *dst;
+
+    data = (d->opcode < NGX_RUSTDESK_WS_CLOSE_FRAME);
+
+    if (data && d->fgot == 0 && d->len + d->flen > d->cap) {
+        d->need = d->len + d->flen;
+        return NGX_RUSTDESK_WS_GROW;
+    }
+
+    n = (size_t) ((uint64_t) (last - *pos) < d->flen - d->fgot
+                  ? (uint64_t) (last - *pos) : d->flen - d->fgot);
+
+    dst = data ? d->buf + d->len : d->ctl + d->ctl_len;
+
+    ws_unmask(dst, *pos, n, d->mask, (size_t) (d->fgot & 3));
+
+    *pos += n;
+    d->fgot += n;
+
+    if (data) {
+        d->len += n;
+
+    } else {
+        d->ctl_len += n;
+    }
+
+    if (d->fgot < d->flen) {
+        return NGX_RUSTDESK_WS_AGAIN;
+    }
+
+    d->state = ws_start;
+
+    return ws_frame_end(d);
+}
+
+
+/* A whole frame: a control event, a whole message, or more to come. */
+
+static int
+ws_frame_end(ngx_rustdesk_ws_decoder_t *d)
+{
+    switch (d->opcode) {
+
+    case NGX_RUSTDESK_WS_PING_FRAME:
+        return NGX_RUSTDESK_WS_PING;
+
+    case NGX_RUSTDESK_WS_PONG_FRAME:
+        return NGX_RUSTDESK_WS_PONG;
+
+    case NGX_RUSTDESK_WS_CLOSE_FRAME:
+        if (d->ctl_len == 0) {
+            d->code = NGX_RUSTDESK_WS_NO_STATUS;
+            return NGX_RUSTDESK_WS_CLOSE;
+        }
+
+        if (d->ctl_len == 1) {
+            return ws_error(d, NGX_RUSTDESK_WS_PROTOCOL,
+                            "a close frame of 1 byte");
+        }
+
+        d->code = (d->ctl[0] << 8) | d->ctl[1];
+
+        if (d->code < 1000 || d->code >= 5000
+            || (d->code >= 1004 && d->code <= 1006)
+            || (d->code >= 1015 && d->code < 3000))
+        {
+            return ws_error(d, NGX_RUSTDESK_WS_PROTOCOL,
+                            "an invalid close code");
+        }
+
+        return NGX_RUSTDESK_WS_CLOSE;
+
+    default:
+        if (!d->fin) {
+            d->fragmented = 1;
+            return WS_NEXT;
+        }
+
+        d->fragmented = 0;
+        d->delivered = 1;
+        return NGX_RUSTDESK_WS_MESSAGE;
+    }
+}
+
+
+void
+ngx_rustdesk_ws_control(ngx_rustdesk_ws_decoder_t *d,
+    ngx_rustdesk_ws_rc_e event, ngx_rustdesk_ws_reply_t *r)
+{
+    memset(r, 0, sizeof(ngx_rustdesk_ws_reply_t));
+
+    switch (event) {
+
+    case NGX_RUSTDESK_WS_PING:
+        r->opcode = NGX_RUSTDESK_WS_PONG_FRAME;
+        r->payload = d->ctl;
+        r->len = d->ctl_len;
+        break;
+
+    case NGX_RUSTDESK_WS_CLOSE:
+        /* the close handshake: the same code back, then the end */
+        r->opcode = NGX_RUSTDESK_WS_CLOSE_FRAME;
+        r->payload = d->ctl;
+        r->len = (d->code == NGX_RUSTDESK_WS_NO_STATUS) ? 0 : 2;
+        r->end = 1;
+        break;
+
+    case NGX_RUSTDESK_WS_ERROR:
+        r->code[0] = (unsigned char) (d->code >> 8);
+        r->code[1] = (unsigned char) d->code;
+        r->opcode = NGX_RUSTDESK_WS_CLOSE_FRAME;
+        r->payload = r->code;
+        r->len = 2;
+        r->end = 2;
+        break;
+
+    default: /* a pong, or not a control event */
+        break;
+    }
 }
 
 

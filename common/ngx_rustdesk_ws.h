@@ -108,6 +108,28 @@ ngx_rustdesk_ws_rc_e ngx_rustdesk_ws_decode(ngx_rustdesk_ws_decoder_t *d,
     unsigned char **pos, unsigned char *last);
 
 /*
+ * What a control event of the decoder calls for (RFC 6455 section 5.5),
+ * whoever the server side is: the frame to write back, if any, and whether
+ * the connection ends once it is written.
+ */
+typedef struct {
+    unsigned              opcode;    /* 0: nothing to write */
+    const unsigned char  *payload;
+    size_t                len;
+    unsigned char         code[2];   /* an error's close code */
+    int                   end;       /* 0: go on; 1: the client closed;
+                                        2: a protocol error */
+} ngx_rustdesk_ws_reply_t;
+
+/*
+ * event: PING (a pong with its payload), PONG (nothing), CLOSE (the close
+ * echoed, with its code if it had one; the end), ERROR (a close with
+ * d->code; the end).
+ */
+void ngx_rustdesk_ws_control(ngx_rustdesk_ws_decoder_t *d,
+    ngx_rustdesk_ws_rc_e event, ngx_rustdesk_ws_reply_t *r);
+
+/*
  * A server frame header (FIN set, not masked) for a payload of len bytes;
  * returns its size (2, 4 or 10).
  */

@@ -27,6 +27,8 @@ static void ngx_stream_rustdesk_relay_read(ngx_event_t *rev);
 static void ngx_stream_rustdesk_relay_write(ngx_event_t *wev);
 static void ngx_stream_rustdesk_relay_process(
     ngx_stream_rustdesk_relay_pair_t *p);
+static void ngx_stream_rustdesk_relay_release(
+    ngx_stream_rustdesk_relay_side_t *side);
 static ngx_int_t ngx_stream_rustdesk_relay_move(
     ngx_stream_rustdesk_relay_pair_t *p, ngx_stream_rustdesk_relay_side_t *src,
     ngx_stream_rustdesk_relay_side_t *dst);
@@ -181,16 +183,16 @@ ngx_stream_rustdesk_relay_process(ngx_stream_rustdesk_relay_pair_t *p)
     side[0] = p->a;
     side[1] = p->b;
 
+    rc = ngx_stream_rustdesk_relay_move(p, p->a, p->b);
+
+    if (rc == NGX_OK) {
+        rc = ngx_stream_rustdesk_relay_move(p, p->b, p->a);
+    }
+
     if (p->messages) {
-        rc = ngx_stream_rustdesk_relay_move_message(p, p->a, p->b);
-
-        if (rc == NGX_OK) {
-            rc = ngx_stream_rustdesk_relay_move_message(p, p->b, p->a);
-        }
-
         if (rc == NGX_OK && p->b->out && p->b->out->pos < p->b->out->last) {
             /* b's own output (a pong) came after the a->b pass wrote */
-            rc = ngx_stream_rustdesk_relay_move_message(p, p->a, p->b);
+            rc = ngx_stream_rustdesk_relay_move(p, p->a, p->b);
         }
 
         if (rc != NGX_OK) {
@@ -201,13 +203,6 @@ ngx_stream_rustdesk_relay_process(ngx_stream_rustdesk_relay_pair_t *p)
         if (rc == NGX_DONE) {
             ngx_stream_rustdesk_relay_close(p, "");
             return;
-        }
-
-    } else {
-        rc = ngx_stream_rustdesk_relay_move(p, p->a, p->b);
-
-        if (rc == NGX_OK) {
-            rc = ngx_stream_rustdesk_relay_move(p, p->b, p->a);
         }
     }
 
@@ -241,9 +236,13 @@ ngx_stream_rustdesk_relay_process(ngx_stream_rustdesk_relay_pair_t *p)
 
 
 /*
- * Moves what src sends to dst until one of them must wait.  A FIN from
- * src becomes a shutdown of dst's writing once everything before it is
- * written (half-close, PROTOCOL.md section 7).
+ * Moves what src sends to dst until one of them must wait: its bytes as
+ * they are, or, in a pair with a WebSocket side (p->messages), each of its
+ * messages framed for dst (ngx_stream_rustdesk_relay_message_decode).  A
+ * FIN from src becomes a shutdown of dst's writing once everything before
+ * it is written (half-close, PROTOCOL.md section 7); in a pair of messages
+ * it ends the pair (NGX_DONE), as does a WebSocket close: a framed stream
+ * cannot be half-closed message by message.
  */
 
 static ngx_int_t
@@ -252,14 +251,16 @@ ngx_stream_rustdesk_relay_move(ngx_stream_rustdesk_relay_pair_t *p,
     ngx_stream_rustdesk_relay_side_t *dst)
 {
     ngx_int_t          rc;
-    ngx_buf_t         *b;
+    ngx_buf_t        **owed;
     ngx_connection_t  *dc;
 
     dc = dst->connection;
 
+    /* what dst is owed: src's input itself, or dst's own output */
+    owed = p->messages ? &dst->out : &src->buf;
+
     for ( ;; ) {
-        b = src->buf;
-        rc = ngx_stream_rustdesk_relay_send(dc, b);
+        rc = ngx_stream_rustdesk_relay_send(dc, *owed);
 
         if (rc == NGX_ERROR) {
             return NGX_ERROR;
@@ -269,11 +270,38 @@ ngx_stream_rustdesk_relay_move(ngx_stream_rustdesk_relay_pair_t *p,
             break;
         }
 
-        if (b) {
-            b = ngx_stream_rustdesk_relay_buf_drained(&src->buf);
+        if (*owed && p->messages) {
+            ngx_stream_rustdesk_relay_buf_put(*owed);
+            *owed = NULL;
+
+        } else if (*owed) {
+            (void) ngx_stream_rustdesk_relay_buf_drained(owed);
+        }
+
+        if (p->messages) {
+            /* what src sent, decoded into dst's output */
+
+            rc = ngx_stream_rustdesk_relay_message_decode(p, src, dst);
+
+            if (rc == NGX_ERROR || rc == NGX_DONE) {
+                return rc;
+            }
+
+            if (dst->out && dst->out->pos < dst->out->last) {
+                continue;
+            }
+
+            if (src->held) {
+                /* unreachable: an empty output always takes a message */
+                break;
+            }
         }
 
         if (src->eof) {
+            if (p->messages) {
+                return NGX_DONE;
+            }
+
             if (!src->shut) {
                 src->shut = 1;
 
@@ -284,6 +312,11 @@ ngx_stream_rustdesk_relay_move(ngx_stream_rustdesk_relay_pair_t *p,
             }
 
             break;
+        }
+
+        if (p->messages && src->buf) {
+            /* the decoders take all the input they are given: it is empty */
+            (void) ngx_stream_rustdesk_relay_buf_drained(&src->buf);
         }
 
         rc = ngx_stream_rustdesk_relay_recv(p, src);
@@ -395,7 +428,7 @@ ngx_stream_rustdesk_relay_send(ngx_connection_t *c, ngx_buf_t *b)
 
 /* An empty buffer goes back to the free list. */
 
-void
+static void
 ngx_stream_rustdesk_relay_release(ngx_stream_rustdesk_relay_side_t *side)
 {
     ngx_buf_t  *b;

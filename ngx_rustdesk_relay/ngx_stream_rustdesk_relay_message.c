@@ -23,9 +23,6 @@
 #define NGX_RUSTDESK_RELAY_MSG_START  4096    /* a decoder's first buffer */
 
 
-static ngx_int_t ngx_stream_rustdesk_relay_decode(
-    ngx_stream_rustdesk_relay_pair_t *p, ngx_stream_rustdesk_relay_side_t *src,
-    ngx_stream_rustdesk_relay_side_t *dst);
 static ngx_int_t ngx_stream_rustdesk_relay_next(
     ngx_stream_rustdesk_relay_side_t *side, u_char **payload, size_t *len);
 static ngx_int_t ngx_stream_rustdesk_relay_put(
@@ -93,94 +90,13 @@ ngx_stream_rustdesk_relay_message_free(ngx_stream_rustdesk_relay_side_t *side)
 
 
 /*
- * Moves messages from src to dst until one of them must wait.  NGX_DONE:
- * the pair ends (a WebSocket close, or a side that sent FIN: a framed
- * stream cannot be half-closed message by message).
- */
-
-ngx_int_t
-ngx_stream_rustdesk_relay_move_message(ngx_stream_rustdesk_relay_pair_t *p,
-    ngx_stream_rustdesk_relay_side_t *src,
-    ngx_stream_rustdesk_relay_side_t *dst)
-{
-    ngx_int_t          rc;
-    ngx_buf_t         *b;
-    ngx_connection_t  *dc;
-
-    dc = dst->connection;
-
-    for ( ;; ) {
-
-        /* what dst is owed */
-
-        b = dst->out;
-        rc = ngx_stream_rustdesk_relay_send(dc, b);
-
-        if (rc == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        if (rc == NGX_AGAIN) {
-            break;
-        }
-
-        if (b) {
-            ngx_stream_rustdesk_relay_buf_put(b);
-            dst->out = NULL;
-        }
-
-        /* what src sent, decoded into dst's output */
-
-        rc = ngx_stream_rustdesk_relay_decode(p, src, dst);
-
-        if (rc == NGX_ERROR || rc == NGX_DONE) {
-            return rc;
-        }
-
-        if (dst->out && dst->out->pos < dst->out->last) {
-            continue;
-        }
-
-        if (src->held) {
-            /* unreachable: an empty output always takes a message */
-            break;
-        }
-
-        if (src->eof) {
-            return NGX_DONE;
-        }
-
-        /* the decoders take all the input they are given: it is empty */
-
-        if (src->buf) {
-            (void) ngx_stream_rustdesk_relay_buf_drained(&src->buf);
-        }
-
-        rc = ngx_stream_rustdesk_relay_recv(p, src);
-
-        if (rc == NGX_AGAIN) {
-            break;
-        }
-
-        if (rc == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-    }
-
-    ngx_stream_rustdesk_relay_release(src);
-
-    return NGX_OK;
-}
-
-
-/*
  * Decodes src's input and encodes each message for dst, while dst's
  * output has room (an empty output always takes one message, however
  * large).
  */
 
-static ngx_int_t
-ngx_stream_rustdesk_relay_decode(ngx_stream_rustdesk_relay_pair_t *p,
+ngx_int_t
+ngx_stream_rustdesk_relay_message_decode(ngx_stream_rustdesk_relay_pair_t *p,
     ngx_stream_rustdesk_relay_side_t *src,
     ngx_stream_rustdesk_relay_side_t *dst)
 {
@@ -240,10 +156,13 @@ static ngx_int_t
 ngx_stream_rustdesk_relay_next(ngx_stream_rustdesk_relay_side_t *side,
     u_char **payload, size_t *len)
 {
-    u_char                        *buf, code[2];
+    u_char                        *buf;
     size_t                         size;
+    ngx_int_t                      rc;
     ngx_buf_t                     *b;
     ngx_connection_t              *c;
+    ngx_rustdesk_ws_rc_e           event;
+    ngx_rustdesk_ws_reply_t        reply;
     ngx_rustdesk_ws_decoder_t     *wd;
     ngx_rustdesk_frame_decoder_t  *fd;
 
@@ -291,7 +210,9 @@ ngx_stream_rustdesk_relay_next(ngx_stream_rustdesk_relay_side_t *side,
     wd = side->wsd;
 
     for ( ;; ) {
-        switch (ngx_rustdesk_ws_decode(wd, &b->pos, b->last)) {
+        event = ngx_rustdesk_ws_decode(wd, &b->pos, b->last);
+
+        switch (event) {
 
         case NGX_RUSTDESK_WS_AGAIN:
             return NGX_AGAIN;
@@ -311,39 +232,39 @@ ngx_stream_rustdesk_relay_next(ngx_stream_rustdesk_relay_side_t *side,
             continue;
 
         case NGX_RUSTDESK_WS_PING:
-            if (ngx_stream_rustdesk_relay_put(side, NGX_RUSTDESK_WS_PONG_FRAME,
-                                              wd->ctl, wd->ctl_len)
-                != NGX_OK)
-            {
+        case NGX_RUSTDESK_WS_PONG:
+        case NGX_RUSTDESK_WS_CLOSE:
+        case NGX_RUSTDESK_WS_ERROR:
+            if (event == NGX_RUSTDESK_WS_CLOSE) {
+                ngx_log_debug1(NGX_LOG_DEBUG_STREAM, c->log, 0,
+                               "rustdesk: websocket close %ui", wd->code);
+
+            } else if (event == NGX_RUSTDESK_WS_ERROR) {
+                ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                              "rustdesk: websocket relay client sent %s",
+                              wd->reason);
+            }
+
+            /* what to write back (before the end, if it is one) */
+
+            ngx_rustdesk_ws_control(wd, event, &reply);
+
+            rc = NGX_OK;
+
+            if (reply.opcode) {
+                rc = ngx_stream_rustdesk_relay_put(side, reply.opcode,
+                                                   (u_char *) reply.payload,
+                                                   reply.len);
+            }
+
+            if (reply.end) {
+                return (reply.end == 1) ? NGX_DONE : NGX_ERROR;
+            }
+
+            if (rc != NGX_OK) {
                 return NGX_ERROR;
             }
             continue;
-
-        case NGX_RUSTDESK_WS_PONG:
-            continue;
-
-        case NGX_RUSTDESK_WS_CLOSE:
-            ngx_log_debug1(NGX_LOG_DEBUG_STREAM, c->log, 0,
-                           "rustdesk: websocket close %ui", wd->code);
-
-            /* the close handshake: its code back (written before the end) */
-
-            (void) ngx_stream_rustdesk_relay_put(side,
-                               NGX_RUSTDESK_WS_CLOSE_FRAME, wd->ctl,
-                               wd->code == NGX_RUSTDESK_WS_NO_STATUS ? 0 : 2);
-            return NGX_DONE;
-
-        case NGX_RUSTDESK_WS_ERROR:
-            ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                          "rustdesk: websocket relay client sent %s",
-                          wd->reason);
-
-            code[0] = (u_char) (wd->code >> 8);
-            code[1] = (u_char) wd->code;
-
-            (void) ngx_stream_rustdesk_relay_put(side,
-                               NGX_RUSTDESK_WS_CLOSE_FRAME, code, 2);
-            return NGX_ERROR;
 
         case NGX_RUSTDESK_WS_MESSAGE:
             *payload = wd->buf;

@@ -6,7 +6,7 @@
  *   ngx_stream_rustdesk_relay_pair.c     waiting, pairing across workers
  *   ngx_stream_rustdesk_relay_forward.c  forwarding, bandwidth, closing
  *   ngx_stream_rustdesk_relay_console.c  hbbr's console commands
- *   ngx_rustdesk_relay_zone.c            the shared zone
+ *   ngx_stream_rustdesk_relay_zone.c     the shared zone
  */
 
 #ifndef _NGX_STREAM_RUSTDESK_RELAY_MODULE_H_INCLUDED_
@@ -19,7 +19,7 @@
 
 #include "ngx_rustdesk_conf.h"
 #include "ngx_rustdesk_tcp.h"
-#include "ngx_rustdesk_relay_zone.h"
+#include "ngx_stream_rustdesk_relay_zone.h"
 
 
 /* the largest message a pair with a WebSocket side forwards */
@@ -136,7 +136,6 @@ ngx_buf_t *ngx_stream_rustdesk_relay_buf_drained(ngx_buf_t **bp);
 
 ngx_int_t ngx_stream_rustdesk_relay_recv(ngx_stream_rustdesk_relay_pair_t *p,
     ngx_stream_rustdesk_relay_side_t *src);
-void ngx_stream_rustdesk_relay_release(ngx_stream_rustdesk_relay_side_t *side);
 ngx_int_t ngx_stream_rustdesk_relay_send(ngx_connection_t *c, ngx_buf_t *b);
 size_t ngx_stream_rustdesk_relay_allow(ngx_stream_rustdesk_relay_pair_t *p,
     ngx_msec_t *delay);
@@ -150,7 +149,12 @@ void ngx_stream_rustdesk_relay_message_free(
     ngx_stream_rustdesk_relay_side_t *side);
 void ngx_stream_rustdesk_relay_message_flush(
     ngx_stream_rustdesk_relay_side_t *side);
-ngx_int_t ngx_stream_rustdesk_relay_move_message(
+/*
+ * Decodes src's input and frames each message for dst, while dst's output
+ * has room: NGX_OK, NGX_AGAIN (no whole message), NGX_DONE (a WebSocket
+ * close), NGX_ERROR.
+ */
+ngx_int_t ngx_stream_rustdesk_relay_message_decode(
     ngx_stream_rustdesk_relay_pair_t *p, ngx_stream_rustdesk_relay_side_t *src,
     ngx_stream_rustdesk_relay_side_t *dst);
 

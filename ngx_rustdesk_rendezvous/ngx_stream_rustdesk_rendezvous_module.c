@@ -21,6 +21,8 @@
 
 
 static void *ngx_stream_rustdesk_rendezvous_create_main_conf(ngx_conf_t *cf);
+static char *ngx_stream_rustdesk_rendezvous_init_main_conf(ngx_conf_t *cf,
+    void *conf);
 static void *ngx_stream_rustdesk_rendezvous_create_srv_conf(ngx_conf_t *cf);
 static char *ngx_stream_rustdesk_rendezvous_merge_srv_conf(ngx_conf_t *cf,
     void *parent, void *child);
@@ -210,7 +212,7 @@ static ngx_stream_module_t  ngx_stream_rustdesk_rendezvous_module_ctx = {
     ngx_stream_rustdesk_rendezvous_postconfiguration, /* postconfiguration */
 
     ngx_stream_rustdesk_rendezvous_create_main_conf,  /* create main conf */
-    NULL,                                  /* init main configuration */
+    ngx_stream_rustdesk_rendezvous_init_main_conf,    /* init main conf */
 
     ngx_stream_rustdesk_rendezvous_create_srv_conf,   /* create server conf */
     ngx_stream_rustdesk_rendezvous_merge_srv_conf     /* merge server conf */
@@ -405,6 +407,33 @@ ngx_stream_rustdesk_rendezvous_merge_srv_conf(ngx_conf_t *cf, void *parent,
 }
 
 
+static char *
+ngx_stream_rustdesk_rendezvous_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf = conf;
+
+    ngx_conf_init_value(rmcf->serial, 0);
+    ngx_conf_init_value(rmcf->always_use_relay, 0);
+    ngx_conf_init_msec_value(rmcf->keep_alive, NGX_RUSTDESK_KEEP_ALIVE);
+
+    /* hbbs: more than 30 RegisterPk a minute or 300 new ids a day */
+    ngx_conf_init_uint_value(rmcf->ip_block_max, NGX_RUSTDESK_IP_BLOCK_MAX);
+    ngx_conf_init_uint_value(rmcf->ip_ids_max, NGX_RUSTDESK_IP_IDS_MAX);
+
+    if (rmcf->keep_alive < 1000 || rmcf->keep_alive > 3600000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"rustdesk_keep_alive\" must be between 1s "
+                           "and 1h");
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_stream_rustdesk_rendezvous_version_from_url(&rmcf->software_url,
+                                                    &rmcf->software_version);
+
+    return NGX_CONF_OK;
+}
+
+
 static ngx_int_t
 ngx_stream_rustdesk_rendezvous_postconfiguration(ngx_conf_t *cf)
 {
@@ -413,28 +442,6 @@ ngx_stream_rustdesk_rendezvous_postconfiguration(ngx_conf_t *cf)
 
     rmcf = ngx_stream_conf_get_module_main_conf(cf,
                                         ngx_stream_rustdesk_rendezvous_module);
-
-    if (rmcf->serial == NGX_CONF_UNSET) {
-        rmcf->serial = 0;
-    }
-
-    if (rmcf->always_use_relay == NGX_CONF_UNSET) {
-        rmcf->always_use_relay = 0;
-    }
-
-    if (rmcf->keep_alive == NGX_CONF_UNSET_MSEC) {
-        rmcf->keep_alive = NGX_RUSTDESK_KEEP_ALIVE;
-    }
-
-    if (rmcf->keep_alive < 1000 || rmcf->keep_alive > 3600000) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"rustdesk_keep_alive\" must be between 1s "
-                           "and 1h");
-        return NGX_ERROR;
-    }
-
-    ngx_stream_rustdesk_rendezvous_version_from_url(&rmcf->software_url,
-                                                    &rmcf->software_version);
 
     /*
      * hbbs always has a key pair; it is loaded when a server serves the
@@ -481,11 +488,8 @@ ngx_stream_rustdesk_rendezvous_postconfiguration(ngx_conf_t *cf)
     rmcf->zone->servers = rmcf->rendezvous_servers;
     rmcf->zone->always_use_relay = rmcf->always_use_relay;
 
-    /* hbbs: more than 30 RegisterPk a minute or 300 new ids a day */
-    rmcf->zone->ip_block_max = (rmcf->ip_block_max == NGX_CONF_UNSET_UINT)
-                               ? NGX_RUSTDESK_IP_BLOCK_MAX : rmcf->ip_block_max;
-    rmcf->zone->ip_ids_max = (rmcf->ip_ids_max == NGX_CONF_UNSET_UINT)
-                             ? NGX_RUSTDESK_IP_IDS_MAX : rmcf->ip_ids_max;
+    rmcf->zone->ip_block_max = rmcf->ip_block_max;
+    rmcf->zone->ip_ids_max = rmcf->ip_ids_max;
 
     /*
      * a live registered stream hears from its client at least once per

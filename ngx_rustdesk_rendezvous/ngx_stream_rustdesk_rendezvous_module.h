@@ -14,8 +14,14 @@
 #include "ngx_rustdesk_conf.h"
 #include "ngx_rustdesk_msg.h"
 #include "ngx_rustdesk_tcp.h"
-#include "ngx_rustdesk_peer.h"
-#include "ngx_rustdesk_db.h"
+#include "ngx_stream_rustdesk_rendezvous_ip.h"
+#include "ngx_stream_rustdesk_rendezvous_zone.h"
+#include "ngx_stream_rustdesk_rendezvous_peer.h"
+#include "ngx_stream_rustdesk_rendezvous_ip_blocker.h"
+#include "ngx_stream_rustdesk_rendezvous_waiter.h"
+#include "ngx_stream_rustdesk_rendezvous_history.h"
+#include "ngx_stream_rustdesk_rendezvous_report.h"
+#include "ngx_stream_rustdesk_rendezvous_db.h"
 
 
 #define NGX_RUSTDESK_ROLE_NONE        0

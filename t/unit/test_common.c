@@ -4873,6 +4873,108 @@ test_ws_request_garbage(void)
 }
 
 
+/*
+ * The answer to each control event, as both server sides write it:
+ * pong with the ping's payload, the close echoed (with or without its
+ * code), a protocol error closed with its code.
+ */
+
+static void
+test_ws_control(void)
+{
+    u_char                      in[64], buf[16];
+    u_char                     *pos;
+    size_t                      n;
+    ngx_rustdesk_ws_reply_t     r;
+    ngx_rustdesk_ws_rc_e        rc;
+    ngx_rustdesk_ws_decoder_t   d;
+
+    static const u_char  mask[4] = { 0x11, 0x22, 0x33, 0x44 };
+
+    /* ping "abc": a pong "abc", the connection goes on */
+
+    ngx_rustdesk_ws_decoder_init(&d, buf, sizeof(buf), 1024);
+    n = ws_frame(in, 0x89, mask, "abc", 3, 0);
+    pos = in;
+    rc = ngx_rustdesk_ws_decode(&d, &pos, in + n);
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_PING);
+
+    ngx_rustdesk_ws_control(&d, rc, &r);
+    CHECK_EQ(r.opcode, NGX_RUSTDESK_WS_PONG_FRAME);
+    CHECK_EQ(r.len, 3);
+    CHECK(memcmp(r.payload, "abc", 3) == 0);
+    CHECK_EQ(r.end, 0);
+
+    /* an empty ping: an empty pong */
+
+    n = ws_frame(in, 0x89, mask, "", 0, 0);
+    pos = in;
+    rc = ngx_rustdesk_ws_decode(&d, &pos, in + n);
+    ngx_rustdesk_ws_control(&d, rc, &r);
+    CHECK_EQ(r.opcode, NGX_RUSTDESK_WS_PONG_FRAME);
+    CHECK_EQ(r.len, 0);
+    CHECK_EQ(r.end, 0);
+
+    /* a pong: nothing */
+
+    n = ws_frame(in, 0x8a, mask, "x", 1, 0);
+    pos = in;
+    rc = ngx_rustdesk_ws_decode(&d, &pos, in + n);
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_PONG);
+    ngx_rustdesk_ws_control(&d, rc, &r);
+    CHECK_EQ(r.opcode, 0);
+    CHECK_EQ(r.end, 0);
+
+    /* close 1001 with a reason: close 1001 back (the code only), the end */
+
+    n = ws_frame(in, 0x88, mask, "\x03\xe9" "bye", 5, 0);
+    pos = in;
+    rc = ngx_rustdesk_ws_decode(&d, &pos, in + n);
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_CLOSE);
+    ngx_rustdesk_ws_control(&d, rc, &r);
+    CHECK_EQ(r.opcode, NGX_RUSTDESK_WS_CLOSE_FRAME);
+    CHECK_EQ(r.len, 2);
+    CHECK(memcmp(r.payload, "\x03\xe9", 2) == 0);
+    CHECK_EQ(r.end, 1);
+
+    /* a close without a code: an empty close back */
+
+    ngx_rustdesk_ws_decoder_init(&d, buf, sizeof(buf), 1024);
+    n = ws_frame(in, 0x88, mask, "", 0, 0);
+    pos = in;
+    rc = ngx_rustdesk_ws_decode(&d, &pos, in + n);
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_CLOSE);
+    ngx_rustdesk_ws_control(&d, rc, &r);
+    CHECK_EQ(r.opcode, NGX_RUSTDESK_WS_CLOSE_FRAME);
+    CHECK_EQ(r.len, 0);
+    CHECK_EQ(r.end, 1);
+
+    /* a text message: close 1003, the end */
+
+    ngx_rustdesk_ws_decoder_init(&d, buf, sizeof(buf), 1024);
+    n = ws_frame(in, 0x81, mask, "t", 1, 0);
+    pos = in;
+    rc = ngx_rustdesk_ws_decode(&d, &pos, in + n);
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_ERROR);
+    ngx_rustdesk_ws_control(&d, rc, &r);
+    CHECK_EQ(r.opcode, NGX_RUSTDESK_WS_CLOSE_FRAME);
+    CHECK_EQ(r.len, 2);
+    CHECK(memcmp(r.payload, "\x03\xeb", 2) == 0);
+    CHECK_EQ(r.end, 2);
+
+    /* a message is no control event */
+
+    ngx_rustdesk_ws_decoder_init(&d, buf, sizeof(buf), 1024);
+    n = ws_frame(in, 0x82, mask, "m", 1, 0);
+    pos = in;
+    rc = ngx_rustdesk_ws_decode(&d, &pos, in + n);
+    CHECK_EQ(rc, NGX_RUSTDESK_WS_MESSAGE);
+    ngx_rustdesk_ws_control(&d, rc, &r);
+    CHECK_EQ(r.opcode, 0);
+    CHECK_EQ(r.end, 0);
+}
+
+
 int
 main(void)
 {
@@ -4897,6 +4999,7 @@ main(void)
     test_ws_errors();
     test_ws_messages();
     test_ws_header();
+    test_ws_control();
     test_ws_request();
     test_ws_request_garbage();
     test_ws_garbage();

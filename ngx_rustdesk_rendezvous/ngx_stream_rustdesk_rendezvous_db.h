@@ -5,14 +5,14 @@
  * writes run in nginx's thread pool and report back in the event loop.
  */
 
-#ifndef _NGX_RUSTDESK_DB_H_INCLUDED_
-#define _NGX_RUSTDESK_DB_H_INCLUDED_
+#ifndef _NGX_STREAM_RUSTDESK_RENDEZVOUS_DB_H_INCLUDED_
+#define _NGX_STREAM_RUSTDESK_RENDEZVOUS_DB_H_INCLUDED_
 
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_rustdesk_peer.h"
+#include "ngx_stream_rustdesk_rendezvous_peer.h"
 
 
 typedef struct ngx_rustdesk_db_s  ngx_rustdesk_db_t;
@@ -56,4 +56,4 @@ ngx_int_t ngx_rustdesk_db_write(ngx_rustdesk_db_t *db, ngx_pool_t *pool,
     ngx_log_t *log);
 
 
-#endif /* _NGX_RUSTDESK_DB_H_INCLUDED_ */
+#endif /* _NGX_STREAM_RUSTDESK_RENDEZVOUS_DB_H_INCLUDED_ */

@@ -11,7 +11,7 @@
 
 #include <sqlite3.h>
 
-#include "ngx_rustdesk_db.h"
+#include "ngx_stream_rustdesk_rendezvous_db.h"
 
 
 /* rustdesk-server's schema, word for word */

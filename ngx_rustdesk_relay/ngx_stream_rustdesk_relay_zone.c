@@ -5,7 +5,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_rustdesk_relay_zone.h"
+#include "ngx_stream_rustdesk_relay_zone.h"
 
 
 #define NGX_RUSTDESK_RELAY_EXPIRE_SCAN  16    /* stale waiters per pairing */

@@ -7,8 +7,8 @@
  * releases if a worker dies holding it.
  */
 
-#ifndef _NGX_RUSTDESK_RELAY_ZONE_H_INCLUDED_
-#define _NGX_RUSTDESK_RELAY_ZONE_H_INCLUDED_
+#ifndef _NGX_STREAM_RUSTDESK_RELAY_ZONE_H_INCLUDED_
+#define _NGX_STREAM_RUSTDESK_RELAY_ZONE_H_INCLUDED_
 
 
 #include <ngx_config.h>
@@ -151,4 +151,4 @@ u_char *ngx_rustdesk_relay_usage_text(ngx_rustdesk_relay_zone_t *z,
     ngx_pool_t *pool, ngx_msec_t now, u_char *p, u_char *last);
 
 
-#endif /* _NGX_RUSTDESK_RELAY_ZONE_H_INCLUDED_ */
+#endif /* _NGX_STREAM_RUSTDESK_RELAY_ZONE_H_INCLUDED_ */

@@ -1,0 +1,598 @@
+/*
+ * The peer table in the shared zone (PROTOCOL.md section 6): RegisterPeer
+ * and RegisterPk, rows loaded from the database, the lookups of the
+ * requests and the streams registered on (section 8).
+ *
+ * An rbtree of peers keyed by the crc32 of the id, and an LRU queue by
+ * registration from which eviction takes the offline ones (they stay in
+ * the database).  Every function here takes the zone mutex itself, or is
+ * named _locked and called with it held, and never holds it across I/O.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include <sodium.h>
+
+#include "ngx_stream_rustdesk_rendezvous_peer.h"
+#include "ngx_stream_rustdesk_rendezvous_history.h"
+
+
+static ngx_rustdesk_peer_t *ngx_rustdesk_peer_lookup_locked(
+    ngx_rustdesk_peer_zone_t *z, ngx_str_t *id, uint32_t hash);
+static ngx_rustdesk_peer_t *ngx_rustdesk_peer_store_locked(
+    ngx_rustdesk_peer_zone_t *z, ngx_rustdesk_peer_t *old, ngx_str_t *id,
+    uint32_t hash, ngx_str_t *uuid, ngx_str_t *pk, ngx_log_t *log);
+static ngx_rustdesk_peer_t *ngx_rustdesk_peer_load_locked(
+    ngx_rustdesk_peer_zone_t *z, ngx_str_t *id, uint32_t hash,
+    ngx_rustdesk_peer_row_t *row, ngx_log_t *log);
+static void ngx_rustdesk_peer_free_locked(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_peer_t *p);
+static ngx_int_t ngx_rustdesk_peer_node_cmp(ngx_rbtree_node_t *node,
+    ngx_rbtree_node_t *temp);
+
+
+void
+ngx_rustdesk_peer_register(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    ngx_rustdesk_ip_t *addr, ngx_msec_t now, ngx_uint_t *request_pk,
+    ngx_uint_t *ip_change)
+{
+    uint32_t              hash;
+    ngx_rustdesk_peer_t  *p;
+
+    hash = ngx_crc32_short(id->data, id->len);
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    p = ngx_rustdesk_peer_lookup_locked(z, id, hash);
+
+    if (p == NULL) {
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        *request_pk = 1;
+        *ip_change = 0;
+        return;
+    }
+
+    /*
+     * an IP change compares with the last UDP address, or with the IP of
+     * the last RegisterPk when there is none; loopback never counts
+     */
+
+    if (p->addr.family) {
+        *ip_change = ngx_rustdesk_ip_cmp(&p->addr, addr, 0) != 0;
+
+    } else {
+        *ip_change = ngx_rustdesk_ip_cmp(&p->ip, addr, 0) != 0;
+    }
+
+    if (ngx_rustdesk_ip_is_loopback(addr)) {
+        *ip_change = 0;
+    }
+
+    /*
+     * a peer with a live stream moves to UDP only by a RegisterPk, whose
+     * uuid is checked: a RegisterPeer from its IP (another device behind
+     * the same NAT could send one) must not take its messages away
+     */
+
+    *request_pk = (p->pk_len == 0 || *ip_change || p->stream > 0);
+
+    if (!*request_pk) {
+        /* over UDP from now on, even if a stream of it lingers */
+        p->addr = *addr;
+        p->stream = NGX_RUSTDESK_STREAM_NONE;
+        p->last_reg = now;
+
+        ngx_queue_remove(&p->queue);
+        ngx_queue_insert_head(&z->sh->peers_lru, &p->queue);
+    }
+
+    /* the reference logs an IP change only while RegisterPk is not looping */
+    if (*ip_change && p->reg_pk_count > 2) {
+        *ip_change = 0;
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+
+ngx_int_t
+ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_register_pk_t *rk, ngx_rustdesk_peer_row_t *row,
+    ngx_rustdesk_peer_change_t *change, ngx_log_t *log)
+{
+    uint32_t              hash;
+    ngx_str_t             uuid, pk;
+    ngx_uint_t            changed, same_pk;
+    ngx_rustdesk_peer_t  *p;
+
+    ngx_memzero(change, sizeof(ngx_rustdesk_peer_change_t));
+
+    hash = ngx_crc32_short(rk->id.data, rk->id.len);
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    p = ngx_rustdesk_peer_lookup_locked(z, &rk->id, hash);
+
+    if (p == NULL && row == NULL) {
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    if (p == NULL && row->uuid.len) {
+        /* known to the database only: load it into memory first */
+
+        p = ngx_rustdesk_peer_load_locked(z, &rk->id, hash, row, log);
+        if (p == NULL) {
+            ngx_shmtx_unlock(&z->shpool->mutex);
+            return 7;  /* SERVER_ERROR */
+        }
+    }
+
+    if (p == NULL || p->uuid_len == 0) {
+        changed = 1;
+
+    } else {
+        uuid.data = ngx_rustdesk_peer_uuid_data(p);
+        uuid.len = p->uuid_len;
+        pk.data = ngx_rustdesk_peer_pk_data(p);
+        pk.len = p->pk_len;
+
+        same_pk = (pk.len == rk->pk.len
+                   && ngx_memcmp(pk.data, rk->pk.data, pk.len) == 0);
+
+        if (uuid.len != rk->uuid.len
+            || ngx_memcmp(uuid.data, rk->uuid.data, uuid.len) != 0)
+        {
+            ngx_shmtx_unlock(&z->shpool->mutex);
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "rustdesk: peer \"%V\" uuid mismatch", &rk->id);
+            return 2;  /* UUID_MISMATCH */
+        }
+
+        if (ngx_rustdesk_ip_cmp(&p->ip, &rk->addr, 0) != 0 && !same_pk) {
+            ngx_shmtx_unlock(&z->shpool->mutex);
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "rustdesk: peer \"%V\" ip and pk mismatch",
+                          &rk->id);
+            return 2;  /* UUID_MISMATCH */
+        }
+
+        changed = !same_pk || ngx_rustdesk_ip_cmp(&p->ip, &rk->addr, 0) != 0;
+    }
+
+    /* at most 3 RegisterPk within 6 s for one id */
+
+    if (p) {
+        if (rk->now - p->reg_pk_time > NGX_RUSTDESK_REG_PK_WINDOW) {
+            p->reg_pk_count = 0;
+
+        } else if (p->reg_pk_count >= NGX_RUSTDESK_REG_PK_MAX) {
+            ngx_shmtx_unlock(&z->shpool->mutex);
+            return 4;  /* TOO_FREQUENT */
+        }
+    }
+
+    if (p && p->uuid_len && ngx_rustdesk_ip_cmp(&p->ip, &rk->addr, 0) != 0) {
+        ngx_rustdesk_ip_change_locked(z, p, &rk->addr, rk->now, log);
+    }
+
+    if (changed) {
+        p = ngx_rustdesk_peer_store_locked(z, p, &rk->id, hash, &rk->uuid,
+                                           &rk->pk, log);
+        if (p == NULL) {
+            ngx_shmtx_unlock(&z->shpool->mutex);
+            return 7;  /* SERVER_ERROR */
+        }
+
+        p->addr = rk->addr;
+        p->stream = NGX_RUSTDESK_STREAM_NONE;
+        p->ip = rk->addr;
+        p->ip.port = 0;
+        p->last_reg = rk->now;
+
+        change->write = 1;
+        change->insert = !p->has_guid;
+
+        if (!p->has_guid) {
+            /* a random (version 4) UUID, as the reference's guid */
+            randombytes_buf(p->guid, 16);
+            p->guid[6] = (p->guid[6] & 0x0f) | 0x40;
+            p->guid[8] = (p->guid[8] & 0x3f) | 0x80;
+            p->has_guid = 1;
+        }
+
+        ngx_memcpy(change->guid, p->guid, 16);
+    }
+
+    p->reg_pk_count++;
+    p->reg_pk_time = rk->now;
+
+    if (rk->stream || p->stream != NGX_RUSTDESK_STREAM_NONE) {
+        /*
+         * registered over a stream: reached through it (section 8); or
+         * over UDP after a stream: reached over UDP from now on
+         */
+
+        p->addr = rk->addr;
+        p->stream = rk->stream;
+        p->last_reg = rk->now;
+
+        ngx_queue_remove(&p->queue);
+        ngx_queue_insert_head(&z->sh->peers_lru, &p->queue);
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return 0;  /* OK */
+}
+
+
+ngx_int_t
+ngx_rustdesk_peer_online(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    ngx_msec_t now)
+{
+    ngx_pid_t          stream;
+    ngx_rustdesk_ip_t  addr;
+
+    return ngx_rustdesk_peer_lookup(z, id, now, &addr, &stream);
+}
+
+
+ngx_int_t
+ngx_rustdesk_peer_load(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    ngx_rustdesk_peer_row_t *row, ngx_log_t *log)
+{
+    uint32_t              hash;
+    ngx_rustdesk_peer_t  *p;
+
+    hash = ngx_crc32_short(id->data, id->len);
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    p = ngx_rustdesk_peer_lookup_locked(z, id, hash);
+
+    if (p == NULL) {
+        p = ngx_rustdesk_peer_load_locked(z, id, hash, row, log);
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return p ? NGX_OK : NGX_ERROR;
+}
+
+
+static ngx_rustdesk_peer_t *
+ngx_rustdesk_peer_load_locked(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    uint32_t hash, ngx_rustdesk_peer_row_t *row, ngx_log_t *log)
+{
+    ngx_rustdesk_peer_t  *p;
+
+    p = ngx_rustdesk_peer_store_locked(z, NULL, id, hash, &row->uuid,
+                                       &row->pk, log);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    /* offline until it registers: last_reg stays 0 */
+
+    ngx_memcpy(p->guid, row->guid, 16);
+    p->has_guid = 1;
+    p->ip = row->ip;
+
+    return p;
+}
+
+
+/*
+ * Online: registered in the last 30 s; a peer with a live stream is
+ * refreshed by each frame on it, at least once per keep-alive period, and
+ * stays online for stream_ttl after the last one (a worker that died
+ * without closing its streams leaves them for that long at most).
+ */
+
+ngx_int_t
+ngx_rustdesk_peer_lookup(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    ngx_msec_t now, ngx_rustdesk_ip_t *addr, ngx_pid_t *stream)
+{
+    ngx_int_t             rc;
+    ngx_msec_t            ttl;
+    ngx_rustdesk_peer_t  *p;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    p = ngx_rustdesk_peer_lookup_locked(z, id,
+                                        ngx_crc32_short(id->data, id->len));
+    if (p == NULL) {
+        rc = NGX_DECLINED;
+
+    } else {
+        ttl = (p->stream > 0) ? ngx_max(z->stream_ttl,
+                                        NGX_RUSTDESK_REG_TIMEOUT)
+                              : NGX_RUSTDESK_REG_TIMEOUT;
+
+        rc = (p->last_reg && now - p->last_reg < ttl);
+        *addr = p->addr;
+        *stream = p->stream;
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return rc;
+}
+
+
+ngx_uint_t
+ngx_rustdesk_peer_unchanged(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_register_pk_t *rk)
+{
+    ngx_uint_t            same;
+    ngx_rustdesk_peer_t  *p;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    p = ngx_rustdesk_peer_lookup_locked(z, &rk->id,
+                                        ngx_crc32_short(rk->id.data,
+                                                        rk->id.len));
+
+    same = p
+           && p->uuid_len == rk->uuid.len
+           && ngx_memcmp(ngx_rustdesk_peer_uuid_data(p), rk->uuid.data,
+                         rk->uuid.len) == 0
+           && p->pk_len == rk->pk.len
+           && ngx_memcmp(ngx_rustdesk_peer_pk_data(p), rk->pk.data,
+                         rk->pk.len) == 0
+           && ngx_rustdesk_ip_cmp(&p->ip, &rk->addr, 0) == 0;
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return same;
+}
+
+
+ngx_int_t
+ngx_rustdesk_peer_stream_refresh(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    ngx_pid_t pid, ngx_msec_t now)
+{
+    ngx_int_t             rc;
+    ngx_rustdesk_peer_t  *p;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    p = ngx_rustdesk_peer_lookup_locked(z, id,
+                                        ngx_crc32_short(id->data, id->len));
+
+    if (p && p->stream == pid) {
+        if (now) {
+            p->last_reg = now;
+
+            ngx_queue_remove(&p->queue);
+            ngx_queue_insert_head(&z->sh->peers_lru, &p->queue);
+        }
+
+        rc = NGX_OK;
+
+    } else {
+        rc = NGX_DECLINED;
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return rc;
+}
+
+
+void
+ngx_rustdesk_peer_stream_closed(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    ngx_pid_t pid, ngx_msec_t now, ngx_uint_t grace)
+{
+    ngx_rustdesk_peer_t  *p;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    p = ngx_rustdesk_peer_lookup_locked(z, id,
+                                        ngx_crc32_short(id->data, id->len));
+
+    if (p && p->stream == pid) {
+        p->stream = NGX_RUSTDESK_STREAM_CLOSED;
+
+        if (grace) {
+            p->last_reg = now;
+        }
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+
+size_t
+ngx_rustdesk_peer_pk(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id, u_char *pk)
+{
+    size_t                len;
+    ngx_rustdesk_peer_t  *p;
+
+    len = 0;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    p = ngx_rustdesk_peer_lookup_locked(z, id,
+                                        ngx_crc32_short(id->data, id->len));
+    if (p) {
+        len = p->pk_len;
+        ngx_memcpy(pk, ngx_rustdesk_peer_pk_data(p), len);
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return len;
+}
+
+
+static ngx_rustdesk_peer_t *
+ngx_rustdesk_peer_lookup_locked(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    uint32_t hash)
+{
+    ngx_int_t             rc;
+    ngx_rbtree_node_t    *node, *sentinel;
+    ngx_rustdesk_peer_t  *p;
+
+    node = z->sh->peers.root;
+    sentinel = z->sh->peers.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        p = (ngx_rustdesk_peer_t *) node;
+
+        rc = ngx_memn2cmp(id->data, ngx_rustdesk_peer_id_data(p), id->len,
+                          p->id_len);
+        if (rc == 0) {
+            return p;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+/*
+ * Stores id/uuid/pk: in place when the sizes match, else in a new node
+ * that takes over the old one's fields and place in the LRU.
+ */
+
+static ngx_rustdesk_peer_t *
+ngx_rustdesk_peer_store_locked(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_peer_t *old, ngx_str_t *id, uint32_t hash, ngx_str_t *uuid,
+    ngx_str_t *pk, ngx_log_t *log)
+{
+    size_t                size;
+    ngx_uint_t            cell;
+    ngx_rustdesk_peer_t  *p;
+
+    if (old && old->uuid_len == uuid->len && old->pk_len == pk->len) {
+        p = old;
+        goto copy;
+    }
+
+    size = offsetof(ngx_rustdesk_peer_t, data) + id->len + uuid->len + pk->len;
+
+    /* out of the LRU while allocating, so that eviction cannot take it */
+
+    if (old) {
+        ngx_queue_remove(&old->queue);
+    }
+
+    p = ngx_rustdesk_peer_new_locked(z, size, ngx_current_msec, &cell, log);
+
+    if (p == NULL) {
+        if (old) {
+            ngx_queue_insert_head(&z->sh->peers_lru, &old->queue);
+        }
+
+        return NULL;
+    }
+
+    if (old) {
+        ngx_memcpy(p, old, offsetof(ngx_rustdesk_peer_t, data));
+        ngx_rbtree_delete(&z->sh->peers, &old->node);
+        ngx_rustdesk_peer_release_locked(z, old, old->cell);
+        z->sh->npeers--;
+
+        if (p->ip_change) {
+            p->ip_change->peer = p;
+        }
+
+    } else {
+        ngx_memzero(p, offsetof(ngx_rustdesk_peer_t, data));
+    }
+
+    p->cell = (u_char) cell;
+
+    p->node.key = hash;
+    p->id_len = (u_char) id->len;
+    ngx_memcpy(ngx_rustdesk_peer_id_data(p), id->data, id->len);
+
+    ngx_rbtree_insert(&z->sh->peers, &p->node);
+    ngx_queue_insert_head(&z->sh->peers_lru, &p->queue);
+    z->sh->npeers++;
+
+copy:
+
+    p->uuid_len = (u_char) uuid->len;
+    p->pk_len = (u_char) pk->len;
+    ngx_memcpy(ngx_rustdesk_peer_uuid_data(p), uuid->data, uuid->len);
+    ngx_memcpy(ngx_rustdesk_peer_pk_data(p), pk->data, pk->len);
+
+    ngx_queue_remove(&p->queue);
+    ngx_queue_insert_head(&z->sh->peers_lru, &p->queue);
+
+    return p;
+}
+
+
+static void
+ngx_rustdesk_peer_free_locked(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_peer_t *p)
+{
+    ngx_rustdesk_ip_change_free_locked(z, p);
+
+    ngx_queue_remove(&p->queue);
+    ngx_rbtree_delete(&z->sh->peers, &p->node);
+    ngx_rustdesk_peer_release_locked(z, p, p->cell);
+    z->sh->npeers--;
+}
+
+
+/* Peers that are offline, from the least recently registered. */
+
+ngx_uint_t
+ngx_rustdesk_peer_expire_locked(ngx_rustdesk_peer_zone_t *z, ngx_msec_t now,
+    ngx_uint_t max)
+{
+    ngx_uint_t            n;
+    ngx_queue_t          *q;
+    ngx_rustdesk_peer_t  *peer;
+
+    for (n = 0; n < max && !ngx_queue_empty(&z->sh->peers_lru); n++) {
+        q = ngx_queue_last(&z->sh->peers_lru);
+        peer = ngx_queue_data(q, ngx_rustdesk_peer_t, queue);
+
+        if (peer->last_reg && now - peer->last_reg < NGX_RUSTDESK_REG_TIMEOUT) {
+            break;
+        }
+
+        ngx_rustdesk_peer_free_locked(z, peer);
+    }
+
+    return n;
+}
+
+
+/* ordered by crc32, then by the id itself, as ngx_str_rbtree_insert_value */
+
+void
+ngx_rustdesk_peer_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rustdesk_rbtree_insert(temp, node, sentinel,
+                               ngx_rustdesk_peer_node_cmp);
+}
+
+
+static ngx_int_t
+ngx_rustdesk_peer_node_cmp(ngx_rbtree_node_t *node, ngx_rbtree_node_t *temp)
+{
+    ngx_rustdesk_peer_t  *n, *t;
+
+    n = (ngx_rustdesk_peer_t *) node;
+    t = (ngx_rustdesk_peer_t *) temp;
+
+    return ngx_memn2cmp(ngx_rustdesk_peer_id_data(n),
+                        ngx_rustdesk_peer_id_data(t), n->id_len, t->id_len);
+}

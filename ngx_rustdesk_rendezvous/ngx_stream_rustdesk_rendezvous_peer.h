@@ -1,0 +1,164 @@
+/*
+ * The peer table of the rendezvous server: each id with its uuid, key,
+ * address and the way it is reached, in the shared zone so that every
+ * worker sees the same peers (PROTOCOL.md section 6, DESIGN.md "Processes
+ * and state").
+ */
+
+#ifndef _NGX_STREAM_RUSTDESK_RENDEZVOUS_PEER_H_INCLUDED_
+#define _NGX_STREAM_RUSTDESK_RENDEZVOUS_PEER_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_stream_rustdesk_rendezvous_ip.h"
+#include "ngx_stream_rustdesk_rendezvous_zone.h"
+
+
+#define NGX_RUSTDESK_REG_TIMEOUT     30000    /* online: registered in 30 s */
+#define NGX_RUSTDESK_REG_PK_WINDOW   6000     /* at most 3 RegisterPk per 6 s */
+#define NGX_RUSTDESK_REG_PK_MAX      3
+
+#define NGX_RUSTDESK_ID_MIN          6
+#define NGX_RUSTDESK_ID_MAX          100      /* the database's varchar(100) */
+#define NGX_RUSTDESK_BLOB_MAX        255      /* uuid and pk */
+
+/*
+ * How a peer is reached (PROTOCOL.md section 8): over UDP at its address,
+ * or over the TCP or WebSocket stream it registered on, held by the worker
+ * whose pid is recorded; a closed stream leaves no way until it registers
+ * again.
+ */
+#define NGX_RUSTDESK_STREAM_NONE     0        /* UDP */
+#define NGX_RUSTDESK_STREAM_CLOSED   -1
+
+
+typedef struct ngx_rustdesk_ip_change_s  ngx_rustdesk_ip_change_t;
+
+typedef struct {
+    ngx_rbtree_node_t    node;              /* key: crc32 of the id */
+    ngx_queue_t          queue;             /* LRU by registration */
+    ngx_rustdesk_ip_change_t  *ip_change;   /* NULL unless its IP changed */
+    ngx_msec_t           last_reg;          /* 0: not registered yet */
+    ngx_msec_t           reg_pk_time;
+    ngx_rustdesk_ip_t    addr;              /* last UDP (or stream) address */
+    ngx_rustdesk_ip_t    ip;                /* IP of the last RegisterPk */
+    ngx_pid_t            stream;            /* NGX_RUSTDESK_STREAM_* or pid */
+    u_char               guid[16];
+    u_char               has_guid;          /* known to the database */
+    u_char               cell;              /* in a cell, not a slab chunk */
+    u_char               reg_pk_count;
+    u_char               id_len;
+    u_char               uuid_len;
+    u_char               pk_len;
+    u_char               data[1];           /* id, uuid, pk */
+} ngx_rustdesk_peer_t;
+
+
+#define ngx_rustdesk_peer_id_data(p)    ((p)->data)
+#define ngx_rustdesk_peer_uuid_data(p)  ((p)->data + (p)->id_len)
+#define ngx_rustdesk_peer_pk_data(p)                                         \
+    ((p)->data + (p)->id_len + (p)->uuid_len)
+
+
+/* What a RegisterPk asks of the table. */
+typedef struct {
+    ngx_str_t            id;
+    ngx_str_t            uuid;
+    ngx_str_t            pk;
+    ngx_rustdesk_ip_t    addr;
+    ngx_pid_t            stream;            /* a worker's stream, 0: UDP */
+    ngx_msec_t           now;
+} ngx_rustdesk_register_pk_t;
+
+
+/* What the database needs to hear after a RegisterPk. */
+typedef struct {
+    ngx_uint_t           write;             /* 0: nothing changed */
+    ngx_uint_t           insert;            /* 1: new row, 0: update by guid */
+    u_char               guid[16];
+} ngx_rustdesk_peer_change_t;
+
+
+/* A row of the database, loaded on a memory miss. */
+typedef struct {
+    u_char               guid[16];
+    ngx_str_t            uuid;
+    ngx_str_t            pk;
+    ngx_rustdesk_ip_t    ip;
+} ngx_rustdesk_peer_row_t;
+
+
+/*
+ * RegisterPeer: sets *request_pk and *ip_change; refreshes the peer's
+ * address and registration time unless a key is requested.
+ */
+void ngx_rustdesk_peer_register(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    ngx_rustdesk_ip_t *addr, ngx_msec_t now, ngx_uint_t *request_pk,
+    ngx_uint_t *ip_change);
+
+/*
+ * RegisterPk after the id and blocker checks.  Returns a RegisterPkResponse
+ * result, or NGX_DECLINED when the peer is not in memory and row is NULL:
+ * the caller then reads the database and calls again with the row (or
+ * with a row of empty uuid when there is none).  With rk->stream, an OK
+ * makes that worker's stream the way to reach the peer.
+ */
+ngx_int_t ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_register_pk_t *rk, ngx_rustdesk_peer_row_t *row,
+    ngx_rustdesk_peer_change_t *change, ngx_log_t *log);
+
+/* 1: the peer is in memory with this uuid, key and IP already. */
+ngx_uint_t ngx_rustdesk_peer_unchanged(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_register_pk_t *rk);
+
+/* 1: online, 0: known but offline, NGX_DECLINED: not in memory. */
+ngx_int_t ngx_rustdesk_peer_online(ngx_rustdesk_peer_zone_t *z,
+    ngx_str_t *id, ngx_msec_t now);
+
+/* A row from the database into memory (offline); NGX_ERROR: zone full. */
+ngx_int_t ngx_rustdesk_peer_load(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    ngx_rustdesk_peer_row_t *row, ngx_log_t *log);
+
+/*
+ * As peer_online, with the peer's last address in *addr and how it is
+ * reached in *stream (NGX_RUSTDESK_STREAM_* or the pid holding its stream).
+ */
+ngx_int_t ngx_rustdesk_peer_lookup(ngx_rustdesk_peer_zone_t *z,
+    ngx_str_t *id, ngx_msec_t now, ngx_rustdesk_ip_t *addr,
+    ngx_pid_t *stream);
+
+/*
+ * A frame on the stream of id held by worker pid: refreshes its
+ * registration (now 0: only checks).  NGX_DECLINED: the peer is no longer
+ * reached through that worker (registered again elsewhere, or evicted).
+ */
+ngx_int_t ngx_rustdesk_peer_stream_refresh(ngx_rustdesk_peer_zone_t *z,
+    ngx_str_t *id, ngx_pid_t pid, ngx_msec_t now);
+
+/*
+ * The stream of id held by worker pid is gone: if the peer is still
+ * reached through it, it is not any more; with grace, it stays online for
+ * the usual 30 s from now.
+ */
+void ngx_rustdesk_peer_stream_closed(ngx_rustdesk_peer_zone_t *z,
+    ngx_str_t *id, ngx_pid_t pid, ngx_msec_t now, ngx_uint_t grace);
+
+/* The registered key (up to NGX_RUSTDESK_BLOB_MAX bytes): its length, 0. */
+size_t ngx_rustdesk_peer_pk(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    u_char *pk);
+
+/* The insert function of the zone's tree of peers (ngx_rbtree_init). */
+void ngx_rustdesk_peer_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+
+/*
+ * Under the zone's mutex, for eviction: frees up to max peers that are
+ * offline, least recently registered first; returns how many.
+ */
+ngx_uint_t ngx_rustdesk_peer_expire_locked(ngx_rustdesk_peer_zone_t *z,
+    ngx_msec_t now, ngx_uint_t max);
+
+
+#endif /* _NGX_STREAM_RUSTDESK_RENDEZVOUS_PEER_H_INCLUDED_ */
