@@ -91,6 +91,7 @@ typedef struct {
 typedef struct {
     ngx_rustdesk_register_pk_t   req;              /* addr, stream: caller */
     ngx_rustdesk_peer_change_t   change;
+    Hbb__RegisterPkResponse__Result  result;       /* the answer */
 } ngx_stream_rustdesk_rendezvous_pk_t;
 
 
@@ -111,9 +112,9 @@ void ngx_stream_rustdesk_rendezvous_answer(ngx_stream_session_t *s,
 
 /*
  * RegisterPk's checks and the peer table (PROTOCOL.md section 6), with
- * pk->req.addr and pk->req.stream set by the caller: a RegisterPkResponse
- * result, or NGX_DONE when the message is ignored.  An OK with
- * pk->change.write set still needs register_write().
+ * pk->req.addr and pk->req.stream set by the caller: NGX_OK with the
+ * answer in pk->result, or NGX_DONE when the message is ignored.  A result
+ * OK with pk->change.write set still needs register_write().
  */
 ngx_int_t ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
     Hbb__RegisterPk *rk, ngx_stream_rustdesk_rendezvous_pk_t *pk,
@@ -121,7 +122,8 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
 
 /*
  * Starts the database write (its task from pool): NGX_AGAIN, and done()
- * reports, perhaps before this returns; else SERVER_ERROR.
+ * reports, perhaps before this returns; NGX_ERROR: it could not start
+ * (the answer is SERVER_ERROR).
  */
 ngx_int_t ngx_stream_rustdesk_rendezvous_register_write(
     ngx_stream_rustdesk_rendezvous_pk_t *pk, ngx_pool_t *pool,

@@ -99,7 +99,8 @@ ngx_rustdesk_peer_register(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
 ngx_int_t
 ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
     ngx_rustdesk_register_pk_t *rk, ngx_rustdesk_peer_row_t *row,
-    ngx_rustdesk_peer_change_t *change, ngx_log_t *log)
+    ngx_rustdesk_peer_change_t *change,
+    Hbb__RegisterPkResponse__Result *result, ngx_log_t *log)
 {
     uint32_t              hash;
     ngx_str_t             uuid, pk;
@@ -125,7 +126,8 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
         p = ngx_rustdesk_peer_load_locked(z, &rk->id, hash, row, log);
         if (p == NULL) {
             ngx_shmtx_unlock(&z->shpool->mutex);
-            return 7;  /* SERVER_ERROR */
+            *result = HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
+            return NGX_OK;
         }
     }
 
@@ -147,7 +149,8 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
             ngx_shmtx_unlock(&z->shpool->mutex);
             ngx_log_error(NGX_LOG_WARN, log, 0,
                           "rustdesk: peer \"%V\" uuid mismatch", &rk->id);
-            return 2;  /* UUID_MISMATCH */
+            *result = HBB__REGISTER_PK_RESPONSE__RESULT__UUID_MISMATCH;
+            return NGX_OK;
         }
 
         if (ngx_rustdesk_ip_cmp(&p->ip, &rk->addr, 0) != 0 && !same_pk) {
@@ -155,7 +158,8 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
             ngx_log_error(NGX_LOG_WARN, log, 0,
                           "rustdesk: peer \"%V\" ip and pk mismatch",
                           &rk->id);
-            return 2;  /* UUID_MISMATCH */
+            *result = HBB__REGISTER_PK_RESPONSE__RESULT__UUID_MISMATCH;
+            return NGX_OK;
         }
 
         changed = !same_pk || ngx_rustdesk_ip_cmp(&p->ip, &rk->addr, 0) != 0;
@@ -169,7 +173,8 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
 
         } else if (p->reg_pk_count >= NGX_RUSTDESK_REG_PK_MAX) {
             ngx_shmtx_unlock(&z->shpool->mutex);
-            return 4;  /* TOO_FREQUENT */
+            *result = HBB__REGISTER_PK_RESPONSE__RESULT__TOO_FREQUENT;
+            return NGX_OK;
         }
     }
 
@@ -182,7 +187,8 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
                                            &rk->pk, log);
         if (p == NULL) {
             ngx_shmtx_unlock(&z->shpool->mutex);
-            return 7;  /* SERVER_ERROR */
+            *result = HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
+            return NGX_OK;
         }
 
         p->addr = rk->addr;
@@ -224,18 +230,27 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
 
     ngx_shmtx_unlock(&z->shpool->mutex);
 
-    return 0;  /* OK */
+    *result = HBB__REGISTER_PK_RESPONSE__RESULT__OK;
+
+    return NGX_OK;
 }
 
 
-ngx_int_t
+ngx_uint_t
 ngx_rustdesk_peer_online(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     ngx_msec_t now)
 {
     ngx_pid_t          stream;
+    ngx_uint_t         online;
     ngx_rustdesk_ip_t  addr;
 
-    return ngx_rustdesk_peer_lookup(z, id, now, &addr, &stream);
+    if (ngx_rustdesk_peer_lookup(z, id, now, &online, &addr, &stream)
+        != NGX_OK)
+    {
+        return 0;
+    }
+
+    return online;
 }
 
 
@@ -293,7 +308,8 @@ ngx_rustdesk_peer_load_locked(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
 
 ngx_int_t
 ngx_rustdesk_peer_lookup(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
-    ngx_msec_t now, ngx_rustdesk_ip_t *addr, ngx_pid_t *stream)
+    ngx_msec_t now, ngx_uint_t *online, ngx_rustdesk_ip_t *addr,
+    ngx_pid_t *stream)
 {
     ngx_int_t             rc;
     ngx_msec_t            ttl;
@@ -311,9 +327,10 @@ ngx_rustdesk_peer_lookup(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
                                         NGX_RUSTDESK_REG_TIMEOUT)
                               : NGX_RUSTDESK_REG_TIMEOUT;
 
-        rc = (p->last_reg && now - p->last_reg < ttl);
+        *online = (p->last_reg && now - p->last_reg < ttl);
         *addr = p->addr;
         *stream = p->stream;
+        rc = NGX_OK;
     }
 
     ngx_shmtx_unlock(&z->shpool->mutex);

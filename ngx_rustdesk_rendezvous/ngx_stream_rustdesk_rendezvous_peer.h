@@ -12,6 +12,8 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
+#include "rendezvous.pb-c.h"
+
 #include "ngx_stream_rustdesk_rendezvous_ip.h"
 #include "ngx_stream_rustdesk_rendezvous_zone.h"
 
@@ -99,22 +101,23 @@ void ngx_rustdesk_peer_register(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     ngx_uint_t *ip_change);
 
 /*
- * RegisterPk after the id and blocker checks.  Returns a RegisterPkResponse
- * result, or NGX_DECLINED when the peer is not in memory and row is NULL:
+ * RegisterPk after the id and blocker checks: NGX_OK with the answer in
+ * *result, or NGX_DECLINED when the peer is not in memory and row is NULL:
  * the caller then reads the database and calls again with the row (or
- * with a row of empty uuid when there is none).  With rk->stream, an OK
- * makes that worker's stream the way to reach the peer.
+ * with a row of empty uuid when there is none).  With rk->stream, a result
+ * OK makes that worker's stream the way to reach the peer.
  */
 ngx_int_t ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
     ngx_rustdesk_register_pk_t *rk, ngx_rustdesk_peer_row_t *row,
-    ngx_rustdesk_peer_change_t *change, ngx_log_t *log);
+    ngx_rustdesk_peer_change_t *change,
+    Hbb__RegisterPkResponse__Result *result, ngx_log_t *log);
 
 /* 1: the peer is in memory with this uuid, key and IP already. */
 ngx_uint_t ngx_rustdesk_peer_unchanged(ngx_rustdesk_peer_zone_t *z,
     ngx_rustdesk_register_pk_t *rk);
 
-/* 1: online, 0: known but offline, NGX_DECLINED: not in memory. */
-ngx_int_t ngx_rustdesk_peer_online(ngx_rustdesk_peer_zone_t *z,
+/* 1: online now; 0: offline, or not in memory. */
+ngx_uint_t ngx_rustdesk_peer_online(ngx_rustdesk_peer_zone_t *z,
     ngx_str_t *id, ngx_msec_t now);
 
 /* A row from the database into memory (offline); NGX_ERROR: zone full. */
@@ -122,12 +125,14 @@ ngx_int_t ngx_rustdesk_peer_load(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     ngx_rustdesk_peer_row_t *row, ngx_log_t *log);
 
 /*
- * As peer_online, with the peer's last address in *addr and how it is
- * reached in *stream (NGX_RUSTDESK_STREAM_* or the pid holding its stream).
+ * NGX_OK when the peer is in memory: whether it is online in *online, its
+ * last address in *addr and how it is reached in *stream
+ * (NGX_RUSTDESK_STREAM_* or the pid holding its stream); NGX_DECLINED when
+ * it is not in memory.
  */
 ngx_int_t ngx_rustdesk_peer_lookup(ngx_rustdesk_peer_zone_t *z,
-    ngx_str_t *id, ngx_msec_t now, ngx_rustdesk_ip_t *addr,
-    ngx_pid_t *stream);
+    ngx_str_t *id, ngx_msec_t now, ngx_uint_t *online,
+    ngx_rustdesk_ip_t *addr, ngx_pid_t *stream);
 
 /*
  * A frame on the stream of id held by worker pid: refreshes its

@@ -51,17 +51,20 @@ ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
     db = ngx_stream_rustdesk_rendezvous_db(&failed);
 
     if (req->id.len < NGX_RUSTDESK_ID_MIN) {
-        return HBB__REGISTER_PK_RESPONSE__RESULT__UUID_MISMATCH;
+        pk->result = HBB__REGISTER_PK_RESPONSE__RESULT__UUID_MISMATCH;
+        return NGX_OK;
     }
 
     if (req->id.len > NGX_RUSTDESK_ID_MAX) {
-        return HBB__REGISTER_PK_RESPONSE__RESULT__INVALID_ID_FORMAT;
+        pk->result = HBB__REGISTER_PK_RESPONSE__RESULT__INVALID_ID_FORMAT;
+        return NGX_OK;
     }
 
     if (req->uuid.len > NGX_RUSTDESK_BLOB_MAX
         || req->pk.len > NGX_RUSTDESK_BLOB_MAX)
     {
-        return HBB__REGISTER_PK_RESPONSE__RESULT__UUID_MISMATCH;
+        pk->result = HBB__REGISTER_PK_RESPONSE__RESULT__UUID_MISMATCH;
+        return NGX_OK;
     }
 
     /*
@@ -78,15 +81,17 @@ ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "rustdesk: too many key registrations from this "
                       "address, refused peer \"%V\"", &req->id);
-        return HBB__REGISTER_PK_RESPONSE__RESULT__TOO_FREQUENT;
+        pk->result = HBB__REGISTER_PK_RESPONSE__RESULT__TOO_FREQUENT;
+        return NGX_OK;
     }
 
     if (failed) {
-        return HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
+        pk->result = HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
+        return NGX_OK;
     }
 
     rc = ngx_rustdesk_peer_register_pk(rmcf->zone, req, NULL, &pk->change,
-                                       c->log);
+                                       &pk->result, c->log);
 
     if (rc == NGX_DECLINED) {
         /* not in memory: the database knows it, or it is new */
@@ -95,18 +100,22 @@ ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
                 : NGX_DECLINED;
 
         if (rc == NGX_ERROR) {
-            return HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
+            pk->result = HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
+            return NGX_OK;
         }
 
         if (rc == NGX_DECLINED) {
             ngx_memzero(&row, sizeof(ngx_rustdesk_peer_row_t));
         }
 
-        rc = ngx_rustdesk_peer_register_pk(rmcf->zone, req, &row, &pk->change,
-                                           c->log);
+        (void) ngx_rustdesk_peer_register_pk(rmcf->zone, req, &row,
+                                             &pk->change, &pk->result,
+                                             c->log);
     }
 
-    if (rc == HBB__REGISTER_PK_RESPONSE__RESULT__OK && pk->change.write) {
+    if (pk->result == HBB__REGISTER_PK_RESPONSE__RESULT__OK
+        && pk->change.write)
+    {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "rustdesk: peer \"%V\" registered its key%s",
                       &req->id, req->stream ? " over a stream" : "");
@@ -117,7 +126,7 @@ ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
         }
     }
 
-    return rc;
+    return NGX_OK;
 }
 
 
@@ -133,7 +142,7 @@ ngx_stream_rustdesk_rendezvous_register_write(
     db = ngx_stream_rustdesk_rendezvous_db(&failed);
 
     if (db == NULL) {
-        return HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     ip = pk->req.addr;
@@ -144,7 +153,7 @@ ngx_stream_rustdesk_rendezvous_register_write(
                               log)
         != NGX_OK)
     {
-        return HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     return NGX_AGAIN;

@@ -39,7 +39,8 @@ static void ngx_stream_rustdesk_rendezvous_stream_unbind(
 static void ngx_stream_rustdesk_rendezvous_stream_written(void *data,
     ngx_int_t rc);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_stream_reply(
-    ngx_stream_rustdesk_rendezvous_ctx_t *ctx, ngx_int_t result);
+    ngx_stream_rustdesk_rendezvous_ctx_t *ctx,
+    Hbb__RegisterPkResponse__Result result);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_stream_owned(
     ngx_rustdesk_tcp_t *t, ngx_msec_t now);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_stream_idle(
@@ -124,7 +125,7 @@ ngx_stream_rustdesk_rendezvous_stream_register(ngx_rustdesk_tcp_t *t,
         return NGX_OK;
     }
 
-    if (rc == HBB__REGISTER_PK_RESPONSE__RESULT__OK) {
+    if (pk.result == HBB__REGISTER_PK_RESPONSE__RESULT__OK) {
         if (ngx_stream_rustdesk_rendezvous_stream_bind(t, &pk.req.id)
             != NGX_OK)
         {
@@ -158,12 +159,13 @@ ngx_stream_rustdesk_rendezvous_stream_register(ngx_rustdesk_tcp_t *t,
             }
 
             ngx_queue_remove(&reg->queue);
+            pk.result = HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
         }
     }
 
     ngx_destroy_pool(pool);
 
-    return ngx_stream_rustdesk_rendezvous_stream_reply(ctx, rc);
+    return ngx_stream_rustdesk_rendezvous_stream_reply(ctx, pk.result);
 }
 
 
@@ -196,7 +198,8 @@ ngx_stream_rustdesk_rendezvous_stream_written(void *data, ngx_int_t rc)
 
 static ngx_int_t
 ngx_stream_rustdesk_rendezvous_stream_reply(
-    ngx_stream_rustdesk_rendezvous_ctx_t *ctx, ngx_int_t result)
+    ngx_stream_rustdesk_rendezvous_ctx_t *ctx,
+    Hbb__RegisterPkResponse__Result result)
 {
     ngx_rustdesk_msg_t                           out;
     Hbb__RegisterPkResponse                      rpr;
@@ -208,7 +211,7 @@ ngx_stream_rustdesk_rendezvous_stream_reply(
     hbb__rendezvous_message__init(&out);
     hbb__register_pk_response__init(&rpr);
 
-    rpr.result = (Hbb__RegisterPkResponse__Result) result;
+    rpr.result = result;
     /* whole seconds, rounded up: the client gives up after 1.5 times it */
     rpr.keep_alive = (int32_t) ((rmcf->keep_alive + 999) / 1000);
 

@@ -312,7 +312,7 @@ ngx_stream_rustdesk_rendezvous_online(ngx_rustdesk_tcp_t *t,
         id.data = (u_char *) req->peers[i];
         id.len = ngx_strlen(req->peers[i]);
 
-        if (ngx_rustdesk_peer_online(rmcf->zone, &id, ngx_current_msec) == 1) {
+        if (ngx_rustdesk_peer_online(rmcf->zone, &id, ngx_current_msec)) {
             res.states.data[i / 8] |= 1 << (7 - i % 8);
         }
     }
@@ -342,10 +342,10 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
     Hbb__PunchHoleRequest *ph)
 {
     char                                        *relay;
-    ngx_int_t                                    online;
+    ngx_int_t                                    rc;
     ngx_str_t                                    id;
     ngx_pid_t                                    stream;
-    ngx_uint_t                                   a_lan, b_lan, same;
+    ngx_uint_t                                   online, a_lan, b_lan, same;
     Hbb__NatType                                 nat_type;
     Hbb__PunchHole                               hole;
     ngx_connection_t                            *c;
@@ -377,10 +377,10 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
                        HBB__PUNCH_HOLE_RESPONSE__FAILURE__LICENSE_MISMATCH);
     }
 
-    online = ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec, &b,
-                                      &stream);
+    rc = ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec, &online,
+                                  &b, &stream);
 
-    if (online == NGX_DECLINED) {
+    if (rc == NGX_DECLINED) {
         /* known to the database only: offline (a failed lookup: unknown) */
 
         if (id.len && ngx_stream_rustdesk_rendezvous_db_load(t->session, &id,
@@ -485,6 +485,7 @@ ngx_stream_rustdesk_rendezvous_request_relay(ngx_rustdesk_tcp_t *t,
 {
     ngx_str_t                                    id;
     ngx_pid_t                                    stream;
+    ngx_uint_t                                   online;
     ngx_rustdesk_ip_t                            b;
     Hbb__RequestRelay                            fwd;
     ngx_rustdesk_msg_t                           out;
@@ -503,8 +504,8 @@ ngx_stream_rustdesk_rendezvous_request_relay(ngx_rustdesk_tcp_t *t,
     id.data = (u_char *) rr->id;
     id.len = ngx_strlen(rr->id);
 
-    if (ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec, &b,
-                                 &stream)
+    if (ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec, &online,
+                                 &b, &stream)
         == NGX_DECLINED
         || b.family == 0 || stream == NGX_RUSTDESK_STREAM_CLOSED)
     {

@@ -43,7 +43,7 @@ static ngx_int_t ngx_stream_rustdesk_rendezvous_udp_register_pk(
 static void ngx_stream_rustdesk_rendezvous_register_pk_written(void *data,
     ngx_int_t rc);
 static void ngx_stream_rustdesk_rendezvous_register_pk_reply(
-    ngx_stream_session_t *s, ngx_int_t result);
+    ngx_stream_session_t *s, Hbb__RegisterPkResponse__Result result);
 static void ngx_stream_rustdesk_rendezvous_configure(ngx_stream_session_t *s,
     Hbb__ConfigUpdate *cu, ngx_rustdesk_ip_t *addr);
 static void ngx_stream_rustdesk_rendezvous_software(ngx_stream_session_t *s,
@@ -192,6 +192,7 @@ ngx_stream_rustdesk_rendezvous_udp_hole_sent(ngx_stream_session_t *s,
 {
     ngx_str_t                                    id;
     ngx_pid_t                                    stream;
+    ngx_uint_t                                   online;
     ngx_rustdesk_ip_t                            b;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
@@ -201,9 +202,10 @@ ngx_stream_rustdesk_rendezvous_udp_hole_sent(ngx_stream_session_t *s,
     id.data = (u_char *) phs->id;
     id.len = ngx_strlen(phs->id);
 
-    if (ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec, &b,
-                                 &stream)
-        != 1
+    if (ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec, &online,
+                                 &b, &stream)
+        != NGX_OK
+        || !online
         || ngx_rustdesk_ip_cmp(&b, addr, 0) != 0)
     {
         ngx_log_debug1(NGX_LOG_DEBUG_STREAM, s->connection->log, 0,
@@ -296,16 +298,20 @@ ngx_stream_rustdesk_rendezvous_udp_register_pk(ngx_stream_session_t *s,
         return NGX_OK;
     }
 
-    if (rc == HBB__REGISTER_PK_RESPONSE__RESULT__OK && pk.change.write) {
+    if (pk.result == HBB__REGISTER_PK_RESPONSE__RESULT__OK
+        && pk.change.write)
+    {
         rc = ngx_stream_rustdesk_rendezvous_register_write(&pk, c->pool,
                              ngx_stream_rustdesk_rendezvous_register_pk_written,
                              s, c->log);
         if (rc == NGX_AGAIN) {
             return NGX_AGAIN;
         }
+
+        pk.result = HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
     }
 
-    ngx_stream_rustdesk_rendezvous_register_pk_reply(s, rc);
+    ngx_stream_rustdesk_rendezvous_register_pk_reply(s, pk.result);
 
     return NGX_OK;
 }
@@ -332,7 +338,7 @@ ngx_stream_rustdesk_rendezvous_register_pk_written(void *data, ngx_int_t rc)
 
 static void
 ngx_stream_rustdesk_rendezvous_register_pk_reply(ngx_stream_session_t *s,
-    ngx_int_t result)
+    Hbb__RegisterPkResponse__Result result)
 {
     ngx_rustdesk_msg_t        out;
     Hbb__RegisterPkResponse   rpr;
@@ -340,7 +346,7 @@ ngx_stream_rustdesk_rendezvous_register_pk_reply(ngx_stream_session_t *s,
     hbb__rendezvous_message__init(&out);
     hbb__register_pk_response__init(&rpr);
 
-    rpr.result = (Hbb__RegisterPkResponse__Result) result;
+    rpr.result = result;
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PK_RESPONSE;
     out.register_pk_response = &rpr;
 
