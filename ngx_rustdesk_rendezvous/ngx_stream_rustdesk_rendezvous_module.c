@@ -154,6 +154,13 @@ static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
       0,
       NULL },
 
+    { ngx_string("rustdesk_online_timeout"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_rendezvous_main_conf_t, online_timeout),
+      NULL },
+
     { ngx_string("rustdesk_keep_alive"),
       NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -360,6 +367,7 @@ ngx_stream_rustdesk_rendezvous_create_main_conf(ngx_conf_t *cf)
     rmcf->ip_block_max = NGX_CONF_UNSET_UINT;
     rmcf->ip_ids_max = NGX_CONF_UNSET_UINT;
     rmcf->keep_alive = NGX_CONF_UNSET_MSEC;
+    rmcf->online_timeout = NGX_CONF_UNSET_MSEC;
 
     return rmcf;
 }
@@ -416,6 +424,9 @@ ngx_stream_rustdesk_rendezvous_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(rmcf->always_use_relay, 0);
     ngx_conf_init_msec_value(rmcf->keep_alive, NGX_RUSTDESK_KEEP_ALIVE);
 
+    /* hbbs: a peer is online for 30 s after its last registration */
+    ngx_conf_init_msec_value(rmcf->online_timeout, NGX_RUSTDESK_REG_TIMEOUT);
+
     /* hbbs: more than 30 RegisterPk a minute or 300 new ids a day */
     ngx_conf_init_uint_value(rmcf->ip_block_max, NGX_RUSTDESK_IP_BLOCK_MAX);
     ngx_conf_init_uint_value(rmcf->ip_ids_max, NGX_RUSTDESK_IP_IDS_MAX);
@@ -423,6 +434,13 @@ ngx_stream_rustdesk_rendezvous_init_main_conf(ngx_conf_t *cf, void *conf)
     if (rmcf->keep_alive < 1000 || rmcf->keep_alive > 3600000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"rustdesk_keep_alive\" must be between 1s "
+                           "and 1h");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rmcf->online_timeout < 1000 || rmcf->online_timeout > 3600000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"rustdesk_online_timeout\" must be between 1s "
                            "and 1h");
         return NGX_CONF_ERROR;
     }
@@ -496,7 +514,8 @@ ngx_stream_rustdesk_rendezvous_postconfiguration(ngx_conf_t *cf)
      * keep-alive period (the echo of our heartbeat); a silent one is
      * closed after two, and then stays online for the usual 30 s
      */
-    rmcf->zone->stream_ttl = 2 * rmcf->keep_alive + NGX_RUSTDESK_REG_TIMEOUT;
+    rmcf->zone->online_ttl = rmcf->online_timeout;
+    rmcf->zone->stream_ttl = 2 * rmcf->keep_alive + rmcf->online_timeout;
 
     return NGX_OK;
 }

@@ -54,6 +54,7 @@ typedef struct {
     ngx_uint_t                   ip_block_max;     /* rustdesk_ip_blocker */
     ngx_uint_t                   ip_ids_max;
     ngx_msec_t                   keep_alive;       /* registered streams */
+    ngx_msec_t                   online_timeout;   /* after a registration */
     ngx_str_t                    database;         /* path; "off": none */
     ngx_uint_t                   database_off;
     void                        *thread_pool;

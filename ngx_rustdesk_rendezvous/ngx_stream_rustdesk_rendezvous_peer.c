@@ -18,6 +18,8 @@
 #include "ngx_stream_rustdesk_rendezvous_history.h"
 
 
+static ngx_uint_t ngx_rustdesk_peer_is_online(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_peer_t *p, ngx_msec_t now);
 static ngx_rustdesk_peer_t *ngx_rustdesk_peer_lookup_locked(
     ngx_rustdesk_peer_zone_t *z, ngx_str_t *id, uint32_t hash);
 static ngx_rustdesk_peer_t *ngx_rustdesk_peer_store_locked(
@@ -300,7 +302,8 @@ ngx_rustdesk_peer_load_locked(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
 
 
 /*
- * Online: registered in the last 30 s; a peer with a live stream is
+ * Online: registered within rustdesk_online_timeout; a peer with a live
+ * stream is
  * refreshed by each frame on it, at least once per keep-alive period, and
  * stays online for stream_ttl after the last one (a worker that died
  * without closing its streams leaves them for that long at most).
@@ -312,7 +315,6 @@ ngx_rustdesk_peer_lookup(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     ngx_pid_t *stream)
 {
     ngx_int_t             rc;
-    ngx_msec_t            ttl;
     ngx_rustdesk_peer_t  *p;
 
     ngx_shmtx_lock(&z->shpool->mutex);
@@ -323,11 +325,7 @@ ngx_rustdesk_peer_lookup(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
         rc = NGX_DECLINED;
 
     } else {
-        ttl = (p->stream > 0) ? ngx_max(z->stream_ttl,
-                                        NGX_RUSTDESK_REG_TIMEOUT)
-                              : NGX_RUSTDESK_REG_TIMEOUT;
-
-        *online = (p->last_reg && now - p->last_reg < ttl);
+        *online = ngx_rustdesk_peer_is_online(z, p, now);
         *addr = p->addr;
         *stream = p->stream;
         rc = NGX_OK;
@@ -336,6 +334,24 @@ ngx_rustdesk_peer_lookup(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     ngx_shmtx_unlock(&z->shpool->mutex);
 
     return rc;
+}
+
+
+/*
+ * Online: registered within rustdesk_online_timeout (hbbs: 30 s); a peer
+ * with a live stream for longer (stream_ttl, see peer_lookup).
+ */
+
+static ngx_uint_t
+ngx_rustdesk_peer_is_online(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_peer_t *p, ngx_msec_t now)
+{
+    ngx_msec_t  ttl;
+
+    ttl = (p->stream > 0) ? ngx_max(z->stream_ttl, z->online_ttl)
+                          : z->online_ttl;
+
+    return (p->last_reg && now - p->last_reg < ttl);
 }
 
 
@@ -580,7 +596,7 @@ ngx_rustdesk_peer_expire_locked(ngx_rustdesk_peer_zone_t *z, ngx_msec_t now,
         q = ngx_queue_last(&z->sh->peers_lru);
         peer = ngx_queue_data(q, ngx_rustdesk_peer_t, queue);
 
-        if (peer->last_reg && now - peer->last_reg < NGX_RUSTDESK_REG_TIMEOUT) {
+        if (ngx_rustdesk_peer_is_online(z, peer, now)) {
             break;
         }
 

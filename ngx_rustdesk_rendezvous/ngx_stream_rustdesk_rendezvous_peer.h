@@ -18,7 +18,7 @@
 #include "ngx_stream_rustdesk_rendezvous_zone.h"
 
 
-#define NGX_RUSTDESK_REG_TIMEOUT     30000    /* online: registered in 30 s */
+#define NGX_RUSTDESK_REG_TIMEOUT     30000    /* rustdesk_online_timeout */
 #define NGX_RUSTDESK_REG_PK_WINDOW   6000     /* at most 3 RegisterPk per 6 s */
 #define NGX_RUSTDESK_REG_PK_MAX      3
 

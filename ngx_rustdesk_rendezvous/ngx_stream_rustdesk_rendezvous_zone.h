@@ -66,6 +66,7 @@ typedef struct {
     ngx_uint_t                  always_use_relay;   /* configured */
     ngx_uint_t                  ip_block_max;       /* RegisterPk per 60 s */
     ngx_uint_t                  ip_ids_max;         /* new ids per day */
+    ngx_msec_t                  online_ttl;         /* after registering */
     ngx_msec_t                  stream_ttl;         /* online by a stream */
     ngx_str_t                   servers;    /* configured, comma-joined */
 } ngx_rustdesk_peer_zone_t;

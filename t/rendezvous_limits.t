@@ -3,7 +3,8 @@
 # Time limits of the rendezvous server (PROTOCOL.md section 6): new ids
 # per source IP per day (with a small rustdesk_ip_blocker limit, so that it
 # is reached without waiting past the 30-a-minute limit), and a peer going
-# offline 30 s after its last registration.
+# offline rustdesk_online_timeout (hbbs: 30 s) after its last registration;
+# the timeout is set shorter here, and must be within its range.
 
 use warnings;
 use strict;
@@ -14,7 +15,7 @@ use lib 't/lib';
 use Test::Nginx qw/ port /;
 use RustDesk::Client;
 
-my $t = Test::Nginx->new()->has()->plan(9);
+my $t = Test::Nginx->new()->has()->plan(12);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -24,6 +25,7 @@ stream {
     rustdesk_key "";
     rustdesk_key_dir %%TESTDIR%%/keys;
     rustdesk_ip_blocker 1000 5;
+    rustdesk_online_timeout 4s;
 
     server {
         listen 127.0.0.1:%%PORT_1%% reuseport;
@@ -59,7 +61,7 @@ like($t->read_file('error.log'),
 	qr/too many key registrations from this address, refused peer "limit8"/,
 	'refusal logged');
 
-# online for 30 s after the last registration
+# online for rustdesk_online_timeout (4 s) after the last registration
 
 my $b = RustDesk::Client->udp(port(1), LocalAddr => '127.0.0.63');
 reg_pk($b, 'expiring1');
@@ -68,16 +70,27 @@ $b->recv_msg();
 
 is(online('expiring1'), 1, 'online after registering');
 
-select undef, undef, undef, 25;
-is(online('expiring1'), 1, 'still online after 25 s');
+# what is tested is the time passing: these are sleeps
+select undef, undef, undef, 2;
+is(online('expiring1'), 1, 'still online after 2 s');
 
-select undef, undef, undef, 6;
-is(online('expiring1'), 0, 'offline after 31 s');
+select undef, undef, undef, 3;
+is(online('expiring1'), 0, 'offline after 5 s');
 
 my $a = RustDesk::Client->tcp(port(1));
 $a->send_msg(punch_hole_request => { id => 'expiring1' });
 my (undef, $m) = $a->recv_msg();
 is($m && $m->{failure}, 2, 'punch hole: OFFLINE');
+
+# the range: 1s to 1h
+
+for my $v (qw/ 0 999ms 61m /) {
+	$t->write_file('range.conf', $t->read_file('nginx.conf')
+		=~ s/rustdesk_online_timeout 4s/rustdesk_online_timeout $v/r);
+	my ($rc, $out) = $t->test_config('range.conf');
+	like($out, qr/"rustdesk_online_timeout" must be between 1s and 1h/,
+		"rustdesk_online_timeout $v refused");
+}
 
 sub reg_pk {
 	my ($c, $id) = @_;

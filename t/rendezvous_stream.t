@@ -54,6 +54,7 @@ $t->plan(62)->allow_log(qr/exited on signal 9\b/);
 # (online query); 3: WebSocket; 4: the relay server offered
 
 my $KA = 2;                             # rustdesk_keep_alive, seconds
+my $ONLINE = 12;                        # rustdesk_online_timeout, seconds
 
 $t->write_file_expand('nginx.conf', <<"EOF");
 
@@ -64,6 +65,7 @@ stream {
     rustdesk_database %%TESTDIR%%/db/peers.sqlite3;
     rustdesk_relay_servers 127.0.0.1:%%PORT_4%%;
     rustdesk_keep_alive ${KA}s;
+    rustdesk_online_timeout ${ONLINE}s;
 
     server {
         listen 127.0.0.1:%%PORT_1%% reuseport;
@@ -152,7 +154,8 @@ my ($U_first) = s_recv($U, 3);
 ###############################################################################
 
 # 2. a stream that closes: OFFLINE at once for a requester, but online for
-# the query during 30 s (checked again at the end, after 31 s)
+# the query during rustdesk_online_timeout (checked again at the end, after
+# it)
 
 my ($grace_id, $grace_closed);
 
@@ -175,7 +178,7 @@ my ($grace_id, $grace_closed);
 	ok($got ne '' && $took < 1, sprintf('stream closed: OFFLINE at once '
 		. '(%.2f s)', $took));
 	is(online($grace_id), '1', 'stream closed: still online for the query '
-		. '(30 s of grace)');
+		. "(${ONLINE} s of grace)");
 }
 
 ###############################################################################
@@ -740,21 +743,21 @@ my $SILENT = qr/\[info\].*(?:keep.?alive|heartbeat|ping|timed out)/i;
 
 ###############################################################################
 
-# 13. 31 s after the stream closed, the peer is offline
+# 13. rustdesk_online_timeout after the stream closed, the peer is offline
 
 {
-	my $left = $grace_closed + 31 - time();
+	my $left = $grace_closed + $ONLINE + 1 - time();
 	note(sprintf('waiting %.0f s for the end of the grace', $left))
 		if $left > 0;
 	sleep $left if $left > 0;
 
-	is(online($grace_id), '0', 'stream closed 31 s ago: offline');
+	is(online($grace_id), '0', "stream closed $ONLINE s ago: offline");
 
 	my $a = RustDesk::Client->tcp(port(1), LocalAddr => $A_IP);
 	$a->send_msg(punch_hole_request => { id => $grace_id,
 		licence_key => $key, nat_type => 1, version => '1.3.0' });
 	is(norm($a->recv_msg(3)), 'punch_hole_response{failure=2}',
-		'stream closed 31 s ago: OFFLINE');
+		"stream closed $ONLINE s ago: OFFLINE");
 }
 
 ###############################################################################
