@@ -1,6 +1,7 @@
 /*
- * The rendezvous module's configuration and per-session state, shared by
- * its files (module, UDP, TCP).
+ * The rendezvous module's configuration and per-session state, and the
+ * functions its files share (the transports, delivery, RegisterPk,
+ * registered streams, relay servers, console, database glue).
  */
 
 #ifndef _NGX_STREAM_RUSTDESK_RENDEZVOUS_MODULE_H_INCLUDED_
