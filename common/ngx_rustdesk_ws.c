@@ -26,6 +26,8 @@ static int ws_token(const unsigned char *v, size_t len, const char *token);
 static int ws_base64(const unsigned char *p, size_t len);
 static void ws_unmask(unsigned char *dst, const unsigned char *src, size_t n,
     const unsigned char *mask, size_t off);
+static int ws_header_bytes(ngx_rustdesk_ws_decoder_t *d, unsigned char **pos,
+    unsigned char *last, size_t n);
 static int ws_start_step(ngx_rustdesk_ws_decoder_t *d, unsigned char **pos,
     unsigned char *last);
 static int ws_header_step(ngx_rustdesk_ws_decoder_t *d, unsigned char **pos,
@@ -233,6 +235,20 @@ ngx_rustdesk_ws_decode(ngx_rustdesk_ws_decoder_t *d, unsigned char **pos,
 }
 
 
+/* Header bytes from the input until there are n: 1 when there are. */
+
+static int
+ws_header_bytes(ngx_rustdesk_ws_decoder_t *d, unsigned char **pos,
+    unsigned char *last, size_t n)
+{
+    while (*pos < last && d->hlen < n) {
+        d->hdr[d->hlen++] = *(*pos)++;
+    }
+
+    return d->hlen == n;
+}
+
+
 /* The first two bytes: FIN, reserved bits, opcode; mask bit, length. */
 
 static int
@@ -241,11 +257,7 @@ ws_start_step(ngx_rustdesk_ws_decoder_t *d, unsigned char **pos,
 {
     unsigned char  b0, b1;
 
-    while (*pos < last && d->hlen < 2) {
-        d->hdr[d->hlen++] = *(*pos)++;
-    }
-
-    if (d->hlen < 2) {
+    if (!ws_header_bytes(d, pos, last, 2)) {
         return NGX_RUSTDESK_WS_AGAIN;
     }
 
@@ -324,11 +336,7 @@ ws_header_step(ngx_rustdesk_ws_decoder_t *d, unsigned char **pos,
     size_t    i;
     uint64_t  len;
 
-    while (*pos < last && d->hlen < d->hsize) {
-        d->hdr[d->hlen++] = *(*pos)++;
-    }
-
-    if (d->hlen < d->hsize) {
+    if (!ws_header_bytes(d, pos, last, d->hsize)) {
         return NGX_RUSTDESK_WS_AGAIN;
     }
 
