@@ -100,15 +100,47 @@ typedef struct {
 extern ngx_module_t  ngx_stream_rustdesk_rendezvous_module;
 
 
+/* the transports: UDP (..._udp.c), TCP and WebSocket (..._tcp.c) */
 void ngx_stream_rustdesk_rendezvous_udp(ngx_stream_session_t *s);
 void ngx_stream_rustdesk_rendezvous_tcp(ngx_stream_session_t *s);
 
+/*
+ * Punch hole and relay requests and their answers (..._punch.c): each
+ * returns what a framed session's handler returns.  punch_sent: B's
+ * PunchHoleSent from any transport (is_udp: a datagram from b).
+ */
+ngx_int_t ngx_stream_rustdesk_rendezvous_punch_hole_request(
+    ngx_rustdesk_tcp_t *t, Hbb__PunchHoleRequest *ph);
+ngx_int_t ngx_stream_rustdesk_rendezvous_request_relay(ngx_rustdesk_tcp_t *t,
+    Hbb__RequestRelay *rr);
+ngx_int_t ngx_stream_rustdesk_rendezvous_hole_sent(ngx_rustdesk_tcp_t *t,
+    Hbb__PunchHoleSent *phs);
+void ngx_stream_rustdesk_rendezvous_punch_sent(ngx_stream_session_t *s,
+    Hbb__PunchHoleSent *phs, ngx_rustdesk_ip_t *b, ngx_uint_t is_udp);
+ngx_int_t ngx_stream_rustdesk_rendezvous_local_addr(ngx_rustdesk_tcp_t *t,
+    Hbb__LocalAddr *la);
+ngx_int_t ngx_stream_rustdesk_rendezvous_relay_response(ngx_rustdesk_tcp_t *t,
+    Hbb__RelayResponse *rr);
+
+/* The NAT test and the online query (..._nat.c). */
+ngx_int_t ngx_stream_rustdesk_rendezvous_test_nat(ngx_rustdesk_tcp_t *t,
+    Hbb__TestNatRequest *tnr, ngx_uint_t with_config);
+ngx_int_t ngx_stream_rustdesk_rendezvous_online(ngx_rustdesk_tcp_t *t,
+    Hbb__OnlineRequest *req);
+
+/*
+ * A message to peer B, registered as id at to or on a stream held by
+ * worker stream (..._reach.c).
+ */
+ngx_int_t ngx_stream_rustdesk_rendezvous_to_peer(ngx_stream_session_t *s,
+    ngx_str_t *id, ngx_rustdesk_ip_t *to, ngx_pid_t stream,
+    ngx_rustdesk_msg_t *m);
+
+/* Answers to waiting requesters, across workers (..._deliver.c). */
 ngx_int_t ngx_stream_rustdesk_rendezvous_deliver_init(ngx_cycle_t *cycle,
     ngx_rustdesk_peer_zone_t *z);
 void ngx_stream_rustdesk_rendezvous_deliver_exit(ngx_cycle_t *cycle);
 ngx_int_t ngx_stream_rustdesk_rendezvous_wait(ngx_stream_session_t *s);
-void ngx_stream_rustdesk_rendezvous_punch_sent(ngx_stream_session_t *s,
-    Hbb__PunchHoleSent *phs, ngx_rustdesk_ip_t *b, ngx_uint_t is_udp);
 void ngx_stream_rustdesk_rendezvous_answer(ngx_stream_session_t *s,
     ngx_rustdesk_ip_t *a, ngx_rustdesk_msg_t *m);
 

@@ -1,0 +1,503 @@
+/*
+ * Punch hole and relay requests and their answers (PROTOCOL.md sections
+ * 4, 5 and 6), whatever transport they came on: A's PunchHoleRequest and
+ * RequestRelay are passed to B (..._reach.c), B's PunchHoleSent, LocalAddr
+ * and RelayResponse go back to A with B's signed key, through whichever
+ * worker A waits on (..._deliver.c).
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_stream.h>
+
+#include "ngx_stream_rustdesk_rendezvous_module.h"
+#include "ngx_rustdesk_addr.h"
+
+
+static ngx_int_t ngx_stream_rustdesk_rendezvous_punch_failure(
+    ngx_rustdesk_tcp_t *t, Hbb__PunchHoleResponse__Failure failure);
+static ngx_int_t ngx_stream_rustdesk_rendezvous_requester(
+    ngx_stream_session_t *s, ProtobufCBinaryData *mangled,
+    ngx_rustdesk_ip_t *a);
+static ProtobufCBinaryData ngx_stream_rustdesk_rendezvous_mangle(
+    ngx_stream_session_t *s, ngx_rustdesk_ip_t *ip);
+static ProtobufCBinaryData ngx_stream_rustdesk_rendezvous_signed_pk(
+    ngx_stream_session_t *s, char *version, char *id);
+
+
+/*
+ * A asks for B: after the key and presence checks, A waits on this
+ * connection and B hears over UDP, at its registered address, either
+ * FetchLocalAddr (same LAN or same public IP: punching would fail, B
+ * answers with its local address) or PunchHole.  Forced relay (always-use-
+ * relay, or exactly one side inside the LAN mask) is told to both sides as
+ * nat_type SYMMETRIC; a LAN-side B is offered the local IP as relay.
+ */
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
+    Hbb__PunchHoleRequest *ph)
+{
+    char                                        *relay;
+    ngx_int_t                                    rc;
+    ngx_str_t                                    id;
+    ngx_pid_t                                    stream;
+    ngx_uint_t                                   online, a_lan, b_lan, same;
+    Hbb__NatType                                 nat_type;
+    Hbb__PunchHole                               hole;
+    ngx_connection_t                            *c;
+    ngx_rustdesk_ip_t                            b;
+    ngx_rustdesk_msg_t                           out;
+    Hbb__FetchLocalAddr                          fla;
+    ngx_rustdesk_peer_row_t                      row;
+    ngx_stream_rustdesk_rendezvous_ctx_t        *ctx;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    c = t->session->connection;
+    ctx = t->data;
+
+    rmcf = ngx_stream_get_module_main_conf(t->session,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    id.data = (u_char *) ph->id;
+    id.len = ngx_strlen(ph->id);
+
+    if (rmcf->licence.len
+        && (ngx_strlen(ph->licence_key) != rmcf->licence.len
+            || ngx_strncmp(ph->licence_key, rmcf->licence.data,
+                           rmcf->licence.len) != 0))
+    {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "rustdesk: punch hole to peer \"%V\" refused: "
+                      "wrong key", &id);
+        return ngx_stream_rustdesk_rendezvous_punch_failure(t,
+                       HBB__PUNCH_HOLE_RESPONSE__FAILURE__LICENSE_MISMATCH);
+    }
+
+    rc = ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec, &online,
+                                  &b, &stream);
+
+    if (rc == NGX_DECLINED) {
+        /* known to the database only: offline (a failed lookup: unknown) */
+
+        if (id.len && ngx_stream_rustdesk_rendezvous_db_load(t->session, &id,
+                                                             &row)
+                      == NGX_OK)
+        {
+            return ngx_stream_rustdesk_rendezvous_punch_failure(t,
+                           HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE);
+        }
+
+        return ngx_stream_rustdesk_rendezvous_punch_failure(t,
+                       HBB__PUNCH_HOLE_RESPONSE__FAILURE__ID_NOT_EXIST);
+    }
+
+    if (online == 0 || b.family == 0
+        || stream == NGX_RUSTDESK_STREAM_CLOSED)
+    {
+        /* a peer whose stream closed cannot be reached until it is back */
+        return ngx_stream_rustdesk_rendezvous_punch_failure(t,
+                       HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE);
+    }
+
+    if (ngx_stream_rustdesk_rendezvous_wait(t->session) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_rustdesk_punch_log(rmcf->zone, &ctx->addr, &id, &b, ngx_current_msec);
+
+    a_lan = ngx_stream_rustdesk_rendezvous_is_lan(rmcf, &ctx->addr);
+    b_lan = ngx_stream_rustdesk_rendezvous_is_lan(rmcf, &b);
+
+    relay = ngx_stream_rustdesk_rendezvous_relay_server(t->session);
+    nat_type = ph->nat_type;
+
+    if (ngx_stream_rustdesk_rendezvous_always_relay(rmcf) || (a_lan ^ b_lan)) {
+        if (b_lan && rmcf->local_ip.len) {
+            relay = (char *) rmcf->local_ip.data;
+        }
+
+        nat_type = HBB__NAT_TYPE__SYMMETRIC;
+    }
+
+    /* a WebSocket client cannot take a local connection: never FetchLocalAddr */
+
+    same = !ctx->websocket
+           && ((a_lan && b_lan)
+               || (ctx->addr.family == b.family
+                   && ngx_memcmp(ctx->addr.addr, b.addr,
+                                 b.family == AF_INET ? 4 : 16) == 0));
+
+    hbb__rendezvous_message__init(&out);
+
+    if (same) {
+        hbb__fetch_local_addr__init(&fla);
+        fla.socket_addr = ngx_stream_rustdesk_rendezvous_mangle(t->session,
+                                                                &ctx->addr);
+        fla.relay_server = relay;
+        fla.socket_addr_v6 = ph->socket_addr_v6;
+
+        out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_FETCH_LOCAL_ADDR;
+        out.fetch_local_addr = &fla;
+
+    } else {
+        hbb__punch_hole__init(&hole);
+        hole.socket_addr = ngx_stream_rustdesk_rendezvous_mangle(t->session,
+                                                                 &ctx->addr);
+        hole.relay_server = relay;
+        hole.nat_type = nat_type;
+
+        /* what newer clients offer for a direct connection, passed on */
+        hole.udp_port = ph->udp_port;
+        hole.force_relay = ph->force_relay;
+        hole.upnp_port = ph->upnp_port;
+        hole.socket_addr_v6 = ph->socket_addr_v6;
+
+        out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE;
+        out.punch_hole = &hole;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_STREAM, c->log, 0,
+                   "rustdesk: %s to peer \"%V\"",
+                   same ? "fetch local addr" : "punch hole", &id);
+
+    if (ngx_stream_rustdesk_rendezvous_to_peer(t->session, &id, &b, stream,
+                                               &out)
+        == NGX_DECLINED)
+    {
+        /* its stream is gone (its worker died): not reachable now */
+        return ngx_stream_rustdesk_rendezvous_punch_failure(t,
+                       HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE);
+    }
+
+    return NGX_OK;
+}
+
+
+/* A asks B to meet at a relay: B hears it over UDP with A's address. */
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_request_relay(ngx_rustdesk_tcp_t *t,
+    Hbb__RequestRelay *rr)
+{
+    ngx_str_t                                    id;
+    ngx_pid_t                                    stream;
+    ngx_uint_t                                   online;
+    ngx_rustdesk_ip_t                            b;
+    Hbb__RequestRelay                            fwd;
+    ngx_rustdesk_msg_t                           out;
+    ngx_stream_rustdesk_rendezvous_ctx_t        *ctx;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    ctx = t->data;
+
+    rmcf = ngx_stream_get_module_main_conf(t->session,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    if (ngx_stream_rustdesk_rendezvous_wait(t->session) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    id.data = (u_char *) rr->id;
+    id.len = ngx_strlen(rr->id);
+
+    if (ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec, &online,
+                                 &b, &stream)
+        == NGX_DECLINED
+        || b.family == 0 || stream == NGX_RUSTDESK_STREAM_CLOSED)
+    {
+        return NGX_OK;
+    }
+
+    /* a copy, so that fields this server does not know travel on */
+
+    fwd = *rr;
+    fwd.socket_addr = ngx_stream_rustdesk_rendezvous_mangle(t->session,
+                                                            &ctx->addr);
+
+    hbb__rendezvous_message__init(&out);
+    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REQUEST_RELAY;
+    out.request_relay = &fwd;
+
+    (void) ngx_stream_rustdesk_rendezvous_to_peer(t->session, &id, &b, stream,
+                                                  &out);
+
+    return NGX_OK;
+}
+
+
+/* B punched: A learns B's address as seen here and B's signed key. */
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_hole_sent(ngx_rustdesk_tcp_t *t,
+    Hbb__PunchHoleSent *phs)
+{
+    ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;
+
+    ctx = t->data;
+
+    ngx_stream_rustdesk_rendezvous_punch_sent(t->session, phs, &ctx->addr, 0);
+
+    return NGX_DONE;
+}
+
+
+/*
+ * B's PunchHoleSent, over TCP or (is_udp) over UDP from the socket it
+ * punches with: A gets PunchHoleResponse with B's address as the server
+ * sees it, B's signed key and B's direct-connection fields.  Nothing goes
+ * back to B.
+ */
+
+void
+ngx_stream_rustdesk_rendezvous_punch_sent(ngx_stream_session_t *s,
+    Hbb__PunchHoleSent *phs, ngx_rustdesk_ip_t *b, ngx_uint_t is_udp)
+{
+    ngx_rustdesk_ip_t        a;
+    ngx_rustdesk_msg_t       out;
+    Hbb__PunchHoleResponse   phr;
+
+    if (ngx_stream_rustdesk_rendezvous_requester(s, &phs->socket_addr, &a)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    hbb__rendezvous_message__init(&out);
+    hbb__punch_hole_response__init(&phr);
+
+    phr.socket_addr = ngx_stream_rustdesk_rendezvous_mangle(s, b);
+    phr.pk = ngx_stream_rustdesk_rendezvous_signed_pk(s, phs->version,
+                                                      phs->id);
+    phr.relay_server = phs->relay_server;
+    phr.union_case = HBB__PUNCH_HOLE_RESPONSE__UNION_NAT_TYPE;
+    phr.nat_type = phs->nat_type;
+    phr.upnp_port = phs->upnp_port;
+    phr.socket_addr_v6 = phs->socket_addr_v6;
+    phr.is_udp = is_udp;
+
+    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_RESPONSE;
+    out.punch_hole_response = &phr;
+
+    ngx_stream_rustdesk_rendezvous_answer(s, &a, &out);
+}
+
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_local_addr(ngx_rustdesk_tcp_t *t,
+    Hbb__LocalAddr *la)
+{
+    ngx_rustdesk_ip_t         a;
+    ngx_rustdesk_msg_t        out;
+    Hbb__PunchHoleResponse    phr;
+
+    if (ngx_stream_rustdesk_rendezvous_requester(t->session, &la->socket_addr,
+                                                 &a)
+        != NGX_OK)
+    {
+        return NGX_DONE;
+    }
+
+    hbb__rendezvous_message__init(&out);
+    hbb__punch_hole_response__init(&phr);
+
+    phr.socket_addr = la->local_addr;
+    phr.pk = ngx_stream_rustdesk_rendezvous_signed_pk(t->session,
+                                                      la->version, la->id);
+    phr.relay_server = la->relay_server;
+    phr.union_case = HBB__PUNCH_HOLE_RESPONSE__UNION_IS_LOCAL;
+    phr.is_local = 1;
+    phr.socket_addr_v6 = la->socket_addr_v6;
+
+    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_RESPONSE;
+    out.punch_hole_response = &phr;
+
+    ngx_stream_rustdesk_rendezvous_answer(t->session, &a, &out);
+
+    return NGX_DONE;
+}
+
+
+/*
+ * B accepted a relay: A gets the message without B's view of A's address,
+ * with B's signed key in place of its id, and the relay rewritten for a
+ * LAN-side A as the reference does.
+ */
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_relay_response(ngx_rustdesk_tcp_t *t,
+    Hbb__RelayResponse *rr)
+{
+    ngx_rustdesk_ip_t                            a;
+    Hbb__RelayResponse                           fwd;
+    ngx_rustdesk_msg_t                           out;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    rmcf = ngx_stream_get_module_main_conf(t->session,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    if (ngx_stream_rustdesk_rendezvous_requester(t->session, &rr->socket_addr,
+                                                 &a)
+        != NGX_OK)
+    {
+        return NGX_DONE;
+    }
+
+    fwd = *rr;
+    fwd.socket_addr.len = 0;
+    fwd.socket_addr.data = NULL;
+
+    if (rr->union_case == HBB__RELAY_RESPONSE__UNION_ID && rr->id[0]) {
+        fwd.union_case = HBB__RELAY_RESPONSE__UNION_PK;
+        fwd.pk = ngx_stream_rustdesk_rendezvous_signed_pk(t->session,
+                                                          rr->version, rr->id);
+    }
+
+    if (rr->relay_server[0]) {
+        if (ngx_stream_rustdesk_rendezvous_is_lan(rmcf, &a)
+            && rmcf->local_ip.len)
+        {
+            fwd.relay_server = (char *) rmcf->local_ip.data;
+
+        } else if (rmcf->local_ip.len
+                   && ngx_strcmp(rr->relay_server, rmcf->local_ip.data) == 0)
+        {
+            fwd.relay_server = ngx_stream_rustdesk_rendezvous_relay_server(
+                                                                  t->session);
+        }
+    }
+
+    hbb__rendezvous_message__init(&out);
+    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_RELAY_RESPONSE;
+    out.relay_response = &fwd;
+
+    ngx_stream_rustdesk_rendezvous_answer(t->session, &a, &out);
+
+    return NGX_DONE;
+}
+
+
+/* A's address from what B sent back: NGX_OK with *a, else logged. */
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_requester(ngx_stream_session_t *s,
+    ProtobufCBinaryData *mangled, ngx_rustdesk_ip_t *a)
+{
+    socklen_t                len;
+    struct sockaddr_storage  ss;
+
+    len = ngx_rustdesk_addr_decode(mangled->data, mangled->len, &ss);
+
+    if (len == 0) {
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "rustdesk: answer with a malformed requester address "
+                      "of %uz bytes", mangled->len);
+        return NGX_DECLINED;
+    }
+
+    ngx_rustdesk_ip_from_sockaddr(a, (struct sockaddr *) &ss, len);
+
+    return NGX_OK;
+}
+
+
+static ProtobufCBinaryData
+ngx_stream_rustdesk_rendezvous_mangle(ngx_stream_session_t *s,
+    ngx_rustdesk_ip_t *ip)
+{
+    ProtobufCBinaryData      out;
+    struct sockaddr_storage  ss;
+
+    out.len = 0;
+    out.data = ngx_pnalloc(s->connection->pool, NGX_RUSTDESK_ADDR_MAX_LEN);
+
+    if (out.data) {
+        (void) ngx_rustdesk_ip_to_sockaddr(ip, &ss);
+        out.len = ngx_rustdesk_addr_encode((struct sockaddr *) &ss, out.data);
+    }
+
+    return out;
+}
+
+
+/*
+ * get_pk (PROTOCOL.md section 5): the peer's key signed as IdPk, empty
+ * when the client sent no version, no secret key is loaded, or the peer
+ * has no key here.
+ */
+
+static ProtobufCBinaryData
+ngx_stream_rustdesk_rendezvous_signed_pk(ngx_stream_session_t *s,
+    char *version, char *id)
+{
+    size_t                                       size;
+    ngx_str_t                                    name;
+    ProtobufCBinaryData                          out;
+    ngx_rustdesk_peer_row_t                      row;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+    u_char                                       pk[NGX_RUSTDESK_BLOB_MAX];
+
+    out.len = 0;
+    out.data = NULL;
+
+    rmcf = ngx_stream_get_module_main_conf(s,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    if (version[0] == '\0' || rmcf->shared->keys == NULL) {
+        return out;
+    }
+
+    name.data = (u_char *) id;
+    name.len = ngx_strlen(id);
+
+    size = ngx_rustdesk_peer_pk(rmcf->zone, &name, pk);
+
+    if (size == 0) {
+        /* evicted from memory, or never there: the database's key */
+
+        if (name.len == 0
+            || ngx_stream_rustdesk_rendezvous_db_load(s, &name, &row) != NGX_OK
+            || row.pk.len == 0)
+        {
+            return out;
+        }
+
+        size = row.pk.len;
+        ngx_memcpy(pk, row.pk.data, size);
+    }
+
+    /* signature || IdPk{id, pk}: 64 + tags, lengths, id and pk */
+    out.data = ngx_pnalloc(s->connection->pool, 64 + 8 + name.len + size);
+    if (out.data == NULL) {
+        return out;
+    }
+
+    out.len = ngx_rustdesk_keys_sign_idpk(rmcf->shared->keys, name.data,
+                                          name.len, pk, size, out.data,
+                                          64 + 8 + name.len + size);
+    return out;
+}
+
+
+/* The answer to a failed PunchHoleRequest; A may retry on the connection. */
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_punch_failure(ngx_rustdesk_tcp_t *t,
+    Hbb__PunchHoleResponse__Failure failure)
+{
+    ngx_rustdesk_msg_t        out;
+    Hbb__PunchHoleResponse    phr;
+
+    hbb__rendezvous_message__init(&out);
+    hbb__punch_hole_response__init(&phr);
+
+    phr.failure = failure;
+    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_RESPONSE;
+    out.punch_hole_response = &phr;
+
+    if (ngx_rustdesk_tcp_send(t, &out) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
