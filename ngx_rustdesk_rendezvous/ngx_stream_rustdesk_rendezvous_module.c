@@ -10,14 +10,9 @@
 
 #include "ngx_stream_rustdesk_rendezvous_module.h"
 
-#if (NGX_THREADS)
-#include <ngx_thread_pool.h>
-#endif
-
 
 #define NGX_RUSTDESK_DEFAULT_ZONE       "rustdesk"
 #define NGX_RUSTDESK_DEFAULT_ZONE_SIZE  (64 * 1024 * 1024)
-#define NGX_RUSTDESK_DEFAULT_DATABASE   "db_v2.sqlite3"   /* in the key dir */
 
 
 static void *ngx_stream_rustdesk_rendezvous_create_main_conf(ngx_conf_t *cf);
@@ -37,8 +32,6 @@ static char *ngx_stream_rustdesk_rendezvous_servers(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_shm_zone_t *ngx_stream_rustdesk_rendezvous_add_zone(ngx_conf_t *cf,
     ngx_str_t *name, size_t size);
-static void ngx_stream_rustdesk_rendezvous_version_from_url(ngx_str_t *url,
-    ngx_str_t *version);
 static char *ngx_stream_rustdesk_rendezvous_relay_servers(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_stream_rustdesk_rendezvous_lan_mask(ngx_conf_t *cf,
@@ -47,18 +40,11 @@ static char *ngx_stream_rustdesk_rendezvous_database(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_stream_rustdesk_rendezvous_ip_blocker(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
-static ngx_int_t ngx_stream_rustdesk_rendezvous_database_init(ngx_conf_t *cf,
-    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_init_module(
     ngx_cycle_t *cycle);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_init_process(
     ngx_cycle_t *cycle);
 static void ngx_stream_rustdesk_rendezvous_exit_process(ngx_cycle_t *cycle);
-
-
-/* this worker's database */
-static ngx_rustdesk_db_t  *ngx_stream_rustdesk_rendezvous_database_conn;
-static ngx_uint_t          ngx_stream_rustdesk_rendezvous_database_failed;
 
 
 static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
@@ -277,75 +263,6 @@ ngx_stream_rustdesk_rendezvous_handler(ngx_stream_session_t *s)
 }
 
 
-Hbb__ConfigUpdate *
-ngx_stream_rustdesk_rendezvous_config_update(ngx_stream_session_t *s,
-    int32_t client_serial)
-{
-    u_char                                      *p, *last, *start, *name;
-    size_t                                       len;
-    int32_t                                      serial;
-    ngx_uint_t                                   n;
-    Hbb__ConfigUpdate                           *cu;
-    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
-    u_char                                       servers[NGX_RUSTDESK_SERVERS_MAX];
-
-    rmcf = ngx_stream_get_module_main_conf(s,
-                                        ngx_stream_rustdesk_rendezvous_module);
-
-    serial = ngx_rustdesk_peer_serial(rmcf->zone, servers, &len);
-
-    if (serial <= client_serial) {
-        return NULL;
-    }
-
-    cu = ngx_palloc(s->connection->pool, sizeof(Hbb__ConfigUpdate));
-    if (cu == NULL) {
-        return NULL;
-    }
-
-    hbb__config_update__init(cu);
-    cu->serial = serial;
-
-    if (len == 0) {
-        return cu;
-    }
-
-    /* the servers are kept comma-joined */
-
-    n = 1;
-    for (p = servers; p < servers + len; p++) {
-        n += (*p == ',');
-    }
-
-    cu->rendezvous_servers = ngx_palloc(s->connection->pool, n * sizeof(char *));
-    if (cu->rendezvous_servers == NULL) {
-        return NULL;
-    }
-
-    last = servers + len;
-    start = servers;
-
-    for (p = servers; p <= last; p++) {
-        if (p < last && *p != ',') {
-            continue;
-        }
-
-        name = ngx_pnalloc(s->connection->pool, p - start + 1);
-        if (name == NULL) {
-            return NULL;
-        }
-
-        ngx_cpystrn(name, start, p - start + 1);
-        cu->rendezvous_servers[cu->n_rendezvous_servers] = (char *) name;
-
-        cu->n_rendezvous_servers++;
-        start = p + 1;
-    }
-
-    return cu;
-}
-
-
 static void *
 ngx_stream_rustdesk_rendezvous_create_main_conf(ngx_conf_t *cf)
 {
@@ -555,19 +472,7 @@ ngx_stream_rustdesk_rendezvous_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    if (!rmcf->database_off) {
-        ngx_stream_rustdesk_rendezvous_database_conn =
-            ngx_rustdesk_db_open(cycle, &rmcf->database, rmcf->thread_pool);
-
-        if (ngx_stream_rustdesk_rendezvous_database_conn == NULL) {
-            /* the worker serves on; key registrations get SERVER_ERROR */
-            ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
-                          "rustdesk: database \"%V\" unavailable in this "
-                          "worker, key registrations will be refused",
-                          &rmcf->database);
-            ngx_stream_rustdesk_rendezvous_database_failed = 1;
-        }
-    }
+    ngx_stream_rustdesk_rendezvous_db_open(cycle, rmcf);
 
     if (ngx_stream_rustdesk_relays_init(cycle, rmcf) != NGX_OK) {
         return NGX_ERROR;
@@ -583,47 +488,7 @@ ngx_stream_rustdesk_rendezvous_exit_process(ngx_cycle_t *cycle)
     ngx_stream_rustdesk_rendezvous_deliver_exit(cycle);
     ngx_stream_rustdesk_relays_exit(cycle);
 
-    ngx_rustdesk_db_close(ngx_stream_rustdesk_rendezvous_database_conn);
-    ngx_stream_rustdesk_rendezvous_database_conn = NULL;
-}
-
-
-ngx_rustdesk_db_t *
-ngx_stream_rustdesk_rendezvous_db(ngx_uint_t *failed)
-{
-    *failed = ngx_stream_rustdesk_rendezvous_database_failed;
-    return ngx_stream_rustdesk_rendezvous_database_conn;
-}
-
-
-ngx_int_t
-ngx_stream_rustdesk_rendezvous_db_load(ngx_stream_session_t *s, ngx_str_t *id,
-    ngx_rustdesk_peer_row_t *row)
-{
-    ngx_int_t                                    rc;
-    ngx_uint_t                                   failed;
-    ngx_rustdesk_db_t                           *db;
-    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
-
-    db = ngx_stream_rustdesk_rendezvous_db(&failed);
-
-    if (db == NULL) {
-        return failed ? NGX_ERROR : NGX_DECLINED;
-    }
-
-    rc = ngx_rustdesk_db_get(db, id, row, s->connection->pool,
-                             s->connection->log);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    rmcf = ngx_stream_get_module_main_conf(s,
-                                        ngx_stream_rustdesk_rendezvous_module);
-
-    /* a full zone: the peer is known all the same */
-    (void) ngx_rustdesk_peer_load(rmcf->zone, id, row, s->connection->log);
-
-    return NGX_OK;
+    ngx_stream_rustdesk_rendezvous_db_close();
 }
 
 
@@ -694,51 +559,6 @@ ngx_stream_rustdesk_rendezvous_database(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     return NGX_CONF_OK;
-}
-
-
-static ngx_int_t
-ngx_stream_rustdesk_rendezvous_database_init(ngx_conf_t *cf,
-    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf)
-{
-    u_char     *p;
-    ngx_str_t  *dir, def;
-
-    if (rmcf->database_off) {
-        return NGX_OK;
-    }
-
-    if (rmcf->database.data == NULL) {
-        /* beside the key files, as rustdesk-server keeps them */
-
-        dir = &rmcf->shared->key_dir;
-
-        if (dir->data == NULL) {
-            ngx_str_set(&def, NGX_RUSTDESK_DEFAULT_KEY_DIR);
-            dir = &def;
-        }
-
-        rmcf->database.len = dir->len + 1
-                             + sizeof(NGX_RUSTDESK_DEFAULT_DATABASE) - 1;
-        rmcf->database.data = ngx_pnalloc(cf->pool, rmcf->database.len + 1);
-        if (rmcf->database.data == NULL) {
-            return NGX_ERROR;
-        }
-
-        p = ngx_cpymem(rmcf->database.data, dir->data, dir->len);
-        *p++ = '/';
-        ngx_memcpy(p, NGX_RUSTDESK_DEFAULT_DATABASE,
-                   sizeof(NGX_RUSTDESK_DEFAULT_DATABASE));
-    }
-
-#if (NGX_THREADS)
-    rmcf->thread_pool = ngx_thread_pool_add(cf, NULL);
-    if (rmcf->thread_pool == NULL) {
-        return NGX_ERROR;
-    }
-#endif
-
-    return ngx_rustdesk_db_init_file(cf->log, &rmcf->database);
 }
 
 
@@ -1011,56 +831,3 @@ ngx_stream_rustdesk_rendezvous_add_zone(ngx_conf_t *cf, ngx_str_t *name,
                                       sizeof(ngx_rustdesk_peer_zone_t));
 }
 
-
-/*
- * The version a software URL names, as hbb_common's get_version_from_url:
- * what follows the last '-', less an extension after the last '.' unless
- * that is a number: ".../rustdesk-1.2.3.exe" and ".../app-1.2.3" both give
- * "1.2.3".  SoftwareUpdate answers clients whose url differs.
- */
-
-static void
-ngx_stream_rustdesk_rendezvous_version_from_url(ngx_str_t *url,
-    ngx_str_t *version)
-{
-    u_char  *dash, *dot, *end, *p;
-
-    ngx_str_null(version);
-
-    end = url->data + url->len;
-    dash = NULL;
-    dot = NULL;
-
-    for (p = end; p > url->data; p--) {
-        if (dash == NULL && p[-1] == '-') {
-            dash = p - 1;
-        }
-
-        if (dot == NULL && p[-1] == '.') {
-            dot = p - 1;
-        }
-    }
-
-    if (dash == NULL || dot == NULL) {
-        return;
-    }
-
-    version->data = dash + 1;
-    version->len = end - version->data;
-
-    if (dot < dash) {
-        return;
-    }
-
-    /* a numeric suffix is part of the version, an extension is not */
-
-    for (p = dot + 1; p < end; p++) {
-        if (*p < '0' || *p > '9') {
-            break;
-        }
-    }
-
-    if (p == dot + 1 || p < end) {
-        version->len = dot - version->data;
-    }
-}

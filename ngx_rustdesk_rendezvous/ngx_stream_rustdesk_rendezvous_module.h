@@ -184,6 +184,17 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_ipc_send(ngx_pid_t pid,
     ngx_uint_t type, u_char *data, size_t len);
 
 /*
+ * The module's database (..._database.c): the default path and the thread
+ * pool at configuration, each worker's connection (a failed open is
+ * logged; RegisterPk then gets SERVER_ERROR).
+ */
+ngx_int_t ngx_stream_rustdesk_rendezvous_database_init(ngx_conf_t *cf,
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf);
+void ngx_stream_rustdesk_rendezvous_db_open(ngx_cycle_t *cycle,
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf);
+void ngx_stream_rustdesk_rendezvous_db_close(void);
+
+/*
  * This worker's database: NULL with *failed 0 when none is configured,
  * NULL with *failed 1 when it could not be opened.
  */
@@ -213,9 +224,16 @@ ngx_uint_t ngx_stream_rustdesk_rendezvous_is_lan(
 ngx_uint_t ngx_stream_rustdesk_rendezvous_always_relay(
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf);
 
-/* TestNatResponse / RegisterPeer's ConfigUpdate: when serial is higher. */
+/*
+ * TestNatResponse / RegisterPeer's ConfigUpdate: when serial is higher
+ * (..._config_update.c).
+ */
 Hbb__ConfigUpdate *ngx_stream_rustdesk_rendezvous_config_update(
     ngx_stream_session_t *s, int32_t client_serial);
+
+/* The version of rustdesk_software_url: after the last "-", less ".ext". */
+void ngx_stream_rustdesk_rendezvous_version_from_url(ngx_str_t *url,
+    ngx_str_t *version);
 
 
 #endif /* _NGX_STREAM_RUSTDESK_RENDEZVOUS_MODULE_H_INCLUDED_ */
