@@ -20,6 +20,8 @@
 
 static ngx_uint_t ngx_rustdesk_peer_is_online(ngx_rustdesk_peer_zone_t *z,
     ngx_rustdesk_peer_t *p, ngx_msec_t now);
+static ngx_rustdesk_peer_t *ngx_rustdesk_peer_lock(
+    ngx_rustdesk_peer_zone_t *z, ngx_str_t *id, uint32_t *hash);
 static ngx_rustdesk_peer_t *ngx_rustdesk_peer_lookup_locked(
     ngx_rustdesk_peer_zone_t *z, ngx_str_t *id, uint32_t hash);
 static ngx_rustdesk_peer_t *ngx_rustdesk_peer_store_locked(
@@ -34,19 +36,37 @@ static ngx_int_t ngx_rustdesk_peer_node_cmp(ngx_rbtree_node_t *node,
     ngx_rbtree_node_t *temp);
 
 
+/*
+ * The zone locked (the caller unlocks it) and the peer of id looked up in
+ * it, NULL if none; the id's hash in *hash, for a store that follows.
+ */
+
+static ngx_rustdesk_peer_t *
+ngx_rustdesk_peer_lock(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    uint32_t *hash)
+{
+    uint32_t  h;
+
+    h = ngx_crc32_short(id->data, id->len);
+
+    if (hash) {
+        *hash = h;
+    }
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    return ngx_rustdesk_peer_lookup_locked(z, id, h);
+}
+
+
 void
 ngx_rustdesk_peer_register(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     ngx_rustdesk_ip_t *addr, ngx_msec_t now, ngx_uint_t *request_pk,
     ngx_uint_t *ip_change)
 {
-    uint32_t              hash;
     ngx_rustdesk_peer_t  *p;
 
-    hash = ngx_crc32_short(id->data, id->len);
-
-    ngx_shmtx_lock(&z->shpool->mutex);
-
-    p = ngx_rustdesk_peer_lookup_locked(z, id, hash);
+    p = ngx_rustdesk_peer_lock(z, id, NULL);
 
     if (p == NULL) {
         ngx_shmtx_unlock(&z->shpool->mutex);
@@ -111,11 +131,7 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
 
     ngx_memzero(change, sizeof(ngx_rustdesk_peer_change_t));
 
-    hash = ngx_crc32_short(rk->id.data, rk->id.len);
-
-    ngx_shmtx_lock(&z->shpool->mutex);
-
-    p = ngx_rustdesk_peer_lookup_locked(z, &rk->id, hash);
+    p = ngx_rustdesk_peer_lock(z, &rk->id, &hash);
 
     if (p == NULL && row == NULL) {
         ngx_shmtx_unlock(&z->shpool->mutex);
@@ -263,11 +279,7 @@ ngx_rustdesk_peer_load(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     uint32_t              hash;
     ngx_rustdesk_peer_t  *p;
 
-    hash = ngx_crc32_short(id->data, id->len);
-
-    ngx_shmtx_lock(&z->shpool->mutex);
-
-    p = ngx_rustdesk_peer_lookup_locked(z, id, hash);
+    p = ngx_rustdesk_peer_lock(z, id, &hash);
 
     if (p == NULL) {
         p = ngx_rustdesk_peer_load_locked(z, id, hash, row, log);
@@ -317,10 +329,7 @@ ngx_rustdesk_peer_lookup(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     ngx_int_t             rc;
     ngx_rustdesk_peer_t  *p;
 
-    ngx_shmtx_lock(&z->shpool->mutex);
-
-    p = ngx_rustdesk_peer_lookup_locked(z, id,
-                                        ngx_crc32_short(id->data, id->len));
+    p = ngx_rustdesk_peer_lock(z, id, NULL);
     if (p == NULL) {
         rc = NGX_DECLINED;
 
@@ -390,10 +399,7 @@ ngx_rustdesk_peer_stream_refresh(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     ngx_int_t             rc;
     ngx_rustdesk_peer_t  *p;
 
-    ngx_shmtx_lock(&z->shpool->mutex);
-
-    p = ngx_rustdesk_peer_lookup_locked(z, id,
-                                        ngx_crc32_short(id->data, id->len));
+    p = ngx_rustdesk_peer_lock(z, id, NULL);
 
     if (p && p->stream == pid) {
         if (now) {
@@ -421,10 +427,7 @@ ngx_rustdesk_peer_stream_closed(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
 {
     ngx_rustdesk_peer_t  *p;
 
-    ngx_shmtx_lock(&z->shpool->mutex);
-
-    p = ngx_rustdesk_peer_lookup_locked(z, id,
-                                        ngx_crc32_short(id->data, id->len));
+    p = ngx_rustdesk_peer_lock(z, id, NULL);
 
     if (p && p->stream == pid) {
         p->stream = NGX_RUSTDESK_STREAM_CLOSED;
@@ -446,10 +449,7 @@ ngx_rustdesk_peer_pk(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id, u_char *pk)
 
     len = 0;
 
-    ngx_shmtx_lock(&z->shpool->mutex);
-
-    p = ngx_rustdesk_peer_lookup_locked(z, id,
-                                        ngx_crc32_short(id->data, id->len));
+    p = ngx_rustdesk_peer_lock(z, id, NULL);
     if (p) {
         len = p->pk_len;
         ngx_memcpy(pk, ngx_rustdesk_peer_pk_data(p), len);
