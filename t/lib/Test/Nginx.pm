@@ -24,13 +24,14 @@ use Exporter qw/ import /;
 use File::Temp qw/ tempdir /;
 use IO::Socket::INET;
 use POSIX qw/ :sys_wait_h /;
-use Socket qw/ SOCK_STREAM SOCK_DGRAM /;
+use Scalar::Util qw/ blessed /;
+use Socket qw/ SOCK_STREAM SOCK_DGRAM inet_aton /;
 use Test::More ();
 use Time::HiRes qw/ sleep time /;
 use Cwd qw/ abs_path /;
 use File::Basename qw/ dirname /;
 
-our @EXPORT_OK = qw/ port port_base /;
+our @EXPORT_OK = qw/ port port_base wait_until /;
 
 our $NGINX = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 our $ROOT = abs_path(dirname(__FILE__) . '/../../..');
@@ -243,6 +244,59 @@ sub wait_log {
 	}
 
 	return $got;
+}
+
+# Calls $f until it returns true or the timeout (default 5 s) is over, a
+# short while between calls: returns what $f returned last, so false on
+# timeout (and the assertion that follows fails with what was there).
+# A function (wait_until(sub { ... }, 3)) or a method ($t->wait_until(...)).
+sub wait_until {
+	shift if blessed($_[0]) && $_[0]->isa(__PACKAGE__);
+	my ($f, $timeout, $interval) = @_;
+	my $end = time() + ($timeout // 5);
+
+	for (;;) {
+		my $r = $f->();
+		return $r if $r || time() >= $end;
+		sleep($interval // 0.02);
+	}
+}
+
+# Bytes a client sent on a TCP connection that the server has not read yet:
+# the receive queue of the server's end of it in /proc/net/tcp ($c: a
+# socket, or an object with sock(), connected over IPv4); undef when that
+# end is not found.
+sub unread {
+	my ($self, $c) = @_;
+	my $s = $c->isa('IO::Handle') ? $c : $c->sock();
+
+	my $hex = sub {
+		sprintf('%08X:%04X', unpack('L', inet_aton($_[0])), $_[1]);
+	};
+	my $local = $hex->($s->peerhost(), $s->peerport());
+	my $remote = $hex->($s->sockhost(), $s->sockport());
+
+	open my $fh, '<', '/proc/net/tcp' or return undef;
+
+	while (my $line = <$fh>) {
+		my @f = split ' ', $line;
+		next unless $f[1] eq $local && $f[2] eq $remote;
+		close $fh;
+		return hex((split /:/, $f[4])[1]);
+	}
+
+	close $fh;
+	return undef;
+}
+
+# Waits until the server has read everything the client sent so far on
+# the connection (see unread()), the timeout (default 3 s) at most:
+# true if it has.  What a test that sends a message in pieces waits for
+# between the pieces, so that each piece is a read of its own.
+sub wait_read {
+	my ($self, $c, $timeout) = @_;
+	return wait_until(sub { ($self->unread($c) // 1) == 0 }, $timeout // 3,
+		0.002);
 }
 
 # The worker that accepted each client, from the info line nginx logs for
