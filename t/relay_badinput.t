@@ -16,7 +16,7 @@ use Test::More;
 use IO::Poll qw/ POLLIN POLLHUP POLLERR /;
 use IO::Select;
 use IO::Socket::INET;
-use Time::HiRes qw/ sleep time /;
+use Time::HiRes qw/ time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
@@ -151,10 +151,11 @@ alive('bad first frames');
 	my $gone = side($PORT, 'left-1', ip => '127.0.0.2');
 	$t->wait_log(qr/new relay request "left-1"/, 1, 2);
 	$gone->close();
-	sleep 0.3;
+	$t->wait_log(qr/relay client of "left-1" left before its partner came/,
+		1, 3);
 
 	my $a = side($PORT, 'left-1', ip => '127.0.0.2', extra => 'from A');
-	sleep 0.2;
+	$t->wait_log(qr/new relay request "left-1"/, 2, 3);
 	my $b = side($PORT, 'left-1', ip => '127.0.0.3', extra => 'from B');
 	my ($got_b) = read_exact($b, 6, 3);
 	my ($got_a) = read_exact($a, 6, 3);
