@@ -12,10 +12,9 @@ use strict;
 use Test::More;
 use IO::Select;
 use IO::Socket::INET;
-use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
-use Test::Nginx qw/ port /;
+use Test::Nginx qw/ port wait_until /;
 use RustDesk::Client;
 use RustDesk::RelayTest;
 
@@ -183,12 +182,8 @@ is(cmd('u'), '', 'usage: no pairs');
 
 	close_pairs($t, $x, $y);
 
-	my $end = time() + 3;
-	my $left = cmd('u');
-	while ($left ne '' && time() < $end) {
-		sleep 0.2;
-		$left = cmd('u');
-	}
+	my $left;
+	wait_until(sub { ($left = cmd('u')) eq '' }, 3);
 	is($left, '', 'usage: closed pairs gone');
 }
 
