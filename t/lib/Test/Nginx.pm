@@ -25,7 +25,7 @@ use File::Temp qw/ tempdir /;
 use IO::Socket::INET;
 use POSIX qw/ :sys_wait_h /;
 use Scalar::Util qw/ blessed /;
-use Socket qw/ SOCK_STREAM SOCK_DGRAM inet_aton /;
+use Socket qw/ SOCK_STREAM SOCK_DGRAM /;
 use Test::More ();
 use Time::HiRes qw/ sleep time /;
 use Cwd qw/ abs_path /;
@@ -262,31 +262,49 @@ sub wait_until {
 	}
 }
 
+# The TCP sockets of /proc/net/tcp (IPv4) that match: local and remote
+# (addresses as "ip:port", "0.0.0.0:0" for a listener's remote), state
+# (hex: "01" established, "0A" listening), rx (the receive queue: bytes not
+# read yet, or for a listener the connections not accepted yet) and inode
+# (0 for a connection still in a listener's queue).  Options: local,
+# remote (an "ip:port" to match).
+sub tcp_sockets {
+	my ($self, %o) = @_;
+	my @s;
+
+	open my $fh, '<', '/proc/net/tcp' or return ();
+	<$fh>;
+
+	while (my $line = <$fh>) {
+		my @f = split ' ', $line;
+		my ($local, $remote) = map {
+			my ($ip, $port) = split /:/;
+			join('.', unpack('C4', pack('L', hex $ip))) . ':' . hex($port)
+		} @f[1, 2];
+
+		next if defined $o{local} && $local ne $o{local};
+		next if defined $o{remote} && $remote ne $o{remote};
+
+		push @s, { local => $local, remote => $remote, state => $f[3],
+			rx => hex((split /:/, $f[4])[1]), inode => $f[9] };
+	}
+
+	close $fh;
+	return @s;
+}
+
 # Bytes a client sent on a TCP connection that the server has not read yet:
-# the receive queue of the server's end of it in /proc/net/tcp ($c: a
-# socket, or an object with sock(), connected over IPv4); undef when that
-# end is not found.
+# the receive queue of the server's end of it ($c: a socket, or an object
+# with sock(), connected over IPv4); undef when that end is not found.
 sub unread {
 	my ($self, $c) = @_;
 	my $s = $c->isa('IO::Handle') ? $c : $c->sock();
 
-	my $hex = sub {
-		sprintf('%08X:%04X', unpack('L', inet_aton($_[0])), $_[1]);
-	};
-	my $local = $hex->($s->peerhost(), $s->peerport());
-	my $remote = $hex->($s->sockhost(), $s->sockport());
+	my ($end) = $self->tcp_sockets(
+		local => $s->peerhost() . ':' . $s->peerport(),
+		remote => $s->sockhost() . ':' . $s->sockport());
 
-	open my $fh, '<', '/proc/net/tcp' or return undef;
-
-	while (my $line = <$fh>) {
-		my @f = split ' ', $line;
-		next unless $f[1] eq $local && $f[2] eq $remote;
-		close $fh;
-		return hex((split /:/, $f[4])[1]);
-	}
-
-	close $fh;
-	return undef;
+	return $end ? $end->{rx} : undef;
 }
 
 # Waits until the server has read everything the client sent so far on
