@@ -25,7 +25,7 @@ use File::Temp qw/ tempdir /;
 use IO::Socket::INET;
 use POSIX qw/ :sys_wait_h /;
 use Scalar::Util qw/ blessed /;
-use Socket qw/ SOCK_STREAM SOCK_DGRAM /;
+use Socket qw/ SOCK_STREAM SOCK_DGRAM inet_aton inet_ntoa /;
 use Test::More ();
 use Time::HiRes qw/ sleep time /;
 use Cwd qw/ abs_path /;
@@ -262,31 +262,91 @@ sub wait_until {
 	}
 }
 
-# The TCP sockets of /proc/net/tcp (IPv4) that match: local and remote
-# (addresses as "ip:port", "0.0.0.0:0" for a listener's remote), state
-# (hex: "01" established, "0A" listening), rx (the receive queue: bytes not
-# read yet, or for a listener the connections not accepted yet) and inode
-# (0 for a connection still in a listener's queue).  Options: local,
+# The kernel's TCP sockets (IPv4) that match, as sock_diag (netlink) gives
+# them (so without the thousands in TIME-WAIT that test runs leave): local
+# and remote ("ip:port"; "0.0.0.0:0" the remote of a listener), state
+# ('listen', 'established' or the kernel's number), rx (the receive queue:
+# bytes not read yet; for a listener, connections not accepted yet) and
+# inode (0 for a connection still in a listener's queue).  Options: local,
 # remote (an "ip:port" to match).
 sub tcp_sockets {
 	my ($self, %o) = @_;
+
+	# listening and established
+	return grep {
+		(!defined $o{local} || $_->{local} eq $o{local})
+		&& (!defined $o{remote} || $_->{remote} eq $o{remote})
+	} _sock_diag((1 << 10) | (1 << 1));
+}
+
+# sock_diag's answer (SOCK_DIAG_BY_FAMILY, inet_diag_req_v2 for TCP over
+# IPv4) for the states in the mask, or for one connection: [ local ip,
+# port, remote ip, port ].
+sub _sock_diag {
+	my ($states, $one) = @_;
+
+	socket(my $nl, 16, SOCK_DGRAM, 4) or return ();     # NETLINK_SOCK_DIAG
+
+	my $id = $one
+		? pack('nna16a16LLL', $one->[1], $one->[3], inet_aton($one->[0]),
+			inet_aton($one->[2]), 0, 0xFFFFFFFF, 0xFFFFFFFF)
+		: pack('x48');
+	my $req = pack('CCCxL', 2, 6, 0, $one ? 0xFFFFFFFF : $states) . $id;
+
+	# NLM_F_REQUEST, and NLM_F_DUMP unless one
+	send($nl, pack('LSSLL', 16 + length $req, 20, $one ? 1 : 0x301, 1, 0)
+		. $req, 0, pack('SSLL', 16, 0, 0, 0)) or return ();
+
 	my @s;
 
-	open my $fh, '<', '/proc/net/tcp' or return ();
+	for (;;) {
+		defined recv($nl, my $buf, 1 << 20, 0) or return @s;
+
+		while (length $buf >= 16) {
+			my ($len, $type) = unpack('LS', $buf);
+			last if $len < 16 || $len > length $buf;
+
+			my $msg = substr($buf, 16, $len - 16);
+			substr($buf, 0, ($len + 3) & ~3) = '';
+
+			return @s if $type == 2 || $type == 3;  # error, done
+			next unless $type == 20;
+
+			my ($state, $sport, $dport, $src, $dst, $rq, $inode)
+				= unpack('xCxxnna4x12a4x12x12x4Lx4x4L', $msg);
+
+			push @s, { local => inet_ntoa($src) . ":$sport",
+				remote => inet_ntoa($dst) . ":$dport",
+				state => $state == 10 ? 'listen'
+					: $state == 1 ? 'established' : $state,
+				rx => $rq, inode => $inode };
+		}
+
+		return @s if $one;
+	}
+}
+
+# The UDP sockets of /proc/net/udp (IPv4) that match: local and remote, rx
+# (bytes waiting to be read).  Options: local, remote.
+sub udp_sockets {
+	my ($self, %o) = @_;
+	my @s;
+
+	open my $fh, '<', '/proc/net/udp' or return ();
 	<$fh>;
 
 	while (my $line = <$fh>) {
 		my @f = split ' ', $line;
 		my ($local, $remote) = map {
 			my ($ip, $port) = split /:/;
-			join('.', unpack('C4', pack('L', hex $ip))) . ':' . hex($port)
+			inet_ntoa(pack('L', hex $ip)) . ':' . hex($port)
 		} @f[1, 2];
 
 		next if defined $o{local} && $local ne $o{local};
 		next if defined $o{remote} && $remote ne $o{remote};
 
-		push @s, { local => $local, remote => $remote, state => $f[3],
-			rx => hex((split /:/, $f[4])[1]), inode => $f[9] };
+		push @s, { local => $local, remote => $remote,
+			rx => hex((split /:/, $f[4])[1]) };
 	}
 
 	close $fh;
@@ -300,9 +360,8 @@ sub unread {
 	my ($self, $c) = @_;
 	my $s = $c->isa('IO::Handle') ? $c : $c->sock();
 
-	my ($end) = $self->tcp_sockets(
-		local => $s->peerhost() . ':' . $s->peerport(),
-		remote => $s->sockhost() . ':' . $s->sockport());
+	my ($end) = _sock_diag(0, [ $s->peerhost(), $s->peerport(),
+		$s->sockhost(), $s->sockport() ]);
 
 	return $end ? $end->{rx} : undef;
 }
