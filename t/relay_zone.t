@@ -75,8 +75,8 @@ push @b, side($PORT, "burst-$_", extra => "b$_.") for 1 .. $N;
 
 wait_until(sub {
 	my @all = $t->tcp_sockets(local => "127.0.0.1:$PORT");
-	my @queues = map { $_->{rx} } grep { $_->{state} eq '0A' } @all;
-	my %end = map { $_->{remote} => $_ } grep { $_->{state} ne '0A' } @all;
+	my @queues = map { $_->{rx} } grep { $_->{state} eq 'listen' } @all;
+	my %end = map { $_->{remote} => $_ } grep { $_->{state} ne 'listen' } @all;
 	my @ends = grep { defined }
 		map { $end{$_->sock()->sockhost() . ':' . $_->sockport()} } @b;
 	my @accepted = grep { $_->{inode} } @ends;
