@@ -31,7 +31,7 @@ use Time::HiRes qw/ sleep time /;
 use Cwd qw/ abs_path /;
 use File::Basename qw/ dirname /;
 
-our @EXPORT_OK = qw/ port port_base wait_until /;
+our @EXPORT_OK = qw/ port port_base wait_until wait_value /;
 
 our $NGINX = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 our $ROOT = abs_path(dirname(__FILE__) . '/../../..');
@@ -260,6 +260,17 @@ sub wait_until {
 		return $r if $r || time() >= $end;
 		sleep($interval // 0.02);
 	}
+}
+
+# Calls $f until it returns $want (as a string) or the timeout (default
+# 5 s) is over: returns what $f returned last.
+sub wait_value {
+	shift if blessed($_[0]) && $_[0]->isa(__PACKAGE__);
+	my ($f, $want, $timeout) = @_;
+	my $got;
+
+	wait_until(sub { ($got = $f->()) eq $want }, $timeout);
+	return $got;
 }
 
 # The kernel's TCP sockets (IPv4) that match, as sock_diag (netlink) gives
