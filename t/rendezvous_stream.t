@@ -26,15 +26,15 @@ use Test::More;
 use IO::Select;
 use IO::Socket::INET;
 use MIME::Base64 qw/ decode_base64 /;
-use POSIX ();
 use Socket qw/ SOL_SOCKET SO_LINGER /;
 use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
-use Test::Nginx qw/ port /;
+use Test::Nginx qw/ port wait_value /;
 use RustDesk::Client qw/ frame frame_header encode_msg decode_msg mangle
 	demangle open_signed_pk msg_text msg_fields /;
 use RustDesk::WebSocket;
+use RustDesk::Sqlite qw/ has_sqlite3 sql /;
 use RustDesk::Sodium qw/ sign_open box_keypair box_easy secretbox_easy
 	secretbox_open_easy random seq_nonce /;
 
@@ -45,8 +45,7 @@ plan(skip_all => "libsodium through FFI::Platypus: $@")
 
 my $t = Test::Nginx->new()->has();
 
-plan(skip_all => 'no sqlite3 CLI')
-	unless grep { -x "$_/sqlite3" } split /:/, $ENV{PATH};
+plan(skip_all => 'no sqlite3 CLI') unless has_sqlite3();
 
 $t->plan(62)->allow_log(qr/exited on signal 9\b/);
 
@@ -161,7 +160,7 @@ my ($grace_id, $grace_closed);
 	$grace_id = $b->{id};
 	s_close($b);
 	$grace_closed = time();
-	sleep 0.3;
+	$t->wait_log(qr/stream of peer "\Q$grace_id\E" closed/, 1, 3);
 
 	my $a = RustDesk::Client->tcp(port(1), LocalAddr => $A_IP);
 	my $t0 = time();
@@ -570,7 +569,7 @@ my $SILENT = qr/\[info\].*(?:keep.?alive|heartbeat|ping|timed out)/i;
 	}
 
 	my $want = join(' ', sort map { $_->{id} } @gone);
-	my $got = poll(sub { db_ids(map { $_->{id} } @gone) }, $want, 8);
+	my $got = wait_value(sub { db_ids(map { $_->{id} } @gone) }, $want, 8);
 	is($got, $want, 'clients gone before their answer: all 12 peers '
 		. 'written to the database');
 
@@ -1240,56 +1239,13 @@ sub states {
 }
 
 # The database: the ids of those given that have a row, sorted, read with
-# the sqlite3 CLI as the file's owner (as t/rendezvous_db.t does).
+# the sqlite3 CLI as the file's owner.
 
 sub db_ids {
 	my (@ids) = @_;
 	my $in = join(',', map { "'$_'" } @ids);
 	return join(' ', split /\n/, sql($DB, "select id from peer where id in "
 		. "($in) order by id"));
-}
-
-sub sql {
-	my ($file, $query) = @_;
-	my $uid = -e $file ? (stat $file)[4] : $>;
-
-	my $pid = open(my $fh, '-|') // die "fork: $!\n";
-
-	if ($pid == 0) {
-		open STDERR, '>&', \*STDOUT;
-
-		if ($uid != $>) {
-			my $gid = (getpwuid($uid))[3];
-			POSIX::setgid($gid) if defined $gid;
-			POSIX::setuid($uid);
-		}
-
-		exec('sqlite3', '-batch', '-cmd', '.timeout 5000', $file, $query)
-			or POSIX::_exit(127);
-	}
-
-	local $/;
-	my $out = <$fh> // '';
-	close $fh;
-	$out =~ s/\n+\z//;
-
-	return $out;
-}
-
-# Calls $f until it returns $want, for $secs at most: its last result.
-
-sub poll {
-	my ($f, $want, $secs) = @_;
-	my $end = time() + $secs;
-	my $got;
-
-	for (;;) {
-		$got = $f->();
-		last if $got eq $want || time() > $end;
-		sleep 0.1;
-	}
-
-	return $got;
 }
 
 # (type, fields) as text, defaults left out; addresses decoded, signed
