@@ -211,7 +211,8 @@ my $held = $t->wait_fds('>=', $base_fds + $N, 10, qr/^socket:/);
 ok($held >= $base_fds + $N, "workers hold the $N streams")
 	or diag("$held worker sockets, $base_fds at rest");
 
-# 2. idle for a couple of seconds: nothing arrives, nothing closes
+# 2. idle for a couple of seconds: nothing arrives, nothing closes (a
+# sleep: the period in which nothing may happen)
 
 sleep 2;
 
