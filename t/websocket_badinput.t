@@ -17,7 +17,7 @@ use Test::More;
 use Digest::SHA qw/ sha1_base64 /;
 use IO::Select;
 use IO::Socket::INET;
-use Time::HiRes qw/ sleep time /;
+use Time::HiRes qw/ time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
@@ -293,13 +293,14 @@ for my $case (@frames) {
 # handshake and the message in one write
 
 {
+	# each byte read by the server before the next is sent
 	my $w = eval { RustDesk::WebSocket->connect($WS, path => '/ws/id',
-		byte_delay => 0.003) };
+		byte_delay => sub { $t->wait_read($_[0]) }) };
 	ok($w, 'handshake one byte at a time: upgraded, the accept key right')
 		or diag($@);
 
 	if ($w) {
-		$w->send_raw($_), sleep(0.003)
+		$w->send_raw($_), $t->wait_read($w)
 			for split //, $F->frame(0x2, $TNR);
 		is(answer($w), 'test_nat_response{port=' . $w->sock()->sockport()
 			. '}', 'a message one byte at a time: answered');
