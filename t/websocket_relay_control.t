@@ -9,7 +9,6 @@ use warnings;
 use strict;
 
 use Test::More;
-use Time::HiRes qw/ sleep /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
@@ -71,7 +70,7 @@ my $one = bless { sock => $c, in => '' }, 'RustDesk::WebSocket';
 my $key = 'dGhlIHNhbXBsZSBub25jZQ==';
 
 $w->send_binary(encode_msg(request_relay => { uuid => 'ctl-2' }));
-sleep 0.2;
+$t->wait_log(qr/new relay request "ctl-2"/, 1, 3);
 
 $one->send_raw($one->request($key, path => '/ws/relay')
 	. RustDesk::WebSocket->frame(0x2,
@@ -92,11 +91,11 @@ sub pair {
 
 	my $x = RustDesk::WebSocket->connect(port(1));
 	$x->send_binary(encode_msg(request_relay => { uuid => $uuid }));
-	sleep 0.2;
+	$t->wait_log(qr/new relay request "\Q$uuid\E"/, 1, 3);
 
 	my $y = RustDesk::WebSocket->connect(port(1));
 	$y->send_binary(encode_msg(request_relay => { uuid => $uuid }));
-	sleep 0.3;
+	$t->wait_log(qr/relay "\Q$uuid\E" paired/, 1, 3);
 
 	return ($x, $y);
 }
