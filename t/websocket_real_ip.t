@@ -10,7 +10,6 @@ use warnings;
 use strict;
 
 use Test::More;
-use Time::HiRes qw/ sleep /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;

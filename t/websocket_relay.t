@@ -426,7 +426,7 @@ for my $kb (qw/ tcp ws /) {
 		'trusted: X-Real-IP 127.0.0.3 wins over X-Forwarded-For 127.0.0.2');
 	is(exchange([ $y ], 5), '',
 		'untrusted 127.0.0.4 naming 127.0.0.2: pairs (the header ignored)');
-	sleep 0.2;
+	sleep 0.2;      # a sleep: what is checked is that nothing comes
 	is($t->log_count($blocked), $n, 'neither logged as blocked');
 	close_ends($x, $y);
 

@@ -22,7 +22,6 @@ use warnings;
 use strict;
 
 use Test::More;
-use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
