@@ -184,6 +184,7 @@ start('rustdesk_relay_single_bandwidth 0;
 	$a->close();
 
 	my $s = $b->sock();
+	my $sel = IO::Select->new($s);
 	$s->blocking(0);
 	my $end = time() + 5;
 	my $how = 'timeout';
@@ -204,7 +205,9 @@ start('rustdesk_relay_single_bandwidth 0;
 			$how = "read: $!";
 			last;
 		}
-		sleep 0.01 unless $n;
+
+		# nothing taken: until the socket can take more, or has news
+		IO::Select->select($sel, $sel, undef, 0.1) unless $n;
 	}
 
 	isnt($how, 'timeout', 'close: A gone while B streams, B\'s connection '
@@ -460,7 +463,7 @@ start('rustdesk_relay_pair_timeout 1s;
 	my @bad;
 
 	for my $i (1 .. 10) {
-		sleep 0.5;
+		sleep 0.5;      # a sleep: the pace of the talk is what is tested
 		my ($from, $to) = $i % 2 ? ($a, $b) : ($b, $a);
 		my $msg = "tick $i;";
 		$from->send_raw($msg);
