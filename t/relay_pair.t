@@ -23,7 +23,8 @@ use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
-use RustDesk::Relay qw/ side read_exact wait_close transfer chunk_data /;
+use RustDesk::Relay qw/ side read_exact wait_close wait_closes transfer
+	chunk_data /;
 
 local $SIG{PIPE} = 'IGNORE';
 
@@ -394,22 +395,63 @@ start('rustdesk_relay_single_bandwidth 0;
 ###############################################################################
 
 # short timeouts: 2. a side without partner, 3. a connection without
-# request, 5. idle pairs
+# request, 5. idle pairs; all at once, each connection timed from its own
+# start (the pair that talks in a child process of its own, at its pace)
 
 start('rustdesk_relay_pair_timeout 1s;
     rustdesk_relay_request_timeout 1s;
     rustdesk_relay_idle_timeout 2s;');
 
-# 2. no partner: closed after about 1 s, logged
-
 {
-	my @c = map { [ "lone-$_", side($PORT, "lone-$_",
+	# 5. a pair talking every 0.5 s, A and B in turn, for 5 s, then silent
+
+	my ($ta, $tb) = pair('idle-2');
+
+	my $talk = background(sub {
+		my @bad;
+
+		for my $i (1 .. 10) {
+			sleep 0.5;      # a sleep: the pace of the talk is what is tested
+			my ($from, $to) = $i % 2 ? ($ta, $tb) : ($tb, $ta);
+			my $msg = "tick $i;";
+			$from->send_raw($msg);
+			my ($got, $why) = read_exact($to, length $msg, 1);
+			push @bad, "$i: $why '$got'" if $got ne $msg;
+		}
+
+		my ($st, $buf, $tm) = wait_close($ta, 6);
+		return (join(', ', @bad), $st, $tm);
+	});
+
+	$_->close() for $ta, $tb;
+
+	# 2. sides without partner, 3. a silent client and half a RequestRelay,
+	# 5. a silent pair
+
+	my @lone = map { [ "lone-$_", side($PORT, "lone-$_",
 		ip => "127.0.0.$_"), time() ] } 2 .. 5;
+
+	my $silent = RustDesk::Client->tcp($PORT, LocalAddr => '127.0.0.2');
+	my $silent_at = time();
+
+	my $half = RustDesk::Client->tcp($PORT, LocalAddr => '127.0.0.3');
+	$half->send_raw(substr(RustDesk::Relay::relay_request(uuid => 'never'),
+		0, 6));
+	my $half_at = time();
+
+	my ($ia, $ib) = pair('idle-1');
+	my $idle_at = time();
+
+	my @r = wait_closes(6, (map { [ $_->[1], $_->[2] ] } @lone),
+		[ $silent, $silent_at ], [ $half, $half_at ], [ $ia, $idle_at ],
+		[ $ib, $idle_at ]);
+
+	# 2. no partner: closed after about 1 s, logged
+
 	my @bad;
 
-	for my $x (@c) {
-		my ($st, $buf, $tm) = wait_close($x->[1], 4);
-		$tm = time() - $x->[2];
+	for my $x (@lone) {
+		my ($st, $buf, $tm) = @{shift @r};
 		push @bad, sprintf('%s: %s after %.1f s, %d bytes', $x->[0], $st,
 			$tm, length $buf)
 			if $st eq 'timeout' || $tm < 0.7 || $tm > 3.5 || length $buf;
@@ -423,60 +465,35 @@ start('rustdesk_relay_pair_timeout 1s;
 
 	my ($a, $b, $ok) = pair('lone-2');
 	ok($ok, 'pair timeout: its uuid pairs afterwards');
-}
 
-# 3. request timeout
+	# 3. request timeout
 
-{
-	my $c = RustDesk::Client->tcp($PORT, LocalAddr => '127.0.0.2');
-	my $start = time();
-	my ($st, $buf, $tm) = wait_close($c, 4);
+	my ($st, $buf, $tm) = @{shift @r};
 	ok($st ne 'timeout' && $tm > 0.7 && $tm < 3.5 && !length $buf,
 		'request timeout: silent client closed after ~1 s')
 		or diag(sprintf('%s after %.1f s', $st, $tm));
 
-	# half a RequestRelay frame
-	$c = RustDesk::Client->tcp($PORT, LocalAddr => '127.0.0.3');
-	$c->send_raw(substr(RustDesk::Relay::relay_request(uuid => 'never'),
-		0, 6));
-	($st, $buf, $tm) = wait_close($c, 4);
+	($st, $buf, $tm) = @{shift @r};
 	ok($st ne 'timeout' && $tm > 0.7 && $tm < 3.5 && !length $buf,
 		'request timeout: half a request, closed after ~1 s')
 		or diag(sprintf('%s after %.1f s', $st, $tm));
-}
 
-# 5. idle pairs (2 s, checked once a second)
+	# 5. idle pairs (2 s, checked once a second): B closed within 1 s of A
 
-{
-	my ($a, $b) = pair('idle-1');
-
-	my ($st, $buf, $tm) = wait_close($a, 6);
-	my ($st2) = wait_close($b, 1);
+	($st, $buf, $tm) = @{shift @r};
+	my ($st2, undef, $tm2) = @{shift @r};
+	$st2 = 'timeout' if $st2 ne 'timeout' && $tm2 > $tm + 1;
 	ok($st ne 'timeout' && $st2 ne 'timeout' && $tm > 1.5 && $tm < 4.5,
 		'idle: a silent pair closed after 2-4 s')
 		or diag(sprintf('A %s after %.1f s, B %s', $st, $tm, $st2));
 	ok($t->wait_log(qr/relay "idle-1" idle/, 1, 2), 'idle: logged');
 
-	# a pair talking every 0.5 s, A and B in turn, for 5 s
+	my ($talk_bad, $talk_st, $talk_tm) = background_result($talk);
 
-	($a, $b) = pair('idle-2');
-	my @bad;
-
-	for my $i (1 .. 10) {
-		sleep 0.5;      # a sleep: the pace of the talk is what is tested
-		my ($from, $to) = $i % 2 ? ($a, $b) : ($b, $a);
-		my $msg = "tick $i;";
-		$from->send_raw($msg);
-		my ($got, $why) = read_exact($to, length $msg, 1);
-		push @bad, "$i: $why '$got'" if $got ne $msg;
-	}
-
-	is(join(', ', @bad), '', 'idle: a pair talking every 0.5 s lives 5 s');
-
-	($st, $buf, $tm) = wait_close($a, 6);
-	ok($st ne 'timeout' && $tm > 1.5 && $tm < 4.5,
+	is($talk_bad, '', 'idle: a pair talking every 0.5 s lives 5 s');
+	ok($talk_st ne 'timeout' && $talk_tm > 1.5 && $talk_tm < 4.5,
 		'idle: then silent, closed after 2-4 s')
-		or diag(sprintf('%s after %.1f s', $st, $tm));
+		or diag(sprintf('%s after %.1f s', $talk_st, $talk_tm));
 }
 
 ###############################################################################
@@ -567,6 +584,42 @@ sub pair {
 	diag("$uuid: not paired: A got '$got_a', B got '$got_b'") unless $ok;
 
 	return ($a, $b, $ok);
+}
+
+# A sub run in a child process: background_result() waits for it and
+# returns the list of strings it returned (no tabs or newlines in them).
+
+sub background {
+	my ($f) = @_;
+
+	pipe(my $rd, my $wr) or die "pipe: $!\n";
+	my $pid = fork() // die "fork: $!\n";
+
+	if ($pid == 0) {
+		close $rd;
+		my @r = eval { $f->() };
+		@r = ("error: $@") if $@;
+		print $wr join("\t", map { $_ // '' } @r), "\n";
+		close $wr;
+
+		# no END blocks: they would stop nginx
+		POSIX::_exit(0);
+	}
+
+	close $wr;
+	return { pid => $pid, fh => $rd };
+}
+
+sub background_result {
+	my ($bg) = @_;
+	my $fh = $bg->{fh};
+	my $line = <$fh> // '';
+
+	close $fh;
+	waitpid($bg->{pid}, 0);
+	chomp $line;
+
+	return split /\t/, $line, -1;
 }
 
 # transfer() in a child process, which says "go" after go_at seconds:
