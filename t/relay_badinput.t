@@ -21,7 +21,7 @@ use Time::HiRes qw/ time /;
 use lib 't/lib';
 use Test::Nginx qw/ port /;
 use RustDesk::Client qw/ frame frame_header encode_msg padded random_bytes /;
-use RustDesk::Relay qw/ relay_request side read_exact wait_close /;
+use RustDesk::Relay qw/ relay_request side read_exact wait_closes /;
 
 local $SIG{PIPE} = 'IGNORE';
 
@@ -133,21 +133,15 @@ alive('bad first frames');
 
 ###############################################################################
 
-# 2. partners that never come, or come late, or too many
+# 2. partners that never come, or come late, or too many: the pair
+# timeouts run at once, each connection timed from its own start
 
 {
 	my $c = side($PORT, 'never-1', ip => '127.0.0.2');
-	my ($st, $buf, $tm) = wait_close($c, 5);
-	ok($st ne 'timeout' && $tm > 1.5 && $tm < 4 && !length $buf,
-		'no partner: closed after 2-4 s, nothing sent')
-		or diag(sprintf('%s after %.1f s', $st, $tm));
-	ok($t->wait_log(qr/no partner for relay "never-1"/, 1, 2),
-		'no partner: logged');
-}
+	my $never_at = time();
 
-# a waiter that left: its uuid is free for the next two
+	# a waiter that left: its uuid is free for the next two
 
-{
 	my $gone = side($PORT, 'left-1', ip => '127.0.0.2');
 	$t->wait_log(qr/new relay request "left-1"/, 1, 2);
 	$gone->close();
@@ -159,27 +153,39 @@ alive('bad first frames');
 	my $b = side($PORT, 'left-1', ip => '127.0.0.3', extra => 'from B');
 	my ($got_b) = read_exact($b, 6, 3);
 	my ($got_a) = read_exact($a, 6, 3);
-	is("$got_a|$got_b", 'from B|from A',
-		'a waiter that left: the next two with its uuid pair');
-}
+	my $left = "$got_a|$got_b";
 
-# a third side for a uuid already paired waits for a partner of its own
+	# a third side for a uuid already paired waits for a partner of its
+	# own
 
-{
-	my $a = side($PORT, 'three-1', ip => '127.0.0.2', extra => 'from A');
+	$a = side($PORT, 'three-1', ip => '127.0.0.2', extra => 'from A');
 	$t->wait_log(qr/new relay request "three-1"/, 1, 2);
-	my $b = side($PORT, 'three-1', ip => '127.0.0.3', extra => 'from B');
-	my ($got_b) = read_exact($b, 6, 3);
-	my ($got_a) = read_exact($a, 6, 3);
+	$b = side($PORT, 'three-1', ip => '127.0.0.3', extra => 'from B');
+	($got_b) = read_exact($b, 6, 3);
+	($got_a) = read_exact($a, 6, 3);
 
-	my $c = side($PORT, 'three-1', ip => '127.0.0.4', extra => 'from C');
-	my ($st, $buf, $tm) = wait_close($c, 5);
+	my $third = side($PORT, 'three-1', ip => '127.0.0.4', extra => 'from C');
+	my $third_at = time();
+
+	my ($never, $closed) = wait_closes(5, [ $c, $never_at ],
+		[ $third, $third_at ]);
+
+	my ($st, $buf, $tm) = @$never;
+	ok($st ne 'timeout' && $tm > 1.5 && $tm < 4 && !length $buf,
+		'no partner: closed after 2-4 s, nothing sent')
+		or diag(sprintf('%s after %.1f s', $st, $tm));
+	ok($t->wait_log(qr/no partner for relay "never-1"/, 1, 2),
+		'no partner: logged');
+
+	is($left, 'from B|from A',
+		'a waiter that left: the next two with its uuid pair');
 
 	$a->send_raw('A again');
 	$b->send_raw('B again');
 	my ($again_b) = read_exact($b, 7, 3);
 	my ($again_a) = read_exact($a, 7, 3);
 
+	($st, $buf, $tm) = @$closed;
 	is("$got_a|$got_b|$again_a|$again_b",
 		'from B|from A|B again|A again',
 		'a third side for a paired uuid: the pair goes on');
