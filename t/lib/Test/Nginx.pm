@@ -84,6 +84,14 @@ sub modules {
 	return $self;
 }
 
+# Room for more connections than the default 1024 a worker: %%TEST_GLOBALS%%
+# gets worker_connections n and worker_rlimit_nofile (default 2 n).
+sub connections {
+	my ($self, $n, $nofile) = @_;
+	$self->{_connections} = [ $n, $nofile // 2 * $n ];
+	return $self;
+}
+
 # Skips the whole file unless the built modules and nginx are there.
 sub has {
 	my ($self, @what) = @_;
@@ -171,11 +179,14 @@ sub test_globals {
 	$s .= "load_module $MODULES/ngx_stream_rustdesk_${_}_module.so;\n"
 		for @{$self->{_modules}};
 
+	my ($conns, $nofile) = @{$self->{_connections} // [ 1024 ]};
+
+	$s .= "worker_processes 2;\n";
+	$s .= "worker_rlimit_nofile $nofile;\n" if $nofile;
 	$s .= <<"END";
-worker_processes 2;
 pid $d/nginx.pid;
 error_log $d/error.log info;
-events { worker_connections 1024; }
+events { worker_connections $conns; }
 END
 
 	return $s;
@@ -485,6 +496,16 @@ sub run {
 	}
 
 	return $self;
+}
+
+# Stops nginx if it runs, writes the configuration (expanded) as
+# nginx.conf and starts it.
+sub restart {
+	my ($self, $conf) = @_;
+
+	$self->stop();
+	$self->write_file_expand('nginx.conf', $conf);
+	return $self->run();
 }
 
 sub master_pid {
