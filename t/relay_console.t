@@ -15,6 +15,7 @@ use IO::Socket::INET;
 
 use lib 't/lib';
 use Test::Nginx qw/ port wait_until /;
+use RustDesk::Conf;
 use RustDesk::Client;
 use RustDesk::RelayTest;
 
@@ -25,39 +26,15 @@ $t->write_file('blacklist.txt',
 $t->write_file('blocklist.txt',
 	"198.51.100.3\n198.51.100.4 refused since yesterday\n");
 
-$t->write_file_expand('nginx.conf', <<'EOF');
+$t->write_file_expand('nginx.conf', stream_conf([
+	'rustdesk_relay_blacklist %%TESTDIR%%/blacklist.txt;',
+	'rustdesk_relay_blocklist %%TESTDIR%%/blocklist.txt;',
+	'rustdesk_relay_request_timeout 1s;',
+], srv_relay(0), srv_relay(1, how => 'loopback_console'),
+	srv_console(2, relay => 1),
 
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_relay_blacklist %%TESTDIR%%/blacklist.txt;
-    rustdesk_relay_blocklist %%TESTDIR%%/blocklist.txt;
-    rustdesk_relay_request_timeout 1s;
-
-    server {
-        listen 127.0.0.1:%%PORT_0%% reuseport;
-        rustdesk_relay;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        rustdesk_relay loopback_console;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_2%% reuseport;
-        rustdesk_relay_console;
-    }
-
-    # the client address as a trusted proxy declares it
-    server {
-        listen 127.0.0.1:%%PORT_3%% proxy_protocol;
-        set_real_ip_from 127.0.0.1;
-        rustdesk_relay_console;
-    }
-}
-
-EOF
+	# the client address as a trusted proxy declares it
+	srv_console(3, relay => 1, proxy => 1)));
 
 $t->run();
 

@@ -17,6 +17,7 @@ use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port wait_until /;
+use RustDesk::Conf;
 use RustDesk::Client qw/ frame frame_header unframe encode_msg decode_msg
 	padded random_bytes /;
 
@@ -28,39 +29,13 @@ my $t = Test::Nginx->new()->has()->plan(56);
 # and 3 the same roles with a long one, so that a prompt close there can
 # only be the frame check, never the timeout
 
-$t->write_file_expand('nginx.conf', <<'EOF');
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_key_dir %%TESTDIR%%/keys;
-    rustdesk_timeout 2s;
-
-    server {
-        listen 127.0.0.1:%%PORT_1%%;
-        listen 127.0.0.1:%%PORT_1%% udp reuseport;
-        rustdesk_rendezvous;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_0%%;
-        rustdesk_nat_test;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_2%%;
-        rustdesk_rendezvous;
-        rustdesk_timeout 60s;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_3%%;
-        rustdesk_nat_test;
-        rustdesk_timeout 60s;
-    }
-}
-
-EOF
+$t->write_file_expand('nginx.conf', stream_conf([
+	'rustdesk_key_dir %%TESTDIR%%/keys;',
+	'rustdesk_timeout 2s;',
+], srv_rendezvous(1, reuseport => 0), srv_nat_test(0, reuseport => 0),
+	srv_rendezvous(2, reuseport => 0, udp => 0,
+		directives => [ 'rustdesk_timeout 60s;' ]),
+	srv_nat_test(3, reuseport => 0, directives => [ 'rustdesk_timeout 60s;' ])));
 
 $t->run();
 

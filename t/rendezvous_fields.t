@@ -16,26 +16,15 @@ use Time::HiRes qw/ sleep /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
+use RustDesk::Conf;
 use RustDesk::Client qw/ mangle /;
 
 my $t = Test::Nginx->new()->has()->plan(12);
 
-$t->write_file_expand('nginx.conf', <<'EOF');
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_key_dir %%TESTDIR%%/keys;
-    rustdesk_database off;
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        listen 127.0.0.1:%%PORT_1%% udp reuseport;
-        rustdesk_rendezvous;
-    }
-}
-
-EOF
+$t->write_file_expand('nginx.conf', stream_conf([
+	'rustdesk_key_dir %%TESTDIR%%/keys;',
+	'rustdesk_database off;',
+], srv_rendezvous(1)));
 
 $t->run();
 

@@ -19,33 +19,17 @@ use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
+use RustDesk::Conf;
 use RustDesk::Client qw/ msg_text msg_fields /;
 
 my $t = Test::Nginx->new()->has()->plan(57);
 
-$t->write_file_expand('nginx.conf', <<'EOF');
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_key_dir %%TESTDIR%%/keys;
-    rustdesk_serial 5;
-    rustdesk_rendezvous_servers a.example:21116 b.example;
-    rustdesk_software_url https://example.com/rustdesk-1.2.3.exe;
-
-    server {
-        listen 127.0.0.1:%%PORT_1%%;
-        listen 127.0.0.1:%%PORT_1%% udp reuseport;
-        rustdesk_rendezvous;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_0%% reuseport;
-        rustdesk_nat_test;
-    }
-}
-
-EOF
+$t->write_file_expand('nginx.conf', stream_conf([
+	'rustdesk_key_dir %%TESTDIR%%/keys;',
+	'rustdesk_serial 5;',
+	'rustdesk_rendezvous_servers a.example:21116 b.example;',
+	'rustdesk_software_url https://example.com/rustdesk-1.2.3.exe;',
+], srv_rendezvous(1, reuseport => 0), srv_nat_test(0)));
 
 $t->run();
 

@@ -21,6 +21,7 @@ use Time::HiRes qw/ time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
+use RustDesk::Conf;
 use RustDesk::Client qw/ frame encode_msg decode_msg padded demangle
 	open_signed_pk msg_fields /;
 use RustDesk::WebSocket;
@@ -38,37 +39,11 @@ my $t = Test::Nginx->new()->has()->plan(37);
 # port 1: the main port (TCP and UDP); 2: NAT test; 3: WebSocket; 4: the
 # relay server offered (listening, so that a health check passes)
 
-$t->write_file_expand('nginx.conf', <<'EOF');
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_key_dir %%TESTDIR%%/keys;
-    rustdesk_relay_servers 127.0.0.1:%%PORT_4%%;
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        listen 127.0.0.1:%%PORT_1%% udp reuseport;
-        rustdesk_rendezvous;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_2%% reuseport;
-        rustdesk_nat_test;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_3%% reuseport;
-        rustdesk_rendezvous websocket;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_4%%;
-        rustdesk_nat_test;
-    }
-}
-
-EOF
+$t->write_file_expand('nginx.conf', stream_conf([
+	'rustdesk_key_dir %%TESTDIR%%/keys;',
+	'rustdesk_relay_servers 127.0.0.1:%%PORT_4%%;',
+], srv_rendezvous(1), srv_nat_test(2), srv_ws_rendezvous(3),
+	srv_nat_test(4, reuseport => 0)));
 
 $t->run();
 

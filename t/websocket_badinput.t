@@ -21,6 +21,7 @@ use Time::HiRes qw/ time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
+use RustDesk::Conf;
 use RustDesk::Client qw/ encode_msg decode_msg msg_text random_bytes /;
 use RustDesk::WebSocket;
 
@@ -28,26 +29,9 @@ local $SIG{PIPE} = 'IGNORE';
 
 my $t = Test::Nginx->new()->has()->plan(59);
 
-$t->write_file_expand('nginx.conf', <<'EOF');
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_key_dir %%TESTDIR%%/keys;
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        listen 127.0.0.1:%%PORT_1%% udp reuseport;
-        rustdesk_rendezvous;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_3%% reuseport;
-        rustdesk_rendezvous websocket;
-    }
-}
-
-EOF
+$t->write_file_expand('nginx.conf',
+	stream_conf([ 'rustdesk_key_dir %%TESTDIR%%/keys;' ],
+	srv_rendezvous(1), srv_ws_rendezvous(3)));
 
 $t->run();
 

@@ -12,26 +12,16 @@ use Test::More;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
+use RustDesk::Conf;
 use RustDesk::Client qw/ encode_msg /;
 use RustDesk::WebSocket;
 
 my $t = Test::Nginx->new()->modules('relay')->has()->plan(6);
 
-$t->write_file_expand('nginx.conf', <<'EOF');
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_relay_single_bandwidth 0;
-    rustdesk_relay_total_bandwidth 0;
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        rustdesk_relay websocket;
-    }
-}
-
-EOF
+$t->write_file_expand('nginx.conf', stream_conf([
+	'rustdesk_relay_single_bandwidth 0;',
+	'rustdesk_relay_total_bandwidth 0;',
+], srv_relay(1, how => 'websocket')));
 
 $t->run();
 
