@@ -20,6 +20,7 @@ use Time::HiRes qw/ time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
+use RustDesk::Conf;
 use RustDesk::Client qw/ frame frame_header encode_msg padded random_bytes /;
 use RustDesk::Relay qw/ relay_request side read_exact wait_closes /;
 
@@ -29,28 +30,10 @@ my $t = Test::Nginx->new()->modules('relay')->has()->plan(21);
 
 # 2 workers as usual, with room for the thousands of connections below
 
-$t->write_file_expand('nginx.conf', <<'EOF');
-
-load_module %%STREAM%%;
-load_module %%RELAY%%;
-
-worker_processes 2;
-worker_rlimit_nofile 16384;
-pid %%TESTDIR%%/nginx.pid;
-error_log %%TESTDIR%%/error.log info;
-events { worker_connections 8192; }
-
-stream {
-    rustdesk_relay_request_timeout 30s;
-    rustdesk_relay_pair_timeout 2s;
-
-    server {
-        listen 127.0.0.1:%%PORT_0%% reuseport;
-        rustdesk_relay;
-    }
-}
-
-EOF
+$t->connections(8192)->write_file_expand('nginx.conf', stream_conf([
+	'rustdesk_relay_request_timeout 30s;',
+	'rustdesk_relay_pair_timeout 2s;',
+], srv_relay(0)));
 
 $t->run();
 

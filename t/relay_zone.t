@@ -14,6 +14,7 @@ use List::Util qw/ sum /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port wait_until /;
+use RustDesk::Conf;
 use RustDesk::Relay qw/ side read_exact /;
 
 local $SIG{PIPE} = 'IGNORE';
@@ -21,29 +22,13 @@ local $SIG{PIPE} = 'IGNORE';
 my $t = Test::Nginx->new()->modules('relay')->has()->plan(12)
 	->allow_log(qr/relay zone is full/);
 
-$t->write_file_expand('nginx.conf', <<'EOF');
+# room for the 1500 connections below
 
-load_module %%STREAM%%;
-load_module %%RELAY%%;
-
-worker_processes 2;
-worker_rlimit_nofile 8192;
-pid %%TESTDIR%%/nginx.pid;
-error_log %%TESTDIR%%/error.log info;
-events { worker_connections 4096; }
-
-stream {
-    # 8 pages: room for a few hundred waiting clients only
-    rustdesk_relay_zone small:32k;
-    rustdesk_relay_pair_timeout 5s;
-
-    server {
-        listen 127.0.0.1:%%PORT_0%% reuseport;
-        rustdesk_relay;
-    }
-}
-
-EOF
+$t->connections(4096)->write_file_expand('nginx.conf', stream_conf([
+	'# 8 pages: room for a few hundred waiting clients only',
+	'rustdesk_relay_zone small:32k;',
+	'rustdesk_relay_pair_timeout 5s;',
+], srv_relay(0)));
 
 $t->run();
 
