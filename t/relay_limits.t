@@ -16,30 +16,11 @@ use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
+use RustDesk::Conf;
 use RustDesk::Client;
 use RustDesk::RelayTest;
 
 my $t = Test::Nginx->new()->modules('relay')->has()->plan(21);
-
-my $CONF = <<'EOF';
-
-%%TEST_GLOBALS%%
-
-stream {
-%%LIMITS%%
-
-    server {
-        listen 127.0.0.1:%%PORT_0%% reuseport;
-        rustdesk_relay;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        rustdesk_relay_console;
-    }
-}
-
-EOF
 
 my $SKIP = 0.3;         # seconds of streaming not measured
 
@@ -273,13 +254,8 @@ EOF
 
 sub start {
 	my ($limits) = @_;
-
-	$t->stop();
-
-	my $conf = $CONF;
-	$conf =~ s/%%LIMITS%%/$limits/;
-	$t->write_file_expand('nginx.conf', $conf);
-	$t->run();
+	$t->restart(stream_conf($limits, srv_relay(0),
+		srv_console(1, relay => 1)));
 }
 
 # stream() on the flows that exist: an undefined one (its pair failed)

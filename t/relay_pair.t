@@ -23,6 +23,7 @@ use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
+use RustDesk::Conf;
 use RustDesk::Relay qw/ side read_exact wait_close wait_closes transfer
 	chunk_data /;
 
@@ -30,21 +31,6 @@ local $SIG{PIPE} = 'IGNORE';
 
 my $t = Test::Nginx->new()->modules('relay')->has()->plan(45)
 	->allow_log(qr/exited on signal 9\b/);
-
-my $CONF = <<'EOF';
-
-%%TEST_GLOBALS%%
-
-stream {
-    %%DIRECTIVES%%
-
-    server {
-        listen 127.0.0.1:%%PORT_0%% reuseport;
-        rustdesk_relay;
-    }
-}
-
-EOF
 
 my $PORT = port(0);
 my $started = time();
@@ -560,11 +546,7 @@ note(sprintf('runtime %.1f s', time() - $started));
 
 sub start {
 	my ($relay) = @_;
-
-	$t->stop();
-	(my $conf = $CONF) =~ s/%%DIRECTIVES%%/$relay/;
-	$t->write_file_expand('nginx.conf', $conf);
-	$t->run();
+	$t->restart(stream_conf([ $relay ], srv_relay(0)));
 }
 
 # Two sides of a uuid, paired: A waits, B comes, a greeting each way.

@@ -22,6 +22,7 @@ use Time::HiRes qw/ time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port wait_until wait_value /;
+use RustDesk::Conf;
 use RustDesk::Client qw/ msg_text msg_fields /;
 use RustDesk::Sqlite qw/ has_sqlite3 sql become /;
 
@@ -30,23 +31,6 @@ my $t = Test::Nginx->new()->has();
 Test::More::plan(skip_all => 'no sqlite3 CLI') unless has_sqlite3();
 
 $t->plan(76);
-
-my $CONF = <<'EOF';
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_key_dir %%TESTDIR%%/%%KEYS%%;
-    %%DB%%
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        listen 127.0.0.1:%%PORT_1%% udp reuseport;
-        rustdesk_rendezvous;
-    }
-}
-
-EOF
 
 # rustdesk-server's schema, as its src/database.rs creates it
 
@@ -480,12 +464,8 @@ start('keys', '');
 
 sub start {
 	my ($keys, $db) = @_;
-
-	$t->stop();
-	(my $conf = $CONF) =~ s/%%KEYS%%/$keys/;
-	$conf =~ s/%%DB%%/$db/;
-	$t->write_file_expand('nginx.conf', $conf);
-	$t->run();
+	$t->restart(stream_conf([ "rustdesk_key_dir %%TESTDIR%%/$keys;", $db ],
+		srv_rendezvous(1)));
 }
 
 # Both workers up, and so past opening the database (in init_process,

@@ -19,35 +19,12 @@ use Test::More;
 
 use lib 't/lib';
 use Test::Nginx qw/ port wait_until /;
+use RustDesk::Conf;
 use RustDesk::Client qw/ varint mangle demangle open_signed_pk msg_text
 	msg_fields /;
 
 my $t = Test::Nginx->new()->has()->plan(42)
 	->allow_log(qr/exited on signal 9\b/);
-
-my $CONF = <<'EOF';
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_key_dir %%TESTDIR%%/keys;
-    %%PUNCH%%
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        listen 127.0.0.1:%%PORT_1%% udp reuseport;
-        rustdesk_rendezvous;
-    }
-
-    # the relay servers offered: listening, so that a health check passes
-    server {
-        listen 127.0.0.1:%%PORT_2%%;
-        listen 127.0.0.1:%%PORT_3%%;
-        rustdesk_nat_test;
-    }
-}
-
-EOF
 
 start('rustdesk_relay_servers 127.0.0.1:%%PORT_2%% 127.0.0.1:%%PORT_3%%;');
 
@@ -473,10 +450,13 @@ start('rustdesk_relay_servers 127.0.0.1:%%PORT_2%%;
 sub start {
 	my ($punch) = @_;
 
-	$t->stop();
-	(my $conf = $CONF) =~ s/%%PUNCH%%/$punch/;
-	$t->write_file_expand('nginx.conf', $conf);
-	$t->run();
+	$t->restart(stream_conf([ 'rustdesk_key_dir %%TESTDIR%%/keys;', $punch ],
+		srv_rendezvous(1),
+
+		# the relay servers offered: listening, so that a health check
+		# passes
+		srv_block([ '127.0.0.1:%%PORT_2%%', '127.0.0.1:%%PORT_3%%' ],
+			'rustdesk_nat_test;')));
 }
 
 # A new peer B registered over UDP from a new socket at $ip: RegisterPk,

@@ -42,8 +42,8 @@ our @EXPORT = qw/ stream_conf srv_block srv_rendezvous srv_nat_test
 	srv_ws_rendezvous srv_relay srv_console srv_blank /;
 
 # The configuration: %%TEST_GLOBALS%%, then the stream block with the
-# directives (a list of lines, or a string of them as they are) and the
-# servers.
+# directives (a list of lines, indented here; or a string of them as they
+# are) and the servers.
 sub stream_conf {
 	my ($directives, @servers) = @_;
 
