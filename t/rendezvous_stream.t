@@ -31,6 +31,7 @@ use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port wait_value /;
+use RustDesk::Conf;
 use RustDesk::Client qw/ frame frame_header encode_msg decode_msg mangle
 	demangle open_signed_pk msg_text msg_fields /;
 use RustDesk::WebSocket;
@@ -54,41 +55,13 @@ $t->plan(62)->allow_log(qr/exited on signal 9\b/);
 
 my $KA = 2;                             # rustdesk_keep_alive, seconds
 
-$t->write_file_expand('nginx.conf', <<"EOF");
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_key_dir %%TESTDIR%%/keys;
-    rustdesk_database %%TESTDIR%%/db/peers.sqlite3;
-    rustdesk_relay_servers 127.0.0.1:%%PORT_4%%;
-    rustdesk_keep_alive ${KA}s;
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        listen 127.0.0.1:%%PORT_1%% udp reuseport;
-        listen [::1]:%%PORT_1%% reuseport;
-        listen [::1]:%%PORT_1%% udp reuseport;
-        rustdesk_rendezvous;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_2%% reuseport;
-        rustdesk_nat_test;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_3%% reuseport;
-        rustdesk_rendezvous websocket;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_4%%;
-        return "";
-    }
-}
-
-EOF
+$t->write_file_expand('nginx.conf', stream_conf([
+	'rustdesk_key_dir %%TESTDIR%%/keys;',
+	'rustdesk_database %%TESTDIR%%/db/peers.sqlite3;',
+	'rustdesk_relay_servers 127.0.0.1:%%PORT_4%%;',
+	"rustdesk_keep_alive ${KA}s;",
+], srv_rendezvous(1, ipv6 => 1), srv_nat_test(2), srv_ws_rendezvous(3),
+	srv_blank(4)));
 
 my $d = $t->testdir();
 mkdir "$d/db" or die "mkdir $d/db: $!\n";

@@ -26,6 +26,7 @@ use Time::HiRes qw/ sleep /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
+use RustDesk::Conf;
 use RustDesk::Client qw/ mangle demangle open_signed_pk msg_fields /;
 use RustDesk::WebSocket;
 
@@ -35,85 +36,11 @@ my $t = Test::Nginx->new()->has()->plan(32);
 
 my $d = $t->testdir();
 
-system("openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost "
-	. "-days 2 -keyout $d/cert.key -out $d/cert.pem >/dev/null 2>&1") == 0
-	or die "openssl could not make a certificate\n";
+make_cert($t);
 
 # port 1: TCP/UDP main port; 3: WebSocket; 4: WSS (stream TLS); 5 and 6:
 # http {} reverse proxies (plain, TLS) to port 3, as in
 # conf.example/nginx-wss-http.conf; 2: the relay server offered
-
-my $CONF = <<'EOF';
-
-%%TEST_GLOBALS%%
-
-http {
-    access_log off;
-    client_body_temp_path %%TESTDIR%%/client_body;
-    proxy_temp_path %%TESTDIR%%/proxy;
-    fastcgi_temp_path %%TESTDIR%%/fastcgi;
-    uwsgi_temp_path %%TESTDIR%%/uwsgi;
-    scgi_temp_path %%TESTDIR%%/scgi;
-
-    server {
-        listen 127.0.0.1:%%PORT_5%%;
-
-        location /ws/id {
-            proxy_pass http://127.0.0.1:%%PORT_3%%;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection "upgrade";
-            proxy_set_header X-Real-IP $remote_addr;
-        }
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_6%% ssl;
-
-        ssl_certificate %%TESTDIR%%/cert.pem;
-        ssl_certificate_key %%TESTDIR%%/cert.key;
-
-        location /ws/id {
-            proxy_pass http://127.0.0.1:%%PORT_3%%;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection "upgrade";
-            proxy_set_header X-Real-IP $remote_addr;
-        }
-    }
-}
-
-stream {
-    rustdesk_key_dir %%TESTDIR%%/keys;
-    rustdesk_relay_servers 127.0.0.1:%%PORT_2%%;
-    %%REAL_IP%%
-
-    ssl_certificate %%TESTDIR%%/cert.pem;
-    ssl_certificate_key %%TESTDIR%%/cert.key;
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        listen 127.0.0.1:%%PORT_1%% udp reuseport;
-        rustdesk_rendezvous;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_3%% reuseport;
-        rustdesk_rendezvous websocket;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_4%% ssl reuseport;
-        rustdesk_rendezvous websocket;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_2%%;
-        return "";
-    }
-}
-
-EOF
 
 start('rustdesk_real_ip_from 127.0.0.1;');
 
@@ -613,10 +540,16 @@ start('');
 sub start {
 	my ($real_ip) = @_;
 
-	$t->stop();
-	(my $conf = $CONF) =~ s/%%REAL_IP%%/$real_ip/;
-	$t->write_file_expand('nginx.conf', $conf);
-	$t->run();
+	$t->restart(stream_conf([
+		'rustdesk_key_dir %%TESTDIR%%/keys;',
+		'rustdesk_relay_servers 127.0.0.1:%%PORT_2%%;',
+		$real_ip,
+		tls(),
+	], srv_rendezvous(1), srv_ws_rendezvous(3),
+		srv_ws_rendezvous(4, ssl => 1), srv_blank(2))
+
+		. http_conf([], map { srv_ws_proxy($_->[0], path => '/ws/id',
+			to => 3, reuseport => 0, ssl => $_->[1]) } [ 5, 0 ], [ 6, 1 ]));
 }
 
 # An upgraded WebSocket connection, undef (with a note) if the upgrade

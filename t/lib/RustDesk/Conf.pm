@@ -39,7 +39,8 @@ use strict;
 use Exporter qw/ import /;
 
 our @EXPORT = qw/ stream_conf srv_block srv_rendezvous srv_nat_test
-	srv_ws_rendezvous srv_relay srv_console srv_blank /;
+	srv_ws_rendezvous srv_relay srv_console srv_blank http_conf srv_ws_proxy
+	tls make_cert /;
 
 # The configuration: %%TEST_GLOBALS%%, then the stream block with the
 # directives (a list of lines, indented here; or a string of them as they
@@ -129,6 +130,59 @@ sub srv_console {
 sub srv_blank {
 	my ($n) = @_;
 	return srv_block([ "127.0.0.1:%%PORT_${n}%%" ], 'return "";');
+}
+
+# TLS: the directives of the test's certificate (made by make_cert()).
+sub tls {
+	return ('ssl_certificate %%TESTDIR%%/cert.pem;',
+		'ssl_certificate_key %%TESTDIR%%/cert.key;');
+}
+
+# A self-signed certificate for localhost in the test directory: cert.pem
+# and cert.key.
+sub make_cert {
+	my ($t) = @_;
+	my $d = $t->testdir();
+
+	my $out = `openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost \\
+		-days 2 -keyout $d/cert.key -out $d/cert.pem 2>&1`;
+	die "openssl could not make a certificate: $out"
+		unless -s "$d/cert.pem" && -s "$d/cert.key";
+}
+
+# An http block (to put beside the stream block): no access log, the
+# temporary files in the test directory, the directives (a list) and the
+# servers.
+sub http_conf {
+	my ($directives, @servers) = @_;
+
+	return "\nhttp {\n" . join('', map { "    $_\n" } 'access_log off;',
+			(map { "${_}_temp_path %%TESTDIR%%/${_}_temp;" }
+				qw/ client_body proxy fastcgi uwsgi scgi /),
+			@$directives)
+		. join('', map { "\n$_" } @servers) . "}\n";
+}
+
+# An http server on port n that passes the WebSocket requests for a path
+# on to port 'to', the client's address in X-Real-IP, as a reverse proxy in
+# front of the WebSocket ports does.  Options: path, to, reuseport, ssl
+# (with the test's certificate), connection (the Connection header it
+# sends, default "upgrade"), directives (more for the location).
+sub srv_ws_proxy {
+	my ($n, %o) = @_;
+
+	my $location = "location $o{path} {\n" . join('', map { "            $_\n" }
+			"proxy_pass http://127.0.0.1:%%PORT_$o{to}%%;",
+			'proxy_http_version 1.1;',
+			'proxy_set_header Upgrade $http_upgrade;',
+			'proxy_set_header Connection ' . ($o{connection} // '"upgrade"')
+				. ';',
+			'proxy_set_header X-Real-IP $remote_addr;',
+			@{$o{directives} // []})
+		. '        }';
+
+	return srv_block([ _listen($n, \%o, $o{ssl} ? 'ssl' : ()) ],
+		$o{ssl} ? tls() : (), $location);
 }
 
 1;
