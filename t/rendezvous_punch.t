@@ -20,8 +20,7 @@ use Test::More;
 use lib 't/lib';
 use Test::Nginx qw/ port wait_until /;
 use RustDesk::Conf;
-use RustDesk::Client qw/ varint mangle demangle open_signed_pk msg_text
-	msg_fields /;
+use RustDesk::Client qw/ varint mangle msg_text msg_norm addr /;
 
 my $t = Test::Nginx->new()->has()->plan(42)
 	->allow_log(qr/exited on signal 9\b/);
@@ -464,12 +463,8 @@ sub start {
 
 sub peer_b {
 	my ($ip) = @_;
-
-	my $b = RustDesk::Client->udp_peer(port(1),
-		sprintf('punch-b-%03d', ++$nb), LocalAddr => $ip);
-
-	$PK{$b->{id}} = $b->{pk};
-	return $b;
+	return RustDesk::Client->udp_peer(port(1), sprintf('punch-b-%03d', ++$nb),
+		LocalAddr => $ip, keys => \%PK);
 }
 
 # A full punch: A (new TCP connection from $A_IP) asks for B; B checks
@@ -562,35 +557,9 @@ sub relay_of {
 	return ref $m ? $m->{relay_server} // '' : 'none';
 }
 
-sub addr {
-	my ($c) = @_;
-	return $c->sock()->sockhost() . ':' . $c->sockport();
-}
+# (type, fields) as text (RustDesk::Client::msg_norm): addresses decoded,
+# signed keys checked against the keys the Bs registered.
 
-# (type, fields) as text, the fields sorted, defaults left out (proto3
-# omits them on the wire); addresses decoded, signed keys checked:
-# "signed(id)" when the signature is the server's and the key is the one
-# id registered.
-
-sub norm {
-	my ($type, $m) = @_;
-	return '' unless defined $type;
-
-	my %m = %$m;
-
-	for my $k (qw/ socket_addr local_addr /) {
-		next unless defined $m{$k} && length $m{$k};
-		$m{$k} = join(':', demangle($m{$k}));
-	}
-
-	if (defined $m{pk} && length $m{pk}) {
-		my ($id, $pk) = open_signed_pk($m{pk}, $key);
-		$m{pk} = !defined $id ? 'unsigned'
-			: defined $PK{$id} && $PK{$id} eq $pk ? "signed($id)"
-			: "signed($id, other key)";
-	}
-
-	return $type . msg_fields(\%m);
-}
+sub norm { msg_norm($key, \%PK, @_) }
 
 ###############################################################################

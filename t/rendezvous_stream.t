@@ -33,7 +33,7 @@ use lib 't/lib';
 use Test::Nginx qw/ port wait_value /;
 use RustDesk::Conf;
 use RustDesk::Client qw/ frame frame_header encode_msg decode_msg mangle
-	demangle open_signed_pk msg_text msg_fields /;
+	msg_text msg_norm addr /;
 use RustDesk::WebSocket;
 use RustDesk::Sqlite qw/ has_sqlite3 sql /;
 use RustDesk::Sodium qw/ sign_open box_keypair box_easy secretbox_easy
@@ -1181,12 +1181,6 @@ sub wk {
 	return $t->worker_of($c->isa('RustDesk::Client') ? $c : $c->sock());
 }
 
-sub addr {
-	my ($c) = @_;
-	my $s = $c->sock();
-	return $s->sockhost() . ':' . $s->sockport();
-}
-
 # Which of the ids are online, as '0' and '1', from the NAT port's online
 # query (or the WebSocket port's).
 
@@ -1221,32 +1215,9 @@ sub db_ids {
 		. "($in) order by id"));
 }
 
-# (type, fields) as text, defaults left out; addresses decoded, signed
-# keys checked: "signed(id)" when the signature is the server's and the
-# key is the one id registered.
+# (type, fields) as text (RustDesk::Client::msg_norm): addresses decoded,
+# signed keys checked against the keys the Bs registered.
 
-sub norm {
-	my ($type, $m) = @_;
-	return '' unless defined $type;
-	return $type unless ref $m;
-
-	my %m = %$m;
-
-	$m{states} = 'hex:' . unpack('H*', $m{states}) if defined $m{states};
-
-	for my $k (qw/ socket_addr local_addr /) {
-		next unless defined $m{$k} && length $m{$k};
-		$m{$k} = join(':', demangle($m{$k}));
-	}
-
-	if (defined $m{pk} && length $m{pk}) {
-		my ($id, $pk) = open_signed_pk($m{pk}, $key);
-		$m{pk} = !defined $id ? 'unsigned'
-			: defined $PK{$id} && $PK{$id} eq $pk ? "signed($id)"
-			: "signed($id, other key)";
-	}
-
-	return $type . msg_fields(\%m);
-}
+sub norm { msg_norm($key, \%PK, @_) }
 
 ###############################################################################

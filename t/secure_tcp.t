@@ -22,8 +22,8 @@ use Time::HiRes qw/ time /;
 use lib 't/lib';
 use Test::Nginx qw/ port /;
 use RustDesk::Conf;
-use RustDesk::Client qw/ frame encode_msg decode_msg padded demangle
-	open_signed_pk msg_fields /;
+use RustDesk::Client qw/ frame encode_msg decode_msg padded msg_norm
+	addr /;
 use RustDesk::WebSocket;
 use RustDesk::Sodium qw/ sign_open sign_verify_detached sign_keypair
 	box_keypair box_easy secretbox_easy secretbox_open_easy random
@@ -698,12 +698,8 @@ sub until_close {
 
 sub peer_b {
 	my ($ip) = @_;
-
-	my $b = RustDesk::Client->udp_peer(port(1),
-		sprintf('secure-b-%03d', ++$nb), LocalAddr => $ip);
-
-	$PK{$b->{id}} = $b->{pk};
-	return $b;
+	return RustDesk::Client->udp_peer(port(1), sprintf('secure-b-%03d', ++$nb),
+		LocalAddr => $ip, keys => \%PK);
 }
 
 # A full flow with an encrypted A: what differed from the spec, '' if
@@ -737,35 +733,10 @@ sub punch {
 	return join('; ', @bad);
 }
 
-sub addr {
-	my ($c) = @_;
-	return $c->sock()->sockhost() . ':' . $c->sock()->sockport();
-}
 
-# (type, fields) as text, the fields sorted, defaults left out; addresses
-# decoded, signed keys checked: "signed(id)" when the signature is the
-# server's and the key is the one id registered.
+# (type, fields) as text (RustDesk::Client::msg_norm): addresses decoded,
+# signed keys checked against the keys the Bs registered.
 
-sub norm {
-	my ($type, $m) = @_;
-	return '' unless defined $type;
-	return $type unless ref $m;
-
-	my %m = %$m;
-
-	for my $k (qw/ socket_addr local_addr /) {
-		next unless defined $m{$k} && length $m{$k};
-		$m{$k} = join(':', demangle($m{$k}));
-	}
-
-	if (defined $m{pk} && length $m{pk}) {
-		my ($id, $pk) = open_signed_pk($m{pk}, $key);
-		$m{pk} = !defined $id ? 'unsigned'
-			: defined $PK{$id} && $PK{$id} eq $pk ? "signed($id)"
-			: "signed($id, other key)";
-	}
-
-	return $type . msg_fields(\%m);
-}
+sub norm { msg_norm($key, \%PK, @_) }
 
 ###############################################################################

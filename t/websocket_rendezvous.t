@@ -27,7 +27,7 @@ use Time::HiRes qw/ sleep /;
 use lib 't/lib';
 use Test::Nginx qw/ port /;
 use RustDesk::Conf;
-use RustDesk::Client qw/ mangle demangle open_signed_pk msg_fields /;
+use RustDesk::Client qw/ mangle msg_norm addr /;
 use RustDesk::WebSocket;
 
 local $SIG{PIPE} = 'IGNORE';
@@ -566,12 +566,8 @@ sub ws {
 
 sub peer_b {
 	my ($ip) = @_;
-
-	my $b = RustDesk::Client->udp_peer($MAIN,
-		sprintf('ws-b-%03d', ++$nb), LocalAddr => $ip);
-
-	$PK{$b->{id}} = $b->{pk};
-	return $b;
+	return RustDesk::Client->udp_peer($MAIN, sprintf('ws-b-%03d', ++$nb),
+		LocalAddr => $ip, keys => \%PK);
 }
 
 # A full punch with A on the connection $w (WebSocket, or TCP): B must
@@ -659,39 +655,15 @@ sub answerer {
 	return RustDesk::Client->tcp($MAIN, LocalAddr => $pb->{ip});
 }
 
-# The local address of a client (RustDesk::Client or RustDesk::WebSocket).
 
-sub addr {
-	my ($c) = @_;
-	return $c->sock()->sockhost() . ':' . $c->sock()->sockport();
-}
-
-# (type, fields) as text, defaults left out; addresses decoded, signed
-# keys checked: "signed(id)" when the signature is the server's and the
-# key is the one id registered.
+# (type, fields) as text (RustDesk::Client::msg_norm): addresses decoded,
+# signed keys checked against the keys the Bs registered; a WebSocket
+# close with its payload in hex.
 
 sub norm {
 	my ($type, $m) = @_;
-	return '' unless defined $type;
-	return "close{" . unpack('H*', $m // '') . '}' if $type eq 'close';
-
-	my %m = %$m;
-
-	$m{states} = 'hex:' . unpack('H*', $m{states}) if defined $m{states};
-
-	for my $k (qw/ socket_addr local_addr /) {
-		next unless defined $m{$k} && length $m{$k};
-		$m{$k} = join(':', demangle($m{$k}));
-	}
-
-	if (defined $m{pk} && length $m{pk}) {
-		my ($id, $pk) = open_signed_pk($m{pk}, $key);
-		$m{pk} = !defined $id ? 'unsigned'
-			: defined $PK{$id} && $PK{$id} eq $pk ? "signed($id)"
-			: "signed($id, other key)";
-	}
-
-	return $type . msg_fields(\%m);
+	return "close{" . unpack('H*', $m // '') . '}' if ($type // '') eq 'close';
+	return msg_norm($key, \%PK, $type, $m);
 }
 
 ###############################################################################
