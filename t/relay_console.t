@@ -71,27 +71,23 @@ is(cmd('b 198.51.100.1') . cmd('b 192.0.2.50'), "true\nfalse\n",
 is(cmd('B 198.51.100.4') . cmd('B 198.51.100.1'), "true\nfalse\n",
 	'blocklist entry');
 
-# blacklist changes
+# blacklist changes, then blocklist changes: add three, remove two, remove
+# all (the entries from the file too)
 
-is(cmd('ba 192.0.2.1|192.0.2.2|192.0.2.3'), '', 'blacklist-add: no answer');
-is(cmd('b 192.0.2.2'), "true\n", 'blacklist-add: entry');
-is(list('b'), '192.0.2.1 192.0.2.2 192.0.2.3 198.51.100.1 198.51.100.2',
-	'blacklist-add: list');
-is(cmd('br 192.0.2.1|192.0.2.3'), '', 'blacklist-remove: no answer');
-is(list('b'), '192.0.2.2 198.51.100.1 198.51.100.2', 'blacklist-remove: list');
-cmd('br all');
-is(cmd('b') . cmd('b 198.51.100.1'), "false\n", 'blacklist-remove all');
+for my $l ([ 'b', 'blacklist', 1, '198.51.100.1 198.51.100.2', '198.51.100.1' ],
+	[ 'B', 'blocklist', 11, '198.51.100.3 198.51.100.4', '198.51.100.4' ])
+{
+	my ($c, $name, $n, $file, $one) = @$l;
+	my @ip = map { '192.0.2.' . ($n + $_) } 0 .. 2;
 
-# blocklist changes
-
-is(cmd('Ba 192.0.2.11|192.0.2.12|192.0.2.13'), '', 'blocklist-add: no answer');
-is(cmd('B 192.0.2.12'), "true\n", 'blocklist-add: entry');
-is(list('B'), '192.0.2.11 192.0.2.12 192.0.2.13 198.51.100.3 198.51.100.4',
-	'blocklist-add: list');
-is(cmd('Br 192.0.2.11|192.0.2.13'), '', 'blocklist-remove: no answer');
-is(list('B'), '192.0.2.12 198.51.100.3 198.51.100.4', 'blocklist-remove: list');
-cmd('Br all');
-is(cmd('B') . cmd('B 198.51.100.4'), "false\n", 'blocklist-remove all');
+	is(cmd("${c}a " . join('|', @ip)), '', "$name-add: no answer");
+	is(cmd("$c $ip[1]"), "true\n", "$name-add: entry");
+	is(list($c), "@ip $file", "$name-add: list");
+	is(cmd("${c}r $ip[0]|$ip[2]"), '', "$name-remove: no answer");
+	is(list($c), "$ip[1] $file", "$name-remove: list");
+	cmd("${c}r all");
+	is(cmd($c) . cmd("$c $one"), "false\n", "$name-remove all");
+}
 
 # the long names
 

@@ -256,9 +256,7 @@ start('rustdesk_relay_single_bandwidth 0;
 		'reload: a waiter from before it pairs with a partner after it')
 		or diag($waiter ? $waiter->{err} : 'no result');
 
-	my @new = $t->worker_pids();
-	is(scalar(grep { !$old{$_} } @new) . '/' . scalar(@new), '2/2',
-		'reload: two new workers');
+	is($t->replaced(), '2/2', 'reload: two new workers');
 
 	my @after = map { {
 		port => $PORT, uuid => "after-reload-$_",
@@ -490,8 +488,7 @@ start('rustdesk_key_dir %%TESTDIR%%/keys;
     rustdesk_key -;');
 
 {
-	my $key = $t->read_file('keys/id_ed25519.pub');
-	$key =~ s/\s+$//;
+	my $key = $t->key();
 	ok(length $key == 44, 'key: public key made');
 
 	my $before = $t->log_count(

@@ -32,18 +32,15 @@ my $t = Test::Nginx->new()->has()->plan(56);
 $t->write_file_expand('nginx.conf', stream_conf([
 	'rustdesk_key_dir %%TESTDIR%%/keys;',
 	'rustdesk_timeout 2s;',
-], srv_rendezvous(1, reuseport => 0), srv_nat_test(0, reuseport => 0),
-	srv_rendezvous(2, reuseport => 0, udp => 0,
-		directives => [ 'rustdesk_timeout 60s;' ]),
-	srv_nat_test(3, reuseport => 0, directives => [ 'rustdesk_timeout 60s;' ])));
+], srv_hbbs(1, 0, reuseport => 0), srv_hbbs(2, 3, reuseport => 0, udp => 0,
+	directives => [ 'rustdesk_timeout 60s;' ])));
 
 $t->run();
 
 my $started = time();
 
 my @workers = $t->worker_pids();
-my $pk = $t->read_file('keys/id_ed25519.pub');
-$pk =~ s/\s+$//;
+my $pk = $t->key();
 
 my ($NAT, $MAIN, $MAIN_LONG, $NAT_LONG) = map { port($_) } 0 .. 3;
 my $MAX = 65536;

@@ -21,7 +21,7 @@ $t->write_file_expand('nginx.conf', stream_conf([
 	'rustdesk_key "";',
 	'rustdesk_key_dir %%TESTDIR%%/keys;',
 	'rustdesk_ip_blocker 1000 5;',
-], srv_rendezvous(1), srv_nat_test(0)));
+], srv_hbbs(1, 0)));
 
 $t->run();
 

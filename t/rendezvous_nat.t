@@ -21,10 +21,8 @@ my $t = Test::Nginx->new()->has()->plan(32);
 $t->write_file_expand('nginx.conf', stream_conf([
 	'rustdesk_key_dir %%TESTDIR%%/keys;',
 	'rustdesk_serial 3;',
-], srv_rendezvous(1, reuseport => 0), srv_nat_test(0, reuseport => 0),
-	srv_rendezvous(2, reuseport => 0, udp => 0,
-		directives => [ 'rustdesk_timeout 1s;' ]),
-	srv_nat_test(3, reuseport => 0, directives => [ 'rustdesk_timeout 1s;' ])));
+], srv_hbbs(1, 0, reuseport => 0), srv_hbbs(2, 3, reuseport => 0, udp => 0,
+	directives => [ 'rustdesk_timeout 1s;' ])));
 
 $t->run();
 

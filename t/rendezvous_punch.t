@@ -55,9 +55,7 @@ for my $n (1 .. 50) {
 is(join("\n", @bad), '', '50 punch flows: exact fields, B closed after');
 
 my $relayed = $t->log_count(qr/answer relayed from worker/) - $relayed0;
-my %wk = $t->client_workers();
-my $cross = grep { ($wk{$_->[0]} // 0) != ($wk{$_->[1]} // -1) } @pairs;
-my $unknown = grep { !$wk{$_->[0]} || !$wk{$_->[1]} } @pairs;
+my ($cross, $unknown) = $t->split_pairs(@pairs);
 
 note("50 flows: $relayed answers relayed from the other worker");
 ok($relayed > 0, "answers crossed workers ($relayed of 50)");
@@ -289,14 +287,11 @@ is("$relayed/$unknown", "$cross/0",
 
 {
 	my $pb = peer_b($B_IPS[7]);
-	my @old = $t->worker_pids();
 
 	$t->reload();
+	is($t->replaced(), '2/2', 'reload: two new workers');
 
 	my @new = $t->worker_pids();
-	my %old = map { $_ => 1 } @old;
-	is(scalar(grep { !$old{$_} } @new) . '/' . scalar(@new), '2/2',
-		'reload: two new workers');
 
 	my %f = punch($pb);
 	is($f{bad}, '', 'reload: B registered before, punched after');

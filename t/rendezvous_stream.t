@@ -68,8 +68,7 @@ mkdir "$d/db" or die "mkdir $d/db: $!\n";
 
 $t->run();
 
-my $key = $t->read_file('keys/id_ed25519.pub');
-$key =~ s/\s+$//;
+my $key = $t->key();
 my $SIGN_PK = decode_base64($key);
 my $RELAY = '127.0.0.1:' . port(4);
 my $DB = "$d/db/peers.sqlite3";
@@ -678,14 +677,9 @@ my $SILENT = qr/\[info\].*(?:keep.?alive|heartbeat|ping|timed out)/i;
 
 {
 	my @b = map { new_b($_) } qw/ tcp ws secure /;
-	my @old = $t->worker_pids();
 
 	$t->reload();
-
-	my @new = $t->worker_pids();
-	my %old = map { $_ => 1 } @old;
-	is(scalar(grep { !$old{$_} } @new) . '/' . scalar(@new), '2/2',
-		'reload: two new workers, the old ones gone');
+	is($t->replaced(), '2/2', 'reload: two new workers, the old ones gone');
 
 	is(join(', ', map { "$_->{kind}: " . ($_->{ok} ? (s_closed($_, 1)
 		? 'closed' : 'open') : $_->{reg}) } @b),

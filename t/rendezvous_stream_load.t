@@ -73,7 +73,7 @@ $t->connections($CONNS, $NOFILE)->write_file_expand('nginx.conf',
 		'rustdesk_key_dir %%TESTDIR%%/keys;',
 		'rustdesk_database off;',
 		"rustdesk_keep_alive ${KEEP_ALIVE}s;",
-	], srv_rendezvous(1), srv_nat_test(0)));
+	], srv_hbbs(1, 0)));
 
 $t->run();
 

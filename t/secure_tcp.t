@@ -47,8 +47,7 @@ $t->write_file_expand('nginx.conf', stream_conf([
 
 $t->run();
 
-my $key = $t->read_file('keys/id_ed25519.pub');
-$key =~ s/\s+$//;
+my $key = $t->key();
 my $SIGN_PK = decode_base64($key);
 my $RELAY = '127.0.0.1:' . port(4);
 

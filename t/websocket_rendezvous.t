@@ -44,8 +44,7 @@ make_cert($t);
 
 start('rustdesk_real_ip_from 127.0.0.1;');
 
-my $key = $t->read_file('keys/id_ed25519.pub');
-$key =~ s/\s+$//;
+my $key = $t->key();
 
 my ($MAIN, $RELAY, $WS, $WSS, $PROXY, $PROXY_TLS) = map { port($_) } 1 .. 6;
 my $RELAY_SERVER = "127.0.0.1:$RELAY";
@@ -137,9 +136,7 @@ is($same_ip // 0, 8, 'A and B at the same IP: PunchHole, not FetchLocalAddr');
 
 {
 	my $relayed = $t->log_count(qr/answer relayed from worker/) - $relayed0;
-	my %wk = $t->client_workers();
-	my $cross = grep { ($wk{$_->[0]} // 0) != ($wk{$_->[1]} // -1) } @pairs;
-	my $unknown = grep { !$wk{$_->[0]} || !$wk{$_->[1]} } @pairs;
+	my ($cross, $unknown) = $t->split_pairs(@pairs);
 
 	note("24 flows: $relayed answers relayed from the other worker");
 	ok($relayed > 0, "answers crossed workers ($relayed of 24)");

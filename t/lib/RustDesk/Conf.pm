@@ -38,7 +38,7 @@ use strict;
 
 use Exporter qw/ import /;
 
-our @EXPORT = qw/ stream_conf srv_block srv_rendezvous srv_nat_test
+our @EXPORT = qw/ stream_conf srv_block srv_rendezvous srv_nat_test srv_hbbs
 	srv_ws_rendezvous srv_relay srv_console srv_blank http_conf srv_ws_proxy
 	tls make_cert /;
 
@@ -95,6 +95,15 @@ sub srv_nat_test {
 	return srv_block([ _listen($n, \%o) ],
 		'rustdesk_nat_test' . ($o{console} ? ' console' : '') . ';',
 		@{$o{directives} // []});
+}
+
+# The rendezvous server's two ports as hbbs has them: main (TCP and UDP)
+# and NAT test.  Options: those of both (udp for the main port only).
+sub srv_hbbs {
+	my ($main, $nat, %o) = @_;
+	my %n = %o;
+	delete $n{udp};
+	return (srv_rendezvous($main, %o), srv_nat_test($nat, %n));
 }
 
 # The rendezvous server's WebSocket port n.  Options: reuseport, ssl.

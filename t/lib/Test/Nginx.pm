@@ -234,6 +234,15 @@ sub read_file {
 	return $content;
 }
 
+# The server's public key (base64) in a key directory (default keys), as
+# its .pub file has it, without the line end.
+sub key {
+	my ($self, $dir) = @_;
+	my $key = $self->read_file(($dir // 'keys') . '/id_ed25519.pub');
+	$key =~ s/\s+$//;
+	return $key;
+}
+
 # How many times the pattern matches in error.log (or in $log, a copy of
 # it read before).
 sub log_count {
@@ -420,6 +429,19 @@ sub worker_of {
 	my $udp = $s->socktype() == SOCK_DGRAM ? 'udp ' : '';
 	my %w = $self->client_workers();
 	return $w{$udp . $s->sockhost() . ':' . $s->sockport()} // 0;
+}
+
+# Of pairs of clients ([ "ip:port", "ip:port" ], as client_workers() has
+# them): (how many were accepted by different workers, how many by a
+# worker the log does not say).
+sub split_pairs {
+	my ($self, @pairs) = @_;
+	my %wk = $self->client_workers();
+
+	my $split = grep { ($wk{$_->[0]} // 0) != ($wk{$_->[1]} // -1) } @pairs;
+	my $unknown = grep { !$wk{$_->[0]} || !$wk{$_->[1]} } @pairs;
+
+	return ($split, $unknown);
 }
 
 # nginx -t with a configuration file of the test directory (default
@@ -619,6 +641,7 @@ sub reload {
 	my ($self) = @_;
 	my @old = $self->worker_pids();
 
+	$self->{_reload_old} = [ @old ];
 	kill 'HUP', $self->master_pid();
 
 	my $end = time() + 15;
@@ -630,6 +653,14 @@ sub reload {
 
 	$self->wait_for_ports();
 	return $self;
+}
+
+# After reload(): "n/m", n of the m workers there now new since it began.
+sub replaced {
+	my ($self) = @_;
+	my %old = map { $_ => 1 } @{$self->{_reload_old} // []};
+	my @now = $self->worker_pids();
+	return scalar(grep { !$old{$_} } @now) . '/' . scalar(@now);
 }
 
 # Kills a worker (SIGKILL) and waits (10 s at most) until the master has
