@@ -14,7 +14,7 @@ use IO::Select;
 use IO::Socket::INET;
 
 use lib 't/lib';
-use Test::Nginx qw/ port wait_until /;
+use Test::Nginx qw/ port wait_until background background_result /;
 use RustDesk::Conf;
 use RustDesk::Client;
 use RustDesk::RelayTest;
@@ -51,6 +51,11 @@ my $HELP = join('', map { "$_\n" }
 	'total-bandwidth(tb) [value(Mb/s)]',
 	'single-bandwidth(sb) [value(Mb/s)]',
 	'usage(u)');
+
+# "h" on a relay port waits for the server's request timeout (1 s): in a
+# child process, meanwhile (checked at the end)
+
+my $relay_h = background(sub { console_closed(port(0), 'h', 3) });
 
 ###############################################################################
 
@@ -209,7 +214,7 @@ cmd('sb 1');
 # message, closed at the latest after the request timeout (1 s)
 
 {
-	my ($answer, $closed) = console_closed(port(0), 'h', 3);
+	my ($answer, $closed) = background_result($relay_h);
 	is($answer . '|' . $closed, '|1', 'relay port: no console, closed');
 }
 

@@ -22,7 +22,7 @@ use Socket qw/ SHUT_WR /;
 use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
-use Test::Nginx qw/ port /;
+use Test::Nginx qw/ port background background_result /;
 use RustDesk::Conf;
 use RustDesk::Relay qw/ side read_exact wait_close wait_closes transfer
 	chunk_data /;
@@ -563,42 +563,6 @@ sub pair {
 	diag("$uuid: not paired: A got '$got_a', B got '$got_b'") unless $ok;
 
 	return ($a, $b, $ok);
-}
-
-# A sub run in a child process: background_result() waits for it and
-# returns the list of strings it returned (no tabs or newlines in them).
-
-sub background {
-	my ($f) = @_;
-
-	pipe(my $rd, my $wr) or die "pipe: $!\n";
-	my $pid = fork() // die "fork: $!\n";
-
-	if ($pid == 0) {
-		close $rd;
-		my @r = eval { $f->() };
-		@r = ("error: $@") if $@;
-		print $wr join("\t", map { $_ // '' } @r), "\n";
-		close $wr;
-
-		# no END blocks: they would stop nginx
-		POSIX::_exit(0);
-	}
-
-	close $wr;
-	return { pid => $pid, fh => $rd };
-}
-
-sub background_result {
-	my ($bg) = @_;
-	my $fh = $bg->{fh};
-	my $line = <$fh> // '';
-
-	close $fh;
-	waitpid($bg->{pid}, 0);
-	chomp $line;
-
-	return split /\t/, $line, -1;
 }
 
 # transfer() in a child process, which says "go" after go_at seconds:

@@ -31,7 +31,8 @@ use Time::HiRes qw/ sleep time /;
 use Cwd qw/ abs_path /;
 use File::Basename qw/ dirname /;
 
-our @EXPORT_OK = qw/ port port_base wait_until wait_value /;
+our @EXPORT_OK = qw/ port port_base wait_until wait_value background
+	background_result /;
 
 our $NGINX = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 our $ROOT = abs_path(dirname(__FILE__) . '/../../..');
@@ -291,6 +292,43 @@ sub wait_value {
 
 	wait_until(sub { ($got = $f->()) eq $want }, $timeout);
 	return $got;
+}
+
+# A sub run in a child process, for what must go on while the test does
+# something else (a client with a pace of its own, a wait that is timed):
+# background_result() waits for it to end and returns the list of strings
+# it returned (or the error it died with).
+sub background {
+	my ($f) = @_;
+
+	pipe(my $rd, my $wr) or die "pipe: $!\n";
+	my $pid = fork() // die "fork: $!\n";
+
+	if ($pid == 0) {
+		close $rd;
+		my @r = eval { $f->() };
+		@r = ("error: $@") if $@;
+		print $wr pack('(N/a*)*', map { $_ // '' } @r);
+		close $wr;
+
+		# no END blocks: they would stop nginx
+		POSIX::_exit(0);
+	}
+
+	close $wr;
+	return { pid => $pid, fh => $rd };
+}
+
+sub background_result {
+	my ($bg) = @_;
+	my $fh = $bg->{fh};
+
+	local $/;
+	my $all = <$fh> // '';
+	close $fh;
+	waitpid($bg->{pid}, 0);
+
+	return unpack('(N/a*)*', $all);
 }
 
 # The kernel's TCP sockets (IPv4) that match, as sock_diag (netlink) gives
