@@ -331,30 +331,60 @@ sub background_result {
 	return unpack('(N/a*)*', $all);
 }
 
-# The kernel's TCP sockets (IPv4) that match, as sock_diag (netlink) gives
-# them (so without the thousands in TIME-WAIT that test runs leave): local
-# and remote ("ip:port"; "0.0.0.0:0" the remote of a listener), state
-# ('listen', 'established' or the kernel's number), rx (the receive queue:
-# bytes not read yet; for a listener, connections not accepted yet) and
-# inode (0 for a connection still in a listener's queue).  Options: local,
-# remote (an "ip:port" to match).
+# The kernel's TCP sockets (IPv4) that match, listening or established:
+# local and remote ("ip:port"; "0.0.0.0:0" the remote of a listener), state
+# ('listen' or 'established'), rx (the receive queue: bytes not read yet;
+# for a listener, connections not accepted yet) and inode (0 for a
+# connection still in a listener's queue).  Options: local, remote (an
+# "ip:port" to match).  From sock_diag (netlink), which leaves out the
+# thousands in TIME-WAIT that test runs leave, or else /proc/net/tcp.
 sub tcp_sockets {
 	my ($self, %o) = @_;
 
-	# listening and established
+	my $all = _sock_diag((1 << 10) | (1 << 1))
+		// [ grep { $_->{state} =~ /^(?:listen|established)$/ }
+			_proc_net('tcp') ];
+
 	return grep {
 		(!defined $o{local} || $_->{local} eq $o{local})
 		&& (!defined $o{remote} || $_->{remote} eq $o{remote})
-	} _sock_diag((1 << 10) | (1 << 1));
+	} @$all;
 }
 
-# sock_diag's answer (SOCK_DIAG_BY_FAMILY, inet_diag_req_v2 for TCP over
-# IPv4) for the states in the mask, or for one connection: [ local ip,
-# port, remote ip, port ].
+# The UDP sockets (IPv4) that match, from /proc/net/udp: local, remote and
+# rx (bytes waiting to be read).  Options: local, remote.
+sub udp_sockets {
+	my ($self, %o) = @_;
+
+	return grep {
+		(!defined $o{local} || $_->{local} eq $o{local})
+		&& (!defined $o{remote} || $_->{remote} eq $o{remote})
+	} _proc_net('udp');
+}
+
+# Bytes a client sent on a TCP connection that the server has not read yet:
+# the receive queue of the server's end of it ($c: a socket, or an object
+# with sock(), connected over IPv4); undef when that end is not found.
+sub unread {
+	my ($self, $c) = @_;
+	my $s = $c->isa('IO::Handle') ? $c : $c->sock();
+	my @id = ($s->peerhost(), $s->peerport(), $s->sockhost(), $s->sockport());
+
+	my $found = _sock_diag(0, \@id) // [ grep {
+		$_->{local} eq "$id[0]:$id[1]" && $_->{remote} eq "$id[2]:$id[3]"
+	} _proc_net('tcp') ];
+
+	return @$found ? $found->[0]{rx} : undef;
+}
+
+# sock_diag's answer (SOCK_DIAG_BY_FAMILY, inet_diag_req_v2, TCP over IPv4)
+# for the states in the mask, or for one connection ([ local ip, port,
+# remote ip, port ]): a list of sockets as tcp_sockets() has them, undef
+# when netlink does not answer.
 sub _sock_diag {
 	my ($states, $one) = @_;
 
-	socket(my $nl, 16, SOCK_DGRAM, 4) or return ();     # NETLINK_SOCK_DIAG
+	socket(my $nl, 16, SOCK_DGRAM, 4) or return undef;  # NETLINK_SOCK_DIAG
 
 	my $id = $one
 		? pack('nna16a16LLL', $one->[1], $one->[3], inet_aton($one->[0]),
@@ -364,12 +394,12 @@ sub _sock_diag {
 
 	# NLM_F_REQUEST, and NLM_F_DUMP unless one
 	send($nl, pack('LSSLL', 16 + length $req, 20, $one ? 1 : 0x301, 1, 0)
-		. $req, 0, pack('SSLL', 16, 0, 0, 0)) or return ();
+		. $req, 0, pack('SSLL', 16, 0, 0, 0)) or return undef;
 
 	my @s;
 
 	for (;;) {
-		defined recv($nl, my $buf, 1 << 20, 0) or return @s;
+		defined recv($nl, my $buf, 1 << 20, 0) or return undef;
 
 		while (length $buf >= 16) {
 			my ($len, $type) = unpack('LS', $buf);
@@ -378,7 +408,13 @@ sub _sock_diag {
 			my $msg = substr($buf, 16, $len - 16);
 			substr($buf, 0, ($len + 3) & ~3) = '';
 
-			return @s if $type == 2 || $type == 3;  # error, done
+			return \@s if $type == 3;                   # done
+
+			if ($type == 2) {                           # error
+				my $err = unpack('l', $msg);
+				return $err == 0 || ($one && $err == -2) ? \@s : undef;
+			}
+
 			next unless $type == 20;
 
 			my ($state, $sport, $dport, $src, $dst, $rq, $inode)
@@ -391,17 +427,17 @@ sub _sock_diag {
 				rx => $rq, inode => $inode };
 		}
 
-		return @s if $one;
+		return \@s if $one;
 	}
 }
 
-# The UDP sockets of /proc/net/udp (IPv4) that match: local and remote, rx
-# (bytes waiting to be read).  Options: local, remote.
-sub udp_sockets {
-	my ($self, %o) = @_;
+# The sockets of /proc/net/tcp or /proc/net/udp (IPv4), as tcp_sockets()
+# has them.
+sub _proc_net {
+	my ($proto) = @_;
 	my @s;
 
-	open my $fh, '<', '/proc/net/udp' or return ();
+	open my $fh, '<', "/proc/net/$proto" or return ();
 	<$fh>;
 
 	while (my $line = <$fh>) {
@@ -410,29 +446,16 @@ sub udp_sockets {
 			my ($ip, $port) = split /:/;
 			inet_ntoa(pack('L', hex $ip)) . ':' . hex($port)
 		} @f[1, 2];
-
-		next if defined $o{local} && $local ne $o{local};
-		next if defined $o{remote} && $remote ne $o{remote};
+		my $state = hex $f[3];
 
 		push @s, { local => $local, remote => $remote,
-			rx => hex((split /:/, $f[4])[1]) };
+			state => $state == 10 ? 'listen'
+				: $state == 1 ? 'established' : $state,
+			rx => hex((split /:/, $f[4])[1]), inode => $f[9] };
 	}
 
 	close $fh;
 	return @s;
-}
-
-# Bytes a client sent on a TCP connection that the server has not read yet:
-# the receive queue of the server's end of it ($c: a socket, or an object
-# with sock(), connected over IPv4); undef when that end is not found.
-sub unread {
-	my ($self, $c) = @_;
-	my $s = $c->isa('IO::Handle') ? $c : $c->sock();
-
-	my ($end) = _sock_diag(0, [ $s->peerhost(), $s->peerport(),
-		$s->sockhost(), $s->sockport() ]);
-
-	return $end ? $end->{rx} : undef;
 }
 
 # Waits until the server has read everything the client sent so far on
@@ -441,8 +464,9 @@ sub unread {
 # between the pieces, so that each piece is a read of its own.
 sub wait_read {
 	my ($self, $c, $timeout) = @_;
-	return wait_until(sub { ($self->unread($c) // 1) == 0 }, $timeout // 3,
-		0.002);
+
+	# not found: closed, nothing to wait for
+	return wait_until(sub { !$self->unread($c) }, $timeout // 3, 0.002);
 }
 
 # The worker that accepted each client, from the info line nginx logs for
