@@ -16,6 +16,7 @@ use Test::More;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
+use RustDesk::Conf;
 use RustDesk::Session;
 use RustDesk::RelayTest ();
 
@@ -49,9 +50,7 @@ sub example {
 sub relay_port { $PORT{21117} }
 
 # TLS files for the two WSS examples
-system("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost"
-	. " -keyout $d/cert.key -out $d/cert.pem > /dev/null 2>&1") == 0
-	or die "openssl failed\n";
+make_cert($t);
 
 ###############################################################################
 

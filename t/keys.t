@@ -13,24 +13,13 @@ use Crypt::PK::Ed25519;
 
 use lib 't/lib';
 use Test::Nginx;
+use RustDesk::Conf;
 
 my $t = Test::Nginx->new()->has()->plan(25);
 my $d = $t->testdir();
 
-$t->write_file_expand('nginx.conf', <<'EOF');
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_key_dir %%TESTDIR%%/keys;
-
-    server {
-        listen 127.0.0.1:%%PORT_0%%;
-        return "";
-    }
-}
-
-EOF
+$t->write_file_expand('nginx.conf',
+	stream_conf([ 'rustdesk_key_dir %%TESTDIR%%/keys;' ], srv_blank(0)));
 
 $t->run();
 

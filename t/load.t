@@ -10,6 +10,7 @@ use Test::More;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
+use RustDesk::Conf;
 
 my $t = Test::Nginx->new()->has()->plan(9);
 
@@ -59,20 +60,9 @@ for my $m (qw/ rendezvous relay /) {
 
 # running with both modules and two workers
 
-$t->write_file_expand('nginx.conf', <<'EOF');
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_key_dir %%TESTDIR%%/keys;
-
-    server {
-        listen 127.0.0.1:%%PORT_0%%;
-        return "ok";
-    }
-}
-
-EOF
+$t->write_file_expand('nginx.conf',
+	stream_conf([ 'rustdesk_key_dir %%TESTDIR%%/keys;' ],
+	srv_block([ '127.0.0.1:%%PORT_0%%' ], 'return "ok";')));
 
 $t->run();
 

@@ -16,12 +16,13 @@ use Test::More;
 use IO::Poll qw/ POLLIN POLLHUP POLLERR /;
 use IO::Select;
 use IO::Socket::INET;
-use Time::HiRes qw/ sleep time /;
+use Time::HiRes qw/ time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
+use RustDesk::Conf;
 use RustDesk::Client qw/ frame frame_header encode_msg padded random_bytes /;
-use RustDesk::Relay qw/ relay_request side read_exact wait_close /;
+use RustDesk::Relay qw/ relay_request side read_exact wait_closes /;
 
 local $SIG{PIPE} = 'IGNORE';
 
@@ -29,28 +30,10 @@ my $t = Test::Nginx->new()->modules('relay')->has()->plan(21);
 
 # 2 workers as usual, with room for the thousands of connections below
 
-$t->write_file_expand('nginx.conf', <<'EOF');
-
-load_module %%STREAM%%;
-load_module %%RELAY%%;
-
-worker_processes 2;
-worker_rlimit_nofile 16384;
-pid %%TESTDIR%%/nginx.pid;
-error_log %%TESTDIR%%/error.log info;
-events { worker_connections 8192; }
-
-stream {
-    rustdesk_relay_request_timeout 30s;
-    rustdesk_relay_pair_timeout 2s;
-
-    server {
-        listen 127.0.0.1:%%PORT_0%% reuseport;
-        rustdesk_relay;
-    }
-}
-
-EOF
+$t->connections(8192)->write_file_expand('nginx.conf', stream_conf([
+	'rustdesk_relay_request_timeout 30s;',
+	'rustdesk_relay_pair_timeout 2s;',
+], srv_relay(0)));
 
 $t->run();
 
@@ -133,52 +116,59 @@ alive('bad first frames');
 
 ###############################################################################
 
-# 2. partners that never come, or come late, or too many
+# 2. partners that never come, or come late, or too many: the pair
+# timeouts run at once, each connection timed from its own start
 
 {
 	my $c = side($PORT, 'never-1', ip => '127.0.0.2');
-	my ($st, $buf, $tm) = wait_close($c, 5);
+	my $never_at = time();
+
+	# a waiter that left: its uuid is free for the next two
+
+	my $gone = side($PORT, 'left-1', ip => '127.0.0.2');
+	$t->wait_log(qr/new relay request "left-1"/, 1, 2);
+	$gone->close();
+	$t->wait_log(qr/relay client of "left-1" left before its partner came/,
+		1, 3);
+
+	my $a = side($PORT, 'left-1', ip => '127.0.0.2', extra => 'from A');
+	$t->wait_log(qr/new relay request "left-1"/, 2, 3);
+	my $b = side($PORT, 'left-1', ip => '127.0.0.3', extra => 'from B');
+	my ($got_b) = read_exact($b, 6, 3);
+	my ($got_a) = read_exact($a, 6, 3);
+	my $left = "$got_a|$got_b";
+
+	# a third side for a uuid already paired waits for a partner of its
+	# own
+
+	$a = side($PORT, 'three-1', ip => '127.0.0.2', extra => 'from A');
+	$t->wait_log(qr/new relay request "three-1"/, 1, 2);
+	$b = side($PORT, 'three-1', ip => '127.0.0.3', extra => 'from B');
+	($got_b) = read_exact($b, 6, 3);
+	($got_a) = read_exact($a, 6, 3);
+
+	my $third = side($PORT, 'three-1', ip => '127.0.0.4', extra => 'from C');
+	my $third_at = time();
+
+	my ($never, $closed) = wait_closes(5, [ $c, $never_at ],
+		[ $third, $third_at ]);
+
+	my ($st, $buf, $tm) = @$never;
 	ok($st ne 'timeout' && $tm > 1.5 && $tm < 4 && !length $buf,
 		'no partner: closed after 2-4 s, nothing sent')
 		or diag(sprintf('%s after %.1f s', $st, $tm));
 	ok($t->wait_log(qr/no partner for relay "never-1"/, 1, 2),
 		'no partner: logged');
-}
 
-# a waiter that left: its uuid is free for the next two
-
-{
-	my $gone = side($PORT, 'left-1', ip => '127.0.0.2');
-	$t->wait_log(qr/new relay request "left-1"/, 1, 2);
-	$gone->close();
-	sleep 0.3;
-
-	my $a = side($PORT, 'left-1', ip => '127.0.0.2', extra => 'from A');
-	sleep 0.2;
-	my $b = side($PORT, 'left-1', ip => '127.0.0.3', extra => 'from B');
-	my ($got_b) = read_exact($b, 6, 3);
-	my ($got_a) = read_exact($a, 6, 3);
-	is("$got_a|$got_b", 'from B|from A',
+	is($left, 'from B|from A',
 		'a waiter that left: the next two with its uuid pair');
-}
-
-# a third side for a uuid already paired waits for a partner of its own
-
-{
-	my $a = side($PORT, 'three-1', ip => '127.0.0.2', extra => 'from A');
-	$t->wait_log(qr/new relay request "three-1"/, 1, 2);
-	my $b = side($PORT, 'three-1', ip => '127.0.0.3', extra => 'from B');
-	my ($got_b) = read_exact($b, 6, 3);
-	my ($got_a) = read_exact($a, 6, 3);
-
-	my $c = side($PORT, 'three-1', ip => '127.0.0.4', extra => 'from C');
-	my ($st, $buf, $tm) = wait_close($c, 5);
 
 	$a->send_raw('A again');
 	$b->send_raw('B again');
 	my ($again_b) = read_exact($b, 7, 3);
 	my ($again_a) = read_exact($a, 7, 3);
 
+	($st, $buf, $tm) = @$closed;
 	is("$got_a|$got_b|$again_a|$again_b",
 		'from B|from A|B again|A again',
 		'a third side for a paired uuid: the pair goes on');

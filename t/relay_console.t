@@ -12,10 +12,10 @@ use strict;
 use Test::More;
 use IO::Select;
 use IO::Socket::INET;
-use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
-use Test::Nginx qw/ port /;
+use Test::Nginx qw/ port wait_until background background_result /;
+use RustDesk::Conf;
 use RustDesk::Client;
 use RustDesk::RelayTest;
 
@@ -26,39 +26,15 @@ $t->write_file('blacklist.txt',
 $t->write_file('blocklist.txt',
 	"198.51.100.3\n198.51.100.4 refused since yesterday\n");
 
-$t->write_file_expand('nginx.conf', <<'EOF');
+$t->write_file_expand('nginx.conf', stream_conf([
+	'rustdesk_relay_blacklist %%TESTDIR%%/blacklist.txt;',
+	'rustdesk_relay_blocklist %%TESTDIR%%/blocklist.txt;',
+	'rustdesk_relay_request_timeout 1s;',
+], srv_relay(0), srv_relay(1, how => 'loopback_console'),
+	srv_console(2, relay => 1),
 
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_relay_blacklist %%TESTDIR%%/blacklist.txt;
-    rustdesk_relay_blocklist %%TESTDIR%%/blocklist.txt;
-    rustdesk_relay_request_timeout 1s;
-
-    server {
-        listen 127.0.0.1:%%PORT_0%% reuseport;
-        rustdesk_relay;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        rustdesk_relay loopback_console;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_2%% reuseport;
-        rustdesk_relay_console;
-    }
-
-    # the client address as a trusted proxy declares it
-    server {
-        listen 127.0.0.1:%%PORT_3%% proxy_protocol;
-        set_real_ip_from 127.0.0.1;
-        rustdesk_relay_console;
-    }
-}
-
-EOF
+	# the client address as a trusted proxy declares it
+	srv_console(3, relay => 1, proxy => 1)));
 
 $t->run();
 
@@ -75,6 +51,11 @@ my $HELP = join('', map { "$_\n" }
 	'total-bandwidth(tb) [value(Mb/s)]',
 	'single-bandwidth(sb) [value(Mb/s)]',
 	'usage(u)');
+
+# "h" on a relay port waits for the server's request timeout (1 s): in a
+# child process, meanwhile (checked at the end)
+
+my $relay_h = background(sub { console_closed(port(0), 'h', 3) });
 
 ###############################################################################
 
@@ -95,27 +76,23 @@ is(cmd('b 198.51.100.1') . cmd('b 192.0.2.50'), "true\nfalse\n",
 is(cmd('B 198.51.100.4') . cmd('B 198.51.100.1'), "true\nfalse\n",
 	'blocklist entry');
 
-# blacklist changes
+# blacklist changes, then blocklist changes: add three, remove two, remove
+# all (the entries from the file too)
 
-is(cmd('ba 192.0.2.1|192.0.2.2|192.0.2.3'), '', 'blacklist-add: no answer');
-is(cmd('b 192.0.2.2'), "true\n", 'blacklist-add: entry');
-is(list('b'), '192.0.2.1 192.0.2.2 192.0.2.3 198.51.100.1 198.51.100.2',
-	'blacklist-add: list');
-is(cmd('br 192.0.2.1|192.0.2.3'), '', 'blacklist-remove: no answer');
-is(list('b'), '192.0.2.2 198.51.100.1 198.51.100.2', 'blacklist-remove: list');
-cmd('br all');
-is(cmd('b') . cmd('b 198.51.100.1'), "false\n", 'blacklist-remove all');
+for my $l ([ 'b', 'blacklist', 1, '198.51.100.1 198.51.100.2', '198.51.100.1' ],
+	[ 'B', 'blocklist', 11, '198.51.100.3 198.51.100.4', '198.51.100.4' ])
+{
+	my ($c, $name, $n, $file, $one) = @$l;
+	my @ip = map { '192.0.2.' . ($n + $_) } 0 .. 2;
 
-# blocklist changes
-
-is(cmd('Ba 192.0.2.11|192.0.2.12|192.0.2.13'), '', 'blocklist-add: no answer');
-is(cmd('B 192.0.2.12'), "true\n", 'blocklist-add: entry');
-is(list('B'), '192.0.2.11 192.0.2.12 192.0.2.13 198.51.100.3 198.51.100.4',
-	'blocklist-add: list');
-is(cmd('Br 192.0.2.11|192.0.2.13'), '', 'blocklist-remove: no answer');
-is(list('B'), '192.0.2.12 198.51.100.3 198.51.100.4', 'blocklist-remove: list');
-cmd('Br all');
-is(cmd('B') . cmd('B 198.51.100.4'), "false\n", 'blocklist-remove all');
+	is(cmd("${c}a " . join('|', @ip)), '', "$name-add: no answer");
+	is(cmd("$c $ip[1]"), "true\n", "$name-add: entry");
+	is(list($c), "@ip $file", "$name-add: list");
+	is(cmd("${c}r $ip[0]|$ip[2]"), '', "$name-remove: no answer");
+	is(list($c), "$ip[1] $file", "$name-remove: list");
+	cmd("${c}r all");
+	is(cmd($c) . cmd("$c $one"), "false\n", "$name-remove all");
+}
 
 # the long names
 
@@ -183,12 +160,8 @@ is(cmd('u'), '', 'usage: no pairs');
 
 	close_pairs($t, $x, $y);
 
-	my $end = time() + 3;
-	my $left = cmd('u');
-	while ($left ne '' && time() < $end) {
-		sleep 0.2;
-		$left = cmd('u');
-	}
+	my $left;
+	wait_until(sub { ($left = cmd('u')) eq '' }, 3);
 	is($left, '', 'usage: closed pairs gone');
 }
 
@@ -241,7 +214,7 @@ cmd('sb 1');
 # message, closed at the latest after the request timeout (1 s)
 
 {
-	my ($answer, $closed) = console_closed(port(0), 'h', 3);
+	my ($answer, $closed) = background_result($relay_h);
 	is($answer . '|' . $closed, '|1', 'relay port: no console, closed');
 }
 

@@ -22,28 +22,15 @@ use Socket qw/ SHUT_WR /;
 use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
-use Test::Nginx qw/ port /;
-use RustDesk::Relay qw/ side read_exact wait_close transfer chunk_data /;
+use Test::Nginx qw/ port background background_result /;
+use RustDesk::Conf;
+use RustDesk::Relay qw/ side read_exact wait_close wait_closes transfer
+	chunk_data /;
 
 local $SIG{PIPE} = 'IGNORE';
 
 my $t = Test::Nginx->new()->modules('relay')->has()->plan(45)
 	->allow_log(qr/exited on signal 9\b/);
-
-my $CONF = <<'EOF';
-
-%%TEST_GLOBALS%%
-
-stream {
-    %%DIRECTIVES%%
-
-    server {
-        listen 127.0.0.1:%%PORT_0%% reuseport;
-        rustdesk_relay;
-    }
-}
-
-EOF
 
 my $PORT = port(0);
 my $started = time();
@@ -184,6 +171,7 @@ start('rustdesk_relay_single_bandwidth 0;
 	$a->close();
 
 	my $s = $b->sock();
+	my $sel = IO::Select->new($s);
 	$s->blocking(0);
 	my $end = time() + 5;
 	my $how = 'timeout';
@@ -204,7 +192,9 @@ start('rustdesk_relay_single_bandwidth 0;
 			$how = "read: $!";
 			last;
 		}
-		sleep 0.01 unless $n;
+
+		# nothing taken: until the socket can take more, or has news
+		IO::Select->select($sel, $sel, undef, 0.1) unless $n;
 	}
 
 	isnt($how, 'timeout', 'close: A gone while B streams, B\'s connection '
@@ -266,9 +256,7 @@ start('rustdesk_relay_single_bandwidth 0;
 		'reload: a waiter from before it pairs with a partner after it')
 		or diag($waiter ? $waiter->{err} : 'no result');
 
-	my @new = $t->worker_pids();
-	is(scalar(grep { !$old{$_} } @new) . '/' . scalar(@new), '2/2',
-		'reload: two new workers');
+	is($t->replaced(), '2/2', 'reload: two new workers');
 
 	my @after = map { {
 		port => $PORT, uuid => "after-reload-$_",
@@ -391,22 +379,63 @@ start('rustdesk_relay_single_bandwidth 0;
 ###############################################################################
 
 # short timeouts: 2. a side without partner, 3. a connection without
-# request, 5. idle pairs
+# request, 5. idle pairs; all at once, each connection timed from its own
+# start (the pair that talks in a child process of its own, at its pace)
 
 start('rustdesk_relay_pair_timeout 1s;
     rustdesk_relay_request_timeout 1s;
     rustdesk_relay_idle_timeout 2s;');
 
-# 2. no partner: closed after about 1 s, logged
-
 {
-	my @c = map { [ "lone-$_", side($PORT, "lone-$_",
+	# 5. a pair talking every 0.5 s, A and B in turn, for 5 s, then silent
+
+	my ($ta, $tb) = pair('idle-2');
+
+	my $talk = background(sub {
+		my @bad;
+
+		for my $i (1 .. 10) {
+			sleep 0.5;      # a sleep: the pace of the talk is what is tested
+			my ($from, $to) = $i % 2 ? ($ta, $tb) : ($tb, $ta);
+			my $msg = "tick $i;";
+			$from->send_raw($msg);
+			my ($got, $why) = read_exact($to, length $msg, 1);
+			push @bad, "$i: $why '$got'" if $got ne $msg;
+		}
+
+		my ($st, $buf, $tm) = wait_close($ta, 6);
+		return (join(', ', @bad), $st, $tm);
+	});
+
+	$_->close() for $ta, $tb;
+
+	# 2. sides without partner, 3. a silent client and half a RequestRelay,
+	# 5. a silent pair
+
+	my @lone = map { [ "lone-$_", side($PORT, "lone-$_",
 		ip => "127.0.0.$_"), time() ] } 2 .. 5;
+
+	my $silent = RustDesk::Client->tcp($PORT, LocalAddr => '127.0.0.2');
+	my $silent_at = time();
+
+	my $half = RustDesk::Client->tcp($PORT, LocalAddr => '127.0.0.3');
+	$half->send_raw(substr(RustDesk::Relay::relay_request(uuid => 'never'),
+		0, 6));
+	my $half_at = time();
+
+	my ($ia, $ib) = pair('idle-1');
+	my $idle_at = time();
+
+	my @r = wait_closes(6, (map { [ $_->[1], $_->[2] ] } @lone),
+		[ $silent, $silent_at ], [ $half, $half_at ], [ $ia, $idle_at ],
+		[ $ib, $idle_at ]);
+
+	# 2. no partner: closed after about 1 s, logged
+
 	my @bad;
 
-	for my $x (@c) {
-		my ($st, $buf, $tm) = wait_close($x->[1], 4);
-		$tm = time() - $x->[2];
+	for my $x (@lone) {
+		my ($st, $buf, $tm) = @{shift @r};
 		push @bad, sprintf('%s: %s after %.1f s, %d bytes', $x->[0], $st,
 			$tm, length $buf)
 			if $st eq 'timeout' || $tm < 0.7 || $tm > 3.5 || length $buf;
@@ -420,60 +449,35 @@ start('rustdesk_relay_pair_timeout 1s;
 
 	my ($a, $b, $ok) = pair('lone-2');
 	ok($ok, 'pair timeout: its uuid pairs afterwards');
-}
 
-# 3. request timeout
+	# 3. request timeout
 
-{
-	my $c = RustDesk::Client->tcp($PORT, LocalAddr => '127.0.0.2');
-	my $start = time();
-	my ($st, $buf, $tm) = wait_close($c, 4);
+	my ($st, $buf, $tm) = @{shift @r};
 	ok($st ne 'timeout' && $tm > 0.7 && $tm < 3.5 && !length $buf,
 		'request timeout: silent client closed after ~1 s')
 		or diag(sprintf('%s after %.1f s', $st, $tm));
 
-	# half a RequestRelay frame
-	$c = RustDesk::Client->tcp($PORT, LocalAddr => '127.0.0.3');
-	$c->send_raw(substr(RustDesk::Relay::relay_request(uuid => 'never'),
-		0, 6));
-	($st, $buf, $tm) = wait_close($c, 4);
+	($st, $buf, $tm) = @{shift @r};
 	ok($st ne 'timeout' && $tm > 0.7 && $tm < 3.5 && !length $buf,
 		'request timeout: half a request, closed after ~1 s')
 		or diag(sprintf('%s after %.1f s', $st, $tm));
-}
 
-# 5. idle pairs (2 s, checked once a second)
+	# 5. idle pairs (2 s, checked once a second): B closed within 1 s of A
 
-{
-	my ($a, $b) = pair('idle-1');
-
-	my ($st, $buf, $tm) = wait_close($a, 6);
-	my ($st2) = wait_close($b, 1);
+	($st, $buf, $tm) = @{shift @r};
+	my ($st2, undef, $tm2) = @{shift @r};
+	$st2 = 'timeout' if $st2 ne 'timeout' && $tm2 > $tm + 1;
 	ok($st ne 'timeout' && $st2 ne 'timeout' && $tm > 1.5 && $tm < 4.5,
 		'idle: a silent pair closed after 2-4 s')
 		or diag(sprintf('A %s after %.1f s, B %s', $st, $tm, $st2));
 	ok($t->wait_log(qr/relay "idle-1" idle/, 1, 2), 'idle: logged');
 
-	# a pair talking every 0.5 s, A and B in turn, for 5 s
+	my ($talk_bad, $talk_st, $talk_tm) = background_result($talk);
 
-	($a, $b) = pair('idle-2');
-	my @bad;
-
-	for my $i (1 .. 10) {
-		sleep 0.5;
-		my ($from, $to) = $i % 2 ? ($a, $b) : ($b, $a);
-		my $msg = "tick $i;";
-		$from->send_raw($msg);
-		my ($got, $why) = read_exact($to, length $msg, 1);
-		push @bad, "$i: $why '$got'" if $got ne $msg;
-	}
-
-	is(join(', ', @bad), '', 'idle: a pair talking every 0.5 s lives 5 s');
-
-	($st, $buf, $tm) = wait_close($a, 6);
-	ok($st ne 'timeout' && $tm > 1.5 && $tm < 4.5,
+	is($talk_bad, '', 'idle: a pair talking every 0.5 s lives 5 s');
+	ok($talk_st ne 'timeout' && $talk_tm > 1.5 && $talk_tm < 4.5,
 		'idle: then silent, closed after 2-4 s')
-		or diag(sprintf('%s after %.1f s', $st, $tm));
+		or diag(sprintf('%s after %.1f s', $talk_st, $talk_tm));
 }
 
 ###############################################################################
@@ -484,8 +488,7 @@ start('rustdesk_key_dir %%TESTDIR%%/keys;
     rustdesk_key -;');
 
 {
-	my $key = $t->read_file('keys/id_ed25519.pub');
-	$key =~ s/\s+$//;
+	my $key = $t->key();
 	ok(length $key == 44, 'key: public key made');
 
 	my $before = $t->log_count(
@@ -540,11 +543,7 @@ note(sprintf('runtime %.1f s', time() - $started));
 
 sub start {
 	my ($relay) = @_;
-
-	$t->stop();
-	(my $conf = $CONF) =~ s/%%DIRECTIVES%%/$relay/;
-	$t->write_file_expand('nginx.conf', $conf);
-	$t->run();
+	$t->restart(stream_conf([ $relay ], srv_relay(0)));
 }
 
 # Two sides of a uuid, paired: A waits, B comes, a greeting each way.

@@ -10,10 +10,11 @@ use warnings;
 use strict;
 
 use Test::More;
-use Time::HiRes qw/ sleep time /;
+use List::Util qw/ sum /;
 
 use lib 't/lib';
-use Test::Nginx qw/ port /;
+use Test::Nginx qw/ port wait_until /;
+use RustDesk::Conf;
 use RustDesk::Relay qw/ side read_exact /;
 
 local $SIG{PIPE} = 'IGNORE';
@@ -21,29 +22,13 @@ local $SIG{PIPE} = 'IGNORE';
 my $t = Test::Nginx->new()->modules('relay')->has()->plan(12)
 	->allow_log(qr/relay zone is full/);
 
-$t->write_file_expand('nginx.conf', <<'EOF');
+# room for the 1500 connections below
 
-load_module %%STREAM%%;
-load_module %%RELAY%%;
-
-worker_processes 2;
-worker_rlimit_nofile 8192;
-pid %%TESTDIR%%/nginx.pid;
-error_log %%TESTDIR%%/error.log info;
-events { worker_connections 4096; }
-
-stream {
-    # 8 pages: room for a few hundred waiting clients only
-    rustdesk_relay_zone small:32k;
-    rustdesk_relay_pair_timeout 5s;
-
-    server {
-        listen 127.0.0.1:%%PORT_0%% reuseport;
-        rustdesk_relay;
-    }
-}
-
-EOF
+$t->connections(4096)->write_file_expand('nginx.conf', stream_conf([
+	'# 8 pages: room for a few hundred waiting clients only',
+	'rustdesk_relay_zone small:32k;',
+	'rustdesk_relay_pair_timeout 5s;',
+], srv_relay(0)));
 
 $t->run();
 
@@ -58,7 +43,7 @@ my $N = 120;
 my (@a, @b);
 
 push @a, side($PORT, "burst-$_") for 1 .. $N;
-sleep 0.5;
+$t->wait_log(qr/new relay request "burst-\d+"/, $N, 10);
 
 # one worker stops for a moment (as a busy worker would): the other one
 # hands it dozens of descriptors meanwhile, far more than the 10 datagrams
@@ -68,7 +53,23 @@ my ($stopped) = $t->worker_pids();
 kill 'STOP', $stopped;
 
 push @b, side($PORT, "burst-$_", extra => "b$_.") for 1 .. $N;
-sleep 0.5;
+
+# until the other worker has done all it can: its listener's queue empty,
+# and every second side it accepted read (paired, or handed over); those
+# of the stopped worker wait in its listener's queue
+
+wait_until(sub {
+	my @all = $t->tcp_sockets(local => "127.0.0.1:$PORT");
+	my @queues = map { $_->{rx} } grep { $_->{state} eq 'listen' } @all;
+	my %end = map { $_->{remote} => $_ } grep { $_->{state} ne 'listen' } @all;
+	my @ends = grep { defined }
+		map { $end{$_->sock()->sockhost() . ':' . $_->sockport()} } @b;
+	my @accepted = grep { $_->{inode} } @ends;
+
+	return (grep { $_ == 0 } @queues) && @ends == $N
+		&& @accepted + sum(0, @queues) == $N
+		&& !grep { $_->{rx} } @accepted;
+}, 10);
 
 kill 'CONT', $stopped;
 
@@ -97,22 +98,15 @@ $_->close() for @a, @b;
 
 {
 	my $c = side($PORT, 'gone-1', extra => 'early bytes');
-	sleep 0.3;
+	$t->wait_log(qr/new relay request "gone-1"/, 1, 3);
 	$c->close();
 
-	my $t0 = time();
-	my $seen = 0;
-	while (time() - $t0 < 2) {
-		$seen = 1, last if $t->read_file('error.log')
-			=~ /relay client of "gone-1" left before its partner came/;
-		sleep 0.05;
-	}
-
-	ok($seen, 'waiter that sent bytes and closed: let go before the timeout');
+	ok($t->wait_log(qr/relay client of "gone-1" left before its partner came/,
+		1, 2), 'waiter that sent bytes and closed: let go before the timeout');
 
 	# and its uuid is free again at once
 	my $x = side($PORT, 'gone-1');
-	sleep 0.2;
+	$t->wait_log(qr/new relay request "gone-1"/, 2, 3);
 	my $y = side($PORT, 'gone-1', extra => 'again');
 	my ($got) = read_exact($x, 5, 3);
 	is($got, 'again', 'its uuid pairs again at once');
@@ -127,11 +121,15 @@ $_->close() for @a, @b;
 {
 	my @w = map { side($PORT, sprintf('zone-%04d-%s', $_, 'x' x 40)) }
 		1 .. 1500;
-	sleep 1.5;
 
-	my $log = $t->read_file('error.log');
-	my $full = () = $log =~ /relay zone is full, relay request "zone-/g;
-	my $waiting = () = $log =~ /new relay request "zone-/g;
+	my ($full, $waiting);
+
+	wait_until(sub {
+		my $log = $t->read_file('error.log');
+		$full = () = $log =~ /relay zone is full, relay request "zone-/g;
+		$waiting = () = $log =~ /new relay request "zone-/g;
+		return $full + $waiting >= 1500;
+	}, 10);
 
 	note("zone: $waiting waiting, $full refused");
 	ok($full > 0, 'small zone: requests refused when full');
@@ -140,10 +138,10 @@ $_->close() for @a, @b;
 		. 'refused');
 
 	$_->close() for @w;
-	sleep 1;
+	$t->wait_log(qr/relay client of "zone-\d+-x+" left before/, $waiting, 10);
 
 	my $x = side($PORT, 'after-zone');
-	sleep 0.2;
+	$t->wait_log(qr/new relay request "after-zone"/, 1, 3);
 	my $y = side($PORT, 'after-zone', extra => 'fits');
 	my ($got) = read_exact($x, 4, 3);
 	is($got, 'fits', 'small zone: pairs again once the waiting ones left');

@@ -16,7 +16,8 @@ use Socket qw/ IPPROTO_TCP TCP_NODELAY /;
 use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
-use Test::Nginx qw/ port /;
+use Test::Nginx qw/ port wait_until /;
+use RustDesk::Conf;
 use RustDesk::Client qw/ frame frame_header unframe encode_msg decode_msg
 	padded random_bytes /;
 
@@ -28,47 +29,18 @@ my $t = Test::Nginx->new()->has()->plan(56);
 # and 3 the same roles with a long one, so that a prompt close there can
 # only be the frame check, never the timeout
 
-$t->write_file_expand('nginx.conf', <<'EOF');
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_key_dir %%TESTDIR%%/keys;
-    rustdesk_timeout 2s;
-
-    server {
-        listen 127.0.0.1:%%PORT_1%%;
-        listen 127.0.0.1:%%PORT_1%% udp reuseport;
-        rustdesk_rendezvous;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_0%%;
-        rustdesk_nat_test;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_2%%;
-        rustdesk_rendezvous;
-        rustdesk_timeout 60s;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_3%%;
-        rustdesk_nat_test;
-        rustdesk_timeout 60s;
-    }
-}
-
-EOF
+$t->write_file_expand('nginx.conf', stream_conf([
+	'rustdesk_key_dir %%TESTDIR%%/keys;',
+	'rustdesk_timeout 2s;',
+], srv_hbbs(1, 0, reuseport => 0), srv_hbbs(2, 3, reuseport => 0, udp => 0,
+	directives => [ 'rustdesk_timeout 60s;' ])));
 
 $t->run();
 
 my $started = time();
 
 my @workers = $t->worker_pids();
-my $pk = $t->read_file('keys/id_ed25519.pub');
-$pk =~ s/\s+$//;
+my $pk = $t->key();
 
 my ($NAT, $MAIN, $MAIN_LONG, $NAT_LONG) = map { port($_) } 0 .. 3;
 my $MAX = 65536;
@@ -378,7 +350,7 @@ my $mid_before = $t->log_count($mid);
 for my $port ($MAIN, $NAT) {
 	my $c = RustDesk::Client->tcp($port);
 	$c->send_raw(frame_header(100) . ('z' x 10));
-	sleep 0.2;
+	$t->wait_read($c);
 	$c->close();
 }
 
@@ -386,7 +358,7 @@ for my $port ($MAIN, $NAT) {
 {
 	my $c = RustDesk::Client->tcp($MAIN);
 	$c->send_raw(substr(frame_header(0x400000), 0, 3));
-	sleep 0.2;
+	$t->wait_read($c);
 	$c->close();
 }
 
@@ -404,7 +376,8 @@ is($t->wait_log($mid, $mid_before + 3) - $mid_before, 3,
 		or diag(defined $tm ? "closed after $tm s" : 'not closed');
 }
 
-# a 2-byte header in two writes, then the payload
+# a 2-byte header in two writes, then the payload; each piece is read by
+# the server before the next is sent
 
 for my $p ([ $MAIN, 'main' ], [ $NAT, 'nat' ]) {
 	my $c = RustDesk::Client->tcp($p->[0]);
@@ -412,7 +385,7 @@ for my $p ([ $MAIN, 'main' ], [ $NAT, 'nat' ]) {
 	my $f = frame(padded(encode_msg(test_nat_request =>
 		{ serial => 0x7FFFFFFF }), 100));
 	$c->send_raw(substr($f, 0, 1));
-	sleep 0.3;
+	$t->wait_read($c);
 	$c->send_raw(substr($f, 1));
 	ok(test_nat_ok($c), "split 2-byte header on $p->[1] port: answered");
 }
@@ -424,12 +397,10 @@ for my $p ([ $MAIN, 'main' ], [ $NAT, 'nat' ]) {
 	$c->sock()->setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
 	my $f = frame(padded(encode_msg(test_nat_request => { serial => 1 }),
 		20000));
-	$c->send_raw(substr($f, 0, 1));
-	sleep 0.2;
-	$c->send_raw(substr($f, 1, 1));
-	sleep 0.2;
-	$c->send_raw(substr($f, 2, 1));
-	sleep 0.2;
+	for my $i (0 .. 2) {
+		$c->send_raw(substr($f, $i, 1));
+		$t->wait_read($c);
+	}
 	$c->send_raw(substr($f, 3));
 	ok(test_nat_ok($c), 'split 3-byte header, 20000 bytes: answered');
 }
@@ -443,7 +414,7 @@ for my $p ([ $MAIN, 'main' ], [ $NAT, 'nat' ]) {
 		{ serial => 0x7FFFFFFF }), 70));
 	for my $i (0 .. length($f) - 1) {
 		$c->send_raw(substr($f, $i, 1));
-		sleep 0.01;
+		$t->wait_read($c);
 	}
 	ok(test_nat_ok($c), "byte at a time on $p->[1] port: answered");
 }
@@ -483,13 +454,18 @@ my $udp_seen_before = $t->log_count(qr/udp client \S+ connected/);
 		my $len = int(rand(1501));
 		my $d = substr($pool, int(rand(length($pool) - 1500)), $len);
 		$sent++ if defined $u[$i % 4]->send($d);
+
+		# a sleep: the pace of the flood, 50 datagrams at a time, so
+		# that most reach the server rather than fill its receive buffer
 		sleep 0.004 unless $i % 50;
 	}
 
 	note(sprintf("udp: %d of 10000 datagrams sent in %.1f s", $sent,
 		time() - $t0));
 
-	sleep 0.5;
+	# until the server has taken them all
+	wait_until(sub { !grep { $_->{rx} }
+		$t->udp_sockets(local => "127.0.0.1:$MAIN") }, 10);
 	close $_ for @u;
 }
 

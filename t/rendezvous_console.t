@@ -12,48 +12,20 @@ use IO::Socket::INET;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
+use RustDesk::Conf;
 use RustDesk::Client;
 
 my $t = Test::Nginx->new()->has()->plan(25);
 
-$t->write_file_expand('nginx.conf', <<'EOF');
+$t->write_file_expand('nginx.conf', stream_conf([
+	'rustdesk_key_dir %%TESTDIR%%/keys;',
+	'rustdesk_relay_servers 127.0.0.1:%%PORT_3%%;',
+], srv_rendezvous(1), srv_nat_test(0, console => 1), srv_console(2),
 
-%%TEST_GLOBALS%%
+	# the client address as a trusted proxy declares it
+	srv_console(4, proxy => 1),
 
-stream {
-    rustdesk_key_dir %%TESTDIR%%/keys;
-    rustdesk_relay_servers 127.0.0.1:%%PORT_3%%;
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        listen 127.0.0.1:%%PORT_1%% udp reuseport;
-        rustdesk_rendezvous;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_0%% reuseport;
-        rustdesk_nat_test console;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_2%% reuseport;
-        rustdesk_console;
-    }
-
-    # the client address as a trusted proxy declares it
-    server {
-        listen 127.0.0.1:%%PORT_4%% proxy_protocol;
-        set_real_ip_from 127.0.0.1;
-        rustdesk_console;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_3%%;
-        return "";
-    }
-}
-
-EOF
+	srv_blank(3)));
 
 $t->run();
 

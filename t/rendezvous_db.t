@@ -18,35 +18,19 @@ use strict;
 use Test::More;
 use IO::Select;
 use POSIX ();
-use Time::HiRes qw/ sleep time /;
+use Time::HiRes qw/ time /;
 
 use lib 't/lib';
-use Test::Nginx qw/ port /;
+use Test::Nginx qw/ port wait_until wait_value /;
+use RustDesk::Conf;
 use RustDesk::Client qw/ msg_text msg_fields /;
+use RustDesk::Sqlite qw/ has_sqlite3 sql become /;
 
 my $t = Test::Nginx->new()->has();
 
-Test::More::plan(skip_all => 'no sqlite3 CLI')
-	unless grep { -x "$_/sqlite3" } split /:/, $ENV{PATH};
+Test::More::plan(skip_all => 'no sqlite3 CLI') unless has_sqlite3();
 
 $t->plan(76);
-
-my $CONF = <<'EOF';
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_key_dir %%TESTDIR%%/%%KEYS%%;
-    %%DB%%
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        listen 127.0.0.1:%%PORT_1%% udp reuseport;
-        rustdesk_rendezvous;
-    }
-}
-
-EOF
 
 # rustdesk-server's schema, as its src/database.rs creates it
 
@@ -166,7 +150,7 @@ my %before = map { $_ => row($DB, $_)->{guid} } qw/ db-persist-1 db-persist-2 /;
 	is(join(' ', map { "$_ x$res{$_}" } sort keys %res),
 		'register_pk_response{} x100', '100 peers: all answered OK');
 
-	my $rows = poll(sub { sql($DB, "select count(*) from peer "
+	my $rows = wait_value(sub { sql($DB, "select count(*) from peer "
 		. "where id like 'db-many-%'") }, 100);
 	is($rows, 100, '100 peers: 100 rows');
 
@@ -193,16 +177,11 @@ my %before = map { $_ => row($DB, $_)->{guid} } qw/ db-persist-1 db-persist-2 /;
 
 	# meanwhile, the worker waiting for the write answers others
 
-	my $w = 0;
+	my $w = wait_until(sub { $t->worker_of($l1) }, 3);
 	my $other = 'none on that worker';
 
 	for (1 .. 50) {
-		$w ||= $t->worker_of($l1);
-
-		unless ($w) {
-			sleep 0.05;
-			next;
-		}
+		last unless $w;
 
 		my $s = udp('127.0.0.42');
 		$s->send_msg(register_peer => { id => 'db-lock-peer' });
@@ -406,11 +385,11 @@ $key = $t->read_file('keys-off/id_ed25519.pub');
 
 		if ($started) {
 			# a master that should not be there
-			sleep 0.5;
+			$t->wait_for_file("$d/broken.pid", 3);
 			my $pid = $t->read_file('broken.pid');
 			chomp $pid;
 			kill 'QUIT', $pid if $pid;
-			sleep 0.5;
+			wait_until(sub { !kill 0, $pid }, 5) if $pid;
 		}
 
 		like(($started ? 'started' : 'not started') . "\n"
@@ -472,7 +451,7 @@ start('keys', '');
 
 	is(join(' ', @got), join(' ', ('register_pk_response{}') x 3),
 		'burst from one socket: all answered OK');
-	is(poll(sub { sql($DB, "select count(*) from peer "
+	is(wait_value(sub { sql($DB, "select count(*) from peer "
 		. "where id like 'db-burst-%'") }, 3), 3,
 		'burst from one socket: all rows written');
 	is(join(' ', $t->worker_pids()), join(' ', @pids),
@@ -485,12 +464,8 @@ start('keys', '');
 
 sub start {
 	my ($keys, $db) = @_;
-
-	$t->stop();
-	(my $conf = $CONF) =~ s/%%KEYS%%/$keys/;
-	$conf =~ s/%%DB%%/$db/;
-	$t->write_file_expand('nginx.conf', $conf);
-	$t->run();
+	$t->restart(stream_conf([ "rustdesk_key_dir %%TESTDIR%%/$keys;", $db ],
+		srv_rendezvous(1)));
 }
 
 # Both workers up, and so past opening the database (in init_process,
@@ -554,40 +529,6 @@ stream {
 EOF
 }
 
-# The sqlite3 CLI on a file, as the file's owner (or as we are, if it does
-# not exist yet): its output, chomped, errors included.
-
-sub sql {
-	my ($file, $query) = @_;
-	my $uid = -e $file ? (stat $file)[4] : $>;
-
-	my $pid = open(my $fh, '-|') // die "fork: $!\n";
-
-	if ($pid == 0) {
-		open STDERR, '>&', \*STDOUT;
-		become($uid);
-		exec('sqlite3', '-batch', '-separator', '|', '-cmd', '.timeout 5000',
-			$file, $query) or POSIX::_exit(127);
-	}
-
-	local $/;
-	my $out = <$fh> // '';
-	close $fh;
-	$out =~ s/\n+\z//;
-
-	return $out;
-}
-
-sub become {
-	my ($uid) = @_;
-
-	return if $uid == $>;
-
-	my $gid = (getpwuid($uid))[3];
-	POSIX::setgid($gid) if defined $gid;
-	POSIX::setuid($uid);
-}
-
 # A sqlite3 CLI holding the database's write lock until unlock_db().
 
 sub lock_db {
@@ -607,8 +548,7 @@ sub lock_db {
 	$fh->autoflush(1);
 	print $fh "begin immediate;\n.shell echo locked > $flag\n";
 
-	my $end = time() + 5;
-	sleep 0.02 while !-e $flag && time() < $end;
+	wait_until(sub { -s $flag }, 5);
 
 	return $fh;
 }
@@ -691,30 +631,10 @@ sub hex_of {
 	return uc(unpack('H*', $_[0]));
 }
 
-# Calls $f until it returns $want, for a few seconds: its last result.
-
-sub poll {
-	my ($f, $want) = @_;
-	my $end = time() + 5;
-	my $got;
-
-	while (1) {
-		$got = $f->();
-		last if $got eq $want || time() > $end;
-		sleep 0.1;
-	}
-
-	return $got;
-}
-
 sub udp {
 	my ($src) = @_;
 	return RustDesk::Client->udp(port(1), LocalAddr => $src);
 }
-
-# (type, fields) as text, defaults left out (as in rendezvous_register.t)
-
-
 
 # The result of a RegisterPk: a number, or what came instead.
 

@@ -13,33 +13,16 @@ use Test::More;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
+use RustDesk::Conf;
 use RustDesk::Client qw/ demangle /;
 
 my $t = Test::Nginx->new()->has()->plan(12);
 
-$t->write_file_expand('nginx.conf', <<'EOF');
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_key_dir %%TESTDIR%%/keys;
-    rustdesk_database off;
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        listen 127.0.0.1:%%PORT_1%% udp reuseport;
-        listen [::1]:%%PORT_1%% reuseport;
-        listen [::1]:%%PORT_1%% udp reuseport;
-        rustdesk_rendezvous;
-    }
-
-    server {
-        listen [::1]:%%PORT_2%%;
-        rustdesk_nat_test;
-    }
-}
-
-EOF
+$t->write_file_expand('nginx.conf', stream_conf([
+	'rustdesk_key_dir %%TESTDIR%%/keys;',
+	'rustdesk_database off;',
+], srv_rendezvous(1, ipv6 => 1),
+	srv_nat_test(2, host => '[::1]', reuseport => 0)));
 
 $t->run();
 

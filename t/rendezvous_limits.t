@@ -13,33 +13,17 @@ use Test::More;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
+use RustDesk::Conf;
 use RustDesk::Client;
 
 my $t = Test::Nginx->new()->has()->plan(12);
 
-$t->write_file_expand('nginx.conf', <<'EOF');
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_key "";
-    rustdesk_key_dir %%TESTDIR%%/keys;
-    rustdesk_ip_blocker 1000 5;
-    rustdesk_online_timeout 4s;
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        listen 127.0.0.1:%%PORT_1%% udp reuseport;
-        rustdesk_rendezvous;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_0%% reuseport;
-        rustdesk_nat_test;
-    }
-}
-
-EOF
+$t->write_file_expand('nginx.conf', stream_conf([
+	'rustdesk_key "";',
+	'rustdesk_key_dir %%TESTDIR%%/keys;',
+	'rustdesk_ip_blocker 1000 5;',
+	'rustdesk_online_timeout 4s;',
+], srv_hbbs(1, 0)));
 
 $t->run();
 

@@ -13,43 +13,16 @@ use Test::More;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
+use RustDesk::Conf;
 use RustDesk::Client qw/ msg_text msg_fields /;
 
 my $t = Test::Nginx->new()->has()->plan(32);
 
-$t->write_file_expand('nginx.conf', <<'EOF');
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_key_dir %%TESTDIR%%/keys;
-    rustdesk_serial 3;
-
-    server {
-        listen 127.0.0.1:%%PORT_1%%;
-        listen 127.0.0.1:%%PORT_1%% udp reuseport;
-        rustdesk_rendezvous;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_0%%;
-        rustdesk_nat_test;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_2%%;
-        rustdesk_rendezvous;
-        rustdesk_timeout 1s;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_3%%;
-        rustdesk_nat_test;
-        rustdesk_timeout 1s;
-    }
-}
-
-EOF
+$t->write_file_expand('nginx.conf', stream_conf([
+	'rustdesk_key_dir %%TESTDIR%%/keys;',
+	'rustdesk_serial 3;',
+], srv_hbbs(1, 0, reuseport => 0), srv_hbbs(2, 3, reuseport => 0, udp => 0,
+	directives => [ 'rustdesk_timeout 1s;' ])));
 
 $t->run();
 

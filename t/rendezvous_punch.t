@@ -16,39 +16,14 @@ use warnings;
 use strict;
 
 use Test::More;
-use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
-use Test::Nginx qw/ port /;
-use RustDesk::Client qw/ varint mangle demangle open_signed_pk msg_text
-	msg_fields /;
+use Test::Nginx qw/ port wait_until /;
+use RustDesk::Conf;
+use RustDesk::Client qw/ varint mangle msg_text msg_norm addr /;
 
 my $t = Test::Nginx->new()->has()->plan(42)
 	->allow_log(qr/exited on signal 9\b/);
-
-my $CONF = <<'EOF';
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_key_dir %%TESTDIR%%/keys;
-    %%PUNCH%%
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        listen 127.0.0.1:%%PORT_1%% udp reuseport;
-        rustdesk_rendezvous;
-    }
-
-    # the relay servers offered: listening, so that a health check passes
-    server {
-        listen 127.0.0.1:%%PORT_2%%;
-        listen 127.0.0.1:%%PORT_3%%;
-        rustdesk_nat_test;
-    }
-}
-
-EOF
 
 start('rustdesk_relay_servers 127.0.0.1:%%PORT_2%% 127.0.0.1:%%PORT_3%%;');
 
@@ -80,9 +55,7 @@ for my $n (1 .. 50) {
 is(join("\n", @bad), '', '50 punch flows: exact fields, B closed after');
 
 my $relayed = $t->log_count(qr/answer relayed from worker/) - $relayed0;
-my %wk = $t->client_workers();
-my $cross = grep { ($wk{$_->[0]} // 0) != ($wk{$_->[1]} // -1) } @pairs;
-my $unknown = grep { !$wk{$_->[0]} || !$wk{$_->[1]} } @pairs;
+my ($cross, $unknown) = $t->split_pairs(@pairs);
 
 note("50 flows: $relayed answers relayed from the other worker");
 ok($relayed > 0, "answers crossed workers ($relayed of 50)");
@@ -314,14 +287,11 @@ is("$relayed/$unknown", "$cross/0",
 
 {
 	my $pb = peer_b($B_IPS[7]);
-	my @old = $t->worker_pids();
 
 	$t->reload();
+	is($t->replaced(), '2/2', 'reload: two new workers');
 
 	my @new = $t->worker_pids();
-	my %old = map { $_ => 1 } @old;
-	is(scalar(grep { !$old{$_} } @new) . '/' . scalar(@new), '2/2',
-		'reload: two new workers');
 
 	my %f = punch($pb);
 	is($f{bad}, '', 'reload: B registered before, punched after');
@@ -381,9 +351,10 @@ is("$relayed/$unknown", "$cross/0",
 # 6. forced relay and LAN, each with a configuration of its own
 
 # always-use-relay: SYMMETRIC whatever A said; of two relay servers, the
-# one down is no longer offered once checked (every 3 s)
+# one down is no longer offered once checked (every 3 s, the first at the
+# start of each worker)
 
-my $started = start('rustdesk_always_use_relay on;
+start('rustdesk_always_use_relay on;
     rustdesk_relay_servers "127.0.0.1:%%PORT_2%%,127.0.0.1:%%PORT_9%%";');
 
 {
@@ -401,7 +372,15 @@ my $started = start('rustdesk_always_use_relay on;
 		. "socket_addr=$_}" } @A_ADDRS),
 		'always use relay: PunchHole SYMMETRIC whatever A sent');
 
-	sleep 0.1 while time() < $started + 4.5;
+	# until each worker has found it down
+	my $down = port(9);
+	wait_until(sub {
+		my ($log, %w) = $t->read_file('error.log');
+		$w{$1} = 1 while $log =~ /(\d+)\#\d+:\ .*(?:
+			relay\ server\ "127\.0\.0\.1:$down"\ is\ down
+			|connect\(\)\ to\ 127\.0\.0\.1:$down\ failed)/gx;
+		return (grep { $w{$_} } $t->worker_pids()) == 2;
+	}, 10);
 
 	my %seen;
 
@@ -460,18 +439,18 @@ start('rustdesk_relay_servers 127.0.0.1:%%PORT_2%%;
 
 ###############################################################################
 
-# (Re)starts nginx with the configuration's punch directives; returns the
-# time it was up.
+# (Re)starts nginx with the configuration's punch directives.
 
 sub start {
 	my ($punch) = @_;
 
-	$t->stop();
-	(my $conf = $CONF) =~ s/%%PUNCH%%/$punch/;
-	$t->write_file_expand('nginx.conf', $conf);
-	$t->run();
+	$t->restart(stream_conf([ 'rustdesk_key_dir %%TESTDIR%%/keys;', $punch ],
+		srv_rendezvous(1),
 
-	return time();
+		# the relay servers offered: listening, so that a health check
+		# passes
+		srv_block([ '127.0.0.1:%%PORT_2%%', '127.0.0.1:%%PORT_3%%' ],
+			'rustdesk_nat_test;')));
 }
 
 # A new peer B registered over UDP from a new socket at $ip: RegisterPk,
@@ -479,12 +458,8 @@ sub start {
 
 sub peer_b {
 	my ($ip) = @_;
-
-	my $b = RustDesk::Client->udp_peer(port(1),
-		sprintf('punch-b-%03d', ++$nb), LocalAddr => $ip);
-
-	$PK{$b->{id}} = $b->{pk};
-	return $b;
+	return RustDesk::Client->udp_peer(port(1), sprintf('punch-b-%03d', ++$nb),
+		LocalAddr => $ip, keys => \%PK);
 }
 
 # A full punch: A (new TCP connection from $A_IP) asks for B; B checks
@@ -577,35 +552,9 @@ sub relay_of {
 	return ref $m ? $m->{relay_server} // '' : 'none';
 }
 
-sub addr {
-	my ($c) = @_;
-	return $c->sock()->sockhost() . ':' . $c->sockport();
-}
+# (type, fields) as text (RustDesk::Client::msg_norm): addresses decoded,
+# signed keys checked against the keys the Bs registered.
 
-# (type, fields) as text, the fields sorted, defaults left out (proto3
-# omits them on the wire); addresses decoded, signed keys checked:
-# "signed(id)" when the signature is the server's and the key is the one
-# id registered.
-
-sub norm {
-	my ($type, $m) = @_;
-	return '' unless defined $type;
-
-	my %m = %$m;
-
-	for my $k (qw/ socket_addr local_addr /) {
-		next unless defined $m{$k} && length $m{$k};
-		$m{$k} = join(':', demangle($m{$k}));
-	}
-
-	if (defined $m{pk} && length $m{pk}) {
-		my ($id, $pk) = open_signed_pk($m{pk}, $key);
-		$m{pk} = !defined $id ? 'unsigned'
-			: defined $PK{$id} && $PK{$id} eq $pk ? "signed($id)"
-			: "signed($id, other key)";
-	}
-
-	return $type . msg_fields(\%m);
-}
+sub norm { msg_norm($key, \%PK, @_) }
 
 ###############################################################################

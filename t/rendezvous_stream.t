@@ -26,15 +26,16 @@ use Test::More;
 use IO::Select;
 use IO::Socket::INET;
 use MIME::Base64 qw/ decode_base64 /;
-use POSIX ();
 use Socket qw/ SOL_SOCKET SO_LINGER /;
 use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
-use Test::Nginx qw/ port /;
+use Test::Nginx qw/ port wait_value /;
+use RustDesk::Conf;
 use RustDesk::Client qw/ frame frame_header encode_msg decode_msg mangle
-	demangle open_signed_pk msg_text msg_fields /;
+	msg_text msg_norm addr /;
 use RustDesk::WebSocket;
+use RustDesk::Sqlite qw/ has_sqlite3 sql /;
 use RustDesk::Sodium qw/ sign_open box_keypair box_easy secretbox_easy
 	secretbox_open_easy random seq_nonce /;
 
@@ -45,8 +46,7 @@ plan(skip_all => "libsodium through FFI::Platypus: $@")
 
 my $t = Test::Nginx->new()->has();
 
-plan(skip_all => 'no sqlite3 CLI')
-	unless grep { -x "$_/sqlite3" } split /:/, $ENV{PATH};
+plan(skip_all => 'no sqlite3 CLI') unless has_sqlite3();
 
 $t->plan(62)->allow_log(qr/exited on signal 9\b/);
 
@@ -56,50 +56,21 @@ $t->plan(62)->allow_log(qr/exited on signal 9\b/);
 my $KA = 2;                             # rustdesk_keep_alive, seconds
 my $ONLINE = 12;                        # rustdesk_online_timeout, seconds
 
-$t->write_file_expand('nginx.conf', <<"EOF");
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_key_dir %%TESTDIR%%/keys;
-    rustdesk_database %%TESTDIR%%/db/peers.sqlite3;
-    rustdesk_relay_servers 127.0.0.1:%%PORT_4%%;
-    rustdesk_keep_alive ${KA}s;
-    rustdesk_online_timeout ${ONLINE}s;
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        listen 127.0.0.1:%%PORT_1%% udp reuseport;
-        listen [::1]:%%PORT_1%% reuseport;
-        listen [::1]:%%PORT_1%% udp reuseport;
-        rustdesk_rendezvous;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_2%% reuseport;
-        rustdesk_nat_test;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_3%% reuseport;
-        rustdesk_rendezvous websocket;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_4%%;
-        return "";
-    }
-}
-
-EOF
+$t->write_file_expand('nginx.conf', stream_conf([
+	'rustdesk_key_dir %%TESTDIR%%/keys;',
+	'rustdesk_database %%TESTDIR%%/db/peers.sqlite3;',
+	'rustdesk_relay_servers 127.0.0.1:%%PORT_4%%;',
+	"rustdesk_keep_alive ${KA}s;",
+	"rustdesk_online_timeout ${ONLINE}s;",
+], srv_rendezvous(1, ipv6 => 1), srv_nat_test(2), srv_ws_rendezvous(3),
+	srv_blank(4)));
 
 my $d = $t->testdir();
 mkdir "$d/db" or die "mkdir $d/db: $!\n";
 
 $t->run();
 
-my $key = $t->read_file('keys/id_ed25519.pub');
-$key =~ s/\s+$//;
+my $key = $t->key();
 my $SIGN_PK = decode_base64($key);
 my $RELAY = '127.0.0.1:' . port(4);
 my $DB = "$d/db/peers.sqlite3";
@@ -164,7 +135,7 @@ my ($grace_id, $grace_closed);
 	$grace_id = $b->{id};
 	s_close($b);
 	$grace_closed = time();
-	sleep 0.3;
+	$t->wait_log(qr/stream of peer "\Q$grace_id\E" closed/, 1, 3);
 
 	my $a = RustDesk::Client->tcp(port(1), LocalAddr => $A_IP);
 	my $t0 = time();
@@ -573,7 +544,7 @@ my $SILENT = qr/\[info\].*(?:keep.?alive|heartbeat|ping|timed out)/i;
 	}
 
 	my $want = join(' ', sort map { $_->{id} } @gone);
-	my $got = poll(sub { db_ids(map { $_->{id} } @gone) }, $want, 8);
+	my $got = wait_value(sub { db_ids(map { $_->{id} } @gone) }, $want, 8);
 	is($got, $want, 'clients gone before their answer: all 12 peers '
 		. 'written to the database');
 
@@ -709,14 +680,9 @@ my $SILENT = qr/\[info\].*(?:keep.?alive|heartbeat|ping|timed out)/i;
 
 {
 	my @b = map { new_b($_) } qw/ tcp ws secure /;
-	my @old = $t->worker_pids();
 
 	$t->reload();
-
-	my @new = $t->worker_pids();
-	my %old = map { $_ => 1 } @old;
-	is(scalar(grep { !$old{$_} } @new) . '/' . scalar(@new), '2/2',
-		'reload: two new workers, the old ones gone');
+	is($t->replaced(), '2/2', 'reload: two new workers, the old ones gone');
 
 	is(join(', ', map { "$_->{kind}: " . ($_->{ok} ? (s_closed($_, 1)
 		? 'closed' : 'open') : $_->{reg}) } @b),
@@ -1212,12 +1178,6 @@ sub wk {
 	return $t->worker_of($c->isa('RustDesk::Client') ? $c : $c->sock());
 }
 
-sub addr {
-	my ($c) = @_;
-	my $s = $c->sock();
-	return $s->sockhost() . ':' . $s->sockport();
-}
-
 # Which of the ids are online, as '0' and '1', from the NAT port's online
 # query (or the WebSocket port's).
 
@@ -1243,7 +1203,7 @@ sub states {
 }
 
 # The database: the ids of those given that have a row, sorted, read with
-# the sqlite3 CLI as the file's owner (as t/rendezvous_db.t does).
+# the sqlite3 CLI as the file's owner.
 
 sub db_ids {
 	my (@ids) = @_;
@@ -1252,75 +1212,9 @@ sub db_ids {
 		. "($in) order by id"));
 }
 
-sub sql {
-	my ($file, $query) = @_;
-	my $uid = -e $file ? (stat $file)[4] : $>;
+# (type, fields) as text (RustDesk::Client::msg_norm): addresses decoded,
+# signed keys checked against the keys the Bs registered.
 
-	my $pid = open(my $fh, '-|') // die "fork: $!\n";
-
-	if ($pid == 0) {
-		open STDERR, '>&', \*STDOUT;
-
-		if ($uid != $>) {
-			my $gid = (getpwuid($uid))[3];
-			POSIX::setgid($gid) if defined $gid;
-			POSIX::setuid($uid);
-		}
-
-		exec('sqlite3', '-batch', '-cmd', '.timeout 5000', $file, $query)
-			or POSIX::_exit(127);
-	}
-
-	local $/;
-	my $out = <$fh> // '';
-	close $fh;
-	$out =~ s/\n+\z//;
-
-	return $out;
-}
-
-# Calls $f until it returns $want, for $secs at most: its last result.
-
-sub poll {
-	my ($f, $want, $secs) = @_;
-	my $end = time() + $secs;
-	my $got;
-
-	for (;;) {
-		$got = $f->();
-		last if $got eq $want || time() > $end;
-		sleep 0.1;
-	}
-
-	return $got;
-}
-
-# (type, fields) as text, defaults left out; addresses decoded, signed
-# keys checked: "signed(id)" when the signature is the server's and the
-# key is the one id registered.
-
-sub norm {
-	my ($type, $m) = @_;
-	return '' unless defined $type;
-	return $type unless ref $m;
-
-	my %m = %$m;
-
-	$m{states} = 'hex:' . unpack('H*', $m{states}) if defined $m{states};
-
-	for my $k (qw/ socket_addr local_addr /) {
-		next unless defined $m{$k} && length $m{$k};
-		$m{$k} = join(':', demangle($m{$k}));
-	}
-
-	if (defined $m{pk} && length $m{pk}) {
-		my ($id, $pk) = open_signed_pk($m{pk}, $key);
-		$m{pk} = !defined $id ? 'unsigned'
-			: defined $PK{$id} && $PK{$id} eq $pk ? "signed($id)"
-			: "signed($id, other key)";
-	}
-
-	return $type . msg_fields(\%m);
-}
+sub norm { msg_norm($key, \%PK, @_) }
 
 ###############################################################################

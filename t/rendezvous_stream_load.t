@@ -43,6 +43,7 @@ use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
+use RustDesk::Conf;
 use RustDesk::Client qw/ frame unframe encode_msg decode_msg /;
 
 local $SIG{PIPE} = 'IGNORE';
@@ -67,35 +68,12 @@ $t->plan(12);
 my $KEEP_ALIVE = 300;       # longer than the test: no ping from the server
 my $CONNS = $N + 1024;      # either worker could get every stream
 
-$t->write_file_expand('nginx.conf', <<"EOF");
-
-load_module %%STREAM%%;
-load_module %%RENDEZVOUS%%;
-
-worker_processes 2;
-worker_rlimit_nofile $NOFILE;
-pid %%TESTDIR%%/nginx.pid;
-error_log %%TESTDIR%%/error.log info;
-events { worker_connections $CONNS; }
-
-stream {
-    rustdesk_key_dir %%TESTDIR%%/keys;
-    rustdesk_database off;
-    rustdesk_keep_alive ${KEEP_ALIVE}s;
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        listen 127.0.0.1:%%PORT_1%% udp reuseport;
-        rustdesk_rendezvous;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_0%% reuseport;
-        rustdesk_nat_test;
-    }
-}
-
-EOF
+$t->connections($CONNS, $NOFILE)->write_file_expand('nginx.conf',
+	stream_conf([
+		'rustdesk_key_dir %%TESTDIR%%/keys;',
+		'rustdesk_database off;',
+		"rustdesk_keep_alive ${KEEP_ALIVE}s;",
+	], srv_hbbs(1, 0)));
 
 $t->run();
 
@@ -211,7 +189,8 @@ my $held = $t->wait_fds('>=', $base_fds + $N, 10, qr/^socket:/);
 ok($held >= $base_fds + $N, "workers hold the $N streams")
 	or diag("$held worker sockets, $base_fds at rest");
 
-# 2. idle for a couple of seconds: nothing arrives, nothing closes
+# 2. idle for a couple of seconds: nothing arrives, nothing closes (a
+# sleep: the period in which nothing may happen)
 
 sleep 2;
 

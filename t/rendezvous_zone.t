@@ -11,6 +11,7 @@ use Test::More;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
+use RustDesk::Conf;
 use RustDesk::Client;
 
 my $t = Test::Nginx->new()->has()->plan(8);
@@ -36,23 +37,11 @@ $sql .= "commit;\n";
 $t->write_file('init.sql', $sql);
 system("sqlite3 $d/keys/db_v2.sqlite3 < $d/init.sql") == 0 or die "sqlite3";
 
-$t->write_file_expand('nginx.conf', <<'EOF');
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_key "";
-    rustdesk_key_dir %%TESTDIR%%/keys;
-    rustdesk_zone small:64k;
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        listen 127.0.0.1:%%PORT_1%% udp reuseport;
-        rustdesk_rendezvous;
-    }
-}
-
-EOF
+$t->write_file_expand('nginx.conf', stream_conf([
+	'rustdesk_key "";',
+	'rustdesk_key_dir %%TESTDIR%%/keys;',
+	'rustdesk_zone small:64k;',
+], srv_rendezvous(1)));
 
 $t->run();
 

@@ -21,8 +21,9 @@ use Time::HiRes qw/ time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
-use RustDesk::Client qw/ frame encode_msg decode_msg padded demangle
-	open_signed_pk msg_fields /;
+use RustDesk::Conf;
+use RustDesk::Client qw/ frame encode_msg decode_msg padded msg_norm
+	addr /;
 use RustDesk::WebSocket;
 use RustDesk::Sodium qw/ sign_open sign_verify_detached sign_keypair
 	box_keypair box_easy secretbox_easy secretbox_open_easy random
@@ -38,42 +39,15 @@ my $t = Test::Nginx->new()->has()->plan(37);
 # port 1: the main port (TCP and UDP); 2: NAT test; 3: WebSocket; 4: the
 # relay server offered (listening, so that a health check passes)
 
-$t->write_file_expand('nginx.conf', <<'EOF');
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_key_dir %%TESTDIR%%/keys;
-    rustdesk_relay_servers 127.0.0.1:%%PORT_4%%;
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        listen 127.0.0.1:%%PORT_1%% udp reuseport;
-        rustdesk_rendezvous;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_2%% reuseport;
-        rustdesk_nat_test;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_3%% reuseport;
-        rustdesk_rendezvous websocket;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_4%%;
-        rustdesk_nat_test;
-    }
-}
-
-EOF
+$t->write_file_expand('nginx.conf', stream_conf([
+	'rustdesk_key_dir %%TESTDIR%%/keys;',
+	'rustdesk_relay_servers 127.0.0.1:%%PORT_4%%;',
+], srv_rendezvous(1), srv_nat_test(2), srv_ws_rendezvous(3),
+	srv_nat_test(4, reuseport => 0)));
 
 $t->run();
 
-my $key = $t->read_file('keys/id_ed25519.pub');
-$key =~ s/\s+$//;
+my $key = $t->key();
 my $SIGN_PK = decode_base64($key);
 my $RELAY = '127.0.0.1:' . port(4);
 
@@ -529,7 +503,10 @@ my $SHORT = qr/\[info\].*client sent an encrypted frame of \d+ bytes/;
 
 ###############################################################################
 
-# 6. the NAT-test port and the WebSocket port offer nothing
+# 6. the NAT-test port and the WebSocket port offer nothing: nothing comes
+# on a connection to either in its first second (the two seconds at once)
+
+my $ws = RustDesk::WebSocket->connect(port(3));
 
 {
 	my $c = RustDesk::Client->tcp(port(2));
@@ -552,8 +529,8 @@ my $SHORT = qr/\[info\].*client sent an encrypted frame of \d+ bytes/;
 }
 
 {
-	my $w = RustDesk::WebSocket->connect(port(3));
-	my @early = $w->recv_msg(1);
+	my $w = $ws;
+	my @early = $w->recv_msg(0.01);
 	$w->send_msg(test_nat_request => { serial => 0 });
 	my @r = $w->recv_msg();
 
@@ -720,12 +697,8 @@ sub until_close {
 
 sub peer_b {
 	my ($ip) = @_;
-
-	my $b = RustDesk::Client->udp_peer(port(1),
-		sprintf('secure-b-%03d', ++$nb), LocalAddr => $ip);
-
-	$PK{$b->{id}} = $b->{pk};
-	return $b;
+	return RustDesk::Client->udp_peer(port(1), sprintf('secure-b-%03d', ++$nb),
+		LocalAddr => $ip, keys => \%PK);
 }
 
 # A full flow with an encrypted A: what differed from the spec, '' if
@@ -759,35 +732,10 @@ sub punch {
 	return join('; ', @bad);
 }
 
-sub addr {
-	my ($c) = @_;
-	return $c->sock()->sockhost() . ':' . $c->sock()->sockport();
-}
 
-# (type, fields) as text, the fields sorted, defaults left out; addresses
-# decoded, signed keys checked: "signed(id)" when the signature is the
-# server's and the key is the one id registered.
+# (type, fields) as text (RustDesk::Client::msg_norm): addresses decoded,
+# signed keys checked against the keys the Bs registered.
 
-sub norm {
-	my ($type, $m) = @_;
-	return '' unless defined $type;
-	return $type unless ref $m;
-
-	my %m = %$m;
-
-	for my $k (qw/ socket_addr local_addr /) {
-		next unless defined $m{$k} && length $m{$k};
-		$m{$k} = join(':', demangle($m{$k}));
-	}
-
-	if (defined $m{pk} && length $m{pk}) {
-		my ($id, $pk) = open_signed_pk($m{pk}, $key);
-		$m{pk} = !defined $id ? 'unsigned'
-			: defined $PK{$id} && $PK{$id} eq $pk ? "signed($id)"
-			: "signed($id, other key)";
-	}
-
-	return $type . msg_fields(\%m);
-}
+sub norm { msg_norm($key, \%PK, @_) }
 
 ###############################################################################

@@ -17,10 +17,11 @@ use Test::More;
 use Digest::SHA qw/ sha1_base64 /;
 use IO::Select;
 use IO::Socket::INET;
-use Time::HiRes qw/ sleep time /;
+use Time::HiRes qw/ time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
+use RustDesk::Conf;
 use RustDesk::Client qw/ encode_msg decode_msg msg_text random_bytes /;
 use RustDesk::WebSocket;
 
@@ -28,26 +29,9 @@ local $SIG{PIPE} = 'IGNORE';
 
 my $t = Test::Nginx->new()->has()->plan(59);
 
-$t->write_file_expand('nginx.conf', <<'EOF');
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_key_dir %%TESTDIR%%/keys;
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        listen 127.0.0.1:%%PORT_1%% udp reuseport;
-        rustdesk_rendezvous;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_3%% reuseport;
-        rustdesk_rendezvous websocket;
-    }
-}
-
-EOF
+$t->write_file_expand('nginx.conf',
+	stream_conf([ 'rustdesk_key_dir %%TESTDIR%%/keys;' ],
+	srv_rendezvous(1), srv_ws_rendezvous(3)));
 
 $t->run();
 
@@ -293,13 +277,14 @@ for my $case (@frames) {
 # handshake and the message in one write
 
 {
+	# each byte read by the server before the next is sent
 	my $w = eval { RustDesk::WebSocket->connect($WS, path => '/ws/id',
-		byte_delay => 0.003) };
+		byte_delay => sub { $t->wait_read($_[0]) }) };
 	ok($w, 'handshake one byte at a time: upgraded, the accept key right')
 		or diag($@);
 
 	if ($w) {
-		$w->send_raw($_), sleep(0.003)
+		$w->send_raw($_), $t->wait_read($w)
 			for split //, $F->frame(0x2, $TNR);
 		is(answer($w), 'test_nat_response{port=' . $w->sock()->sockport()
 			. '}', 'a message one byte at a time: answered');

@@ -10,31 +10,14 @@ use warnings;
 use strict;
 
 use Test::More;
-use Time::HiRes qw/ sleep /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
+use RustDesk::Conf;
 use RustDesk::Client qw/ encode_msg /;
 use RustDesk::WebSocket;
 
 my $t = Test::Nginx->new()->modules('relay')->has()->plan(8);
-
-my $CONF = <<'EOF';
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_real_ip_from 127.0.0.1;
-    %%HEADER%%
-    rustdesk_relay_blocklist %%TESTDIR%%/blocklist.txt;
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        rustdesk_relay websocket;
-    }
-}
-
-EOF
 
 $t->write_file('blocklist.txt', "127.0.0.2\n");
 
@@ -63,20 +46,22 @@ like($out, qr/invalid header "X-Client-IP"/, 'another header: said why');
 
 ###############################################################################
 
-sub start {
+sub conf {
 	my ($header) = @_;
 
-	$t->stop() if $n;
-	(my $conf = $CONF) =~ s/%%HEADER%%/$header/;
-	$t->write_file_expand('nginx.conf', $conf);
-	$t->run();
+	return stream_conf([ 'rustdesk_real_ip_from 127.0.0.1;', $header,
+		'rustdesk_relay_blocklist %%TESTDIR%%/blocklist.txt;' ],
+		srv_relay(1, how => 'websocket'));
+}
+
+sub start {
+	my ($header) = @_;
+	$t->restart(conf($header));
 }
 
 sub test_config {
 	my ($header) = @_;
-
-	(my $conf = $CONF) =~ s/%%HEADER%%/$header/;
-	$t->write_file_expand('other.conf', $conf);
+	$t->write_file_expand('other.conf', conf($header));
 	return $t->test_config('other.conf');
 }
 

@@ -30,6 +30,7 @@ use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
+use RustDesk::Conf;
 use RustDesk::Client qw/ frame unframe encode_msg /;
 use RustDesk::WebSocket;
 
@@ -44,70 +45,28 @@ $t->plan(47);
 
 my $d = $t->testdir();
 
-my $out = `openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost \\
-	-days 2 -keyout $d/cert.key -out $d/cert.pem 2>&1`;
-die "openssl: $out" unless -s "$d/cert.pem" && -s "$d/cert.key";
+make_cert($t);
 
 $t->write_file('blocklist.txt', "127.0.0.2\n127.0.0.5 spoofer\n");
 
-$t->write_file_expand('nginx.conf', <<'EOF');
+# port 0: the relay; 1: its WebSocket port; 2: WSS (stream TLS); 3: an
+# http {} reverse proxy to port 1
 
-%%TEST_GLOBALS%%
+$t->write_file_expand('nginx.conf', stream_conf([
+	'rustdesk_relay_single_bandwidth 0;',
+	'rustdesk_relay_total_bandwidth 0;',
+	'rustdesk_relay_blocklist %%TESTDIR%%/blocklist.txt;',
+	'rustdesk_real_ip_from 127.0.0.1;',
+	tls(),
+], srv_relay(0), srv_relay(1, how => 'websocket'),
+	srv_relay(2, how => 'websocket', ssl => 1))
 
-http {
-    access_log off;
-    client_body_temp_path %%TESTDIR%%/client_body_temp;
-    proxy_temp_path %%TESTDIR%%/proxy_temp;
-    fastcgi_temp_path %%TESTDIR%%/fastcgi_temp;
-    uwsgi_temp_path %%TESTDIR%%/uwsgi_temp;
-    scgi_temp_path %%TESTDIR%%/scgi_temp;
-
-    map $http_upgrade $connection_upgrade {
+	. http_conf([ 'map $http_upgrade $connection_upgrade {
         default  upgrade;
-        ''       close;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_3%% reuseport;
-
-        location /ws/relay {
-            proxy_pass http://127.0.0.1:%%PORT_1%%;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_set_header X-Real-IP $remote_addr;
-            proxy_read_timeout 120s;
-        }
-    }
-}
-
-stream {
-    rustdesk_relay_single_bandwidth 0;
-    rustdesk_relay_total_bandwidth 0;
-    rustdesk_relay_blocklist %%TESTDIR%%/blocklist.txt;
-
-    rustdesk_real_ip_from 127.0.0.1;
-
-    ssl_certificate      %%TESTDIR%%/cert.pem;
-    ssl_certificate_key  %%TESTDIR%%/cert.key;
-
-    server {
-        listen 127.0.0.1:%%PORT_0%% reuseport;
-        rustdesk_relay;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        rustdesk_relay websocket;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_2%% ssl reuseport;
-        rustdesk_relay websocket;
-    }
-}
-
-EOF
+        \'\'       close;
+    }' ], srv_ws_proxy(3, path => '/ws/relay', to => 1,
+		connection => '$connection_upgrade',
+		directives => [ 'proxy_read_timeout 120s;' ])));
 
 $t->run();
 
@@ -426,7 +385,7 @@ for my $kb (qw/ tcp ws /) {
 		'trusted: X-Real-IP 127.0.0.3 wins over X-Forwarded-For 127.0.0.2');
 	is(exchange([ $y ], 5), '',
 		'untrusted 127.0.0.4 naming 127.0.0.2: pairs (the header ignored)');
-	sleep 0.2;
+	sleep 0.2;      # a sleep: what is checked is that nothing comes
 	is($t->log_count($blocked), $n, 'neither logged as blocked');
 	close_ends($x, $y);
 

@@ -9,30 +9,19 @@ use warnings;
 use strict;
 
 use Test::More;
-use Time::HiRes qw/ sleep /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
+use RustDesk::Conf;
 use RustDesk::Client qw/ encode_msg /;
 use RustDesk::WebSocket;
 
 my $t = Test::Nginx->new()->modules('relay')->has()->plan(6);
 
-$t->write_file_expand('nginx.conf', <<'EOF');
-
-%%TEST_GLOBALS%%
-
-stream {
-    rustdesk_relay_single_bandwidth 0;
-    rustdesk_relay_total_bandwidth 0;
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        rustdesk_relay websocket;
-    }
-}
-
-EOF
+$t->write_file_expand('nginx.conf', stream_conf([
+	'rustdesk_relay_single_bandwidth 0;',
+	'rustdesk_relay_total_bandwidth 0;',
+], srv_relay(1, how => 'websocket')));
 
 $t->run();
 
@@ -71,7 +60,7 @@ my $one = bless { sock => $c, in => '' }, 'RustDesk::WebSocket';
 my $key = 'dGhlIHNhbXBsZSBub25jZQ==';
 
 $w->send_binary(encode_msg(request_relay => { uuid => 'ctl-2' }));
-sleep 0.2;
+$t->wait_log(qr/new relay request "ctl-2"/, 1, 3);
 
 $one->send_raw($one->request($key, path => '/ws/relay')
 	. RustDesk::WebSocket->frame(0x2,
@@ -92,11 +81,11 @@ sub pair {
 
 	my $x = RustDesk::WebSocket->connect(port(1));
 	$x->send_binary(encode_msg(request_relay => { uuid => $uuid }));
-	sleep 0.2;
+	$t->wait_log(qr/new relay request "\Q$uuid\E"/, 1, 3);
 
 	my $y = RustDesk::WebSocket->connect(port(1));
 	$y->send_binary(encode_msg(request_relay => { uuid => $uuid }));
-	sleep 0.3;
+	$t->wait_log(qr/relay "\Q$uuid\E" paired/, 1, 3);
 
 	return ($x, $y);
 }

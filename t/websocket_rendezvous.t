@@ -22,11 +22,12 @@ use warnings;
 use strict;
 
 use Test::More;
-use Time::HiRes qw/ sleep time /;
+use Time::HiRes qw/ sleep /;
 
 use lib 't/lib';
 use Test::Nginx qw/ port /;
-use RustDesk::Client qw/ mangle demangle open_signed_pk msg_fields /;
+use RustDesk::Conf;
+use RustDesk::Client qw/ mangle msg_norm addr /;
 use RustDesk::WebSocket;
 
 local $SIG{PIPE} = 'IGNORE';
@@ -35,90 +36,15 @@ my $t = Test::Nginx->new()->has()->plan(32);
 
 my $d = $t->testdir();
 
-system("openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost "
-	. "-days 2 -keyout $d/cert.key -out $d/cert.pem >/dev/null 2>&1") == 0
-	or die "openssl could not make a certificate\n";
+make_cert($t);
 
 # port 1: TCP/UDP main port; 3: WebSocket; 4: WSS (stream TLS); 5 and 6:
 # http {} reverse proxies (plain, TLS) to port 3, as in
 # conf.example/nginx-wss-http.conf; 2: the relay server offered
 
-my $CONF = <<'EOF';
-
-%%TEST_GLOBALS%%
-
-http {
-    access_log off;
-    client_body_temp_path %%TESTDIR%%/client_body;
-    proxy_temp_path %%TESTDIR%%/proxy;
-    fastcgi_temp_path %%TESTDIR%%/fastcgi;
-    uwsgi_temp_path %%TESTDIR%%/uwsgi;
-    scgi_temp_path %%TESTDIR%%/scgi;
-
-    server {
-        listen 127.0.0.1:%%PORT_5%%;
-
-        location /ws/id {
-            proxy_pass http://127.0.0.1:%%PORT_3%%;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection "upgrade";
-            proxy_set_header X-Real-IP $remote_addr;
-        }
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_6%% ssl;
-
-        ssl_certificate %%TESTDIR%%/cert.pem;
-        ssl_certificate_key %%TESTDIR%%/cert.key;
-
-        location /ws/id {
-            proxy_pass http://127.0.0.1:%%PORT_3%%;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection "upgrade";
-            proxy_set_header X-Real-IP $remote_addr;
-        }
-    }
-}
-
-stream {
-    rustdesk_key_dir %%TESTDIR%%/keys;
-    rustdesk_relay_servers 127.0.0.1:%%PORT_2%%;
-    %%REAL_IP%%
-
-    ssl_certificate %%TESTDIR%%/cert.pem;
-    ssl_certificate_key %%TESTDIR%%/cert.key;
-
-    server {
-        listen 127.0.0.1:%%PORT_1%% reuseport;
-        listen 127.0.0.1:%%PORT_1%% udp reuseport;
-        rustdesk_rendezvous;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_3%% reuseport;
-        rustdesk_rendezvous websocket;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_4%% ssl reuseport;
-        rustdesk_rendezvous websocket;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_2%%;
-        return "";
-    }
-}
-
-EOF
-
 start('rustdesk_real_ip_from 127.0.0.1;');
 
-my $key = $t->read_file('keys/id_ed25519.pub');
-$key =~ s/\s+$//;
+my $key = $t->key();
 
 my ($MAIN, $RELAY, $WS, $WSS, $PROXY, $PROXY_TLS) = map { port($_) } 1 .. 6;
 my $RELAY_SERVER = "127.0.0.1:$RELAY";
@@ -210,9 +136,7 @@ is($same_ip // 0, 8, 'A and B at the same IP: PunchHole, not FetchLocalAddr');
 
 {
 	my $relayed = $t->log_count(qr/answer relayed from worker/) - $relayed0;
-	my %wk = $t->client_workers();
-	my $cross = grep { ($wk{$_->[0]} // 0) != ($wk{$_->[1]} // -1) } @pairs;
-	my $unknown = grep { !$wk{$_->[0]} || !$wk{$_->[1]} } @pairs;
+	my ($cross, $unknown) = $t->split_pairs(@pairs);
 
 	note("24 flows: $relayed answers relayed from the other worker");
 	ok($relayed > 0, "answers crossed workers ($relayed of 24)");
@@ -289,10 +213,10 @@ is($same_ip // 0, 8, 'A and B at the same IP: PunchHole, not FetchLocalAddr');
 ###############################################################################
 
 # 4. a TCP requester and a WebSocket requester for the same B, answered in
-# the other order
+# the other order; no second answer at either (checked for all at the end)
 
 {
-	my @bad;
+	my (@bad, @requesters);
 
 	for my $n (1 .. 5) {
 		my $pb = peer_b($B_IPS[$n + 3]);
@@ -320,6 +244,8 @@ is($same_ip // 0, 8, 'A and B at the same IP: PunchHole, not FetchLocalAddr');
 
 		last unless keys %holes == 2;
 
+		push @requesters, [ $n, $tc, $w ];
+
 		for my $who (qw/ ws tcp /) {
 			my $bt = RustDesk::Client->tcp($MAIN, LocalAddr => $pb->{ip});
 			$bt->send_msg(punch_hole_sent => {
@@ -334,11 +260,17 @@ is($same_ip // 0, 8, 'A and B at the same IP: PunchHole, not FetchLocalAddr');
 			push @bad, "$n $who: B not closed" unless $bt->closed();
 		}
 
-		push @bad, "$n: a second answer at the TCP requester"
-			if norm($tc->recv_msg(0.2)) ne '';
-		push @bad, "$n: a second answer at the WebSocket requester"
-			if norm($w->recv_msg(0.2)) ne '';
 		last if @bad;
+	}
+
+	sleep 0.2;      # a sleep: the time in which no second answer may come
+
+	for my $r (@requesters) {
+		my ($n, $tc, $w) = @$r;
+		push @bad, "$n: a second answer at the TCP requester"
+			if norm($tc->recv_msg(0.01)) ne '';
+		push @bad, "$n: a second answer at the WebSocket requester"
+			if norm($w->recv_msg(0.01)) ne '';
 	}
 
 	is(join("\n", @bad), '', 'a TCP and a WebSocket requester for one B: '
@@ -605,10 +537,16 @@ start('');
 sub start {
 	my ($real_ip) = @_;
 
-	$t->stop();
-	(my $conf = $CONF) =~ s/%%REAL_IP%%/$real_ip/;
-	$t->write_file_expand('nginx.conf', $conf);
-	$t->run();
+	$t->restart(stream_conf([
+		'rustdesk_key_dir %%TESTDIR%%/keys;',
+		'rustdesk_relay_servers 127.0.0.1:%%PORT_2%%;',
+		$real_ip,
+		tls(),
+	], srv_rendezvous(1), srv_ws_rendezvous(3),
+		srv_ws_rendezvous(4, ssl => 1), srv_blank(2))
+
+		. http_conf([], map { srv_ws_proxy($_->[0], path => '/ws/id',
+			to => 3, reuseport => 0, ssl => $_->[1]) } [ 5, 0 ], [ 6, 1 ]));
 }
 
 # An upgraded WebSocket connection, undef (with a note) if the upgrade
@@ -625,12 +563,8 @@ sub ws {
 
 sub peer_b {
 	my ($ip) = @_;
-
-	my $b = RustDesk::Client->udp_peer($MAIN,
-		sprintf('ws-b-%03d', ++$nb), LocalAddr => $ip);
-
-	$PK{$b->{id}} = $b->{pk};
-	return $b;
+	return RustDesk::Client->udp_peer($MAIN, sprintf('ws-b-%03d', ++$nb),
+		LocalAddr => $ip, keys => \%PK);
 }
 
 # A full punch with A on the connection $w (WebSocket, or TCP): B must
@@ -718,39 +652,15 @@ sub answerer {
 	return RustDesk::Client->tcp($MAIN, LocalAddr => $pb->{ip});
 }
 
-# The local address of a client (RustDesk::Client or RustDesk::WebSocket).
 
-sub addr {
-	my ($c) = @_;
-	return $c->sock()->sockhost() . ':' . $c->sock()->sockport();
-}
-
-# (type, fields) as text, defaults left out; addresses decoded, signed
-# keys checked: "signed(id)" when the signature is the server's and the
-# key is the one id registered.
+# (type, fields) as text (RustDesk::Client::msg_norm): addresses decoded,
+# signed keys checked against the keys the Bs registered; a WebSocket
+# close with its payload in hex.
 
 sub norm {
 	my ($type, $m) = @_;
-	return '' unless defined $type;
-	return "close{" . unpack('H*', $m // '') . '}' if $type eq 'close';
-
-	my %m = %$m;
-
-	$m{states} = 'hex:' . unpack('H*', $m{states}) if defined $m{states};
-
-	for my $k (qw/ socket_addr local_addr /) {
-		next unless defined $m{$k} && length $m{$k};
-		$m{$k} = join(':', demangle($m{$k}));
-	}
-
-	if (defined $m{pk} && length $m{pk}) {
-		my ($id, $pk) = open_signed_pk($m{pk}, $key);
-		$m{pk} = !defined $id ? 'unsigned'
-			: defined $PK{$id} && $PK{$id} eq $pk ? "signed($id)"
-			: "signed($id, other key)";
-	}
-
-	return $type . msg_fields(\%m);
+	return "close{" . unpack('H*', $m // '') . '}' if ($type // '') eq 'close';
+	return msg_norm($key, \%PK, $type, $m);
 }
 
 ###############################################################################

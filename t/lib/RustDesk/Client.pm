@@ -25,7 +25,7 @@ use MIME::Base64 qw/ decode_base64 /;
 
 our @EXPORT_OK = qw/ frame frame_header unframe encode_msg decode_msg
 	varint padded random_bytes mangle demangle open_signed_pk msg_text
-	msg_fields /;
+	msg_fields msg_norm addr /;
 
 Google::ProtocolBuffers->parsefile(dirname(__FILE__) . '/rendezvous.proto2',
 	{ create_accessors => 1 });
@@ -168,6 +168,37 @@ sub msg_fields {
 }
 
 
+# A decoded message as msg_text() gives it, for comparing in tests with
+# what the server must send: its addresses decoded ("ip:port"), the states
+# of an OnlineResponse in hex, a signed key checked: "signed(id)" when the
+# server's key ($server_pk, base64) signed it and it is the key that id
+# registered ($pks->{id}), "signed(id, other key)", or "unsigned".
+
+sub msg_norm {
+	my ($server_pk, $pks, $type, $m) = @_;
+	return '' unless defined $type;
+	return $type unless ref $m;
+
+	my %m = %$m;
+
+	$m{states} = 'hex:' . unpack('H*', $m{states}) if defined $m{states};
+
+	for my $k (qw/ socket_addr local_addr /) {
+		next unless defined $m{$k} && length $m{$k};
+		$m{$k} = join(':', demangle($m{$k}));
+	}
+
+	if (defined $m{pk} && length $m{pk}) {
+		my ($id, $pk) = open_signed_pk($m{pk}, $server_pk);
+		$m{pk} = !defined $id ? 'unsigned'
+			: defined $pks->{$id} && $pks->{$id} eq $pk ? "signed($id)"
+			: "signed($id, other key)";
+	}
+
+	return $type . msg_fields(\%m);
+}
+
+
 # AddrMangle (section 4)
 
 sub mangle {
@@ -283,6 +314,14 @@ sub _socket {
 
 sub sock { $_[0]->{sock} }
 
+# The local address of a client, "ip:port": a RustDesk::Client, or
+# anything else with a sock() (a RustDesk::WebSocket).
+sub addr {
+	my ($c) = @_;
+	my $s = $c->sock();
+	return $s->sockhost() . ':' . $s->sockport();
+}
+
 sub sockport { $_[0]->{sock}->sockport() }
 
 sub close {
@@ -292,11 +331,14 @@ sub close {
 }
 
 # A peer registered over UDP as a client does it, from a new socket to
-# $port (%opts: those of udp()): RegisterPk with uuid "uuid-$id" and a
-# random 32-byte key, then RegisterPeer answered without request_pk.
-# Returns { id, pk, udp, ip (the socket's) }; dies with what came instead.
+# $port (%opts: those of udp(), and keys: a hash where its key is kept
+# under its id, as msg_norm() looks for it): RegisterPk with uuid
+# "uuid-$id" and a random 32-byte key, then RegisterPeer answered without
+# request_pk.  Returns { id, pk, udp, ip (the socket's) }; dies with what
+# came instead.
 sub udp_peer {
 	my ($class, $port, $id, %opts) = @_;
+	my $keys = delete $opts{keys};
 	my $pk = random_bytes(32);
 	my $u = $class->udp($port, %opts);
 
@@ -311,6 +353,8 @@ sub udp_peer {
 	die "$id: RegisterPeer: " . (msg_text($type, $m) || 'nothing') . "\n"
 		unless ($type // '') eq 'register_peer_response'
 		&& !$m->{request_pk};
+
+	$keys->{$id} = $pk if $keys;
 
 	return { id => $id, pk => $pk, udp => $u, ip => $u->sock()->sockhost() };
 }

@@ -28,8 +28,8 @@ use Time::HiRes qw/ time sleep /;
 
 use RustDesk::Client qw/ frame encode_msg /;
 
-our @EXPORT_OK = qw/ relay_request side read_exact wait_close transfer
-	chunk_data /;
+our @EXPORT_OK = qw/ relay_request side read_exact wait_close wait_closes
+	transfer chunk_data /;
 
 # A framed RequestRelay with these fields.
 sub relay_request {
@@ -96,6 +96,44 @@ sub wait_close {
 		return ('reset', $buf, time() - $start) unless defined $got;
 		return ('eof', $buf, time() - $start) if $got == 0;
 	}
+}
+
+# wait_close() for several connections at once, each timed from its own
+# start: [ connection, start time ] ...; the timeout counts from now.
+# Returns [ 'eof' or 'reset' or 'timeout', the bytes that came before,
+# seconds since its start ] for each, in the same order.
+sub wait_closes {
+	my ($timeout, @c) = @_;
+	my $end = time() + $timeout;
+	my $sel = IO::Select->new();
+	my (%i, @r);
+
+	for my $n (0 .. $#c) {
+		my $c = $c[$n][0];
+		my $s = ref $c eq 'RustDesk::Client' ? $c->sock() : $c;
+		$i{$s} = $n;
+		$r[$n] = [ 'timeout', '' ];
+		$sel->add($s);
+	}
+
+	while ($sel->count()) {
+		my $left = $end - time();
+		last if $left <= 0;
+
+		for my $s ($sel->can_read($left)) {
+			my $n = $i{$s};
+			my $got = sysread($s, $r[$n][1], 65536, length $r[$n][1]);
+			next if !defined $got && ($! == EAGAIN || $! == EINTR);
+			next if $got;
+
+			$r[$n][0] = defined $got ? 'eof' : 'reset';
+			$r[$n][2] = time() - $c[$n][1];
+			$sel->remove($s);
+		}
+	}
+
+	$r[$_][2] //= time() - $c[$_][1] for 0 .. $#c;
+	return @r;
 }
 
 

@@ -32,7 +32,8 @@ my $GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 # [name, value]), LocalAddr, ssl (1: TLS without certificate checks),
 # request (the whole upgrade request, sent as it is: then no check),
 # byte_delay (send the request one byte at a time, with TCP_NODELAY and
-# this many seconds between bytes).
+# this many seconds between bytes, or this sub called with the connection
+# between bytes: e.g. one that waits until the server has read it).
 # Dies unless the answer is 101 with the right Sec-WebSocket-Accept;
 # with 'expect_fail' returns (undef, the answer) instead.
 sub connect {
@@ -50,7 +51,12 @@ sub connect {
 
 		for my $byte (split //, $req) {
 			$self->send_raw($byte);
-			select undef, undef, undef, $o{byte_delay};
+
+			if (ref $o{byte_delay}) {
+				$o{byte_delay}->($self);
+			} else {
+				select undef, undef, undef, $o{byte_delay};
+			}
 		}
 	} else {
 		$self->send_raw($req);

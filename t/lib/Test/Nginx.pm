@@ -24,13 +24,15 @@ use Exporter qw/ import /;
 use File::Temp qw/ tempdir /;
 use IO::Socket::INET;
 use POSIX qw/ :sys_wait_h /;
-use Socket qw/ SOCK_STREAM SOCK_DGRAM /;
+use Scalar::Util qw/ blessed /;
+use Socket qw/ SOCK_STREAM SOCK_DGRAM inet_aton inet_ntoa /;
 use Test::More ();
 use Time::HiRes qw/ sleep time /;
 use Cwd qw/ abs_path /;
 use File::Basename qw/ dirname /;
 
-our @EXPORT_OK = qw/ port port_base /;
+our @EXPORT_OK = qw/ port port_base wait_until wait_value background
+	background_result /;
 
 our $NGINX = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 our $ROOT = abs_path(dirname(__FILE__) . '/../../..');
@@ -80,6 +82,14 @@ sub testdir { $_[0]->{_testdir} }
 sub modules {
 	my ($self, @m) = @_;
 	$self->{_modules} = [ @m ];
+	return $self;
+}
+
+# Room for more connections than the default 1024 a worker: %%TEST_GLOBALS%%
+# gets worker_connections n and worker_rlimit_nofile (default 2 n).
+sub connections {
+	my ($self, $n, $nofile) = @_;
+	$self->{_connections} = [ $n, $nofile // 2 * $n ];
 	return $self;
 }
 
@@ -170,11 +180,14 @@ sub test_globals {
 	$s .= "load_module $MODULES/ngx_stream_rustdesk_${_}_module.so;\n"
 		for @{$self->{_modules}};
 
+	my ($conns, $nofile) = @{$self->{_connections} // [ 1024 ]};
+
+	$s .= "worker_processes 2;\n";
+	$s .= "worker_rlimit_nofile $nofile;\n" if $nofile;
 	$s .= <<"END";
-worker_processes 2;
 pid $d/nginx.pid;
 error_log $d/error.log info;
-events { worker_connections 1024; }
+events { worker_connections $conns; }
 END
 
 	return $s;
@@ -222,6 +235,15 @@ sub read_file {
 	return $content;
 }
 
+# The server's public key (base64) in a key directory (default keys), as
+# its .pub file has it, without the line end.
+sub key {
+	my ($self, $dir) = @_;
+	my $key = $self->read_file(($dir // 'keys') . '/id_ed25519.pub');
+	$key =~ s/\s+$//;
+	return $key;
+}
+
 # How many times the pattern matches in error.log (or in $log, a copy of
 # it read before).
 sub log_count {
@@ -243,6 +265,208 @@ sub wait_log {
 	}
 
 	return $got;
+}
+
+# Calls $f until it returns true or the timeout (default 5 s) is over, a
+# short while between calls: returns what $f returned last, so false on
+# timeout (and the assertion that follows fails with what was there).
+# A function (wait_until(sub { ... }, 3)) or a method ($t->wait_until(...)).
+sub wait_until {
+	shift if blessed($_[0]) && $_[0]->isa(__PACKAGE__);
+	my ($f, $timeout, $interval) = @_;
+	my $end = time() + ($timeout // 5);
+
+	for (;;) {
+		my $r = $f->();
+		return $r if $r || time() >= $end;
+		sleep($interval // 0.02);
+	}
+}
+
+# Calls $f until it returns $want (as a string) or the timeout (default
+# 5 s) is over: returns what $f returned last.
+sub wait_value {
+	shift if blessed($_[0]) && $_[0]->isa(__PACKAGE__);
+	my ($f, $want, $timeout) = @_;
+	my $got;
+
+	wait_until(sub { ($got = $f->()) eq $want }, $timeout);
+	return $got;
+}
+
+# A sub run in a child process, for what must go on while the test does
+# something else (a client with a pace of its own, a wait that is timed):
+# background_result() waits for it to end and returns the list of strings
+# it returned (or the error it died with).
+sub background {
+	my ($f) = @_;
+
+	pipe(my $rd, my $wr) or die "pipe: $!\n";
+	my $pid = fork() // die "fork: $!\n";
+
+	if ($pid == 0) {
+		close $rd;
+		my @r = eval { $f->() };
+		@r = ("error: $@") if $@;
+		print $wr pack('(N/a*)*', map { $_ // '' } @r);
+		close $wr;
+
+		# no END blocks: they would stop nginx
+		POSIX::_exit(0);
+	}
+
+	close $wr;
+	return { pid => $pid, fh => $rd };
+}
+
+sub background_result {
+	my ($bg) = @_;
+	my $fh = $bg->{fh};
+
+	local $/;
+	my $all = <$fh> // '';
+	close $fh;
+	waitpid($bg->{pid}, 0);
+
+	return unpack('(N/a*)*', $all);
+}
+
+# The kernel's TCP sockets (IPv4) that match, listening or established:
+# local and remote ("ip:port"; "0.0.0.0:0" the remote of a listener), state
+# ('listen' or 'established'), rx (the receive queue: bytes not read yet;
+# for a listener, connections not accepted yet) and inode (0 for a
+# connection still in a listener's queue).  Options: local, remote (an
+# "ip:port" to match).  From sock_diag (netlink), which leaves out the
+# thousands in TIME-WAIT that test runs leave, or else /proc/net/tcp.
+sub tcp_sockets {
+	my ($self, %o) = @_;
+
+	my $all = _sock_diag((1 << 10) | (1 << 1))
+		// [ grep { $_->{state} =~ /^(?:listen|established)$/ }
+			_proc_net('tcp') ];
+
+	return grep {
+		(!defined $o{local} || $_->{local} eq $o{local})
+		&& (!defined $o{remote} || $_->{remote} eq $o{remote})
+	} @$all;
+}
+
+# The UDP sockets (IPv4) that match, from /proc/net/udp: local, remote and
+# rx (bytes waiting to be read).  Options: local, remote.
+sub udp_sockets {
+	my ($self, %o) = @_;
+
+	return grep {
+		(!defined $o{local} || $_->{local} eq $o{local})
+		&& (!defined $o{remote} || $_->{remote} eq $o{remote})
+	} _proc_net('udp');
+}
+
+# Bytes a client sent on a TCP connection that the server has not read yet:
+# the receive queue of the server's end of it ($c: a socket, or an object
+# with sock(), connected over IPv4); undef when that end is not found.
+sub unread {
+	my ($self, $c) = @_;
+	my $s = $c->isa('IO::Handle') ? $c : $c->sock();
+	my @id = ($s->peerhost(), $s->peerport(), $s->sockhost(), $s->sockport());
+
+	my $found = _sock_diag(0, \@id) // [ grep {
+		$_->{local} eq "$id[0]:$id[1]" && $_->{remote} eq "$id[2]:$id[3]"
+	} _proc_net('tcp') ];
+
+	return @$found ? $found->[0]{rx} : undef;
+}
+
+# sock_diag's answer (SOCK_DIAG_BY_FAMILY, inet_diag_req_v2, TCP over IPv4)
+# for the states in the mask, or for one connection ([ local ip, port,
+# remote ip, port ]): a list of sockets as tcp_sockets() has them, undef
+# when netlink does not answer.
+sub _sock_diag {
+	my ($states, $one) = @_;
+
+	socket(my $nl, 16, SOCK_DGRAM, 4) or return undef;  # NETLINK_SOCK_DIAG
+
+	my $id = $one
+		? pack('nna16a16LLL', $one->[1], $one->[3], inet_aton($one->[0]),
+			inet_aton($one->[2]), 0, 0xFFFFFFFF, 0xFFFFFFFF)
+		: pack('x48');
+	my $req = pack('CCCxL', 2, 6, 0, $one ? 0xFFFFFFFF : $states) . $id;
+
+	# NLM_F_REQUEST, and NLM_F_DUMP unless one
+	send($nl, pack('LSSLL', 16 + length $req, 20, $one ? 1 : 0x301, 1, 0)
+		. $req, 0, pack('SSLL', 16, 0, 0, 0)) or return undef;
+
+	my @s;
+
+	for (;;) {
+		defined recv($nl, my $buf, 1 << 20, 0) or return undef;
+
+		while (length $buf >= 16) {
+			my ($len, $type) = unpack('LS', $buf);
+			last if $len < 16 || $len > length $buf;
+
+			my $msg = substr($buf, 16, $len - 16);
+			substr($buf, 0, ($len + 3) & ~3) = '';
+
+			return \@s if $type == 3;                   # done
+
+			if ($type == 2) {                           # error
+				my $err = unpack('l', $msg);
+				return $err == 0 || ($one && $err == -2) ? \@s : undef;
+			}
+
+			next unless $type == 20;
+
+			my ($state, $sport, $dport, $src, $dst, $rq, $inode)
+				= unpack('xCxxnna4x12a4x12x12x4Lx4x4L', $msg);
+
+			push @s, { local => inet_ntoa($src) . ":$sport",
+				remote => inet_ntoa($dst) . ":$dport",
+				state => $state == 10 ? 'listen'
+					: $state == 1 ? 'established' : $state,
+				rx => $rq, inode => $inode };
+		}
+
+		return \@s if $one;
+	}
+}
+
+# The sockets of /proc/net/tcp or /proc/net/udp (IPv4), as tcp_sockets()
+# has them.
+sub _proc_net {
+	my ($proto) = @_;
+	my @s;
+
+	open my $fh, '<', "/proc/net/$proto" or return ();
+	<$fh>;
+
+	while (my $line = <$fh>) {
+		my @f = split ' ', $line;
+		my ($local, $remote) = map {
+			my ($ip, $port) = split /:/;
+			inet_ntoa(pack('L', hex $ip)) . ':' . hex($port)
+		} @f[1, 2];
+		my $state = hex $f[3];
+
+		push @s, { local => $local, remote => $remote,
+			state => $state == 10 ? 'listen'
+				: $state == 1 ? 'established' : $state,
+			rx => hex((split /:/, $f[4])[1]), inode => $f[9] };
+	}
+
+	close $fh;
+	return @s;
+}
+
+# Waits until the server has read everything the client sent so far on
+# the connection (see unread()), the timeout (default 3 s) at most:
+# true if it has.  What a test that sends a message in pieces waits for
+# between the pieces, so that each piece is a read of its own.
+sub wait_read {
+	my ($self, $c, $timeout) = @_;
+
+	# not found: closed, nothing to wait for
+	return wait_until(sub { !$self->unread($c) }, $timeout // 3, 0.002);
 }
 
 # The worker that accepted each client, from the info line nginx logs for
@@ -267,6 +491,19 @@ sub worker_of {
 	my $udp = $s->socktype() == SOCK_DGRAM ? 'udp ' : '';
 	my %w = $self->client_workers();
 	return $w{$udp . $s->sockhost() . ':' . $s->sockport()} // 0;
+}
+
+# Of pairs of clients ([ "ip:port", "ip:port" ], as client_workers() has
+# them): (how many were accepted by different workers, how many by a
+# worker the log does not say).
+sub split_pairs {
+	my ($self, @pairs) = @_;
+	my %wk = $self->client_workers();
+
+	my $split = grep { ($wk{$_->[0]} // 0) != ($wk{$_->[1]} // -1) } @pairs;
+	my $unknown = grep { !$wk{$_->[0]} || !$wk{$_->[1]} } @pairs;
+
+	return ($split, $unknown);
 }
 
 # nginx -t with a configuration file of the test directory (default
@@ -343,6 +580,16 @@ sub run {
 	}
 
 	return $self;
+}
+
+# Stops nginx if it runs, writes the configuration (expanded) as
+# nginx.conf and starts it.
+sub restart {
+	my ($self, $conf) = @_;
+
+	$self->stop();
+	$self->write_file_expand('nginx.conf', $conf);
+	return $self->run();
 }
 
 sub master_pid {
@@ -456,6 +703,7 @@ sub reload {
 	my ($self) = @_;
 	my @old = $self->worker_pids();
 
+	$self->{_reload_old} = [ @old ];
 	kill 'HUP', $self->master_pid();
 
 	my $end = time() + 15;
@@ -467,6 +715,14 @@ sub reload {
 
 	$self->wait_for_ports();
 	return $self;
+}
+
+# After reload(): "n/m", n of the m workers there now new since it began.
+sub replaced {
+	my ($self) = @_;
+	my %old = map { $_ => 1 } @{$self->{_reload_old} // []};
+	my @now = $self->worker_pids();
+	return scalar(grep { !$old{$_} } @now) . '/' . scalar(@now);
 }
 
 # Kills a worker (SIGKILL) and waits (10 s at most) until the master has
