@@ -1,7 +1,8 @@
 /*
  * ConfigUpdate and SoftwareUpdate (PROTOCOL.md section 6): what a client
- * with an older serial is told of the rendezvous servers, and the version
- * of the newest software, from rustdesk_software_url.
+ * with an older serial is told of the rendezvous servers, a ConfigUpdate
+ * datagram from loopback that raises the serial, and the newest software
+ * (rustdesk_software_url) offered to clients of another version.
  */
 
 #include <ngx_config.h>
@@ -131,4 +132,96 @@ ngx_stream_rustdesk_rendezvous_version_from_url(ngx_str_t *url,
     if (p == dot + 1 || p < end) {
         version->len = dot - version->data;
     }
+}
+
+
+/* ConfigUpdate from a loopback client raises the serial for all workers. */
+
+void
+ngx_stream_rustdesk_rendezvous_configure(ngx_stream_session_t *s,
+    Hbb__ConfigUpdate *cu, ngx_rustdesk_ip_t *addr)
+{
+    u_char                                      *p, *last;
+    size_t                                       len;
+    ngx_uint_t                                   i;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+    u_char                                       servers[NGX_RUSTDESK_SERVERS_MAX];
+
+    if (!ngx_rustdesk_ip_is_loopback(addr)) {
+        return;
+    }
+
+    rmcf = ngx_stream_get_module_main_conf(s,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    p = servers;
+    last = servers + sizeof(servers);
+
+    for (i = 0; i < cu->n_rendezvous_servers; i++) {
+        len = ngx_strlen(cu->rendezvous_servers[i]);
+
+        /* empty or unusable names are dropped, as the reference does */
+
+        if (len == 0
+            || ngx_strlchr((u_char *) cu->rendezvous_servers[i],
+                           (u_char *) cu->rendezvous_servers[i] + len, ',')
+            || ngx_strlchr((u_char *) cu->rendezvous_servers[i],
+                           (u_char *) cu->rendezvous_servers[i] + len, ' '))
+        {
+            continue;
+        }
+
+        if ((size_t) (last - p) < len + 1) {
+            ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                          "rustdesk: configure update with too many "
+                          "rendezvous servers ignored");
+            return;
+        }
+
+        if (p > servers) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, cu->rendezvous_servers[i], len);
+    }
+
+    if (ngx_rustdesk_peer_config_update(rmcf->zone, cu->serial, servers,
+                                        p - servers))
+    {
+        ngx_log_error(NGX_LOG_NOTICE, s->connection->log, 0,
+                      "rustdesk: configure updated: serial=%d "
+                      "rendezvous-servers=\"%*s\"", cu->serial,
+                      p - servers, servers);
+    }
+}
+
+
+void
+ngx_stream_rustdesk_rendezvous_software(ngx_stream_session_t *s,
+    Hbb__SoftwareUpdate *su)
+{
+    ngx_rustdesk_msg_t                           out;
+    Hbb__SoftwareUpdate                          answer;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    rmcf = ngx_stream_get_module_main_conf(s,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    if (rmcf->software_version.len == 0
+        || (ngx_strlen(su->url) == rmcf->software_version.len
+            && ngx_strncmp(su->url, rmcf->software_version.data,
+                           rmcf->software_version.len) == 0))
+    {
+        return;
+    }
+
+    hbb__rendezvous_message__init(&out);
+    hbb__software_update__init(&answer);
+
+    /* software_url is NUL-terminated: it comes from the configuration */
+    answer.url = (char *) rmcf->software_url.data;
+    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_SOFTWARE_UPDATE;
+    out.software_update = &answer;
+
+    ngx_stream_rustdesk_rendezvous_udp_send(s, &out);
 }

@@ -100,9 +100,24 @@ typedef struct {
 extern ngx_module_t  ngx_stream_rustdesk_rendezvous_module;
 
 
-/* the transports: UDP (..._udp.c), TCP and WebSocket (..._tcp.c) */
+/*
+ * The transports: UDP (..._udp.c; udp_send answers the datagram's
+ * sender), TCP and WebSocket (..._tcp.c).
+ */
 void ngx_stream_rustdesk_rendezvous_udp(ngx_stream_session_t *s);
+void ngx_stream_rustdesk_rendezvous_udp_send(ngx_stream_session_t *s,
+    ngx_rustdesk_msg_t *m);
 void ngx_stream_rustdesk_rendezvous_tcp(ngx_stream_session_t *s);
+
+/* RegisterPeer over UDP (..._register.c), answered to its sender. */
+void ngx_stream_rustdesk_rendezvous_register_peer(ngx_stream_session_t *s,
+    Hbb__RegisterPeer *rp, ngx_rustdesk_ip_t *addr);
+
+/* ConfigUpdate from loopback, SoftwareUpdate (..._config_update.c). */
+void ngx_stream_rustdesk_rendezvous_configure(ngx_stream_session_t *s,
+    Hbb__ConfigUpdate *cu, ngx_rustdesk_ip_t *addr);
+void ngx_stream_rustdesk_rendezvous_software(ngx_stream_session_t *s,
+    Hbb__SoftwareUpdate *su);
 
 /*
  * Punch hole and relay requests and their answers (..._punch.c): each
@@ -117,6 +132,8 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_hole_sent(ngx_rustdesk_tcp_t *t,
     Hbb__PunchHoleSent *phs);
 void ngx_stream_rustdesk_rendezvous_punch_sent(ngx_stream_session_t *s,
     Hbb__PunchHoleSent *phs, ngx_rustdesk_ip_t *b, ngx_uint_t is_udp);
+void ngx_stream_rustdesk_rendezvous_udp_hole_sent(ngx_stream_session_t *s,
+    Hbb__PunchHoleSent *phs, ngx_rustdesk_ip_t *addr);
 ngx_int_t ngx_stream_rustdesk_rendezvous_local_addr(ngx_rustdesk_tcp_t *t,
     Hbb__LocalAddr *la);
 ngx_int_t ngx_stream_rustdesk_rendezvous_relay_response(ngx_rustdesk_tcp_t *t,

@@ -501,3 +501,43 @@ ngx_stream_rustdesk_rendezvous_punch_failure(ngx_rustdesk_tcp_t *t,
 
     return NGX_OK;
 }
+
+
+/*
+ * PunchHoleSent over UDP: B sends it from a new socket, the one it punches
+ * with, so that A learns the address the server sees for that socket
+ * (PROTOCOL.md section 8).  It is taken only from the IP B registered
+ * from, so that a datagram from elsewhere cannot point A's punching at a
+ * third party, and only passed on to A, never answered.
+ */
+
+void
+ngx_stream_rustdesk_rendezvous_udp_hole_sent(ngx_stream_session_t *s,
+    Hbb__PunchHoleSent *phs, ngx_rustdesk_ip_t *addr)
+{
+    ngx_str_t                                    id;
+    ngx_pid_t                                    stream;
+    ngx_uint_t                                   online;
+    ngx_rustdesk_ip_t                            b;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    rmcf = ngx_stream_get_module_main_conf(s,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    id.data = (u_char *) phs->id;
+    id.len = ngx_strlen(phs->id);
+
+    if (ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec, &online,
+                                 &b, &stream)
+        != NGX_OK
+        || !online
+        || ngx_rustdesk_ip_cmp(&b, addr, 0) != 0)
+    {
+        ngx_log_debug1(NGX_LOG_DEBUG_STREAM, s->connection->log, 0,
+                       "rustdesk: udp punch hole sent for \"%V\" not from "
+                       "its registered IP, ignored", &id);
+        return;
+    }
+
+    ngx_stream_rustdesk_rendezvous_punch_sent(s, phs, addr, 1);
+}

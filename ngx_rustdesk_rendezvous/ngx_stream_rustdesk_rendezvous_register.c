@@ -1,8 +1,11 @@
 /*
- * RegisterPk (PROTOCOL.md section 6), the same over UDP and over a TCP or
- * WebSocket stream (section 8): the id and IP-blocker checks, the peer
- * table, the database on a memory miss, and the write of what changed.
- * The callers send the answer: at once, or when the write is done.
+ * Registration (PROTOCOL.md section 6).  RegisterPk, the same over UDP
+ * and over a TCP or WebSocket stream (section 8): the id and IP-blocker
+ * checks, the peer table, the database on a memory miss, and the write of
+ * what changed; the callers send the answer, at once or when the write is
+ * done.  RegisterPeer, the UDP heartbeat: the address refreshed, the key
+ * asked for when the table does not know it, a ConfigUpdate when the
+ * client's serial is older.
  */
 
 #include <ngx_config.h>
@@ -157,4 +160,62 @@ ngx_stream_rustdesk_rendezvous_register_write(
     }
 
     return NGX_AGAIN;
+}
+
+
+/* RegisterPeer: RegisterPeerResponse{request_pk}, then any ConfigUpdate. */
+
+void
+ngx_stream_rustdesk_rendezvous_register_peer(ngx_stream_session_t *s,
+    Hbb__RegisterPeer *rp, ngx_rustdesk_ip_t *addr)
+{
+    u_char                                      *p;
+    ngx_str_t                                    id;
+    ngx_uint_t                                   request_pk, ip_change;
+    Hbb__ConfigUpdate                           *cu;
+    ngx_rustdesk_msg_t                           out;
+    Hbb__RegisterPeerResponse                    rpr;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+    u_char                                       text[NGX_SOCKADDR_STRLEN];
+
+    id.data = (u_char *) rp->id;
+    id.len = ngx_strlen(rp->id);
+
+    if (id.len == 0) {
+        return;
+    }
+
+    rmcf = ngx_stream_get_module_main_conf(s,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    ngx_rustdesk_peer_register(rmcf->zone, &id, addr, ngx_current_msec,
+                               &request_pk, &ip_change);
+
+    if (ip_change) {
+        p = text + ngx_sock_ntop(s->connection->sockaddr,
+                                 s->connection->socklen, text,
+                                 NGX_SOCKADDR_STRLEN, 1);
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "rustdesk: IP change of peer \"%V\" to %*s",
+                      &id, p - text, text);
+    }
+
+    hbb__rendezvous_message__init(&out);
+    hbb__register_peer_response__init(&rpr);
+
+    rpr.request_pk = request_pk;
+    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PEER_RESPONSE;
+    out.register_peer_response = &rpr;
+
+    ngx_stream_rustdesk_rendezvous_udp_send(s, &out);
+
+    cu = ngx_stream_rustdesk_rendezvous_config_update(s, rp->serial);
+
+    if (cu) {
+        hbb__rendezvous_message__init(&out);
+        out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_CONFIGURE_UPDATE;
+        out.configure_update = cu;
+
+        ngx_stream_rustdesk_rendezvous_udp_send(s, &out);
+    }
 }

@@ -1,7 +1,9 @@
 /*
- * The rendezvous server's UDP side (PROTOCOL.md section 6): one datagram,
- * one RendezvousMessage, at most one answer to its sender, then the
- * session ends.  PunchHoleRequest and LocalAddr over UDP are ignored:
+ * The rendezvous server's UDP transport (PROTOCOL.md section 6): one
+ * datagram, one RendezvousMessage handed to the file that decides it
+ * (RegisterPeer: ..._register.c; ConfigUpdate, SoftwareUpdate:
+ * ..._config_update.c; PunchHoleSent: ..._punch.c), at most one answer to
+ * its sender, then the session ends.  PunchHoleRequest and LocalAddr over UDP are ignored:
  * answering them would let spoofed datagrams reflect traffic at third
  * parties.  A PunchHoleSent over UDP only goes to the requester waiting
  * on its TCP connection (PROTOCOL.md section 8), never back to the sender.
@@ -33,23 +35,12 @@ typedef struct {
 static void ngx_stream_rustdesk_rendezvous_udp_read(ngx_event_t *rev);
 static void ngx_stream_rustdesk_rendezvous_datagram(ngx_stream_session_t *s,
     u_char *data, size_t len);
-static void ngx_stream_rustdesk_rendezvous_udp_hole_sent(
-    ngx_stream_session_t *s, Hbb__PunchHoleSent *phs,
-    ngx_rustdesk_ip_t *addr);
-static void ngx_stream_rustdesk_rendezvous_register_peer(
-    ngx_stream_session_t *s, Hbb__RegisterPeer *rp, ngx_rustdesk_ip_t *addr);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_udp_register_pk(
     ngx_stream_session_t *s, Hbb__RegisterPk *rk, ngx_rustdesk_ip_t *addr);
 static void ngx_stream_rustdesk_rendezvous_register_pk_written(void *data,
     ngx_int_t rc);
 static void ngx_stream_rustdesk_rendezvous_register_pk_reply(
     ngx_stream_session_t *s, Hbb__RegisterPkResponse__Result result);
-static void ngx_stream_rustdesk_rendezvous_configure(ngx_stream_session_t *s,
-    Hbb__ConfigUpdate *cu, ngx_rustdesk_ip_t *addr);
-static void ngx_stream_rustdesk_rendezvous_software(ngx_stream_session_t *s,
-    Hbb__SoftwareUpdate *su);
-static void ngx_stream_rustdesk_rendezvous_udp_send(ngx_stream_session_t *s,
-    ngx_rustdesk_msg_t *m);
 
 
 void
@@ -179,102 +170,6 @@ ngx_stream_rustdesk_rendezvous_datagram(ngx_stream_session_t *s, u_char *data,
 
 
 /*
- * PunchHoleSent over UDP: B sends it from a new socket, the one it punches
- * with, so that A learns the address the server sees for that socket
- * (PROTOCOL.md section 8).  It is taken only from the IP B registered
- * from, so that a datagram from elsewhere cannot point A's punching at a
- * third party, and only passed on to A, never answered.
- */
-
-static void
-ngx_stream_rustdesk_rendezvous_udp_hole_sent(ngx_stream_session_t *s,
-    Hbb__PunchHoleSent *phs, ngx_rustdesk_ip_t *addr)
-{
-    ngx_str_t                                    id;
-    ngx_pid_t                                    stream;
-    ngx_uint_t                                   online;
-    ngx_rustdesk_ip_t                            b;
-    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
-
-    rmcf = ngx_stream_get_module_main_conf(s,
-                                        ngx_stream_rustdesk_rendezvous_module);
-
-    id.data = (u_char *) phs->id;
-    id.len = ngx_strlen(phs->id);
-
-    if (ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec, &online,
-                                 &b, &stream)
-        != NGX_OK
-        || !online
-        || ngx_rustdesk_ip_cmp(&b, addr, 0) != 0)
-    {
-        ngx_log_debug1(NGX_LOG_DEBUG_STREAM, s->connection->log, 0,
-                       "rustdesk: udp punch hole sent for \"%V\" not from "
-                       "its registered IP, ignored", &id);
-        return;
-    }
-
-    ngx_stream_rustdesk_rendezvous_punch_sent(s, phs, addr, 1);
-}
-
-
-static void
-ngx_stream_rustdesk_rendezvous_register_peer(ngx_stream_session_t *s,
-    Hbb__RegisterPeer *rp, ngx_rustdesk_ip_t *addr)
-{
-    u_char                                      *p;
-    ngx_str_t                                    id;
-    ngx_uint_t                                   request_pk, ip_change;
-    Hbb__ConfigUpdate                           *cu;
-    ngx_rustdesk_msg_t                           out;
-    Hbb__RegisterPeerResponse                    rpr;
-    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
-    u_char                                       text[NGX_SOCKADDR_STRLEN];
-
-    id.data = (u_char *) rp->id;
-    id.len = ngx_strlen(rp->id);
-
-    if (id.len == 0) {
-        return;
-    }
-
-    rmcf = ngx_stream_get_module_main_conf(s,
-                                        ngx_stream_rustdesk_rendezvous_module);
-
-    ngx_rustdesk_peer_register(rmcf->zone, &id, addr, ngx_current_msec,
-                               &request_pk, &ip_change);
-
-    if (ip_change) {
-        p = text + ngx_sock_ntop(s->connection->sockaddr,
-                                 s->connection->socklen, text,
-                                 NGX_SOCKADDR_STRLEN, 1);
-        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
-                      "rustdesk: IP change of peer \"%V\" to %*s",
-                      &id, p - text, text);
-    }
-
-    hbb__rendezvous_message__init(&out);
-    hbb__register_peer_response__init(&rpr);
-
-    rpr.request_pk = request_pk;
-    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PEER_RESPONSE;
-    out.register_peer_response = &rpr;
-
-    ngx_stream_rustdesk_rendezvous_udp_send(s, &out);
-
-    cu = ngx_stream_rustdesk_rendezvous_config_update(s, rp->serial);
-
-    if (cu) {
-        hbb__rendezvous_message__init(&out);
-        out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_CONFIGURE_UPDATE;
-        out.configure_update = cu;
-
-        ngx_stream_rustdesk_rendezvous_udp_send(s, &out);
-    }
-}
-
-
-/*
  * RegisterPk (PROTOCOL.md section 6).  Returns NGX_AGAIN when the answer
  * waits for the database write, NGX_OK when it was sent (or none is due).
  */
@@ -354,99 +249,7 @@ ngx_stream_rustdesk_rendezvous_register_pk_reply(ngx_stream_session_t *s,
 }
 
 
-/* ConfigUpdate from a loopback client raises the serial for all workers. */
-
-static void
-ngx_stream_rustdesk_rendezvous_configure(ngx_stream_session_t *s,
-    Hbb__ConfigUpdate *cu, ngx_rustdesk_ip_t *addr)
-{
-    u_char                                      *p, *last;
-    size_t                                       len;
-    ngx_uint_t                                   i;
-    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
-    u_char                                       servers[NGX_RUSTDESK_SERVERS_MAX];
-
-    if (!ngx_rustdesk_ip_is_loopback(addr)) {
-        return;
-    }
-
-    rmcf = ngx_stream_get_module_main_conf(s,
-                                        ngx_stream_rustdesk_rendezvous_module);
-
-    p = servers;
-    last = servers + sizeof(servers);
-
-    for (i = 0; i < cu->n_rendezvous_servers; i++) {
-        len = ngx_strlen(cu->rendezvous_servers[i]);
-
-        /* empty or unusable names are dropped, as the reference does */
-
-        if (len == 0
-            || ngx_strlchr((u_char *) cu->rendezvous_servers[i],
-                           (u_char *) cu->rendezvous_servers[i] + len, ',')
-            || ngx_strlchr((u_char *) cu->rendezvous_servers[i],
-                           (u_char *) cu->rendezvous_servers[i] + len, ' '))
-        {
-            continue;
-        }
-
-        if ((size_t) (last - p) < len + 1) {
-            ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
-                          "rustdesk: configure update with too many "
-                          "rendezvous servers ignored");
-            return;
-        }
-
-        if (p > servers) {
-            *p++ = ',';
-        }
-
-        p = ngx_cpymem(p, cu->rendezvous_servers[i], len);
-    }
-
-    if (ngx_rustdesk_peer_config_update(rmcf->zone, cu->serial, servers,
-                                        p - servers))
-    {
-        ngx_log_error(NGX_LOG_NOTICE, s->connection->log, 0,
-                      "rustdesk: configure updated: serial=%d "
-                      "rendezvous-servers=\"%*s\"", cu->serial,
-                      p - servers, servers);
-    }
-}
-
-
-static void
-ngx_stream_rustdesk_rendezvous_software(ngx_stream_session_t *s,
-    Hbb__SoftwareUpdate *su)
-{
-    ngx_rustdesk_msg_t                           out;
-    Hbb__SoftwareUpdate                          answer;
-    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
-
-    rmcf = ngx_stream_get_module_main_conf(s,
-                                        ngx_stream_rustdesk_rendezvous_module);
-
-    if (rmcf->software_version.len == 0
-        || (ngx_strlen(su->url) == rmcf->software_version.len
-            && ngx_strncmp(su->url, rmcf->software_version.data,
-                           rmcf->software_version.len) == 0))
-    {
-        return;
-    }
-
-    hbb__rendezvous_message__init(&out);
-    hbb__software_update__init(&answer);
-
-    /* software_url is NUL-terminated: it comes from the configuration */
-    answer.url = (char *) rmcf->software_url.data;
-    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_SOFTWARE_UPDATE;
-    out.software_update = &answer;
-
-    ngx_stream_rustdesk_rendezvous_udp_send(s, &out);
-}
-
-
-static void
+void
 ngx_stream_rustdesk_rendezvous_udp_send(ngx_stream_session_t *s,
     ngx_rustdesk_msg_t *m)
 {
