@@ -196,6 +196,11 @@ ngx_stream_rustdesk_rendezvous_configure(ngx_stream_session_t *s,
 }
 
 
+/*
+ * SoftwareUpdate{url: the client's version}: the configured URL back when
+ * the versions differ, nothing otherwise.
+ */
+
 void
 ngx_stream_rustdesk_rendezvous_software(ngx_stream_session_t *s,
     Hbb__SoftwareUpdate *su)
