@@ -137,9 +137,9 @@ ngx_stream_rustdesk_rendezvous_version_from_url(ngx_str_t *url,
 
 /* ConfigUpdate from a loopback client raises the serial for all workers. */
 
-void
-ngx_stream_rustdesk_rendezvous_configure(ngx_stream_session_t *s,
-    Hbb__ConfigUpdate *cu, ngx_rustdesk_ip_t *addr)
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_configure(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__ConfigUpdate *cu)
 {
     u_char                                      *p, *last;
     size_t                                       len;
@@ -147,11 +147,11 @@ ngx_stream_rustdesk_rendezvous_configure(ngx_stream_session_t *s,
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
     u_char                                       servers[NGX_RUSTDESK_SERVERS_MAX];
 
-    if (!ngx_rustdesk_ip_is_loopback(addr)) {
-        return;
+    if (!ngx_rustdesk_ip_is_loopback(&r->addr)) {
+        return NGX_OK;
     }
 
-    rmcf = ngx_stream_get_module_main_conf(s,
+    rmcf = ngx_stream_get_module_main_conf(r->session,
                                         ngx_stream_rustdesk_rendezvous_module);
 
     p = servers;
@@ -172,10 +172,10 @@ ngx_stream_rustdesk_rendezvous_configure(ngx_stream_session_t *s,
         }
 
         if ((size_t) (last - p) < len + 1) {
-            ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+            ngx_log_error(NGX_LOG_INFO, r->session->connection->log, 0,
                           "rustdesk: configure update with too many "
                           "rendezvous servers ignored");
-            return;
+            return NGX_OK;
         }
 
         if (p > servers) {
@@ -188,11 +188,13 @@ ngx_stream_rustdesk_rendezvous_configure(ngx_stream_session_t *s,
     if (ngx_rustdesk_peer_config_update(rmcf->zone, cu->serial, servers,
                                         p - servers))
     {
-        ngx_log_error(NGX_LOG_NOTICE, s->connection->log, 0,
+        ngx_log_error(NGX_LOG_NOTICE, r->session->connection->log, 0,
                       "rustdesk: configure updated: serial=%d "
                       "rendezvous-servers=\"%*s\"", cu->serial,
                       p - servers, servers);
     }
+
+    return NGX_OK;
 }
 
 
@@ -201,15 +203,15 @@ ngx_stream_rustdesk_rendezvous_configure(ngx_stream_session_t *s,
  * the versions differ, nothing otherwise.
  */
 
-void
-ngx_stream_rustdesk_rendezvous_software(ngx_stream_session_t *s,
-    Hbb__SoftwareUpdate *su)
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_software(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__SoftwareUpdate *su)
 {
     ngx_rustdesk_msg_t                           out;
     Hbb__SoftwareUpdate                          answer;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
-    rmcf = ngx_stream_get_module_main_conf(s,
+    rmcf = ngx_stream_get_module_main_conf(r->session,
                                         ngx_stream_rustdesk_rendezvous_module);
 
     if (rmcf->software_version.len == 0
@@ -217,7 +219,7 @@ ngx_stream_rustdesk_rendezvous_software(ngx_stream_session_t *s,
             && ngx_strncmp(su->url, rmcf->software_version.data,
                            rmcf->software_version.len) == 0))
     {
-        return;
+        return NGX_OK;
     }
 
     hbb__rendezvous_message__init(&out);
@@ -228,5 +230,5 @@ ngx_stream_rustdesk_rendezvous_software(ngx_stream_session_t *s,
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_SOFTWARE_UPDATE;
     out.software_update = &answer;
 
-    ngx_stream_rustdesk_rendezvous_udp_send(s, &out);
+    return r->send(r, &out);
 }

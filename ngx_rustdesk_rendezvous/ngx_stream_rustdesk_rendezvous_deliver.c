@@ -91,8 +91,8 @@ ngx_stream_rustdesk_rendezvous_wait(ngx_stream_session_t *s)
         cln->handler = ngx_stream_rustdesk_rendezvous_wait_cleanup;
         cln->data = s;
 
-        ctx->wait.ip = ctx->addr;
-        ctx->wait.node.key = ngx_crc32_short((u_char *) &ctx->addr,
+        ctx->wait.ip = ctx->req.addr;
+        ctx->wait.node.key = ngx_crc32_short((u_char *) &ctx->req.addr,
                                              sizeof(ngx_rustdesk_ip_t));
 
         ngx_rbtree_insert(&ngx_stream_rustdesk_rendezvous_waiting,
@@ -102,8 +102,8 @@ ngx_stream_rustdesk_rendezvous_wait(ngx_stream_session_t *s)
 
     /* a retry on the same connection refreshes the entry */
 
-    ngx_rustdesk_waiter_add(rmcf->zone, &ctx->addr, ngx_pid, ngx_current_msec,
-                            s->connection->log);
+    ngx_rustdesk_waiter_add(rmcf->zone, &ctx->req.addr, ngx_pid,
+                            ngx_current_msec, s->connection->log);
 
     return NGX_OK;
 }
@@ -226,12 +226,12 @@ ngx_stream_rustdesk_rendezvous_write_answer(ngx_rustdesk_peer_zone_t *z,
     ngx_rustdesk_peer_count_answer(z, from != ngx_pid);
 
     if (from != ngx_pid) {
-        ngx_log_error(NGX_LOG_INFO, ctx->tcp->session->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, ctx->req.session->connection->log, 0,
                       "rustdesk: answer relayed from worker %P", from);
     }
 
-    if (ngx_rustdesk_tcp_send_raw(ctx->tcp, data, len) != NGX_OK) {
-        ngx_rustdesk_tcp_fail(ctx->tcp);
+    if (ngx_rustdesk_tcp_send_raw(ctx->req.stream, data, len) != NGX_OK) {
+        ngx_rustdesk_tcp_fail(ctx->req.stream);
     }
 }
 
@@ -251,5 +251,5 @@ ngx_stream_rustdesk_rendezvous_wait_cleanup(void *data)
     ngx_rbtree_delete(&ngx_stream_rustdesk_rendezvous_waiting,
                       &ctx->wait.node);
 
-    ngx_rustdesk_waiter_forget(rmcf->zone, &ctx->addr, ngx_pid);
+    ngx_rustdesk_waiter_forget(rmcf->zone, &ctx->req.addr, ngx_pid);
 }

@@ -1,7 +1,8 @@
 /*
  * The rendezvous module's configuration and per-session state, and the
- * functions its files share (the transports, delivery, RegisterPk,
- * registered streams, relay servers, console, database glue).
+ * functions its files share (the transports, the protocol layer and the
+ * files it hands each message to, delivery, registered streams, relay
+ * servers, console, database glue).
  */
 
 #ifndef _NGX_STREAM_RUSTDESK_RENDEZVOUS_MODULE_H_INCLUDED_
@@ -73,15 +74,44 @@ typedef struct {
 } ngx_stream_rustdesk_rendezvous_srv_conf_t;
 
 
+/*
+ * A message's origin, all the protocol layer (..._protocol.c) knows of the
+ * transport it came on: who sent it, on which port, and how to answer.
+ */
+
+#define NGX_RUSTDESK_PORT_MAIN        0   /* TCP (plain or secure), UDP */
+#define NGX_RUSTDESK_PORT_NAT         1   /* the NAT-test port */
+#define NGX_RUSTDESK_PORT_WS          2   /* the WebSocket port */
+
+typedef struct ngx_stream_rustdesk_rendezvous_req_s
+    ngx_stream_rustdesk_rendezvous_req_t;
+
+/* an answer to the client: NGX_OK, or NGX_ERROR (the session ends) */
+typedef ngx_int_t (*ngx_stream_rustdesk_rendezvous_send_pt)(
+    ngx_stream_rustdesk_rendezvous_req_t *r, ngx_rustdesk_msg_t *m);
+
+/* an answer that waited (the handler returned NGX_AGAIN) went out */
+typedef void (*ngx_stream_rustdesk_rendezvous_finish_pt)(
+    ngx_stream_rustdesk_rendezvous_req_t *r);
+
+struct ngx_stream_rustdesk_rendezvous_req_s {
+    ngx_stream_session_t                      *session;
+    ngx_rustdesk_ip_t                          addr;     /* the client */
+    ngx_uint_t                                 port;     /* PORT_* */
+    ngx_rustdesk_tcp_t                        *stream;   /* NULL: a datagram */
+    ngx_stream_rustdesk_rendezvous_send_pt     send;
+    ngx_stream_rustdesk_rendezvous_finish_pt   finish;
+};
+
+
+/* A TCP or WebSocket session's state. */
 typedef struct {
-    ngx_rustdesk_tcp_t          *tcp;
-    ngx_rustdesk_ip_t            addr;             /* the client */
+    ngx_stream_rustdesk_rendezvous_req_t  req;     /* must stay first */
     ngx_rustdesk_ip_node_t       wait;             /* in the worker's tree */
     ngx_str_node_t               peer;             /* registered: its id */
     ngx_queue_t                  writes;           /* RegisterPk in flight */
     ngx_uint_t                   pings;            /* heartbeats unanswered */
     unsigned                     waiting:1;
-    unsigned                     websocket:1;
     unsigned                     upgraded:1;       /* addr is the real one */
     unsigned                     registered:1;     /* peer is in the tree */
     unsigned                     stream_cleanup:1;
@@ -101,49 +131,51 @@ extern ngx_module_t  ngx_stream_rustdesk_rendezvous_module;
 
 
 /*
- * The transports: UDP (..._udp.c; udp_send answers the datagram's
- * sender), TCP and WebSocket (..._tcp.c).
+ * The transports: UDP (..._udp.c), TCP and WebSocket (..._tcp.c).  Each
+ * decodes messages and hands them to the protocol layer.
  */
 void ngx_stream_rustdesk_rendezvous_udp(ngx_stream_session_t *s);
-void ngx_stream_rustdesk_rendezvous_udp_send(ngx_stream_session_t *s,
-    ngx_rustdesk_msg_t *m);
 void ngx_stream_rustdesk_rendezvous_tcp(ngx_stream_session_t *s);
 
-/* RegisterPeer over UDP (..._register.c), answered to its sender. */
-void ngx_stream_rustdesk_rendezvous_register_peer(ngx_stream_session_t *s,
-    Hbb__RegisterPeer *rp, ngx_rustdesk_ip_t *addr);
+/*
+ * The protocol layer (..._protocol.c): which file decides each message,
+ * by the port and transport it came on.  Every handler below returns
+ * NGX_OK (done, the session may go on), NGX_AGAIN (an answer will follow:
+ * r->finish() is called once it went out), NGX_DONE (done, the session
+ * ends once its answers are written) or NGX_ERROR.
+ */
+ngx_int_t ngx_stream_rustdesk_rendezvous_handle(
+    ngx_stream_rustdesk_rendezvous_req_t *r, ngx_rustdesk_msg_t *m);
+
+/* RegisterPeer, RegisterPk from a datagram (..._register.c). */
+ngx_int_t ngx_stream_rustdesk_rendezvous_register_peer(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPeer *rp);
+ngx_int_t ngx_stream_rustdesk_rendezvous_register_datagram(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk);
 
 /* ConfigUpdate from loopback, SoftwareUpdate (..._config_update.c). */
-void ngx_stream_rustdesk_rendezvous_configure(ngx_stream_session_t *s,
-    Hbb__ConfigUpdate *cu, ngx_rustdesk_ip_t *addr);
-void ngx_stream_rustdesk_rendezvous_software(ngx_stream_session_t *s,
-    Hbb__SoftwareUpdate *su);
+ngx_int_t ngx_stream_rustdesk_rendezvous_configure(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__ConfigUpdate *cu);
+ngx_int_t ngx_stream_rustdesk_rendezvous_software(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__SoftwareUpdate *su);
 
-/*
- * Punch hole and relay requests and their answers (..._punch.c): each
- * returns what a framed session's handler returns.  punch_sent: B's
- * PunchHoleSent from any transport (is_udp: a datagram from b).
- */
+/* Punch hole and relay requests and their answers (..._punch.c). */
 ngx_int_t ngx_stream_rustdesk_rendezvous_punch_hole_request(
-    ngx_rustdesk_tcp_t *t, Hbb__PunchHoleRequest *ph);
-ngx_int_t ngx_stream_rustdesk_rendezvous_request_relay(ngx_rustdesk_tcp_t *t,
-    Hbb__RequestRelay *rr);
-ngx_int_t ngx_stream_rustdesk_rendezvous_hole_sent(ngx_rustdesk_tcp_t *t,
-    Hbb__PunchHoleSent *phs);
-void ngx_stream_rustdesk_rendezvous_punch_sent(ngx_stream_session_t *s,
-    Hbb__PunchHoleSent *phs, ngx_rustdesk_ip_t *b, ngx_uint_t is_udp);
-void ngx_stream_rustdesk_rendezvous_udp_hole_sent(ngx_stream_session_t *s,
-    Hbb__PunchHoleSent *phs, ngx_rustdesk_ip_t *addr);
-ngx_int_t ngx_stream_rustdesk_rendezvous_local_addr(ngx_rustdesk_tcp_t *t,
-    Hbb__LocalAddr *la);
-ngx_int_t ngx_stream_rustdesk_rendezvous_relay_response(ngx_rustdesk_tcp_t *t,
-    Hbb__RelayResponse *rr);
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__PunchHoleRequest *ph);
+ngx_int_t ngx_stream_rustdesk_rendezvous_request_relay(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RequestRelay *rr);
+ngx_int_t ngx_stream_rustdesk_rendezvous_hole_sent(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__PunchHoleSent *phs);
+ngx_int_t ngx_stream_rustdesk_rendezvous_local_addr(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__LocalAddr *la);
+ngx_int_t ngx_stream_rustdesk_rendezvous_relay_response(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RelayResponse *rr);
 
 /* The NAT test and the online query (..._nat.c). */
-ngx_int_t ngx_stream_rustdesk_rendezvous_test_nat(ngx_rustdesk_tcp_t *t,
-    Hbb__TestNatRequest *tnr, ngx_uint_t with_config);
-ngx_int_t ngx_stream_rustdesk_rendezvous_online(ngx_rustdesk_tcp_t *t,
-    Hbb__OnlineRequest *req);
+ngx_int_t ngx_stream_rustdesk_rendezvous_test_nat(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__TestNatRequest *tnr);
+ngx_int_t ngx_stream_rustdesk_rendezvous_online(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__OnlineRequest *req);
 
 /*
  * A message to peer B, registered as id at to or on a stream held by
@@ -182,8 +214,8 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_register_write(
 
 /* Streams registered by their peers (PROTOCOL.md section 8). */
 ngx_int_t ngx_stream_rustdesk_rendezvous_stream_init(ngx_cycle_t *cycle);
-ngx_int_t ngx_stream_rustdesk_rendezvous_stream_register(ngx_rustdesk_tcp_t *t,
-    Hbb__RegisterPk *rk);
+ngx_int_t ngx_stream_rustdesk_rendezvous_stream_register(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk);
 ngx_int_t ngx_stream_rustdesk_rendezvous_stream_heard(ngx_rustdesk_tcp_t *t);
 ngx_int_t ngx_stream_rustdesk_rendezvous_stream_heartbeat(
     ngx_rustdesk_tcp_t *t);

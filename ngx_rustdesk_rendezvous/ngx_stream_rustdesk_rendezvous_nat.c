@@ -17,29 +17,26 @@
  */
 
 ngx_int_t
-ngx_stream_rustdesk_rendezvous_test_nat(ngx_rustdesk_tcp_t *t,
-    Hbb__TestNatRequest *tnr, ngx_uint_t with_config)
+ngx_stream_rustdesk_rendezvous_test_nat(ngx_stream_rustdesk_rendezvous_req_t *r,
+    Hbb__TestNatRequest *tnr)
 {
-    ngx_rustdesk_msg_t                     out;
-    Hbb__TestNatResponse                   tnr_out;
-    ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;
-
-    ctx = t->data;
+    ngx_rustdesk_msg_t     out;
+    Hbb__TestNatResponse   tnr_out;
 
     hbb__rendezvous_message__init(&out);
     hbb__test_nat_response__init(&tnr_out);
 
-    tnr_out.port = ctx->addr.port;
+    tnr_out.port = r->addr.port;
 
-    if (with_config) {
-        tnr_out.cu = ngx_stream_rustdesk_rendezvous_config_update(t->session,
+    if (r->port != NGX_RUSTDESK_PORT_NAT) {
+        tnr_out.cu = ngx_stream_rustdesk_rendezvous_config_update(r->session,
                                                                 tnr->serial);
     }
 
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_TEST_NAT_RESPONSE;
     out.test_nat_response = &tnr_out;
 
-    if (ngx_rustdesk_tcp_send(t, &out) != NGX_OK) {
+    if (r->send(r, &out) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -53,7 +50,7 @@ ngx_stream_rustdesk_rendezvous_test_nat(ngx_rustdesk_tcp_t *t,
  */
 
 ngx_int_t
-ngx_stream_rustdesk_rendezvous_online(ngx_rustdesk_tcp_t *t,
+ngx_stream_rustdesk_rendezvous_online(ngx_stream_rustdesk_rendezvous_req_t *r,
     Hbb__OnlineRequest *req)
 {
     size_t                                       i;
@@ -62,7 +59,7 @@ ngx_stream_rustdesk_rendezvous_online(ngx_rustdesk_tcp_t *t,
     Hbb__OnlineResponse                          res;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
-    rmcf = ngx_stream_get_module_main_conf(t->session,
+    rmcf = ngx_stream_get_module_main_conf(r->session,
                                         ngx_stream_rustdesk_rendezvous_module);
 
     hbb__rendezvous_message__init(&out);
@@ -71,7 +68,7 @@ ngx_stream_rustdesk_rendezvous_online(ngx_rustdesk_tcp_t *t,
     res.states.len = (req->n_peers + 7) / 8;
 
     if (res.states.len) {
-        res.states.data = ngx_pcalloc(t->session->connection->pool,
+        res.states.data = ngx_pcalloc(r->session->connection->pool,
                                       res.states.len);
         if (res.states.data == NULL) {
             return NGX_ERROR;
@@ -90,7 +87,7 @@ ngx_stream_rustdesk_rendezvous_online(ngx_rustdesk_tcp_t *t,
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_ONLINE_RESPONSE;
     out.online_response = &res;
 
-    if (ngx_rustdesk_tcp_send(t, &out) != NGX_OK) {
+    if (r->send(r, &out) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -15,7 +15,8 @@
 
 
 static ngx_int_t ngx_stream_rustdesk_rendezvous_punch_failure(
-    ngx_rustdesk_tcp_t *t, Hbb__PunchHoleResponse__Failure failure);
+    ngx_stream_rustdesk_rendezvous_req_t *r,
+    Hbb__PunchHoleResponse__Failure failure);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_requester(
     ngx_stream_session_t *s, ProtobufCBinaryData *mangled,
     ngx_rustdesk_ip_t *a);
@@ -35,8 +36,8 @@ static ProtobufCBinaryData ngx_stream_rustdesk_rendezvous_signed_pk(
  */
 
 ngx_int_t
-ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
-    Hbb__PunchHoleRequest *ph)
+ngx_stream_rustdesk_rendezvous_punch_hole_request(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__PunchHoleRequest *ph)
 {
     char                                        *relay;
     ngx_int_t                                    rc;
@@ -50,13 +51,10 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
     ngx_rustdesk_msg_t                           out;
     Hbb__FetchLocalAddr                          fla;
     ngx_rustdesk_peer_row_t                      row;
-    ngx_stream_rustdesk_rendezvous_ctx_t        *ctx;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
-    c = t->session->connection;
-    ctx = t->data;
-
-    rmcf = ngx_stream_get_module_main_conf(t->session,
+    c = r->session->connection;
+    rmcf = ngx_stream_get_module_main_conf(r->session,
                                         ngx_stream_rustdesk_rendezvous_module);
 
     id.data = (u_char *) ph->id;
@@ -70,7 +68,7 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "rustdesk: punch hole to peer \"%V\" refused: "
                       "wrong key", &id);
-        return ngx_stream_rustdesk_rendezvous_punch_failure(t,
+        return ngx_stream_rustdesk_rendezvous_punch_failure(r,
                        HBB__PUNCH_HOLE_RESPONSE__FAILURE__LICENSE_MISMATCH);
     }
 
@@ -80,15 +78,15 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
     if (rc == NGX_DECLINED) {
         /* known to the database only: offline (a failed lookup: unknown) */
 
-        if (id.len && ngx_stream_rustdesk_rendezvous_db_load(t->session, &id,
+        if (id.len && ngx_stream_rustdesk_rendezvous_db_load(r->session, &id,
                                                              &row)
                       == NGX_OK)
         {
-            return ngx_stream_rustdesk_rendezvous_punch_failure(t,
+            return ngx_stream_rustdesk_rendezvous_punch_failure(r,
                            HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE);
         }
 
-        return ngx_stream_rustdesk_rendezvous_punch_failure(t,
+        return ngx_stream_rustdesk_rendezvous_punch_failure(r,
                        HBB__PUNCH_HOLE_RESPONSE__FAILURE__ID_NOT_EXIST);
     }
 
@@ -96,20 +94,20 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
         || stream == NGX_RUSTDESK_STREAM_CLOSED)
     {
         /* a peer whose stream closed cannot be reached until it is back */
-        return ngx_stream_rustdesk_rendezvous_punch_failure(t,
+        return ngx_stream_rustdesk_rendezvous_punch_failure(r,
                        HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE);
     }
 
-    if (ngx_stream_rustdesk_rendezvous_wait(t->session) != NGX_OK) {
+    if (ngx_stream_rustdesk_rendezvous_wait(r->session) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ngx_rustdesk_punch_log(rmcf->zone, &ctx->addr, &id, &b, ngx_current_msec);
+    ngx_rustdesk_punch_log(rmcf->zone, &r->addr, &id, &b, ngx_current_msec);
 
-    a_lan = ngx_stream_rustdesk_rendezvous_is_lan(rmcf, &ctx->addr);
+    a_lan = ngx_stream_rustdesk_rendezvous_is_lan(rmcf, &r->addr);
     b_lan = ngx_stream_rustdesk_rendezvous_is_lan(rmcf, &b);
 
-    relay = ngx_stream_rustdesk_rendezvous_relay_server(t->session);
+    relay = ngx_stream_rustdesk_rendezvous_relay_server(r->session);
     nat_type = ph->nat_type;
 
     if (ngx_stream_rustdesk_rendezvous_always_relay(rmcf) || (a_lan ^ b_lan)) {
@@ -122,18 +120,18 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
 
     /* a WebSocket client cannot take a local connection: never FetchLocalAddr */
 
-    same = !ctx->websocket
+    same = r->port != NGX_RUSTDESK_PORT_WS
            && ((a_lan && b_lan)
-               || (ctx->addr.family == b.family
-                   && ngx_memcmp(ctx->addr.addr, b.addr,
+               || (r->addr.family == b.family
+                   && ngx_memcmp(r->addr.addr, b.addr,
                                  b.family == AF_INET ? 4 : 16) == 0));
 
     hbb__rendezvous_message__init(&out);
 
     if (same) {
         hbb__fetch_local_addr__init(&fla);
-        fla.socket_addr = ngx_stream_rustdesk_rendezvous_mangle(t->session,
-                                                                &ctx->addr);
+        fla.socket_addr = ngx_stream_rustdesk_rendezvous_mangle(r->session,
+                                                                &r->addr);
         fla.relay_server = relay;
         fla.socket_addr_v6 = ph->socket_addr_v6;
 
@@ -142,8 +140,8 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
 
     } else {
         hbb__punch_hole__init(&hole);
-        hole.socket_addr = ngx_stream_rustdesk_rendezvous_mangle(t->session,
-                                                                 &ctx->addr);
+        hole.socket_addr = ngx_stream_rustdesk_rendezvous_mangle(r->session,
+                                                                 &r->addr);
         hole.relay_server = relay;
         hole.nat_type = nat_type;
 
@@ -161,12 +159,12 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
                    "rustdesk: %s to peer \"%V\"",
                    same ? "fetch local addr" : "punch hole", &id);
 
-    if (ngx_stream_rustdesk_rendezvous_to_peer(t->session, &id, &b, stream,
+    if (ngx_stream_rustdesk_rendezvous_to_peer(r->session, &id, &b, stream,
                                                &out)
         == NGX_DECLINED)
     {
         /* its stream is gone (its worker died): not reachable now */
-        return ngx_stream_rustdesk_rendezvous_punch_failure(t,
+        return ngx_stream_rustdesk_rendezvous_punch_failure(r,
                        HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE);
     }
 
@@ -177,8 +175,8 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(ngx_rustdesk_tcp_t *t,
 /* A asks B to meet at a relay: B hears it over UDP with A's address. */
 
 ngx_int_t
-ngx_stream_rustdesk_rendezvous_request_relay(ngx_rustdesk_tcp_t *t,
-    Hbb__RequestRelay *rr)
+ngx_stream_rustdesk_rendezvous_request_relay(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RequestRelay *rr)
 {
     ngx_str_t                                    id;
     ngx_pid_t                                    stream;
@@ -186,15 +184,12 @@ ngx_stream_rustdesk_rendezvous_request_relay(ngx_rustdesk_tcp_t *t,
     ngx_rustdesk_ip_t                            b;
     Hbb__RequestRelay                            fwd;
     ngx_rustdesk_msg_t                           out;
-    ngx_stream_rustdesk_rendezvous_ctx_t        *ctx;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
-    ctx = t->data;
-
-    rmcf = ngx_stream_get_module_main_conf(t->session,
+    rmcf = ngx_stream_get_module_main_conf(r->session,
                                         ngx_stream_rustdesk_rendezvous_module);
 
-    if (ngx_stream_rustdesk_rendezvous_wait(t->session) != NGX_OK) {
+    if (ngx_stream_rustdesk_rendezvous_wait(r->session) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -212,86 +207,101 @@ ngx_stream_rustdesk_rendezvous_request_relay(ngx_rustdesk_tcp_t *t,
     /* a copy, so that fields this server does not know travel on */
 
     fwd = *rr;
-    fwd.socket_addr = ngx_stream_rustdesk_rendezvous_mangle(t->session,
-                                                            &ctx->addr);
+    fwd.socket_addr = ngx_stream_rustdesk_rendezvous_mangle(r->session,
+                                                            &r->addr);
 
     hbb__rendezvous_message__init(&out);
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REQUEST_RELAY;
     out.request_relay = &fwd;
 
-    (void) ngx_stream_rustdesk_rendezvous_to_peer(t->session, &id, &b, stream,
+    (void) ngx_stream_rustdesk_rendezvous_to_peer(r->session, &id, &b, stream,
                                                   &out);
 
     return NGX_OK;
 }
 
 
-/* B punched: A learns B's address as seen here and B's signed key. */
-
-ngx_int_t
-ngx_stream_rustdesk_rendezvous_hole_sent(ngx_rustdesk_tcp_t *t,
-    Hbb__PunchHoleSent *phs)
-{
-    ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;
-
-    ctx = t->data;
-
-    ngx_stream_rustdesk_rendezvous_punch_sent(t->session, phs, &ctx->addr, 0);
-
-    return NGX_DONE;
-}
-
-
 /*
- * B's PunchHoleSent, over TCP or (is_udp) over UDP from the socket it
- * punches with: A gets PunchHoleResponse with B's address as the server
- * sees it, B's signed key and B's direct-connection fields.  Nothing goes
- * back to B.
+ * B punched: A gets PunchHoleResponse with B's address as the server sees
+ * it, B's signed key and B's direct-connection fields.  Nothing goes back
+ * to B.  Over UDP, B sends it from a new socket, the one it punches with,
+ * so that A learns the address the server sees for that socket
+ * (PROTOCOL.md section 8); it is taken only from the IP B registered
+ * from, so that a datagram from elsewhere cannot point A's punching at a
+ * third party.
  */
 
-void
-ngx_stream_rustdesk_rendezvous_punch_sent(ngx_stream_session_t *s,
-    Hbb__PunchHoleSent *phs, ngx_rustdesk_ip_t *b, ngx_uint_t is_udp)
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_hole_sent(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__PunchHoleSent *phs)
 {
-    ngx_rustdesk_ip_t        a;
-    ngx_rustdesk_msg_t       out;
-    Hbb__PunchHoleResponse   phr;
+    ngx_str_t                                    id;
+    ngx_pid_t                                    stream;
+    ngx_uint_t                                   online;
+    ngx_rustdesk_ip_t                            a, b;
+    ngx_rustdesk_msg_t                           out;
+    Hbb__PunchHoleResponse                       phr;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
-    if (ngx_stream_rustdesk_rendezvous_requester(s, &phs->socket_addr, &a)
+    if (r->stream == NULL) {
+        rmcf = ngx_stream_get_module_main_conf(r->session,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+        id.data = (u_char *) phs->id;
+        id.len = ngx_strlen(phs->id);
+
+        if (ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec,
+                                     &online, &b, &stream)
+            != NGX_OK
+            || !online
+            || ngx_rustdesk_ip_cmp(&b, &r->addr, 0) != 0)
+        {
+            ngx_log_debug1(NGX_LOG_DEBUG_STREAM, r->session->connection->log,
+                           0, "rustdesk: udp punch hole sent for \"%V\" not "
+                           "from its registered IP, ignored", &id);
+            return NGX_OK;
+        }
+    }
+
+    if (ngx_stream_rustdesk_rendezvous_requester(r->session, &phs->socket_addr,
+                                                 &a)
         != NGX_OK)
     {
-        return;
+        return NGX_DONE;
     }
 
     hbb__rendezvous_message__init(&out);
     hbb__punch_hole_response__init(&phr);
 
-    phr.socket_addr = ngx_stream_rustdesk_rendezvous_mangle(s, b);
-    phr.pk = ngx_stream_rustdesk_rendezvous_signed_pk(s, phs->version,
-                                                      phs->id);
+    phr.socket_addr = ngx_stream_rustdesk_rendezvous_mangle(r->session,
+                                                            &r->addr);
+    phr.pk = ngx_stream_rustdesk_rendezvous_signed_pk(r->session,
+                                                      phs->version, phs->id);
     phr.relay_server = phs->relay_server;
     phr.union_case = HBB__PUNCH_HOLE_RESPONSE__UNION_NAT_TYPE;
     phr.nat_type = phs->nat_type;
     phr.upnp_port = phs->upnp_port;
     phr.socket_addr_v6 = phs->socket_addr_v6;
-    phr.is_udp = is_udp;
+    phr.is_udp = (r->stream == NULL);
 
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_RESPONSE;
     out.punch_hole_response = &phr;
 
-    ngx_stream_rustdesk_rendezvous_answer(s, &a, &out);
+    ngx_stream_rustdesk_rendezvous_answer(r->session, &a, &out);
+
+    return NGX_DONE;
 }
 
 
 ngx_int_t
-ngx_stream_rustdesk_rendezvous_local_addr(ngx_rustdesk_tcp_t *t,
-    Hbb__LocalAddr *la)
+ngx_stream_rustdesk_rendezvous_local_addr(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__LocalAddr *la)
 {
     ngx_rustdesk_ip_t         a;
     ngx_rustdesk_msg_t        out;
     Hbb__PunchHoleResponse    phr;
 
-    if (ngx_stream_rustdesk_rendezvous_requester(t->session, &la->socket_addr,
+    if (ngx_stream_rustdesk_rendezvous_requester(r->session, &la->socket_addr,
                                                  &a)
         != NGX_OK)
     {
@@ -302,7 +312,7 @@ ngx_stream_rustdesk_rendezvous_local_addr(ngx_rustdesk_tcp_t *t,
     hbb__punch_hole_response__init(&phr);
 
     phr.socket_addr = la->local_addr;
-    phr.pk = ngx_stream_rustdesk_rendezvous_signed_pk(t->session,
+    phr.pk = ngx_stream_rustdesk_rendezvous_signed_pk(r->session,
                                                       la->version, la->id);
     phr.relay_server = la->relay_server;
     phr.union_case = HBB__PUNCH_HOLE_RESPONSE__UNION_IS_LOCAL;
@@ -312,7 +322,7 @@ ngx_stream_rustdesk_rendezvous_local_addr(ngx_rustdesk_tcp_t *t,
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_RESPONSE;
     out.punch_hole_response = &phr;
 
-    ngx_stream_rustdesk_rendezvous_answer(t->session, &a, &out);
+    ngx_stream_rustdesk_rendezvous_answer(r->session, &a, &out);
 
     return NGX_DONE;
 }
@@ -325,18 +335,18 @@ ngx_stream_rustdesk_rendezvous_local_addr(ngx_rustdesk_tcp_t *t,
  */
 
 ngx_int_t
-ngx_stream_rustdesk_rendezvous_relay_response(ngx_rustdesk_tcp_t *t,
-    Hbb__RelayResponse *rr)
+ngx_stream_rustdesk_rendezvous_relay_response(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RelayResponse *rr)
 {
     ngx_rustdesk_ip_t                            a;
     Hbb__RelayResponse                           fwd;
     ngx_rustdesk_msg_t                           out;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
-    rmcf = ngx_stream_get_module_main_conf(t->session,
+    rmcf = ngx_stream_get_module_main_conf(r->session,
                                         ngx_stream_rustdesk_rendezvous_module);
 
-    if (ngx_stream_rustdesk_rendezvous_requester(t->session, &rr->socket_addr,
+    if (ngx_stream_rustdesk_rendezvous_requester(r->session, &rr->socket_addr,
                                                  &a)
         != NGX_OK)
     {
@@ -349,7 +359,7 @@ ngx_stream_rustdesk_rendezvous_relay_response(ngx_rustdesk_tcp_t *t,
 
     if (rr->union_case == HBB__RELAY_RESPONSE__UNION_ID && rr->id[0]) {
         fwd.union_case = HBB__RELAY_RESPONSE__UNION_PK;
-        fwd.pk = ngx_stream_rustdesk_rendezvous_signed_pk(t->session,
+        fwd.pk = ngx_stream_rustdesk_rendezvous_signed_pk(r->session,
                                                           rr->version, rr->id);
     }
 
@@ -363,7 +373,7 @@ ngx_stream_rustdesk_rendezvous_relay_response(ngx_rustdesk_tcp_t *t,
                    && ngx_strcmp(rr->relay_server, rmcf->local_ip.data) == 0)
         {
             fwd.relay_server = ngx_stream_rustdesk_rendezvous_relay_server(
-                                                                  t->session);
+                                                                  r->session);
         }
     }
 
@@ -371,7 +381,7 @@ ngx_stream_rustdesk_rendezvous_relay_response(ngx_rustdesk_tcp_t *t,
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_RELAY_RESPONSE;
     out.relay_response = &fwd;
 
-    ngx_stream_rustdesk_rendezvous_answer(t->session, &a, &out);
+    ngx_stream_rustdesk_rendezvous_answer(r->session, &a, &out);
 
     return NGX_DONE;
 }
@@ -482,7 +492,8 @@ ngx_stream_rustdesk_rendezvous_signed_pk(ngx_stream_session_t *s,
 /* The answer to a failed PunchHoleRequest; A may retry on the connection. */
 
 static ngx_int_t
-ngx_stream_rustdesk_rendezvous_punch_failure(ngx_rustdesk_tcp_t *t,
+ngx_stream_rustdesk_rendezvous_punch_failure(
+    ngx_stream_rustdesk_rendezvous_req_t *r,
     Hbb__PunchHoleResponse__Failure failure)
 {
     ngx_rustdesk_msg_t        out;
@@ -495,49 +506,9 @@ ngx_stream_rustdesk_rendezvous_punch_failure(ngx_rustdesk_tcp_t *t,
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_RESPONSE;
     out.punch_hole_response = &phr;
 
-    if (ngx_rustdesk_tcp_send(t, &out) != NGX_OK) {
+    if (r->send(r, &out) != NGX_OK) {
         return NGX_ERROR;
     }
 
     return NGX_OK;
-}
-
-
-/*
- * PunchHoleSent over UDP: B sends it from a new socket, the one it punches
- * with, so that A learns the address the server sees for that socket
- * (PROTOCOL.md section 8).  It is taken only from the IP B registered
- * from, so that a datagram from elsewhere cannot point A's punching at a
- * third party, and only passed on to A, never answered.
- */
-
-void
-ngx_stream_rustdesk_rendezvous_udp_hole_sent(ngx_stream_session_t *s,
-    Hbb__PunchHoleSent *phs, ngx_rustdesk_ip_t *addr)
-{
-    ngx_str_t                                    id;
-    ngx_pid_t                                    stream;
-    ngx_uint_t                                   online;
-    ngx_rustdesk_ip_t                            b;
-    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
-
-    rmcf = ngx_stream_get_module_main_conf(s,
-                                        ngx_stream_rustdesk_rendezvous_module);
-
-    id.data = (u_char *) phs->id;
-    id.len = ngx_strlen(phs->id);
-
-    if (ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec, &online,
-                                 &b, &stream)
-        != NGX_OK
-        || !online
-        || ngx_rustdesk_ip_cmp(&b, addr, 0) != 0)
-    {
-        ngx_log_debug1(NGX_LOG_DEBUG_STREAM, s->connection->log, 0,
-                       "rustdesk: udp punch hole sent for \"%V\" not from "
-                       "its registered IP, ignored", &id);
-        return;
-    }
-
-    ngx_stream_rustdesk_rendezvous_punch_sent(s, phs, addr, 1);
 }

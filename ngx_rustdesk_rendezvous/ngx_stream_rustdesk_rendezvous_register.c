@@ -2,10 +2,11 @@
  * Registration (PROTOCOL.md section 6).  RegisterPk, the same over UDP
  * and over a TCP or WebSocket stream (section 8): the id and IP-blocker
  * checks, the peer table, the database on a memory miss, and the write of
- * what changed; the callers send the answer, at once or when the write is
- * done.  RegisterPeer, the UDP heartbeat: the address refreshed, the key
- * asked for when the table does not know it, a ConfigUpdate when the
- * client's serial is older.
+ * what changed; the answer goes out at once or when the write is done
+ * (from a datagram: here; on a stream: ..._stream.c, which also makes the
+ * stream the peer's way in).  RegisterPeer, the UDP heartbeat: the
+ * address refreshed, the key asked for when the table does not know it, a
+ * ConfigUpdate when the client's serial is older.
  */
 
 #include <ngx_config.h>
@@ -13,6 +14,13 @@
 #include <ngx_stream.h>
 
 #include "ngx_stream_rustdesk_rendezvous_module.h"
+
+
+static void ngx_stream_rustdesk_rendezvous_register_written(void *data,
+    ngx_int_t rc);
+static ngx_int_t ngx_stream_rustdesk_rendezvous_register_reply(
+    ngx_stream_rustdesk_rendezvous_req_t *r,
+    Hbb__RegisterPkResponse__Result result);
 
 
 ngx_int_t
@@ -163,15 +171,89 @@ ngx_stream_rustdesk_rendezvous_register_write(
 }
 
 
+/*
+ * RegisterPk from a datagram: NGX_AGAIN while the answer waits for the
+ * database write.
+ */
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_register_datagram(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk)
+{
+    ngx_int_t                             rc;
+    ngx_connection_t                     *c;
+    ngx_stream_rustdesk_rendezvous_pk_t   pk;
+
+    c = r->session->connection;
+
+    pk.req.addr = r->addr;
+    pk.req.stream = NGX_RUSTDESK_STREAM_NONE;
+
+    rc = ngx_stream_rustdesk_rendezvous_register_pk(r->session, rk, &pk,
+                                                    c->pool);
+    if (rc == NGX_DONE) {
+        return NGX_OK;
+    }
+
+    if (pk.result == HBB__REGISTER_PK_RESPONSE__RESULT__OK
+        && pk.change.write)
+    {
+        rc = ngx_stream_rustdesk_rendezvous_register_write(&pk, c->pool,
+                                ngx_stream_rustdesk_rendezvous_register_written,
+                                r, c->log);
+        if (rc == NGX_AGAIN) {
+            return NGX_AGAIN;
+        }
+
+        pk.result = HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
+    }
+
+    return ngx_stream_rustdesk_rendezvous_register_reply(r, pk.result);
+}
+
+
+static void
+ngx_stream_rustdesk_rendezvous_register_written(void *data, ngx_int_t rc)
+{
+    ngx_stream_rustdesk_rendezvous_req_t  *r = data;
+
+    (void) ngx_stream_rustdesk_rendezvous_register_reply(r,
+                   rc == NGX_OK ? HBB__REGISTER_PK_RESPONSE__RESULT__OK
+                                : HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR);
+
+    r->finish(r);
+}
+
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_register_reply(
+    ngx_stream_rustdesk_rendezvous_req_t *r,
+    Hbb__RegisterPkResponse__Result result)
+{
+    ngx_rustdesk_msg_t        out;
+    Hbb__RegisterPkResponse   rpr;
+
+    hbb__rendezvous_message__init(&out);
+    hbb__register_pk_response__init(&rpr);
+
+    rpr.result = result;
+    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PK_RESPONSE;
+    out.register_pk_response = &rpr;
+
+    return r->send(r, &out);
+}
+
+
 /* RegisterPeer: RegisterPeerResponse{request_pk}, then any ConfigUpdate. */
 
-void
-ngx_stream_rustdesk_rendezvous_register_peer(ngx_stream_session_t *s,
-    Hbb__RegisterPeer *rp, ngx_rustdesk_ip_t *addr)
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_register_peer(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPeer *rp)
 {
     u_char                                      *p;
     ngx_str_t                                    id;
     ngx_uint_t                                   request_pk, ip_change;
+    ngx_connection_t                            *c;
     Hbb__ConfigUpdate                           *cu;
     ngx_rustdesk_msg_t                           out;
     Hbb__RegisterPeerResponse                    rpr;
@@ -182,20 +264,20 @@ ngx_stream_rustdesk_rendezvous_register_peer(ngx_stream_session_t *s,
     id.len = ngx_strlen(rp->id);
 
     if (id.len == 0) {
-        return;
+        return NGX_OK;
     }
 
-    rmcf = ngx_stream_get_module_main_conf(s,
+    rmcf = ngx_stream_get_module_main_conf(r->session,
                                         ngx_stream_rustdesk_rendezvous_module);
 
-    ngx_rustdesk_peer_register(rmcf->zone, &id, addr, ngx_current_msec,
+    ngx_rustdesk_peer_register(rmcf->zone, &id, &r->addr, ngx_current_msec,
                                &request_pk, &ip_change);
 
     if (ip_change) {
-        p = text + ngx_sock_ntop(s->connection->sockaddr,
-                                 s->connection->socklen, text,
+        c = r->session->connection;
+        p = text + ngx_sock_ntop(c->sockaddr, c->socklen, text,
                                  NGX_SOCKADDR_STRLEN, 1);
-        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "rustdesk: IP change of peer \"%V\" to %*s",
                       &id, p - text, text);
     }
@@ -207,15 +289,19 @@ ngx_stream_rustdesk_rendezvous_register_peer(ngx_stream_session_t *s,
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PEER_RESPONSE;
     out.register_peer_response = &rpr;
 
-    ngx_stream_rustdesk_rendezvous_udp_send(s, &out);
+    if (r->send(r, &out) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
-    cu = ngx_stream_rustdesk_rendezvous_config_update(s, rp->serial);
+    cu = ngx_stream_rustdesk_rendezvous_config_update(r->session, rp->serial);
 
     if (cu) {
         hbb__rendezvous_message__init(&out);
         out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_CONFIGURE_UPDATE;
         out.configure_update = cu;
 
-        ngx_stream_rustdesk_rendezvous_udp_send(s, &out);
+        return r->send(r, &out);
     }
+
+    return NGX_OK;
 }

@@ -73,18 +73,20 @@ ngx_stream_rustdesk_rendezvous_stream_init(ngx_cycle_t *cycle)
  */
 
 ngx_int_t
-ngx_stream_rustdesk_rendezvous_stream_register(ngx_rustdesk_tcp_t *t,
-    Hbb__RegisterPk *rk)
+ngx_stream_rustdesk_rendezvous_stream_register(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk)
 {
     ngx_int_t                                    rc;
     ngx_pool_t                                  *pool;
     ngx_connection_t                            *c;
+    ngx_rustdesk_tcp_t                          *t;
     ngx_pool_cleanup_t                          *cln;
     ngx_stream_rustdesk_rendezvous_pk_t          pk;
     ngx_stream_rustdesk_rendezvous_reg_t        *reg;
     ngx_stream_rustdesk_rendezvous_ctx_t        *ctx;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
+    t = r->stream;
     c = t->session->connection;
     ctx = t->data;
 
@@ -112,7 +114,7 @@ ngx_stream_rustdesk_rendezvous_stream_register(ngx_rustdesk_tcp_t *t,
         return NGX_ERROR;
     }
 
-    pk.req.addr = ctx->addr;
+    pk.req.addr = ctx->req.addr;
     pk.req.stream = ngx_pid;
 
     rc = ngx_stream_rustdesk_rendezvous_register_pk(t->session, rk, &pk, pool);
@@ -188,7 +190,7 @@ ngx_stream_rustdesk_rendezvous_stream_written(void *data, ngx_int_t rc)
                                 : HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR)
             != NGX_OK)
         {
-            ngx_rustdesk_tcp_fail(ctx->tcp);
+            ngx_rustdesk_tcp_fail(ctx->req.stream);
         }
     }
 
@@ -205,7 +207,7 @@ ngx_stream_rustdesk_rendezvous_stream_reply(
     Hbb__RegisterPkResponse                      rpr;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
-    rmcf = ngx_stream_get_module_main_conf(ctx->tcp->session,
+    rmcf = ngx_stream_get_module_main_conf(ctx->req.session,
                                         ngx_stream_rustdesk_rendezvous_module);
 
     hbb__rendezvous_message__init(&out);
@@ -218,7 +220,7 @@ ngx_stream_rustdesk_rendezvous_stream_reply(
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PK_RESPONSE;
     out.register_pk_response = &rpr;
 
-    return ngx_rustdesk_tcp_send(ctx->tcp, &out);
+    return ngx_rustdesk_tcp_send(ctx->req.stream, &out);
 }
 
 
@@ -256,14 +258,14 @@ ngx_stream_rustdesk_rendezvous_stream_bind(ngx_rustdesk_tcp_t *t,
     old = ngx_stream_rustdesk_rendezvous_stream_find(id);
 
     if (old) {
-        ngx_log_error(NGX_LOG_INFO, old->tcp->session->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, old->req.session->connection->log, 0,
                       "rustdesk: peer \"%V\" registered again on another "
                       "stream, closing this one", id);
 
         ngx_rbtree_delete(&ngx_stream_rustdesk_rendezvous_streams,
                           &old->peer.node);
         old->registered = 0;
-        ngx_rustdesk_tcp_fail(old->tcp);
+        ngx_rustdesk_tcp_fail(old->req.stream);
     }
 
     if (ctx->peer.str.data == NULL) {
@@ -305,7 +307,7 @@ ngx_stream_rustdesk_rendezvous_stream_unbind(
 {
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
-    rmcf = ngx_stream_get_module_main_conf(ctx->tcp->session,
+    rmcf = ngx_stream_get_module_main_conf(ctx->req.session,
                                         ngx_stream_rustdesk_rendezvous_module);
 
     ngx_rbtree_delete(&ngx_stream_rustdesk_rendezvous_streams,
@@ -484,8 +486,8 @@ ngx_stream_rustdesk_rendezvous_stream_send(ngx_stream_session_t *s,
             return NGX_DECLINED;
         }
 
-        if (ngx_rustdesk_tcp_send(ctx->tcp, m) != NGX_OK) {
-            ngx_rustdesk_tcp_fail(ctx->tcp);
+        if (ngx_rustdesk_tcp_send(ctx->req.stream, m) != NGX_OK) {
+            ngx_rustdesk_tcp_fail(ctx->req.stream);
             return NGX_DECLINED;
         }
 
@@ -565,15 +567,15 @@ ngx_stream_rustdesk_rendezvous_stream_deliver(ngx_rustdesk_peer_zone_t *z,
         return;
     }
 
-    ngx_log_debug2(NGX_LOG_DEBUG_STREAM, ctx->tcp->session->connection->log,
+    ngx_log_debug2(NGX_LOG_DEBUG_STREAM, ctx->req.session->connection->log,
                    0, "rustdesk: message for peer \"%V\" from worker %P",
                    &id, from);
 
-    if (ngx_rustdesk_tcp_send_raw(ctx->tcp, data + 1 + id.len,
+    if (ngx_rustdesk_tcp_send_raw(ctx->req.stream, data + 1 + id.len,
                                   len - 1 - id.len)
         != NGX_OK)
     {
-        ngx_rustdesk_tcp_fail(ctx->tcp);
+        ngx_rustdesk_tcp_fail(ctx->req.stream);
     }
 }
 
@@ -609,7 +611,7 @@ ngx_stream_rustdesk_rendezvous_stream_cleanup(void *data)
     ngx_stream_rustdesk_rendezvous_reg_t  *reg;
 
     if (ctx->registered) {
-        ngx_log_error(NGX_LOG_INFO, ctx->tcp->session->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, ctx->req.session->connection->log, 0,
                       "rustdesk: stream of peer \"%V\" closed",
                       &ctx->peer.str);
 
