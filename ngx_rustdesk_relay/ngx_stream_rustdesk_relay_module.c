@@ -187,7 +187,7 @@ static ngx_command_t  ngx_stream_rustdesk_relay_commands[] = {
 
 
 static ngx_stream_module_t  ngx_stream_rustdesk_relay_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_stream_rustdesk_relay_add_variables, /* preconfiguration */
     ngx_stream_rustdesk_relay_postconfiguration, /* postconfiguration */
 
     ngx_stream_rustdesk_relay_create_main_conf,  /* create main conf */
@@ -286,6 +286,7 @@ static ngx_int_t
 ngx_stream_rustdesk_relay_postconfiguration(ngx_conf_t *cf)
 {
     ngx_str_t                               name;
+    ngx_stream_module_t                    *log_ctx;
     ngx_stream_rustdesk_relay_main_conf_t  *lmcf;
 
     lmcf = ngx_stream_conf_get_module_main_conf(cf,
@@ -308,6 +309,15 @@ ngx_stream_rustdesk_relay_postconfiguration(ngx_conf_t *cf)
                                           lmcf->files[NGX_RUSTDESK_BLACKLIST];
         lmcf->zone->files[NGX_RUSTDESK_BLOCKLIST] =
                                           lmcf->files[NGX_RUSTDESK_BLOCKLIST];
+
+        /* for sessions whose partner's access log line tells of them */
+
+        log_ctx = ngx_stream_log_module.ctx;
+
+        lmcf->unlogged = log_ctx->create_srv_conf(cf);
+        if (lmcf->unlogged == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     /*
@@ -544,6 +554,9 @@ ngx_stream_rustdesk_relay_init_process(ngx_cycle_t *cycle)
 
     ngx_stream_rustdesk_relay_buf_init(lmcf->buffer_size);
 
+    /* relay sessions brokered by this nginx's rendezvous, if it runs */
+    lmcf->brokered = ngx_rustdesk_brokered_lookup(cycle);
+
     return ngx_stream_rustdesk_relay_pair_init(cycle);
 }
 
@@ -600,6 +613,7 @@ ngx_stream_rustdesk_relay_accept(ngx_stream_session_t *s, ngx_uint_t ws)
     side->connection = c;
     side->session = s;
     side->ws = ws;
+    side->result = "no_request";     /* until a RequestRelay comes */
     side->ip.data = side->ip_text;
     side->ip.len = ngx_rustdesk_relay_sockaddr_ip(c->sockaddr, side->ip_text);
 
@@ -608,6 +622,8 @@ ngx_stream_rustdesk_relay_accept(ngx_stream_session_t *s, ngx_uint_t ws)
     {
         ngx_log_error(NGX_LOG_INFO, c->log, 0, "rustdesk: %V blocked",
                       &side->ip);
+        side->result = "blocked";
+        ngx_stream_set_ctx(s, side, ngx_stream_rustdesk_relay_module);
         ngx_stream_finalize_session(s, NGX_STREAM_FORBIDDEN);
         return;
     }
@@ -662,6 +678,7 @@ ngx_stream_rustdesk_relay_first_message(ngx_rustdesk_tcp_t *t,
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "rustdesk: relay client sent %s instead of RequestRelay",
                       ngx_rustdesk_msg_name(m));
+        side->result = "bad_request";
         return NGX_ERROR;
     }
 
@@ -678,6 +695,7 @@ ngx_stream_rustdesk_relay_first_message(ngx_rustdesk_tcp_t *t,
         {
             ngx_log_error(NGX_LOG_INFO, c->log, 0, "rustdesk: %V blocked",
                           &side->ip);
+            side->result = "blocked";
             return NGX_ERROR;
         }
     }
@@ -691,6 +709,7 @@ ngx_stream_rustdesk_relay_first_message(ngx_rustdesk_tcp_t *t,
             ngx_log_error(NGX_LOG_WARN, c->log, 0,
                           "rustdesk: relay refused to %V: wrong key",
                           &side->ip);
+            side->result = "key_mismatch";
             return NGX_ERROR;
         }
     }
@@ -701,6 +720,7 @@ ngx_stream_rustdesk_relay_first_message(ngx_rustdesk_tcp_t *t,
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "rustdesk: relay request with %s uuid",
                       len ? "too long a" : "no");
+        side->result = "bad_request";
         return NGX_ERROR;
     }
 
@@ -711,6 +731,7 @@ ngx_stream_rustdesk_relay_first_message(ngx_rustdesk_tcp_t *t,
 
     side->uuid.len = len;
     ngx_memcpy(side->uuid.data, rr->uuid, len);
+    side->result = "no_partner";
 
     /* from here the relay has the connection; the framed session is done */
 

@@ -52,6 +52,8 @@ static ngx_stream_rustdesk_relay_side_t *ngx_stream_rustdesk_relay_adopt(
     ngx_stream_rustdesk_relay_side_t *a,
     ngx_stream_rustdesk_relay_handoff_t *h, u_char *rest, size_t len,
     ngx_socket_t fd);
+static void ngx_stream_rustdesk_relay_note_pair(
+    ngx_stream_rustdesk_relay_side_t *a, ngx_stream_rustdesk_relay_side_t *b);
 static void ngx_stream_rustdesk_relay_make_pair(
     ngx_stream_rustdesk_relay_side_t *a, ngx_stream_rustdesk_relay_side_t *b);
 static ngx_int_t ngx_stream_rustdesk_relay_keep(
@@ -113,6 +115,7 @@ ngx_stream_rustdesk_relay_request(ngx_stream_rustdesk_relay_side_t *side,
                                            ngx_stream_rustdesk_relay_module);
 
     if (ngx_stream_rustdesk_relay_keep(side, rest, len) != NGX_OK) {
+        side->result = "error";
         ngx_stream_rustdesk_relay_close_side(side);
         return;
     }
@@ -135,6 +138,7 @@ ngx_stream_rustdesk_relay_request(ngx_stream_rustdesk_relay_side_t *side,
             ngx_log_error(ngx_rustdesk_relay_zone_full(lmcf->zone), c->log, 0,
                           "rustdesk: relay zone is full, relay request \"%V\" "
                           "refused", &side->uuid);
+            side->result = "zone_full";
             ngx_stream_rustdesk_relay_close_side(side);
             return;
         }
@@ -146,6 +150,7 @@ ngx_stream_rustdesk_relay_request(ngx_stream_rustdesk_relay_side_t *side,
                 ngx_log_error(NGX_LOG_INFO, c->log, 0,
                               "rustdesk: partner of relay \"%V\" is gone",
                               &side->uuid);
+                side->result = "no_partner";
                 ngx_stream_rustdesk_relay_close_side(side);
                 return;
             }
@@ -166,6 +171,15 @@ ngx_stream_rustdesk_relay_request(ngx_stream_rustdesk_relay_side_t *side,
 
         if (rc != NGX_DECLINED) {
             /* handed over, or failed and logged: this session ends */
+
+            if (rc == NGX_OK) {
+                /* the partner's worker logs the pair */
+                side->quiet = 1;
+
+            } else {
+                side->result = "error";
+            }
+
             ngx_stream_rustdesk_relay_close_side(side);
             return;
         }
@@ -176,6 +190,7 @@ ngx_stream_rustdesk_relay_request(ngx_stream_rustdesk_relay_side_t *side,
     ngx_log_error(NGX_LOG_INFO, c->log, 0,
                   "rustdesk: relay request \"%V\" found only stale entries",
                   &side->uuid);
+    side->result = "no_partner";
     ngx_stream_rustdesk_relay_close_side(side);
 }
 
@@ -230,6 +245,7 @@ ngx_stream_rustdesk_relay_waiting(ngx_event_t *rev)
     side = c->data;
 
     if (c->close) {
+        side->result = "shutdown";
         ngx_stream_rustdesk_relay_close_side(side);
         return;
     }
@@ -241,6 +257,7 @@ ngx_stream_rustdesk_relay_waiting(ngx_event_t *rev)
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "rustdesk: no partner for relay \"%V\" within %M ms",
                       &side->uuid, lmcf->pair_timeout);
+        side->result = "no_partner";
         ngx_stream_rustdesk_relay_close_side(side);
         return;
     }
@@ -269,6 +286,7 @@ ngx_stream_rustdesk_relay_waiting(ngx_event_t *rev)
                   "rustdesk: relay client of \"%V\" left before its partner "
                   "came", &side->uuid);
 
+    side->result = "closed";
     ngx_stream_rustdesk_relay_close_side(side);
 }
 
@@ -477,6 +495,9 @@ ngx_stream_rustdesk_relay_pipe(ngx_stream_rustdesk_relay_side_t *side,
     ngx_log_debug1(NGX_LOG_DEBUG_STREAM, side->connection->log, 0,
                    "rustdesk: relay \"%V\" carried to the partner's worker",
                    &side->uuid);
+
+    /* the partner's worker logs the pair */
+    side->quiet = 1;
 
     p->a = side;
     p->b = b;
@@ -697,10 +718,13 @@ ngx_stream_rustdesk_relay_make_pair(ngx_stream_rustdesk_relay_side_t *a,
 
     p = ngx_pcalloc(c->pool, sizeof(ngx_stream_rustdesk_relay_pair_t));
     if (p == NULL) {
+        a->result = "error";
         ngx_stream_rustdesk_relay_close_side(b);
         ngx_stream_rustdesk_relay_close_side(a);
         return;
     }
+
+    ngx_stream_rustdesk_relay_note_pair(a, b);
 
     p->a = a;
     p->b = b;
@@ -708,6 +732,51 @@ ngx_stream_rustdesk_relay_make_pair(ngx_stream_rustdesk_relay_side_t *a,
                                          ngx_stream_rustdesk_relay_module);
 
     ngx_stream_rustdesk_relay_start(p);
+}
+
+
+/*
+ * a's log line tells of the pair (b's session, if b has one here, ends
+ * quietly): b's address, and the id of the peer asked to relay when this
+ * nginx's rendezvous brokered the session.
+ */
+
+static void
+ngx_stream_rustdesk_relay_note_pair(ngx_stream_rustdesk_relay_side_t *a,
+    ngx_stream_rustdesk_relay_side_t *b)
+{
+    ngx_connection_t                       *c;
+    ngx_stream_rustdesk_relay_main_conf_t  *lmcf;
+
+    c = b->connection;
+    b->quiet = 1;
+
+    a->partner.data = ngx_pnalloc(a->connection->pool, NGX_SOCKADDR_STRLEN);
+    if (a->partner.data) {
+        a->partner.len = ngx_sock_ntop(c->sockaddr, c->socklen,
+                                       a->partner.data, NGX_SOCKADDR_STRLEN,
+                                       1);
+    }
+
+    lmcf = ngx_stream_get_module_main_conf(a->session,
+                                           ngx_stream_rustdesk_relay_module);
+
+    if (lmcf->brokered == NULL) {
+        return;
+    }
+
+    a->peer_id.data = ngx_pnalloc(a->connection->pool,
+                                  NGX_RUSTDESK_BROKERED_ID_MAX);
+    if (a->peer_id.data == NULL) {
+        return;
+    }
+
+    if (ngx_rustdesk_brokered_find(lmcf->brokered, &a->uuid, ngx_current_msec,
+                                   &a->peer_id)
+        != NGX_OK)
+    {
+        a->peer_id.len = 0;
+    }
 }
 
 
