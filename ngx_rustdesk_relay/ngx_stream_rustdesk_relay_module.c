@@ -68,6 +68,13 @@ static ngx_command_t  ngx_stream_rustdesk_relay_commands[] = {
       0,
       NULL },
 
+    { ngx_string("rustdesk_channel_dir"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_rustdesk_conf_set_channel_dir,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("rustdesk_real_ip_from"),
       NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_rustdesk_conf_set_real_ip_from,
@@ -305,6 +312,7 @@ ngx_stream_rustdesk_relay_postconfiguration(ngx_conf_t *cf)
         }
 
         lmcf->zone->conf = lmcf->limits;
+        lmcf->zone->channel = &lmcf->shared->channel;
         lmcf->zone->files[NGX_RUSTDESK_BLACKLIST] =
                                           lmcf->files[NGX_RUSTDESK_BLACKLIST];
         lmcf->zone->files[NGX_RUSTDESK_BLOCKLIST] =
@@ -557,7 +565,7 @@ ngx_stream_rustdesk_relay_init_process(ngx_cycle_t *cycle)
     /* relay sessions brokered by this nginx's rendezvous, if it runs */
     lmcf->brokered = ngx_rustdesk_brokered_lookup(cycle);
 
-    return ngx_stream_rustdesk_relay_pair_init(cycle);
+    return ngx_stream_rustdesk_relay_pair_init(cycle, &lmcf->shared->channel);
 }
 
 

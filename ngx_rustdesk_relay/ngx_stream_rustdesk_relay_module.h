@@ -139,7 +139,8 @@ extern ngx_module_t  ngx_stream_log_module;
 
 
 /* pair.c */
-ngx_int_t ngx_stream_rustdesk_relay_pair_init(ngx_cycle_t *cycle);
+ngx_int_t ngx_stream_rustdesk_relay_pair_init(ngx_cycle_t *cycle,
+    ngx_rustdesk_ipc_dir_t *dir);
 void ngx_stream_rustdesk_relay_pair_exit(ngx_cycle_t *cycle);
 void ngx_stream_rustdesk_relay_request(ngx_stream_rustdesk_relay_side_t *side,
     u_char *rest, size_t len);

@@ -71,13 +71,15 @@ static ngx_uint_t          ngx_stream_rustdesk_relay_serial;
 
 
 ngx_int_t
-ngx_stream_rustdesk_relay_pair_init(ngx_cycle_t *cycle)
+ngx_stream_rustdesk_relay_pair_init(ngx_cycle_t *cycle,
+    ngx_rustdesk_ipc_dir_t *dir)
 {
     ngx_rbtree_init(&ngx_stream_rustdesk_relay_waiters,
                     &ngx_stream_rustdesk_relay_waiters_sentinel,
                     ngx_rbtree_insert_value);
 
     ngx_stream_rustdesk_relay_ipc.name = "relay";
+    ngx_stream_rustdesk_relay_ipc.dir = dir;
     ngx_stream_rustdesk_relay_ipc.handler =
                                      ngx_stream_rustdesk_relay_ipc_handler;
 

@@ -14,6 +14,8 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
+#include "ngx_rustdesk_ipc.h"
+
 
 #define NGX_RUSTDESK_RELAY_UUID_MAX  128
 #define NGX_RUSTDESK_RELAY_IP_LEN    NGX_INET6_ADDRSTRLEN
@@ -86,6 +88,7 @@ typedef struct {
     /* from the configuration, applied when the zone is (re)initialized */
     ngx_rustdesk_relay_limits_t  conf;
     ngx_str_t                  files[2];      /* blacklist, blocklist */
+    ngx_rustdesk_ipc_dir_t    *channel;       /* set up with the zone */
 } ngx_rustdesk_relay_zone_t;
 
 

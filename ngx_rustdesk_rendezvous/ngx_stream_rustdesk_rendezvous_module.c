@@ -56,6 +56,13 @@ static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
       0,
       NULL },
 
+    { ngx_string("rustdesk_channel_dir"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_rustdesk_conf_set_channel_dir,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("rustdesk_real_ip_from"),
       NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_rustdesk_conf_set_real_ip_from,
@@ -466,6 +473,7 @@ ngx_stream_rustdesk_rendezvous_postconfiguration(ngx_conf_t *cf)
     }
 
     rmcf->zone = rmcf->shm_zone->data;
+    rmcf->zone->channel = &rmcf->shared->channel;
     rmcf->zone->serial = (int32_t) rmcf->serial;
     rmcf->zone->servers = rmcf->rendezvous_servers;
     rmcf->zone->always_use_relay = rmcf->always_use_relay;

@@ -13,6 +13,8 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
+#include "ngx_rustdesk_ipc.h"
+
 
 #define NGX_RUSTDESK_SERVERS_MAX     1024     /* rendezvous_servers, joined */
 
@@ -69,6 +71,7 @@ typedef struct {
     ngx_msec_t                  online_ttl;         /* after registering */
     ngx_msec_t                  stream_ttl;         /* online by a stream */
     ngx_str_t                   servers;    /* configured, comma-joined */
+    ngx_rustdesk_ipc_dir_t     *channel;    /* set up with the zone */
 } ngx_rustdesk_peer_zone_t;
 
 
