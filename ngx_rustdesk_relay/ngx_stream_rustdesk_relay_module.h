@@ -42,6 +42,8 @@ typedef struct {
     ngx_rustdesk_relay_limits_t   limits;          /* as configured */
     ngx_str_t                     files[2];        /* blacklist, blocklist */
 
+    ngx_flag_t                    tickets;         /* rustdesk_relay_tickets */
+    ngx_shm_zone_t               *brokered_zone;   /* tickets: referenced */
     ngx_rustdesk_brokered_t      *brokered;        /* the rendezvous's, if
                                                       it runs here */
     void                         *unlogged;        /* a log conf with no
