@@ -157,7 +157,15 @@ ngx_rustdesk_tcp_on_read(ngx_rustdesk_tcp_t *t)
     }
 
     if (t->done) {
-        /* answered: only waiting for the write side to drain */
+        /*
+         * answered, waiting for the output to drain: a read event may be
+         * the client's reset, which the write tells (and it ends here)
+         */
+
+        if (ngx_rustdesk_tcp_flush(t) != NGX_AGAIN) {
+            ngx_rustdesk_tcp_close(t);
+        }
+
         return;
     }
 
@@ -566,7 +574,7 @@ ngx_rustdesk_tcp_done(ngx_rustdesk_tcp_t *t)
 {
     t->done = 1;
 
-    if (t->out == NULL || t->out->pos == t->out->last) {
+    if (t->failed || t->out == NULL || t->out->pos == t->out->last) {
         ngx_rustdesk_tcp_close(t);
     }
 
@@ -574,7 +582,12 @@ ngx_rustdesk_tcp_done(ngx_rustdesk_tcp_t *t)
 }
 
 
-/* NGX_OK: all sent; NGX_AGAIN: the rest goes when the socket allows. */
+/*
+ * NGX_OK: all sent; NGX_AGAIN: the rest goes when the socket allows;
+ * NGX_ERROR: the session is failed and ends (at once if the caller
+ * closes it, else from a posted event), so that a client that reset its
+ * connection never keeps it open until a timeout with output queued.
+ */
 
 ngx_int_t
 ngx_rustdesk_tcp_flush(ngx_rustdesk_tcp_t *t)
@@ -592,15 +605,21 @@ ngx_rustdesk_tcp_flush(ngx_rustdesk_tcp_t *t)
         return NGX_OK;
     }
 
+    if (t->failed) {
+        return NGX_ERROR;
+    }
+
     while (b->pos < b->last) {
         n = c->send(c, b->pos, b->last - b->pos);
 
         if (n == NGX_ERROR) {
+            ngx_rustdesk_tcp_fail(t);
             return NGX_ERROR;
         }
 
         if (n == NGX_AGAIN) {
             if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+                ngx_rustdesk_tcp_fail(t);
                 return NGX_ERROR;
             }
 
