@@ -2,6 +2,12 @@
  * Framed TCP session: read frames, dispatch messages, write answers.  Its
  * secure TCP layer is in ngx_rustdesk_tcp_secure.c, its WebSocket framing
  * in ngx_rustdesk_tcp_ws.c.
+ *
+ * The read timer is the session's clock.  Set once at the start, it is the
+ * deadline of the handshake and the first message (counted from accept,
+ * never restarted by bytes that trickle in); once a message has reached
+ * the handler it is restarted after every read (the idle timeout, or a
+ * registered stream's keep-alive through t->idle).
  */
 
 #include <ngx_config.h>
@@ -72,6 +78,7 @@ ngx_rustdesk_tcp_start(ngx_rustdesk_tcp_t *t)
 {
     ngx_int_t          rc;
     ngx_buf_t         *b;
+    ngx_msec_t         elapsed;
     ngx_connection_t  *c;
 
     c = t->session->connection;
@@ -87,6 +94,14 @@ ngx_rustdesk_tcp_start(ngx_rustdesk_tcp_t *t)
      * closes it (through c->close) instead of waiting for the timeout
      */
     c->idle = 1;
+
+    /*
+     * the deadline of the handshake and the first message, from accept
+     * (a preread phase or a TLS handshake took part of it)
+     */
+
+    elapsed = ngx_current_msec - c->start_time;
+    ngx_add_timer(c->read, elapsed < t->timeout ? t->timeout - elapsed : 1);
 
     /* what a preread phase has read already */
 
@@ -137,6 +152,17 @@ ngx_rustdesk_tcp_on_read(ngx_rustdesk_tcp_t *t)
 
     if (rev->timedout) {
         rev->timedout = 0;
+
+        if (!t->received && !t->done && !t->failed && !c->close) {
+            ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
+                          "rustdesk: client timed out: no %s within %M ms",
+                          (t->ws && !t->ws->upgraded) ? "websocket upgrade"
+                                                      : "message",
+                          t->timeout);
+
+            ngx_rustdesk_tcp_close(t);
+            return;
+        }
 
         if (t->idle == NULL || t->failed || c->close || t->done
             || t->idle(t) != NGX_OK)
@@ -202,7 +228,10 @@ ngx_rustdesk_tcp_on_read(ngx_rustdesk_tcp_t *t)
         return;
     }
 
-    ngx_add_timer(rev, t->timeout);
+    if (t->received) {
+        /* idle from here; before the first message the deadline stands */
+        ngx_add_timer(rev, t->timeout);
+    }
 }
 
 
@@ -545,6 +574,9 @@ ngx_rustdesk_tcp_dispatch(ngx_rustdesk_tcp_t *t, u_char *payload, size_t len,
     /* what follows the message, for a handler that takes the connection */
     t->rest = rest;
     t->rest_last = last;
+
+    /* the first message is in: the deadline gives way to the idle timer */
+    t->received = 1;
 
     rc = t->handler(t, m);
 
