@@ -26,6 +26,9 @@
 #define NGX_RUSTDESK_TCP_IN_SIZE     4096    /* one socket read */
 #define NGX_RUSTDESK_TCP_OUT_SIZE    1024
 
+/* socket reads in one event: then the others' turn */
+#define NGX_RUSTDESK_TCP_READS       16
+
 
 static void ngx_rustdesk_tcp_read_handler(ngx_event_t *rev);
 static void ngx_rustdesk_tcp_write_handler(ngx_event_t *wev);
@@ -144,6 +147,7 @@ ngx_rustdesk_tcp_on_read(ngx_rustdesk_tcp_t *t)
 {
     u_char            *pos, buf[NGX_RUSTDESK_TCP_IN_SIZE];
     ssize_t            n;
+    ngx_uint_t         reads;
     ngx_event_t       *rev;
     ngx_connection_t  *c;
 
@@ -195,7 +199,14 @@ ngx_rustdesk_tcp_on_read(ngx_rustdesk_tcp_t *t)
         return;
     }
 
-    while (rev->ready) {
+    for (reads = 0; rev->ready; reads++) {
+
+        if (reads == NGX_RUSTDESK_TCP_READS) {
+            /* the rest in the next cycle, after the other connections */
+            ngx_post_event(rev, &ngx_posted_next_events);
+            break;
+        }
+
         n = c->recv(c, buf, sizeof(buf));
 
         if (n == NGX_AGAIN) {
