@@ -593,10 +593,29 @@ ngx_rustdesk_db_put_done(ngx_event_t *ev)
 static void
 ngx_rustdesk_db_put(ngx_rustdesk_db_task_t *t)
 {
-    int            rc;
+    int            rc, moved;
     sqlite3_stmt  *put;
 
     put = t->db->put;
+
+    /*
+     * a file deleted (or replaced) while nginx runs would take the write
+     * and lose it at the next start: refused, until a reload creates the
+     * file again
+     */
+
+    moved = 0;
+
+    if (sqlite3_file_control(t->db->wr, "main", SQLITE_FCNTL_HAS_MOVED,
+                             &moved)
+        == SQLITE_OK
+        && moved)
+    {
+        t->rc = NGX_ERROR;
+        t->err = "the database file was deleted or replaced since nginx "
+                 "opened it (a reload creates it again)";
+        return;
+    }
 
     if (sqlite3_bind_blob(put, 1, t->guid, 16, SQLITE_STATIC) != SQLITE_OK
         || sqlite3_bind_text(put, 2, (char *) t->id.data, t->id.len,
