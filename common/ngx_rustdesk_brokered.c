@@ -16,6 +16,7 @@ typedef struct {
     ngx_str_node_t              sn;          /* key: crc32 of the uuid */
     ngx_queue_t                 queue;
     ngx_msec_t                  since;
+    u_char                      tickets;     /* taken */
     u_char                      id_len;
     u_char                      id[NGX_RUSTDESK_BROKERED_ID_MAX];
     u_char                      uuid[1];
@@ -134,6 +135,7 @@ ngx_rustdesk_brokered_add(ngx_rustdesk_brokered_t *b, ngx_str_t *uuid,
         n->sn.str.len = uuid->len;
         n->sn.node.key = hash;
         n->id_len = 0;
+        n->tickets = 0;
 
         ngx_rbtree_insert(&b->sh->rbtree, &n->sn.node);
         b->sh->count++;
@@ -150,6 +152,53 @@ ngx_rustdesk_brokered_add(ngx_rustdesk_brokered_t *b, ngx_str_t *uuid,
     ngx_shmtx_unlock(&b->shpool->mutex);
 
     return NGX_OK;
+}
+
+
+/*
+ * A session brokered again (a retried RequestRelay, then the RelayResponse)
+ * keeps the tickets already taken: a uuid pairs once.
+ */
+
+ngx_int_t
+ngx_rustdesk_brokered_take(ngx_rustdesk_brokered_t *b, ngx_str_t *uuid,
+    ngx_msec_t now, ngx_str_t *id)
+{
+    ngx_int_t                      rc;
+    ngx_rustdesk_brokered_node_t  *n;
+
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&b->shpool->mutex);
+
+    if (uuid->len && uuid->len <= NGX_RUSTDESK_BROKERED_UUID_MAX) {
+        n = ngx_rustdesk_brokered_lookup_locked(b, uuid,
+                                    ngx_crc32_short(uuid->data, uuid->len));
+
+        if (n && (ngx_msec_int_t) (now - n->since) < (ngx_msec_int_t) b->ttl)
+        {
+            if (n->tickets < NGX_RUSTDESK_BROKERED_TICKETS) {
+                n->tickets++;
+                id->len = n->id_len;
+                ngx_memcpy(id->data, n->id, n->id_len);
+                rc = NGX_OK;
+
+            } else {
+                rc = NGX_BUSY;
+            }
+        }
+    }
+
+    if (rc == NGX_OK) {
+        b->sh->taken++;
+
+    } else {
+        b->sh->refused++;
+    }
+
+    ngx_shmtx_unlock(&b->shpool->mutex);
+
+    return rc;
 }
 
 

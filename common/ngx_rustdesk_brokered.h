@@ -4,7 +4,9 @@
  * rendezvous module owns the zone and writes it when it passes on a
  * RequestRelay or a RelayResponse; the relay module of the same nginx
  * finds the zone by name and reads it when a pair forms, for the access
- * log's $rustdesk_peer_id.  Bounded: the oldest entries go first.
+ * log's $rustdesk_peer_id, and, with rustdesk_relay_tickets, takes a
+ * ticket for each of a session's two connections.  Bounded: the oldest
+ * entries go first.
  */
 
 #ifndef _NGX_RUSTDESK_BROKERED_H_INCLUDED_
@@ -18,6 +20,7 @@
 #define NGX_RUSTDESK_BROKERED_ZONE     "rustdesk_brokered"
 #define NGX_RUSTDESK_BROKERED_UUID_MAX 128
 #define NGX_RUSTDESK_BROKERED_ID_MAX   100
+#define NGX_RUSTDESK_BROKERED_TICKETS  2      /* the two sides of a pair */
 
 
 typedef struct {
@@ -26,6 +29,8 @@ typedef struct {
     ngx_queue_t                 queue;       /* oldest first */
     ngx_uint_t                  count;
     ngx_uint_t                  evicted;     /* before they expired */
+    ngx_uint_t                  taken;       /* tickets */
+    ngx_uint_t                  refused;     /* no ticket */
 } ngx_rustdesk_brokered_sh_t;
 
 
@@ -52,6 +57,14 @@ ngx_int_t ngx_rustdesk_brokered_add(ngx_rustdesk_brokered_t *b,
  * bytes), NGX_DECLINED when uuid was not brokered or has expired.
  */
 ngx_int_t ngx_rustdesk_brokered_find(ngx_rustdesk_brokered_t *b,
+    ngx_str_t *uuid, ngx_msec_t now, ngx_str_t *id);
+
+/*
+ * A ticket for one connection of a relay session: NGX_OK (id copied as by
+ * find()), NGX_DECLINED when uuid was not brokered or has expired,
+ * NGX_BUSY when both of its connections came already.
+ */
+ngx_int_t ngx_rustdesk_brokered_take(ngx_rustdesk_brokered_t *b,
     ngx_str_t *uuid, ngx_msec_t now, ngx_str_t *id);
 
 /* The rendezvous module's zone in cycle; NULL when there is none. */

@@ -39,6 +39,8 @@ static char *ngx_stream_rustdesk_relay_mbps(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_stream_rustdesk_relay_threshold(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_stream_rustdesk_relay_tickets_zone(ngx_conf_t *cf,
+    ngx_stream_rustdesk_relay_main_conf_t *lmcf);
 static ngx_int_t ngx_stream_rustdesk_relay_init_process(ngx_cycle_t *cycle);
 static void ngx_stream_rustdesk_relay_exit_process(ngx_cycle_t *cycle);
 
@@ -175,6 +177,13 @@ static ngx_command_t  ngx_stream_rustdesk_relay_commands[] = {
       offsetof(ngx_stream_rustdesk_relay_main_conf_t, pair_timeout),
       NULL },
 
+    { ngx_string("rustdesk_relay_tickets"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_relay_main_conf_t, tickets),
+      NULL },
+
     { ngx_string("rustdesk_relay_idle_timeout"),
       NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -240,6 +249,7 @@ ngx_stream_rustdesk_relay_create_main_conf(ngx_conf_t *cf)
     lmcf->request_timeout = NGX_CONF_UNSET_MSEC;
     lmcf->pair_timeout = NGX_CONF_UNSET_MSEC;
     lmcf->idle_timeout = NGX_CONF_UNSET_MSEC;
+    lmcf->tickets = NGX_CONF_UNSET;
     lmcf->buffer_size = NGX_CONF_UNSET_SIZE;
 
     lmcf->limits.single = (uint64_t) -1;
@@ -262,6 +272,7 @@ ngx_stream_rustdesk_relay_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(lmcf->request_timeout, 30000);
     ngx_conf_init_msec_value(lmcf->pair_timeout, 30000);
     ngx_conf_init_msec_value(lmcf->idle_timeout, 30000);
+    ngx_conf_init_value(lmcf->tickets, 0);
     ngx_conf_init_size_value(lmcf->buffer_size, 64 * 1024);
 
     if (lmcf->limits.single == (uint64_t) -1) {
@@ -318,6 +329,12 @@ ngx_stream_rustdesk_relay_postconfiguration(ngx_conf_t *cf)
         lmcf->zone->files[NGX_RUSTDESK_BLOCKLIST] =
                                           lmcf->files[NGX_RUSTDESK_BLOCKLIST];
 
+        if (lmcf->tickets
+            && ngx_stream_rustdesk_relay_tickets_zone(cf, lmcf) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         /* for sessions whose partner's access log line tells of them */
 
         log_ctx = ngx_stream_log_module.ctx;
@@ -340,6 +357,49 @@ ngx_stream_rustdesk_relay_postconfiguration(ngx_conf_t *cf)
     return ngx_rustdesk_conf_resolve_key(cf, lmcf->shared,
                                          NGX_RUSTDESK_KEY_HBBR,
                                          &lmcf->licence);
+}
+
+
+/*
+ * rustdesk_relay_tickets on: only sessions this nginx's rendezvous
+ * brokered may pair, so the rendezvous module must be here, and its zone
+ * of brokered sessions is referenced now (a rendezvous module loaded but
+ * serving nothing leaves it without a size: nginx says so).
+ */
+
+static ngx_int_t
+ngx_stream_rustdesk_relay_tickets_zone(ngx_conf_t *cf,
+    ngx_stream_rustdesk_relay_main_conf_t *lmcf)
+{
+    ngx_str_t    name;
+    ngx_uint_t   i;
+
+    for (i = 0; cf->cycle->modules[i]; i++) {
+        if (ngx_strcmp(cf->cycle->modules[i]->name,
+                       "ngx_stream_rustdesk_rendezvous_module")
+            == 0)
+        {
+            break;
+        }
+    }
+
+    if (cf->cycle->modules[i] == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"rustdesk_relay_tickets\" needs the rendezvous "
+                           "module in this nginx: a relay can only check "
+                           "the sessions its own rendezvous brokered");
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&name, NGX_RUSTDESK_BROKERED_ZONE);
+
+    lmcf->brokered_zone = ngx_shared_memory_add(cf, &name, 0,
+                                                cf->cycle->modules[i]);
+    if (lmcf->brokered_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -563,7 +623,8 @@ ngx_stream_rustdesk_relay_init_process(ngx_cycle_t *cycle)
     ngx_stream_rustdesk_relay_buf_init(lmcf->buffer_size);
 
     /* relay sessions brokered by this nginx's rendezvous, if it runs */
-    lmcf->brokered = ngx_rustdesk_brokered_lookup(cycle);
+    lmcf->brokered = lmcf->brokered_zone ? lmcf->brokered_zone->data
+                                         : ngx_rustdesk_brokered_lookup(cycle);
 
     return ngx_stream_rustdesk_relay_pair_init(cycle, &lmcf->shared->channel);
 }

@@ -5,6 +5,7 @@
  *   ngx_stream_rustdesk_relay_module.c   directives, accept, first message
  *   ngx_stream_rustdesk_relay_pair.c     waiting, pairing across workers
  *   ngx_stream_rustdesk_relay_forward.c  forwarding, bandwidth, closing
+ *   ngx_stream_rustdesk_relay_message.c  forwarding with a WebSocket side
  *   ngx_stream_rustdesk_relay_console.c  hbbr's console commands
  *   ngx_stream_rustdesk_relay_zone.c     the shared zone
  */
@@ -42,6 +43,8 @@ typedef struct {
     ngx_rustdesk_relay_limits_t   limits;          /* as configured */
     ngx_str_t                     files[2];        /* blacklist, blocklist */
 
+    ngx_flag_t                    tickets;         /* rustdesk_relay_tickets */
+    ngx_shm_zone_t               *brokered_zone;   /* tickets: referenced */
     ngx_rustdesk_brokered_t      *brokered;        /* the rendezvous's, if
                                                       it runs here */
     void                         *unlogged;        /* a log conf with no
@@ -83,6 +86,10 @@ typedef struct {
     ngx_rustdesk_ws_decoder_t         *wsd;        /* WebSocket side */
     u_char                            *held_payload;
     size_t                             held_len;
+    u_char                            *pong;       /* a WebSocket side's
+                                                      latest ping not yet
+                                                      answered */
+    size_t                             pong_len;
 
     unsigned                           ws:1;       /* a WebSocket client */
     unsigned                           waiting:1;
@@ -93,6 +100,7 @@ typedef struct {
                                                       output */
     unsigned                           quiet:1;    /* its partner's log
                                                       line tells of it */
+    unsigned                           pong_owed:1;
 } ngx_stream_rustdesk_relay_side_t;
 
 
@@ -169,6 +177,12 @@ ngx_int_t ngx_stream_rustdesk_relay_message_init(
 void ngx_stream_rustdesk_relay_message_free(
     ngx_stream_rustdesk_relay_side_t *side);
 void ngx_stream_rustdesk_relay_message_flush(
+    ngx_stream_rustdesk_relay_side_t *side);
+/*
+ * Writes side's output, then the pong it is owed: NGX_OK when all is
+ * written, NGX_AGAIN, NGX_ERROR.
+ */
+ngx_int_t ngx_stream_rustdesk_relay_message_write(
     ngx_stream_rustdesk_relay_side_t *side);
 /*
  * Decodes src's input and frames each message for dst, while dst's output

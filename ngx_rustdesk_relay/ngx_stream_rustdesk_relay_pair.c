@@ -52,6 +52,8 @@ static ngx_stream_rustdesk_relay_side_t *ngx_stream_rustdesk_relay_adopt(
     ngx_stream_rustdesk_relay_side_t *a,
     ngx_stream_rustdesk_relay_handoff_t *h, u_char *rest, size_t len,
     ngx_socket_t fd);
+static ngx_int_t ngx_stream_rustdesk_relay_ticket(
+    ngx_stream_rustdesk_relay_side_t *side);
 static void ngx_stream_rustdesk_relay_note_pair(
     ngx_stream_rustdesk_relay_side_t *a, ngx_stream_rustdesk_relay_side_t *b);
 static void ngx_stream_rustdesk_relay_make_pair(
@@ -118,6 +120,12 @@ ngx_stream_rustdesk_relay_request(ngx_stream_rustdesk_relay_side_t *side,
 
     if (ngx_stream_rustdesk_relay_keep(side, rest, len) != NGX_OK) {
         side->result = "error";
+        ngx_stream_rustdesk_relay_close_side(side);
+        return;
+    }
+
+    if (lmcf->tickets && ngx_stream_rustdesk_relay_ticket(side) != NGX_OK) {
+        side->result = "no_ticket";
         ngx_stream_rustdesk_relay_close_side(side);
         return;
     }
@@ -738,6 +746,46 @@ ngx_stream_rustdesk_relay_make_pair(ngx_stream_rustdesk_relay_side_t *a,
 
 
 /*
+ * rustdesk_relay_tickets: each of a session's two connections takes a
+ * ticket that this nginx's rendezvous left when it passed the session's
+ * RequestRelay or RelayResponse on (common/ngx_rustdesk_brokered.c);
+ * without one, the connection never meets a brokered half.
+ */
+
+static ngx_int_t
+ngx_stream_rustdesk_relay_ticket(ngx_stream_rustdesk_relay_side_t *side)
+{
+    ngx_int_t                               rc;
+    ngx_stream_rustdesk_relay_main_conf_t  *lmcf;
+
+    lmcf = ngx_stream_get_module_main_conf(side->session,
+                                           ngx_stream_rustdesk_relay_module);
+
+    side->peer_id.data = ngx_pnalloc(side->connection->pool,
+                                     NGX_RUSTDESK_BROKERED_ID_MAX);
+    if (side->peer_id.data == NULL || lmcf->brokered == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_rustdesk_brokered_take(lmcf->brokered, &side->uuid,
+                                    ngx_current_msec, &side->peer_id);
+
+    if (rc == NGX_OK) {
+        return NGX_OK;
+    }
+
+    side->peer_id.len = 0;
+
+    ngx_log_error(NGX_LOG_INFO, side->connection->log, 0,
+                  "rustdesk: relay request \"%V\" refused: %s", &side->uuid,
+                  rc == NGX_BUSY ? "its two connections came already"
+                                 : "no session brokered here (or expired)");
+
+    return NGX_DECLINED;
+}
+
+
+/*
  * a's log line tells of the pair (b's session, if b has one here, ends
  * quietly): b's address, and the id of the peer asked to relay when this
  * nginx's rendezvous brokered the session.
@@ -763,7 +811,8 @@ ngx_stream_rustdesk_relay_note_pair(ngx_stream_rustdesk_relay_side_t *a,
     lmcf = ngx_stream_get_module_main_conf(a->session,
                                            ngx_stream_rustdesk_relay_module);
 
-    if (lmcf->brokered == NULL) {
+    if (lmcf->brokered == NULL || a->peer_id.data) {
+        /* with tickets, a has the id already */
         return;
     }
 

@@ -229,6 +229,9 @@ ngx_stream_rustdesk_rendezvous_request_relay(
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REQUEST_RELAY;
     out.request_relay = &fwd;
 
+    /* before B hears of it: B goes to the relay at once */
+    ngx_stream_rustdesk_rendezvous_brokered(r);
+
     if (ngx_stream_rustdesk_rendezvous_to_peer(r->session, &id, &b, stream,
                                                &out)
         == NGX_DECLINED)
@@ -237,7 +240,6 @@ ngx_stream_rustdesk_rendezvous_request_relay(
         return NGX_OK;
     }
 
-    ngx_stream_rustdesk_rendezvous_brokered(r);
     r->result = "OK";
 
     return NGX_OK;
