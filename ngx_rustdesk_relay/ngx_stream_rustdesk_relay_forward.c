@@ -516,7 +516,7 @@ ngx_stream_rustdesk_relay_allow(ngx_stream_rustdesk_relay_pair_t *p,
     }
 
     now = ngx_current_msec;
-    limits = &p->conf->zone->sh->limits;
+    limits = ngx_rustdesk_relay_limits(p->conf->zone);
 
     bits = (p->blacklisted || p->downgraded) ? limits->limit : limits->single;
     size = SIZE_MAX;
@@ -606,7 +606,7 @@ ngx_stream_rustdesk_relay_tick(ngx_event_t *ev)
 
     /* downgrade: a lifetime average above threshold x single (hbbr's) */
 
-    limits = z->sh->limits;
+    limits = *ngx_rustdesk_relay_limits(z);
 
     if (!p->downgraded && !p->pipe && limits.single && elapsed > limits.start_check) {
         limit = limits.single / 1000 * limits.threshold / 100;    /* bit/ms */
