@@ -6,7 +6,7 @@ SHELL := /bin/bash
 #   make install    copy them to Debian's nginx module directory
 #   make run        install what is missing, build, run conf.example/nginx.conf
 #   make test       install what the tests need, build, run every test
-#   make unit       C unit tests of common/ only
+#   make unit       C unit tests of common/ and of the peer table
 #   make test-nginx the suite against nginx built from a Debian release's
 #                   source (NGINX_DIST=trixie: 1.26), modules loaded
 #                   dynamically
@@ -114,10 +114,28 @@ $(BUILD)/proto/rendezvous.pb-c.c: common/rendezvous.proto
 $(BUILD)/unit_tests: $(UNIT_SRCS) $(wildcard common/*.h t/unit/*.h)
 	$(CC) $(UNIT_CFLAGS) -o $@ $(UNIT_SRCS) -lsodium -lprotobuf-c
 
-unit-build: $(BUILD)/unit_tests
+# C unit tests of the rendezvous peer table: nginx's headers from the tree
+# that the module build configures, a slab allocator of the test's own
+TABLE_CFLAGS := $(UNIT_CFLAGS) -I$(NGX_BUILD)/objs -I$(NGX_BUILD)/src/core \
+                -I$(NGX_BUILD)/src/event -I$(NGX_BUILD)/src/os/unix \
+                -Ingx_rustdesk_rendezvous
+TABLE_SRCS   := t/unit/test_peer_table.c \
+                ngx_rustdesk_rendezvous/ngx_stream_rustdesk_rendezvous_table.c
 
-unit: $(BUILD)/unit_tests
+$(BUILD)/unit_table: $(TABLE_SRCS) $(BUILD)/proto/rendezvous.pb-c.c \
+                     $(wildcard ngx_rustdesk_rendezvous/*.h) \
+                     | $(NGX_BUILD)/objs/ngx_auto_config.h
+	$(CC) $(TABLE_CFLAGS) -o $@ $(TABLE_SRCS) -lsodium
+
+# configured once, whatever changes later
+$(NGX_BUILD)/objs/ngx_auto_config.h:
+	$(MAKE) $(NGX_BUILD)/Makefile
+
+unit-build: $(BUILD)/unit_tests $(BUILD)/unit_table
+
+unit: $(BUILD)/unit_tests $(BUILD)/unit_table
 	$(BUILD)/unit_tests
+	$(BUILD)/unit_table
 
 # The Debian package, built with debhelper against the system's nginx-dev
 # (packaging/debian): build/libnginx-mod-stream-rustdesk_<version>_<arch>.deb

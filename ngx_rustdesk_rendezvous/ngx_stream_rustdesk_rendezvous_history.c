@@ -81,15 +81,13 @@ ngx_rustdesk_ip_change_locked(ngx_rustdesk_peer_zone_t *z,
     ip = *addr;
     ip.port = 0;
 
-    c = p->ip_change;
+    if (p->ip_change == 0) {
+        /* eviction must not take the peer while room is made */
 
-    if (c == NULL) {
-        /* out of the LRU while allocating, so that eviction cannot take it */
-
-        ngx_queue_remove(&p->queue);
+        z->sh->table.busy = p;
         c = ngx_rustdesk_peer_alloc_locked(z, sizeof(ngx_rustdesk_ip_change_t),
                                            now, log);
-        ngx_queue_insert_head(&z->sh->peers_lru, &p->queue);
+        z->sh->table.busy = NULL;
 
         if (c == NULL) {
             return;
@@ -98,9 +96,11 @@ ngx_rustdesk_ip_change_locked(ngx_rustdesk_peer_zone_t *z,
         ngx_memzero(c, sizeof(ngx_rustdesk_ip_change_t));
         c->peer = p;
         c->time = now;
-        p->ip_change = c;
+        p->ip_change = ngx_rustdesk_zone_ref(z->shpool, c);
 
     } else {
+        c = ngx_rustdesk_zone_ptr(z->shpool, p->ip_change);
+
         ngx_queue_remove(&c->queue);
 
         if (now - c->time > NGX_RUSTDESK_IP_CHANGE_DUR) {
@@ -139,12 +139,12 @@ ngx_rustdesk_ip_change_free_locked(ngx_rustdesk_peer_zone_t *z,
 {
     ngx_rustdesk_ip_change_t  *c;
 
-    c = p->ip_change;
+    if (p->ip_change) {
+        c = ngx_rustdesk_zone_ptr(z->shpool, p->ip_change);
 
-    if (c) {
         z->sh->nip_changes -= (c->n > 1);
         ngx_queue_remove(&c->queue);
         ngx_slab_free_locked(z->shpool, c);
-        p->ip_change = NULL;
+        p->ip_change = 0;
     }
 }

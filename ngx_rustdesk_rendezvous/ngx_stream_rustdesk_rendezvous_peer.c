@@ -3,10 +3,14 @@
  * and RegisterPk, rows loaded from the database, the lookups of the
  * requests and the streams registered on (section 8).
  *
- * An rbtree of peers keyed by the crc32 of the id, and an LRU queue by
- * registration from which eviction takes the offline ones (they stay in
- * the database).  Every function here takes the zone mutex itself, or is
- * named _locked and called with it held, and never holds it across I/O.
+ * The peers are found through the hash index of the peer table
+ * (ngx_stream_rustdesk_rendezvous_table.c): a heartbeat reads one slot and
+ * writes its own record, nothing else, whatever the number of peers.
+ * There is no LRU queue to keep in order on every hit: when room is
+ * needed, a sweep goes round the pages of cells, a few at a time, and
+ * evicts the peers it finds offline (they stay in the database).  Every
+ * function here takes the zone mutex itself, or is named _locked and
+ * called with it held, and never holds it across I/O.
  */
 
 #include <ngx_config.h>
@@ -18,8 +22,15 @@
 #include "ngx_stream_rustdesk_rendezvous_history.h"
 
 
-static ngx_uint_t ngx_rustdesk_peer_is_online(ngx_rustdesk_peer_zone_t *z,
-    ngx_rustdesk_peer_t *p, ngx_msec_t now);
+#define NGX_RUSTDESK_SWEEP_PAGES  8    /* pages of cells per sweep */
+
+
+typedef struct {
+    ngx_rustdesk_peer_zone_t  *zone;
+    ngx_msec_t                 now;
+} ngx_rustdesk_peer_sweep_t;
+
+
 static ngx_rustdesk_peer_t *ngx_rustdesk_peer_lock(
     ngx_rustdesk_peer_zone_t *z, ngx_str_t *id, uint32_t *hash);
 static ngx_rustdesk_peer_t *ngx_rustdesk_peer_lookup_locked(
@@ -32,8 +43,8 @@ static ngx_rustdesk_peer_t *ngx_rustdesk_peer_load_locked(
     ngx_rustdesk_peer_row_t *row, ngx_log_t *log);
 static void ngx_rustdesk_peer_free_locked(ngx_rustdesk_peer_zone_t *z,
     ngx_rustdesk_peer_t *p);
-static ngx_int_t ngx_rustdesk_peer_node_cmp(ngx_rbtree_node_t *node,
-    ngx_rbtree_node_t *temp);
+static ngx_uint_t ngx_rustdesk_peer_evict_locked(void *data,
+    ngx_rustdesk_peer_t *p);
 
 
 /*
@@ -47,7 +58,9 @@ ngx_rustdesk_peer_lock(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
 {
     uint32_t  h;
 
-    h = ngx_crc32_short(id->data, id->len);
+    /* the key never changes: hashed before the lock is taken */
+
+    h = ngx_rustdesk_table_hash(&z->sh->table, id->data, id->len);
 
     if (hash) {
         *hash = h;
@@ -112,9 +125,6 @@ ngx_rustdesk_peer_register(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
         p->addr = *addr;
         p->stream = NGX_RUSTDESK_STREAM_NONE;
         p->last_reg = now;
-
-        ngx_queue_remove(&p->queue);
-        ngx_queue_insert_head(&z->sh->peers_lru, &p->queue);
     }
 
     /* the reference logs an IP change only while RegisterPk is not looping */
@@ -194,7 +204,7 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
     /* at most 3 RegisterPk within 6 s for one id */
 
     if (p) {
-        if (rk->now - p->reg_pk_time > NGX_RUSTDESK_REG_PK_WINDOW) {
+        if ((uint32_t) rk->now - p->reg_pk_time > NGX_RUSTDESK_REG_PK_WINDOW) {
             p->reg_pk_count = 0;
 
         } else if (p->reg_pk_count >= NGX_RUSTDESK_REG_PK_MAX) {
@@ -238,7 +248,7 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
     }
 
     p->reg_pk_count++;
-    p->reg_pk_time = rk->now;
+    p->reg_pk_time = (uint32_t) rk->now;
 
     if (rk->stream || p->stream != NGX_RUSTDESK_STREAM_NONE) {
         /*
@@ -249,9 +259,6 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
         p->addr = rk->addr;
         p->stream = rk->stream;
         p->last_reg = rk->now;
-
-        ngx_queue_remove(&p->queue);
-        ngx_queue_insert_head(&z->sh->peers_lru, &p->queue);
     }
 
     ngx_shmtx_unlock(&z->shpool->mutex);
@@ -359,7 +366,7 @@ ngx_rustdesk_peer_lookup(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
  * with a live stream for longer (stream_ttl, see peer_lookup).
  */
 
-static ngx_uint_t
+ngx_uint_t
 ngx_rustdesk_peer_is_online(ngx_rustdesk_peer_zone_t *z,
     ngx_rustdesk_peer_t *p, ngx_msec_t now)
 {
@@ -379,11 +386,7 @@ ngx_rustdesk_peer_unchanged(ngx_rustdesk_peer_zone_t *z,
     ngx_uint_t            same;
     ngx_rustdesk_peer_t  *p;
 
-    ngx_shmtx_lock(&z->shpool->mutex);
-
-    p = ngx_rustdesk_peer_lookup_locked(z, &rk->id,
-                                        ngx_crc32_short(rk->id.data,
-                                                        rk->id.len));
+    p = ngx_rustdesk_peer_lock(z, &rk->id, NULL);
 
     same = p
            && p->uuid_len == rk->uuid.len
@@ -412,9 +415,6 @@ ngx_rustdesk_peer_stream_refresh(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     if (p && p->stream == pid) {
         if (now) {
             p->last_reg = now;
-
-            ngx_queue_remove(&p->queue);
-            ngx_queue_insert_head(&z->sh->peers_lru, &p->queue);
         }
 
         rc = NGX_OK;
@@ -473,38 +473,14 @@ static ngx_rustdesk_peer_t *
 ngx_rustdesk_peer_lookup_locked(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     uint32_t hash)
 {
-    ngx_int_t             rc;
-    ngx_rbtree_node_t    *node, *sentinel;
-    ngx_rustdesk_peer_t  *p;
-
-    node = z->sh->peers.root;
-    sentinel = z->sh->peers.sentinel;
-
-    while (node != sentinel) {
-
-        if (hash != node->key) {
-            node = (hash < node->key) ? node->left : node->right;
-            continue;
-        }
-
-        p = (ngx_rustdesk_peer_t *) node;
-
-        rc = ngx_memn2cmp(id->data, ngx_rustdesk_peer_id_data(p), id->len,
-                          p->id_len);
-        if (rc == 0) {
-            return p;
-        }
-
-        node = (rc < 0) ? node->left : node->right;
-    }
-
-    return NULL;
+    return ngx_rustdesk_table_find(&z->sh->table, z->shpool, id->data,
+                                   id->len, hash);
 }
 
 
 /*
- * Stores id/uuid/pk: in place when the sizes match, else in a new node
- * that takes over the old one's fields and place in the LRU.
+ * Stores id/uuid/pk: in place when they fit the record's cell, else in a
+ * new cell that takes over the old one's fields and its slot.
  */
 
 static ngx_rustdesk_peer_t *
@@ -512,55 +488,51 @@ ngx_rustdesk_peer_store_locked(ngx_rustdesk_peer_zone_t *z,
     ngx_rustdesk_peer_t *old, ngx_str_t *id, uint32_t hash, ngx_str_t *uuid,
     ngx_str_t *pk, ngx_log_t *log)
 {
-    size_t                size;
-    ngx_uint_t            cell;
-    ngx_rustdesk_peer_t  *p;
+    size_t                 size;
+    ngx_rustdesk_peer_t   *p;
+    ngx_rustdesk_table_t  *t;
 
-    if (old && old->uuid_len == uuid->len && old->pk_len == pk->len) {
+    t = &z->sh->table;
+
+    size = offsetof(ngx_rustdesk_peer_t, data) + id->len + uuid->len + pk->len;
+
+    if (old && size <= ngx_rustdesk_table_cell_room(old)) {
         p = old;
         goto copy;
     }
 
-    size = offsetof(ngx_rustdesk_peer_t, data) + id->len + uuid->len + pk->len;
+    /* eviction must not take the old record while a cell is found */
 
-    /* out of the LRU while allocating, so that eviction cannot take it */
+    t->busy = old;
 
-    if (old) {
-        ngx_queue_remove(&old->queue);
-    }
+    p = ngx_rustdesk_peer_new_locked(z, size, ngx_current_msec, log);
 
-    p = ngx_rustdesk_peer_new_locked(z, size, ngx_current_msec, &cell, log);
+    t->busy = NULL;
 
     if (p == NULL) {
-        if (old) {
-            ngx_queue_insert_head(&z->sh->peers_lru, &old->queue);
-        }
-
         return NULL;
     }
 
     if (old) {
-        ngx_memcpy(p, old, offsetof(ngx_rustdesk_peer_t, data));
-        ngx_rbtree_delete(&z->sh->peers, &old->node);
-        ngx_rustdesk_peer_release_locked(z, old, old->cell);
-        z->sh->npeers--;
-
-        if (p->ip_change) {
-            p->ip_change->peer = p;
-        }
-
-    } else {
-        ngx_memzero(p, offsetof(ngx_rustdesk_peer_t, data));
+        ngx_memcpy(p, old, offsetof(ngx_rustdesk_peer_t, data) + old->id_len);
+        ngx_rustdesk_table_moved(t, z->shpool, old, p);
+        ngx_rustdesk_peer_release_locked(z, old);
+        goto copy;
     }
 
-    p->cell = (u_char) cell;
+    ngx_memzero(p, offsetof(ngx_rustdesk_peer_t, data));
 
-    p->node.key = hash;
     p->id_len = (u_char) id->len;
     ngx_memcpy(ngx_rustdesk_peer_id_data(p), id->data, id->len);
 
-    ngx_rbtree_insert(&z->sh->peers, &p->node);
-    ngx_queue_insert_head(&z->sh->peers_lru, &p->queue);
+    if (ngx_rustdesk_table_insert(t, z->shpool, p, hash) != NGX_OK) {
+        ngx_rustdesk_peer_release_locked(z, p);
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "rustdesk: the index of peers%s is full",
+                      z->shpool->log_ctx);
+        return NULL;
+    }
+
     z->sh->npeers++;
 
 copy:
@@ -569,9 +541,6 @@ copy:
     p->pk_len = (u_char) pk->len;
     ngx_memcpy(ngx_rustdesk_peer_uuid_data(p), uuid->data, uuid->len);
     ngx_memcpy(ngx_rustdesk_peer_pk_data(p), pk->data, pk->len);
-
-    ngx_queue_remove(&p->queue);
-    ngx_queue_insert_head(&z->sh->peers_lru, &p->queue);
 
     return p;
 }
@@ -583,57 +552,42 @@ ngx_rustdesk_peer_free_locked(ngx_rustdesk_peer_zone_t *z,
 {
     ngx_rustdesk_ip_change_free_locked(z, p);
 
-    ngx_queue_remove(&p->queue);
-    ngx_rbtree_delete(&z->sh->peers, &p->node);
-    ngx_rustdesk_peer_release_locked(z, p, p->cell);
+    ngx_rustdesk_table_delete(&z->sh->table, z->shpool, p);
+    ngx_rustdesk_peer_release_locked(z, p);
     z->sh->npeers--;
 }
 
 
-/* Peers that are offline, from the least recently registered. */
+/*
+ * Eviction, for the sweep of the pages of cells (ngx_rustdesk_table_sweep):
+ * a peer that is offline goes (it stays in the database).
+ */
 
 ngx_uint_t
-ngx_rustdesk_peer_expire_locked(ngx_rustdesk_peer_zone_t *z, ngx_msec_t now,
-    ngx_uint_t max)
+ngx_rustdesk_peer_sweep_locked(ngx_rustdesk_peer_zone_t *z, ngx_msec_t now,
+    size_t size)
 {
-    ngx_uint_t            n;
-    ngx_queue_t          *q;
-    ngx_rustdesk_peer_t  *peer;
+    ngx_rustdesk_peer_sweep_t  sw;
 
-    for (n = 0; n < max && !ngx_queue_empty(&z->sh->peers_lru); n++) {
-        q = ngx_queue_last(&z->sh->peers_lru);
-        peer = ngx_queue_data(q, ngx_rustdesk_peer_t, queue);
+    sw.zone = z;
+    sw.now = now;
 
-        if (ngx_rustdesk_peer_is_online(z, peer, now)) {
-            break;
-        }
+    return ngx_rustdesk_table_sweep(&z->sh->table, z->shpool, size,
+                                    NGX_RUSTDESK_SWEEP_PAGES,
+                                    ngx_rustdesk_peer_evict_locked, &sw);
+}
 
-        ngx_rustdesk_peer_free_locked(z, peer);
+
+static ngx_uint_t
+ngx_rustdesk_peer_evict_locked(void *data, ngx_rustdesk_peer_t *p)
+{
+    ngx_rustdesk_peer_sweep_t  *sw = data;
+
+    if (ngx_rustdesk_peer_is_online(sw->zone, p, sw->now)) {
+        return 0;
     }
 
-    return n;
-}
+    ngx_rustdesk_peer_free_locked(sw->zone, p);
 
-
-/* ordered by crc32, then by the id itself, as ngx_str_rbtree_insert_value */
-
-void
-ngx_rustdesk_peer_rbtree_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
-{
-    ngx_rustdesk_rbtree_insert(temp, node, sentinel,
-                               ngx_rustdesk_peer_node_cmp);
-}
-
-
-static ngx_int_t
-ngx_rustdesk_peer_node_cmp(ngx_rbtree_node_t *node, ngx_rbtree_node_t *temp)
-{
-    ngx_rustdesk_peer_t  *n, *t;
-
-    n = (ngx_rustdesk_peer_t *) node;
-    t = (ngx_rustdesk_peer_t *) temp;
-
-    return ngx_memn2cmp(ngx_rustdesk_peer_id_data(n),
-                        ngx_rustdesk_peer_id_data(t), n->id_len, t->id_len);
+    return 1;
 }

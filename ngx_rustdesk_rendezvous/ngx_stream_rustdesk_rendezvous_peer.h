@@ -16,6 +16,7 @@
 
 #include "ngx_stream_rustdesk_rendezvous_ip.h"
 #include "ngx_stream_rustdesk_rendezvous_zone.h"
+#include "ngx_stream_rustdesk_rendezvous_table.h"
 
 
 #define NGX_RUSTDESK_REG_TIMEOUT     30000    /* rustdesk_online_timeout */
@@ -38,24 +39,27 @@
 
 typedef struct ngx_rustdesk_ip_change_s  ngx_rustdesk_ip_change_t;
 
-typedef struct {
-    ngx_rbtree_node_t    node;              /* key: crc32 of the id */
-    ngx_queue_t          queue;             /* LRU by registration */
-    ngx_rustdesk_ip_change_t  *ip_change;   /* NULL unless its IP changed */
+/*
+ * A peer, in a cell of the zone (ngx_stream_rustdesk_rendezvous_table.h):
+ * what a heartbeat reads and writes comes first, then the id it is found
+ * by; 81 bytes before the id, uuid and key, so that a real client's record
+ * (a 10-digit id, a 36-byte uuid and a 32-byte key) fits a 160-byte cell.
+ */
+struct ngx_rustdesk_peer_s {
     ngx_msec_t           last_reg;          /* 0: not registered yet */
-    ngx_msec_t           reg_pk_time;
     ngx_rustdesk_ip_t    addr;              /* last UDP (or stream) address */
-    ngx_rustdesk_ip_t    ip;                /* IP of the last RegisterPk */
     ngx_pid_t            stream;            /* NGX_RUSTDESK_STREAM_* or pid */
-    u_char               guid[16];
-    u_char               has_guid;          /* known to the database */
-    u_char               cell;              /* in a cell, not a slab chunk */
-    u_char               reg_pk_count;
-    u_char               id_len;
+    ngx_rustdesk_ip_t    ip;                /* IP of the last RegisterPk */
+    uint32_t             reg_pk_time;       /* its ngx_msec_t's low bits */
+    uint32_t             ip_change;         /* ngx_rustdesk_zone_ref, 0 */
+    u_char               id_len;            /* 0: a free cell */
     u_char               uuid_len;
     u_char               pk_len;
+    u_char               reg_pk_count;
+    u_char               has_guid;          /* known to the database */
+    u_char               guid[16];
     u_char               data[1];           /* id, uuid, pk */
-} ngx_rustdesk_peer_t;
+};
 
 
 #define ngx_rustdesk_peer_id_data(p)    ((p)->data)
@@ -155,16 +159,19 @@ void ngx_rustdesk_peer_stream_closed(ngx_rustdesk_peer_zone_t *z,
 size_t ngx_rustdesk_peer_pk(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     u_char *pk);
 
-/* The insert function of the zone's tree of peers (ngx_rbtree_init). */
-void ngx_rustdesk_peer_rbtree_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-
 /*
- * Under the zone's mutex, for eviction: frees up to max peers that are
- * offline, least recently registered first; returns how many.
+ * Under the zone's mutex, to make room: evicts the offline peers of the
+ * next few pages of cells (NGX_RUSTDESK_SWEEP_PAGES) until a cell for a
+ * record of size bytes is free, or, with size 0, until a whole page is
+ * back in the slab (moving the peers of a page into free cells of others
+ * if that empties it).  Returns how many peers it evicted or moved.
  */
-ngx_uint_t ngx_rustdesk_peer_expire_locked(ngx_rustdesk_peer_zone_t *z,
-    ngx_msec_t now, ngx_uint_t max);
+ngx_uint_t ngx_rustdesk_peer_sweep_locked(ngx_rustdesk_peer_zone_t *z,
+    ngx_msec_t now, size_t size);
+
+/* Online now: registered within online_ttl (stream_ttl with a stream). */
+ngx_uint_t ngx_rustdesk_peer_is_online(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_peer_t *p, ngx_msec_t now);
 
 
 #endif /* _NGX_STREAM_RUSTDESK_RENDEZVOUS_PEER_H_INCLUDED_ */

@@ -2,13 +2,19 @@
  * The rendezvous server's shared zone (PROTOCOL.md section 6).
  *
  * The peer table, the IP blocker, the waiting requesters and the console's
- * histories, each in its own file, live in one slab zone: rbtrees keyed by
- * crc32 with an LRU queue each.  Every function here and in those files
- * takes the zone mutex itself, or is named _locked and called with it
- * held, and never holds it across I/O.  When the zone is full, the least
- * recently registered peers that are offline are evicted (they stay in the
- * database); a zone full of online peers refuses new ones and says so
- * once.
+ * histories, each in its own file, live in one slab zone: the peers in a
+ * hash index and pages of cells (ngx_stream_rustdesk_rendezvous_table.c),
+ * the others in rbtrees keyed by crc32 with an LRU queue each.  Every
+ * function here and in those files takes the zone mutex itself, or is
+ * named _locked and called with it held, and never holds it across I/O.
+ *
+ * When the slab has no room, stale requesters and IP blocker entries are
+ * freed, then offline peers evicted (they stay in the database), a bounded
+ * number per allocation as nginx's limit_req does: a few pages of cells
+ * from where the last eviction stopped.  A page whose cells are all free
+ * goes back to the slab, so every kind of entry can use what peers leave.
+ * An allocation for which nothing could be freed fails, and the first such
+ * failure is logged once.
  */
 
 #include <ngx_config.h>
@@ -22,11 +28,12 @@
 #include "ngx_stream_rustdesk_rendezvous_history.h"
 
 
-#define NGX_RUSTDESK_EVICT_MAX  16     /* peers freed per failed alloc */
+#define NGX_RUSTDESK_EXPIRE_MAX  16    /* stale entries freed per alloc */
+#define NGX_RUSTDESK_SWEEPS      2     /* sweeps of the peers per alloc */
 
 
-static ngx_uint_t ngx_rustdesk_peer_evict_locked(ngx_rustdesk_peer_zone_t *z,
-    ngx_msec_t now);
+static ngx_uint_t ngx_rustdesk_peer_expire_locked(
+    ngx_rustdesk_peer_zone_t *z, ngx_msec_t now);
 static void ngx_rustdesk_peer_full_locked(ngx_rustdesk_peer_zone_t *z,
     ngx_log_t *log);
 
@@ -71,12 +78,23 @@ ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         ngx_shmtx_lock(&z->shpool->mutex);
         z->sh->full_logged = 0;
         z->sh->always_use_relay = z->always_use_relay;
+
+        /* a worker that died while allocating may have left it set */
+        z->sh->table.busy = NULL;
+
         ngx_shmtx_unlock(&z->shpool->mutex);
 
         return NGX_OK;
     }
 
     z->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.size > NGX_RUSTDESK_ZONE_MAX) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "rustdesk zone \"%V\" is larger than %uzG",
+                      &shm_zone->shm.name, NGX_RUSTDESK_ZONE_MAX >> 30);
+        return NGX_ERROR;
+    }
 
     /* a full zone is handled here, by eviction, not logged by the slab */
     z->shpool->log_nomem = 0;
@@ -93,9 +111,13 @@ ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     z->shpool->data = z->sh;
 
-    ngx_rbtree_init(&z->sh->peers, &z->sh->peers_sentinel,
-                    ngx_rustdesk_peer_rbtree_insert);
-    ngx_queue_init(&z->sh->peers_lru);
+    /* the index of the peers, sized for as many as the zone could hold */
+
+    if (ngx_rustdesk_table_init(&z->sh->table, z->shpool, shm_zone->shm.size)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     ngx_rbtree_init(&z->sh->ips, &z->sh->ips_sentinel,
                     ngx_rustdesk_ip_rbtree_insert);
@@ -188,114 +210,121 @@ ngx_rustdesk_peer_config_update(ngx_rustdesk_peer_zone_t *z, int32_t serial,
 }
 
 
-/*
- * A peer record: in a cell when it fits, else a slab chunk; *cell says
- * which.  Room is made as in ngx_rustdesk_peer_alloc_locked().
- */
+/* A peer record, in a cell of the peer table. */
 
 void *
 ngx_rustdesk_peer_new_locked(ngx_rustdesk_peer_zone_t *z, size_t size,
-    ngx_msec_t now, ngx_uint_t *cell, ngx_log_t *log)
+    ngx_msec_t now, ngx_log_t *log)
 {
-    u_char      *page;
-    void       **c;
+    void        *p;
     ngx_uint_t   i, n;
 
-    if (size > NGX_RUSTDESK_PEER_CELL) {
-        *cell = 0;
-        return ngx_rustdesk_peer_alloc_locked(z, size, now, log);
+    p = ngx_rustdesk_table_cell_alloc(&z->sh->table, z->shpool, size);
+    if (p) {
+        return p;
     }
 
-    *cell = 1;
+    /* a freed blocker entry or requester may leave a whole page */
 
-    for ( ;; ) {
-        if (z->sh->free_cells) {
-            c = z->sh->free_cells;
-            z->sh->free_cells = *c;
-            return c;
-        }
+    n = ngx_rustdesk_peer_expire_locked(z, now);
 
-        page = ngx_slab_alloc_locked(z->shpool, ngx_pagesize);
-
-        if (page) {
-            n = ngx_pagesize / NGX_RUSTDESK_PEER_CELL;
-
-            for (i = 0; i < n; i++) {
-                c = (void **) (page + i * NGX_RUSTDESK_PEER_CELL);
-                *c = z->sh->free_cells;
-                z->sh->free_cells = c;
-            }
-
-            continue;
-        }
-
-        /* evicted peers in cells come back to the free list */
-
-        if (ngx_rustdesk_peer_evict_locked(z, now) == 0) {
-            ngx_rustdesk_peer_full_locked(z, log);
-            return NULL;
+    if (n) {
+        p = ngx_rustdesk_table_cell_alloc(&z->sh->table, z->shpool, size);
+        if (p) {
+            return p;
         }
     }
+
+    for (i = 0; i < NGX_RUSTDESK_SWEEPS; i++) {
+        if (ngx_rustdesk_peer_sweep_locked(z, now, size) == 0) {
+            break;
+        }
+
+        n++;
+
+        p = ngx_rustdesk_table_cell_alloc(&z->sh->table, z->shpool, size);
+        if (p) {
+            return p;
+        }
+    }
+
+    if (n == 0) {
+        ngx_rustdesk_peer_full_locked(z, log);
+    }
+
+    return NULL;
 }
 
 
 void
-ngx_rustdesk_peer_release_locked(ngx_rustdesk_peer_zone_t *z, void *p,
-    ngx_uint_t cell)
+ngx_rustdesk_peer_release_locked(ngx_rustdesk_peer_zone_t *z, void *p)
 {
-    void  **c;
-
-    if (!cell) {
-        ngx_slab_free_locked(z->shpool, p);
-        return;
-    }
-
-    c = (void **) p;
-    *c = z->sh->free_cells;
-    z->sh->free_cells = c;
+    ngx_rustdesk_table_cell_free(&z->sh->table, z->shpool, p);
 }
 
 
 /*
- * Allocation with room made by evicting peers that are offline, least
- * recently registered first, and blocker entries idle for a day.
+ * Allocation with room made by freeing requesters that waited too long
+ * and idle blocker entries, then by evicting offline peers until a page
+ * of cells is back in the slab.
  */
 
 void *
 ngx_rustdesk_peer_alloc_locked(ngx_rustdesk_peer_zone_t *z, size_t size,
     ngx_msec_t now, ngx_log_t *log)
 {
-    void  *p;
+    void        *p;
+    ngx_uint_t   i, n;
 
-    for ( ;; ) {
+    p = ngx_slab_alloc_locked(z->shpool, size);
+    if (p) {
+        return p;
+    }
+
+    n = ngx_rustdesk_peer_expire_locked(z, now);
+
+    if (n) {
         p = ngx_slab_alloc_locked(z->shpool, size);
-        if (p != NULL) {
+        if (p) {
             return p;
         }
+    }
 
-        if (ngx_rustdesk_peer_evict_locked(z, now) == 0) {
-            ngx_rustdesk_peer_full_locked(z, log);
-            return NULL;
+    for (i = 0; i < NGX_RUSTDESK_SWEEPS; i++) {
+        if (ngx_rustdesk_peer_sweep_locked(z, now, 0) == 0) {
+            break;
+        }
+
+        n++;
+
+        p = ngx_slab_alloc_locked(z->shpool, size);
+        if (p) {
+            return p;
         }
     }
+
+    if (n == 0) {
+        ngx_rustdesk_peer_full_locked(z, log);
+    }
+
+    return NULL;
 }
 
 
 /*
  * Frees a bounded number of stale entries, each table its own, oldest
- * first: requesters that waited too long, idle blocker entries, then
- * offline peers; returns how many.
+ * first: requesters that waited too long, then idle blocker entries;
+ * returns how many.
  */
 
 static ngx_uint_t
-ngx_rustdesk_peer_evict_locked(ngx_rustdesk_peer_zone_t *z, ngx_msec_t now)
+ngx_rustdesk_peer_expire_locked(ngx_rustdesk_peer_zone_t *z, ngx_msec_t now)
 {
     ngx_uint_t  n;
 
-    n = ngx_rustdesk_waiter_expire_locked(z, now, NGX_RUSTDESK_EVICT_MAX);
+    n = ngx_rustdesk_waiter_expire_locked(z, now, NGX_RUSTDESK_EXPIRE_MAX);
     n += ngx_rustdesk_ip_blocker_expire_locked(z, now,
-                                               NGX_RUSTDESK_EVICT_MAX - n);
-    n += ngx_rustdesk_peer_expire_locked(z, now, NGX_RUSTDESK_EVICT_MAX - n);
+                                               NGX_RUSTDESK_EXPIRE_MAX - n);
 
     return n;
 }
@@ -311,7 +340,8 @@ ngx_rustdesk_peer_full_locked(ngx_rustdesk_peer_zone_t *z, ngx_log_t *log)
     z->sh->full_logged = 1;
 
     ngx_log_error(NGX_LOG_WARN, log, 0,
-                  "rustdesk: no room%s: it holds %ui peers, all online; "
-                  "new peers are refused until it is made larger",
+                  "rustdesk: no room%s: it holds %ui peers, all online "
+                  "where room was sought; new peers are refused until some "
+                  "go offline or it is made larger",
                   z->shpool->log_ctx, z->sh->npeers);
 }

@@ -15,24 +15,24 @@
 
 #include "ngx_rustdesk_ipc.h"
 
+#include "ngx_stream_rustdesk_rendezvous_table.h"
+
 
 #define NGX_RUSTDESK_SERVERS_MAX     1024     /* rendezvous_servers, joined */
 
 /*
  * Peer records up to this size (a 10-digit id, a 36-byte uuid and a
- * 32-byte key make 224 bytes) live in cells carved from whole pages, 18 to
- * a 4 KiB page, instead of the slab's 256-byte class.
+ * 32-byte key make 159 bytes) live in the smallest cells of the peer
+ * table, 25 to a 4 KiB page; longer ones in cells of 320 or 704 bytes.
  */
-#define NGX_RUSTDESK_PEER_CELL       224
+#define NGX_RUSTDESK_PEER_CELL       160
 
 
 typedef struct ngx_rustdesk_punch_req_s  ngx_rustdesk_punch_req_t;
 
 
 typedef struct {
-    ngx_rbtree_t         peers;
-    ngx_rbtree_node_t    peers_sentinel;
-    ngx_queue_t          peers_lru;
+    ngx_rustdesk_table_t table;             /* the peers */
     ngx_rbtree_t         ips;
     ngx_rbtree_node_t    ips_sentinel;
     ngx_queue_t          ips_lru;
@@ -53,7 +53,6 @@ typedef struct {
     ngx_rustdesk_punch_req_t  *punch_reqs;  /* ring, NULL if no room */
     ngx_queue_t          ip_changes;
     ngx_uint_t           nip_changes;       /* of more than one address */
-    void                *free_cells;        /* list through each cell */
     ngx_uint_t           npunch_reqs;       /* ever logged */
     int32_t              serial;            /* adopted from ConfigUpdate */
     size_t               servers_len;
@@ -81,20 +80,19 @@ ngx_int_t ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 
 /*
  * Under the zone's mutex, for an entry of any of its tables: room is made
- * by eviction when the slab has none.  NULL: the zone is full (said once).
+ * when the slab has none by freeing stale entries and evicting offline
+ * peers, a bounded number each time.  NULL: no room (said once).
  */
 void *ngx_rustdesk_peer_alloc_locked(ngx_rustdesk_peer_zone_t *z,
     size_t size, ngx_msec_t now, ngx_log_t *log);
 
 /*
- * Under the zone's mutex, for a peer record: a cell when size fits one
- * (NGX_RUSTDESK_PEER_CELL), else a slab chunk; *cell says which, and is
- * given back to release it.
+ * Under the zone's mutex, for a peer record: a cell of the peer table
+ * (ngx_stream_rustdesk_rendezvous_table.h), room made the same way.
  */
 void *ngx_rustdesk_peer_new_locked(ngx_rustdesk_peer_zone_t *z, size_t size,
-    ngx_msec_t now, ngx_uint_t *cell, ngx_log_t *log);
-void ngx_rustdesk_peer_release_locked(ngx_rustdesk_peer_zone_t *z, void *p,
-    ngx_uint_t cell);
+    ngx_msec_t now, ngx_log_t *log);
+void ngx_rustdesk_peer_release_locked(ngx_rustdesk_peer_zone_t *z, void *p);
 
 /* Serial and rendezvous servers now in force (ConfigUpdate may raise them). */
 int32_t ngx_rustdesk_peer_serial(ngx_rustdesk_peer_zone_t *z, u_char *servers,
