@@ -14,6 +14,7 @@
 #include <ngx_stream.h>
 
 #include "ngx_rustdesk_conf.h"
+#include "ngx_rustdesk_metrics.h"
 #include "ngx_rustdesk_msg.h"
 #include "ngx_rustdesk_tcp.h"
 #include "ngx_stream_rustdesk_rendezvous_ip.h"
@@ -127,7 +128,34 @@ typedef struct {
 } ngx_stream_rustdesk_rendezvous_pk_t;
 
 
-extern ngx_module_t  ngx_stream_rustdesk_rendezvous_module;
+/*
+ * The module's counters and gauges in its zone's slots (..._metrics.c),
+ * this process's values: NULL unless a metrics listener is configured.
+ * The database's five are in NGX_RUSTDESK_DB_* order, and the worker
+ * channel's three in NGX_RUSTDESK_IPC_* order.
+ */
+typedef enum {
+    NGX_RUSTDESK_RDV_STREAMS_TCP = 0,
+    NGX_RUSTDESK_RDV_STREAMS_WS,
+    NGX_RUSTDESK_RDV_IP_BLOCKED,
+    NGX_RUSTDESK_RDV_DB_WRITE_OK,
+    NGX_RUSTDESK_RDV_DB_WRITE_ERROR,
+    NGX_RUSTDESK_RDV_DB_READ_FOUND,
+    NGX_RUSTDESK_RDV_DB_READ_ABSENT,
+    NGX_RUSTDESK_RDV_DB_READ_ERROR,
+    NGX_RUSTDESK_RDV_IPC_SENT,
+    NGX_RUSTDESK_RDV_IPC_RECEIVED,
+    NGX_RUSTDESK_RDV_IPC_DROPPED,
+    NGX_RUSTDESK_RDV_NSTATS
+} ngx_stream_rustdesk_rendezvous_stat_e;
+
+
+extern ngx_module_t   ngx_stream_rustdesk_rendezvous_module;
+extern ngx_atomic_t  *ngx_stream_rustdesk_rendezvous_stats;
+
+
+#define ngx_stream_rustdesk_rendezvous_count(i, n)                           \
+    ngx_rustdesk_stat_add(ngx_stream_rustdesk_rendezvous_stats, i, n)
 
 
 /*
@@ -265,6 +293,18 @@ u_char *ngx_stream_rustdesk_relays_console(
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *set,
     u_char *p, u_char *last);
 void ngx_stream_rustdesk_rendezvous_console(ngx_stream_session_t *s);
+
+/*
+ * The metrics (..._metrics.c): the source and the zone's slots at
+ * configuration, this process's slot in init_process, given back in
+ * exit_process.
+ */
+ngx_int_t ngx_stream_rustdesk_rendezvous_metrics_conf(ngx_conf_t *cf,
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf);
+void ngx_stream_rustdesk_rendezvous_metrics_init(ngx_cycle_t *cycle,
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf);
+void ngx_stream_rustdesk_rendezvous_metrics_exit(ngx_cycle_t *cycle);
+void ngx_stream_rustdesk_rendezvous_metrics_handler(ngx_stream_session_t *s);
 
 /* The relay server to offer, round-robin; "" when none is configured. */
 char *ngx_stream_rustdesk_rendezvous_relay_server(ngx_stream_session_t *s);

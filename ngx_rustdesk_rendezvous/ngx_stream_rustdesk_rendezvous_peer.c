@@ -582,6 +582,79 @@ ngx_rustdesk_peer_free_locked(ngx_rustdesk_peer_zone_t *z,
 }
 
 
+/*
+ * Peers online, counted without a walk over all peers: a peer goes to the
+ * LRU's head when its registration is refreshed (last_reg becomes now),
+ * so the LRU is in the order of last_reg, and the walk from the head
+ * stops at the first peer registered longer ago than any peer stays
+ * online (stream_ttl for a peer on a stream).  Two kinds of entry are out
+ * of that order and are passed over: rows loaded from the database (never
+ * registered: last_reg 0) and streams that closed with their 30 s of grace
+ * (last_reg set later than their place says, but their place is within
+ * stream_ttl of it: they are reached before the walk stops).  The walk
+ * visits the peers registered within that time, under the zone's mutex,
+ * at most once a second; within the second the count is the one kept.
+ */
+
+void
+ngx_rustdesk_peer_figures(ngx_rustdesk_peer_zone_t *z, ngx_msec_t now,
+    ngx_rustdesk_peer_figures_t *f)
+{
+    ngx_uint_t            n;
+    ngx_msec_t            window;
+    ngx_queue_t          *q;
+    ngx_rustdesk_peer_t  *p;
+
+    window = ngx_max(z->online_ttl, z->stream_ttl);
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    if (z->sh->online_time == 0
+        || (ngx_msec_int_t) (now - z->sh->online_time) >= 1000
+        || (ngx_msec_int_t) (now - z->sh->online_time) < 0)
+    {
+        n = 0;
+
+        for (q = ngx_queue_head(&z->sh->peers_lru);
+             q != ngx_queue_sentinel(&z->sh->peers_lru);
+             q = ngx_queue_next(q))
+        {
+            p = ngx_queue_data(q, ngx_rustdesk_peer_t, queue);
+
+            if (p->last_reg == 0) {
+                continue;
+            }
+
+            /* signed: another worker's clock may be a little ahead */
+
+            if ((ngx_msec_int_t) (now - p->last_reg)
+                >= (ngx_msec_int_t) window)
+            {
+                break;
+            }
+
+            if (ngx_rustdesk_peer_is_online(z, p, now)
+                || (ngx_msec_int_t) (now - p->last_reg) < 0)
+            {
+                n++;
+            }
+        }
+
+        z->sh->online = n;
+        z->sh->online_time = now ? now : 1;
+    }
+
+    f->online = z->sh->online;
+    f->peers = z->sh->npeers;
+    f->waiters = z->sh->nwaiters;
+    f->answers = z->sh->answers;
+    f->answers_cross = z->sh->answers_cross;
+    f->full = z->sh->full;
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+
 /* Peers that are offline, from the least recently registered. */
 
 ngx_uint_t

@@ -92,6 +92,7 @@ ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "rustdesk: too many key registrations from this "
                       "address, refused peer \"%V\"", &req->id);
+        ngx_stream_rustdesk_rendezvous_count(NGX_RUSTDESK_RDV_IP_BLOCKED, 1);
         pk->result = HBB__REGISTER_PK_RESPONSE__RESULT__TOO_FREQUENT;
         return NGX_OK;
     }

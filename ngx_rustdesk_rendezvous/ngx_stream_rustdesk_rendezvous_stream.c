@@ -47,6 +47,8 @@ static ngx_int_t ngx_stream_rustdesk_rendezvous_stream_idle(
     ngx_rustdesk_tcp_t *t);
 static ngx_stream_rustdesk_rendezvous_ctx_t *
     ngx_stream_rustdesk_rendezvous_stream_find(ngx_str_t *id);
+static void ngx_stream_rustdesk_rendezvous_stream_forget(
+    ngx_stream_rustdesk_rendezvous_ctx_t *ctx);
 static void ngx_stream_rustdesk_rendezvous_stream_cleanup(void *data);
 
 
@@ -262,9 +264,7 @@ ngx_stream_rustdesk_rendezvous_stream_bind(ngx_rustdesk_tcp_t *t,
                       "rustdesk: peer \"%V\" registered again on another "
                       "stream, closing this one", id);
 
-        ngx_rbtree_delete(&ngx_stream_rustdesk_rendezvous_streams,
-                          &old->peer.node);
-        old->registered = 0;
+        ngx_stream_rustdesk_rendezvous_stream_forget(old);
         ngx_rustdesk_tcp_fail(old->req.stream);
     }
 
@@ -284,6 +284,10 @@ ngx_stream_rustdesk_rendezvous_stream_bind(ngx_rustdesk_tcp_t *t,
                       &ctx->peer.node);
     ctx->registered = 1;
     ctx->heard = 1;
+
+    ngx_stream_rustdesk_rendezvous_count(ctx->req.port == NGX_RUSTDESK_PORT_WS
+                                         ? NGX_RUSTDESK_RDV_STREAMS_WS
+                                         : NGX_RUSTDESK_RDV_STREAMS_TCP, 1);
 
     t->timeout = rmcf->keep_alive;
     t->idle = ngx_stream_rustdesk_rendezvous_stream_idle;
@@ -310,12 +314,26 @@ ngx_stream_rustdesk_rendezvous_stream_unbind(
     rmcf = ngx_stream_get_module_main_conf(ctx->req.session,
                                         ngx_stream_rustdesk_rendezvous_module);
 
+    ngx_stream_rustdesk_rendezvous_stream_forget(ctx);
+
+    ngx_rustdesk_peer_stream_closed(rmcf->zone, &ctx->peer.str, ngx_pid,
+                                    ngx_current_msec, grace);
+}
+
+
+/* Out of this worker's tree of registered streams. */
+
+static void
+ngx_stream_rustdesk_rendezvous_stream_forget(
+    ngx_stream_rustdesk_rendezvous_ctx_t *ctx)
+{
     ngx_rbtree_delete(&ngx_stream_rustdesk_rendezvous_streams,
                       &ctx->peer.node);
     ctx->registered = 0;
 
-    ngx_rustdesk_peer_stream_closed(rmcf->zone, &ctx->peer.str, ngx_pid,
-                                    ngx_current_msec, grace);
+    ngx_stream_rustdesk_rendezvous_count(ctx->req.port == NGX_RUSTDESK_PORT_WS
+                                         ? NGX_RUSTDESK_RDV_STREAMS_WS
+                                         : NGX_RUSTDESK_RDV_STREAMS_TCP, -1);
 }
 
 
@@ -370,9 +388,7 @@ ngx_stream_rustdesk_rendezvous_stream_owned(ngx_rustdesk_tcp_t *t,
                   "rustdesk: peer \"%V\" is no longer reached through this "
                   "stream, closing it", &ctx->peer.str);
 
-    ngx_rbtree_delete(&ngx_stream_rustdesk_rendezvous_streams,
-                      &ctx->peer.node);
-    ctx->registered = 0;
+    ngx_stream_rustdesk_rendezvous_stream_forget(ctx);
 
     return NGX_ERROR;
 }

@@ -28,6 +28,8 @@ static ngx_uint_t ngx_rustdesk_peer_evict_locked(ngx_rustdesk_peer_zone_t *z,
     ngx_msec_t now);
 static void ngx_rustdesk_peer_full_locked(ngx_rustdesk_peer_zone_t *z,
     ngx_log_t *log);
+static ngx_int_t ngx_rustdesk_peer_init_stats(ngx_shm_zone_t *shm_zone,
+    ngx_rustdesk_peer_zone_t *z);
 
 
 ngx_int_t
@@ -50,7 +52,7 @@ ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         z->sh->always_use_relay = z->always_use_relay;
         ngx_shmtx_unlock(&z->shpool->mutex);
 
-        return NGX_OK;
+        return ngx_rustdesk_peer_init_stats(shm_zone, z);
     }
 
     z->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
@@ -60,7 +62,7 @@ ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     if (shm_zone->shm.exists) {
         z->sh = z->shpool->data;
-        return NGX_OK;
+        return ngx_rustdesk_peer_init_stats(shm_zone, z);
     }
 
     z->sh = ngx_slab_calloc(z->shpool, sizeof(ngx_rustdesk_peer_shctx_t));
@@ -106,6 +108,42 @@ ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_sprintf(z->shpool->log_ctx, " in rustdesk zone \"%V\"%Z",
                 &shm_zone->shm.name);
+
+    return ngx_rustdesk_peer_init_stats(shm_zone, z);
+}
+
+
+/*
+ * The metrics' slots, when a listener wants them: made once and kept
+ * across reloads (a module of another version with other counters gets
+ * slots of its own; the old ones stay with the old workers).
+ */
+
+static ngx_int_t
+ngx_rustdesk_peer_init_stats(ngx_shm_zone_t *shm_zone,
+    ngx_rustdesk_peer_zone_t *z)
+{
+    ngx_rustdesk_stats_t  *st;
+
+    if (z->stats_values == 0
+        || (z->sh->stats && z->sh->stats->nvalues == z->stats_values))
+    {
+        return NGX_OK;
+    }
+
+    st = ngx_rustdesk_stats_alloc(z->shpool, z->stats_values,
+                                  ngx_rustdesk_stats_slots(z->cycle));
+    if (st == NULL) {
+        ngx_log_error(NGX_LOG_WARN, shm_zone->shm.log, 0,
+                      "rustdesk: no room for the metrics' counters in zone "
+                      "\"%V\", the rendezvous module counts nothing",
+                      &shm_zone->shm.name);
+        return NGX_OK;
+    }
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+    z->sh->stats = st;
+    ngx_shmtx_unlock(&z->shpool->mutex);
 
     return NGX_OK;
 }
@@ -189,6 +227,11 @@ ngx_rustdesk_peer_new_locked(ngx_rustdesk_peer_zone_t *z, size_t size,
         if (z->sh->free_cells) {
             c = z->sh->free_cells;
             z->sh->free_cells = *c;
+
+            if (z->sh->full) {
+                z->sh->full = 0;
+            }
+
             return c;
         }
 
@@ -247,6 +290,10 @@ ngx_rustdesk_peer_alloc_locked(ngx_rustdesk_peer_zone_t *z, size_t size,
     for ( ;; ) {
         p = ngx_slab_alloc_locked(z->shpool, size);
         if (p != NULL) {
+            if (z->sh->full) {
+                z->sh->full = 0;
+            }
+
             return p;
         }
 
@@ -281,6 +328,8 @@ ngx_rustdesk_peer_evict_locked(ngx_rustdesk_peer_zone_t *z, ngx_msec_t now)
 static void
 ngx_rustdesk_peer_full_locked(ngx_rustdesk_peer_zone_t *z, ngx_log_t *log)
 {
+    z->sh->full = 1;
+
     if (z->sh->full_logged) {
         return;
     }

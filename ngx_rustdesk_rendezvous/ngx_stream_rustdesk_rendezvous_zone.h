@@ -13,6 +13,8 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
+#include "ngx_rustdesk_metrics.h"
+
 
 #define NGX_RUSTDESK_SERVERS_MAX     1024     /* rendezvous_servers, joined */
 
@@ -44,6 +46,7 @@ typedef struct {
     ngx_uint_t           answers;           /* delivered to requesters */
     ngx_uint_t           answers_cross;     /* of which via another worker */
     ngx_uint_t           full_logged;
+    ngx_uint_t           full;              /* the last allocation failed */
 
     ngx_uint_t           always_use_relay;  /* the console may change it */
     size_t               relays_len;        /* set by the console: a,b */
@@ -56,6 +59,10 @@ typedef struct {
     int32_t              serial;            /* adopted from ConfigUpdate */
     size_t               servers_len;
     u_char               servers[NGX_RUSTDESK_SERVERS_MAX];
+
+    ngx_rustdesk_stats_t  *stats;           /* NULL: no metrics yet */
+    ngx_msec_t           online_time;       /* when counted last, 0: never */
+    ngx_uint_t           online;            /* peers online then */
 } ngx_rustdesk_peer_shctx_t;
 
 
@@ -69,6 +76,8 @@ typedef struct {
     ngx_msec_t                  online_ttl;         /* after registering */
     ngx_msec_t                  stream_ttl;         /* online by a stream */
     ngx_str_t                   servers;    /* configured, comma-joined */
+    ngx_uint_t                  stats_values;   /* 0: no metrics */
+    ngx_cycle_t                *cycle;      /* the configuration's */
 } ngx_rustdesk_peer_zone_t;
 
 
