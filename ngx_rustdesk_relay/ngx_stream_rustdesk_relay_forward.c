@@ -37,6 +37,7 @@ static ngx_int_t ngx_stream_rustdesk_relay_lists(
     ngx_stream_rustdesk_relay_pair_t *p);
 static void ngx_stream_rustdesk_relay_close(
     ngx_stream_rustdesk_relay_pair_t *p, const char *why);
+static ngx_uint_t ngx_stream_rustdesk_relay_close_stat(const char *why);
 
 
 #define NGX_RUSTDESK_RELAY_SPARE  64       /* buffers kept for reuse */
@@ -107,6 +108,14 @@ ngx_stream_rustdesk_relay_start(ngx_stream_rustdesk_relay_pair_t *p)
     p->last_traffic = p->start;
     p->last_tick = p->start;
     p->tokens_last = p->start;
+
+    /* a TLS client's carrier (pipe) is not a pair: its real pair counts */
+
+    if (!p->pipe) {
+        ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_PAIRS, 1);
+        ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_PAIRS_ACTIVE, 1);
+        ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_BYTES, p->total);
+    }
 
     /* the usage line is the second one's, as hbbr keeps it */
 
@@ -456,6 +465,7 @@ ngx_stream_rustdesk_relay_account(ngx_stream_rustdesk_relay_pair_t *p,
 
     if (!p->pipe) {
         ngx_rustdesk_relay_total_consume(p->conf->zone, n);
+        ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_BYTES, n);
     }
 }
 
@@ -579,6 +589,8 @@ ngx_stream_rustdesk_relay_tick(ngx_event_t *ev)
 
         if (p->total * 8 > elapsed * limit) {
             p->downgraded = 1;
+            ngx_stream_rustdesk_relay_count(
+                                NGX_RUSTDESK_RELAY_S_LIMITED_DOWNGRADE, 1);
 
             ngx_log_error(NGX_LOG_INFO, p->a->connection->log, 0,
                           "rustdesk: relay \"%V\" downgraded, above %uL bit/ms "
@@ -626,6 +638,13 @@ ngx_stream_rustdesk_relay_lists(ngx_stream_rustdesk_relay_pair_t *p)
         }
     }
 
+    if (p->blacklisted && !p->was_blacklisted && !p->pipe) {
+        /* counted once a pair, however often the lists change */
+        p->was_blacklisted = 1;
+        ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_LIMITED_BLACKLIST,
+                                        1);
+    }
+
     return NGX_OK;
 }
 
@@ -653,6 +672,12 @@ ngx_stream_rustdesk_relay_close(ngx_stream_rustdesk_relay_pair_t *p,
         p->usage = NULL;
     }
 
+    if (!p->pipe) {
+        ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_PAIRS_ACTIVE, -1);
+        ngx_stream_rustdesk_relay_count(
+                                ngx_stream_rustdesk_relay_close_stat(why), 1);
+    }
+
     ngx_log_error(NGX_LOG_INFO, p->a->connection->log, 0,
                   "rustdesk: relay \"%V\" closed%s, %uL bytes in %M ms",
                   &p->a->uuid, why, p->total, ngx_current_msec - p->start);
@@ -660,6 +685,31 @@ ngx_stream_rustdesk_relay_close(ngx_stream_rustdesk_relay_pair_t *p,
     /* b first: the pair lives in a's pool */
     ngx_stream_rustdesk_relay_close_side(p->b);
     ngx_stream_rustdesk_relay_close_side(p->a);
+}
+
+
+/* The counter of a pair's end, from what close() says of it. */
+
+static ngx_uint_t
+ngx_stream_rustdesk_relay_close_stat(const char *why)
+{
+    if (ngx_strcmp(why, " as idle") == 0) {
+        return NGX_RUSTDESK_RELAY_S_CLOSED_IDLE;
+    }
+
+    if (ngx_strcmp(why, " as blocked") == 0) {
+        return NGX_RUSTDESK_RELAY_S_CLOSED_BLOCKED;
+    }
+
+    if (ngx_strcmp(why, " on an error") == 0) {
+        return NGX_RUSTDESK_RELAY_S_CLOSED_ERROR;
+    }
+
+    if (ngx_strcmp(why, " at shutdown") == 0) {
+        return NGX_RUSTDESK_RELAY_S_CLOSED_SHUTDOWN;
+    }
+
+    return NGX_RUSTDESK_RELAY_S_CLOSED;
 }
 
 

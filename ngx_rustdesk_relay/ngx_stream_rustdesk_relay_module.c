@@ -52,6 +52,12 @@ static ngx_int_t ngx_stream_rustdesk_relay_first_message(ngx_rustdesk_tcp_t *t,
     ngx_rustdesk_msg_t *m);
 
 
+/* "rustdesk_metrics", when this module is the first loaded to declare it */
+static ngx_rustdesk_metrics_role_t  ngx_stream_rustdesk_relay_metrics_role = {
+    ngx_stream_rustdesk_relay_metrics_handler
+};
+
+
 static ngx_command_t  ngx_stream_rustdesk_relay_commands[] = {
 
     { ngx_string("rustdesk_key_dir"),
@@ -95,6 +101,13 @@ static ngx_command_t  ngx_stream_rustdesk_relay_commands[] = {
       NGX_STREAM_MAIN_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("rustdesk_metrics"),
+      NGX_STREAM_SRV_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE12,
+      ngx_rustdesk_metrics_directive,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      &ngx_stream_rustdesk_relay_metrics_role },
 
     { ngx_string("rustdesk_relay_zone"),
       NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
@@ -308,6 +321,10 @@ ngx_stream_rustdesk_relay_postconfiguration(ngx_conf_t *cf)
                                           lmcf->files[NGX_RUSTDESK_BLACKLIST];
         lmcf->zone->files[NGX_RUSTDESK_BLOCKLIST] =
                                           lmcf->files[NGX_RUSTDESK_BLOCKLIST];
+
+        if (ngx_stream_rustdesk_relay_metrics_conf(cf, lmcf) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
     /*
@@ -544,6 +561,9 @@ ngx_stream_rustdesk_relay_init_process(ngx_cycle_t *cycle)
 
     ngx_stream_rustdesk_relay_buf_init(lmcf->buffer_size);
 
+    /* first: the worker channel counts in its slot */
+    ngx_stream_rustdesk_relay_metrics_init(cycle, lmcf);
+
     return ngx_stream_rustdesk_relay_pair_init(cycle);
 }
 
@@ -552,6 +572,7 @@ static void
 ngx_stream_rustdesk_relay_exit_process(ngx_cycle_t *cycle)
 {
     ngx_stream_rustdesk_relay_pair_exit(cycle);
+    ngx_stream_rustdesk_relay_metrics_exit(cycle);
 }
 
 
@@ -608,6 +629,8 @@ ngx_stream_rustdesk_relay_accept(ngx_stream_session_t *s, ngx_uint_t ws)
     {
         ngx_log_error(NGX_LOG_INFO, c->log, 0, "rustdesk: %V blocked",
                       &side->ip);
+        ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_REFUSED_BLOCKLIST,
+                                        1);
         ngx_stream_finalize_session(s, NGX_STREAM_FORBIDDEN);
         return;
     }
@@ -678,6 +701,8 @@ ngx_stream_rustdesk_relay_first_message(ngx_rustdesk_tcp_t *t,
         {
             ngx_log_error(NGX_LOG_INFO, c->log, 0, "rustdesk: %V blocked",
                           &side->ip);
+            ngx_stream_rustdesk_relay_count(
+                                NGX_RUSTDESK_RELAY_S_REFUSED_BLOCKLIST, 1);
             return NGX_ERROR;
         }
     }
@@ -691,6 +716,8 @@ ngx_stream_rustdesk_relay_first_message(ngx_rustdesk_tcp_t *t,
             ngx_log_error(NGX_LOG_WARN, c->log, 0,
                           "rustdesk: relay refused to %V: wrong key",
                           &side->ip);
+            ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_REFUSED_KEY,
+                                            1);
             return NGX_ERROR;
         }
     }

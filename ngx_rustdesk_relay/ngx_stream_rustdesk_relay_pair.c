@@ -79,6 +79,11 @@ ngx_stream_rustdesk_relay_pair_init(ngx_cycle_t *cycle)
     ngx_stream_rustdesk_relay_ipc.handler =
                                      ngx_stream_rustdesk_relay_ipc_handler;
 
+    if (ngx_stream_rustdesk_relay_stats) {
+        ngx_stream_rustdesk_relay_ipc.stats = ngx_stream_rustdesk_relay_stats
+                                              + NGX_RUSTDESK_RELAY_S_IPC_SENT;
+    }
+
     return ngx_rustdesk_ipc_open(&ngx_stream_rustdesk_relay_ipc, cycle);
 }
 
@@ -135,6 +140,8 @@ ngx_stream_rustdesk_relay_request(ngx_stream_rustdesk_relay_side_t *side,
             ngx_log_error(ngx_rustdesk_relay_zone_full(lmcf->zone), c->log, 0,
                           "rustdesk: relay zone is full, relay request \"%V\" "
                           "refused", &side->uuid);
+            ngx_stream_rustdesk_relay_count(
+                                NGX_RUSTDESK_RELAY_S_REFUSED_ZONE_FULL, 1);
             ngx_stream_rustdesk_relay_close_side(side);
             return;
         }
@@ -197,6 +204,7 @@ ngx_stream_rustdesk_relay_wait(ngx_stream_rustdesk_relay_side_t *side)
 
     side->waiting = 1;
     ngx_rbtree_insert(&ngx_stream_rustdesk_relay_waiters, &side->node);
+    ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_WAITING, 1);
 
     /* a pairing in progress outlives a reload: not idle */
     c->idle = 0;
@@ -241,6 +249,8 @@ ngx_stream_rustdesk_relay_waiting(ngx_event_t *rev)
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "rustdesk: no partner for relay \"%V\" within %M ms",
                       &side->uuid, lmcf->pair_timeout);
+        ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_UNPAIRED_TIMEOUT,
+                                        1);
         ngx_stream_rustdesk_relay_close_side(side);
         return;
     }
@@ -269,6 +279,7 @@ ngx_stream_rustdesk_relay_waiting(ngx_event_t *rev)
                   "rustdesk: relay client of \"%V\" left before its partner "
                   "came", &side->uuid);
 
+    ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_UNPAIRED_LEFT, 1);
     ngx_stream_rustdesk_relay_close_side(side);
 }
 
@@ -285,6 +296,7 @@ ngx_stream_rustdesk_relay_unwait(ngx_stream_rustdesk_relay_side_t *side)
     }
 
     side->waiting = 0;
+    ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_WAITING, -1);
 
     lmcf = ngx_stream_get_module_main_conf(side->session,
                                            ngx_stream_rustdesk_relay_module);
