@@ -53,7 +53,12 @@ ngx_rustdesk_stream_conf(ngx_conf_t *cf)
      *     sc->key_dir_set = 0;
      *     sc->keys_from_dir = 0;
      *     sc->metrics = NULL;
+     *     sc->channel.path = { 0, NULL };
+     *     sc->channel.ready = 0;
      */
+
+    /* the default directory depends on the pid file: decided at init */
+    sc->channel.cycle = cf->cycle;
 
     return sc;
 }
@@ -400,4 +405,58 @@ ngx_rustdesk_conf_set_real_ip_header(ngx_conf_t *cf, ngx_command_t *cmd,
                        "X-Forwarded-For", &value[1]);
 
     return NGX_CONF_ERROR;
+}
+
+
+/*
+ * rustdesk_channel_dir path: where the workers' channel names live (see
+ * ngx_rustdesk_ipc_dir_init()); relative to the prefix.
+ */
+
+char *
+ngx_rustdesk_conf_set_channel_dir(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_rustdesk_stream_conf_t  *sc = ((ngx_rustdesk_main_conf_head_t *)
+                                       conf)->shared;
+
+    u_char     *p;
+    ngx_str_t  *value, path;
+
+    if (sc->channel.path.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    path = value[1];
+
+    /* "dir/" is "dir": its parent is checked too */
+
+    while (path.len > 1 && path.data[path.len - 1] == '/') {
+        path.len--;
+    }
+
+    if (path.len == 0 || (path.len == 1 && path.data[0] == '/')) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid channel directory \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    /* NUL-terminated, whether ngx_conf_full_name() copies it or not */
+
+    p = ngx_pnalloc(cf->pool, path.len + 1);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_cpystrn(p, path.data, path.len + 1);
+    path.data = p;
+
+    if (ngx_conf_full_name(cf->cycle, &path, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    sc->channel.path = path;
+
+    return NGX_CONF_OK;
 }

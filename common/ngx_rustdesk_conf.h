@@ -1,6 +1,7 @@
 /*
- * Configuration that both modules share: the key pair and the server key
- * that clients present.  Each module's stream main conf starts with a
+ * Configuration that both modules share: the key pair, the server key
+ * that clients present, the trusted proxies and the worker channel's
+ * directory.  Each module's stream main conf starts with a
  * pointer to one ngx_rustdesk_stream_conf_t, whichever module is loaded
  * first creates it, and a directive that both modules declare is handled
  * by the first one nginx finds, so it lands in the same place either way.
@@ -15,6 +16,7 @@
 #include <ngx_stream.h>
 
 #include "ngx_rustdesk_keys.h"
+#include "ngx_rustdesk_ipc.h"
 
 
 #define NGX_RUSTDESK_RENDEZVOUS_MODULE  "ngx_stream_rustdesk_rendezvous_module"
@@ -39,6 +41,7 @@ typedef struct {
                                                WebSocket proxies */
     ngx_uint_t                real_ip_header; /* NGX_RUSTDESK_REAL_IP_* */
     ngx_rustdesk_metrics_conf_t  *metrics; /* NULL: no rustdesk_metrics */
+    ngx_rustdesk_ipc_dir_t    channel;     /* rustdesk_channel_dir */
 } ngx_rustdesk_stream_conf_t;
 
 
@@ -65,6 +68,8 @@ char *ngx_rustdesk_conf_set_real_ip_from(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_rustdesk_conf_set_real_ip_header(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+char *ngx_rustdesk_conf_set_channel_dir(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /*
  * Resolves the server key for a role, as hbbs or hbbr would from their -k

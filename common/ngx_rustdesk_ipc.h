@@ -1,11 +1,15 @@
 /*
  * Cross-worker messages (DESIGN.md "Cross-worker delivery"): each worker
- * has a Unix datagram socket in Linux's abstract namespace, named after
- * its master and its own pid, so any worker can write to any other by pid
- * and a dead worker's name simply refuses.  A message is one datagram: a
- * fixed header, a payload, and optionally one descriptor (SCM_RIGHTS);
- * the kernel adds the sender's credentials, and only messages from our
- * own user are taken.
+ * has a Unix datagram socket named "<module>.<master pid>.<worker pid>" in
+ * a directory that only nginx's worker user can enter (rustdesk_channel_dir,
+ * made or checked by the master when it loads the configuration).  Any
+ * worker can write to any other by pid, and a dead worker's name refuses;
+ * no other user can bind a worker's name before it starts, take a dead
+ * worker's name, or write to a worker, so a sender knows that its receiver
+ * is one of nginx's workers.  A message is one datagram: a fixed header, a
+ * payload, and optionally one descriptor (SCM_RIGHTS); the kernel adds the
+ * sender's credentials, and only messages from our own user and from the
+ * pid the header names are taken.
  */
 
 #ifndef _NGX_RUSTDESK_IPC_H_INCLUDED_
@@ -30,7 +34,24 @@
 #define NGX_RUSTDESK_IPC_DROPPED    2
 
 
+/*
+ * The longest directory path that leaves room in a socket address
+ * (sun_path, 108 bytes with its NUL) for "/rendezvous.<pid>.<pid>".
+ */
+#define NGX_RUSTDESK_IPC_DIR_MAX                                             \
+    (108 - sizeof("/rendezvous..") - 2 * (NGX_INT32_LEN - 1))
+
+
 typedef struct ngx_rustdesk_ipc_s  ngx_rustdesk_ipc_t;
+
+
+/* The directory of the channel names: one per configuration. */
+typedef struct {
+    ngx_str_t                     path;       /* NUL-terminated; data NULL:
+                                                 not configured */
+    ngx_cycle_t                  *cycle;      /* the configuration's */
+    ngx_uint_t                    ready;      /* made or checked */
+} ngx_rustdesk_ipc_dir_t;
 
 /* fd is -1 unless a descriptor came with the message; it is the handler's. */
 typedef void (*ngx_rustdesk_ipc_handler_pt)(ngx_rustdesk_ipc_t *ipc,
@@ -39,7 +60,9 @@ typedef void (*ngx_rustdesk_ipc_handler_pt)(ngx_rustdesk_ipc_t *ipc,
 
 
 struct ngx_rustdesk_ipc_s {
-    const char                   *name;       /* per module */
+    const char                   *name;       /* per module, at most
+                                                 "rendezvous" long */
+    ngx_rustdesk_ipc_dir_t       *dir;
     ngx_rustdesk_ipc_handler_pt   handler;
     void                         *data;
     ngx_connection_t             *connection;
@@ -63,10 +86,27 @@ typedef struct {
 } ngx_rustdesk_ipc_header_t;
 
 
-/* In init_process: opens this worker's socket and listens on it. */
+/*
+ * At configuration time, in the master, before workers start: makes the
+ * directory (the default: "ngx_rustdesk" beside nginx's pid file), owned
+ * by nginx's worker user with mode 0700, or checks that the one there is
+ * that private, and removes the names of workers that are gone.  Refuses
+ * (NGX_ERROR, logged at emerg) a directory another user owns or can enter,
+ * or one in a parent directory that others could replace it in.  Call it
+ * when nginx's user and pid file are known and a failure still leaves a
+ * reload harmless: from the init of a shared zone.  Done once per
+ * configuration; later calls return at once.
+ */
+ngx_int_t ngx_rustdesk_ipc_dir_init(ngx_rustdesk_ipc_dir_t *dir,
+    ngx_log_t *log);
+
+/*
+ * In init_process: binds this worker's name (replacing a stale one a dead
+ * process with our pid left) and listens on it.
+ */
 ngx_int_t ngx_rustdesk_ipc_open(ngx_rustdesk_ipc_t *ipc, ngx_cycle_t *cycle);
 
-/* In exit_process. */
+/* In exit_process: closes the socket and removes our name. */
 void ngx_rustdesk_ipc_close(ngx_rustdesk_ipc_t *ipc);
 
 /*

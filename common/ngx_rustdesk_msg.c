@@ -62,3 +62,38 @@ ngx_rustdesk_msg_name(ngx_rustdesk_msg_t *m)
 
     return f ? f->name : "unknown";
 }
+
+
+/* The message's type as the .proto names it, e.g. "RegisterPeer". */
+
+const char *
+ngx_rustdesk_msg_type(ngx_rustdesk_msg_t *m)
+{
+    const ProtobufCFieldDescriptor    *f;
+    const ProtobufCMessageDescriptor  *d;
+
+    f = protobuf_c_message_descriptor_get_field(
+                                        &hbb__rendezvous_message__descriptor,
+                                        m->union_case);
+
+    if (f == NULL || f->type != PROTOBUF_C_TYPE_MESSAGE) {
+        return "unknown";
+    }
+
+    d = f->descriptor;
+
+    return d->short_name;
+}
+
+
+/* An enum value's name, e.g. "UUID_MISMATCH"; NULL when unknown. */
+
+const char *
+ngx_rustdesk_msg_enum_name(const ProtobufCEnumDescriptor *d, int value)
+{
+    const ProtobufCEnumValue  *ev;
+
+    ev = protobuf_c_enum_descriptor_get_value(d, value);
+
+    return ev ? ev->name : NULL;
+}

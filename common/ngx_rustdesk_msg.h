@@ -32,6 +32,9 @@ u_char *ngx_rustdesk_msg_pack(ngx_rustdesk_msg_t *m, ngx_uint_t framed,
 
 /* The name of a union member, for logs. */
 const char *ngx_rustdesk_msg_name(ngx_rustdesk_msg_t *m);
+const char *ngx_rustdesk_msg_type(ngx_rustdesk_msg_t *m);
+const char *ngx_rustdesk_msg_enum_name(const ProtobufCEnumDescriptor *d,
+    int value);
 
 
 #endif /* _NGX_RUSTDESK_MSG_H_INCLUDED_ */

@@ -36,8 +36,10 @@ static void ngx_stream_rustdesk_relay_tick(ngx_event_t *ev);
 static ngx_int_t ngx_stream_rustdesk_relay_lists(
     ngx_stream_rustdesk_relay_pair_t *p);
 static void ngx_stream_rustdesk_relay_close(
-    ngx_stream_rustdesk_relay_pair_t *p, const char *why);
-static ngx_uint_t ngx_stream_rustdesk_relay_close_stat(const char *why);
+    ngx_stream_rustdesk_relay_pair_t *p, const char *why, const char *result);
+static void ngx_stream_rustdesk_relay_finalize_quiet(
+    ngx_stream_rustdesk_relay_side_t *side);
+static ngx_uint_t ngx_stream_rustdesk_relay_close_stat(const char *result);
 
 
 #define NGX_RUSTDESK_RELAY_SPARE  64       /* buffers kept for reuse */
@@ -53,7 +55,7 @@ void
 ngx_stream_rustdesk_relay_start(ngx_stream_rustdesk_relay_pair_t *p)
 {
     u_char                             addr[NGX_SOCKADDR_STRLEN];
-    size_t                             len;
+    size_t                             len, n;
     ngx_uint_t                         i;
     ngx_connection_t                  *c;
     ngx_rustdesk_relay_zone_t         *z;
@@ -83,7 +85,15 @@ ngx_stream_rustdesk_relay_start(ngx_stream_rustdesk_relay_pair_t *p)
 
         if (side[i]->buf) {
             /* what came right after the request */
-            p->total += side[i]->buf->last - side[i]->buf->pos;
+            n = side[i]->buf->last - side[i]->buf->pos;
+            p->total += n;
+
+            if (i == 0) {
+                p->from_a += n;
+
+            } else {
+                p->from_b += n;
+            }
         }
     }
 
@@ -154,7 +164,8 @@ ngx_stream_rustdesk_relay_read(ngx_event_t *rev)
 
     if (c->close) {
         /* worker_shutdown_timeout */
-        ngx_stream_rustdesk_relay_close(side->pair, " at shutdown");
+        ngx_stream_rustdesk_relay_close(side->pair, " at shutdown",
+                                        "shutdown");
         return;
     }
 
@@ -210,19 +221,19 @@ ngx_stream_rustdesk_relay_process(ngx_stream_rustdesk_relay_pair_t *p)
         }
 
         if (rc == NGX_DONE) {
-            ngx_stream_rustdesk_relay_close(p, "");
+            ngx_stream_rustdesk_relay_close(p, "", "paired");
             return;
         }
     }
 
     if (rc != NGX_OK) {
-        ngx_stream_rustdesk_relay_close(p, " on an error");
+        ngx_stream_rustdesk_relay_close(p, " on an error", "error");
         return;
     }
 
     if (p->a->shut && p->b->shut) {
         /* both sent FIN, both FINs passed on */
-        ngx_stream_rustdesk_relay_close(p, "");
+        ngx_stream_rustdesk_relay_close(p, "", "paired");
         return;
     }
 
@@ -232,12 +243,12 @@ ngx_stream_rustdesk_relay_process(ngx_stream_rustdesk_relay_pair_t *p)
         if (!side[i]->eof
             && ngx_handle_read_event(c->read, 0) != NGX_OK)
         {
-            ngx_stream_rustdesk_relay_close(p, " on an error");
+            ngx_stream_rustdesk_relay_close(p, " on an error", "error");
             return;
         }
 
         if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
-            ngx_stream_rustdesk_relay_close(p, " on an error");
+            ngx_stream_rustdesk_relay_close(p, " on an error", "error");
             return;
         }
     }
@@ -403,6 +414,13 @@ ngx_stream_rustdesk_relay_recv(ngx_stream_rustdesk_relay_pair_t *p,
     b->last += n;
     ngx_stream_rustdesk_relay_account(p, n);
 
+    if (src == p->a) {
+        p->from_a += n;
+
+    } else {
+        p->from_b += n;
+    }
+
     return NGX_OK;
 }
 
@@ -553,7 +571,7 @@ ngx_stream_rustdesk_relay_tick(ngx_event_t *ev)
         ngx_log_error(NGX_LOG_INFO, p->a->connection->log, 0,
                       "rustdesk: relay \"%V\" idle for %M ms",
                       &p->a->uuid, now - p->last_traffic);
-        ngx_stream_rustdesk_relay_close(p, " as idle");
+        ngx_stream_rustdesk_relay_close(p, " as idle", "idle_timeout");
         return;
     }
 
@@ -627,7 +645,7 @@ ngx_stream_rustdesk_relay_lists(ngx_stream_rustdesk_relay_pair_t *p)
         {
             ngx_log_error(NGX_LOG_INFO, p->a->connection->log, 0,
                           "rustdesk: %V blocked", &side[i]->ip);
-            ngx_stream_rustdesk_relay_close(p, " as blocked");
+            ngx_stream_rustdesk_relay_close(p, " as blocked", "blocked");
             return NGX_DECLINED;
         }
 
@@ -649,15 +667,22 @@ ngx_stream_rustdesk_relay_lists(ngx_stream_rustdesk_relay_pair_t *p)
 }
 
 
+/*
+ * The pair ends: one log line, a's, tells of both sides (b's session, if
+ * b has one here, ends quietly).
+ */
+
 static void
 ngx_stream_rustdesk_relay_close(ngx_stream_rustdesk_relay_pair_t *p,
-    const char *why)
+    const char *why, const char *result)
 {
     if (p->closed) {
         return;
     }
 
     p->closed = 1;
+    p->end = ngx_current_msec;
+    p->a->result = result;
 
     if (p->tick.timer_set) {
         ngx_del_timer(&p->tick);
@@ -675,7 +700,8 @@ ngx_stream_rustdesk_relay_close(ngx_stream_rustdesk_relay_pair_t *p,
     if (!p->pipe) {
         ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_PAIRS_ACTIVE, -1);
         ngx_stream_rustdesk_relay_count(
-                                ngx_stream_rustdesk_relay_close_stat(why), 1);
+                                ngx_stream_rustdesk_relay_close_stat(result),
+                                1);
     }
 
     ngx_log_error(NGX_LOG_INFO, p->a->connection->log, 0,
@@ -688,24 +714,24 @@ ngx_stream_rustdesk_relay_close(ngx_stream_rustdesk_relay_pair_t *p,
 }
 
 
-/* The counter of a pair's end, from what close() says of it. */
+/* The counter of a pair's end, by its result ($rustdesk_result). */
 
 static ngx_uint_t
-ngx_stream_rustdesk_relay_close_stat(const char *why)
+ngx_stream_rustdesk_relay_close_stat(const char *result)
 {
-    if (ngx_strcmp(why, " as idle") == 0) {
+    if (ngx_strcmp(result, "idle_timeout") == 0) {
         return NGX_RUSTDESK_RELAY_S_CLOSED_IDLE;
     }
 
-    if (ngx_strcmp(why, " as blocked") == 0) {
+    if (ngx_strcmp(result, "blocked") == 0) {
         return NGX_RUSTDESK_RELAY_S_CLOSED_BLOCKED;
     }
 
-    if (ngx_strcmp(why, " on an error") == 0) {
+    if (ngx_strcmp(result, "error") == 0) {
         return NGX_RUSTDESK_RELAY_S_CLOSED_ERROR;
     }
 
-    if (ngx_strcmp(why, " at shutdown") == 0) {
+    if (ngx_strcmp(result, "shutdown") == 0) {
         return NGX_RUSTDESK_RELAY_S_CLOSED_SHUTDOWN;
     }
 
@@ -728,6 +754,11 @@ ngx_stream_rustdesk_relay_close_side(ngx_stream_rustdesk_relay_side_t *side)
     }
 
     if (side->session) {
+        if (side->quiet) {
+            ngx_stream_rustdesk_relay_finalize_quiet(side);
+            return;
+        }
+
         ngx_stream_finalize_session(side->session, NGX_STREAM_OK);
         return;
     }
@@ -737,6 +768,36 @@ ngx_stream_rustdesk_relay_close_side(ngx_stream_rustdesk_relay_side_t *side)
 
     ngx_close_connection(c);
     ngx_destroy_pool(pool);
+}
+
+
+/*
+ * A session whose partner's log line tells of it ends without a line of
+ * its own: nginx's log phase finds, for this session alone, the log
+ * module's configuration without access_log (as created, unmerged).
+ */
+
+static void
+ngx_stream_rustdesk_relay_finalize_quiet(ngx_stream_rustdesk_relay_side_t *side)
+{
+    void                                  **srv_conf;
+    ngx_stream_session_t                   *s;
+    ngx_stream_rustdesk_relay_main_conf_t  *lmcf;
+
+    s = side->session;
+    lmcf = ngx_stream_get_module_main_conf(s, ngx_stream_rustdesk_relay_module);
+
+    srv_conf = ngx_palloc(s->connection->pool,
+                          ngx_stream_max_module * sizeof(void *));
+
+    if (srv_conf && lmcf->unlogged) {
+        ngx_memcpy(srv_conf, s->srv_conf,
+                   ngx_stream_max_module * sizeof(void *));
+        srv_conf[ngx_stream_log_module.ctx_index] = lmcf->unlogged;
+        s->srv_conf = srv_conf;
+    }
+
+    ngx_stream_finalize_session(s, NGX_STREAM_OK);
 }
 
 

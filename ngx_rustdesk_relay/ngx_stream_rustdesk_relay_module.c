@@ -39,6 +39,8 @@ static char *ngx_stream_rustdesk_relay_mbps(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_stream_rustdesk_relay_threshold(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_stream_rustdesk_relay_tickets_zone(ngx_conf_t *cf,
+    ngx_stream_rustdesk_relay_main_conf_t *lmcf);
 static ngx_int_t ngx_stream_rustdesk_relay_init_process(ngx_cycle_t *cycle);
 static void ngx_stream_rustdesk_relay_exit_process(ngx_cycle_t *cycle);
 
@@ -70,6 +72,13 @@ static ngx_command_t  ngx_stream_rustdesk_relay_commands[] = {
     { ngx_string("rustdesk_key"),
       NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_rustdesk_conf_set_key,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rustdesk_channel_dir"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_rustdesk_conf_set_channel_dir,
       NGX_STREAM_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -181,6 +190,13 @@ static ngx_command_t  ngx_stream_rustdesk_relay_commands[] = {
       offsetof(ngx_stream_rustdesk_relay_main_conf_t, pair_timeout),
       NULL },
 
+    { ngx_string("rustdesk_relay_tickets"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_relay_main_conf_t, tickets),
+      NULL },
+
     { ngx_string("rustdesk_relay_idle_timeout"),
       NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -200,7 +216,7 @@ static ngx_command_t  ngx_stream_rustdesk_relay_commands[] = {
 
 
 static ngx_stream_module_t  ngx_stream_rustdesk_relay_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_stream_rustdesk_relay_add_variables, /* preconfiguration */
     ngx_stream_rustdesk_relay_postconfiguration, /* postconfiguration */
 
     ngx_stream_rustdesk_relay_create_main_conf,  /* create main conf */
@@ -246,6 +262,7 @@ ngx_stream_rustdesk_relay_create_main_conf(ngx_conf_t *cf)
     lmcf->request_timeout = NGX_CONF_UNSET_MSEC;
     lmcf->pair_timeout = NGX_CONF_UNSET_MSEC;
     lmcf->idle_timeout = NGX_CONF_UNSET_MSEC;
+    lmcf->tickets = NGX_CONF_UNSET;
     lmcf->buffer_size = NGX_CONF_UNSET_SIZE;
 
     lmcf->limits.single = (uint64_t) -1;
@@ -268,6 +285,7 @@ ngx_stream_rustdesk_relay_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(lmcf->request_timeout, 30000);
     ngx_conf_init_msec_value(lmcf->pair_timeout, 30000);
     ngx_conf_init_msec_value(lmcf->idle_timeout, 30000);
+    ngx_conf_init_value(lmcf->tickets, 0);
     ngx_conf_init_size_value(lmcf->buffer_size, 64 * 1024);
 
     if (lmcf->limits.single == (uint64_t) -1) {
@@ -299,6 +317,7 @@ static ngx_int_t
 ngx_stream_rustdesk_relay_postconfiguration(ngx_conf_t *cf)
 {
     ngx_str_t                               name;
+    ngx_stream_module_t                    *log_ctx;
     ngx_stream_rustdesk_relay_main_conf_t  *lmcf;
 
     lmcf = ngx_stream_conf_get_module_main_conf(cf,
@@ -317,10 +336,26 @@ ngx_stream_rustdesk_relay_postconfiguration(ngx_conf_t *cf)
         }
 
         lmcf->zone->conf = lmcf->limits;
+        lmcf->zone->channel = &lmcf->shared->channel;
         lmcf->zone->files[NGX_RUSTDESK_BLACKLIST] =
                                           lmcf->files[NGX_RUSTDESK_BLACKLIST];
         lmcf->zone->files[NGX_RUSTDESK_BLOCKLIST] =
                                           lmcf->files[NGX_RUSTDESK_BLOCKLIST];
+
+        if (lmcf->tickets
+            && ngx_stream_rustdesk_relay_tickets_zone(cf, lmcf) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        /* for sessions whose partner's access log line tells of them */
+
+        log_ctx = ngx_stream_log_module.ctx;
+
+        lmcf->unlogged = log_ctx->create_srv_conf(cf);
+        if (lmcf->unlogged == NULL) {
+            return NGX_ERROR;
+        }
 
         if (ngx_stream_rustdesk_relay_metrics_conf(cf, lmcf) != NGX_OK) {
             return NGX_ERROR;
@@ -339,6 +374,49 @@ ngx_stream_rustdesk_relay_postconfiguration(ngx_conf_t *cf)
     return ngx_rustdesk_conf_resolve_key(cf, lmcf->shared,
                                          NGX_RUSTDESK_KEY_HBBR,
                                          &lmcf->licence);
+}
+
+
+/*
+ * rustdesk_relay_tickets on: only sessions this nginx's rendezvous
+ * brokered may pair, so the rendezvous module must be here, and its zone
+ * of brokered sessions is referenced now (a rendezvous module loaded but
+ * serving nothing leaves it without a size: nginx says so).
+ */
+
+static ngx_int_t
+ngx_stream_rustdesk_relay_tickets_zone(ngx_conf_t *cf,
+    ngx_stream_rustdesk_relay_main_conf_t *lmcf)
+{
+    ngx_str_t    name;
+    ngx_uint_t   i;
+
+    for (i = 0; cf->cycle->modules[i]; i++) {
+        if (ngx_strcmp(cf->cycle->modules[i]->name,
+                       "ngx_stream_rustdesk_rendezvous_module")
+            == 0)
+        {
+            break;
+        }
+    }
+
+    if (cf->cycle->modules[i] == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"rustdesk_relay_tickets\" needs the rendezvous "
+                           "module in this nginx: a relay can only check "
+                           "the sessions its own rendezvous brokered");
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&name, NGX_RUSTDESK_BROKERED_ZONE);
+
+    lmcf->brokered_zone = ngx_shared_memory_add(cf, &name, 0,
+                                                cf->cycle->modules[i]);
+    if (lmcf->brokered_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -564,7 +642,11 @@ ngx_stream_rustdesk_relay_init_process(ngx_cycle_t *cycle)
     /* first: the worker channel counts in its slot */
     ngx_stream_rustdesk_relay_metrics_init(cycle, lmcf);
 
-    return ngx_stream_rustdesk_relay_pair_init(cycle);
+    /* relay sessions brokered by this nginx's rendezvous, if it runs */
+    lmcf->brokered = lmcf->brokered_zone ? lmcf->brokered_zone->data
+                                         : ngx_rustdesk_brokered_lookup(cycle);
+
+    return ngx_stream_rustdesk_relay_pair_init(cycle, &lmcf->shared->channel);
 }
 
 
@@ -621,6 +703,7 @@ ngx_stream_rustdesk_relay_accept(ngx_stream_session_t *s, ngx_uint_t ws)
     side->connection = c;
     side->session = s;
     side->ws = ws;
+    side->result = "no_request";     /* until a RequestRelay comes */
     side->ip.data = side->ip_text;
     side->ip.len = ngx_rustdesk_relay_sockaddr_ip(c->sockaddr, side->ip_text);
 
@@ -629,6 +712,8 @@ ngx_stream_rustdesk_relay_accept(ngx_stream_session_t *s, ngx_uint_t ws)
     {
         ngx_log_error(NGX_LOG_INFO, c->log, 0, "rustdesk: %V blocked",
                       &side->ip);
+        side->result = "blocked";
+        ngx_stream_set_ctx(s, side, ngx_stream_rustdesk_relay_module);
         ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_REFUSED_BLOCKLIST,
                                         1);
         ngx_stream_finalize_session(s, NGX_STREAM_FORBIDDEN);
@@ -685,6 +770,7 @@ ngx_stream_rustdesk_relay_first_message(ngx_rustdesk_tcp_t *t,
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "rustdesk: relay client sent %s instead of RequestRelay",
                       ngx_rustdesk_msg_name(m));
+        side->result = "bad_request";
         return NGX_ERROR;
     }
 
@@ -701,6 +787,7 @@ ngx_stream_rustdesk_relay_first_message(ngx_rustdesk_tcp_t *t,
         {
             ngx_log_error(NGX_LOG_INFO, c->log, 0, "rustdesk: %V blocked",
                           &side->ip);
+            side->result = "blocked";
             ngx_stream_rustdesk_relay_count(
                                 NGX_RUSTDESK_RELAY_S_REFUSED_BLOCKLIST, 1);
             return NGX_ERROR;
@@ -716,6 +803,7 @@ ngx_stream_rustdesk_relay_first_message(ngx_rustdesk_tcp_t *t,
             ngx_log_error(NGX_LOG_WARN, c->log, 0,
                           "rustdesk: relay refused to %V: wrong key",
                           &side->ip);
+            side->result = "key_mismatch";
             ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_REFUSED_KEY,
                                             1);
             return NGX_ERROR;
@@ -728,6 +816,7 @@ ngx_stream_rustdesk_relay_first_message(ngx_rustdesk_tcp_t *t,
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "rustdesk: relay request with %s uuid",
                       len ? "too long a" : "no");
+        side->result = "bad_request";
         return NGX_ERROR;
     }
 
@@ -738,6 +827,7 @@ ngx_stream_rustdesk_relay_first_message(ngx_rustdesk_tcp_t *t,
 
     side->uuid.len = len;
     ngx_memcpy(side->uuid.data, rr->uuid, len);
+    side->result = "no_partner";
 
     /* from here the relay has the connection; the framed session is done */
 

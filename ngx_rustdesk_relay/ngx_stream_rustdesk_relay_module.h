@@ -21,6 +21,7 @@
 #include "ngx_rustdesk_conf.h"
 #include "ngx_rustdesk_metrics.h"
 #include "ngx_rustdesk_tcp.h"
+#include "ngx_rustdesk_brokered.h"
 #include "ngx_stream_rustdesk_relay_zone.h"
 
 
@@ -42,6 +43,13 @@ typedef struct {
 
     ngx_rustdesk_relay_limits_t   limits;          /* as configured */
     ngx_str_t                     files[2];        /* blacklist, blocklist */
+
+    ngx_flag_t                    tickets;         /* rustdesk_relay_tickets */
+    ngx_shm_zone_t               *brokered_zone;   /* tickets: referenced */
+    ngx_rustdesk_brokered_t      *brokered;        /* the rendezvous's, if
+                                                      it runs here */
+    void                         *unlogged;        /* a log conf with no
+                                                      access_log */
 
     ngx_uint_t                    used;            /* a relay port exists */
 } ngx_stream_rustdesk_relay_main_conf_t;
@@ -66,6 +74,12 @@ typedef struct {
     ngx_str_t                          ip;         /* as the lists hold it */
     u_char                             ip_text[NGX_RUSTDESK_RELAY_IP_LEN];
 
+    /* what the access log shows (variables.c) */
+    const char                        *result;     /* "paired", ... */
+    ngx_str_t                          peer_id;    /* brokered: the peer
+                                                      asked to relay */
+    ngx_str_t                          partner;    /* its address */
+
     /* a pair with a WebSocket side forwards messages (message.c) */
     ngx_buf_t                         *out;        /* encoded for this side */
     u_char                            *msg;        /* its decoder's buffer */
@@ -81,6 +95,8 @@ typedef struct {
     unsigned                           held:1;     /* a message waits for
                                                       room in the other's
                                                       output */
+    unsigned                           quiet:1;    /* its partner's log
+                                                      line tells of it */
 } ngx_stream_rustdesk_relay_side_t;
 
 
@@ -101,6 +117,9 @@ struct ngx_stream_rustdesk_relay_pair_s {
     ngx_msec_t                            tokens_last;
 
     uint64_t                              total;   /* bytes, both ways */
+    uint64_t                              from_a;  /* bytes a sent */
+    uint64_t                              from_b;
+    ngx_msec_t                            end;
     uint64_t                              second;  /* since the last tick */
     uint64_t                              highest; /* kb/s */
 
@@ -154,9 +173,13 @@ extern ngx_atomic_t  *ngx_stream_rustdesk_relay_stats;
 #define ngx_stream_rustdesk_relay_count(i, n)                                \
     ngx_rustdesk_stat_add(ngx_stream_rustdesk_relay_stats, i, n)
 
+/* nginx's stream log module: no header of nginx declares it */
+extern ngx_module_t  ngx_stream_log_module;
+
 
 /* pair.c */
-ngx_int_t ngx_stream_rustdesk_relay_pair_init(ngx_cycle_t *cycle);
+ngx_int_t ngx_stream_rustdesk_relay_pair_init(ngx_cycle_t *cycle,
+    ngx_rustdesk_ipc_dir_t *dir);
 void ngx_stream_rustdesk_relay_pair_exit(ngx_cycle_t *cycle);
 void ngx_stream_rustdesk_relay_request(ngx_stream_rustdesk_relay_side_t *side,
     u_char *rest, size_t len);
@@ -194,6 +217,9 @@ void ngx_stream_rustdesk_relay_message_flush(
 ngx_int_t ngx_stream_rustdesk_relay_message_decode(
     ngx_stream_rustdesk_relay_pair_t *p, ngx_stream_rustdesk_relay_side_t *src,
     ngx_stream_rustdesk_relay_side_t *dst);
+
+/* variables.c: $rustdesk_* */
+ngx_int_t ngx_stream_rustdesk_relay_add_variables(ngx_conf_t *cf);
 
 /* console.c */
 void ngx_stream_rustdesk_relay_console(ngx_stream_session_t *s);

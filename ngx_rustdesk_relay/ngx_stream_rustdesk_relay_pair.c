@@ -52,6 +52,10 @@ static ngx_stream_rustdesk_relay_side_t *ngx_stream_rustdesk_relay_adopt(
     ngx_stream_rustdesk_relay_side_t *a,
     ngx_stream_rustdesk_relay_handoff_t *h, u_char *rest, size_t len,
     ngx_socket_t fd);
+static ngx_int_t ngx_stream_rustdesk_relay_ticket(
+    ngx_stream_rustdesk_relay_side_t *side);
+static void ngx_stream_rustdesk_relay_note_pair(
+    ngx_stream_rustdesk_relay_side_t *a, ngx_stream_rustdesk_relay_side_t *b);
 static void ngx_stream_rustdesk_relay_make_pair(
     ngx_stream_rustdesk_relay_side_t *a, ngx_stream_rustdesk_relay_side_t *b);
 static ngx_int_t ngx_stream_rustdesk_relay_keep(
@@ -69,13 +73,15 @@ static ngx_uint_t          ngx_stream_rustdesk_relay_serial;
 
 
 ngx_int_t
-ngx_stream_rustdesk_relay_pair_init(ngx_cycle_t *cycle)
+ngx_stream_rustdesk_relay_pair_init(ngx_cycle_t *cycle,
+    ngx_rustdesk_ipc_dir_t *dir)
 {
     ngx_rbtree_init(&ngx_stream_rustdesk_relay_waiters,
                     &ngx_stream_rustdesk_relay_waiters_sentinel,
                     ngx_rbtree_insert_value);
 
     ngx_stream_rustdesk_relay_ipc.name = "relay";
+    ngx_stream_rustdesk_relay_ipc.dir = dir;
     ngx_stream_rustdesk_relay_ipc.handler =
                                      ngx_stream_rustdesk_relay_ipc_handler;
 
@@ -118,6 +124,13 @@ ngx_stream_rustdesk_relay_request(ngx_stream_rustdesk_relay_side_t *side,
                                            ngx_stream_rustdesk_relay_module);
 
     if (ngx_stream_rustdesk_relay_keep(side, rest, len) != NGX_OK) {
+        side->result = "error";
+        ngx_stream_rustdesk_relay_close_side(side);
+        return;
+    }
+
+    if (lmcf->tickets && ngx_stream_rustdesk_relay_ticket(side) != NGX_OK) {
+        side->result = "no_ticket";
         ngx_stream_rustdesk_relay_close_side(side);
         return;
     }
@@ -140,6 +153,7 @@ ngx_stream_rustdesk_relay_request(ngx_stream_rustdesk_relay_side_t *side,
             ngx_log_error(ngx_rustdesk_relay_zone_full(lmcf->zone), c->log, 0,
                           "rustdesk: relay zone is full, relay request \"%V\" "
                           "refused", &side->uuid);
+            side->result = "zone_full";
             ngx_stream_rustdesk_relay_count(
                                 NGX_RUSTDESK_RELAY_S_REFUSED_ZONE_FULL, 1);
             ngx_stream_rustdesk_relay_close_side(side);
@@ -153,6 +167,7 @@ ngx_stream_rustdesk_relay_request(ngx_stream_rustdesk_relay_side_t *side,
                 ngx_log_error(NGX_LOG_INFO, c->log, 0,
                               "rustdesk: partner of relay \"%V\" is gone",
                               &side->uuid);
+                side->result = "no_partner";
                 ngx_stream_rustdesk_relay_close_side(side);
                 return;
             }
@@ -173,6 +188,15 @@ ngx_stream_rustdesk_relay_request(ngx_stream_rustdesk_relay_side_t *side,
 
         if (rc != NGX_DECLINED) {
             /* handed over, or failed and logged: this session ends */
+
+            if (rc == NGX_OK) {
+                /* the partner's worker logs the pair */
+                side->quiet = 1;
+
+            } else {
+                side->result = "error";
+            }
+
             ngx_stream_rustdesk_relay_close_side(side);
             return;
         }
@@ -183,6 +207,7 @@ ngx_stream_rustdesk_relay_request(ngx_stream_rustdesk_relay_side_t *side,
     ngx_log_error(NGX_LOG_INFO, c->log, 0,
                   "rustdesk: relay request \"%V\" found only stale entries",
                   &side->uuid);
+    side->result = "no_partner";
     ngx_stream_rustdesk_relay_close_side(side);
 }
 
@@ -238,6 +263,7 @@ ngx_stream_rustdesk_relay_waiting(ngx_event_t *rev)
     side = c->data;
 
     if (c->close) {
+        side->result = "shutdown";
         ngx_stream_rustdesk_relay_close_side(side);
         return;
     }
@@ -249,6 +275,7 @@ ngx_stream_rustdesk_relay_waiting(ngx_event_t *rev)
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "rustdesk: no partner for relay \"%V\" within %M ms",
                       &side->uuid, lmcf->pair_timeout);
+        side->result = "no_partner";
         ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_UNPAIRED_TIMEOUT,
                                         1);
         ngx_stream_rustdesk_relay_close_side(side);
@@ -279,6 +306,7 @@ ngx_stream_rustdesk_relay_waiting(ngx_event_t *rev)
                   "rustdesk: relay client of \"%V\" left before its partner "
                   "came", &side->uuid);
 
+    side->result = "closed";
     ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_UNPAIRED_LEFT, 1);
     ngx_stream_rustdesk_relay_close_side(side);
 }
@@ -489,6 +517,9 @@ ngx_stream_rustdesk_relay_pipe(ngx_stream_rustdesk_relay_side_t *side,
     ngx_log_debug1(NGX_LOG_DEBUG_STREAM, side->connection->log, 0,
                    "rustdesk: relay \"%V\" carried to the partner's worker",
                    &side->uuid);
+
+    /* the partner's worker logs the pair */
+    side->quiet = 1;
 
     p->a = side;
     p->b = b;
@@ -709,10 +740,13 @@ ngx_stream_rustdesk_relay_make_pair(ngx_stream_rustdesk_relay_side_t *a,
 
     p = ngx_pcalloc(c->pool, sizeof(ngx_stream_rustdesk_relay_pair_t));
     if (p == NULL) {
+        a->result = "error";
         ngx_stream_rustdesk_relay_close_side(b);
         ngx_stream_rustdesk_relay_close_side(a);
         return;
     }
+
+    ngx_stream_rustdesk_relay_note_pair(a, b);
 
     p->a = a;
     p->b = b;
@@ -720,6 +754,92 @@ ngx_stream_rustdesk_relay_make_pair(ngx_stream_rustdesk_relay_side_t *a,
                                          ngx_stream_rustdesk_relay_module);
 
     ngx_stream_rustdesk_relay_start(p);
+}
+
+
+/*
+ * rustdesk_relay_tickets: each of a session's two connections takes a
+ * ticket that this nginx's rendezvous left when it passed the session's
+ * RequestRelay or RelayResponse on (common/ngx_rustdesk_brokered.c);
+ * without one, the connection never meets a brokered half.
+ */
+
+static ngx_int_t
+ngx_stream_rustdesk_relay_ticket(ngx_stream_rustdesk_relay_side_t *side)
+{
+    ngx_int_t                               rc;
+    ngx_stream_rustdesk_relay_main_conf_t  *lmcf;
+
+    lmcf = ngx_stream_get_module_main_conf(side->session,
+                                           ngx_stream_rustdesk_relay_module);
+
+    side->peer_id.data = ngx_pnalloc(side->connection->pool,
+                                     NGX_RUSTDESK_BROKERED_ID_MAX);
+    if (side->peer_id.data == NULL || lmcf->brokered == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_rustdesk_brokered_take(lmcf->brokered, &side->uuid,
+                                    ngx_current_msec, &side->peer_id);
+
+    if (rc == NGX_OK) {
+        return NGX_OK;
+    }
+
+    side->peer_id.len = 0;
+
+    ngx_log_error(NGX_LOG_INFO, side->connection->log, 0,
+                  "rustdesk: relay request \"%V\" refused: %s", &side->uuid,
+                  rc == NGX_BUSY ? "its two connections came already"
+                                 : "no session brokered here (or expired)");
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * a's log line tells of the pair (b's session, if b has one here, ends
+ * quietly): b's address, and the id of the peer asked to relay when this
+ * nginx's rendezvous brokered the session.
+ */
+
+static void
+ngx_stream_rustdesk_relay_note_pair(ngx_stream_rustdesk_relay_side_t *a,
+    ngx_stream_rustdesk_relay_side_t *b)
+{
+    ngx_connection_t                       *c;
+    ngx_stream_rustdesk_relay_main_conf_t  *lmcf;
+
+    c = b->connection;
+    b->quiet = 1;
+
+    a->partner.data = ngx_pnalloc(a->connection->pool, NGX_SOCKADDR_STRLEN);
+    if (a->partner.data) {
+        a->partner.len = ngx_sock_ntop(c->sockaddr, c->socklen,
+                                       a->partner.data, NGX_SOCKADDR_STRLEN,
+                                       1);
+    }
+
+    lmcf = ngx_stream_get_module_main_conf(a->session,
+                                           ngx_stream_rustdesk_relay_module);
+
+    if (lmcf->brokered == NULL || a->peer_id.data) {
+        /* with tickets, a has the id already */
+        return;
+    }
+
+    a->peer_id.data = ngx_pnalloc(a->connection->pool,
+                                  NGX_RUSTDESK_BROKERED_ID_MAX);
+    if (a->peer_id.data == NULL) {
+        return;
+    }
+
+    if (ngx_rustdesk_brokered_find(lmcf->brokered, &a->uuid, ngx_current_msec,
+                                   &a->peer_id)
+        != NGX_OK)
+    {
+        a->peer_id.len = 0;
+    }
 }
 
 

@@ -60,6 +60,19 @@ ngx_rustdesk_relay_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     ngx_rustdesk_relay_zone_t  *z;
 
     z = shm_zone->data;
+
+    /*
+     * the workers' channel directory: nginx's user and pid file are known
+     * here, and a refusal still leaves a reload harmless; a zone that no
+     * server uses has none
+     */
+
+    if (z->channel
+        && ngx_rustdesk_ipc_dir_init(z->channel, shm_zone->shm.log) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
     z->shpool = shpool;
 

@@ -14,6 +14,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
+#include "ngx_rustdesk_ipc.h"
 #include "ngx_rustdesk_metrics.h"
 
 
@@ -93,6 +94,7 @@ typedef struct {
     ngx_str_t                  files[2];      /* blacklist, blocklist */
     ngx_uint_t                 stats_values;  /* 0: no metrics */
     ngx_cycle_t               *cycle;         /* the configuration's */
+    ngx_rustdesk_ipc_dir_t    *channel;       /* set up with the zone */
 } ngx_rustdesk_relay_zone_t;
 
 

@@ -148,6 +148,7 @@ ngx_stream_rustdesk_rendezvous_configure(
     u_char                                       servers[NGX_RUSTDESK_SERVERS_MAX];
 
     if (!ngx_rustdesk_ip_is_loopback(&r->addr)) {
+        r->result = "REFUSED";
         return NGX_OK;
     }
 
@@ -175,6 +176,7 @@ ngx_stream_rustdesk_rendezvous_configure(
             ngx_log_error(NGX_LOG_INFO, r->session->connection->log, 0,
                           "rustdesk: configure update with too many "
                           "rendezvous servers ignored");
+            r->result = "REFUSED";
             return NGX_OK;
         }
 
@@ -184,6 +186,8 @@ ngx_stream_rustdesk_rendezvous_configure(
 
         p = ngx_cpymem(p, cu->rendezvous_servers[i], len);
     }
+
+    r->result = "OK";
 
     if (ngx_rustdesk_peer_config_update(rmcf->zone, cu->serial, servers,
                                         p - servers))
@@ -219,8 +223,11 @@ ngx_stream_rustdesk_rendezvous_software(
             && ngx_strncmp(su->url, rmcf->software_version.data,
                            rmcf->software_version.len) == 0))
     {
+        r->result = "UP_TO_DATE";
         return NGX_OK;
     }
+
+    r->result = "OK";
 
     hbb__rendezvous_message__init(&out);
     hbb__software_update__init(&answer);

@@ -52,6 +52,7 @@ ngx_stream_rustdesk_rendezvous_deliver_init(ngx_cycle_t *cycle,
     ipc = &ngx_stream_rustdesk_rendezvous_ipc;
 
     ipc->name = "rendezvous";
+    ipc->dir = z->channel;
     ipc->handler = ngx_stream_rustdesk_rendezvous_ipc_handler;
     ipc->data = z;
 

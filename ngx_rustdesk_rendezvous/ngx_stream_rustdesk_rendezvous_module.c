@@ -62,6 +62,13 @@ static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
       0,
       NULL },
 
+    { ngx_string("rustdesk_channel_dir"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_rustdesk_conf_set_channel_dir,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("rustdesk_real_ip_from"),
       NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_rustdesk_conf_set_real_ip_from,
@@ -146,6 +153,20 @@ static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
       0,
       NULL },
 
+    { ngx_string("rustdesk_brokered_zone"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_rendezvous_main_conf_t, brokered_size),
+      NULL },
+
+    { ngx_string("rustdesk_brokered_timeout"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_rendezvous_main_conf_t, brokered_timeout),
+      NULL },
+
     { ngx_string("rustdesk_online_timeout"),
       NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -214,7 +235,7 @@ static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
 
 
 static ngx_stream_module_t  ngx_stream_rustdesk_rendezvous_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_stream_rustdesk_rendezvous_add_variables,     /* preconfiguration */
     ngx_stream_rustdesk_rendezvous_postconfiguration, /* postconfiguration */
 
     ngx_stream_rustdesk_rendezvous_create_main_conf,  /* create main conf */
@@ -298,6 +319,8 @@ ngx_stream_rustdesk_rendezvous_create_main_conf(ngx_conf_t *cf)
     rmcf->ip_ids_max = NGX_CONF_UNSET_UINT;
     rmcf->keep_alive = NGX_CONF_UNSET_MSEC;
     rmcf->online_timeout = NGX_CONF_UNSET_MSEC;
+    rmcf->brokered_size = NGX_CONF_UNSET_SIZE;
+    rmcf->brokered_timeout = NGX_CONF_UNSET_MSEC;
 
     return rmcf;
 }
@@ -368,6 +391,23 @@ ngx_stream_rustdesk_rendezvous_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    ngx_conf_init_size_value(rmcf->brokered_size, 1024 * 1024);
+    ngx_conf_init_msec_value(rmcf->brokered_timeout, 60000);
+
+    if (rmcf->brokered_size < 8 * ngx_pagesize) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"rustdesk_brokered_zone\" must be at least %uzk",
+                           8 * ngx_pagesize / 1024);
+        return NGX_CONF_ERROR;
+    }
+
+    if (rmcf->brokered_timeout < 1000 || rmcf->brokered_timeout > 3600000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"rustdesk_brokered_timeout\" must be between "
+                           "1s and 1h");
+        return NGX_CONF_ERROR;
+    }
+
     if (rmcf->online_timeout < 1000 || rmcf->online_timeout > 3600000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"rustdesk_online_timeout\" must be between 1s "
@@ -423,6 +463,20 @@ ngx_stream_rustdesk_rendezvous_postconfiguration(ngx_conf_t *cf)
         }
     }
 
+    ngx_str_set(&name, NGX_RUSTDESK_BROKERED_ZONE);
+
+    rmcf->brokered_zone = ngx_rustdesk_conf_add_zone(cf, &name,
+                                      rmcf->brokered_size,
+                                      &ngx_stream_rustdesk_rendezvous_module,
+                                      ngx_rustdesk_brokered_init_zone,
+                                      sizeof(ngx_rustdesk_brokered_t));
+    if (rmcf->brokered_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    rmcf->brokered = rmcf->brokered_zone->data;
+    rmcf->brokered->ttl = rmcf->brokered_timeout;
+
     if (ngx_stream_rustdesk_rendezvous_database_init(cf, rmcf) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -432,6 +486,7 @@ ngx_stream_rustdesk_rendezvous_postconfiguration(ngx_conf_t *cf)
     }
 
     rmcf->zone = rmcf->shm_zone->data;
+    rmcf->zone->channel = &rmcf->shared->channel;
     rmcf->zone->serial = (int32_t) rmcf->serial;
     rmcf->zone->servers = rmcf->rendezvous_servers;
     rmcf->zone->always_use_relay = rmcf->always_use_relay;

@@ -17,6 +17,7 @@
 #include "ngx_rustdesk_metrics.h"
 #include "ngx_rustdesk_msg.h"
 #include "ngx_rustdesk_tcp.h"
+#include "ngx_rustdesk_brokered.h"
 #include "ngx_stream_rustdesk_rendezvous_ip.h"
 #include "ngx_stream_rustdesk_rendezvous_zone.h"
 #include "ngx_stream_rustdesk_rendezvous_peer.h"
@@ -53,6 +54,11 @@ typedef struct {
     in_addr_t                    lan_addr;         /* hbbs --mask */
     in_addr_t                    lan_mask;
     ngx_str_t                    local_ip;         /* hbbs --local-ip */
+
+    size_t                       brokered_size;    /* rustdesk_brokered_zone */
+    ngx_msec_t                   brokered_timeout;
+    ngx_shm_zone_t              *brokered_zone;
+    ngx_rustdesk_brokered_t     *brokered;         /* relay sessions */
 
     ngx_uint_t                   ip_block_max;     /* rustdesk_ip_blocker */
     ngx_uint_t                   ip_ids_max;
@@ -102,6 +108,13 @@ struct ngx_stream_rustdesk_rendezvous_req_s {
     ngx_rustdesk_tcp_t                        *stream;   /* NULL: a datagram */
     ngx_stream_rustdesk_rendezvous_send_pt     send;
     ngx_stream_rustdesk_rendezvous_finish_pt   finish;
+
+    /* what the access log shows of the last message (..._variables.c) */
+    const char                                *message;  /* "RegisterPeer" */
+    const char                                *result;   /* "OK", "OFFLINE" */
+    ngx_str_t                                  id;       /* the sender's */
+    ngx_str_t                                  peer_id;  /* the one asked for */
+    ngx_str_t                                  uuid;     /* a relay's */
 };
 
 
@@ -175,11 +188,26 @@ void ngx_stream_rustdesk_rendezvous_tcp(ngx_stream_session_t *s);
 ngx_int_t ngx_stream_rustdesk_rendezvous_handle(
     ngx_stream_rustdesk_rendezvous_req_t *r, ngx_rustdesk_msg_t *m);
 
+/*
+ * Notes an id (NGX_RUSTDESK_ID_MAX bytes at most) or a uuid for the access
+ * log, copied into the session's memory once per field.
+ */
+void ngx_stream_rustdesk_rendezvous_note(
+    ngx_stream_rustdesk_rendezvous_req_t *r, ngx_str_t *field,
+    const char *value);
+
+/* $rustdesk_* (..._variables.c) */
+ngx_int_t ngx_stream_rustdesk_rendezvous_add_variables(ngx_conf_t *cf);
+
 /* RegisterPeer, RegisterPk from a datagram (..._register.c). */
 ngx_int_t ngx_stream_rustdesk_rendezvous_register_peer(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPeer *rp);
 ngx_int_t ngx_stream_rustdesk_rendezvous_register_datagram(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk);
+
+/* A RegisterPkResponse result's name, for the access log. */
+const char *ngx_stream_rustdesk_rendezvous_register_result(
+    Hbb__RegisterPkResponse__Result result);
 
 /* ConfigUpdate from loopback, SoftwareUpdate (..._config_update.c). */
 ngx_int_t ngx_stream_rustdesk_rendezvous_configure(

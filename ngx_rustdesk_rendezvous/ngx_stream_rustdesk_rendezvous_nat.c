@@ -36,6 +36,8 @@ ngx_stream_rustdesk_rendezvous_test_nat(ngx_stream_rustdesk_rendezvous_req_t *r,
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_TEST_NAT_RESPONSE;
     out.test_nat_response = &tnr_out;
 
+    r->result = "OK";
+
     if (r->send(r, &out) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -86,6 +88,8 @@ ngx_stream_rustdesk_rendezvous_online(ngx_stream_rustdesk_rendezvous_req_t *r,
 
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_ONLINE_RESPONSE;
     out.online_response = &res;
+
+    r->result = "OK";
 
     if (r->send(r, &out) != NGX_OK) {
         return NGX_ERROR;

@@ -40,6 +40,14 @@ ngx_int_t
 ngx_stream_rustdesk_rendezvous_handle(ngx_stream_rustdesk_rendezvous_req_t *r,
     ngx_rustdesk_msg_t *m)
 {
+    /* for the access log: each handler says what came of it */
+
+    r->message = ngx_rustdesk_msg_type(m);
+    r->result = NULL;
+    r->id.len = 0;
+    r->peer_id.len = 0;
+    r->uuid.len = 0;
+
     if (r->stream == NULL) {
         return ngx_stream_rustdesk_rendezvous_datagram_msg(r, m);
     }
@@ -92,6 +100,7 @@ ngx_stream_rustdesk_rendezvous_datagram_msg(
     default:
         ngx_log_debug1(NGX_LOG_DEBUG_STREAM, r->session->connection->log, 0,
                        "rustdesk: udp %s ignored", ngx_rustdesk_msg_name(m));
+        r->result = "IGNORED";
         return NGX_OK;
     }
 }
@@ -138,6 +147,7 @@ ngx_stream_rustdesk_rendezvous_stream_msg(
     default:
         ngx_log_debug1(NGX_LOG_DEBUG_STREAM, r->session->connection->log, 0,
                        "rustdesk: tcp %s: closing", ngx_rustdesk_msg_name(m));
+        r->result = "IGNORED";
         return NGX_DONE;
     }
 }
@@ -161,6 +171,32 @@ ngx_stream_rustdesk_rendezvous_nat_port_msg(
         ngx_log_debug1(NGX_LOG_DEBUG_STREAM, r->session->connection->log, 0,
                        "rustdesk: nat port %s: closing",
                        ngx_rustdesk_msg_name(m));
+        r->result = "IGNORED";
         return NGX_DONE;
     }
+}
+
+
+void
+ngx_stream_rustdesk_rendezvous_note(ngx_stream_rustdesk_rendezvous_req_t *r,
+    ngx_str_t *field, const char *value)
+{
+    size_t  len;
+
+    len = ngx_strlen(value);
+
+    if (len > NGX_RUSTDESK_ID_MAX) {
+        len = NGX_RUSTDESK_ID_MAX;
+    }
+
+    if (field->data == NULL) {
+        field->data = ngx_pnalloc(r->session->connection->pool,
+                                  NGX_RUSTDESK_ID_MAX);
+        if (field->data == NULL) {
+            field->len = 0;
+            return;
+        }
+    }
+
+    field->len = ngx_cpymem(field->data, value, len) - field->data;
 }

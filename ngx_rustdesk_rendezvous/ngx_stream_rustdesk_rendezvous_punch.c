@@ -24,6 +24,8 @@ static ProtobufCBinaryData ngx_stream_rustdesk_rendezvous_mangle(
     ngx_stream_session_t *s, ngx_rustdesk_ip_t *ip);
 static ProtobufCBinaryData ngx_stream_rustdesk_rendezvous_signed_pk(
     ngx_stream_session_t *s, char *version, char *id);
+static void ngx_stream_rustdesk_rendezvous_brokered(
+    ngx_stream_rustdesk_rendezvous_req_t *r);
 
 
 /*
@@ -59,6 +61,8 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(
 
     id.data = (u_char *) ph->id;
     id.len = ngx_strlen(ph->id);
+
+    ngx_stream_rustdesk_rendezvous_note(r, &r->peer_id, ph->id);
 
     if (rmcf->licence.len
         && (ngx_strlen(ph->licence_key) != rmcf->licence.len
@@ -168,6 +172,8 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(
                        HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE);
     }
 
+    r->result = "OK";
+
     return NGX_OK;
 }
 
@@ -196,11 +202,15 @@ ngx_stream_rustdesk_rendezvous_request_relay(
     id.data = (u_char *) rr->id;
     id.len = ngx_strlen(rr->id);
 
+    ngx_stream_rustdesk_rendezvous_note(r, &r->peer_id, rr->id);
+    ngx_stream_rustdesk_rendezvous_note(r, &r->uuid, rr->uuid);
+
     if (ngx_rustdesk_peer_lookup(rmcf->zone, &id, ngx_current_msec, &online,
                                  &b, &stream)
         == NGX_DECLINED
         || b.family == 0 || stream == NGX_RUSTDESK_STREAM_CLOSED)
     {
+        r->result = "OFFLINE";
         return NGX_OK;
     }
 
@@ -214,8 +224,18 @@ ngx_stream_rustdesk_rendezvous_request_relay(
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REQUEST_RELAY;
     out.request_relay = &fwd;
 
-    (void) ngx_stream_rustdesk_rendezvous_to_peer(r->session, &id, &b, stream,
-                                                  &out);
+    /* before B hears of it: B goes to the relay at once */
+    ngx_stream_rustdesk_rendezvous_brokered(r);
+
+    if (ngx_stream_rustdesk_rendezvous_to_peer(r->session, &id, &b, stream,
+                                               &out)
+        == NGX_DECLINED)
+    {
+        r->result = "OFFLINE";
+        return NGX_OK;
+    }
+
+    r->result = "OK";
 
     return NGX_OK;
 }
@@ -243,6 +263,8 @@ ngx_stream_rustdesk_rendezvous_hole_sent(
     Hbb__PunchHoleResponse                       phr;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
+    ngx_stream_rustdesk_rendezvous_note(r, &r->id, phs->id);
+
     if (r->stream == NULL) {
         rmcf = ngx_stream_get_module_main_conf(r->session,
                                         ngx_stream_rustdesk_rendezvous_module);
@@ -259,6 +281,7 @@ ngx_stream_rustdesk_rendezvous_hole_sent(
             ngx_log_debug1(NGX_LOG_DEBUG_STREAM, r->session->connection->log,
                            0, "rustdesk: udp punch hole sent for \"%V\" not "
                            "from its registered IP, ignored", &id);
+            r->result = "NOT_REGISTERED_IP";
             return NGX_OK;
         }
     }
@@ -267,6 +290,7 @@ ngx_stream_rustdesk_rendezvous_hole_sent(
                                                  &a)
         != NGX_OK)
     {
+        r->result = "BAD_ADDRESS";
         return NGX_DONE;
     }
 
@@ -288,6 +312,7 @@ ngx_stream_rustdesk_rendezvous_hole_sent(
     out.punch_hole_response = &phr;
 
     ngx_stream_rustdesk_rendezvous_answer(r->session, &a, &out);
+    r->result = "OK";
 
     return NGX_DONE;
 }
@@ -301,10 +326,13 @@ ngx_stream_rustdesk_rendezvous_local_addr(
     ngx_rustdesk_msg_t        out;
     Hbb__PunchHoleResponse    phr;
 
+    ngx_stream_rustdesk_rendezvous_note(r, &r->id, la->id);
+
     if (ngx_stream_rustdesk_rendezvous_requester(r->session, &la->socket_addr,
                                                  &a)
         != NGX_OK)
     {
+        r->result = "BAD_ADDRESS";
         return NGX_DONE;
     }
 
@@ -323,6 +351,7 @@ ngx_stream_rustdesk_rendezvous_local_addr(
     out.punch_hole_response = &phr;
 
     ngx_stream_rustdesk_rendezvous_answer(r->session, &a, &out);
+    r->result = "OK";
 
     return NGX_DONE;
 }
@@ -346,12 +375,21 @@ ngx_stream_rustdesk_rendezvous_relay_response(
     rmcf = ngx_stream_get_module_main_conf(r->session,
                                         ngx_stream_rustdesk_rendezvous_module);
 
+    if (rr->union_case == HBB__RELAY_RESPONSE__UNION_ID) {
+        ngx_stream_rustdesk_rendezvous_note(r, &r->id, rr->id);
+    }
+
+    ngx_stream_rustdesk_rendezvous_note(r, &r->uuid, rr->uuid);
+
     if (ngx_stream_rustdesk_rendezvous_requester(r->session, &rr->socket_addr,
                                                  &a)
         != NGX_OK)
     {
+        r->result = "BAD_ADDRESS";
         return NGX_DONE;
     }
+
+    ngx_stream_rustdesk_rendezvous_brokered(r);
 
     fwd = *rr;
     fwd.socket_addr.len = 0;
@@ -382,6 +420,7 @@ ngx_stream_rustdesk_rendezvous_relay_response(
     out.relay_response = &fwd;
 
     ngx_stream_rustdesk_rendezvous_answer(r->session, &a, &out);
+    r->result = "OK";
 
     return NGX_DONE;
 }
@@ -503,6 +542,8 @@ ngx_stream_rustdesk_rendezvous_punch_failure(
     hbb__punch_hole_response__init(&phr);
 
     phr.failure = failure;
+    r->result = ngx_rustdesk_msg_enum_name(
+                       &hbb__punch_hole_response__failure__descriptor, failure);
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_RESPONSE;
     out.punch_hole_response = &phr;
 
@@ -511,4 +552,36 @@ ngx_stream_rustdesk_rendezvous_punch_failure(
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * A relay session passes through here: its uuid and the id of the peer
+ * asked to relay (r->peer_id from A's RequestRelay, r->id from B's
+ * RelayResponse) are remembered for the relay's access log.
+ */
+
+static void
+ngx_stream_rustdesk_rendezvous_brokered(ngx_stream_rustdesk_rendezvous_req_t *r)
+{
+    ngx_str_t                                   *id;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    if (r->uuid.len == 0) {
+        return;
+    }
+
+    rmcf = ngx_stream_get_module_main_conf(r->session,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    id = r->peer_id.len ? &r->peer_id : &r->id;
+
+    if (ngx_rustdesk_brokered_add(rmcf->brokered, &r->uuid, id,
+                                  ngx_current_msec)
+        == NGX_ERROR)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->session->connection->log, 0,
+                      "rustdesk: relay session \"%V\" not recorded: "
+                      "rustdesk_brokered_zone is too small", &r->uuid);
+    }
 }

@@ -190,9 +190,12 @@ ngx_stream_rustdesk_rendezvous_register_datagram(
     pk.req.addr = r->addr;
     pk.req.stream = NGX_RUSTDESK_STREAM_NONE;
 
+    ngx_stream_rustdesk_rendezvous_note(r, &r->id, rk->id);
+
     rc = ngx_stream_rustdesk_rendezvous_register_pk(r->session, rk, &pk,
                                                     c->pool);
     if (rc == NGX_DONE) {
+        r->result = "IGNORED";
         return NGX_OK;
     }
 
@@ -241,6 +244,8 @@ ngx_stream_rustdesk_rendezvous_register_reply(
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PK_RESPONSE;
     out.register_pk_response = &rpr;
 
+    r->result = ngx_stream_rustdesk_rendezvous_register_result(result);
+
     return r->send(r, &out);
 }
 
@@ -265,8 +270,11 @@ ngx_stream_rustdesk_rendezvous_register_peer(
     id.len = ngx_strlen(rp->id);
 
     if (id.len == 0) {
+        r->result = "IGNORED";
         return NGX_OK;
     }
+
+    ngx_stream_rustdesk_rendezvous_note(r, &r->id, rp->id);
 
     rmcf = ngx_stream_get_module_main_conf(r->session,
                                         ngx_stream_rustdesk_rendezvous_module);
@@ -285,6 +293,9 @@ ngx_stream_rustdesk_rendezvous_register_peer(
 
     hbb__rendezvous_message__init(&out);
     hbb__register_peer_response__init(&rpr);
+
+    /* a heartbeat that changed nothing is "OK" (keep it out of the log) */
+    r->result = request_pk ? "REQUEST_PK" : ip_change ? "IP_CHANGE" : "OK";
 
     rpr.request_pk = request_pk;
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PEER_RESPONSE;
@@ -305,4 +316,18 @@ ngx_stream_rustdesk_rendezvous_register_peer(
     }
 
     return NGX_OK;
+}
+
+
+const char *
+ngx_stream_rustdesk_rendezvous_register_result(
+    Hbb__RegisterPkResponse__Result result)
+{
+    const char  *name;
+
+    name = ngx_rustdesk_msg_enum_name(
+                          &hbb__register_pk_response__result__descriptor,
+                          result);
+
+    return name ? name : "UNKNOWN";
 }

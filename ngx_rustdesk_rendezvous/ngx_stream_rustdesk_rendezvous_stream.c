@@ -119,6 +119,8 @@ ngx_stream_rustdesk_rendezvous_stream_register(
     pk.req.addr = ctx->req.addr;
     pk.req.stream = ngx_pid;
 
+    ngx_stream_rustdesk_rendezvous_note(r, &r->id, rk->id);
+
     rc = ngx_stream_rustdesk_rendezvous_register_pk(t->session, rk, &pk, pool);
 
     if (rc == NGX_DONE) {
@@ -126,6 +128,7 @@ ngx_stream_rustdesk_rendezvous_stream_register(
                        "rustdesk: stream RegisterPk without uuid or pk "
                        "ignored");
         ngx_destroy_pool(pool);
+        r->result = "IGNORED";
         return NGX_OK;
     }
 
@@ -216,6 +219,8 @@ ngx_stream_rustdesk_rendezvous_stream_reply(
     hbb__register_pk_response__init(&rpr);
 
     rpr.result = result;
+    ctx->req.result = ngx_stream_rustdesk_rendezvous_register_result(result);
+
     /* whole seconds, rounded up: the client gives up after 1.5 times it */
     rpr.keep_alive = (int32_t) ((rmcf->keep_alive + 999) / 1000);
 

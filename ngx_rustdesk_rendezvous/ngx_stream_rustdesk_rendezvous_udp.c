@@ -117,6 +117,8 @@ ngx_stream_rustdesk_rendezvous_datagram(
     if (m == NULL) {
         ngx_log_error(NGX_LOG_INFO, ctx->req.session->connection->log, 0,
                       "rustdesk: malformed datagram of %uz bytes", len);
+        ctx->req.message = NULL;
+        ctx->req.result = "MALFORMED";
         return;
     }
 

@@ -42,6 +42,18 @@ ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     z = shm_zone->data;
 
+    /*
+     * the workers' channel directory: nginx's user and pid file are known
+     * here, and a refusal still leaves a reload harmless; a zone that no
+     * server uses has none
+     */
+
+    if (z->channel
+        && ngx_rustdesk_ipc_dir_init(z->channel, shm_zone->shm.log) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     if (oz) {
         /* reload: keep the peers of the running zone */
         z->sh = oz->sh;

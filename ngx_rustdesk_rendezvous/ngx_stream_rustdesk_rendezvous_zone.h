@@ -13,6 +13,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
+#include "ngx_rustdesk_ipc.h"
 #include "ngx_rustdesk_metrics.h"
 
 
@@ -78,6 +79,7 @@ typedef struct {
     ngx_str_t                   servers;    /* configured, comma-joined */
     ngx_uint_t                  stats_values;   /* 0: no metrics */
     ngx_cycle_t                *cycle;      /* the configuration's */
+    ngx_rustdesk_ipc_dir_t     *channel;    /* set up with the zone */
 } ngx_rustdesk_peer_zone_t;
 
 

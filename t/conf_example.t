@@ -6,8 +6,9 @@
 # and refuses a relay client with a wrong key (hbbr -k _).
 #
 # Only what a test needs is rewritten: the listen ports (free ones, on
-# 127.0.0.1), /var/lib/rustdesk (the test directory), the module paths,
-# pid and error_log (the harness's), and the TLS certificate paths.
+# 127.0.0.1), /var/lib/rustdesk and /var/log/nginx (the test directory),
+# the module paths, pid and error_log (the harness's), and the TLS
+# certificate paths.
 
 use warnings;
 use strict;
@@ -20,7 +21,7 @@ use RustDesk::Conf;
 use RustDesk::Session;
 use RustDesk::RelayTest ();
 
-my $t = Test::Nginx->new()->has()->plan(9);
+my $t = Test::Nginx->new()->has()->plan(11);
 my $d = $t->testdir();
 
 # the example's ports, each mapped to a free one
@@ -37,6 +38,7 @@ sub example {
 	$conf =~ s/^worker_processes .*\n//mg;
 	$conf =~ s/^events \{.*?^\}\n//msg;
 	$conf =~ s{/var/lib/rustdesk}{$d/data}g;
+	$conf =~ s{/var/log/nginx}{$d}g;
 	$conf =~ s{/etc/ssl/certs/example\.com\.pem}{$d/cert.pem}g;
 	$conf =~ s{/etc/ssl/private/example\.com\.key}{$d/cert.key}g;
 
@@ -80,6 +82,14 @@ ok(length($key) == 44, 'the key pair was made in the key directory');
 is(RustDesk::Session::relayed_session(host => '127.0.0.1',
 	rendezvous_port => $PORT{21116}, relay_port => relay_port(),
 	key => $key), '', 'a relayed session with the key');
+
+# the example's access log: the session's one relay line, no heartbeat
+
+ok(Test::Nginx::wait_until(sub { $t->read_file('rustdesk.log')
+		=~ m{ tcp RequestRelay paired id=- peer=session\d+ uuid=\S+ partner=127\.0\.0\.1:\d+ sent=\d+ received=\d+ paired=\d+\.\d{3} } }),
+	'the access log: the relayed session with its brokered id');
+unlike($t->read_file('rustdesk.log'), qr/ RegisterPeer OK /,
+	'the access log: no heartbeat');
 
 is(RustDesk::Session::relay_refused(host => '127.0.0.1',
 	relay_port => relay_port(), key => 'not-the-key'), '',
