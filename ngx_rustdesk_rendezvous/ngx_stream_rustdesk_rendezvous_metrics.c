@@ -85,6 +85,48 @@ static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_rendezvous_m_ipc_drops =
     "Messages between workers that were not delivered."
 };
 
+static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_rendezvous_m_hb = {
+    "rustdesk_rendezvous_heartbeats_total", NGX_RUSTDESK_COUNTER,
+    "RegisterPeer datagrams, by result: OK, IP_CHANGE, REQUEST_PK (the "
+    "key is asked for), IGNORED."
+};
+
+static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_rendezvous_m_reg = {
+    "rustdesk_rendezvous_registrations_total", NGX_RUSTDESK_COUNTER,
+    "Key registrations (RegisterPk), by transport and result."
+};
+
+static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_rendezvous_m_punch = {
+    "rustdesk_rendezvous_punch_requests_total", NGX_RUSTDESK_COUNTER,
+    "Punch hole requests, by result: OK (passed on to the peer) or the "
+    "failure answered."
+};
+
+static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_rendezvous_m_relay = {
+    "rustdesk_rendezvous_relay_requests_total", NGX_RUSTDESK_COUNTER,
+    "Relay requests, by result: OK (passed on to the peer) or OFFLINE."
+};
+
+
+/* the results counted, as $rustdesk_result has them, in the slots' order */
+
+static const char  *ngx_stream_rustdesk_rendezvous_hb_results[] = {
+    "OK", "IP_CHANGE", "REQUEST_PK", "IGNORED"
+};
+
+static const char  *ngx_stream_rustdesk_rendezvous_reg_results[] = {
+    "OK", "UUID_MISMATCH", "TOO_FREQUENT", "INVALID_ID_FORMAT",
+    "SERVER_ERROR", "IGNORED"
+};
+
+static const char  *ngx_stream_rustdesk_rendezvous_punch_results[] = {
+    "OK", "ID_NOT_EXIST", "OFFLINE", "LICENSE_MISMATCH"
+};
+
+static const char  *ngx_stream_rustdesk_rendezvous_relay_results[] = {
+    "OK", "OFFLINE"
+};
+
 
 static const ngx_rustdesk_stat_t
     ngx_stream_rustdesk_rendezvous_stat_info[NGX_RUSTDESK_RDV_NSTATS] =
@@ -102,6 +144,28 @@ static const ngx_rustdesk_stat_t
     { &ngx_stream_rustdesk_rendezvous_m_ipc_msgs,
       "module=\"rendezvous\",direction=\"received\"" },
     { &ngx_stream_rustdesk_rendezvous_m_ipc_drops, "module=\"rendezvous\"" },
+
+#define ngx_rdv_hb(r)  { &ngx_stream_rustdesk_rendezvous_m_hb,                \
+                         "result=\"" r "\"" }
+    ngx_rdv_hb("OK"), ngx_rdv_hb("IP_CHANGE"), ngx_rdv_hb("REQUEST_PK"),
+    ngx_rdv_hb("IGNORED"),
+
+#define ngx_rdv_reg(t, r)  { &ngx_stream_rustdesk_rendezvous_m_reg,           \
+                             "transport=\"" t "\",result=\"" r "\"" }
+#define ngx_rdv_regs(t)                                                      \
+    ngx_rdv_reg(t, "OK"), ngx_rdv_reg(t, "UUID_MISMATCH"),                   \
+    ngx_rdv_reg(t, "TOO_FREQUENT"), ngx_rdv_reg(t, "INVALID_ID_FORMAT"),     \
+    ngx_rdv_reg(t, "SERVER_ERROR"), ngx_rdv_reg(t, "IGNORED")
+    ngx_rdv_regs("udp"), ngx_rdv_regs("tcp"), ngx_rdv_regs("ws"),
+
+#define ngx_rdv_punch(r)  { &ngx_stream_rustdesk_rendezvous_m_punch,          \
+                            "result=\"" r "\"" }
+    ngx_rdv_punch("OK"), ngx_rdv_punch("ID_NOT_EXIST"),
+    ngx_rdv_punch("OFFLINE"), ngx_rdv_punch("LICENSE_MISMATCH"),
+
+#define ngx_rdv_relay(r)  { &ngx_stream_rustdesk_rendezvous_m_relay,          \
+                            "result=\"" r "\"" }
+    ngx_rdv_relay("OK"), ngx_rdv_relay("OFFLINE")
 };
 
 
@@ -170,6 +234,62 @@ ngx_stream_rustdesk_rendezvous_metrics_exit(ngx_cycle_t *cycle)
                                ngx_stream_rustdesk_rendezvous_stat_info);
 
     ngx_stream_rustdesk_rendezvous_stats = NULL;
+}
+
+
+/*
+ * The protocol layer's result of a message, counted (at most a few short
+ * string comparisons: it runs for every heartbeat).
+ */
+
+void
+ngx_stream_rustdesk_rendezvous_account(ngx_uint_t transport,
+    ngx_uint_t message, const char *result)
+{
+    ngx_uint_t    i, n, base;
+    const char  **names;
+
+    if (ngx_stream_rustdesk_rendezvous_stats == NULL || result == NULL) {
+        return;
+    }
+
+    switch (message) {
+
+    case HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PEER:
+        base = NGX_RUSTDESK_RDV_HEARTBEATS;
+        names = ngx_stream_rustdesk_rendezvous_hb_results;
+        n = NGX_RUSTDESK_RDV_HEARTBEAT_RESULTS;
+        break;
+
+    case HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PK:
+        base = NGX_RUSTDESK_RDV_REGISTRATIONS
+               + transport * NGX_RUSTDESK_RDV_REGISTER_RESULTS;
+        names = ngx_stream_rustdesk_rendezvous_reg_results;
+        n = NGX_RUSTDESK_RDV_REGISTER_RESULTS;
+        break;
+
+    case HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_REQUEST:
+        base = NGX_RUSTDESK_RDV_PUNCH;
+        names = ngx_stream_rustdesk_rendezvous_punch_results;
+        n = NGX_RUSTDESK_RDV_PUNCH_RESULTS;
+        break;
+
+    case HBB__RENDEZVOUS_MESSAGE__UNION_REQUEST_RELAY:
+        base = NGX_RUSTDESK_RDV_RELAY;
+        names = ngx_stream_rustdesk_rendezvous_relay_results;
+        n = NGX_RUSTDESK_RDV_RELAY_RESULTS;
+        break;
+
+    default:
+        return;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (ngx_strcmp(result, names[i]) == 0) {
+            ngx_stream_rustdesk_rendezvous_count(base + i, 1);
+            return;
+        }
+    }
 }
 
 

@@ -141,6 +141,22 @@ typedef struct {
 } ngx_stream_rustdesk_rendezvous_pk_t;
 
 
+/* The results counted of each message ($rustdesk_result), and transports. */
+#define NGX_RUSTDESK_RDV_HEARTBEAT_RESULTS  4
+#define NGX_RUSTDESK_RDV_REGISTER_RESULTS   6
+#define NGX_RUSTDESK_RDV_PUNCH_RESULTS      4
+#define NGX_RUSTDESK_RDV_RELAY_RESULTS      2
+
+#define NGX_RUSTDESK_TRANSPORT_UDP          0
+#define NGX_RUSTDESK_TRANSPORT_TCP          1
+#define NGX_RUSTDESK_TRANSPORT_WS           2
+
+#define ngx_stream_rustdesk_rendezvous_metrics_transport(r)                  \
+    ((r)->stream == NULL ? NGX_RUSTDESK_TRANSPORT_UDP                        \
+     : (r)->port == NGX_RUSTDESK_PORT_WS ? NGX_RUSTDESK_TRANSPORT_WS         \
+     : NGX_RUSTDESK_TRANSPORT_TCP)
+
+
 /*
  * The module's counters and gauges in its zone's slots (..._metrics.c),
  * this process's values: NULL unless a metrics listener is configured.
@@ -159,7 +175,18 @@ typedef enum {
     NGX_RUSTDESK_RDV_IPC_SENT,
     NGX_RUSTDESK_RDV_IPC_RECEIVED,
     NGX_RUSTDESK_RDV_IPC_DROPPED,
-    NGX_RUSTDESK_RDV_NSTATS
+    NGX_RUSTDESK_RDV_HEARTBEATS,       /* RegisterPeer, by result */
+    NGX_RUSTDESK_RDV_REGISTRATIONS = NGX_RUSTDESK_RDV_HEARTBEATS
+                                     + NGX_RUSTDESK_RDV_HEARTBEAT_RESULTS,
+                                       /* RegisterPk, by transport, result */
+    NGX_RUSTDESK_RDV_PUNCH = NGX_RUSTDESK_RDV_REGISTRATIONS
+                             + 3 * NGX_RUSTDESK_RDV_REGISTER_RESULTS,
+                                       /* PunchHoleRequest, by result */
+    NGX_RUSTDESK_RDV_RELAY = NGX_RUSTDESK_RDV_PUNCH
+                             + NGX_RUSTDESK_RDV_PUNCH_RESULTS,
+                                       /* RequestRelay, by result */
+    NGX_RUSTDESK_RDV_NSTATS = NGX_RUSTDESK_RDV_RELAY
+                              + NGX_RUSTDESK_RDV_RELAY_RESULTS
 } ngx_stream_rustdesk_rendezvous_stat_e;
 
 
@@ -333,6 +360,14 @@ void ngx_stream_rustdesk_rendezvous_metrics_init(ngx_cycle_t *cycle,
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf);
 void ngx_stream_rustdesk_rendezvous_metrics_exit(ngx_cycle_t *cycle);
 void ngx_stream_rustdesk_rendezvous_metrics_handler(ngx_stream_session_t *s);
+
+/*
+ * A message's result ($rustdesk_result) counted: heartbeats, key
+ * registrations, punch hole and relay requests (message: the
+ * RendezvousMessage union case; transport: NGX_RUSTDESK_TRANSPORT_*).
+ */
+void ngx_stream_rustdesk_rendezvous_account(ngx_uint_t transport,
+    ngx_uint_t message, const char *result);
 
 /* The relay server to offer, round-robin; "" when none is configured. */
 char *ngx_stream_rustdesk_rendezvous_relay_server(ngx_stream_session_t *s);

@@ -29,6 +29,7 @@ typedef struct {
     ngx_queue_t                            queue;   /* in ctx->writes */
     ngx_pool_t                            *pool;
     ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;     /* NULL: stream closed */
+    ngx_uint_t                             transport; /* for the metrics */
 } ngx_stream_rustdesk_rendezvous_reg_t;
 
 
@@ -154,6 +155,8 @@ ngx_stream_rustdesk_rendezvous_stream_register(
 
             reg->pool = pool;
             reg->ctx = ctx;
+            reg->transport =
+                          ngx_stream_rustdesk_rendezvous_metrics_transport(r);
             ngx_queue_insert_tail(&ctx->writes, &reg->queue);
 
             /* without a thread pool, written() runs before this returns */
@@ -184,15 +187,23 @@ ngx_stream_rustdesk_rendezvous_stream_written(void *data, ngx_int_t rc)
     ngx_stream_rustdesk_rendezvous_reg_t  *reg = data;
 
     ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;
+    Hbb__RegisterPkResponse__Result        result;
 
     ctx = reg->ctx;
+
+    result = (rc == NGX_OK) ? HBB__REGISTER_PK_RESPONSE__RESULT__OK
+                            : HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
+
+    /* counted even if the stream is gone: the peer is registered */
+
+    ngx_stream_rustdesk_rendezvous_account(reg->transport,
+                          HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PK,
+                          ngx_stream_rustdesk_rendezvous_register_result(result));
 
     if (ctx) {
         ngx_queue_remove(&reg->queue);
 
-        if (ngx_stream_rustdesk_rendezvous_stream_reply(ctx,
-                   rc == NGX_OK ? HBB__REGISTER_PK_RESPONSE__RESULT__OK
-                                : HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR)
+        if (ngx_stream_rustdesk_rendezvous_stream_reply(ctx, result)
             != NGX_OK)
         {
             ngx_rustdesk_tcp_fail(ctx->req.stream);
