@@ -39,7 +39,6 @@ static void ngx_stream_rustdesk_relay_close(
     ngx_stream_rustdesk_relay_pair_t *p, const char *why, const char *result);
 static void ngx_stream_rustdesk_relay_finalize_quiet(
     ngx_stream_rustdesk_relay_side_t *side);
-static ngx_uint_t ngx_stream_rustdesk_relay_close_stat(const char *result);
 
 
 #define NGX_RUSTDESK_RELAY_SPARE  64       /* buffers kept for reuse */
@@ -699,9 +698,6 @@ ngx_stream_rustdesk_relay_close(ngx_stream_rustdesk_relay_pair_t *p,
 
     if (!p->pipe) {
         ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_PAIRS_ACTIVE, -1);
-        ngx_stream_rustdesk_relay_count(
-                                ngx_stream_rustdesk_relay_close_stat(result),
-                                1);
     }
 
     ngx_log_error(NGX_LOG_INFO, p->a->connection->log, 0,
@@ -711,31 +707,6 @@ ngx_stream_rustdesk_relay_close(ngx_stream_rustdesk_relay_pair_t *p,
     /* b first: the pair lives in a's pool */
     ngx_stream_rustdesk_relay_close_side(p->b);
     ngx_stream_rustdesk_relay_close_side(p->a);
-}
-
-
-/* The counter of a pair's end, by its result ($rustdesk_result). */
-
-static ngx_uint_t
-ngx_stream_rustdesk_relay_close_stat(const char *result)
-{
-    if (ngx_strcmp(result, "idle_timeout") == 0) {
-        return NGX_RUSTDESK_RELAY_S_CLOSED_IDLE;
-    }
-
-    if (ngx_strcmp(result, "blocked") == 0) {
-        return NGX_RUSTDESK_RELAY_S_CLOSED_BLOCKED;
-    }
-
-    if (ngx_strcmp(result, "error") == 0) {
-        return NGX_RUSTDESK_RELAY_S_CLOSED_ERROR;
-    }
-
-    if (ngx_strcmp(result, "shutdown") == 0) {
-        return NGX_RUSTDESK_RELAY_S_CLOSED_SHUTDOWN;
-    }
-
-    return NGX_RUSTDESK_RELAY_S_CLOSED;
 }
 
 

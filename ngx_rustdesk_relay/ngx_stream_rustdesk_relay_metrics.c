@@ -1,7 +1,8 @@
 /*
  * The relay module's figures for the metrics listener
  * (common/ngx_rustdesk_metrics.c): what its workers count in their slots
- * of the zone (pairs, bytes, limits, refusals, the worker channel), the
+ * of the zone (pairs, bytes, limits, the worker channel, and each session
+ * by the result its access log line has, counted in the log phase), the
  * zone's pages, and its health: the zone has room for waiting
  * connections.
  */
@@ -18,6 +19,8 @@ static ngx_int_t ngx_stream_rustdesk_relay_metrics(ngx_rustdesk_metrics_t *m,
     void *data);
 static void ngx_stream_rustdesk_relay_health(ngx_rustdesk_health_t *h,
     void *data);
+static ngx_int_t ngx_stream_rustdesk_relay_metrics_log(
+    ngx_stream_session_t *s);
 
 
 /* this process's values in the zone's slots; NULL: nothing is counted */
@@ -50,22 +53,13 @@ static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_relay_m_limited = {
     "blacklist, or downgraded for their average rate."
 };
 
-static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_relay_m_refused = {
-    "rustdesk_relay_refused_total", NGX_RUSTDESK_COUNTER,
-    "Relay connections refused before pairing, by reason."
+static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_relay_m_sessions = {
+    "rustdesk_relay_sessions_total", NGX_RUSTDESK_COUNTER,
+    "Relay sessions ended, by result ($rustdesk_result): one for each "
+    "relayed pair (paired, idle_timeout, blocked, error, shutdown) and "
+    "one for each connection that was never paired."
 };
 
-static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_relay_m_unpaired = {
-    "rustdesk_relay_unpaired_total", NGX_RUSTDESK_COUNTER,
-    "Relay connections that waited and were never paired: no partner "
-    "within rustdesk_relay_pair_timeout, or the client left."
-};
-
-static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_relay_m_closed = {
-    "rustdesk_relay_pairs_closed_total", NGX_RUSTDESK_COUNTER,
-    "Relay pairs ended, by reason: a side closed, idle, an address "
-    "blocklisted, an error, nginx shutting down."
-};
 
 static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_relay_m_ipc_msgs = {
     "rustdesk_worker_channel_messages_total", NGX_RUSTDESK_COUNTER,
@@ -87,21 +81,29 @@ static const ngx_rustdesk_stat_t
     { &ngx_stream_rustdesk_relay_m_bytes, "" },
     { &ngx_stream_rustdesk_relay_m_limited, "reason=\"blacklist\"" },
     { &ngx_stream_rustdesk_relay_m_limited, "reason=\"downgrade\"" },
-    { &ngx_stream_rustdesk_relay_m_refused, "reason=\"blocklist\"" },
-    { &ngx_stream_rustdesk_relay_m_refused, "reason=\"key_mismatch\"" },
-    { &ngx_stream_rustdesk_relay_m_refused, "reason=\"zone_full\"" },
-    { &ngx_stream_rustdesk_relay_m_unpaired, "reason=\"no_partner\"" },
-    { &ngx_stream_rustdesk_relay_m_unpaired, "reason=\"left\"" },
-    { &ngx_stream_rustdesk_relay_m_closed, "reason=\"closed\"" },
-    { &ngx_stream_rustdesk_relay_m_closed, "reason=\"idle\"" },
-    { &ngx_stream_rustdesk_relay_m_closed, "reason=\"blocked\"" },
-    { &ngx_stream_rustdesk_relay_m_closed, "reason=\"error\"" },
-    { &ngx_stream_rustdesk_relay_m_closed, "reason=\"shutdown\"" },
     { &ngx_stream_rustdesk_relay_m_ipc_msgs,
       "module=\"relay\",direction=\"sent\"" },
     { &ngx_stream_rustdesk_relay_m_ipc_msgs,
       "module=\"relay\",direction=\"received\"" },
     { &ngx_stream_rustdesk_relay_m_ipc_drops, "module=\"relay\"" },
+
+#define ngx_relay_result(r)  { &ngx_stream_rustdesk_relay_m_sessions,         \
+                               "result=\"" r "\"" }
+    ngx_relay_result("paired"), ngx_relay_result("idle_timeout"),
+    ngx_relay_result("blocked"), ngx_relay_result("error"),
+    ngx_relay_result("shutdown"), ngx_relay_result("no_partner"),
+    ngx_relay_result("closed"), ngx_relay_result("no_request"),
+    ngx_relay_result("bad_request"), ngx_relay_result("key_mismatch"),
+    ngx_relay_result("zone_full"), ngx_relay_result("no_ticket")
+};
+
+
+/* $rustdesk_result's values, in the slots' order */
+
+static const char  *ngx_stream_rustdesk_relay_results[] = {
+    "paired", "idle_timeout", "blocked", "error", "shutdown", "no_partner",
+    "closed", "no_request", "bad_request", "key_mismatch", "zone_full",
+    "no_ticket"
 };
 
 
@@ -114,11 +116,24 @@ ngx_int_t
 ngx_stream_rustdesk_relay_metrics_conf(ngx_conf_t *cf,
     ngx_stream_rustdesk_relay_main_conf_t *lmcf)
 {
+    ngx_stream_handler_pt          *h;
+    ngx_stream_core_main_conf_t    *cmcf;
     ngx_rustdesk_metrics_source_t  *src;
 
     if (!ngx_rustdesk_metrics_enabled(lmcf->shared)) {
         return NGX_OK;
     }
+
+    /* each session's result, as it ends */
+
+    cmcf = ngx_stream_conf_get_module_main_conf(cf, ngx_stream_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_STREAM_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_stream_rustdesk_relay_metrics_log;
 
     lmcf->zone->stats_values = NGX_RUSTDESK_RELAY_NSTATS;
     lmcf->zone->cycle = cf->cycle;
@@ -170,6 +185,39 @@ ngx_stream_rustdesk_relay_metrics_exit(ngx_cycle_t *cycle)
                                ngx_stream_rustdesk_relay_stat_info);
 
     ngx_stream_rustdesk_relay_stats = NULL;
+}
+
+
+/*
+ * A session ends (nginx's log phase, whatever server it was in): a relay
+ * session with a line of its own in the access log is counted by that
+ * line's result.  The quiet ones (a pair's second side, a connection
+ * handed to another worker) are told of by their partner's line.
+ */
+
+static ngx_int_t
+ngx_stream_rustdesk_relay_metrics_log(ngx_stream_session_t *s)
+{
+    ngx_uint_t                         i;
+    ngx_stream_rustdesk_relay_side_t  *side;
+
+    side = ngx_stream_get_module_ctx(s, ngx_stream_rustdesk_relay_module);
+
+    if (side == NULL || side->quiet || side->result == NULL) {
+        return NGX_OK;
+    }
+
+    for (i = 0; i < NGX_RUSTDESK_RELAY_RESULTS; i++) {
+        if (ngx_strcmp(side->result, ngx_stream_rustdesk_relay_results[i])
+            == 0)
+        {
+            ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_SESSIONS + i,
+                                            1);
+            break;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

@@ -714,8 +714,6 @@ ngx_stream_rustdesk_relay_accept(ngx_stream_session_t *s, ngx_uint_t ws)
                       &side->ip);
         side->result = "blocked";
         ngx_stream_set_ctx(s, side, ngx_stream_rustdesk_relay_module);
-        ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_REFUSED_BLOCKLIST,
-                                        1);
         ngx_stream_finalize_session(s, NGX_STREAM_FORBIDDEN);
         return;
     }
@@ -788,8 +786,6 @@ ngx_stream_rustdesk_relay_first_message(ngx_rustdesk_tcp_t *t,
             ngx_log_error(NGX_LOG_INFO, c->log, 0, "rustdesk: %V blocked",
                           &side->ip);
             side->result = "blocked";
-            ngx_stream_rustdesk_relay_count(
-                                NGX_RUSTDESK_RELAY_S_REFUSED_BLOCKLIST, 1);
             return NGX_ERROR;
         }
     }
@@ -804,8 +800,6 @@ ngx_stream_rustdesk_relay_first_message(ngx_rustdesk_tcp_t *t,
                           "rustdesk: relay refused to %V: wrong key",
                           &side->ip);
             side->result = "key_mismatch";
-            ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_REFUSED_KEY,
-                                            1);
             return NGX_ERROR;
         }
     }

@@ -140,8 +140,12 @@ struct ngx_stream_rustdesk_relay_pair_s {
 /*
  * The module's counters and gauges in its zone's slots (metrics.c), this
  * process's values: NULL unless a metrics listener is configured.  The
- * worker channel's three are in NGX_RUSTDESK_IPC_* order.
+ * worker channel's three are in NGX_RUSTDESK_IPC_* order; the sessions
+ * are counted by the result their access log line has, as they end.
  */
+
+#define NGX_RUSTDESK_RELAY_RESULTS  12
+
 typedef enum {
     NGX_RUSTDESK_RELAY_S_PAIRS_ACTIVE = 0,
     NGX_RUSTDESK_RELAY_S_WAITING,
@@ -149,20 +153,12 @@ typedef enum {
     NGX_RUSTDESK_RELAY_S_BYTES,
     NGX_RUSTDESK_RELAY_S_LIMITED_BLACKLIST,
     NGX_RUSTDESK_RELAY_S_LIMITED_DOWNGRADE,
-    NGX_RUSTDESK_RELAY_S_REFUSED_BLOCKLIST,
-    NGX_RUSTDESK_RELAY_S_REFUSED_KEY,
-    NGX_RUSTDESK_RELAY_S_REFUSED_ZONE_FULL,
-    NGX_RUSTDESK_RELAY_S_UNPAIRED_TIMEOUT,
-    NGX_RUSTDESK_RELAY_S_UNPAIRED_LEFT,
-    NGX_RUSTDESK_RELAY_S_CLOSED,
-    NGX_RUSTDESK_RELAY_S_CLOSED_IDLE,
-    NGX_RUSTDESK_RELAY_S_CLOSED_BLOCKED,
-    NGX_RUSTDESK_RELAY_S_CLOSED_ERROR,
-    NGX_RUSTDESK_RELAY_S_CLOSED_SHUTDOWN,
     NGX_RUSTDESK_RELAY_S_IPC_SENT,
     NGX_RUSTDESK_RELAY_S_IPC_RECEIVED,
     NGX_RUSTDESK_RELAY_S_IPC_DROPPED,
-    NGX_RUSTDESK_RELAY_NSTATS
+    NGX_RUSTDESK_RELAY_S_SESSIONS,     /* by result, as logged */
+    NGX_RUSTDESK_RELAY_NSTATS = NGX_RUSTDESK_RELAY_S_SESSIONS
+                                + NGX_RUSTDESK_RELAY_RESULTS
 } ngx_stream_rustdesk_relay_stat_e;
 
 

@@ -154,8 +154,6 @@ ngx_stream_rustdesk_relay_request(ngx_stream_rustdesk_relay_side_t *side,
                           "rustdesk: relay zone is full, relay request \"%V\" "
                           "refused", &side->uuid);
             side->result = "zone_full";
-            ngx_stream_rustdesk_relay_count(
-                                NGX_RUSTDESK_RELAY_S_REFUSED_ZONE_FULL, 1);
             ngx_stream_rustdesk_relay_close_side(side);
             return;
         }
@@ -276,8 +274,6 @@ ngx_stream_rustdesk_relay_waiting(ngx_event_t *rev)
                       "rustdesk: no partner for relay \"%V\" within %M ms",
                       &side->uuid, lmcf->pair_timeout);
         side->result = "no_partner";
-        ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_UNPAIRED_TIMEOUT,
-                                        1);
         ngx_stream_rustdesk_relay_close_side(side);
         return;
     }
@@ -307,7 +303,6 @@ ngx_stream_rustdesk_relay_waiting(ngx_event_t *rev)
                   "came", &side->uuid);
 
     side->result = "closed";
-    ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_UNPAIRED_LEFT, 1);
     ngx_stream_rustdesk_relay_close_side(side);
 }
 
