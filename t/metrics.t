@@ -215,6 +215,7 @@ sub both_conf {
 		'rustdesk_relay_zone rlz:1m;',
 		'rustdesk_relay_servers 127.0.0.1:%%PORT_2%%;',
 		'rustdesk_ip_blocker 1000 1000;',
+		'rustdesk_online_timeout 10m;',       # online throughout the test
 	], srv_rendezvous(0), srv_relay(2),
 	srv_block([ '127.0.0.1:%%PORT_3%%' ], 'rustdesk_metrics;'),
 	srv_block([ '127.0.0.1:%%PORT_4%% proxy_protocol' ],

@@ -33,19 +33,19 @@ sub http_get {
 
 	my $req = ($o{method} // 'GET') . " $path "
 		. ($o{version} // 'HTTP/1.1') . "\r\n"
-		. join('', map { "$_\r\n" } 'Host: localhost',
+		. join('', map { "$_\r\n" } 'Host: localhost', 'Connection: close',
 			@{$o{headers} // []}) . "\r\n";
 
 	return parse_answer(http_raw($port, $req, %o));
 }
 
 # Raw bytes sent, everything the server sends back until it closes (or
-# timeout, default 5 s): the answer's bytes.
+# timeout, default 5 s): the answer's bytes ('' if none, or no connection).
 sub http_raw {
 	my ($port, $bytes, %o) = @_;
 
 	my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
-		Proto => 'tcp') or die "connect to $port: $!\n";
+		Proto => 'tcp') or return '';
 
 	$s->syswrite($bytes) if length $bytes;
 
@@ -115,7 +115,7 @@ package RustDesk::Metrics::Prometheus;
 # object (or at exit).
 
 use Time::HiRes qw/ sleep time /;
-use Test::Nginx qw/ port /;
+use Test::Nginx ();
 
 my @running;
 
@@ -124,7 +124,7 @@ my @running;
 sub start {
 	my ($class, $t, $target, $n) = @_;
 	my $d = $t->testdir() . '/prometheus';
-	my $port = port($n);
+	my $port = Test::Nginx::port($n);
 
 	mkdir $d;
 	mkdir "$d/data";
@@ -162,8 +162,6 @@ END
 
 	return $self;
 }
-
-sub port { $_[0]->{port} }
 
 # The decoded JSON of an instant query (its "data"), undef when the server
 # does not answer or the query fails.
