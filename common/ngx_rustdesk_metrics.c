@@ -966,7 +966,9 @@ ngx_rustdesk_metrics_health_answer(ngx_rustdesk_health_t *h)
         return;
     }
 
-    ngx_log_error(NGX_LOG_WARN, ctx->session->connection->log, 0,
+    /* the causes are logged where they happen: here, what the prober got */
+
+    ngx_log_error(NGX_LOG_INFO, ctx->session->connection->log, 0,
                   "rustdesk: health check failed: %*s",
                   (size_t) (b->last - b->pos - 1), b->pos);
 
