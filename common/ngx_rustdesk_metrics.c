@@ -79,6 +79,9 @@ static void ngx_rustdesk_metrics_health(ngx_rustdesk_metrics_ctx_t *ctx);
 static void ngx_rustdesk_metrics_health_keys(ngx_rustdesk_health_t *h,
     ngx_rustdesk_stream_conf_t *sc);
 static void ngx_rustdesk_metrics_health_answer(ngx_rustdesk_health_t *h);
+static void ngx_rustdesk_metrics_health_answer_to(
+    ngx_rustdesk_metrics_ctx_t *ctx, ngx_rustdesk_health_t *h);
+static void ngx_rustdesk_metrics_health_late(ngx_rustdesk_metrics_ctx_t *ctx);
 static void ngx_rustdesk_metrics_health_unref(ngx_rustdesk_health_t *h);
 static void ngx_rustdesk_metrics_cleanup(void *data);
 static void ngx_rustdesk_metrics_answer(ngx_rustdesk_metrics_ctx_t *ctx,
@@ -307,6 +310,11 @@ ngx_rustdesk_metrics_read(ngx_event_t *rev)
     b = ctx->in;
 
     if (rev->timedout) {
+        if (ctx->state == NGX_RUSTDESK_METRICS_HEALTH) {
+            ngx_rustdesk_metrics_health_late(ctx);
+            return;
+        }
+
         if (ctx->state == NGX_RUSTDESK_METRICS_READ) {
             ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
                           "rustdesk: metrics client timed out sending its "
@@ -856,6 +864,9 @@ ngx_rustdesk_metrics_health(ngx_rustdesk_metrics_ctx_t *ctx)
     ctx->health = h;
     ctx->state = NGX_RUSTDESK_METRICS_HEALTH;
 
+    /* a check that waits (the thread pool may be busy) waits this long */
+    ngx_add_timer(ctx->session->connection->read, ctx->srv->timeout);
+
     /* while the checks run, a check that is done now answers later */
     h->pending = 1;
 
@@ -954,10 +965,24 @@ ngx_rustdesk_health_done(ngx_rustdesk_health_t *h)
 static void
 ngx_rustdesk_metrics_health_answer(ngx_rustdesk_health_t *h)
 {
-    ngx_buf_t                   *b;
     ngx_rustdesk_metrics_ctx_t  *ctx;
 
     ctx = h->data;
+
+    if (ctx->session->connection->read->timer_set) {
+        ngx_del_timer(ctx->session->connection->read);
+    }
+
+    ngx_rustdesk_metrics_health_answer_to(ctx, h);
+}
+
+
+static void
+ngx_rustdesk_metrics_health_answer_to(ngx_rustdesk_metrics_ctx_t *ctx,
+    ngx_rustdesk_health_t *h)
+{
+    ngx_buf_t  *b;
+
     b = h->reasons;
 
     if (b->last == b->pos) {
@@ -974,6 +999,32 @@ ngx_rustdesk_metrics_health_answer(ngx_rustdesk_health_t *h)
 
     ngx_rustdesk_metrics_answer(ctx, 503, "text/plain; charset=utf-8",
                                 b->pos, b->last - b->pos);
+}
+
+
+/*
+ * The checks did not finish within the timeout: 503 with what they found
+ * so far; the ones still running end without the request.
+ */
+
+static void
+ngx_rustdesk_metrics_health_late(ngx_rustdesk_metrics_ctx_t *ctx)
+{
+    ngx_rustdesk_health_t  *h;
+
+    h = ctx->health;
+
+    ngx_rustdesk_health_fail(h, "health checks did not finish within %M ms",
+                             ctx->srv->timeout);
+
+    ctx->health = NULL;
+    h->data = NULL;
+    h->refs++;
+
+    ngx_rustdesk_metrics_health_answer_to(ctx, h);
+
+    ngx_rustdesk_metrics_health_unref(h);     /* the connection's */
+    ngx_rustdesk_metrics_health_unref(h);     /* ours */
 }
 
 

@@ -26,7 +26,7 @@ plan(skip_all => 'no sqlite3 CLI') unless has_sqlite3();
 plan(skip_all => 'needs root: the workers run as another user than the '
 	. 'files\' owner') unless $> == 0;
 
-$t->plan(16);
+$t->plan(17);
 
 my $d = $t->testdir();
 my $DB = "$d/keys/db_v2.sqlite3";
@@ -38,7 +38,8 @@ $t->write_file_expand('nginx.conf', stream_conf([
 	'rustdesk_relay_servers 127.0.0.1:%%PORT_1%%;',
 	'rustdesk_ip_blocker 1000 1000;',
 ], srv_rendezvous(0), srv_relay(1),
-	srv_block([ '127.0.0.1:%%PORT_2%%' ], 'rustdesk_metrics;')));
+	srv_block([ '127.0.0.1:%%PORT_2%%' ], 'rustdesk_metrics;'),
+	srv_block([ '127.0.0.1:%%PORT_3%%' ], 'rustdesk_metrics timeout=300ms;')));
 
 $t->run();
 
@@ -93,6 +94,13 @@ my $lock = lock_db($DB);
 like(wait_health(qr/^503/),
 	qr/^503 database ".*" cannot be written: database is locked$/,
 	'locked: 503 with the reason');
+
+# the check waits for the lock (a second): a listener whose timeout is
+# shorter answers without it
+
+my ($ls, undef, $lb) = http_get(port(3), '/health');
+like("$ls $lb", qr/^503 health checks did not finish within 300 ms$/m,
+	'locked, a listener with timeout=300ms: 503, the check not finished');
 
 unlock_db($lock);
 
