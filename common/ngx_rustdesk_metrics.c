@@ -224,6 +224,13 @@ ngx_rustdesk_metrics_handler(ngx_stream_session_t *s,
         return;
     }
 
+    if (c->type == SOCK_DGRAM) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "rustdesk: metrics are not served over UDP");
+        ngx_stream_finalize_session(s, NGX_STREAM_BAD_REQUEST);
+        return;
+    }
+
     /*
      * loopback only, by the real address (proxy_protocol and realip count),
      * unless "remote": then nginx's allow and deny say who
