@@ -22,6 +22,9 @@ typedef struct {
 } ngx_rustdesk_console_ctx_t;
 
 
+static ngx_uint_t ngx_rustdesk_console_proxied_ok(ngx_connection_t *c);
+static u_char *ngx_rustdesk_console_escape(u_char *dst, u_char *src,
+    size_t len);
 static void ngx_rustdesk_console_read(ngx_event_t *rev);
 static void ngx_rustdesk_console_write(ngx_event_t *wev);
 static ngx_uint_t ngx_rustdesk_console_args(u_char *cmd, size_t len,
@@ -41,6 +44,15 @@ ngx_rustdesk_console_start(ngx_stream_session_t *s,
     if (!ngx_rustdesk_sockaddr_is_loopback(c->sockaddr)) {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "rustdesk: console refused to a non-loopback client");
+        ngx_stream_finalize_session(s, NGX_STREAM_FORBIDDEN);
+        return;
+    }
+
+    if (!ngx_rustdesk_console_proxied_ok(c)) {
+        ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                      "rustdesk: console refused to a client behind an "
+                      "untrusted PROXY header (add \"set_real_ip_from\" for "
+                      "the proxy)");
         ngx_stream_finalize_session(s, NGX_STREAM_FORBIDDEN);
         return;
     }
@@ -113,7 +125,7 @@ ngx_rustdesk_console_is(ngx_str_t *arg, const char *name,
 static void
 ngx_rustdesk_console_read(ngx_event_t *rev)
 {
-    u_char                      *cmd;
+    u_char                      *cmd, *p;
     ssize_t                      n;
     ngx_buf_t                   *b;
     ngx_str_t                    args[NGX_RUSTDESK_CONSOLE_ARGS];
@@ -121,6 +133,7 @@ ngx_rustdesk_console_read(ngx_event_t *rev)
     ngx_connection_t            *c;
     ngx_stream_session_t        *s;
     ngx_rustdesk_console_ctx_t  *ctx;
+    u_char                       logged[64 * 4];
 
     c = rev->data;
     ctx = c->data;
@@ -186,8 +199,12 @@ ngx_rustdesk_console_read(ngx_event_t *rev)
         n--;
     }
 
+    /* the client's bytes, escaped: no newline or control goes to the log */
+
+    p = ngx_rustdesk_console_escape(logged, cmd, ngx_min(n, 64));
+
     ngx_log_error(NGX_LOG_INFO, c->log, 0, "rustdesk: console command \"%*s\"",
-                  (size_t) ngx_min(n, 64), cmd);
+                  p - logged, logged);
 
     ngx_rustdesk_console_write(c->write);
 }
@@ -283,4 +300,57 @@ ngx_rustdesk_console_args(u_char *cmd, size_t len, ngx_str_t *args,
     }
 
     return n;
+}
+
+
+/*
+ * Behind the PROXY protocol, the client is the header's only when
+ * set_real_ip_from trusted its sender, and nginx then made it the
+ * connection's address; otherwise the address is the proxy's (loopback
+ * for a proxy on this host), which must not let every client it passes
+ * on into the console.
+ */
+
+static ngx_uint_t
+ngx_rustdesk_console_proxied_ok(ngx_connection_t *c)
+{
+    ngx_addr_t  addr;
+
+    if (c->proxy_protocol == NULL) {
+        return 1;
+    }
+
+    if (ngx_parse_addr(c->pool, &addr, c->proxy_protocol->src_addr.data,
+                       c->proxy_protocol->src_addr.len)
+        != NGX_OK)
+    {
+        return 0;
+    }
+
+    return ngx_cmp_sockaddr(addr.sockaddr, addr.socklen, c->sockaddr,
+                            c->socklen, 0)
+           == NGX_OK;
+}
+
+
+/* Printable ASCII as it is, '"', '\\' and anything else as \xHH. */
+
+static u_char *
+ngx_rustdesk_console_escape(u_char *dst, u_char *src, size_t len)
+{
+    static u_char  hex[] = "0123456789abcdef";
+
+    while (len--) {
+        if (*src >= 0x20 && *src < 0x7f && *src != '"' && *src != '\\') {
+            *dst++ = *src++;
+            continue;
+        }
+
+        *dst++ = '\\';
+        *dst++ = 'x';
+        *dst++ = hex[*src >> 4];
+        *dst++ = hex[*src++ & 0xf];
+    }
+
+    return dst;
 }

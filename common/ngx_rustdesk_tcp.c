@@ -2,6 +2,12 @@
  * Framed TCP session: read frames, dispatch messages, write answers.  Its
  * secure TCP layer is in ngx_rustdesk_tcp_secure.c, its WebSocket framing
  * in ngx_rustdesk_tcp_ws.c.
+ *
+ * The read timer is the session's clock.  Set once at the start, it is the
+ * deadline of the handshake and the first message (counted from accept,
+ * never restarted by bytes that trickle in); once a message has reached
+ * the handler it is restarted after every read (the idle timeout, or a
+ * registered stream's keep-alive through t->idle).
  */
 
 #include <ngx_config.h>
@@ -19,6 +25,9 @@
  */
 #define NGX_RUSTDESK_TCP_IN_SIZE     4096    /* one socket read */
 #define NGX_RUSTDESK_TCP_OUT_SIZE    1024
+
+/* socket reads in one event: then the others' turn */
+#define NGX_RUSTDESK_TCP_READS       16
 
 
 static void ngx_rustdesk_tcp_read_handler(ngx_event_t *rev);
@@ -72,6 +81,7 @@ ngx_rustdesk_tcp_start(ngx_rustdesk_tcp_t *t)
 {
     ngx_int_t          rc;
     ngx_buf_t         *b;
+    ngx_msec_t         elapsed;
     ngx_connection_t  *c;
 
     c = t->session->connection;
@@ -87,6 +97,14 @@ ngx_rustdesk_tcp_start(ngx_rustdesk_tcp_t *t)
      * closes it (through c->close) instead of waiting for the timeout
      */
     c->idle = 1;
+
+    /*
+     * the deadline of the handshake and the first message, from accept
+     * (a preread phase or a TLS handshake took part of it)
+     */
+
+    elapsed = ngx_current_msec - c->start_time;
+    ngx_add_timer(c->read, elapsed < t->timeout ? t->timeout - elapsed : 1);
 
     /* what a preread phase has read already */
 
@@ -129,6 +147,7 @@ ngx_rustdesk_tcp_on_read(ngx_rustdesk_tcp_t *t)
 {
     u_char            *pos, buf[NGX_RUSTDESK_TCP_IN_SIZE];
     ssize_t            n;
+    ngx_uint_t         reads;
     ngx_event_t       *rev;
     ngx_connection_t  *c;
 
@@ -137,6 +156,17 @@ ngx_rustdesk_tcp_on_read(ngx_rustdesk_tcp_t *t)
 
     if (rev->timedout) {
         rev->timedout = 0;
+
+        if (!t->received && !t->done && !t->failed && !c->close) {
+            ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
+                          "rustdesk: client timed out: no %s within %M ms",
+                          (t->ws && !t->ws->upgraded) ? "websocket upgrade"
+                                                      : "message",
+                          t->timeout);
+
+            ngx_rustdesk_tcp_close(t);
+            return;
+        }
 
         if (t->idle == NULL || t->failed || c->close || t->done
             || t->idle(t) != NGX_OK)
@@ -157,11 +187,26 @@ ngx_rustdesk_tcp_on_read(ngx_rustdesk_tcp_t *t)
     }
 
     if (t->done) {
-        /* answered: only waiting for the write side to drain */
+        /*
+         * answered, waiting for the output to drain: a read event may be
+         * the client's reset, which the write tells (and it ends here)
+         */
+
+        if (ngx_rustdesk_tcp_flush(t) != NGX_AGAIN) {
+            ngx_rustdesk_tcp_close(t);
+        }
+
         return;
     }
 
-    while (rev->ready) {
+    for (reads = 0; rev->ready; reads++) {
+
+        if (reads == NGX_RUSTDESK_TCP_READS) {
+            /* the rest in the next cycle, after the other connections */
+            ngx_post_event(rev, &ngx_posted_next_events);
+            break;
+        }
+
         n = c->recv(c, buf, sizeof(buf));
 
         if (n == NGX_AGAIN) {
@@ -194,7 +239,10 @@ ngx_rustdesk_tcp_on_read(ngx_rustdesk_tcp_t *t)
         return;
     }
 
-    ngx_add_timer(rev, t->timeout);
+    if (t->received) {
+        /* idle from here; before the first message the deadline stands */
+        ngx_add_timer(rev, t->timeout);
+    }
 }
 
 
@@ -538,6 +586,9 @@ ngx_rustdesk_tcp_dispatch(ngx_rustdesk_tcp_t *t, u_char *payload, size_t len,
     t->rest = rest;
     t->rest_last = last;
 
+    /* the first message is in: the deadline gives way to the idle timer */
+    t->received = 1;
+
     rc = t->handler(t, m);
 
     ngx_rustdesk_msg_free(m);
@@ -566,7 +617,7 @@ ngx_rustdesk_tcp_done(ngx_rustdesk_tcp_t *t)
 {
     t->done = 1;
 
-    if (t->out == NULL || t->out->pos == t->out->last) {
+    if (t->failed || t->out == NULL || t->out->pos == t->out->last) {
         ngx_rustdesk_tcp_close(t);
     }
 
@@ -574,7 +625,12 @@ ngx_rustdesk_tcp_done(ngx_rustdesk_tcp_t *t)
 }
 
 
-/* NGX_OK: all sent; NGX_AGAIN: the rest goes when the socket allows. */
+/*
+ * NGX_OK: all sent; NGX_AGAIN: the rest goes when the socket allows;
+ * NGX_ERROR: the session is failed and ends (at once if the caller
+ * closes it, else from a posted event), so that a client that reset its
+ * connection never keeps it open until a timeout with output queued.
+ */
 
 ngx_int_t
 ngx_rustdesk_tcp_flush(ngx_rustdesk_tcp_t *t)
@@ -592,15 +648,21 @@ ngx_rustdesk_tcp_flush(ngx_rustdesk_tcp_t *t)
         return NGX_OK;
     }
 
+    if (t->failed) {
+        return NGX_ERROR;
+    }
+
     while (b->pos < b->last) {
         n = c->send(c, b->pos, b->last - b->pos);
 
         if (n == NGX_ERROR) {
+            ngx_rustdesk_tcp_fail(t);
             return NGX_ERROR;
         }
 
         if (n == NGX_AGAIN) {
             if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+                ngx_rustdesk_tcp_fail(t);
                 return NGX_ERROR;
             }
 

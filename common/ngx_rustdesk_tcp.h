@@ -1,7 +1,13 @@
 /*
- * A framed TCP session (PROTOCOL.md section 2): reads frames with an idle
- * timeout, hands each decoded RendezvousMessage to a handler, and writes
- * framed answers.  One per stream session; everything from its pool.
+ * A framed TCP session (PROTOCOL.md section 2): reads frames, hands each
+ * decoded RendezvousMessage to a handler, and writes framed answers.  One
+ * per stream session; everything from its pool.
+ *
+ * Its timeout is first a deadline: the handshake (a WebSocket upgrade, a
+ * secure TCP key exchange) and the first message for the handler must be
+ * done within it of the connection's accept, however slowly their bytes
+ * come (heartbeats do not count).  From the first message on it is the
+ * idle time between reads.  A write that fails ends the session at once.
  */
 
 #ifndef _NGX_RUSTDESK_TCP_H_INCLUDED_
@@ -75,6 +81,9 @@ struct ngx_rustdesk_tcp_s {
     u_char                        *rest;       /* read after the message */
     u_char                        *rest_last;
 
+    unsigned                       received:1; /* a message reached the
+                                                  handler: the deadline is
+                                                  over */
     unsigned                       done:1;
     unsigned                       failed:1;
 };
@@ -82,7 +91,8 @@ struct ngx_rustdesk_tcp_s {
 
 /*
  * max: the largest message accepted (a larger announcement closes the
- * connection); timeout: idle time before it is closed.
+ * connection); timeout: the time from accept to the first message, then
+ * the idle time before the connection is closed.
  */
 ngx_rustdesk_tcp_t *ngx_rustdesk_tcp_create(ngx_stream_session_t *s,
     size_t max, ngx_msec_t timeout, ngx_rustdesk_tcp_handler_pt handler,
@@ -106,7 +116,8 @@ ngx_int_t ngx_rustdesk_tcp_secure(ngx_rustdesk_tcp_t *t, u_char *sign_sk);
 
 /*
  * Takes over the connection (its data becomes t, its events the
- * session's); bytes already read are used first.
+ * session's) and sets the deadline of the first message; bytes already
+ * read are used first.
  */
 void ngx_rustdesk_tcp_start(ngx_rustdesk_tcp_t *t);
 

@@ -94,8 +94,16 @@ ngx_rustdesk_tcp_ws_feed(ngx_rustdesk_tcp_t *t, u_char **pos, u_char *last)
             r.reason = "a request larger than 8k";
         }
 
-        if (ngx_rustdesk_tcp_upgrade(t, &r) != NGX_OK) {
+        rc = ngx_rustdesk_tcp_upgrade(t, &r);
+
+        if (rc == NGX_DECLINED) {
+            /* refused: the answer is written, then the end */
             return ngx_rustdesk_tcp_done(t);
+        }
+
+        if (rc != NGX_OK) {
+            ngx_rustdesk_tcp_close(t);
+            return NGX_ERROR;
         }
 
         /*
@@ -204,21 +212,25 @@ ngx_rustdesk_tcp_ws_control(ngx_rustdesk_tcp_t *t, ngx_rustdesk_ws_rc_e event)
                                        r.len);
     }
 
-    if (r.end) {
-        /* the close handshake: written, then the end */
-        return ngx_rustdesk_tcp_done(t);
-    }
-
     if (rc != NGX_OK) {
         ngx_rustdesk_tcp_close(t);
         return NGX_ERROR;
+    }
+
+    if (r.end) {
+        /* the close handshake: written, then the end */
+        return ngx_rustdesk_tcp_done(t);
     }
 
     return NGX_OK;
 }
 
 
-/* The answer to the upgrade request: 101, or an HTTP error and the end. */
+/*
+ * The answer to the upgrade request: NGX_OK for 101, NGX_DECLINED for an
+ * HTTP error (the end once it is written), NGX_ERROR when it cannot be
+ * written.
+ */
 
 static ngx_int_t
 ngx_rustdesk_tcp_upgrade(ngx_rustdesk_tcp_t *t, ngx_rustdesk_ws_request_t *r)
@@ -266,7 +278,9 @@ ngx_rustdesk_tcp_upgrade(ngx_rustdesk_tcp_t *t, ngx_rustdesk_ws_request_t *r)
                               "\r\n\r\n") - 1);
         b->last = p;
 
-        (void) ngx_rustdesk_tcp_flush(t);
+        if (ngx_rustdesk_tcp_flush(t) == NGX_ERROR) {
+            return NGX_ERROR;
+        }
 
         return NGX_DECLINED;
     }

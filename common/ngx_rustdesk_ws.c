@@ -298,7 +298,7 @@ ws_start_step(ngx_rustdesk_ws_decoder_t *d, unsigned char **pos,
     case NGX_RUSTDESK_WS_CLOSE_FRAME:
     case NGX_RUSTDESK_WS_PING_FRAME:
     case NGX_RUSTDESK_WS_PONG_FRAME:
-        if (!d->fin || (b1 & 0x7f) > 125) {
+        if (!d->fin || (b1 & 0x7f) > NGX_RUSTDESK_WS_CONTROL_MAX) {
             return ws_error(d, NGX_RUSTDESK_WS_PROTOCOL,
                             "a fragmented or long control frame");
         }

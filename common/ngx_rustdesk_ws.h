@@ -17,6 +17,7 @@
 #define NGX_RUSTDESK_WS_GUID          "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define NGX_RUSTDESK_WS_REQUEST_MAX   8192   /* the upgrade request */
 #define NGX_RUSTDESK_WS_HEADER_MAX    10     /* a server frame header */
+#define NGX_RUSTDESK_WS_CONTROL_MAX   125    /* a control frame's payload */
 
 #define NGX_RUSTDESK_WS_CONT          0x0
 #define NGX_RUSTDESK_WS_TEXT          0x1
@@ -88,7 +89,7 @@ typedef struct {
     unsigned         fragmented;     /* a message continues */
     unsigned         delivered;      /* buf was handed out */
 
-    unsigned char    ctl[125];       /* a control frame's payload */
+    unsigned char    ctl[NGX_RUSTDESK_WS_CONTROL_MAX];
     size_t           ctl_len;
 
     unsigned         code;

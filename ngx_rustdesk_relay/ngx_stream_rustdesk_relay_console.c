@@ -57,12 +57,15 @@ ngx_stream_rustdesk_relay_console_run(ngx_stream_session_t *s,
     uint64_t                               *rate;
     ngx_str_t                              *a, *arg;
     ngx_rustdesk_relay_zone_t              *z;
-    ngx_rustdesk_relay_limits_t            *limits;
+    ngx_rustdesk_relay_limits_t            *limits, copy;
     ngx_stream_rustdesk_relay_main_conf_t  *lmcf;
 
     lmcf = ngx_stream_get_module_main_conf(s, ngx_stream_rustdesk_relay_module);
     z = lmcf->zone;
-    limits = &z->sh->limits;
+
+    /* changed on a copy, stored for all workers at once */
+    copy = *ngx_rustdesk_relay_limits(z);
+    limits = &copy;
 
     a = &args[0];
     arg = (n > 1) ? &args[1] : NULL;
@@ -113,6 +116,7 @@ ngx_stream_rustdesk_relay_console_run(ngx_stream_session_t *s,
             && v <= 100)
         {
             limits->threshold = (ngx_uint_t) (v * 100);
+            ngx_rustdesk_relay_limits_update(z, limits);
         }
 
         return p;
@@ -130,6 +134,7 @@ ngx_stream_rustdesk_relay_console_run(ngx_stream_session_t *s,
 
         if (v > 0 && v < 1e9) {
             limits->start_check = (ngx_msec_t) v * 1000;
+            ngx_rustdesk_relay_limits_update(z, limits);
         }
 
         return p;
@@ -163,6 +168,7 @@ ngx_stream_rustdesk_relay_console_run(ngx_stream_session_t *s,
         && v < 1e9)
     {
         *rate = (uint64_t) (v * NGX_RUSTDESK_MBPS);
+        ngx_rustdesk_relay_limits_update(z, limits);
     }
 
     return p;

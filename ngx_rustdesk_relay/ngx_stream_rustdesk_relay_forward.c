@@ -5,9 +5,11 @@
  * read from it and not yet written to the other; it is taken from this
  * worker's free list when bytes arrive and given back when it drains, so
  * an idle pair holds none.  Reads are limited by the pair's bucket
- * (single, or limit when blacklisted or downgraded) and by the total
- * bucket all workers share.  A tick once a second checks idleness, the
- * lists, downgrading, and publishes usage for the console.
+ * (single, or limit when blacklisted or downgraded), by the total bucket
+ * all workers share, and to a few buffers a side in one event: the rest
+ * waits for the next cycle of the event loop, so that no client has a
+ * worker to itself.  A tick once a second checks idleness, the lists,
+ * downgrading, and publishes usage for the console.
  */
 
 #include <ngx_config.h>
@@ -21,6 +23,7 @@
 #define NGX_RUSTDESK_RELAY_BURST  10       /* a tenth of a second */
 #define NGX_RUSTDESK_RELAY_MIN_BURST  16384
 #define NGX_RUSTDESK_RELAY_MIN_RATE   1000     /* bytes per second */
+#define NGX_RUSTDESK_RELAY_READS  16       /* buffers a side in one event */
 
 
 static void ngx_stream_rustdesk_relay_read(ngx_event_t *rev);
@@ -209,9 +212,13 @@ ngx_stream_rustdesk_relay_process(ngx_stream_rustdesk_relay_pair_t *p)
     }
 
     if (p->messages) {
-        if (rc == NGX_OK && p->b->out && p->b->out->pos < p->b->out->last) {
+        if (rc == NGX_OK) {
             /* b's own output (a pong) came after the a->b pass wrote */
-            rc = ngx_stream_rustdesk_relay_move(p, p->a, p->b);
+            rc = ngx_stream_rustdesk_relay_message_write(p->b);
+
+            if (rc == NGX_AGAIN) {
+                rc = NGX_OK;
+            }
         }
 
         if (rc != NGX_OK) {
@@ -255,13 +262,14 @@ ngx_stream_rustdesk_relay_process(ngx_stream_rustdesk_relay_pair_t *p)
 
 
 /*
- * Moves what src sends to dst until one of them must wait: its bytes as
- * they are, or, in a pair with a WebSocket side (p->messages), each of its
- * messages framed for dst (ngx_stream_rustdesk_relay_message_decode).  A
- * FIN from src becomes a shutdown of dst's writing once everything before
- * it is written (half-close, PROTOCOL.md section 7); in a pair of messages
- * it ends the pair (NGX_DONE), as does a WebSocket close: a framed stream
- * cannot be half-closed message by message.
+ * Moves what src sends to dst until one of them must wait, or src has had
+ * its reads for this event: its bytes as they are, or, in a pair with a
+ * WebSocket side (p->messages), each of its messages framed for dst
+ * (ngx_stream_rustdesk_relay_message_decode).  A FIN from src becomes a
+ * shutdown of dst's writing once everything before it is written
+ * (half-close, PROTOCOL.md section 7); in a pair of messages it ends the
+ * pair (NGX_DONE), as does a WebSocket close: a framed stream cannot be
+ * half-closed message by message.
  */
 
 static ngx_int_t
@@ -270,16 +278,22 @@ ngx_stream_rustdesk_relay_move(ngx_stream_rustdesk_relay_pair_t *p,
     ngx_stream_rustdesk_relay_side_t *dst)
 {
     ngx_int_t          rc;
-    ngx_buf_t        **owed;
+    ngx_uint_t         reads;
     ngx_connection_t  *dc;
 
     dc = dst->connection;
-
-    /* what dst is owed: src's input itself, or dst's own output */
-    owed = p->messages ? &dst->out : &src->buf;
+    reads = 0;
 
     for ( ;; ) {
-        rc = ngx_stream_rustdesk_relay_send(dc, *owed);
+
+        /* what dst is owed: src's input itself, or dst's own output */
+
+        if (p->messages) {
+            rc = ngx_stream_rustdesk_relay_message_write(dst);
+
+        } else {
+            rc = ngx_stream_rustdesk_relay_send(dc, src->buf);
+        }
 
         if (rc == NGX_ERROR) {
             return NGX_ERROR;
@@ -289,12 +303,8 @@ ngx_stream_rustdesk_relay_move(ngx_stream_rustdesk_relay_pair_t *p,
             break;
         }
 
-        if (*owed && p->messages) {
-            ngx_stream_rustdesk_relay_buf_put(*owed);
-            *owed = NULL;
-
-        } else if (*owed) {
-            (void) ngx_stream_rustdesk_relay_buf_drained(owed);
+        if (!p->messages && src->buf) {
+            (void) ngx_stream_rustdesk_relay_buf_drained(&src->buf);
         }
 
         if (p->messages) {
@@ -336,6 +346,12 @@ ngx_stream_rustdesk_relay_move(ngx_stream_rustdesk_relay_pair_t *p,
         if (p->messages && src->buf) {
             /* the decoders take all the input they are given: it is empty */
             (void) ngx_stream_rustdesk_relay_buf_drained(&src->buf);
+        }
+
+        if (reads++ == NGX_RUSTDESK_RELAY_READS) {
+            /* the rest in the next cycle, after the other connections */
+            ngx_post_event(src->connection->read, &ngx_posted_next_events);
+            break;
         }
 
         rc = ngx_stream_rustdesk_relay_recv(p, src);
@@ -509,7 +525,7 @@ ngx_stream_rustdesk_relay_allow(ngx_stream_rustdesk_relay_pair_t *p,
     }
 
     now = ngx_current_msec;
-    limits = &p->conf->zone->sh->limits;
+    limits = ngx_rustdesk_relay_limits(p->conf->zone);
 
     bits = (p->blacklisted || p->downgraded) ? limits->limit : limits->single;
     size = SIZE_MAX;
@@ -599,7 +615,7 @@ ngx_stream_rustdesk_relay_tick(ngx_event_t *ev)
 
     /* downgrade: a lifetime average above threshold x single (hbbr's) */
 
-    limits = z->sh->limits;
+    limits = *ngx_rustdesk_relay_limits(z);
 
     if (!p->downgraded && !p->pipe && limits.single && elapsed > limits.start_check) {
         limit = limits.single / 1000 * limits.threshold / 100;    /* bit/ms */

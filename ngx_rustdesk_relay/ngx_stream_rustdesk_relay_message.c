@@ -10,7 +10,12 @@
  * side->buf holds what was read from a side and not yet decoded,
  * side->out what is encoded for a side and not yet written.  A message
  * that does not fit into the other side's output waits in its decoder
- * (side->held) until that output drains.
+ * (side->held) until that output drains.  A pong waits (side->pong) until
+ * everything before it is written, and a ping that comes meanwhile
+ * replaces it: only the latest is answered when pongs back up (RFC 6455
+ * section 5.5.3).  So a side's output never holds more than the other
+ * side's messages let in (one buffer, or one message), a pong and a
+ * close, whatever a client sends without reading.
  */
 
 #include <ngx_config.h>
@@ -52,7 +57,9 @@ ngx_stream_rustdesk_relay_message_init(ngx_stream_rustdesk_relay_side_t *side,
 
     if (side->ws) {
         side->wsd = ngx_pcalloc(c->pool, sizeof(ngx_rustdesk_ws_decoder_t));
-        if (side->wsd == NULL) {
+        side->pong = ngx_pnalloc(c->pool, NGX_RUSTDESK_WS_CONTROL_MAX);
+
+        if (side->wsd == NULL || side->pong == NULL) {
             return NGX_ERROR;
         }
 
@@ -232,6 +239,19 @@ ngx_stream_rustdesk_relay_next(ngx_stream_rustdesk_relay_side_t *side,
             continue;
 
         case NGX_RUSTDESK_WS_PING:
+            /* answered once the side's output is written (message_write) */
+
+            if (side->pong_owed) {
+                ngx_log_debug0(NGX_LOG_DEBUG_STREAM, c->log, 0,
+                               "rustdesk: websocket ping replaces one "
+                               "not answered yet");
+            }
+
+            ngx_memcpy(side->pong, wd->ctl, wd->ctl_len);
+            side->pong_len = wd->ctl_len;
+            side->pong_owed = 1;
+            continue;
+
         case NGX_RUSTDESK_WS_PONG:
         case NGX_RUSTDESK_WS_CLOSE:
         case NGX_RUSTDESK_WS_ERROR:
@@ -270,6 +290,47 @@ ngx_stream_rustdesk_relay_next(ngx_stream_rustdesk_relay_side_t *side,
             *payload = wd->buf;
             *len = wd->len;
             return NGX_OK;
+        }
+    }
+}
+
+
+/*
+ * Writes what is encoded for side, then the pong it is owed, which goes
+ * only into an empty output: NGX_OK when all is written, NGX_AGAIN when
+ * the side must be waited for, NGX_ERROR.
+ */
+
+ngx_int_t
+ngx_stream_rustdesk_relay_message_write(ngx_stream_rustdesk_relay_side_t *side)
+{
+    ngx_int_t  rc;
+
+    for ( ;; ) {
+        rc = ngx_stream_rustdesk_relay_send(side->connection, side->out);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        /* all written: the buffer goes back until the next message */
+
+        if (side->out) {
+            ngx_stream_rustdesk_relay_buf_put(side->out);
+            side->out = NULL;
+        }
+
+        if (!side->pong_owed) {
+            return NGX_OK;
+        }
+
+        side->pong_owed = 0;
+
+        if (ngx_stream_rustdesk_relay_put(side, NGX_RUSTDESK_WS_PONG_FRAME,
+                                          side->pong, side->pong_len)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
         }
     }
 }

@@ -5,6 +5,7 @@
  *   ngx_stream_rustdesk_relay_module.c   directives, accept, first message
  *   ngx_stream_rustdesk_relay_pair.c     waiting, pairing across workers
  *   ngx_stream_rustdesk_relay_forward.c  forwarding, bandwidth, closing
+ *   ngx_stream_rustdesk_relay_message.c  forwarding with a WebSocket side
  *   ngx_stream_rustdesk_relay_console.c  hbbr's console commands
  *   ngx_stream_rustdesk_relay_metrics.c  figures for the metrics listener
  *   ngx_stream_rustdesk_relay_zone.c     the shared zone
@@ -87,6 +88,10 @@ typedef struct {
     ngx_rustdesk_ws_decoder_t         *wsd;        /* WebSocket side */
     u_char                            *held_payload;
     size_t                             held_len;
+    u_char                            *pong;       /* a WebSocket side's
+                                                      latest ping not yet
+                                                      answered */
+    size_t                             pong_len;
 
     unsigned                           ws:1;       /* a WebSocket client */
     unsigned                           waiting:1;
@@ -97,6 +102,7 @@ typedef struct {
                                                       output */
     unsigned                           quiet:1;    /* its partner's log
                                                       line tells of it */
+    unsigned                           pong_owed:1;
 } ngx_stream_rustdesk_relay_side_t;
 
 
@@ -204,6 +210,12 @@ ngx_int_t ngx_stream_rustdesk_relay_message_init(
 void ngx_stream_rustdesk_relay_message_free(
     ngx_stream_rustdesk_relay_side_t *side);
 void ngx_stream_rustdesk_relay_message_flush(
+    ngx_stream_rustdesk_relay_side_t *side);
+/*
+ * Writes side's output, then the pong it is owed: NGX_OK when all is
+ * written, NGX_AGAIN, NGX_ERROR.
+ */
+ngx_int_t ngx_stream_rustdesk_relay_message_write(
     ngx_stream_rustdesk_relay_side_t *side);
 /*
  * Decodes src's input and frames each message for dst, while dst's output

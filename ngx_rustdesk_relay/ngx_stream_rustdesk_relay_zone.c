@@ -43,6 +43,13 @@ static int ngx_libc_cdecl ngx_rustdesk_relay_usage_cmp(const void *one,
     const void *two);
 
 
+/* this worker's copy of the bandwidth settings, its share of the bucket */
+static ngx_rustdesk_relay_limits_t  ngx_rustdesk_relay_limits_copy;
+static ngx_atomic_uint_t            ngx_rustdesk_relay_limits_version;
+static ngx_uint_t                   ngx_rustdesk_relay_limits_known;
+static int64_t                      ngx_rustdesk_relay_total_share;
+
+
 static const char  *ngx_rustdesk_relay_list_names[] = {
     "blacklist", "blocklist"
 };
@@ -113,6 +120,7 @@ ngx_rustdesk_relay_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_shmtx_lock(&shpool->mutex);
     z->sh->limits = z->conf;
+    (void) ngx_atomic_fetch_add(&z->sh->limits_version, 1);
     z->sh->full_logged = 0;
     ngx_shmtx_unlock(&shpool->mutex);
 
@@ -587,26 +595,74 @@ ngx_rustdesk_relay_sockaddr_ip(struct sockaddr *sa, u_char *out)
 }
 
 
+ngx_rustdesk_relay_limits_t *
+ngx_rustdesk_relay_limits(ngx_rustdesk_relay_zone_t *z)
+{
+    ngx_atomic_uint_t  version;
+
+    version = z->sh->limits_version;
+
+    if (version != ngx_rustdesk_relay_limits_version
+        || !ngx_rustdesk_relay_limits_known)
+    {
+        ngx_shmtx_lock(&z->shpool->mutex);
+        ngx_rustdesk_relay_limits_copy = z->sh->limits;
+        ngx_rustdesk_relay_limits_version = z->sh->limits_version;
+        ngx_shmtx_unlock(&z->shpool->mutex);
+
+        ngx_rustdesk_relay_limits_known = 1;
+    }
+
+    return &ngx_rustdesk_relay_limits_copy;
+}
+
+
+void
+ngx_rustdesk_relay_limits_update(ngx_rustdesk_relay_zone_t *z,
+    ngx_rustdesk_relay_limits_t *limits)
+{
+    ngx_shmtx_lock(&z->shpool->mutex);
+    z->sh->limits = *limits;
+    (void) ngx_atomic_fetch_add(&z->sh->limits_version, 1);
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+
+/*
+ * The total bucket: a worker spends a share of it, taken under the mutex
+ * (a hundredth of a second of the total rate at most), so that the mutex
+ * is taken once per share, not twice per read.
+ */
+
 size_t
 ngx_rustdesk_relay_total_allow(ngx_rustdesk_relay_zone_t *z, ngx_msec_t now,
     ngx_msec_t *delay)
 {
-    int64_t                   rate, burst, tokens;
-    ngx_msec_int_t            elapsed;
-    ngx_rustdesk_relay_sh_t  *sh;
+    int64_t                       rate, burst, share, take;
+    ngx_msec_int_t                elapsed;
+    ngx_rustdesk_relay_sh_t      *sh;
+    ngx_rustdesk_relay_limits_t  *limits;
 
-    sh = z->sh;
+    limits = ngx_rustdesk_relay_limits(z);
 
-    if (sh->limits.total == 0) {
+    if (limits->total == 0) {
+        ngx_rustdesk_relay_total_share = 0;
         return SIZE_MAX;
     }
 
-    ngx_shmtx_lock(&z->shpool->mutex);
+    if (ngx_rustdesk_relay_total_share >= 1000) {
+        return (size_t) (ngx_rustdesk_relay_total_share / 1000);
+    }
+
+    sh = z->sh;
 
     /* as the pairs' buckets: in thousandths of a byte */
 
-    rate = ngx_max(sh->limits.total / 8, 1000);       /* bytes per second */
+    rate = ngx_max(limits->total / 8, 1000);          /* bytes per second */
     burst = ngx_max(rate / NGX_RUSTDESK_RELAY_BURST, 16384) * 1000;
+    share = ngx_max(rate / 100, 16384) * 1000;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
 
     elapsed = (ngx_msec_int_t) (now - sh->total_last);
 
@@ -619,15 +675,20 @@ ngx_rustdesk_relay_total_allow(ngx_rustdesk_relay_zone_t *z, ngx_msec_t now,
         sh->total_tokens = burst;
     }
 
-    tokens = sh->total_tokens;
+    take = ngx_min(sh->total_tokens, share);
+
+    if (take > 0) {
+        sh->total_tokens -= take;
+        ngx_rustdesk_relay_total_share += take;
+    }
 
     ngx_shmtx_unlock(&z->shpool->mutex);
 
-    if (tokens >= 1000) {
-        return (size_t) (tokens / 1000);
+    if (ngx_rustdesk_relay_total_share >= 1000) {
+        return (size_t) (ngx_rustdesk_relay_total_share / 1000);
     }
 
-    *delay = (ngx_msec_t) ((1000 - tokens) / rate) + 1;
+    *delay = (ngx_msec_t) ((1000 - ngx_rustdesk_relay_total_share) / rate) + 1;
 
     return 0;
 }
@@ -636,13 +697,12 @@ ngx_rustdesk_relay_total_allow(ngx_rustdesk_relay_zone_t *z, ngx_msec_t now,
 void
 ngx_rustdesk_relay_total_consume(ngx_rustdesk_relay_zone_t *z, size_t n)
 {
-    if (z->sh->limits.total == 0) {
+    if (ngx_rustdesk_relay_limits(z)->total == 0) {
         return;
     }
 
-    ngx_shmtx_lock(&z->shpool->mutex);
-    z->sh->total_tokens -= (int64_t) n * 1000;
-    ngx_shmtx_unlock(&z->shpool->mutex);
+    /* this worker's share, never more than it was given */
+    ngx_rustdesk_relay_total_share -= (int64_t) n * 1000;
 }
 
 

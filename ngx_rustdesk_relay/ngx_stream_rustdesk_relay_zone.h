@@ -71,7 +71,8 @@ typedef struct {
     ngx_rustdesk_relay_list_t  lists[2];
     ngx_atomic_uint_t          lists_version; /* bumped on every change */
 
-    ngx_rustdesk_relay_limits_t  limits;
+    ngx_rustdesk_relay_limits_t  limits;      /* under the mutex */
+    ngx_atomic_uint_t          limits_version; /* bumped on every change */
 
     int64_t                    total_tokens;  /* 1/1000 byte; negative:
                                                  owed */
@@ -140,8 +141,19 @@ size_t ngx_rustdesk_relay_sockaddr_ip(struct sockaddr *sa, u_char *out);
 
 
 /*
+ * The bandwidth settings: this worker's copy, read again under the mutex
+ * only when they changed (one atomic read otherwise); update() stores a
+ * changed copy for all workers.
+ */
+ngx_rustdesk_relay_limits_t *ngx_rustdesk_relay_limits(
+    ngx_rustdesk_relay_zone_t *z);
+void ngx_rustdesk_relay_limits_update(ngx_rustdesk_relay_zone_t *z,
+    ngx_rustdesk_relay_limits_t *limits);
+
+/*
  * The total bandwidth bucket: how many bytes may be read now (SIZE_MAX:
- * unlimited), or 0 and in *delay when to try again.
+ * unlimited), or 0 and in *delay when to try again.  Each worker takes a
+ * share of the shared bucket under the mutex and spends it alone.
  */
 size_t ngx_rustdesk_relay_total_allow(ngx_rustdesk_relay_zone_t *z,
     ngx_msec_t now, ngx_msec_t *delay);

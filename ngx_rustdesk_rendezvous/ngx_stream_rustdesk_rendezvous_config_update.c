@@ -1,7 +1,7 @@
 /*
  * ConfigUpdate and SoftwareUpdate (PROTOCOL.md section 6): what a client
- * with an older serial is told of the rendezvous servers, a ConfigUpdate
- * datagram from loopback that raises the serial, and the newest software
+ * with an older serial is told of the rendezvous servers, the console
+ * command that raises the serial, and the newest software
  * (rustdesk_software_url) offered to clients of another version.
  */
 
@@ -135,70 +135,89 @@ ngx_stream_rustdesk_rendezvous_version_from_url(ngx_str_t *url,
 }
 
 
-/* ConfigUpdate from a loopback client raises the serial for all workers. */
+/*
+ * A ConfigUpdate datagram: hbbs takes one from loopback to raise the
+ * serial, but any local process can send it, and every client would then
+ * be told its servers.  The console's config-update command does it here.
+ */
 
 ngx_int_t
 ngx_stream_rustdesk_rendezvous_configure(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__ConfigUpdate *cu)
 {
-    u_char                                      *p, *last;
-    size_t                                       len;
-    ngx_uint_t                                   i;
-    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
-    u_char                                       servers[NGX_RUSTDESK_SERVERS_MAX];
+    ngx_log_error(NGX_LOG_INFO, r->session->connection->log, 0,
+                  "rustdesk: ConfigUpdate datagram ignored: the console's "
+                  "\"config-update\" command changes the serial");
 
-    if (!ngx_rustdesk_ip_is_loopback(&r->addr)) {
-        r->result = "REFUSED";
-        return NGX_OK;
+    r->result = "REFUSED";
+
+    return NGX_OK;
+}
+
+
+/*
+ * The console's config-update|cu [<serial> [<server>[,<server>...]]]:
+ * shows the serial and the rendezvous servers clients are told, or raises
+ * the serial (for all workers, until a restart) with the servers given.
+ */
+
+u_char *
+ngx_stream_rustdesk_rendezvous_config_console(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *args,
+    ngx_uint_t n, u_char *p, u_char *last)
+{
+    u_char      *q, *end;
+    size_t       len;
+    int32_t      serial;
+    ngx_int_t    num;
+    ngx_uint_t   i;
+    u_char       servers[NGX_RUSTDESK_SERVERS_MAX];
+
+    if (n < 2) {
+        serial = ngx_rustdesk_peer_serial(rmcf->zone, servers, &len);
+        return ngx_slprintf(p, last, "serial: %D\nrendezvous-servers: %*s\n",
+                            serial, len, servers);
     }
 
-    rmcf = ngx_stream_get_module_main_conf(r->session,
-                                        ngx_stream_rustdesk_rendezvous_module);
+    num = ngx_atoi(args[1].data, args[1].len);
 
-    p = servers;
-    last = servers + sizeof(servers);
+    if (num == NGX_ERROR || num > NGX_MAX_INT32_VALUE) {
+        return ngx_slprintf(p, last, "invalid serial\n");
+    }
 
-    for (i = 0; i < cu->n_rendezvous_servers; i++) {
-        len = ngx_strlen(cu->rendezvous_servers[i]);
+    /* the servers, comma-joined; empty or unusable names are dropped */
 
-        /* empty or unusable names are dropped, as the reference does */
+    q = servers;
+    end = servers + sizeof(servers);
 
-        if (len == 0
-            || ngx_strlchr((u_char *) cu->rendezvous_servers[i],
-                           (u_char *) cu->rendezvous_servers[i] + len, ',')
-            || ngx_strlchr((u_char *) cu->rendezvous_servers[i],
-                           (u_char *) cu->rendezvous_servers[i] + len, ' '))
-        {
+    for (i = 2; i < n; i++) {
+        if (ngx_strlchr(args[i].data, args[i].data + args[i].len, ' ')) {
             continue;
         }
 
-        if ((size_t) (last - p) < len + 1) {
-            ngx_log_error(NGX_LOG_INFO, r->session->connection->log, 0,
-                          "rustdesk: configure update with too many "
-                          "rendezvous servers ignored");
-            r->result = "REFUSED";
-            return NGX_OK;
+        if ((size_t) (end - q) < args[i].len + 1) {
+            return ngx_slprintf(p, last, "too many rendezvous servers\n");
         }
 
-        if (p > servers) {
-            *p++ = ',';
+        if (q > servers && args[i].len) {
+            *q++ = ',';
         }
 
-        p = ngx_cpymem(p, cu->rendezvous_servers[i], len);
+        q = ngx_cpymem(q, args[i].data, args[i].len);
     }
 
-    r->result = "OK";
-
-    if (ngx_rustdesk_peer_config_update(rmcf->zone, cu->serial, servers,
-                                        p - servers))
+    if (!ngx_rustdesk_peer_config_update(rmcf->zone, (int32_t) num, servers,
+                                         q - servers))
     {
-        ngx_log_error(NGX_LOG_NOTICE, r->session->connection->log, 0,
-                      "rustdesk: configure updated: serial=%d "
-                      "rendezvous-servers=\"%*s\"", cu->serial,
-                      p - servers, servers);
+        return ngx_slprintf(p, last, "serial %i is not above the current "
+                            "one\n", num);
     }
 
-    return NGX_OK;
+    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                  "rustdesk: configure updated from the console: serial=%i "
+                  "rendezvous-servers=\"%*s\"", num, q - servers, servers);
+
+    return p;
 }
 
 
@@ -211,6 +230,7 @@ ngx_int_t
 ngx_stream_rustdesk_rendezvous_software(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__SoftwareUpdate *su)
 {
+    ngx_int_t                                    rc;
     ngx_rustdesk_msg_t                           out;
     Hbb__SoftwareUpdate                          answer;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
@@ -227,8 +247,6 @@ ngx_stream_rustdesk_rendezvous_software(
         return NGX_OK;
     }
 
-    r->result = "OK";
-
     hbb__rendezvous_message__init(&out);
     hbb__software_update__init(&answer);
 
@@ -237,5 +255,10 @@ ngx_stream_rustdesk_rendezvous_software(
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_SOFTWARE_UPDATE;
     out.software_update = &answer;
 
-    return r->send(r, &out);
+    /* larger than the request: not to an address that proved nothing */
+
+    rc = r->send(r, &out);
+    r->result = (rc == NGX_DECLINED) ? "REFUSED" : "OK";
+
+    return rc == NGX_ERROR ? NGX_ERROR : NGX_OK;
 }

@@ -69,6 +69,12 @@ ngx_stream_rustdesk_console_run(ngx_stream_session_t *s, ngx_str_t *args,
                                                   p, last);
     }
 
+    if (ngx_rustdesk_cmd("config-update", "cu")) {
+        /* not hbbs's: it took a ConfigUpdate datagram from loopback */
+        return ngx_stream_rustdesk_rendezvous_config_console(rmcf, args, n,
+                                                             p, last);
+    }
+
     if (ngx_rustdesk_cmd("ip-blocker", "ib")) {
         num = (n > 1) ? ngx_atoi(args[1].data, args[1].len) : 0;
 

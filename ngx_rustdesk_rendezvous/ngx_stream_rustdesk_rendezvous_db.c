@@ -9,6 +9,7 @@
 #include <ngx_thread_pool.h>
 #endif
 
+#include <grp.h>
 #include <sqlite3.h>
 
 #include "ngx_rustdesk_metrics.h"
@@ -202,6 +203,138 @@ ngx_rustdesk_db_give_to_workers(ngx_cycle_t *cycle, ngx_str_t *path)
                           name, ccf->user);
         }
     }
+}
+
+
+/*
+ * Whether the worker user can write the database: a child process takes
+ * that user's identity and starts a write transaction, the one sure test
+ * (every directory on the path, the file, its -wal and -shm, the
+ * directory's own write permission for them).  Only a root master with a
+ * worker user has anything to check: otherwise workers are the master's
+ * user, which has just opened the file.
+ */
+
+ngx_int_t
+ngx_rustdesk_db_check_workers(ngx_cycle_t *cycle, ngx_str_t *path,
+    ngx_log_t *log)
+{
+    int               fds[2], status, rc;
+    char             *err;
+    pid_t             pid;
+    ssize_t           n;
+    sqlite3          *conn;
+    ngx_core_conf_t  *ccf;
+    u_char            msg[256];
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    if (geteuid() != 0 || ccf->user == (ngx_uid_t) NGX_CONF_UNSET_UINT
+        || ccf->user == 0)
+    {
+        return NGX_OK;
+    }
+
+    ngx_rustdesk_db_give_to_workers(cycle, path);
+
+    if (pipe(fds) == -1) {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno, "pipe() failed");
+        return NGX_ERROR;
+    }
+
+    pid = fork();
+
+    if (pid == -1) {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno, "fork() failed");
+        close(fds[0]);
+        close(fds[1]);
+        return NGX_ERROR;
+    }
+
+    if (pid == 0) {
+        /* the child: the worker's identity, one write transaction */
+
+        close(fds[0]);
+
+        err = NULL;
+        conn = NULL;
+
+        if (setgid(ccf->group) == -1
+            || initgroups(ccf->username, ccf->group) == -1
+            || setuid(ccf->user) == -1)
+        {
+            n = ngx_snprintf(msg, sizeof(msg), "cannot become the user: %s",
+                             strerror(errno)) - msg;
+
+        } else {
+            rc = sqlite3_open_v2((char *) path->data, &conn,
+                                 SQLITE_OPEN_READWRITE, NULL);
+
+            if (rc == SQLITE_OK) {
+                rc = sqlite3_exec(conn, "begin immediate; rollback;", NULL,
+                                  NULL, &err);
+            }
+
+            if (rc == SQLITE_OK) {
+                n = 0;
+
+            } else {
+                n = ngx_snprintf(msg, sizeof(msg), "%s",
+                                 err ? err : conn ? sqlite3_errmsg(conn)
+                                              : sqlite3_errstr(rc))
+                    - msg;
+            }
+
+            sqlite3_free(err);
+            sqlite3_close(conn);
+        }
+
+        if (n) {
+            (void) write(fds[1], msg, n);
+        }
+
+        _exit(n ? 1 : 0);
+    }
+
+    close(fds[1]);
+
+    n = 0;
+
+    for ( ;; ) {
+        rc = read(fds[0], msg + n, sizeof(msg) - n);
+
+        if (rc > 0) {
+            n += rc;
+            if ((size_t) n < sizeof(msg)) {
+                continue;
+            }
+        }
+
+        if (rc == -1 && ngx_errno == NGX_EINTR) {
+            continue;
+        }
+
+        break;
+    }
+
+    close(fds[0]);
+
+    while (waitpid(pid, &status, 0) == -1 && ngx_errno == NGX_EINTR) {
+        /* void */
+    }
+
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_EMERG, log, 0,
+                  "rustdesk: the worker user \"%s\" cannot write the "
+                  "database \"%V\": %*s (make every directory on its path "
+                  "searchable by that user, or choose another path with "
+                  "\"rustdesk_database\")",
+                  ccf->username, path, n, n ? msg : (u_char *) "it failed");
+
+    return NGX_ERROR;
 }
 
 
@@ -624,10 +757,29 @@ ngx_rustdesk_db_check(ngx_rustdesk_db_check_t *t)
 static void
 ngx_rustdesk_db_put(ngx_rustdesk_db_task_t *t)
 {
-    int            rc;
+    int            rc, moved;
     sqlite3_stmt  *put;
 
     put = t->db->put;
+
+    /*
+     * a file deleted (or replaced) while nginx runs would take the write
+     * and lose it at the next start: refused, until a reload creates the
+     * file again
+     */
+
+    moved = 0;
+
+    if (sqlite3_file_control(t->db->wr, "main", SQLITE_FCNTL_HAS_MOVED,
+                             &moved)
+        == SQLITE_OK
+        && moved)
+    {
+        t->rc = NGX_ERROR;
+        t->err = "the database file was deleted or replaced since nginx "
+                 "opened it (a reload creates it again)";
+        return;
+    }
 
     if (sqlite3_bind_blob(put, 1, t->guid, 16, SQLITE_STATIC) != SQLITE_OK
         || sqlite3_bind_text(put, 2, (char *) t->id.data, t->id.len,

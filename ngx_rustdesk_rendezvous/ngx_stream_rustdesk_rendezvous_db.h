@@ -45,10 +45,18 @@ typedef void (*ngx_rustdesk_db_probe_pt)(void *data, ngx_int_t rc,
 ngx_int_t ngx_rustdesk_db_init_file(ngx_log_t *log, ngx_str_t *path);
 
 /*
- * In init_module, running as root with a worker user: gives that user the
- * file and its directory, as nginx does with its temp directories.
+ * Running as root with a worker user: gives that user the file and its
+ * directory, as nginx does with its temp directories.
  */
 void ngx_rustdesk_db_give_to_workers(ngx_cycle_t *cycle, ngx_str_t *path);
+
+/*
+ * In the master, once nginx's user is known (a zone's init): gives the
+ * database to the worker user and checks, as that user, that it can
+ * write it.  NGX_ERROR: it cannot (an EMERG naming the path and user).
+ */
+ngx_int_t ngx_rustdesk_db_check_workers(ngx_cycle_t *cycle, ngx_str_t *path,
+    ngx_log_t *log);
 
 /* In a worker: opens its connections.  NULL on error (logged). */
 ngx_rustdesk_db_t *ngx_rustdesk_db_open(ngx_cycle_t *cycle, ngx_str_t *path,

@@ -185,7 +185,6 @@ ngx_stream_rustdesk_rendezvous_metrics_conf(ngx_conf_t *cf,
     }
 
     rmcf->zone->stats_values = NGX_RUSTDESK_RDV_NSTATS;
-    rmcf->zone->cycle = cf->cycle;
 
     src = ngx_rustdesk_metrics_add_source(cf, rmcf->shared);
     if (src == NULL) {

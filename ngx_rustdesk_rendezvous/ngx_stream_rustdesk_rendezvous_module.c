@@ -40,8 +40,6 @@ static char *ngx_stream_rustdesk_rendezvous_database(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_stream_rustdesk_rendezvous_ip_blocker(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
-static ngx_int_t ngx_stream_rustdesk_rendezvous_init_module(
-    ngx_cycle_t *cycle);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_init_process(
     ngx_cycle_t *cycle);
 static void ngx_stream_rustdesk_rendezvous_exit_process(ngx_cycle_t *cycle);
@@ -252,7 +250,7 @@ ngx_module_t  ngx_stream_rustdesk_rendezvous_module = {
     ngx_stream_rustdesk_rendezvous_commands,    /* module directives */
     NGX_STREAM_MODULE,                     /* module type */
     NULL,                                  /* init master */
-    ngx_stream_rustdesk_rendezvous_init_module,  /* init module */
+    NULL,                                  /* init module */
     ngx_stream_rustdesk_rendezvous_init_process, /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -487,6 +485,8 @@ ngx_stream_rustdesk_rendezvous_postconfiguration(ngx_conf_t *cf)
 
     rmcf->zone = rmcf->shm_zone->data;
     rmcf->zone->channel = &rmcf->shared->channel;
+    rmcf->zone->cycle = cf->cycle;
+    rmcf->zone->database = rmcf->database_off ? NULL : &rmcf->database;
     rmcf->zone->serial = (int32_t) rmcf->serial;
     rmcf->zone->servers = rmcf->rendezvous_servers;
     rmcf->zone->always_use_relay = rmcf->always_use_relay;
@@ -503,22 +503,6 @@ ngx_stream_rustdesk_rendezvous_postconfiguration(ngx_conf_t *cf)
     rmcf->zone->stream_ttl = 2 * rmcf->keep_alive + rmcf->online_timeout;
 
     return ngx_stream_rustdesk_rendezvous_metrics_conf(cf, rmcf);
-}
-
-
-static ngx_int_t
-ngx_stream_rustdesk_rendezvous_init_module(ngx_cycle_t *cycle)
-{
-    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
-
-    rmcf = ngx_stream_cycle_get_module_main_conf(cycle,
-                                        ngx_stream_rustdesk_rendezvous_module);
-
-    if (rmcf && rmcf->used && !rmcf->database_off) {
-        ngx_rustdesk_db_give_to_workers(cycle, &rmcf->database);
-    }
-
-    return NGX_OK;
 }
 
 

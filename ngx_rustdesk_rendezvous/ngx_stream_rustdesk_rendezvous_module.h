@@ -93,7 +93,11 @@ typedef struct {
 typedef struct ngx_stream_rustdesk_rendezvous_req_s
     ngx_stream_rustdesk_rendezvous_req_t;
 
-/* an answer to the client: NGX_OK, or NGX_ERROR (the session ends) */
+/*
+ * an answer to the client: NGX_OK; NGX_DECLINED: withheld, a datagram
+ * larger than the request to a source that has not proven its address
+ * (r->proven, PROTOCOL.md section 6); NGX_ERROR: the session ends
+ */
 typedef ngx_int_t (*ngx_stream_rustdesk_rendezvous_send_pt)(
     ngx_stream_rustdesk_rendezvous_req_t *r, ngx_rustdesk_msg_t *m);
 
@@ -108,6 +112,9 @@ struct ngx_stream_rustdesk_rendezvous_req_s {
     ngx_rustdesk_tcp_t                        *stream;   /* NULL: a datagram */
     ngx_stream_rustdesk_rendezvous_send_pt     send;
     ngx_stream_rustdesk_rendezvous_finish_pt   finish;
+    size_t                                     size;     /* the datagram's */
+    unsigned                                   proven:1; /* its source is a
+                                                            registered peer's */
 
     /* what the access log shows of the last message (..._variables.c) */
     const char                                *message;  /* "RegisterPeer" */
@@ -236,9 +243,15 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_register_datagram(
 const char *ngx_stream_rustdesk_rendezvous_register_result(
     Hbb__RegisterPkResponse__Result result);
 
-/* ConfigUpdate from loopback, SoftwareUpdate (..._config_update.c). */
+/*
+ * ConfigUpdate datagrams (refused), SoftwareUpdate, the console's
+ * config-update command (..._config_update.c).
+ */
 ngx_int_t ngx_stream_rustdesk_rendezvous_configure(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__ConfigUpdate *cu);
+u_char *ngx_stream_rustdesk_rendezvous_config_console(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *args,
+    ngx_uint_t n, u_char *p, u_char *last);
 ngx_int_t ngx_stream_rustdesk_rendezvous_software(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__SoftwareUpdate *su);
 

@@ -62,7 +62,7 @@ ngx_rustdesk_peer_lock(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
 void
 ngx_rustdesk_peer_register(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     ngx_rustdesk_ip_t *addr, ngx_msec_t now, ngx_uint_t *request_pk,
-    ngx_uint_t *ip_change)
+    ngx_uint_t *ip_change, ngx_uint_t *proven)
 {
     ngx_rustdesk_peer_t  *p;
 
@@ -72,8 +72,16 @@ ngx_rustdesk_peer_register(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
         ngx_shmtx_unlock(&z->shpool->mutex);
         *request_pk = 1;
         *ip_change = 0;
+        *proven = 0;
         return;
     }
+
+    /* a peer with a key, heard from the IP it registered from */
+
+    *proven = p->pk_len
+              && ngx_rustdesk_ip_cmp(p->addr.family ? &p->addr : &p->ip,
+                                     addr, 0)
+                 == 0;
 
     /*
      * an IP change compares with the last UDP address, or with the IP of

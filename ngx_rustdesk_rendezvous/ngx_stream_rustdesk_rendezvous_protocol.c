@@ -48,6 +48,7 @@ ngx_stream_rustdesk_rendezvous_handle(ngx_stream_rustdesk_rendezvous_req_t *r,
 
     r->message = ngx_rustdesk_msg_type(m);
     r->result = NULL;
+    r->proven = 0;
     r->id.len = 0;
     r->peer_id.len = 0;
     r->uuid.len = 0;

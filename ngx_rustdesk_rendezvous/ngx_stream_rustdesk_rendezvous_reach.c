@@ -12,6 +12,14 @@
 #include "ngx_stream_rustdesk_rendezvous_module.h"
 
 
+/*
+ * The largest datagram sent to a peer: a client's PunchHole, FetchLocalAddr
+ * or RequestRelay is a few hundred bytes (a RequestRelay with a login
+ * token under a kilobyte); and one IP packet on any path.
+ */
+#define NGX_RUSTDESK_UDP_TO_PEER_MAX  1200
+
+
 static void ngx_stream_rustdesk_rendezvous_udp_to_peer(ngx_stream_session_t *s,
     ngx_rustdesk_ip_t *to, ngx_rustdesk_msg_t *m);
 static ngx_listening_t *ngx_stream_rustdesk_rendezvous_udp_listener(
@@ -22,7 +30,9 @@ static ngx_uint_t ngx_stream_rustdesk_rendezvous_udp_server(
 
 /*
  * A message to peer B: over its registered stream, or over UDP.
- * NGX_DECLINED: its stream is known to be gone.
+ * NGX_DECLINED: its stream is known to be gone, or the message is larger
+ * than any a real client's request makes (a datagram that size would only
+ * serve to flood B).
  */
 
 ngx_int_t
@@ -30,8 +40,20 @@ ngx_stream_rustdesk_rendezvous_to_peer(ngx_stream_session_t *s,
     ngx_str_t *id, ngx_rustdesk_ip_t *to, ngx_pid_t stream,
     ngx_rustdesk_msg_t *m)
 {
+    size_t  size;
+
     if (stream > 0) {
         return ngx_stream_rustdesk_rendezvous_stream_send(s, id, stream, m);
+    }
+
+    size = ngx_rustdesk_msg_size(m, 0);
+
+    if (size > NGX_RUSTDESK_UDP_TO_PEER_MAX) {
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "rustdesk: %s of %uz bytes for peer \"%V\" not sent: "
+                      "larger than %d bytes", ngx_rustdesk_msg_type(m), size,
+                      id, NGX_RUSTDESK_UDP_TO_PEER_MAX);
+        return NGX_DECLINED;
     }
 
     ngx_stream_rustdesk_rendezvous_udp_to_peer(s, to, m);

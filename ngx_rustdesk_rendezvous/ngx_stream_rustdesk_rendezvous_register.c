@@ -253,7 +253,7 @@ ngx_stream_rustdesk_rendezvous_register_reply(
 
     r->result = ngx_stream_rustdesk_rendezvous_register_result(result);
 
-    return r->send(r, &out);
+    return r->send(r, &out) == NGX_ERROR ? NGX_ERROR : NGX_OK;
 }
 
 
@@ -265,7 +265,8 @@ ngx_stream_rustdesk_rendezvous_register_peer(
 {
     u_char                                      *p;
     ngx_str_t                                    id;
-    ngx_uint_t                                   request_pk, ip_change;
+    ngx_uint_t                                   request_pk, ip_change,
+                                                 proven;
     ngx_connection_t                            *c;
     Hbb__ConfigUpdate                           *cu;
     ngx_rustdesk_msg_t                           out;
@@ -287,7 +288,7 @@ ngx_stream_rustdesk_rendezvous_register_peer(
                                         ngx_stream_rustdesk_rendezvous_module);
 
     ngx_rustdesk_peer_register(rmcf->zone, &id, &r->addr, ngx_current_msec,
-                               &request_pk, &ip_change);
+                               &request_pk, &ip_change, &proven);
 
     if (ip_change) {
         c = r->session->connection;
@@ -308,9 +309,21 @@ ngx_stream_rustdesk_rendezvous_register_peer(
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PEER_RESPONSE;
     out.register_peer_response = &rpr;
 
-    if (r->send(r, &out) != NGX_OK) {
+    if (r->send(r, &out) == NGX_ERROR) {
         return NGX_ERROR;
     }
+
+    /*
+     * the ConfigUpdate, larger than a RegisterPeer, only to a peer with a
+     * key heard from its registered IP: anyone else gets nothing more
+     * than it sent (PROTOCOL.md section 6)
+     */
+
+    if (request_pk || !proven) {
+        return NGX_OK;
+    }
+
+    r->proven = 1;
 
     cu = ngx_stream_rustdesk_rendezvous_config_update(r->session, rp->serial);
 
@@ -319,7 +332,9 @@ ngx_stream_rustdesk_rendezvous_register_peer(
         out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_CONFIGURE_UPDATE;
         out.configure_update = cu;
 
-        return r->send(r, &out);
+        if (r->send(r, &out) == NGX_ERROR) {
+            return NGX_ERROR;
+        }
     }
 
     return NGX_OK;

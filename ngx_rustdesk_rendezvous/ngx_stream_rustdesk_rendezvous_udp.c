@@ -22,6 +22,7 @@
 typedef struct {
     ngx_stream_rustdesk_rendezvous_req_t  req;     /* must stay first */
     ngx_uint_t                            pending; /* answers that wait */
+    size_t                                sent;    /* for this datagram */
     u_char                               *buf;
 } ngx_stream_rustdesk_rendezvous_udp_ctx_t;
 
@@ -112,6 +113,9 @@ ngx_stream_rustdesk_rendezvous_datagram(
 {
     ngx_rustdesk_msg_t  *m;
 
+    ctx->req.size = len;
+    ctx->sent = 0;
+
     m = ngx_rustdesk_msg_unpack(data, len);
 
     if (m == NULL) {
@@ -146,17 +150,37 @@ ngx_stream_rustdesk_rendezvous_udp_finish(
 }
 
 
+/*
+ * No more bytes back than came, unless the source has proven its address
+ * (PROTOCOL.md section 6): a spoofed source would make the server an
+ * amplifier aimed at a third party.
+ */
+
 static ngx_int_t
 ngx_stream_rustdesk_rendezvous_udp_send(ngx_stream_rustdesk_rendezvous_req_t *r,
     ngx_rustdesk_msg_t *m)
 {
-    u_char            *buf, *last;
-    ssize_t            n;
-    ngx_connection_t  *c;
+    u_char                                    *buf, *last;
+    size_t                                     size;
+    ssize_t                                    n;
+    ngx_connection_t                          *c;
+    ngx_stream_rustdesk_rendezvous_udp_ctx_t  *ctx;
 
     c = r->session->connection;
+    ctx = (ngx_stream_rustdesk_rendezvous_udp_ctx_t *) r;
 
-    buf = ngx_pnalloc(c->pool, ngx_rustdesk_msg_size(m, 0));
+    size = ngx_rustdesk_msg_size(m, 0);
+
+    if (!r->proven && ctx->sent + size > r->size) {
+        ngx_log_debug3(NGX_LOG_DEBUG_STREAM, c->log, 0,
+                       "rustdesk: %s of %uz bytes withheld: the datagram "
+                       "had %uz", ngx_rustdesk_msg_type(m), size, r->size);
+        return NGX_DECLINED;
+    }
+
+    ctx->sent += size;
+
+    buf = ngx_pnalloc(c->pool, size);
     if (buf == NULL) {
         return NGX_OK;
     }

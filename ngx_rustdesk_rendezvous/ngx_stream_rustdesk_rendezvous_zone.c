@@ -15,6 +15,7 @@
 #include <ngx_core.h>
 
 #include "ngx_stream_rustdesk_rendezvous_zone.h"
+#include "ngx_stream_rustdesk_rendezvous_db.h"
 #include "ngx_stream_rustdesk_rendezvous_peer.h"
 #include "ngx_stream_rustdesk_rendezvous_ip_blocker.h"
 #include "ngx_stream_rustdesk_rendezvous_waiter.h"
@@ -50,6 +51,16 @@ ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     if (z->channel
         && ngx_rustdesk_ipc_dir_init(z->channel, shm_zone->shm.log) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* the same for the database: the worker user must be able to write it */
+
+    if (z->database
+        && ngx_rustdesk_db_check_workers(z->cycle, z->database,
+                                         shm_zone->shm.log)
+           != NGX_OK)
     {
         return NGX_ERROR;
     }

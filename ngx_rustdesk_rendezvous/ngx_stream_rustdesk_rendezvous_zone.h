@@ -78,8 +78,9 @@ typedef struct {
     ngx_msec_t                  stream_ttl;         /* online by a stream */
     ngx_str_t                   servers;    /* configured, comma-joined */
     ngx_uint_t                  stats_values;   /* 0: no metrics */
-    ngx_cycle_t                *cycle;      /* the configuration's */
     ngx_rustdesk_ipc_dir_t     *channel;    /* set up with the zone */
+    ngx_cycle_t                *cycle;      /* the zone's */
+    ngx_str_t                  *database;   /* checked with the zone */
 } ngx_rustdesk_peer_zone_t;
 
 

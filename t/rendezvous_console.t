@@ -15,7 +15,8 @@ use Test::Nginx qw/ port /;
 use RustDesk::Conf;
 use RustDesk::Client;
 
-my $t = Test::Nginx->new()->has()->plan(25);
+my $t = Test::Nginx->new()->has()->plan(28)
+	->allow_log(qr/untrusted PROXY header/);
 
 $t->write_file_expand('nginx.conf', stream_conf([
 	'rustdesk_key_dir %%TESTDIR%%/keys;',
@@ -24,6 +25,9 @@ $t->write_file_expand('nginx.conf', stream_conf([
 
 	# the client address as a trusted proxy declares it
 	srv_console(4, proxy => 1),
+
+	# behind the PROXY protocol, no proxy trusted
+	srv_block([ '127.0.0.1:%%PORT_5%% proxy_protocol' ], 'rustdesk_console;'),
 
 	srv_blank(3)));
 
@@ -116,6 +120,20 @@ is(cmd("PROXY TCP4 192.0.2.7 127.0.0.1 1000 2000\r\naur", port(4)), '',
 like($t->read_file('error.log'),
 	qr/console refused to a non-loopback client.*client: 192\.0\.2\.7/,
 	'refusal logged with the address');
+
+# a PROXY header nobody trusted: its client is not the connection's (a
+# proxy on this host would let every client it passes on in)
+
+is(cmd("PROXY TCP4 192.0.2.7 127.0.0.1 1000 2000\r\naur", port(5)), '',
+	'PROXY protocol without set_real_ip_from: refused');
+ok($t->wait_log(qr/console refused to a client behind an untrusted PROXY/,
+	1, 3), '... logged');
+
+# what a client sends is logged escaped: no line of its own, no control
+
+cmd("zz\x01\nrs \"x\\\x7f");
+ok($t->wait_log(qr/console command "zz\\x01\\x0ars \\x22x\\x5c\\x7f"/, 1, 3),
+	'an unknown command logged escaped');
 
 is(cmd('aur', port(0)), "ALWAYS_USE_RELAY: true\n", 'console on NAT-test port');
 

@@ -21,15 +21,16 @@ use lib 't/lib';
 use Test::Nginx qw/ port /;
 use RustDesk::Conf;
 use RustDesk::Client qw/ msg_text msg_fields /;
+use RustDesk::RelayTest ();
 
-my $t = Test::Nginx->new()->has()->plan(57);
+my $t = Test::Nginx->new()->has()->plan(64);
 
 $t->write_file_expand('nginx.conf', stream_conf([
 	'rustdesk_key_dir %%TESTDIR%%/keys;',
 	'rustdesk_serial 5;',
 	'rustdesk_rendezvous_servers a.example:21116 b.example;',
 	'rustdesk_software_url https://example.com/rustdesk-1.2.3.exe;',
-], srv_rendezvous(1, reuseport => 0), srv_nat_test(0)));
+], srv_rendezvous(1, reuseport => 0), srv_nat_test(0), srv_console(2)));
 
 $t->run();
 
@@ -183,22 +184,24 @@ is(reg_pk(udp('127.0.0.2'), 'blk-200', $UUID, $PK1), 0,
 	'IP blocker: another IP not affected');
 is(reg_pk($c, 'blk-201', $UUID, $PK1), 0, 'IP blocker: loopback not affected');
 
-# ConfigUpdate with RegisterPeer when the server's serial is higher
+# ConfigUpdate with RegisterPeer when the server's serial is higher, only
+# to a peer with a key, from its registered IP: to anyone else, nothing
+# larger than what came (PROTOCOL.md section 6)
 
 is(ask($c, register_peer => { id => 'cfg-1', serial => 0 }),
-	'register_peer_response{request_pk=1} '
-	. 'configure_update{rendezvous_servers=a.example:21116,b.example serial=5}',
-	'RegisterPeer serial 0: ConfigUpdate');
+	'register_peer_response{request_pk=1}',
+	'RegisterPeer serial 0, unknown peer: no ConfigUpdate');
 is(ask($c, register_peer => { id => 'reg-a-1' }),
 	'register_peer_response{} '
 	. 'configure_update{rendezvous_servers=a.example:21116,b.example serial=5}',
 	'RegisterPeer no serial, known peer: ConfigUpdate');
-is(ask($c, register_peer => { id => 'cfg-1', serial => 4 }),
-	'register_peer_response{request_pk=1} '
+is(reg_pk($c, 'cfg-ok1', $UUID, $PK1), 0, 'a peer with a key');
+is(ask($c, register_peer => { id => 'cfg-ok1', serial => 4 }),
+	'register_peer_response{} '
 	. 'configure_update{rendezvous_servers=a.example:21116,b.example serial=5}',
 	'RegisterPeer serial 4: ConfigUpdate');
-is(ask($c, register_peer => { id => 'cfg-1', serial => 5 }),
-	'register_peer_response{request_pk=1}', 'RegisterPeer serial 5: none');
+is(ask($c, register_peer => { id => 'cfg-ok1', serial => 5 }),
+	'register_peer_response{}', 'RegisterPeer serial 5: none');
 
 SKIP: {
 	skip 'no non-loopback address', 2 unless $ext;
@@ -208,16 +211,30 @@ SKIP: {
 	is(ask($e, configure_update => { serial => 100,
 		rendezvous_servers => [ 'evil.example' ] }), '',
 		'ConfigUpdate not from loopback: no answer');
-	is(ask($c, register_peer => { id => 'cfg-1', serial => 5 }),
-		'register_peer_response{request_pk=1}',
+	is(ask($c, register_peer => { id => 'cfg-ok1', serial => 5 }),
+		'register_peer_response{}',
 		'ConfigUpdate not from loopback: not adopted');
 }
+
+# a ConfigUpdate datagram, even from loopback, changes nothing (any local
+# process could send one); the console does it
 
 is(ask($c, configure_update => { serial => 7,
 	rendezvous_servers => [ 'c.example' ] }), '',
 	'ConfigUpdate from loopback: no answer');
+is(ask($c, register_peer => { id => 'cfg-ok1', serial => 5 }),
+	'register_peer_response{}', 'ConfigUpdate from loopback: not adopted');
+ok($t->wait_log(qr/ConfigUpdate datagram ignored/, 1, 2),
+	'... and logged');
 
-# adopted in the zone: both workers answer with it
+is(RustDesk::RelayTest::console(port(2), 'cu 7 c.example'), '',
+	'the console raises the serial');
+is(RustDesk::RelayTest::console(port(2), 'cu'),
+	"serial: 7\nrendezvous-servers: c.example\n",
+	'the console shows it');
+
+# adopted in the zone: both workers answer with it (the peer with a key,
+# from new sockets of its IP)
 
 sub config_everywhere {
 	my ($expect) = @_;
@@ -225,7 +242,7 @@ sub config_everywhere {
 
 	for my $n (1 .. 64) {
 		my $s = udp();
-		my $got = ask($s, register_peer => { id => 'cfg-1', serial => 5 });
+		my $got = ask($s, register_peer => { id => 'cfg-ok1', serial => 5 });
 		push @bad, $got if $got ne $expect;
 		$workers{$t->worker_of($s)}++;
 		last if $n >= 8 && keys %workers >= 2;
@@ -234,30 +251,34 @@ sub config_everywhere {
 	return (join(' | ', @bad), scalar grep { $_ } keys %workers);
 }
 
-my $cu7 = 'register_peer_response{request_pk=1} '
+my $cu7 = 'register_peer_response{} '
 	. 'configure_update{rendezvous_servers=c.example serial=7}';
 
 my ($bad, $nworkers) = config_everywhere($cu7);
 is($bad, '', 'ConfigUpdate serial 7 adopted, from every socket');
 is($nworkers, 2, 'ConfigUpdate adopted: answered by both workers');
 
-is(ask($c, configure_update => { serial => 6,
-	rendezvous_servers => [ 'd.example' ] }), '', 'lower serial: no answer');
-is(ask($c, configure_update => { serial => 7,
-	rendezvous_servers => [ 'e.example' ] }), '', 'same serial: no answer');
+is(RustDesk::RelayTest::console(port(2), 'cu 6 d.example'),
+	"serial 6 is not above the current one\n", 'lower serial: refused');
+is(RustDesk::RelayTest::console(port(2), 'cu 7 e.example'),
+	"serial 7 is not above the current one\n", 'same serial: refused');
 
 ($bad, $nworkers) = config_everywhere($cu7);
 is($bad, '', 'lower and same serial not adopted, from every socket');
 is($nworkers, 2, 'lower serial not adopted: answered by both workers');
 
-is(ask($c, register_peer => { id => 'cfg-1', serial => 7 }),
-	'register_peer_response{request_pk=1}', 'RegisterPeer serial 7: none');
+is(ask($c, register_peer => { id => 'cfg-ok1', serial => 7 }),
+	'register_peer_response{}', 'RegisterPeer serial 7: none');
 
-# SoftwareUpdate: the version in the URL is 1.2.3
+# SoftwareUpdate: the version in the URL is 1.2.3; the answer, larger
+# than the request, goes only to a request at least as large (a datagram
+# proves nothing of its source)
 
-is(ask($c, software_update => { url => '1.2.2' }),
+is(ask($c, software_update => { url => '1.2.2' }), '',
+	'SoftwareUpdate older version, short request: no answer');
+is(ask($c, software_update => { url => '1.2.2' . ' ' x 40 }),
 	'software_update{url=https://example.com/rustdesk-1.2.3.exe}',
-	'SoftwareUpdate older version: the URL');
+	'SoftwareUpdate older version, as large as the answer: the URL');
 is(ask($c, software_update => { url => '1.2.3' }), '',
 	'SoftwareUpdate same version: no answer');
 
@@ -315,11 +336,11 @@ is(ask($c, software_update => { url => '1.2.2' }), '',
 is(ask($c, register_peer => { id => 'cfg-1', serial => 0 }),
 	'register_peer_response{request_pk=1}',
 	'serial 0 configured: no ConfigUpdate');
-is(ask($c, configure_update => { serial => 2,
-	rendezvous_servers => [ 'f.example', 'g.example' ] }), '',
-	'ConfigUpdate after restart: no answer');
-is(ask($c, register_peer => { id => 'cfg-1', serial => 1 }),
-	'register_peer_response{request_pk=1} '
+is(RustDesk::RelayTest::console(port(2), 'cu 2 f.example g.example'), '',
+	'ConfigUpdate after restart: from the console');
+is(reg_pk($c, 'cfg-ok2', $UUID, $PK1), 0, 'a peer with a key');
+is(ask($c, register_peer => { id => 'cfg-ok2', serial => 1 }),
+	'register_peer_response{} '
 	. 'configure_update{rendezvous_servers=f.example,g.example serial=2}',
 	'ConfigUpdate after restart adopted');
 
