@@ -84,6 +84,7 @@ typedef struct {
 
 /* A check of the database (ngx_rustdesk_db_probe). */
 typedef struct {
+    ngx_rustdesk_db_t         *db;
     char                      *path;
     int                        busy;
     ngx_int_t                  rc;
@@ -646,6 +647,7 @@ ngx_rustdesk_db_probe(ngx_rustdesk_db_t *db, ngx_pool_t *pool,
         }
 
         t = task->ctx;
+        t->db = db;
         t->path = db->path;
         t->busy = NGX_RUSTDESK_DB_BUSY_PROBE;
         t->done = done;
@@ -666,6 +668,7 @@ ngx_rustdesk_db_probe(ngx_rustdesk_db_t *db, ngx_pool_t *pool,
         return NGX_ERROR;
     }
 
+    t->db = db;
     t->path = db->path;
     t->busy = 0;
 
@@ -682,7 +685,13 @@ ngx_rustdesk_db_probe(ngx_rustdesk_db_t *db, ngx_pool_t *pool,
 static void
 ngx_rustdesk_db_check_thread(void *data, ngx_log_t *log)
 {
-    ngx_rustdesk_db_check(data);
+    ngx_rustdesk_db_check_t  *t = data;
+
+    /* this worker's connection is the writes' (ngx_rustdesk_db_put) */
+
+    (void) ngx_thread_mutex_lock(&t->db->mutex, log);
+    ngx_rustdesk_db_check(t);
+    (void) ngx_thread_mutex_unlock(&t->db->mutex, log);
 }
 
 
@@ -698,15 +707,16 @@ ngx_rustdesk_db_check_done(ngx_event_t *ev)
 
 
 /*
- * A connection of its own, opened now: one opened for writing on a file
- * the process may not write is read-only, and the write lock shows
- * whether another process holds it.
+ * This worker's connection still on the file at the path (as
+ * ngx_rustdesk_db_put requires), then a connection of its own, opened
+ * now: one opened for writing on a file the process may not write is
+ * read-only, and the write lock shows whether another process holds it.
  */
 
 static void
 ngx_rustdesk_db_check(ngx_rustdesk_db_check_t *t)
 {
-    int       rc;
+    int       rc, moved;
     char     *err;
     sqlite3  *conn;
 
@@ -715,6 +725,19 @@ ngx_rustdesk_db_check(ngx_rustdesk_db_check_t *t)
 
     t->rc = NGX_ERROR;
     t->err[0] = '\0';
+
+    moved = 0;
+
+    if (sqlite3_file_control(t->db->wr, "main", SQLITE_FCNTL_HAS_MOVED,
+                             &moved)
+        == SQLITE_OK
+        && moved)
+    {
+        ngx_cpystrn(t->err, (u_char *) "the file was deleted or replaced "
+                    "since the workers opened it (a reload opens it again)",
+                    NGX_RUSTDESK_DB_ERR_LEN);
+        return;
+    }
 
     rc = sqlite3_open_v2(t->path, &conn, SQLITE_OPEN_READWRITE, NULL);
 

@@ -26,7 +26,7 @@ plan(skip_all => 'no sqlite3 CLI') unless has_sqlite3();
 plan(skip_all => 'needs root: the workers run as another user than the '
 	. 'files\' owner') unless $> == 0;
 
-$t->plan(17);
+$t->plan(19);
 
 my $d = $t->testdir();
 my $DB = "$d/keys/db_v2.sqlite3";
@@ -105,6 +105,22 @@ like("$ls $lb", qr/^503 health checks did not finish within 300 ms$/m,
 unlock_db($lock);
 
 is(wait_health(qr/^200/), '200 ok', 'lock released: 200 ok');
+
+###############################################################################
+
+# the file replaced under the workers (a copy put in its place): their
+# connections are on the old one, and their writes are refused
+
+system('cp', '-p', $DB, "$DB.copy") == 0 or die "cp: $?";
+rename "$DB.copy", $DB;
+
+like(wait_health(qr/^503/),
+	qr/^503 database ".*" cannot be written: the file was deleted or replaced/,
+	'replaced: 503 with the reason');
+
+$t->reload();
+
+is(wait_health(qr/^200/), '200 ok', 'replaced, after a reload: 200 ok');
 
 ###############################################################################
 
