@@ -11,7 +11,7 @@
 #include <dirent.h>
 
 #include "ngx_rustdesk_ipc.h"
-#include "ngx_rustdesk_metrics.h"
+#include "ngx_rustdesk_stats.h"
 
 
 #define NGX_RUSTDESK_IPC_PENDING_MAX   4096

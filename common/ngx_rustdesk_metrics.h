@@ -11,13 +11,18 @@
  * configuration both modules share (ngx_rustdesk_stream_conf_t), with a
  * function that adds its samples and one that checks its health.  A module
  * that is not loaded registers nothing, so one endpoint shows whatever is
- * loaded and used, and nothing here names either module.
+ * loaded and used, and nothing here names either module.  (Variables,
+ * one per module rendering its text, would do the same through nginx's
+ * variable table; a source is a function pointer in a structure both
+ * modules' copies of this header lay out alike, which spares a module
+ * looking up the other's variables by name, and lets /health wait for a
+ * check that runs in a thread.)
  *
- * Counters live in the module's zone, in one slot per process (a worker
- * claims a free slot, or the slot of a dead process, in init_process): a
- * worker adds to its own cache lines only, so counting costs an atomic
- * add and never contends, and a scrape sums the slots.  They survive a
- * reload with the zone.  Gauges kept the same way (what a worker holds
+ * Counters live in the module's zone, in one slot per process
+ * (ngx_rustdesk_stats.c: a worker claims a free slot, or the slot of a
+ * dead process, in init_process): a worker adds to its own cache lines
+ * only, so counting costs an atomic add and never contends, and a scrape
+ * sums the slots.  They survive a reload with the zone.  Gauges kept the same way (what a worker holds
  * now: pairs, waiting connections, streams) are summed over live
  * processes only: a worker that died takes its share with it.  Figures
  * the zone knows anyway (peers, pages) are read from it when scraped.
@@ -33,37 +38,7 @@
 #include <ngx_stream.h>
 
 #include "ngx_rustdesk_conf.h"
-
-
-#define NGX_RUSTDESK_COUNTER   0
-#define NGX_RUSTDESK_GAUGE     1
-
-
-/* One metric family: name, type (NGX_RUSTDESK_COUNTER, _GAUGE) and help. */
-typedef struct {
-    const char                    *name;
-    ngx_uint_t                     type;
-    const char                    *help;
-} ngx_rustdesk_metric_t;
-
-
-/*
- * A value kept in the slots: its family and its labels (as they go
- * between the braces, "" for none).  A module's table of these, indexed
- * by its own enum, says what each of its slot values is.
- */
-typedef struct {
-    const ngx_rustdesk_metric_t   *metric;
-    const char                    *labels;
-} ngx_rustdesk_stat_t;
-
-
-/* The slots, in a zone: a header, then nslots slots of stride bytes. */
-typedef struct {
-    ngx_uint_t                     nslots;
-    ngx_uint_t                     nvalues;
-    size_t                         stride;
-} ngx_rustdesk_stats_t;
+#include "ngx_rustdesk_stats.h"
 
 
 typedef struct ngx_rustdesk_metrics_s  ngx_rustdesk_metrics_t;
@@ -168,37 +143,6 @@ ngx_int_t ngx_rustdesk_metrics_add_zone(ngx_rustdesk_metrics_t *m,
 void ngx_rustdesk_health_fail(ngx_rustdesk_health_t *h, const char *fmt, ...);
 void ngx_rustdesk_health_wait(ngx_rustdesk_health_t *h);
 void ngx_rustdesk_health_done(ngx_rustdesk_health_t *h);
-
-
-/*
- * The slots, allocated in a zone (ngx_slab_calloc: the pool's lock is
- * taken) for nvalues values in each of nslots slots; NULL: no room.
- */
-ngx_rustdesk_stats_t *ngx_rustdesk_stats_alloc(ngx_slab_pool_t *shpool,
-    ngx_uint_t nvalues, ngx_uint_t nslots);
-
-/* Slots for the configured workers, an old generation's during a reload. */
-ngx_uint_t ngx_rustdesk_stats_slots(ngx_cycle_t *cycle);
-
-/*
- * In init_process: this process's values (a free slot, or a dead
- * process's with its gauges zeroed; one slot shared by all when every
- * other is taken).  In exit_process: let go, its gauges zeroed.
- */
-ngx_atomic_t *ngx_rustdesk_stats_claim(ngx_rustdesk_stats_t *st,
-    const ngx_rustdesk_stat_t *stats);
-void ngx_rustdesk_stats_release(ngx_rustdesk_stats_t *st,
-    ngx_atomic_t *values, const ngx_rustdesk_stat_t *stats);
-
-
-/* values: this process's (NULL: nothing is counted). */
-#define ngx_rustdesk_stat_add(values, i, n)                                  \
-    do {                                                                     \
-        if (values) {                                                        \
-            (void) ngx_atomic_fetch_add(&(values)[i],                        \
-                                        (ngx_atomic_int_t) (n));             \
-        }                                                                    \
-    } while (0)
 
 
 #endif /* _NGX_RUSTDESK_METRICS_H_INCLUDED_ */

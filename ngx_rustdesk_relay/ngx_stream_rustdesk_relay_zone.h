@@ -15,7 +15,7 @@
 #include <ngx_core.h>
 
 #include "ngx_rustdesk_ipc.h"
-#include "ngx_rustdesk_metrics.h"
+#include "ngx_rustdesk_stats.h"
 
 
 #define NGX_RUSTDESK_RELAY_UUID_MAX  128

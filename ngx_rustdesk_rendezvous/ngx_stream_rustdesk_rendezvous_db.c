@@ -12,7 +12,7 @@
 #include <grp.h>
 #include <sqlite3.h>
 
-#include "ngx_rustdesk_metrics.h"
+#include "ngx_rustdesk_stats.h"
 #include "ngx_stream_rustdesk_rendezvous_db.h"
 
 

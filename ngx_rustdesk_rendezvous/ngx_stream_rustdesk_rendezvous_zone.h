@@ -14,7 +14,7 @@
 #include <ngx_core.h>
 
 #include "ngx_rustdesk_ipc.h"
-#include "ngx_rustdesk_metrics.h"
+#include "ngx_rustdesk_stats.h"
 
 
 #define NGX_RUSTDESK_SERVERS_MAX     1024     /* rendezvous_servers, joined */
