@@ -349,6 +349,15 @@ ngx_stream_rustdesk_rendezvous_metrics(ngx_rustdesk_metrics_t *m, void *data)
         return NGX_ERROR;
     }
 
+    /* the brokered relay sessions' zone is the rendezvous module's */
+
+    if (rmcf->brokered_zone
+        && ngx_rustdesk_metrics_add_zone(m, rmcf->brokered_zone, "rendezvous")
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     return ngx_rustdesk_metrics_add_zone(m, rmcf->shm_zone, "rendezvous");
 }
 

@@ -27,7 +27,7 @@ plan(skip_all => 'no promtool (Debian package prometheus)')
 	unless has_prometheus();
 plan(skip_all => 'no IO::Socket::SSL') unless eval { require IO::Socket::SSL };
 
-$t->plan(28);
+$t->plan(29);
 
 make_cert($t);
 $t->write_file('htpasswd', "scraper:{PLAIN}s3cret\n");
@@ -58,6 +58,9 @@ is(join(' ', map { $m->{$_} // 'none' }
 	'both zones, their sizes as configured');
 ok(($m->{'rustdesk_zone_used_bytes{module="rendezvous",zone="rdz"}'} // 0)
 	> 0, 'rendezvous zone: pages in use');
+ok(($m->{'rustdesk_zone_size_bytes{module="rendezvous",'
+	. 'zone="rustdesk_brokered"}'} // 0) > 0,
+	'the brokered relay sessions\' zone too');
 
 ###############################################################################
 
