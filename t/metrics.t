@@ -4,8 +4,8 @@
 # Prometheus text format, accepted by promtool; the figures after known
 # traffic, whichever worker each request landed on (registrations over UDP
 # and TCP, punch hole requests with known results, relayed sessions of
-# known size, answers, the database, the zones); counters that survive a
-# reload; loopback clients only unless "remote", by the real address
+# known size, answers, the database, the zones); a killed worker's gauges
+# gone and its counts kept; counters that survive a reload; loopback clients only unless "remote", by the real address
 # (PROXY protocol), with nginx's allow and deny for the rest; behind an
 # http {} proxy with TLS and basic authentication; each module alone.
 
@@ -18,16 +18,17 @@ use lib 't/lib';
 use Test::Nginx qw/ port wait_until wait_value /;
 use RustDesk::Conf;
 use RustDesk::Client qw/ msg_text /;
+use RustDesk::Relay qw/ relay_request /;
 use RustDesk::Metrics;
 use RustDesk::Session;
 
-my $t = Test::Nginx->new()->has();
+my $t = Test::Nginx->new()->has()->allow_log(qr/exited on signal 9\b/);
 
 plan(skip_all => 'no promtool (Debian package prometheus)')
 	unless has_prometheus();
 plan(skip_all => 'no IO::Socket::SSL') unless eval { require IO::Socket::SSL };
 
-$t->plan(29);
+$t->plan(31);
 
 make_cert($t);
 $t->write_file('htpasswd', "scraper:{PLAIN}s3cret\n");
@@ -143,6 +144,31 @@ is(wait_value(sub { scrape($M)->{'rustdesk_rendezvous_streams{transport="tcp"}'}
 
 ###############################################################################
 
+# a worker killed with a live pair: the pair is gone from the gauge (a dead
+# worker's share is not summed; its slot goes to the new worker), the
+# counters keep what it counted
+
+my $ra = RustDesk::Client->tcp(port(2));
+$ra->send_raw(relay_request(uuid => 'gauge-pair'));
+my $rb = RustDesk::Client->tcp(port(2));
+$rb->send_raw(relay_request(uuid => 'gauge-pair'));
+
+is(wait_value(sub { scrape($M)->{rustdesk_relay_pairs_active} // 'none' },
+	'1', 5), '1', 'a live pair: pairs_active 1');
+
+my $victim = $t->worker_of($ra);
+$t->kill_worker($victim) if $victim;
+
+$m = scrape($M);
+is(join(' ', map { $m->{$_} // 'none' } 'rustdesk_relay_pairs_active',
+	'rustdesk_relay_pairs_total'), '0 3',
+	'its worker killed: pairs_active 0, pairs_total kept');
+
+$ra->close();
+$rb->close();
+
+###############################################################################
+
 # a reload keeps the counters (they are in the zones)
 
 $t->reload();
@@ -152,7 +178,7 @@ is(join(' ', map { $m->{$_} // 'none' }
 	'rustdesk_relay_pairs_total',
 	'rustdesk_rendezvous_registrations_total{transport="udp",result="OK"}',
 	'rustdesk_rendezvous_punch_requests_total{result="ID_NOT_EXIST"}'),
-	'2 5 2', 'after a reload: the same counters ' . $t->replaced());
+	'3 5 2', 'after a reload: the same counters ' . $t->replaced());
 
 ###############################################################################
 
@@ -174,7 +200,7 @@ is(proxied(5, '10.9.9.9'), 'closed', '"remote", denied by deny: closed');
 is((https_get(6, ''))[0], 401, 'through https: 401 without credentials');
 
 my ($hs, $hb) = https_get(6, 'scraper:s3cret');
-is($hs . ' ' . ($hb =~ /^rustdesk_relay_pairs_total 2$/m ? 'figures' : 'none'),
+is($hs . ' ' . ($hb =~ /^rustdesk_relay_pairs_total 3$/m ? 'figures' : 'none'),
 	'200 figures', 'through https with credentials: the metrics');
 
 ###############################################################################
