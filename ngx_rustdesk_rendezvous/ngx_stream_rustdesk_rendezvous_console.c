@@ -145,14 +145,22 @@ ngx_stream_rustdesk_console_run(ngx_stream_session_t *s, ngx_str_t *args,
     }
 
     if (ngx_rustdesk_cmd("test-geo", "tg")) {
-        /* no geography here: the relay a pair of peers would be offered */
+        /*
+         * the relay a requester at ip1 would be offered (asking for a
+         * peer at ip2, whose address does not decide): the relay servers
+         * evaluated for a session with that client address
+         */
 
         if (n > 1 && ngx_parse_addr(s->connection->pool, &addr, args[1].data,
                                     args[1].len)
                      == NGX_OK)
         {
+            ngx_rustdesk_ip_from_sockaddr(&ip, addr.sockaddr, addr.socklen);
+
             return ngx_slprintf(p, last, "\"%s\"",
-                           ngx_stream_rustdesk_rendezvous_relay_server(s));
+                           ngx_stream_rustdesk_rendezvous_relay_server(
+                               ngx_stream_rustdesk_rendezvous_relay_session(s,
+                                                                      &ip)));
         }
 
         return p;

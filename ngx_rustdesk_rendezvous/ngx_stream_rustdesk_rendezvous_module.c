@@ -34,6 +34,10 @@ static ngx_shm_zone_t *ngx_stream_rustdesk_rendezvous_add_zone(ngx_conf_t *cf,
     ngx_str_t *name, size_t size);
 static char *ngx_stream_rustdesk_rendezvous_relay_servers(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_stream_rustdesk_rendezvous_set_local_ip(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_stream_complex_value_t *ngx_stream_rustdesk_rendezvous_value(
+    ngx_conf_t *cf, ngx_str_t *value);
 static char *ngx_stream_rustdesk_rendezvous_lan_mask(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_stream_rustdesk_rendezvous_database(ngx_conf_t *cf,
@@ -139,9 +143,9 @@ static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
 
     { ngx_string("rustdesk_local_ip"),
       NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_stream_rustdesk_rendezvous_set_local_ip,
       NGX_STREAM_MAIN_CONF_OFFSET,
-      offsetof(ngx_stream_rustdesk_rendezvous_main_conf_t, local_ip),
+      0,
       NULL },
 
     { ngx_string("rustdesk_ip_blocker"),
@@ -645,7 +649,11 @@ ngx_stream_rustdesk_rendezvous_always_relay(
 }
 
 
-/* rustdesk_relay_servers host[:port] ...; or "a,b" as hbbs -r takes it */
+/*
+ * rustdesk_relay_servers host[:port] ...; or "a,b" as hbbs -r takes it.
+ * With variables, the arguments are one value (comma-joined) evaluated
+ * for each requester (..._relays.c).
+ */
 
 static char *
 ngx_stream_rustdesk_rendezvous_relay_servers(ngx_conf_t *cf,
@@ -654,19 +662,54 @@ ngx_stream_rustdesk_rendezvous_relay_servers(ngx_conf_t *cf,
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf = conf;
 
     u_char      *p, *start, *last;
-    ngx_str_t   *value, *rs;
-    ngx_uint_t   i;
+    size_t       len;
+    ngx_str_t   *value, *rs, joined;
+    ngx_uint_t   i, vars;
 
-    if (rmcf->relay_servers) {
+    if (rmcf->relay_servers || rmcf->relay_value) {
         return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    vars = 0;
+    len = 0;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        vars += ngx_stream_script_variables_count(&value[i]);
+        len += value[i].len + 1;
+    }
+
+    if (vars) {
+        joined.data = ngx_pnalloc(cf->pool, len);
+        if (joined.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        p = joined.data;
+
+        for (i = 1; i < cf->args->nelts; i++) {
+            if (i > 1) {
+                *p++ = ',';
+            }
+
+            p = ngx_cpymem(p, value[i].data, value[i].len);
+        }
+
+        joined.len = p - joined.data;
+
+        rmcf->relay_value = ngx_stream_rustdesk_rendezvous_value(cf, &joined);
+        if (rmcf->relay_value == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
     }
 
     rmcf->relay_servers = ngx_array_create(cf->pool, 2, sizeof(ngx_str_t));
     if (rmcf->relay_servers == NULL) {
         return NGX_CONF_ERROR;
     }
-
-    value = cf->args->elts;
 
     for (i = 1; i < cf->args->nelts; i++) {
         last = value[i].data + value[i].len;
@@ -700,6 +743,62 @@ ngx_stream_rustdesk_rendezvous_relay_servers(ngx_conf_t *cf,
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* rustdesk_local_ip address; a value with variables is evaluated */
+
+static char *
+ngx_stream_rustdesk_rendezvous_set_local_ip(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf)
+{
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (rmcf->local_ip.data || rmcf->local_ip_value) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_stream_script_variables_count(&value[1]) == 0) {
+        /* NUL-terminated, as every argument */
+        rmcf->local_ip = value[1];
+        return NGX_CONF_OK;
+    }
+
+    rmcf->local_ip_value = ngx_stream_rustdesk_rendezvous_value(cf, &value[1]);
+    if (rmcf->local_ip_value == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_stream_complex_value_t *
+ngx_stream_rustdesk_rendezvous_value(ngx_conf_t *cf, ngx_str_t *value)
+{
+    ngx_stream_complex_value_t          *cv;
+    ngx_stream_compile_complex_value_t   ccv;
+
+    cv = ngx_palloc(cf->pool, sizeof(ngx_stream_complex_value_t));
+    if (cv == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_stream_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = value;
+    ccv.complex_value = cv;
+
+    if (ngx_stream_compile_complex_value(&ccv) != NGX_OK) {
+        return NULL;
+    }
+
+    return cv;
 }
 
 

@@ -50,10 +50,12 @@ typedef struct {
 
     ngx_array_t                 *relay_servers;    /* of ngx_str_t */
     ngx_addr_t                  *relay_addrs;      /* checked when > 1 */
+    ngx_stream_complex_value_t  *relay_value;      /* with variables */
     ngx_flag_t                   always_use_relay;
     in_addr_t                    lan_addr;         /* hbbs --mask */
     in_addr_t                    lan_mask;
     ngx_str_t                    local_ip;         /* hbbs --local-ip */
+    ngx_stream_complex_value_t  *local_ip_value;   /* with variables */
 
     size_t                       brokered_size;    /* rustdesk_brokered_zone */
     ngx_msec_t                   brokered_timeout;
@@ -382,8 +384,17 @@ void ngx_stream_rustdesk_rendezvous_metrics_handler(ngx_stream_session_t *s);
 void ngx_stream_rustdesk_rendezvous_account(ngx_uint_t transport,
     ngx_uint_t message, const char *result);
 
-/* The relay server to offer, round-robin; "" when none is configured. */
+/*
+ * The relays offered (..._relays.c), evaluated for s's client when they
+ * hold variables: a relay server, round-robin ("" when none is
+ * configured), and the one for LAN-side peers, rustdesk_local_ip ("" when
+ * none).  relay_session() gives a session to evaluate them for a client
+ * at ip instead (s itself when they hold no variables).
+ */
 char *ngx_stream_rustdesk_rendezvous_relay_server(ngx_stream_session_t *s);
+char *ngx_stream_rustdesk_rendezvous_local_ip(ngx_stream_session_t *s);
+ngx_stream_session_t *ngx_stream_rustdesk_rendezvous_relay_session(
+    ngx_stream_session_t *s, ngx_rustdesk_ip_t *ip);
 ngx_uint_t ngx_stream_rustdesk_rendezvous_is_lan(
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_rustdesk_ip_t *ip);
 ngx_uint_t ngx_stream_rustdesk_rendezvous_always_relay(

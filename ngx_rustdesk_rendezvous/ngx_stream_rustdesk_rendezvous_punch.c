@@ -41,7 +41,7 @@ ngx_int_t
 ngx_stream_rustdesk_rendezvous_punch_hole_request(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__PunchHoleRequest *ph)
 {
-    char                                        *relay;
+    char                                        *relay, *local;
     ngx_int_t                                    rc;
     ngx_str_t                                    id;
     ngx_pid_t                                    stream;
@@ -111,12 +111,17 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(
     a_lan = ngx_stream_rustdesk_rendezvous_is_lan(rmcf, &r->addr);
     b_lan = ngx_stream_rustdesk_rendezvous_is_lan(rmcf, &b);
 
+    /* the relays offered are evaluated for A's session */
+
     relay = ngx_stream_rustdesk_rendezvous_relay_server(r->session);
     nat_type = ph->nat_type;
 
     if (ngx_stream_rustdesk_rendezvous_always_relay(rmcf) || (a_lan ^ b_lan)) {
-        if (b_lan && rmcf->local_ip.len) {
-            relay = (char *) rmcf->local_ip.data;
+        local = b_lan ? ngx_stream_rustdesk_rendezvous_local_ip(r->session)
+                      : "";
+
+        if (local[0]) {
+            relay = local;
         }
 
         nat_type = HBB__NAT_TYPE__SYMMETRIC;
@@ -360,16 +365,18 @@ ngx_stream_rustdesk_rendezvous_local_addr(
 /*
  * B accepted a relay: A gets the message without B's view of A's address,
  * with B's signed key in place of its id, and the relay rewritten for a
- * LAN-side A as the reference does.
+ * LAN-side A as the reference does (the relays evaluated for A).
  */
 
 ngx_int_t
 ngx_stream_rustdesk_rendezvous_relay_response(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RelayResponse *rr)
 {
+    char                                        *local;
     ngx_rustdesk_ip_t                            a;
     Hbb__RelayResponse                           fwd;
     ngx_rustdesk_msg_t                           out;
+    ngx_stream_session_t                        *as;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
     rmcf = ngx_stream_get_module_main_conf(r->session,
@@ -401,17 +408,17 @@ ngx_stream_rustdesk_rendezvous_relay_response(
                                                           rr->version, rr->id);
     }
 
-    if (rr->relay_server[0]) {
-        if (ngx_stream_rustdesk_rendezvous_is_lan(rmcf, &a)
-            && rmcf->local_ip.len)
-        {
-            fwd.relay_server = (char *) rmcf->local_ip.data;
+    /* the relays offered are evaluated for A's address, not for B's */
 
-        } else if (rmcf->local_ip.len
-                   && ngx_strcmp(rr->relay_server, rmcf->local_ip.data) == 0)
-        {
-            fwd.relay_server = ngx_stream_rustdesk_rendezvous_relay_server(
-                                                                  r->session);
+    if (rr->relay_server[0] && (rmcf->local_ip.len || rmcf->local_ip_value)) {
+        as = ngx_stream_rustdesk_rendezvous_relay_session(r->session, &a);
+        local = ngx_stream_rustdesk_rendezvous_local_ip(as);
+
+        if (ngx_stream_rustdesk_rendezvous_is_lan(rmcf, &a) && local[0]) {
+            fwd.relay_server = local;
+
+        } else if (local[0] && ngx_strcmp(rr->relay_server, local) == 0) {
+            fwd.relay_server = ngx_stream_rustdesk_rendezvous_relay_server(as);
         }
     }
 

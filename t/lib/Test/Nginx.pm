@@ -85,6 +85,14 @@ sub modules {
 	return $self;
 }
 
+# Other dynamic modules (paths of .so files) %%TEST_GLOBALS%% loads after
+# the stream module and ours: e.g. Debian's geoip2 module.
+sub load_modules {
+	my ($self, @so) = @_;
+	$self->{_extra_modules} = [ @so ];
+	return $self;
+}
+
 # Room for more connections than the default 1024 a worker: %%TEST_GLOBALS%%
 # gets worker_connections n and worker_rlimit_nofile (default 2 n).
 sub connections {
@@ -179,6 +187,7 @@ sub test_globals {
 	my $s = "load_module $STREAM_MODULE;\n";
 	$s .= "load_module $MODULES/ngx_stream_rustdesk_${_}_module.so;\n"
 		for @{$self->{_modules}};
+	$s .= "load_module $_;\n" for @{$self->{_extra_modules} // []};
 
 	my ($conns, $nofile) = @{$self->{_connections} // [ 1024 ]};
 
