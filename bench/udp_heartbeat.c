@@ -152,7 +152,8 @@ main(int argc, char **argv)
     for (round = 1; round <= rounds; round++) {
         printf(" round %d\n", round);
 
-        udp_hb_run(&hb, &base, 0, "baseline", window, seconds, 0.3, &seed,
+        /* with -R the baseline answers as a rendezvous server: checked so */
+        udp_hb_run(&hb, &base, both, "baseline", window, seconds, 0.3, &seed,
                    &rb);
         hb_print(&rb);
 
