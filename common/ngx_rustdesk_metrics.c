@@ -21,7 +21,7 @@
 
 #define NGX_RUSTDESK_METRICS_REQUEST   4096     /* request line and headers */
 #define NGX_RUSTDESK_METRICS_TIMEOUT   5000
-#define NGX_RUSTDESK_METRICS_LINGER    2000     /* ms at most after answering */
+#define NGX_RUSTDESK_METRICS_LINGER    2000     /* ms, after answering */
 #define NGX_RUSTDESK_METRICS_REASONS   4096
 
 #define NGX_RUSTDESK_METRICS_TYPE                                            \

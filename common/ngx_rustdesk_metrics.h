@@ -22,11 +22,11 @@
  * (ngx_rustdesk_stats.c: a worker claims a free slot, or the slot of a
  * dead process, in init_process): a worker adds to its own cache lines
  * only, so counting costs an atomic add and never contends, and a scrape
- * sums the slots.  They survive a reload with the zone.  Gauges kept the same way (what a worker holds
- * now: pairs, waiting connections, streams) are summed over live
- * processes only: a worker that died takes its share with it.  Figures
- * the zone knows anyway (peers, pages) are read from it when scraped.
- * Without a listener nothing is counted.
+ * sums the slots.  They survive a reload with the zone.  Gauges kept
+ * the same way (what a worker holds now: pairs, waiting connections,
+ * streams) are summed over live processes only: a worker that died takes
+ * its share with it.  Figures the zone knows anyway (peers, pages) are
+ * read from it when scraped.  Without a listener nothing is counted.
  */
 
 #ifndef _NGX_RUSTDESK_METRICS_H_INCLUDED_
@@ -75,7 +75,7 @@ typedef struct {
 /* The shared configuration's part (ngx_rustdesk_stream_conf_t.metrics). */
 struct ngx_rustdesk_metrics_conf_s {
     ngx_array_t                    servers;  /* ngx_rustdesk_metrics_srv_t */
-    ngx_array_t                    sources;  /* ngx_rustdesk_metrics_source_t */
+    ngx_array_t                    sources;  /* of sources (below) */
 };
 
 

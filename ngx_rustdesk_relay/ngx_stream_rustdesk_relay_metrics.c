@@ -228,7 +228,8 @@ ngx_stream_rustdesk_relay_metrics_handler(ngx_stream_session_t *s)
 {
     ngx_stream_rustdesk_relay_main_conf_t  *lmcf;
 
-    lmcf = ngx_stream_get_module_main_conf(s, ngx_stream_rustdesk_relay_module);
+    lmcf = ngx_stream_get_module_main_conf(s,
+                                           ngx_stream_rustdesk_relay_module);
 
     ngx_rustdesk_metrics_handler(s, lmcf->shared);
 }

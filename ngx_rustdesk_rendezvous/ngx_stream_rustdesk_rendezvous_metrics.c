@@ -33,76 +33,76 @@ static void ngx_stream_rustdesk_rendezvous_probed(void *data, ngx_int_t rc,
 ngx_atomic_t  *ngx_stream_rustdesk_rendezvous_stats;
 
 
-static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_rendezvous_m_peers = {
+static const ngx_rustdesk_metric_t  ngx_rustdesk_rdv_m_peers = {
     "rustdesk_rendezvous_peers", NGX_RUSTDESK_GAUGE,
     "Peers in the rendezvous zone's table, online or not."
 };
 
-static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_rendezvous_m_online = {
+static const ngx_rustdesk_metric_t  ngx_rustdesk_rdv_m_online = {
     "rustdesk_rendezvous_peers_online", NGX_RUSTDESK_GAUGE,
     "Peers online: registered within rustdesk_online_timeout, or on a "
     "live stream."
 };
 
-static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_rendezvous_m_streams = {
+static const ngx_rustdesk_metric_t  ngx_rustdesk_rdv_m_streams = {
     "rustdesk_rendezvous_streams", NGX_RUSTDESK_GAUGE,
     "Peers registered on a TCP or WebSocket stream they keep open."
 };
 
-static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_rendezvous_m_waiting = {
+static const ngx_rustdesk_metric_t  ngx_rustdesk_rdv_m_waiting = {
     "rustdesk_rendezvous_requesters_waiting", NGX_RUSTDESK_GAUGE,
     "Requesters waiting for the answer to a punch hole or relay request."
 };
 
-static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_rendezvous_m_answers = {
+static const ngx_rustdesk_metric_t  ngx_rustdesk_rdv_m_answers = {
     "rustdesk_rendezvous_answers_total", NGX_RUSTDESK_COUNTER,
     "Answers delivered to waiting requesters, by the worker that held the "
     "requester: the one the answer came to, or another."
 };
 
-static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_rendezvous_m_blocked = {
+static const ngx_rustdesk_metric_t  ngx_rustdesk_rdv_m_blocked = {
     "rustdesk_rendezvous_ip_blocker_refusals_total", NGX_RUSTDESK_COUNTER,
     "Key registrations refused by the IP blocker (TOO_FREQUENT)."
 };
 
-static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_rendezvous_m_writes = {
+static const ngx_rustdesk_metric_t  ngx_rustdesk_rdv_m_writes = {
     "rustdesk_rendezvous_database_writes_total", NGX_RUSTDESK_COUNTER,
     "Peer rows written to the database, by result."
 };
 
-static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_rendezvous_m_reads = {
+static const ngx_rustdesk_metric_t  ngx_rustdesk_rdv_m_reads = {
     "rustdesk_rendezvous_database_reads_total", NGX_RUSTDESK_COUNTER,
     "Peer lookups in the database on a memory miss, by result."
 };
 
-static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_rendezvous_m_ipc_msgs = {
+static const ngx_rustdesk_metric_t  ngx_rustdesk_rdv_m_ipc_msgs = {
     "rustdesk_worker_channel_messages_total", NGX_RUSTDESK_COUNTER,
     "Messages between workers, sent and received."
 };
 
-static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_rendezvous_m_ipc_drops = {
+static const ngx_rustdesk_metric_t  ngx_rustdesk_rdv_m_ipc_drops = {
     "rustdesk_worker_channel_dropped_total", NGX_RUSTDESK_COUNTER,
     "Messages between workers that were not delivered."
 };
 
-static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_rendezvous_m_hb = {
+static const ngx_rustdesk_metric_t  ngx_rustdesk_rdv_m_hb = {
     "rustdesk_rendezvous_heartbeats_total", NGX_RUSTDESK_COUNTER,
     "RegisterPeer datagrams, by result: OK, IP_CHANGE, REQUEST_PK (the "
     "key is asked for), IGNORED."
 };
 
-static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_rendezvous_m_reg = {
+static const ngx_rustdesk_metric_t  ngx_rustdesk_rdv_m_reg = {
     "rustdesk_rendezvous_registrations_total", NGX_RUSTDESK_COUNTER,
     "Key registrations (RegisterPk), by transport and result."
 };
 
-static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_rendezvous_m_punch = {
+static const ngx_rustdesk_metric_t  ngx_rustdesk_rdv_m_punch = {
     "rustdesk_rendezvous_punch_requests_total", NGX_RUSTDESK_COUNTER,
     "Punch hole requests, by result: OK (passed on to the peer) or the "
     "failure answered."
 };
 
-static const ngx_rustdesk_metric_t  ngx_stream_rustdesk_rendezvous_m_relay = {
+static const ngx_rustdesk_metric_t  ngx_rustdesk_rdv_m_relay = {
     "rustdesk_rendezvous_relay_requests_total", NGX_RUSTDESK_COUNTER,
     "Relay requests, by result: OK (passed on to the peer) or OFFLINE."
 };
@@ -131,26 +131,26 @@ static const char  *ngx_stream_rustdesk_rendezvous_relay_results[] = {
 static const ngx_rustdesk_stat_t
     ngx_stream_rustdesk_rendezvous_stat_info[NGX_RUSTDESK_RDV_NSTATS] =
 {
-    { &ngx_stream_rustdesk_rendezvous_m_streams, "transport=\"tcp\"" },
-    { &ngx_stream_rustdesk_rendezvous_m_streams, "transport=\"ws\"" },
-    { &ngx_stream_rustdesk_rendezvous_m_blocked, "" },
-    { &ngx_stream_rustdesk_rendezvous_m_writes, "result=\"ok\"" },
-    { &ngx_stream_rustdesk_rendezvous_m_writes, "result=\"error\"" },
-    { &ngx_stream_rustdesk_rendezvous_m_reads, "result=\"found\"" },
-    { &ngx_stream_rustdesk_rendezvous_m_reads, "result=\"absent\"" },
-    { &ngx_stream_rustdesk_rendezvous_m_reads, "result=\"error\"" },
-    { &ngx_stream_rustdesk_rendezvous_m_ipc_msgs,
+    { &ngx_rustdesk_rdv_m_streams, "transport=\"tcp\"" },
+    { &ngx_rustdesk_rdv_m_streams, "transport=\"ws\"" },
+    { &ngx_rustdesk_rdv_m_blocked, "" },
+    { &ngx_rustdesk_rdv_m_writes, "result=\"ok\"" },
+    { &ngx_rustdesk_rdv_m_writes, "result=\"error\"" },
+    { &ngx_rustdesk_rdv_m_reads, "result=\"found\"" },
+    { &ngx_rustdesk_rdv_m_reads, "result=\"absent\"" },
+    { &ngx_rustdesk_rdv_m_reads, "result=\"error\"" },
+    { &ngx_rustdesk_rdv_m_ipc_msgs,
       "module=\"rendezvous\",direction=\"sent\"" },
-    { &ngx_stream_rustdesk_rendezvous_m_ipc_msgs,
+    { &ngx_rustdesk_rdv_m_ipc_msgs,
       "module=\"rendezvous\",direction=\"received\"" },
-    { &ngx_stream_rustdesk_rendezvous_m_ipc_drops, "module=\"rendezvous\"" },
+    { &ngx_rustdesk_rdv_m_ipc_drops, "module=\"rendezvous\"" },
 
-#define ngx_rdv_hb(r)  { &ngx_stream_rustdesk_rendezvous_m_hb,                \
+#define ngx_rdv_hb(r)  { &ngx_rustdesk_rdv_m_hb,                             \
                          "result=\"" r "\"" }
     ngx_rdv_hb("OK"), ngx_rdv_hb("IP_CHANGE"), ngx_rdv_hb("REQUEST_PK"),
     ngx_rdv_hb("IGNORED"),
 
-#define ngx_rdv_reg(t, r)  { &ngx_stream_rustdesk_rendezvous_m_reg,           \
+#define ngx_rdv_reg(t, r)  { &ngx_rustdesk_rdv_m_reg,                        \
                              "transport=\"" t "\",result=\"" r "\"" }
 #define ngx_rdv_regs(t)                                                      \
     ngx_rdv_reg(t, "OK"), ngx_rdv_reg(t, "UUID_MISMATCH"),                   \
@@ -158,12 +158,12 @@ static const ngx_rustdesk_stat_t
     ngx_rdv_reg(t, "SERVER_ERROR"), ngx_rdv_reg(t, "IGNORED")
     ngx_rdv_regs("udp"), ngx_rdv_regs("tcp"), ngx_rdv_regs("ws"),
 
-#define ngx_rdv_punch(r)  { &ngx_stream_rustdesk_rendezvous_m_punch,          \
+#define ngx_rdv_punch(r)  { &ngx_rustdesk_rdv_m_punch,                       \
                             "result=\"" r "\"" }
     ngx_rdv_punch("OK"), ngx_rdv_punch("ID_NOT_EXIST"),
     ngx_rdv_punch("OFFLINE"), ngx_rdv_punch("LICENSE_MISMATCH"),
 
-#define ngx_rdv_relay(r)  { &ngx_stream_rustdesk_rendezvous_m_relay,          \
+#define ngx_rdv_relay(r)  { &ngx_rustdesk_rdv_m_relay,                       \
                             "result=\"" r "\"" }
     ngx_rdv_relay("OK"), ngx_rdv_relay("OFFLINE")
 };
@@ -316,21 +316,21 @@ ngx_stream_rustdesk_rendezvous_metrics(ngx_rustdesk_metrics_t *m, void *data)
 
     ngx_rustdesk_peer_figures(rmcf->zone, ngx_current_msec, &f);
 
-    if (ngx_rustdesk_metrics_add(m, &ngx_stream_rustdesk_rendezvous_m_peers,
+    if (ngx_rustdesk_metrics_add(m, &ngx_rustdesk_rdv_m_peers,
                                  "", 0, f.peers)
         != NGX_OK
-        || ngx_rustdesk_metrics_add(m, &ngx_stream_rustdesk_rendezvous_m_online,
+        || ngx_rustdesk_metrics_add(m, &ngx_rustdesk_rdv_m_online,
                                     "", 0, f.online)
            != NGX_OK
-        || ngx_rustdesk_metrics_add(m, &ngx_stream_rustdesk_rendezvous_m_waiting,
+        || ngx_rustdesk_metrics_add(m, &ngx_rustdesk_rdv_m_waiting,
                                     "", 0, f.waiters)
            != NGX_OK
-        || ngx_rustdesk_metrics_add(m, &ngx_stream_rustdesk_rendezvous_m_answers,
+        || ngx_rustdesk_metrics_add(m, &ngx_rustdesk_rdv_m_answers,
                                     "worker=\"same\"",
                                     sizeof("worker=\"same\"") - 1,
                                     f.answers - f.answers_cross)
            != NGX_OK
-        || ngx_rustdesk_metrics_add(m, &ngx_stream_rustdesk_rendezvous_m_answers,
+        || ngx_rustdesk_metrics_add(m, &ngx_rustdesk_rdv_m_answers,
                                     "worker=\"other\"",
                                     sizeof("worker=\"other\"") - 1,
                                     f.answers_cross)
@@ -404,8 +404,8 @@ ngx_stream_rustdesk_rendezvous_health(ngx_rustdesk_health_t *h, void *data)
 
     ngx_rustdesk_health_wait(h);
 
-    if (ngx_rustdesk_db_probe(db, h->pool, ngx_stream_rustdesk_rendezvous_probed,
-                              pr)
+    if (ngx_rustdesk_db_probe(db, h->pool,
+                              ngx_stream_rustdesk_rendezvous_probed, pr)
         != NGX_OK)
     {
         ngx_rustdesk_health_fail(h, "database \"%V\" was not checked: its "
