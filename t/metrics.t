@@ -26,7 +26,7 @@ my $t = Test::Nginx->new()->has()->allow_log(qr/exited on signal 9\b/);
 
 plan(skip_all => 'no IO::Socket::SSL') unless eval { require IO::Socket::SSL };
 
-$t->plan(31);
+$t->plan(32);
 
 make_cert($t);
 $t->write_file('htpasswd', "scraper:{PLAIN}s3cret\n");
@@ -148,6 +148,11 @@ is(wait_value(sub { scrape($M)->{'rustdesk_rendezvous_streams{transport="tcp"}'}
 
 my $ra = RustDesk::Client->tcp(port(2));
 $ra->send_raw(relay_request(uuid => 'gauge-pair'));
+
+# A waits first: the pair is then forwarded by A's worker
+is(wait_value(sub { scrape($M)->{rustdesk_relay_waiting} // 'none' },
+	'1', 5), '1', 'a relay connection waiting: relay_waiting 1');
+
 my $rb = RustDesk::Client->tcp(port(2));
 $rb->send_raw(relay_request(uuid => 'gauge-pair'));
 
