@@ -60,6 +60,7 @@
 #define HDR          16
 #define DRAIN_MS     10000
 #define SETUP_MS     10000          /* for a batch's pairs to come up */
+#define MS(n)        ((uint64_t) (n) * 1000000)
 
 enum { T_A = 1, T_B, T_PEND, T_LISTEN, T_CMD };
 
@@ -501,16 +502,25 @@ pend_read(pend_t *p)
 static void child_command(void);
 
 
+/*
+ * The events of up to `ns' nanoseconds from now: a timeout finer than
+ * epoll_wait's milliseconds, so that a sender wakes when its next chunk
+ * is due, neither late nor spinning.
+ */
 static void
-events(int ms)
+events(uint64_t ns)
 {
     int                         n, e;
     end_t                      *en;
     unsigned                    type, idx;
     uint32_t                    ev;
+    struct timespec             ts;
     static struct epoll_event   evs[1024];
 
-    n = epoll_wait(ep, evs, 1024, ms);
+    ts.tv_sec = (time_t) (ns / 1000000000);
+    ts.tv_nsec = (long) (ns % 1000000000);
+
+    n = epoll_pwait2(ep, evs, 1024, &ts, NULL);
 
     if (n < 0 && errno != EINTR) {
         die("epoll_wait");
@@ -557,8 +567,8 @@ events(int ms)
 
 /*
  * The clock of this side's direction (0: A's chunks, 1: B's), from t0 to
- * t_end: what is due now is sent, in order of pairs; the milliseconds
- * until the next is due (at most 10).
+ * t_end: what is due now is sent, in order of pairs; the nanoseconds
+ * until the next is due (at most 10 ms).
  */
 static unsigned   cursor;
 static uint32_t   sec;
@@ -575,7 +585,7 @@ clock_start(void)
 }
 
 
-static int
+static uint64_t
 clock_tick(void)
 {
     end_t     *e;
@@ -596,7 +606,7 @@ clock_tick(void)
         }
 
         going = 0;
-        return 10;
+        return MS(10);
     }
 
     while (next_due <= now) {
@@ -624,8 +634,7 @@ clock_tick(void)
     now = now_ns();
 
     return next_due <= now ? 0
-           : next_due - now >= 10000000 ? 10
-           : (int) ((next_due - now) / 1000000);
+           : next_due - now >= MS(10) ? MS(10) : next_due - now;
 }
 
 
@@ -764,8 +773,6 @@ child_command(void)
 static void
 child_loop(void)
 {
-    int  ms;
-
     ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep == -1) {
         die("epoll_create1");
@@ -775,8 +782,7 @@ child_loop(void)
     cur_mode = M_RELAY;                 /* no listener in this set */
 
     for ( ;; ) {
-        ms = going ? clock_tick() : 100;
-        events(ms);
+        events(going ? clock_tick() : MS(100));
     }
 }
 
@@ -852,7 +858,7 @@ make_batch(int mode, unsigned from, unsigned to)
             break;
         }
 
-        events(10);
+        events(MS(10));
     }
 }
 
@@ -887,7 +893,7 @@ static void
 run_mode(int mode, unsigned batch, unsigned seconds, unsigned ramp_ms,
     const char *pidfile, stats_t *st, side_t *cs)
 {
-    int        k, ms;
+    int        k;
     double     cpu0, each0[MAX_WORKERS];
     uint64_t   now, t_drain, start, t_cpu0;
     unsigned   i, from, to;
@@ -953,8 +959,7 @@ run_mode(int mode, unsigned batch, unsigned seconds, unsigned ramp_ms,
             t_cpu0 = now_ns();
         }
 
-        ms = clock_tick();
-        events(ms);
+        events(clock_tick());
     }
 
     now = now_ns();
@@ -970,7 +975,7 @@ run_mode(int mode, unsigned batch, unsigned seconds, unsigned ramp_ms,
     t_drain = now_ns() + (uint64_t) DRAIN_MS * 1000000;
 
     while (!all_arrived() && now_ns() < t_drain) {
-        events(10);
+        events(MS(10));
     }
 
     for (i = 0; i < npairs; i++) {
