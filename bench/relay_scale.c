@@ -203,6 +203,21 @@ hello_make(uint8_t *h, unsigned i)
 }
 
 
+/*
+ * Room for a whole chunk in the socket's send buffer, so that a chunk
+ * leaves in one send: a loopback socket starts at 16 KiB (tcp_wmem) and
+ * grows only with traffic, and a chunk cut in two waits for the
+ * receiver's ACK in the middle.
+ */
+static void
+sndbuf(int fd)
+{
+    int  n = (int) (chunk * 4);
+
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &n, sizeof(n));
+}
+
+
 static void
 want_out(end_t *e, unsigned type, unsigned i, int on)
 {
@@ -426,6 +441,7 @@ pend_accept(void)
            != -1)
     {
         nodelay(fd);
+        sndbuf(fd);
 
         if (npend == maxpend) {
             close(fd);
@@ -715,6 +731,7 @@ b_make(unsigned from, unsigned to)
         }
 
         nonblocking(fd);
+        sndbuf(fd);
         pairs[i].b.fd = fd;
         ep_add(ep, fd, EPOLLIN, T_B, i);
     }
@@ -843,6 +860,7 @@ make_batch(int mode, unsigned from, unsigned to)
         }
 
         nonblocking(fd);
+        sndbuf(fd);
         pairs[i].a.fd = fd;
         ep_add(ep, fd, EPOLLIN, T_A, i);
     }
