@@ -14,6 +14,12 @@
  * sequential, over a pool of As (round robin) and Bs (each re-registers
  * every 5 s, outside the timed part, to stay online).
  *
+ * The main port offers secure TCP (PROTOCOL.md section 8): right after
+ * accept the server sends a KeyExchange.  Like a client that does not
+ * want encryption, A and B do not answer it: they send their request and
+ * stay plain.  A reads the offer when it connects (outside the timed
+ * part); B's connection must carry nothing but the offer before its close.
+ *
  * Baseline, the same number of times, from the same B addresses: connect
  * to a stream server with `return "x"', send a request of the size of a
  * PunchHoleRequest, read "x" and the close.
@@ -28,6 +34,10 @@
 #define MAX_B      250
 #define WAIT_MS    1000
 #define VERSION    "1.4.2"
+
+#define RM_KEY_EXCHANGE  25
+/* KeyExchange{keys: [signature (64) || box public key (32)]} */
+#define OFFER_KEY_LEN    (64 + 32)
 
 
 typedef struct {
@@ -48,6 +58,7 @@ typedef struct {
 
 static struct sockaddr_in   server, baseline;
 static char                 licence[128];
+static size_t               offers, bad_offers;     /* KeyExchange at A */
 
 
 static int
@@ -109,31 +120,30 @@ send_all(int fd, const uint8_t *p, size_t len)
 }
 
 
+/*
+ * The server's KeyExchange offer: KeyExchange{keys: [a signed box public
+ * key]}.  Not verified (that takes the server's key and libsodium), only
+ * its shape.
+ */
 static int
-a_open(a_t *a)
+is_offer(const uint8_t *msg, size_t len)
 {
-    socklen_t           len;
-    struct sockaddr_in  src;
+    size_t           blen;
+    pb_field_t       key;
+    const uint8_t   *body;
 
-    src = loopback("127.0.0.2", 0);
-
-    a->fd = tcp_connect(&src, &server);
-    a->len = 0;
-
-    if (a->fd == -1) {
-        return -1;
+    if (rm_member(msg, len, &body, &blen) != RM_KEY_EXCHANGE) {
+        return 0;
     }
 
-    len = sizeof(a->addr);
-    getsockname(a->fd, (struct sockaddr *) &a->addr, &len);
-
-    return 0;
+    return pb_get(body, blen, 1, &key) == 1 && key.wire == 2
+           && key.len == OFFER_KEY_LEN;
 }
 
 
-/* The next message on A's connection within ms: its length, 0 none. */
+/* The next frame on A's connection within ms: its length, 0 none. */
 static size_t
-a_read(a_t *a, int ms, const uint8_t **msg)
+a_frame(a_t *a, int ms, const uint8_t **msg)
 {
     int              rc;
     size_t           plen, total;
@@ -173,6 +183,79 @@ a_read(a_t *a, int ms, const uint8_t **msg)
 
         a->len += n;
     }
+}
+
+
+/*
+ * A new A's first frame: the KeyExchange offer, counted; anything else (or
+ * nothing within WAIT_MS) is counted as a bad offer and A stays plain.
+ */
+static void
+a_offer(a_t *a)
+{
+    size_t          len;
+    const uint8_t  *msg;
+
+    len = a_frame(a, WAIT_MS, &msg);
+
+    if (len > 1 && is_offer(msg, len)) {
+        offers++;
+    } else {
+        bad_offers++;
+    }
+}
+
+
+/*
+ * The next message on A's connection within ms, past any KeyExchange
+ * offer (A does not take it up): its length, 0 none.
+ */
+static size_t
+a_read(a_t *a, int ms, const uint8_t **msg)
+{
+    size_t    len;
+    uint64_t  end;
+    int       left;
+
+    end = now_ns() + (uint64_t) ms * 1000000;
+
+    for ( ;; ) {
+        left = (int) ((end > now_ns() ? end - now_ns() : 0) / 1000000);
+
+        len = a_frame(a, left, msg);
+
+        if (len > 1 && is_offer(*msg, len)) {
+            offers++;
+            continue;
+        }
+
+        return len;
+    }
+}
+
+
+static int
+a_open(a_t *a)
+{
+    socklen_t           len;
+    struct sockaddr_in  src;
+
+    src = loopback("127.0.0.2", 0);
+
+    a->fd = tcp_connect(&src, &server);
+    a->len = 0;
+
+    if (a->fd == -1) {
+        return -1;
+    }
+
+    len = sizeof(a->addr);
+    getsockname(a->fd, (struct sockaddr *) &a->addr, &len);
+
+    /* the KeyExchange the server offers at once, read here, not timed */
+    a_offer(a);
+
+    return 0;
 }
 
 
@@ -382,21 +465,63 @@ flow(a_t *a, b_t *b, uint64_t *leg1, const char **why, int *b_open)
 }
 
 
-/* B's connection: the server closes it after PunchHoleSent. */
+/*
+ * B's connection: the server closes it after PunchHoleSent, having sent
+ * nothing but its KeyExchange offer (B stayed plain).  1 when so.
+ */
 static int
 b_closed(int fd)
 {
-    char     c;
-    ssize_t  n;
-    int      closed = 0;
+    int              rc, closed = 0;
+    size_t           len, plen, total;
+    ssize_t          n;
+    uint64_t         end;
+    const uint8_t   *payload;
+    uint8_t          buf[1024];
 
-    if (wait_fd(fd, WAIT_MS)) {
-        n = recv(fd, &c, 1, 0);
-        closed = (n == 0 || (n < 0 && errno == ECONNRESET));
+    len = 0;
+    end = now_ns() + (uint64_t) WAIT_MS * 1000000;
+
+    while (now_ns() < end
+           && wait_fd(fd, (int) ((end - now_ns()) / 1000000) + 1))
+    {
+        n = recv(fd, buf + len, sizeof(buf) - len, 0);
+
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+            closed = 1;
+            break;
+        }
+
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            break;
+        }
+
+        len += n;
+
+        /* complete frames: offers are skipped, anything else is wrong */
+
+        while ((rc = frame_parse(buf, len, sizeof(buf), &payload, &plen,
+                                 &total)) == 1)
+        {
+            if (!is_offer(payload, plen)) {
+                close(fd);
+                return 0;
+            }
+
+            memmove(buf, buf + total, len - total);
+            len -= total;
+        }
+
+        if (rc < 0 || len == sizeof(buf)) {
+            break;
+        }
     }
 
     close(fd);
-    return closed;
+    return closed && len == 0;
 }
 
 
@@ -615,6 +740,16 @@ main(int argc, char **argv)
         }
     }
 
+    printf("failed flows: %zu", nfail);
+    for (i = 0; i < 8 && nwhy[i]; i++) {
+        printf("%s%s: %u", i ? ", " : " (", whys[i], nwhy[i]);
+    }
+    printf("%s; B connections not closed by the server (or with more than "
+           "the KeyExchange offer): %zu; baseline failures: %zu\n",
+           nfail ? ")" : "", not_closed, nbase_fail);
+    printf("KeyExchange offers read at A: %zu; A connections without one: "
+           "%zu\n", offers, bad_offers);
+
     if (nr == 0 || nbase == 0) {
         fprintf(stderr, "punch_rtt: %zu flows, %zu baseline round trips "
                 "succeeded\n", nr, nbase);
@@ -627,18 +762,10 @@ main(int argc, char **argv)
     printf("connect + request + answer + close to `return':\n");
     print_pct("baseline", base, nbase);
 
-    printf("failed flows: %zu", nfail);
-    for (i = 0; i < 8 && nwhy[i]; i++) {
-        printf("%s%s: %u", i ? ", " : " (", whys[i], nwhy[i]);
-    }
-    printf("%s; B connections not closed by the server: %zu; "
-           "baseline failures: %zu\n", nfail ? ")" : "", not_closed,
-           nbase_fail);
-
     printf("RESULT punch_rtt flows=%u failed=%zu not_closed=%zu "
            "rdv_p50=%.0f rdv_p99=%.0f rdv_max=%.0f "
            "base_p50=%.0f base_p99=%.0f base_max=%.0f "
-           "ratio_p50=%.2f ratio_p99=%.2f base_failed=%zu\n",
+           "ratio_p50=%.2f ratio_p99=%.2f base_failed=%zu no_offer=%zu\n",
            flows, nfail, not_closed,
            pct(rtt, nr, 0.5) / 1e3, pct(rtt, nr, 0.99) / 1e3,
            rtt[nr - 1] / 1e3,
@@ -646,7 +773,7 @@ main(int argc, char **argv)
            base[nbase - 1] / 1e3,
            (double) pct(rtt, nr, 0.5) / pct(base, nbase, 0.5),
            (double) pct(rtt, nr, 0.99) / pct(base, nbase, 0.99),
-           nbase_fail);
+           nbase_fail, bad_offers);
 
     return 0;
 }

@@ -11,6 +11,8 @@
  * A relay pair:   A --TCP--> relay <--TCP-- B   (both send RequestRelay{uuid})
  *                 A --WS---> relay <--WS--- B   (relay_ws)
  * the baseline:   A --TCP--> nginx proxy_pass --TCP--> backend (here)
+ *                 with nginx's default proxy_buffer_size (16k), and, given
+ *                 -e, with proxy_buffer_size equal to the relay's buffers
  *
  * Everything here talks to 127.0.0.0/8 only.
  */
@@ -31,24 +33,30 @@
 
 #define PATTERN_PERIOD         65521    /* a prime: pairs' streams differ */
 
-/* Each generator measures both, in this order within a round. */
-enum { M_PROXY = 0, M_RELAY = 1 };
+/*
+ * The modes: the relay and its baselines, nginx's proxy_pass with its
+ * default buffers and (M_PROXY_EQ, with -e) with buffers as large as the
+ * relay's.  Both proxy_pass servers are in one nginx (-Q), with the same
+ * backend.
+ */
+enum { M_PROXY = 0, M_RELAY = 1, M_PROXY_EQ = 2, M_MODES = 3 };
 
 static const char  *mode_name[] __attribute__((unused))
-                     = { "proxy_pass", "relay" };
+                     = { "proxy_pass", "relay", "proxy_eq" };
 
 
-/* the generator's options -r, -p, -B (all needed), -P, -Q */
+/* the generator's options -r, -p, -B (all needed), -e, -P, -Q */
 typedef struct {
     unsigned   relay_port;      /* -r: the relay */
     unsigned   proxy_port;      /* -p: nginx's proxy_pass to ... */
     unsigned   backend_port;    /* -B: ... this program */
+    unsigned   proxy_eq_port;   /* -e: proxy_pass with equal buffers */
     char      *relay_pid;       /* -P: the relay's nginx.pid */
     char      *proxy_pid;       /* -Q: the proxy_pass nginx.pid */
 } relay_opts_t;
 
 
-static struct sockaddr_in   relay_addr, proxy_addr;
+static struct sockaddr_in   relay_addr, proxy_addr, proxy_eq_addr;
 static int                  lfd = -1;       /* the backend listener */
 static uint64_t             seed;           /* of this run's uuids, data */
 
@@ -519,7 +527,7 @@ ep_mod(int ep, int fd, uint32_t events, unsigned type, unsigned idx)
 
 
 /*
- * The epoll set of one mode's run: for proxy_pass, with the backend
+ * The epoll set of one mode's run: for either proxy_pass, with the backend
  * listener as type listen_type.
  */
 static inline int
@@ -532,7 +540,7 @@ mode_epoll(int mode, unsigned listen_type)
         die("epoll_create1");
     }
 
-    if (mode == M_PROXY) {
+    if (mode != M_RELAY) {
         ep_add(ep, lfd, EPOLLIN, listen_type, 0);
     }
 
@@ -550,7 +558,7 @@ mode_epoll_close(int ep, int mode)
 {
     int  fd;
 
-    if (mode == M_PROXY) {
+    if (mode != M_RELAY) {
         epoll_ctl(ep, EPOLL_CTL_DEL, lfd, NULL);
 
         while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK)) != -1) {
@@ -618,6 +626,7 @@ relay_getopt(int argc, char **argv, const char *optstring,
         case 'r': o->relay_port = atoi(optarg); continue;
         case 'p': o->proxy_port = atoi(optarg); continue;
         case 'B': o->backend_port = atoi(optarg); continue;
+        case 'e': o->proxy_eq_port = atoi(optarg); continue;
         case 'P': o->relay_pid = optarg; continue;
         case 'Q': o->proxy_pid = optarg; continue;
         }
@@ -644,6 +653,35 @@ relay_opts_ok(relay_opts_t *o)
 
 
 /*
+ * The modes a generator runs, in their order within a round: proxy_pass,
+ * proxy_pass with equal buffers (with -e), the relay.  Their number.
+ */
+static inline unsigned
+relay_modes(relay_opts_t *o, int *modes)
+{
+    unsigned  n = 0;
+
+    modes[n++] = M_PROXY;
+
+    if (o->proxy_eq_port) {
+        modes[n++] = M_PROXY_EQ;
+    }
+
+    modes[n++] = M_RELAY;
+    return n;
+}
+
+
+/* Where A connects in a mode. */
+static inline struct sockaddr_in *
+mode_addr(int mode)
+{
+    return mode == M_RELAY ? &relay_addr
+           : mode == M_PROXY_EQ ? &proxy_eq_addr : &proxy_addr;
+}
+
+
+/*
  * A generator's start: a watchdog of `seconds', stdout by lines, no
  * SIGPIPE, `files' descriptors, the addresses of the relay and of
  * proxy_pass, the seed.  0, or -1 when the files cannot be had.
@@ -661,6 +699,10 @@ relay_start(relay_opts_t *o, unsigned seconds, rlim_t files)
 
     relay_addr = loopback("127.0.0.1", o->relay_port);
     proxy_addr = loopback("127.0.0.1", o->proxy_port);
+
+    if (o->proxy_eq_port) {
+        proxy_eq_addr = loopback("127.0.0.1", o->proxy_eq_port);
+    }
 
     seed = (uint64_t) time(NULL) * 2654435761u ^ (uint64_t) getpid() << 20;
     return 0;

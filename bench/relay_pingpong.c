@@ -3,7 +3,8 @@
  * against nginx's own stream proxy_pass.
  *
  *   relay_pingpong -r RELAY_PORT -p PROXY_PORT -B BACKEND_PORT
- *                  [-n pairs] [-N round trips] [-s size] [-R rounds]
+ *                  [-e PROXY_EQ_PORT] [-n pairs] [-N round trips]
+ *                  [-s size] [-R rounds]
  *
  * Relay: for each pair, B (from 127.53.x.y) connects to the relay and
  * sends a framed RequestRelay{uuid}, then A (from 127.52.x.y) does the
@@ -11,14 +12,22 @@
  * round trip from its send until it has all of them back.  Baseline: A
  * connects to a stream server with `proxy_pass 127.0.0.1:BACKEND_PORT' and
  * this program, the backend, echoes.  Either way a message crosses nginx
- * twice per round trip, and the echo is the same code.
+ * twice per round trip, and the echo is the same code.  With -e, a second
+ * baseline: proxy_pass with proxy_buffer_size equal to the relay's
+ * buffers (PROXY_EQ_PORT, in the same nginx as PROXY_PORT).
  *
  * The n pairs run at once, one message in flight each; N round trips in
- * all per mode (N / n per pair), after 50 per pair of warm-up, split over
- * `rounds' rounds that alternate proxy_pass and relay.  Each answer must be
- * the message sent (pair, sequence number, filler).
+ * all per mode (N / n per pair), split over `rounds' rounds, each after 50
+ * round trips per pair of warm-up.  The modes are interleaved: each round
+ * runs every mode once, in turn (relay, proxy_pass[, proxy_eq]), and every
+ * other round in the reverse order, so that no mode always follows the
+ * same one.  Each answer must be the message sent (pair, sequence number,
+ * filler).
  *
- * Prints p50, p90, p99 and max of both in microseconds, and the ratios.
+ * Prints p50, p90, p99 and max of each mode over all rounds, in
+ * microseconds, and the ratios of the relay's to each baseline's; and
+ * the ratio of the p99s of each round: min, median and max over the
+ * rounds (a busy machine moves single rounds, not the median).
  */
 
 #include "relay.h"
@@ -26,6 +35,7 @@
 
 #define MAX_PAIRS    1024
 #define MAX_SIZE     4096
+#define MAX_ROUNDS   100
 #define WARM         50
 #define STALL_MS     5000
 
@@ -54,6 +64,7 @@ typedef struct {
     unsigned   bad;             /* wrong answers */
     unsigned   failed;          /* pairs that could not be set up */
     unsigned   stalled;         /* pairs without an answer for STALL_MS */
+    double     p99[MAX_ROUNDS]; /* of each round, us; 0: no round trips */
 } stats_t;
 
 
@@ -146,8 +157,8 @@ run_mode(int mode, unsigned round, unsigned per_pair, stats_t *st)
                               "relay_pingpong: A %u", i);
 
         } else {
-            fd = relay_client(&src, &proxy_addr, NULL, 0,
-                              "relay_pingpong: A %u", i);
+            fd = relay_client(&src, mode_addr(mode), NULL, 0,
+                              "relay_pingpong: %s: A %u", mode_name[mode], i);
         }
 
         if (fd == -1) {
@@ -290,6 +301,70 @@ run_mode(int mode, unsigned round, unsigned per_pair, stats_t *st)
 }
 
 
+/* The p99 of the round trips st->rtt[from..st->n), in us; 0: none. */
+static double
+round_p99(stats_t *st, size_t from)
+{
+    size_t     n = st->n - from;
+    double     v;
+    uint64_t  *copy;
+
+    if (n == 0) {
+        return 0;
+    }
+
+    copy = malloc(n * sizeof(uint64_t));
+    if (copy == NULL) {
+        die("malloc");
+    }
+
+    memcpy(copy, st->rtt + from, n * sizeof(uint64_t));
+    qsort(copy, n, sizeof(uint64_t), cmp_u64);
+    v = pct(copy, n, 0.99) / 1e3;
+    free(copy);
+
+    return v;
+}
+
+
+static int
+cmp_double(const void *a, const void *b)
+{
+    double  x = *(const double *) a, y = *(const double *) b;
+
+    return (x > y) - (x < y);
+}
+
+
+/*
+ * The relay's p99 over base's, round by round: min, median (the mean of
+ * the middle two for an even count) and max into r[0..2]; 0 when a round
+ * has none.
+ */
+static void
+round_ratios(stats_t *relay, stats_t *base, unsigned rounds, double *r)
+{
+    double    v[MAX_ROUNDS];
+    unsigned  k;
+
+    for (k = 0; k < rounds; k++) {
+        if (relay->p99[k] <= 0 || base->p99[k] <= 0) {
+            r[0] = r[1] = r[2] = 0;
+            return;
+        }
+
+        v[k] = relay->p99[k] / base->p99[k];
+    }
+
+    qsort(v, rounds, sizeof(double), cmp_double);
+
+    r[0] = v[0];
+    r[1] = rounds % 2 ? v[rounds / 2]
+                      : (v[rounds / 2 - 1] + v[rounds / 2]) / 2;
+    r[2] = v[rounds - 1];
+}
+
+
 static void
 report(int mode, stats_t *st, unsigned want)
 {
@@ -312,12 +387,22 @@ report(int mode, stats_t *st, unsigned want)
 }
 
 
+static unsigned
+problems(stats_t *st, unsigned want)
+{
+    return st->bad + st->failed + st->stalled + (unsigned) (want - st->n);
+}
+
+
 int
 main(int argc, char **argv)
 {
-    double         p50[2], p99[2], mx[2];
-    unsigned       total, rounds, per_pair, r, m, want;
-    stats_t        st[2];
+    int            modes[M_MODES], mode;
+    size_t         from;
+    double         p50[M_MODES], p99[M_MODES], mx[M_MODES];
+    double         rr[3], rr_eq[3];
+    unsigned       total, rounds, per_pair, r, m, k, want, nmodes;
+    stats_t        st[M_MODES];
     relay_opts_t   o;
     relay_num_t    nums[] = { { 'n', &npairs }, { 'N', &total },
                               { 's', &size }, { 'R', &rounds },
@@ -326,12 +411,12 @@ main(int argc, char **argv)
     npairs = 1;
     total = 20000;
     size = 64;
-    rounds = 4;
+    rounds = 10;
 
-    if (relay_getopt(argc, argv, "r:p:B:n:N:s:R:", nums, &o) != 0
+    if (relay_getopt(argc, argv, "r:p:B:e:n:N:s:R:", nums, &o) != 0
         || !relay_opts_ok(&o) || npairs < 1 || npairs > MAX_PAIRS
         || size < 12 || size > MAX_SIZE || rounds < 1
-        || total < npairs * rounds)
+        || rounds > MAX_ROUNDS || total < npairs * rounds)
     {
         goto usage;
     }
@@ -339,7 +424,12 @@ main(int argc, char **argv)
     per_pair = total / npairs / rounds;
     want = per_pair * npairs * rounds;
 
-    if (relay_start(&o, 120 + rounds * 2 * (STALL_MS / 1000 + 5),
+    /* the relay first, then the baselines */
+    nmodes = relay_modes(&o, modes);
+    memmove(modes + 1, modes, (nmodes - 1) * sizeof(int));
+    modes[0] = M_RELAY;
+
+    if (relay_start(&o, 120 + rounds * nmodes * (STALL_MS / 1000 + 5),
                     npairs * 4 + 64) != 0)
     {
         fprintf(stderr, "relay_pingpong: cannot open %u files\n",
@@ -357,7 +447,7 @@ main(int argc, char **argv)
 
     memset(st, 0, sizeof(st));
 
-    for (m = 0; m < 2; m++) {
+    for (m = 0; m < M_MODES; m++) {
         st[m].rtt = calloc(want, sizeof(uint64_t));
         if (st[m].rtt == NULL) {
             die("calloc");
@@ -365,16 +455,27 @@ main(int argc, char **argv)
     }
 
     printf("%u pair%s at once, %u-byte messages, %u round trips per mode "
-           "(%u rounds, %u warm-up round trips per pair and round)\n",
-           npairs, npairs > 1 ? "s" : "", size, want, rounds, WARM);
+           "in %u interleaved rounds (%u warm-up round trips per pair and "
+           "round)%s\n", npairs, npairs > 1 ? "s" : "", size, want, rounds,
+           WARM, o.proxy_eq_port ? "; proxy_eq: proxy_pass with "
+                                   "proxy_buffer_size = the relay's buffers"
+                                 : "");
 
     for (r = 0; r < rounds; r++) {
-        for (m = 0; m < 2; m++) {
-            run_mode(m, r, per_pair, &st[m]);
+        for (k = 0; k < nmodes; k++) {
+            mode = modes[r % 2 ? nmodes - 1 - k : k];
+            from = st[mode].n;
+            run_mode(mode, r, per_pair, &st[mode]);
+            st[mode].p99[r] = round_p99(&st[mode], from);
         }
     }
 
-    for (m = 0; m < 2; m++) {
+    memset(p50, 0, sizeof(p50));
+    memset(p99, 0, sizeof(p99));
+    memset(mx, 0, sizeof(mx));
+
+    for (k = 0; k < nmodes; k++) {
+        m = modes[k];
         report(m, &st[m], want);
 
         p50[m] = st[m].n ? pct(st[m].rtt, st[m].n, 0.50) / 1e3 : 0;
@@ -382,26 +483,50 @@ main(int argc, char **argv)
         mx[m] = st[m].n ? st[m].rtt[st[m].n - 1] / 1e3 : 0;
     }
 
+    round_ratios(&st[M_RELAY], &st[M_PROXY], rounds, rr);
+    printf("  p99 relay / proxy_pass, per round: min %.2f, median %.2f, "
+           "max %.2f (%u rounds)\n", rr[0], rr[1], rr[2], rounds);
+
+    if (o.proxy_eq_port) {
+        round_ratios(&st[M_RELAY], &st[M_PROXY_EQ], rounds, rr_eq);
+        printf("  p99 relay / proxy_eq, per round:   min %.2f, median %.2f, "
+               "max %.2f (%u rounds)\n", rr_eq[0], rr_eq[1], rr_eq[2],
+               rounds);
+    }
+
     printf("RESULT relay_pingpong pairs=%u size=%u round_trips=%u "
-           "relay_p50=%.1f relay_p99=%.1f relay_max=%.0f "
+           "rounds=%u relay_p50=%.1f relay_p99=%.1f relay_max=%.0f "
            "proxy_p50=%.1f proxy_p99=%.1f proxy_max=%.0f "
-           "ratio_p50=%.2f ratio_p99=%.2f relay_problems=%u "
-           "proxy_problems=%u\n",
-           npairs, size, want, p50[M_RELAY], p99[M_RELAY], mx[M_RELAY],
-           p50[M_PROXY], p99[M_PROXY], mx[M_PROXY],
+           "ratio_p50=%.2f ratio_p99=%.2f ratio_p99_min=%.2f "
+           "ratio_p99_med=%.2f ratio_p99_max=%.2f relay_problems=%u "
+           "proxy_problems=%u",
+           npairs, size, want, rounds, p50[M_RELAY], p99[M_RELAY],
+           mx[M_RELAY], p50[M_PROXY], p99[M_PROXY], mx[M_PROXY],
            p50[M_PROXY] > 0 ? p50[M_RELAY] / p50[M_PROXY] : 0,
            p99[M_PROXY] > 0 ? p99[M_RELAY] / p99[M_PROXY] : 0,
-           st[M_RELAY].bad + st[M_RELAY].failed + st[M_RELAY].stalled
-           + (unsigned) (want - st[M_RELAY].n),
-           st[M_PROXY].bad + st[M_PROXY].failed + st[M_PROXY].stalled
-           + (unsigned) (want - st[M_PROXY].n));
+           rr[0], rr[1], rr[2],
+           problems(&st[M_RELAY], want), problems(&st[M_PROXY], want));
+
+    if (o.proxy_eq_port) {
+        printf(" proxy_eq_p50=%.1f proxy_eq_p99=%.1f proxy_eq_max=%.0f "
+               "ratio_eq_p50=%.2f ratio_eq_p99=%.2f ratio_eq_p99_min=%.2f "
+               "ratio_eq_p99_med=%.2f ratio_eq_p99_max=%.2f "
+               "proxy_eq_problems=%u",
+               p50[M_PROXY_EQ], p99[M_PROXY_EQ], mx[M_PROXY_EQ],
+               p50[M_PROXY_EQ] > 0 ? p50[M_RELAY] / p50[M_PROXY_EQ] : 0,
+               p99[M_PROXY_EQ] > 0 ? p99[M_RELAY] / p99[M_PROXY_EQ] : 0,
+               rr_eq[0], rr_eq[1], rr_eq[2],
+               problems(&st[M_PROXY_EQ], want));
+    }
+
+    printf("\n");
 
     return 0;
 
 usage:
 
     fprintf(stderr, "usage: relay_pingpong -r relay_port -p proxy_port "
-            "-B backend_port [-n pairs] [-N round trips] [-s size] "
-            "[-R rounds]\n");
+            "-B backend_port [-e proxy_eq_port] [-n pairs] "
+            "[-N round trips] [-s size] [-R rounds]\n");
     return 2;
 }

@@ -3,27 +3,31 @@
  * stream proxy_pass, one direction, over N pairs at once.
  *
  *   relay_throughput -r RELAY_PORT -p PROXY_PORT -B BACKEND_PORT
- *                    [-n pairs] [-d seconds] [-R rounds] [-w warm-up ms]
- *                    [-P relay.pid] [-Q proxy.pid]
+ *                    [-e PROXY_EQ_PORT] [-n pairs] [-d seconds] [-R rounds]
+ *                    [-w warm-up ms] [-P relay.pid] [-Q proxy.pid]
  *
  * Relay: for each pair, B (from 127.51.x.y) connects to the relay and
  * sends a framed RequestRelay{uuid}, then A (from 127.50.x.y) does the
  * same with the same uuid, and from then on A sends raw bytes that B
  * receives.  Baseline: A connects to a stream server with `proxy_pass
  * 127.0.0.1:BACKEND_PORT' and sends the same bytes, which this program
- * receives on BACKEND_PORT (it is the backend).
+ * receives on BACKEND_PORT (it is the backend).  With -e, a second
+ * baseline: the same through the server on PROXY_EQ_PORT, whose
+ * proxy_buffer_size is the relay's buffer size (nginx's default is 16k,
+ * the relay's 64k), in the same nginx as the first.
  *
  * A's stream: an 8-byte header ("RLY1" and the pair number, little
  * endian), then a periodic pattern that starts at a pair-dependent offset.
  * The receiver checks every byte (memcmp), and that it is its own pair's
- * stream.  Each round runs `seconds' per mode (proxy_pass first, then the
- * relay); bytes are counted at the receivers after the warm-up.  Then A
+ * stream.  Each round runs `seconds' per mode (proxy_pass first, then
+ * proxy_pass with equal buffers, then the relay); bytes are counted at the
+ * receivers after the warm-up.  Then A
  * shuts down its writing side; the receiver must see every byte A sent and
  * then the end of the stream, and close; A must then see the end of its
  * connection (FIN propagated back) within 10 s.
  *
- * Prints MB/s (10^6 bytes/s) of both and the ratio, and the nginx
- * workers' CPU time per GB (with -P and -Q).
+ * Prints MB/s (10^6 bytes/s) of each mode and the ratios of the relay to
+ * each baseline, and the nginx workers' CPU time per GB (with -P and -Q).
  */
 
 #include "relay.h"
@@ -237,8 +241,9 @@ setup(int mode, unsigned round, stats_t *st)
                               "RequestRelay", i);
 
         } else {
-            fd = relay_client(&a, &proxy_addr, NULL, 0,
-                              "relay_throughput: A %u: connect", i);
+            fd = relay_client(&a, mode_addr(mode), NULL, 0,
+                              "relay_throughput: %s: A %u: connect",
+                              mode_name[mode], i);
         }
 
         if (fd == -1) {
@@ -466,13 +471,30 @@ print_stats(int mode, stats_t *st, unsigned rounds)
 }
 
 
+/* Problems of a mode, for the RESULT line. */
+static unsigned
+problems(stats_t *st, unsigned rounds)
+{
+    return st->bad + st->short_ + st->unfinished + st->unexpected
+           + (npairs * rounds - st->connected);
+}
+
+
+static double
+cpu_per_gb(stats_t *st)
+{
+    return st->bytes ? st->cpu / (st->bytes / 1e9) : 0;
+}
+
+
 int
 main(int argc, char **argv)
 {
-    double         mbs[2];
-    unsigned       seconds, rounds, warm_ms, r, m;
-    stats_t        st[2];
-    workers_t      w[2];
+    int            modes[M_MODES];
+    double         mbs[M_MODES];
+    unsigned       seconds, rounds, warm_ms, r, m, nmodes;
+    stats_t        st[M_MODES];
+    workers_t      w[M_MODES];
     relay_opts_t   o;
     relay_num_t    nums[] = { { 'n', &npairs }, { 'd', &seconds },
                               { 'R', &rounds }, { 'w', &warm_ms },
@@ -483,14 +505,17 @@ main(int argc, char **argv)
     rounds = 2;
     warm_ms = 500;
 
-    if (relay_getopt(argc, argv, "r:p:B:n:d:R:w:P:Q:", nums, &o) != 0
+    if (relay_getopt(argc, argv, "r:p:B:e:n:d:R:w:P:Q:", nums, &o) != 0
         || !relay_opts_ok(&o) || npairs < 1 || npairs > MAX_PAIRS
         || seconds < 1 || rounds < 1 || warm_ms >= seconds * 1000)
     {
         goto usage;
     }
 
-    if (relay_start(&o, rounds * 2 * (seconds + DRAIN_MS / 1000 + 10) + 30,
+    nmodes = relay_modes(&o, modes);
+
+    if (relay_start(&o, rounds * nmodes * (seconds + DRAIN_MS / 1000 + 10)
+                        + 30,
                     npairs * 4 + 64) != 0)
     {
         fprintf(stderr, "relay_throughput: cannot open %u files\n",
@@ -504,43 +529,56 @@ main(int argc, char **argv)
     pattern = pattern_make(CHUNK);
 
     find_workers(o.proxy_pid, &w[M_PROXY]);
+    find_workers(o.proxy_pid, &w[M_PROXY_EQ]);
     find_workers(o.relay_pid, &w[M_RELAY]);
 
     memset(st, 0, sizeof(st));
+    memset(mbs, 0, sizeof(mbs));
 
     printf("%u pair%s, A -> B only, %u round%s of %u s per mode "
-           "(%u ms warm-up)\n", npairs, npairs > 1 ? "s" : "", rounds,
-           rounds > 1 ? "s" : "", seconds, warm_ms);
+           "(%u ms warm-up)%s\n", npairs, npairs > 1 ? "s" : "", rounds,
+           rounds > 1 ? "s" : "", seconds, warm_ms,
+           o.proxy_eq_port ? "; proxy_eq: proxy_pass with "
+                             "proxy_buffer_size = the relay's buffers" : "");
 
     for (r = 0; r < rounds; r++) {
-        for (m = 0; m < 2; m++) {
-            run_mode(m, r, seconds, warm_ms, &w[m], &st[m]);
+        for (m = 0; m < nmodes; m++) {
+            run_mode(modes[m], r, seconds, warm_ms, &w[modes[m]],
+                     &st[modes[m]]);
         }
     }
 
-    for (m = 0; m < 2; m++) {
-        print_stats(m, &st[m], rounds);
-        mbs[m] = st[m].secs > 0 ? st[m].bytes / st[m].secs / 1e6 : 0;
+    for (m = 0; m < nmodes; m++) {
+        print_stats(modes[m], &st[modes[m]], rounds);
+        mbs[modes[m]] = st[modes[m]].secs > 0
+                        ? st[modes[m]].bytes / st[modes[m]].secs / 1e6 : 0;
     }
 
     printf("RESULT relay_throughput pairs=%u relay_mbs=%.1f proxy_mbs=%.1f "
            "ratio=%.2f relay_cpu_per_gb=%.2f proxy_cpu_per_gb=%.2f "
-           "relay_problems=%u proxy_problems=%u\n",
+           "relay_problems=%u proxy_problems=%u",
            npairs, mbs[M_RELAY], mbs[M_PROXY],
            mbs[M_PROXY] > 0 ? mbs[M_RELAY] / mbs[M_PROXY] : 0,
-           st[M_RELAY].bytes ? st[M_RELAY].cpu / (st[M_RELAY].bytes / 1e9) : 0,
-           st[M_PROXY].bytes ? st[M_PROXY].cpu / (st[M_PROXY].bytes / 1e9) : 0,
-           st[M_RELAY].bad + st[M_RELAY].short_ + st[M_RELAY].unfinished
-           + st[M_RELAY].unexpected + (npairs * rounds - st[M_RELAY].connected),
-           st[M_PROXY].bad + st[M_PROXY].short_ + st[M_PROXY].unfinished
-           + st[M_PROXY].unexpected + (npairs * rounds - st[M_PROXY].connected));
+           cpu_per_gb(&st[M_RELAY]), cpu_per_gb(&st[M_PROXY]),
+           problems(&st[M_RELAY], rounds), problems(&st[M_PROXY], rounds));
+
+    if (o.proxy_eq_port) {
+        printf(" proxy_eq_mbs=%.1f ratio_eq=%.2f proxy_eq_cpu_per_gb=%.2f "
+               "proxy_eq_problems=%u", mbs[M_PROXY_EQ],
+               mbs[M_PROXY_EQ] > 0 ? mbs[M_RELAY] / mbs[M_PROXY_EQ] : 0,
+               cpu_per_gb(&st[M_PROXY_EQ]),
+               problems(&st[M_PROXY_EQ], rounds));
+    }
+
+    printf("\n");
 
     return 0;
 
 usage:
 
     fprintf(stderr, "usage: relay_throughput -r relay_port -p proxy_port "
-            "-B backend_port [-n pairs] [-d seconds] [-R rounds] "
+            "-B backend_port [-e proxy_eq_port] [-n pairs] [-d seconds] "
+            "[-R rounds] "
             "[-w warm-up ms] [-P relay.pid] [-Q proxy.pid]\n");
     return 2;
 }

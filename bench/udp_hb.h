@@ -281,7 +281,9 @@ udp_hb_drain(udp_hb_t *hb, hb_result_t *res, int rendezvous, int ms)
 
 /*
  * Heartbeats to `to' for warmup + seconds, the figures of the last
- * `seconds' into res, then 200 ms for the late answers.
+ * `seconds' into res, then up to 1 s for the late answers (it ends as soon
+ * as every datagram sent has its answer: on a busy machine an answer can
+ * be late by more than 200 ms, and "lost" must mean lost).
  */
 static inline void
 udp_hb_run(udp_hb_t *hb, struct sockaddr_in *to, int rendezvous,
@@ -373,7 +375,7 @@ udp_hb_run(udp_hb_t *hb, struct sockaddr_in *to, int rendezvous,
     res->seconds = (now - start) / 1e9;
     hb_cpu_end(hb->workers, &cpu, res);
 
-    udp_hb_drain(hb, res, rendezvous, 200);
+    udp_hb_drain(hb, res, rendezvous, 1000);
 }
 
 

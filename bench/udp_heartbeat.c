@@ -3,7 +3,7 @@
  * peers, against nginx's own UDP "return" as the baseline.
  *
  *   udp_heartbeat -p RENDEZVOUS_PORT -b BASELINE_PORT [-n peers]
- *                 [-d seconds] [-r rounds] [-w window] [-P nginx.pid]
+ *                 [-d seconds] [-r rounds] [-w window] [-P nginx.pid] [-R]
  *
  * 1. registers n peers on the rendezvous port (RegisterPk then RegisterPeer,
  *    25 per source address of 127.10.0.0/16 and up);
@@ -15,6 +15,10 @@
  *
  * Prints answers/s of each, the ratio, and the CPU seconds the nginx
  * workers and this generator used per answer (with -P).
+ *
+ * With -R the baseline is another rendezvous server (another
+ * configuration of it): the same peers are registered there too, from the
+ * same addresses, so both get the same heartbeats of registered peers.
  */
 
 #include "udp_hb.h"
@@ -43,12 +47,12 @@ hb_print(hb_result_t *r)
 int
 main(int argc, char **argv)
 {
-    int                  c, round, rounds;
+    int                  c, round, rounds, both;
     unsigned             window, npeers;
     uint64_t             seed;
     double               seconds;
     const char          *pidfile;
-    reg_t                reg;
+    reg_t                reg, regb;
     udp_hb_t             hb;
     hb_result_t          rb, rr, sum_b, sum_r;
     struct sockaddr_in   rdv, base;
@@ -59,8 +63,9 @@ main(int argc, char **argv)
     rounds = 2;
     window = 128;
     pidfile = NULL;
+    both = 0;
 
-    while ((c = getopt(argc, argv, "p:b:n:d:r:w:P:")) != -1) {
+    while ((c = getopt(argc, argv, "p:b:n:d:r:w:P:R")) != -1) {
         switch (c) {
         case 'p': rdv_port = atoi(optarg); break;
         case 'b': base_port = atoi(optarg); break;
@@ -69,9 +74,11 @@ main(int argc, char **argv)
         case 'r': rounds = atoi(optarg); break;
         case 'w': window = strtoul(optarg, NULL, 10); break;
         case 'P': pidfile = optarg; break;
+        case 'R': both = 1; break;
         default:
             fprintf(stderr, "usage: udp_heartbeat -p port -b port [-n peers] "
-                    "[-d seconds] [-r rounds] [-w window] [-P pidfile]\n");
+                    "[-d seconds] [-r rounds] [-w window] [-P pidfile] "
+                    "[-R]\n");
             return 2;
         }
     }
@@ -93,7 +100,19 @@ main(int argc, char **argv)
 
     seed = (uint64_t) time(NULL) * 2654435761u ^ (uint64_t) getpid();
 
-    /* 1. register */
+    /* 1. register (with -R: the same peers on the baseline first) */
+
+    if (both) {
+        udp_hb_register(&regb, base, npeers, seed,
+                        100000000 + (unsigned) (seed % 800000000));
+
+        printf("registered %u of %u peers on the baseline port too\n",
+               regb.n_ok, npeers);
+
+        for (c = 0; c < (int) regb.nsrc; c++) {
+            close(regb.fds[c]);
+        }
+    }
 
     udp_hb_register(&reg, rdv, npeers, seed,
                     100000000 + (unsigned) (seed % 800000000));
@@ -133,7 +152,8 @@ main(int argc, char **argv)
     for (round = 1; round <= rounds; round++) {
         printf(" round %d\n", round);
 
-        udp_hb_run(&hb, &base, 0, "baseline", window, seconds, 0.3, &seed,
+        /* with -R the baseline answers as a rendezvous server: checked so */
+        udp_hb_run(&hb, &base, both, "baseline", window, seconds, 0.3, &seed,
                    &rb);
         hb_print(&rb);
 

@@ -51,6 +51,8 @@ ngx_rustdesk_stream_conf(ngx_conf_t *cf)
      *     sc->key = { 0, NULL };
      *     sc->keys = NULL;
      *     sc->key_dir_set = 0;
+     *     sc->keys_from_dir = 0;
+     *     sc->metrics = NULL;
      *     sc->channel.path = { 0, NULL };
      *     sc->channel.ready = 0;
      */
@@ -178,6 +180,7 @@ ngx_rustdesk_conf_load_keys(ngx_conf_t *cf, ngx_rustdesk_stream_conf_t *sc)
     }
 
     sc->keys = kp;
+    sc->keys_from_dir = 1;
 
     return NGX_OK;
 }

@@ -28,14 +28,19 @@
 #define NGX_RUSTDESK_REAL_IP_FORWARDED   1   /* X-Forwarded-For, its last */
 
 
+typedef struct ngx_rustdesk_metrics_conf_s  ngx_rustdesk_metrics_conf_t;
+
+
 typedef struct {
     ngx_str_t                 key_dir;     /* rustdesk_key_dir */
     ngx_str_t                 key;         /* rustdesk_key, data NULL: unset */
     ngx_rustdesk_keypair_t   *keys;        /* NULL until a module needs it */
     ngx_uint_t                key_dir_set; /* 1: given in the configuration */
+    ngx_uint_t                keys_from_dir; /* 1: keys are key_dir's files */
     ngx_array_t              *real_ip_from; /* of ngx_cidr_t: trusted
                                                WebSocket proxies */
     ngx_uint_t                real_ip_header; /* NGX_RUSTDESK_REAL_IP_* */
+    ngx_rustdesk_metrics_conf_t  *metrics; /* NULL: no rustdesk_metrics */
     ngx_rustdesk_ipc_dir_t    channel;     /* rustdesk_channel_dir */
 } ngx_rustdesk_stream_conf_t;
 

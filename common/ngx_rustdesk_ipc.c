@@ -11,6 +11,7 @@
 #include <dirent.h>
 
 #include "ngx_rustdesk_ipc.h"
+#include "ngx_rustdesk_stats.h"
 
 
 #define NGX_RUSTDESK_IPC_PENDING_MAX   4096
@@ -574,6 +575,10 @@ ngx_rustdesk_ipc_send(ngx_rustdesk_ipc_t *ipc, ngx_pid_t to, ngx_uint_t type,
         return ngx_rustdesk_ipc_queue(ipc, to, &h, data, fd);
     }
 
+    if (rc != NGX_OK) {
+        ngx_rustdesk_stat_add(ipc->stats, NGX_RUSTDESK_IPC_DROPPED, 1);
+    }
+
     return rc;
 }
 
@@ -621,6 +626,7 @@ ngx_rustdesk_ipc_sendmsg(ngx_rustdesk_ipc_t *ipc, ngx_pid_t to,
     n = sendmsg(ipc->connection->fd, &msg, 0);
 
     if (n != -1) {
+        ngx_rustdesk_stat_add(ipc->stats, NGX_RUSTDESK_IPC_SENT, 1);
         return NGX_OK;
     }
 
@@ -650,12 +656,14 @@ ngx_rustdesk_ipc_queue(ngx_rustdesk_ipc_t *ipc, ngx_pid_t to,
     ngx_rustdesk_ipc_pending_t  *m;
 
     if (ipc->npending >= NGX_RUSTDESK_IPC_PENDING_MAX) {
+        ngx_rustdesk_stat_add(ipc->stats, NGX_RUSTDESK_IPC_DROPPED, 1);
         return NGX_AGAIN;
     }
 
     m = ngx_alloc(offsetof(ngx_rustdesk_ipc_pending_t, data) + h->len,
                   ipc->log);
     if (m == NULL) {
+        ngx_rustdesk_stat_add(ipc->stats, NGX_RUSTDESK_IPC_DROPPED, 1);
         return NGX_ERROR;
     }
 
@@ -790,6 +798,8 @@ ngx_rustdesk_ipc_drop(ngx_rustdesk_ipc_t *ipc, ngx_rustdesk_ipc_pending_t *m)
     ngx_queue_remove(&m->queue);
     ipc->npending--;
 
+    ngx_rustdesk_stat_add(ipc->stats, NGX_RUSTDESK_IPC_DROPPED, 1);
+
     if (m->fd != -1) {
         close(m->fd);
 
@@ -919,6 +929,8 @@ ngx_rustdesk_ipc_read_handler(ngx_event_t *rev)
             }
             continue;
         }
+
+        ngx_rustdesk_stat_add(ipc->stats, NGX_RUSTDESK_IPC_RECEIVED, 1);
 
         ipc->handler(ipc, h.type, h.from, ipc->buf + sizeof(h), h.len, fd);
     }

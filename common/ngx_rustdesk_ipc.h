@@ -23,6 +23,16 @@
 
 #define NGX_RUSTDESK_IPC_MAX  (64 * 1024)
 
+/*
+ * Counters a module may point ipc->stats at (its metrics slot), in this
+ * order: messages sent, messages received and handled, messages that
+ * never left (the receiver gone, its socket full for too long, our queue
+ * full).
+ */
+#define NGX_RUSTDESK_IPC_SENT       0
+#define NGX_RUSTDESK_IPC_RECEIVED   1
+#define NGX_RUSTDESK_IPC_DROPPED    2
+
 
 /*
  * The longest directory path that leaves room in a socket address
@@ -64,6 +74,8 @@ struct ngx_rustdesk_ipc_s {
     ngx_uint_t                    npending;
     ngx_uint_t                    nfds;       /* of them with a descriptor */
     ngx_event_t                   retry;
+
+    ngx_atomic_t                 *stats;      /* NGX_RUSTDESK_IPC_*, or NULL */
 };
 
 

@@ -121,6 +121,14 @@ ngx_stream_rustdesk_relay_start(ngx_stream_rustdesk_relay_pair_t *p)
     p->last_tick = p->start;
     p->tokens_last = p->start;
 
+    /* a TLS client's carrier (pipe) is not a pair: its real pair counts */
+
+    if (!p->pipe) {
+        ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_PAIRS, 1);
+        ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_PAIRS_ACTIVE, 1);
+        ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_BYTES, p->total);
+    }
+
     /* the usage line is the second one's, as hbbr keeps it */
 
     if (!p->pipe) {
@@ -490,6 +498,7 @@ ngx_stream_rustdesk_relay_account(ngx_stream_rustdesk_relay_pair_t *p,
 
     if (!p->pipe) {
         ngx_rustdesk_relay_total_consume(p->conf->zone, n);
+        ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_BYTES, n);
     }
 }
 
@@ -613,6 +622,8 @@ ngx_stream_rustdesk_relay_tick(ngx_event_t *ev)
 
         if (p->total * 8 > elapsed * limit) {
             p->downgraded = 1;
+            ngx_stream_rustdesk_relay_count(
+                                NGX_RUSTDESK_RELAY_S_LIMITED_DOWNGRADE, 1);
 
             ngx_log_error(NGX_LOG_INFO, p->a->connection->log, 0,
                           "rustdesk: relay \"%V\" downgraded, above %uL bit/ms "
@@ -660,6 +671,13 @@ ngx_stream_rustdesk_relay_lists(ngx_stream_rustdesk_relay_pair_t *p)
         }
     }
 
+    if (p->blacklisted && !p->was_blacklisted && !p->pipe) {
+        /* counted once a pair, however often the lists change */
+        p->was_blacklisted = 1;
+        ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_LIMITED_BLACKLIST,
+                                        1);
+    }
+
     return NGX_OK;
 }
 
@@ -692,6 +710,10 @@ ngx_stream_rustdesk_relay_close(ngx_stream_rustdesk_relay_pair_t *p,
     if (p->usage) {
         ngx_rustdesk_relay_usage_free(p->conf->zone, p->usage);
         p->usage = NULL;
+    }
+
+    if (!p->pipe) {
+        ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_PAIRS_ACTIVE, -1);
     }
 
     ngx_log_error(NGX_LOG_INFO, p->a->connection->log, 0,

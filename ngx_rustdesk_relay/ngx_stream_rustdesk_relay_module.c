@@ -54,6 +54,12 @@ static ngx_int_t ngx_stream_rustdesk_relay_first_message(ngx_rustdesk_tcp_t *t,
     ngx_rustdesk_msg_t *m);
 
 
+/* "rustdesk_metrics", when this module is the first loaded to declare it */
+static ngx_rustdesk_metrics_role_t  ngx_stream_rustdesk_relay_metrics_role = {
+    ngx_stream_rustdesk_relay_metrics_handler
+};
+
+
 static ngx_command_t  ngx_stream_rustdesk_relay_commands[] = {
 
     { ngx_string("rustdesk_key_dir"),
@@ -104,6 +110,13 @@ static ngx_command_t  ngx_stream_rustdesk_relay_commands[] = {
       NGX_STREAM_MAIN_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("rustdesk_metrics"),
+      NGX_STREAM_SRV_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE12,
+      ngx_rustdesk_metrics_directive,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      &ngx_stream_rustdesk_relay_metrics_role },
 
     { ngx_string("rustdesk_relay_zone"),
       NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
@@ -341,6 +354,10 @@ ngx_stream_rustdesk_relay_postconfiguration(ngx_conf_t *cf)
 
         lmcf->unlogged = log_ctx->create_srv_conf(cf);
         if (lmcf->unlogged == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_stream_rustdesk_relay_metrics_conf(cf, lmcf) != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -622,6 +639,9 @@ ngx_stream_rustdesk_relay_init_process(ngx_cycle_t *cycle)
 
     ngx_stream_rustdesk_relay_buf_init(lmcf->buffer_size);
 
+    /* first: the worker channel counts in its slot */
+    ngx_stream_rustdesk_relay_metrics_init(cycle, lmcf);
+
     /* relay sessions brokered by this nginx's rendezvous, if it runs */
     lmcf->brokered = lmcf->brokered_zone ? lmcf->brokered_zone->data
                                          : ngx_rustdesk_brokered_lookup(cycle);
@@ -634,6 +654,7 @@ static void
 ngx_stream_rustdesk_relay_exit_process(ngx_cycle_t *cycle)
 {
     ngx_stream_rustdesk_relay_pair_exit(cycle);
+    ngx_stream_rustdesk_relay_metrics_exit(cycle);
 }
 
 

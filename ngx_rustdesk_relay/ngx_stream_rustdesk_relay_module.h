@@ -7,6 +7,7 @@
  *   ngx_stream_rustdesk_relay_forward.c  forwarding, bandwidth, closing
  *   ngx_stream_rustdesk_relay_message.c  forwarding with a WebSocket side
  *   ngx_stream_rustdesk_relay_console.c  hbbr's console commands
+ *   ngx_stream_rustdesk_relay_metrics.c  figures for the metrics listener
  *   ngx_stream_rustdesk_relay_zone.c     the shared zone
  */
 
@@ -19,6 +20,7 @@
 #include <ngx_stream.h>
 
 #include "ngx_rustdesk_conf.h"
+#include "ngx_rustdesk_metrics.h"
 #include "ngx_rustdesk_tcp.h"
 #include "ngx_rustdesk_brokered.h"
 #include "ngx_stream_rustdesk_relay_zone.h"
@@ -135,12 +137,43 @@ struct ngx_stream_rustdesk_relay_pair_s {
                                                          real pair in another
                                                          worker */
     unsigned                              blacklisted:1;
+    unsigned                              was_blacklisted:1;
     unsigned                              downgraded:1;
     unsigned                              closed:1;
 };
 
 
-extern ngx_module_t  ngx_stream_rustdesk_relay_module;
+/*
+ * The module's counters and gauges in its zone's slots (metrics.c), this
+ * process's values: NULL unless a metrics listener is configured.  The
+ * worker channel's three are in NGX_RUSTDESK_IPC_* order; the sessions
+ * are counted by the result their access log line has, as they end.
+ */
+
+#define NGX_RUSTDESK_RELAY_RESULTS  12
+
+typedef enum {
+    NGX_RUSTDESK_RELAY_S_PAIRS_ACTIVE = 0,
+    NGX_RUSTDESK_RELAY_S_WAITING,
+    NGX_RUSTDESK_RELAY_S_PAIRS,
+    NGX_RUSTDESK_RELAY_S_BYTES,
+    NGX_RUSTDESK_RELAY_S_LIMITED_BLACKLIST,
+    NGX_RUSTDESK_RELAY_S_LIMITED_DOWNGRADE,
+    NGX_RUSTDESK_RELAY_S_IPC_SENT,
+    NGX_RUSTDESK_RELAY_S_IPC_RECEIVED,
+    NGX_RUSTDESK_RELAY_S_IPC_DROPPED,
+    NGX_RUSTDESK_RELAY_S_SESSIONS,     /* by result, as logged */
+    NGX_RUSTDESK_RELAY_NSTATS = NGX_RUSTDESK_RELAY_S_SESSIONS
+                                + NGX_RUSTDESK_RELAY_RESULTS
+} ngx_stream_rustdesk_relay_stat_e;
+
+
+extern ngx_module_t   ngx_stream_rustdesk_relay_module;
+extern ngx_atomic_t  *ngx_stream_rustdesk_relay_stats;
+
+
+#define ngx_stream_rustdesk_relay_count(i, n)                                \
+    ngx_rustdesk_stat_add(ngx_stream_rustdesk_relay_stats, i, n)
 
 /* nginx's stream log module: no header of nginx declares it */
 extern ngx_module_t  ngx_stream_log_module;
@@ -198,6 +231,14 @@ ngx_int_t ngx_stream_rustdesk_relay_add_variables(ngx_conf_t *cf);
 
 /* console.c */
 void ngx_stream_rustdesk_relay_console(ngx_stream_session_t *s);
+
+/* metrics.c */
+ngx_int_t ngx_stream_rustdesk_relay_metrics_conf(ngx_conf_t *cf,
+    ngx_stream_rustdesk_relay_main_conf_t *lmcf);
+void ngx_stream_rustdesk_relay_metrics_init(ngx_cycle_t *cycle,
+    ngx_stream_rustdesk_relay_main_conf_t *lmcf);
+void ngx_stream_rustdesk_relay_metrics_exit(ngx_cycle_t *cycle);
+void ngx_stream_rustdesk_relay_metrics_handler(ngx_stream_session_t *s);
 
 
 #endif /* _NGX_STREAM_RUSTDESK_RELAY_MODULE_H_INCLUDED_ */

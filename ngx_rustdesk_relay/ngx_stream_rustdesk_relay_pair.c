@@ -85,6 +85,11 @@ ngx_stream_rustdesk_relay_pair_init(ngx_cycle_t *cycle,
     ngx_stream_rustdesk_relay_ipc.handler =
                                      ngx_stream_rustdesk_relay_ipc_handler;
 
+    if (ngx_stream_rustdesk_relay_stats) {
+        ngx_stream_rustdesk_relay_ipc.stats = ngx_stream_rustdesk_relay_stats
+                                              + NGX_RUSTDESK_RELAY_S_IPC_SENT;
+    }
+
     return ngx_rustdesk_ipc_open(&ngx_stream_rustdesk_relay_ipc, cycle);
 }
 
@@ -222,6 +227,7 @@ ngx_stream_rustdesk_relay_wait(ngx_stream_rustdesk_relay_side_t *side)
 
     side->waiting = 1;
     ngx_rbtree_insert(&ngx_stream_rustdesk_relay_waiters, &side->node);
+    ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_WAITING, 1);
 
     /* a pairing in progress outlives a reload: not idle */
     c->idle = 0;
@@ -313,6 +319,7 @@ ngx_stream_rustdesk_relay_unwait(ngx_stream_rustdesk_relay_side_t *side)
     }
 
     side->waiting = 0;
+    ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_WAITING, -1);
 
     lmcf = ngx_stream_get_module_main_conf(side->session,
                                            ngx_stream_rustdesk_relay_module);

@@ -62,6 +62,7 @@ ngx_rustdesk_relay_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_uint_t                  i;
     ngx_slab_pool_t            *shpool;
+    ngx_rustdesk_stats_t       *st;
     ngx_rustdesk_relay_sh_t    *sh;
     ngx_rustdesk_relay_zone_t  *z;
 
@@ -123,6 +124,30 @@ ngx_rustdesk_relay_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     z->sh->full_logged = 0;
     ngx_shmtx_unlock(&shpool->mutex);
 
+    /*
+     * the metrics' slots, when a listener wants them: made once and kept
+     * across reloads (a module of another version with other counters gets
+     * slots of its own; the old ones stay with the old workers)
+     */
+
+    if (z->stats_values
+        && (z->sh->stats == NULL || z->sh->stats->nvalues != z->stats_values))
+    {
+        st = ngx_rustdesk_stats_alloc(shpool, z->stats_values,
+                                      ngx_rustdesk_stats_slots(z->cycle));
+        if (st == NULL) {
+            ngx_log_error(NGX_LOG_WARN, shm_zone->shm.log, 0,
+                          "rustdesk: no room for the metrics' counters in "
+                          "zone \"%V\", the relay module counts nothing",
+                          &shm_zone->shm.name);
+
+        } else {
+            ngx_shmtx_lock(&shpool->mutex);
+            z->sh->stats = st;
+            ngx_shmtx_unlock(&shpool->mutex);
+        }
+    }
+
     for (i = 0; i < 2; i++) {
         if (z->files[i].len) {
             ngx_rustdesk_relay_list_load(z, i, shm_zone->shm.log);
@@ -178,8 +203,13 @@ ngx_rustdesk_relay_waiter_pair(ngx_rustdesk_relay_zone_t *z, ngx_str_t *uuid,
     w = ngx_slab_alloc_locked(z->shpool,
                       offsetof(ngx_rustdesk_relay_waiter_t, uuid) + uuid->len);
     if (w == NULL) {
+        sh->full = 1;
         ngx_shmtx_unlock(&z->shpool->mutex);
         return NGX_ERROR;
+    }
+
+    if (sh->full) {
+        sh->full = 0;
     }
 
     w->sn.node.key = hash;

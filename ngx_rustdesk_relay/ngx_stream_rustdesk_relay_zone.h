@@ -15,6 +15,7 @@
 #include <ngx_core.h>
 
 #include "ngx_rustdesk_ipc.h"
+#include "ngx_rustdesk_stats.h"
 
 
 #define NGX_RUSTDESK_RELAY_UUID_MAX  128
@@ -79,6 +80,9 @@ typedef struct {
 
     ngx_queue_t                usage;
     ngx_uint_t                 full_logged;
+    ngx_uint_t                 full;          /* the last pairing found
+                                                 no room */
+    ngx_rustdesk_stats_t      *stats;         /* NULL: no metrics yet */
 } ngx_rustdesk_relay_sh_t;
 
 
@@ -89,6 +93,8 @@ typedef struct {
     /* from the configuration, applied when the zone is (re)initialized */
     ngx_rustdesk_relay_limits_t  conf;
     ngx_str_t                  files[2];      /* blacklist, blocklist */
+    ngx_uint_t                 stats_values;  /* 0: no metrics */
+    ngx_cycle_t               *cycle;         /* the configuration's */
     ngx_rustdesk_ipc_dir_t    *channel;       /* set up with the zone */
 } ngx_rustdesk_relay_zone_t;
 

@@ -85,6 +85,13 @@ ngx_stream_rustdesk_rendezvous_db_open(ngx_cycle_t *cycle,
                       "worker, key registrations will be refused",
                       &rmcf->database);
         ngx_stream_rustdesk_rendezvous_database_failed = 1;
+        return;
+    }
+
+    if (ngx_stream_rustdesk_rendezvous_stats) {
+        ngx_rustdesk_db_stats(ngx_stream_rustdesk_rendezvous_database_conn,
+                              ngx_stream_rustdesk_rendezvous_stats
+                              + NGX_RUSTDESK_RDV_DB_WRITE_OK);
     }
 }
 

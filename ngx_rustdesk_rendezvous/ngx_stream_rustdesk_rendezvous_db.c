@@ -12,6 +12,7 @@
 #include <grp.h>
 #include <sqlite3.h>
 
+#include "ngx_rustdesk_stats.h"
 #include "ngx_stream_rustdesk_rendezvous_db.h"
 
 
@@ -48,9 +49,13 @@
 
 #define NGX_RUSTDESK_DB_BUSY_READ    100     /* ms, in the event loop */
 #define NGX_RUSTDESK_DB_BUSY_WRITE   5000    /* ms, in a pool thread */
+#define NGX_RUSTDESK_DB_BUSY_PROBE   1000    /* ms, in a pool thread */
+#define NGX_RUSTDESK_DB_ERR_LEN      256
 
 
 struct ngx_rustdesk_db_s {
+    char                    *path;
+    ngx_atomic_t            *stats;     /* NGX_RUSTDESK_DB_* */
     sqlite3                 *rd;
     sqlite3_stmt            *get;
     sqlite3                 *wr;
@@ -77,14 +82,29 @@ typedef struct {
 } ngx_rustdesk_db_task_t;
 
 
+/* A check of the database (ngx_rustdesk_db_probe). */
+typedef struct {
+    ngx_rustdesk_db_t         *db;
+    char                      *path;
+    int                        busy;
+    ngx_int_t                  rc;
+    ngx_rustdesk_db_probe_pt   done;
+    void                      *data;
+    u_char                     err[NGX_RUSTDESK_DB_ERR_LEN];
+} ngx_rustdesk_db_check_t;
+
+
 static sqlite3 *ngx_rustdesk_db_connect(ngx_log_t *log, char *path,
     int flags, int busy, const char *sql, sqlite3_stmt **stmt);
 static void ngx_rustdesk_db_put(ngx_rustdesk_db_task_t *t);
 static ngx_int_t ngx_rustdesk_db_parse_info(ngx_pool_t *pool, u_char *p,
     size_t len, ngx_rustdesk_ip_t *ip);
+static void ngx_rustdesk_db_check(ngx_rustdesk_db_check_t *t);
 #if (NGX_THREADS)
 static void ngx_rustdesk_db_put_thread(void *data, ngx_log_t *log);
 static void ngx_rustdesk_db_put_done(ngx_event_t *ev);
+static void ngx_rustdesk_db_check_thread(void *data, ngx_log_t *log);
+static void ngx_rustdesk_db_check_done(ngx_event_t *ev);
 #endif
 
 
@@ -329,6 +349,8 @@ ngx_rustdesk_db_open(ngx_cycle_t *cycle, ngx_str_t *path, void *thread_pool)
         return NULL;
     }
 
+    db->path = (char *) path->data;
+
     db->rd = ngx_rustdesk_db_connect(cycle->log, (char *) path->data,
                                      SQLITE_OPEN_READONLY,
                                      NGX_RUSTDESK_DB_BUSY_READ,
@@ -354,6 +376,13 @@ ngx_rustdesk_db_open(ngx_cycle_t *cycle, ngx_str_t *path, void *thread_pool)
 #endif
 
     return db;
+}
+
+
+void
+ngx_rustdesk_db_stats(ngx_rustdesk_db_t *db, ngx_atomic_t *stats)
+{
+    db->stats = stats;
 }
 
 
@@ -398,6 +427,7 @@ ngx_rustdesk_db_get(ngx_rustdesk_db_t *db, ngx_str_t *id,
 
     if (rc == SQLITE_DONE) {
         sqlite3_reset(db->get);
+        ngx_rustdesk_stat_add(db->stats, NGX_RUSTDESK_DB_READ_ABSENT, 1);
         return NGX_DECLINED;
     }
 
@@ -450,6 +480,10 @@ done:
     sqlite3_reset(db->get);
     sqlite3_clear_bindings(db->get);
 
+    ngx_rustdesk_stat_add(db->stats, result == NGX_OK
+                                     ? NGX_RUSTDESK_DB_READ_FOUND
+                                     : NGX_RUSTDESK_DB_READ_ERROR, 1);
+
     return result;
 
 failed:
@@ -457,6 +491,8 @@ failed:
     ngx_log_error(NGX_LOG_ERR, log, 0,
                   "rustdesk: database lookup of peer \"%V\" failed: %s",
                   id, sqlite3_errmsg(db->rd));
+
+    ngx_rustdesk_stat_add(db->stats, NGX_RUSTDESK_DB_READ_ERROR, 1);
 
     sqlite3_reset(db->get);
     sqlite3_clear_bindings(db->get);
@@ -552,6 +588,10 @@ ngx_rustdesk_db_write(ngx_rustdesk_db_t *db, ngx_pool_t *pool, u_char *guid,
                       &t->id, t->err);
     }
 
+    ngx_rustdesk_stat_add(db->stats, t->rc == NGX_OK
+                                     ? NGX_RUSTDESK_DB_WRITE_OK
+                                     : NGX_RUSTDESK_DB_WRITE_ERROR, 1);
+
     done(data, t->rc);
 
     return NGX_OK;
@@ -582,10 +622,157 @@ ngx_rustdesk_db_put_done(ngx_event_t *ev)
                       &t->id, t->err);
     }
 
+    ngx_rustdesk_stat_add(t->db->stats, t->rc == NGX_OK
+                                        ? NGX_RUSTDESK_DB_WRITE_OK
+                                        : NGX_RUSTDESK_DB_WRITE_ERROR, 1);
+
     t->done(t->data, t->rc);
 }
 
 #endif
+
+
+ngx_int_t
+ngx_rustdesk_db_probe(ngx_rustdesk_db_t *db, ngx_pool_t *pool,
+    ngx_rustdesk_db_probe_pt done, void *data)
+{
+    ngx_rustdesk_db_check_t  *t;
+#if (NGX_THREADS)
+    ngx_thread_task_t        *task;
+
+    if (db->pool) {
+        task = ngx_thread_task_alloc(pool, sizeof(ngx_rustdesk_db_check_t));
+        if (task == NULL) {
+            return NGX_ERROR;
+        }
+
+        t = task->ctx;
+        t->db = db;
+        t->path = db->path;
+        t->busy = NGX_RUSTDESK_DB_BUSY_PROBE;
+        t->done = done;
+        t->data = data;
+
+        task->handler = ngx_rustdesk_db_check_thread;
+        task->event.handler = ngx_rustdesk_db_check_done;
+        task->event.data = t;
+
+        return ngx_thread_task_post(db->pool, task);
+    }
+#endif
+
+    /* no thread pool in this nginx: here, at once, not waiting for a lock */
+
+    t = ngx_palloc(pool, sizeof(ngx_rustdesk_db_check_t));
+    if (t == NULL) {
+        return NGX_ERROR;
+    }
+
+    t->db = db;
+    t->path = db->path;
+    t->busy = 0;
+
+    ngx_rustdesk_db_check(t);
+
+    done(data, t->rc, t->err);
+
+    return NGX_OK;
+}
+
+
+#if (NGX_THREADS)
+
+static void
+ngx_rustdesk_db_check_thread(void *data, ngx_log_t *log)
+{
+    ngx_rustdesk_db_check_t  *t = data;
+
+    /* this worker's connection is the writes' (ngx_rustdesk_db_put) */
+
+    (void) ngx_thread_mutex_lock(&t->db->mutex, log);
+    ngx_rustdesk_db_check(t);
+    (void) ngx_thread_mutex_unlock(&t->db->mutex, log);
+}
+
+
+static void
+ngx_rustdesk_db_check_done(ngx_event_t *ev)
+{
+    ngx_rustdesk_db_check_t  *t = ev->data;
+
+    t->done(t->data, t->rc, t->err);
+}
+
+#endif
+
+
+/*
+ * This worker's connection still on the file at the path (as
+ * ngx_rustdesk_db_put requires), then a connection of its own, opened
+ * now: one opened for writing on a file the process may not write is
+ * read-only, and the write lock shows whether another process holds it.
+ */
+
+static void
+ngx_rustdesk_db_check(ngx_rustdesk_db_check_t *t)
+{
+    int       rc, moved;
+    char     *err;
+    sqlite3  *conn;
+
+    conn = NULL;
+    err = NULL;
+
+    t->rc = NGX_ERROR;
+    t->err[0] = '\0';
+
+    moved = 0;
+
+    if (sqlite3_file_control(t->db->wr, "main", SQLITE_FCNTL_HAS_MOVED,
+                             &moved)
+        == SQLITE_OK
+        && moved)
+    {
+        ngx_cpystrn(t->err, (u_char *) "the file was deleted or replaced "
+                    "since the workers opened it (a reload opens it again)",
+                    NGX_RUSTDESK_DB_ERR_LEN);
+        return;
+    }
+
+    rc = sqlite3_open_v2(t->path, &conn, SQLITE_OPEN_READWRITE, NULL);
+
+    if (rc != SQLITE_OK) {
+        ngx_cpystrn(t->err, (u_char *) (conn ? sqlite3_errmsg(conn)
+                                             : sqlite3_errstr(rc)),
+                    NGX_RUSTDESK_DB_ERR_LEN);
+        sqlite3_close(conn);
+        return;
+    }
+
+    if (sqlite3_db_readonly(conn, "main") == 1) {
+        ngx_cpystrn(t->err, (u_char *) "the file is read-only for the "
+                    "workers", NGX_RUSTDESK_DB_ERR_LEN);
+        sqlite3_close(conn);
+        return;
+    }
+
+    (void) sqlite3_busy_timeout(conn, t->busy);
+
+    rc = sqlite3_exec(conn, "begin immediate", NULL, NULL, &err);
+
+    if (rc != SQLITE_OK) {
+        ngx_cpystrn(t->err, (u_char *) (err ? err : sqlite3_errstr(rc)),
+                    NGX_RUSTDESK_DB_ERR_LEN);
+        sqlite3_free(err);
+        sqlite3_close(conn);
+        return;
+    }
+
+    (void) sqlite3_exec(conn, "rollback", NULL, NULL, NULL);
+    sqlite3_close(conn);
+
+    t->rc = NGX_OK;
+}
 
 
 /* Runs under the db mutex; sets t->rc and, on error, t->err. */

@@ -20,6 +20,22 @@ typedef struct ngx_rustdesk_db_s  ngx_rustdesk_db_t;
 /* In the event loop, once the write is done: NGX_OK or NGX_ERROR. */
 typedef void (*ngx_rustdesk_db_done_pt)(void *data, ngx_int_t rc);
 
+/* In the event loop, once the check is done: NGX_OK, or NGX_ERROR and why. */
+typedef void (*ngx_rustdesk_db_probe_pt)(void *data, ngx_int_t rc,
+    u_char *err);
+
+
+/*
+ * The counters the database adds to (ngx_rustdesk_db_stats), one after
+ * the other in this order: writes done and failed, lookups that found a
+ * row, found none, failed.
+ */
+#define NGX_RUSTDESK_DB_WRITE_OK      0
+#define NGX_RUSTDESK_DB_WRITE_ERROR   1
+#define NGX_RUSTDESK_DB_READ_FOUND    2
+#define NGX_RUSTDESK_DB_READ_ABSENT   3
+#define NGX_RUSTDESK_DB_READ_ERROR    4
+
 
 /*
  * At configuration time, in the master: creates the file and the tables
@@ -47,6 +63,9 @@ ngx_rustdesk_db_t *ngx_rustdesk_db_open(ngx_cycle_t *cycle, ngx_str_t *path,
     void *thread_pool);
 void ngx_rustdesk_db_close(ngx_rustdesk_db_t *db);
 
+/* The metrics' counters (NGX_RUSTDESK_DB_* from stats on), NULL: none. */
+void ngx_rustdesk_db_stats(ngx_rustdesk_db_t *db, ngx_atomic_t *stats);
+
 /*
  * The row of id: NGX_OK (row filled, blobs from pool), NGX_DECLINED (no
  * such peer), NGX_ERROR (logged).
@@ -62,6 +81,16 @@ ngx_int_t ngx_rustdesk_db_write(ngx_rustdesk_db_t *db, ngx_pool_t *pool,
     u_char *guid, ngx_str_t *id, ngx_str_t *uuid, ngx_str_t *pk,
     ngx_rustdesk_ip_t *ip, ngx_rustdesk_db_done_pt done, void *data,
     ngx_log_t *log);
+
+
+/*
+ * Whether the database can be written now, as a connection opened now
+ * finds it (the file's mode and owner, the filesystem, a write lock that
+ * another process holds): opened for writing, a write transaction begun
+ * and rolled back, in the thread pool.  NGX_ERROR: nothing was started.
+ */
+ngx_int_t ngx_rustdesk_db_probe(ngx_rustdesk_db_t *db, ngx_pool_t *pool,
+    ngx_rustdesk_db_probe_pt done, void *data);
 
 
 #endif /* _NGX_STREAM_RUSTDESK_RENDEZVOUS_DB_H_INCLUDED_ */

@@ -56,6 +56,11 @@ ngx_stream_rustdesk_rendezvous_deliver_init(ngx_cycle_t *cycle,
     ipc->handler = ngx_stream_rustdesk_rendezvous_ipc_handler;
     ipc->data = z;
 
+    if (ngx_stream_rustdesk_rendezvous_stats) {
+        ipc->stats = ngx_stream_rustdesk_rendezvous_stats
+                     + NGX_RUSTDESK_RDV_IPC_SENT;
+    }
+
     return ngx_rustdesk_ipc_open(ipc, cycle);
 }
 

@@ -49,6 +49,12 @@ static ngx_int_t ngx_stream_rustdesk_rendezvous_init_process(
 static void ngx_stream_rustdesk_rendezvous_exit_process(ngx_cycle_t *cycle);
 
 
+/* "rustdesk_metrics", when this module is the first loaded to declare it */
+static ngx_rustdesk_metrics_role_t  ngx_stream_rustdesk_rendezvous_metrics_role = {
+    ngx_stream_rustdesk_rendezvous_metrics_handler
+};
+
+
 static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
 
     { ngx_string("rustdesk_key_dir"),
@@ -204,6 +210,13 @@ static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
       NGX_STREAM_SRV_CONF_OFFSET,
       NGX_RUSTDESK_ROLE_CONSOLE,
       NULL },
+
+    { ngx_string("rustdesk_metrics"),
+      NGX_STREAM_SRV_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE12,
+      ngx_rustdesk_metrics_directive,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      &ngx_stream_rustdesk_rendezvous_metrics_role },
 
     { ngx_string("rustdesk_timeout"),
       NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
@@ -493,7 +506,7 @@ ngx_stream_rustdesk_rendezvous_postconfiguration(ngx_conf_t *cf)
     rmcf->zone->online_ttl = rmcf->online_timeout;
     rmcf->zone->stream_ttl = 2 * rmcf->keep_alive + rmcf->online_timeout;
 
-    return NGX_OK;
+    return ngx_stream_rustdesk_rendezvous_metrics_conf(cf, rmcf);
 }
 
 
@@ -515,6 +528,9 @@ ngx_stream_rustdesk_rendezvous_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    /* first: the database and the worker channel count in its slot */
+    ngx_stream_rustdesk_rendezvous_metrics_init(cycle, rmcf);
+
     ngx_stream_rustdesk_rendezvous_db_open(cycle, rmcf);
 
     if (ngx_stream_rustdesk_relays_init(cycle, rmcf) != NGX_OK) {
@@ -532,6 +548,8 @@ ngx_stream_rustdesk_rendezvous_exit_process(ngx_cycle_t *cycle)
     ngx_stream_rustdesk_relays_exit(cycle);
 
     ngx_stream_rustdesk_rendezvous_db_close();
+
+    ngx_stream_rustdesk_rendezvous_metrics_exit(cycle);
 }
 
 

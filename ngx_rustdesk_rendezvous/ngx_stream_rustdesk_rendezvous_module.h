@@ -14,6 +14,7 @@
 #include <ngx_stream.h>
 
 #include "ngx_rustdesk_conf.h"
+#include "ngx_rustdesk_metrics.h"
 #include "ngx_rustdesk_msg.h"
 #include "ngx_rustdesk_tcp.h"
 #include "ngx_rustdesk_brokered.h"
@@ -149,7 +150,61 @@ typedef struct {
 } ngx_stream_rustdesk_rendezvous_pk_t;
 
 
-extern ngx_module_t  ngx_stream_rustdesk_rendezvous_module;
+/* The results counted of each message ($rustdesk_result), and transports. */
+#define NGX_RUSTDESK_RDV_HEARTBEAT_RESULTS  4
+#define NGX_RUSTDESK_RDV_REGISTER_RESULTS   6
+#define NGX_RUSTDESK_RDV_PUNCH_RESULTS      4
+#define NGX_RUSTDESK_RDV_RELAY_RESULTS      2
+
+#define NGX_RUSTDESK_TRANSPORT_UDP          0
+#define NGX_RUSTDESK_TRANSPORT_TCP          1
+#define NGX_RUSTDESK_TRANSPORT_WS           2
+
+#define ngx_stream_rustdesk_rendezvous_metrics_transport(r)                  \
+    ((r)->stream == NULL ? NGX_RUSTDESK_TRANSPORT_UDP                        \
+     : (r)->port == NGX_RUSTDESK_PORT_WS ? NGX_RUSTDESK_TRANSPORT_WS         \
+     : NGX_RUSTDESK_TRANSPORT_TCP)
+
+
+/*
+ * The module's counters and gauges in its zone's slots (..._metrics.c),
+ * this process's values: NULL unless a metrics listener is configured.
+ * The database's five are in NGX_RUSTDESK_DB_* order, and the worker
+ * channel's three in NGX_RUSTDESK_IPC_* order.
+ */
+typedef enum {
+    NGX_RUSTDESK_RDV_STREAMS_TCP = 0,
+    NGX_RUSTDESK_RDV_STREAMS_WS,
+    NGX_RUSTDESK_RDV_IP_BLOCKED,
+    NGX_RUSTDESK_RDV_DB_WRITE_OK,
+    NGX_RUSTDESK_RDV_DB_WRITE_ERROR,
+    NGX_RUSTDESK_RDV_DB_READ_FOUND,
+    NGX_RUSTDESK_RDV_DB_READ_ABSENT,
+    NGX_RUSTDESK_RDV_DB_READ_ERROR,
+    NGX_RUSTDESK_RDV_IPC_SENT,
+    NGX_RUSTDESK_RDV_IPC_RECEIVED,
+    NGX_RUSTDESK_RDV_IPC_DROPPED,
+    NGX_RUSTDESK_RDV_HEARTBEATS,       /* RegisterPeer, by result */
+    NGX_RUSTDESK_RDV_REGISTRATIONS = NGX_RUSTDESK_RDV_HEARTBEATS
+                                     + NGX_RUSTDESK_RDV_HEARTBEAT_RESULTS,
+                                       /* RegisterPk, by transport, result */
+    NGX_RUSTDESK_RDV_PUNCH = NGX_RUSTDESK_RDV_REGISTRATIONS
+                             + 3 * NGX_RUSTDESK_RDV_REGISTER_RESULTS,
+                                       /* PunchHoleRequest, by result */
+    NGX_RUSTDESK_RDV_RELAY = NGX_RUSTDESK_RDV_PUNCH
+                             + NGX_RUSTDESK_RDV_PUNCH_RESULTS,
+                                       /* RequestRelay, by result */
+    NGX_RUSTDESK_RDV_NSTATS = NGX_RUSTDESK_RDV_RELAY
+                              + NGX_RUSTDESK_RDV_RELAY_RESULTS
+} ngx_stream_rustdesk_rendezvous_stat_e;
+
+
+extern ngx_module_t   ngx_stream_rustdesk_rendezvous_module;
+extern ngx_atomic_t  *ngx_stream_rustdesk_rendezvous_stats;
+
+
+#define ngx_stream_rustdesk_rendezvous_count(i, n)                           \
+    ngx_rustdesk_stat_add(ngx_stream_rustdesk_rendezvous_stats, i, n)
 
 
 /*
@@ -308,6 +363,26 @@ u_char *ngx_stream_rustdesk_relays_console(
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *set,
     u_char *p, u_char *last);
 void ngx_stream_rustdesk_rendezvous_console(ngx_stream_session_t *s);
+
+/*
+ * The metrics (..._metrics.c): the source and the zone's slots at
+ * configuration, this process's slot in init_process, given back in
+ * exit_process.
+ */
+ngx_int_t ngx_stream_rustdesk_rendezvous_metrics_conf(ngx_conf_t *cf,
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf);
+void ngx_stream_rustdesk_rendezvous_metrics_init(ngx_cycle_t *cycle,
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf);
+void ngx_stream_rustdesk_rendezvous_metrics_exit(ngx_cycle_t *cycle);
+void ngx_stream_rustdesk_rendezvous_metrics_handler(ngx_stream_session_t *s);
+
+/*
+ * A message's result ($rustdesk_result) counted: heartbeats, key
+ * registrations, punch hole and relay requests (message: the
+ * RendezvousMessage union case; transport: NGX_RUSTDESK_TRANSPORT_*).
+ */
+void ngx_stream_rustdesk_rendezvous_account(ngx_uint_t transport,
+    ngx_uint_t message, const char *result);
 
 /*
  * The relays offered (..._relays.c), evaluated for s's client when they

@@ -123,8 +123,8 @@ ngx_rustdesk_peer_register(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     if (!*request_pk) {
         /* over UDP from now on, even if a stream of it lingers */
         p->addr = *addr;
-        p->stream = NGX_RUSTDESK_STREAM_NONE;
-        p->last_reg = now;
+        ngx_rustdesk_online_set(&z->sh->online, p, now,
+                                NGX_RUSTDESK_STREAM_NONE);
     }
 
     /* the reference logs an IP change only while RegisterPk is not looping */
@@ -228,10 +228,10 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
         }
 
         p->addr = rk->addr;
-        p->stream = NGX_RUSTDESK_STREAM_NONE;
         p->ip = rk->addr;
         p->ip.port = 0;
-        p->last_reg = rk->now;
+        ngx_rustdesk_online_set(&z->sh->online, p, rk->now,
+                                NGX_RUSTDESK_STREAM_NONE);
 
         change->write = 1;
         change->insert = !p->has_guid;
@@ -257,8 +257,7 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
          */
 
         p->addr = rk->addr;
-        p->stream = rk->stream;
-        p->last_reg = rk->now;
+        ngx_rustdesk_online_set(&z->sh->online, p, rk->now, rk->stream);
     }
 
     ngx_shmtx_unlock(&z->shpool->mutex);
@@ -414,7 +413,7 @@ ngx_rustdesk_peer_stream_refresh(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
 
     if (p && p->stream == pid) {
         if (now) {
-            p->last_reg = now;
+            ngx_rustdesk_online_set(&z->sh->online, p, now, p->stream);
         }
 
         rc = NGX_OK;
@@ -438,11 +437,9 @@ ngx_rustdesk_peer_stream_closed(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     p = ngx_rustdesk_peer_lock(z, id, NULL);
 
     if (p && p->stream == pid) {
-        p->stream = NGX_RUSTDESK_STREAM_CLOSED;
-
-        if (grace) {
-            p->last_reg = now;
-        }
+        ngx_rustdesk_online_set(&z->sh->online, p,
+                                grace ? now : p->last_reg,
+                                NGX_RUSTDESK_STREAM_CLOSED);
     }
 
     ngx_shmtx_unlock(&z->shpool->mutex);
@@ -551,10 +548,35 @@ ngx_rustdesk_peer_free_locked(ngx_rustdesk_peer_zone_t *z,
     ngx_rustdesk_peer_t *p)
 {
     ngx_rustdesk_ip_change_free_locked(z, p);
+    ngx_rustdesk_online_forget(&z->sh->online, p);
 
     ngx_rustdesk_table_delete(&z->sh->table, z->shpool, p);
     ngx_rustdesk_peer_release_locked(z, p);
     z->sh->npeers--;
+}
+
+
+/*
+ * Peers online, from the zone's counts per second of registration
+ * (ngx_stream_rustdesk_rendezvous_online.h): a sum over a few thousand
+ * slots at most, whatever the number of peers.
+ */
+
+void
+ngx_rustdesk_peer_figures(ngx_rustdesk_peer_zone_t *z, ngx_msec_t now,
+    ngx_rustdesk_peer_figures_t *f)
+{
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    f->online = ngx_rustdesk_online_count(&z->sh->online, now, z->online_ttl,
+                                          z->stream_ttl);
+    f->peers = z->sh->npeers;
+    f->waiters = z->sh->nwaiters;
+    f->answers = z->sh->answers;
+    f->answers_cross = z->sh->answers_cross;
+    f->full = z->sh->full;
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
 }
 
 

@@ -87,6 +87,17 @@ typedef struct {
 } ngx_rustdesk_peer_change_t;
 
 
+/* What the metrics show of the zone (ngx_rustdesk_peer_figures). */
+typedef struct {
+    ngx_uint_t           peers;             /* in memory */
+    ngx_uint_t           online;
+    ngx_uint_t           waiters;           /* requesters waiting */
+    ngx_uint_t           answers;           /* delivered to requesters */
+    ngx_uint_t           answers_cross;     /* of which via another worker */
+    ngx_uint_t           full;              /* new peers are refused */
+} ngx_rustdesk_peer_figures_t;
+
+
 /* A row of the database, loaded on a memory miss. */
 typedef struct {
     u_char               guid[16];
@@ -158,6 +169,13 @@ void ngx_rustdesk_peer_stream_closed(ngx_rustdesk_peer_zone_t *z,
 /* The registered key (up to NGX_RUSTDESK_BLOB_MAX bytes): its length, 0. */
 size_t ngx_rustdesk_peer_pk(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     u_char *pk);
+
+/*
+ * The zone's figures, for the metrics; the peers online are counted from
+ * the zone's counts of registrations per second (ngx_rustdesk_online_t).
+ */
+void ngx_rustdesk_peer_figures(ngx_rustdesk_peer_zone_t *z, ngx_msec_t now,
+    ngx_rustdesk_peer_figures_t *f);
 
 /*
  * Under the zone's mutex, to make room: evicts the offline peers of the

@@ -28,6 +28,8 @@
 #include "ngx_stream_rustdesk_rendezvous_module.h"
 
 
+static ngx_int_t ngx_stream_rustdesk_rendezvous_dispatch(
+    ngx_stream_rustdesk_rendezvous_req_t *r, ngx_rustdesk_msg_t *m);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_datagram_msg(
     ngx_stream_rustdesk_rendezvous_req_t *r, ngx_rustdesk_msg_t *m);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_stream_msg(
@@ -40,6 +42,8 @@ ngx_int_t
 ngx_stream_rustdesk_rendezvous_handle(ngx_stream_rustdesk_rendezvous_req_t *r,
     ngx_rustdesk_msg_t *m)
 {
+    ngx_int_t  rc;
+
     /* for the access log: each handler says what came of it */
 
     r->message = ngx_rustdesk_msg_type(m);
@@ -49,6 +53,28 @@ ngx_stream_rustdesk_rendezvous_handle(ngx_stream_rustdesk_rendezvous_req_t *r,
     r->peer_id.len = 0;
     r->uuid.len = 0;
 
+    rc = ngx_stream_rustdesk_rendezvous_dispatch(r, m);
+
+    /*
+     * and for the metrics, the result counted here once it is known; a
+     * RegisterPk whose answer waits for the database is counted when the
+     * answer is made (..._register.c, ..._stream.c)
+     */
+
+    if (rc != NGX_AGAIN && r->result) {
+        ngx_stream_rustdesk_rendezvous_account(
+                           ngx_stream_rustdesk_rendezvous_metrics_transport(r),
+                           m->union_case, r->result);
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_dispatch(
+    ngx_stream_rustdesk_rendezvous_req_t *r, ngx_rustdesk_msg_t *m)
+{
     if (r->stream == NULL) {
         return ngx_stream_rustdesk_rendezvous_datagram_msg(r, m);
     }

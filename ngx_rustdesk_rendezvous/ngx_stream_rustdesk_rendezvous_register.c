@@ -92,6 +92,7 @@ ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "rustdesk: too many key registrations from this "
                       "address, refused peer \"%V\"", &req->id);
+        ngx_stream_rustdesk_rendezvous_count(NGX_RUSTDESK_RDV_IP_BLOCKED, 1);
         pk->result = HBB__REGISTER_PK_RESPONSE__RESULT__TOO_FREQUENT;
         return NGX_OK;
     }
@@ -220,9 +221,16 @@ ngx_stream_rustdesk_rendezvous_register_written(void *data, ngx_int_t rc)
 {
     ngx_stream_rustdesk_rendezvous_req_t  *r = data;
 
-    (void) ngx_stream_rustdesk_rendezvous_register_reply(r,
-                   rc == NGX_OK ? HBB__REGISTER_PK_RESPONSE__RESULT__OK
-                                : HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR);
+    Hbb__RegisterPkResponse__Result  result;
+
+    result = (rc == NGX_OK) ? HBB__REGISTER_PK_RESPONSE__RESULT__OK
+                            : HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
+
+    (void) ngx_stream_rustdesk_rendezvous_register_reply(r, result);
+
+    ngx_stream_rustdesk_rendezvous_account(NGX_RUSTDESK_TRANSPORT_UDP,
+                          HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PK,
+                          ngx_stream_rustdesk_rendezvous_register_result(result));
 
     r->finish(r);
 }

@@ -29,6 +29,7 @@ typedef struct {
     ngx_queue_t                            queue;   /* in ctx->writes */
     ngx_pool_t                            *pool;
     ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;     /* NULL: stream closed */
+    ngx_uint_t                             transport; /* for the metrics */
 } ngx_stream_rustdesk_rendezvous_reg_t;
 
 
@@ -47,6 +48,8 @@ static ngx_int_t ngx_stream_rustdesk_rendezvous_stream_idle(
     ngx_rustdesk_tcp_t *t);
 static ngx_stream_rustdesk_rendezvous_ctx_t *
     ngx_stream_rustdesk_rendezvous_stream_find(ngx_str_t *id);
+static void ngx_stream_rustdesk_rendezvous_stream_forget(
+    ngx_stream_rustdesk_rendezvous_ctx_t *ctx);
 static void ngx_stream_rustdesk_rendezvous_stream_cleanup(void *data);
 
 
@@ -152,6 +155,8 @@ ngx_stream_rustdesk_rendezvous_stream_register(
 
             reg->pool = pool;
             reg->ctx = ctx;
+            reg->transport =
+                          ngx_stream_rustdesk_rendezvous_metrics_transport(r);
             ngx_queue_insert_tail(&ctx->writes, &reg->queue);
 
             /* without a thread pool, written() runs before this returns */
@@ -182,15 +187,23 @@ ngx_stream_rustdesk_rendezvous_stream_written(void *data, ngx_int_t rc)
     ngx_stream_rustdesk_rendezvous_reg_t  *reg = data;
 
     ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;
+    Hbb__RegisterPkResponse__Result        result;
 
     ctx = reg->ctx;
+
+    result = (rc == NGX_OK) ? HBB__REGISTER_PK_RESPONSE__RESULT__OK
+                            : HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR;
+
+    /* counted even if the stream is gone: the peer is registered */
+
+    ngx_stream_rustdesk_rendezvous_account(reg->transport,
+                          HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PK,
+                          ngx_stream_rustdesk_rendezvous_register_result(result));
 
     if (ctx) {
         ngx_queue_remove(&reg->queue);
 
-        if (ngx_stream_rustdesk_rendezvous_stream_reply(ctx,
-                   rc == NGX_OK ? HBB__REGISTER_PK_RESPONSE__RESULT__OK
-                                : HBB__REGISTER_PK_RESPONSE__RESULT__SERVER_ERROR)
+        if (ngx_stream_rustdesk_rendezvous_stream_reply(ctx, result)
             != NGX_OK)
         {
             ngx_rustdesk_tcp_fail(ctx->req.stream);
@@ -267,9 +280,7 @@ ngx_stream_rustdesk_rendezvous_stream_bind(ngx_rustdesk_tcp_t *t,
                       "rustdesk: peer \"%V\" registered again on another "
                       "stream, closing this one", id);
 
-        ngx_rbtree_delete(&ngx_stream_rustdesk_rendezvous_streams,
-                          &old->peer.node);
-        old->registered = 0;
+        ngx_stream_rustdesk_rendezvous_stream_forget(old);
         ngx_rustdesk_tcp_fail(old->req.stream);
     }
 
@@ -289,6 +300,10 @@ ngx_stream_rustdesk_rendezvous_stream_bind(ngx_rustdesk_tcp_t *t,
                       &ctx->peer.node);
     ctx->registered = 1;
     ctx->heard = 1;
+
+    ngx_stream_rustdesk_rendezvous_count(ctx->req.port == NGX_RUSTDESK_PORT_WS
+                                         ? NGX_RUSTDESK_RDV_STREAMS_WS
+                                         : NGX_RUSTDESK_RDV_STREAMS_TCP, 1);
 
     t->timeout = rmcf->keep_alive;
     t->idle = ngx_stream_rustdesk_rendezvous_stream_idle;
@@ -315,12 +330,26 @@ ngx_stream_rustdesk_rendezvous_stream_unbind(
     rmcf = ngx_stream_get_module_main_conf(ctx->req.session,
                                         ngx_stream_rustdesk_rendezvous_module);
 
+    ngx_stream_rustdesk_rendezvous_stream_forget(ctx);
+
+    ngx_rustdesk_peer_stream_closed(rmcf->zone, &ctx->peer.str, ngx_pid,
+                                    ngx_current_msec, grace);
+}
+
+
+/* Out of this worker's tree of registered streams. */
+
+static void
+ngx_stream_rustdesk_rendezvous_stream_forget(
+    ngx_stream_rustdesk_rendezvous_ctx_t *ctx)
+{
     ngx_rbtree_delete(&ngx_stream_rustdesk_rendezvous_streams,
                       &ctx->peer.node);
     ctx->registered = 0;
 
-    ngx_rustdesk_peer_stream_closed(rmcf->zone, &ctx->peer.str, ngx_pid,
-                                    ngx_current_msec, grace);
+    ngx_stream_rustdesk_rendezvous_count(ctx->req.port == NGX_RUSTDESK_PORT_WS
+                                         ? NGX_RUSTDESK_RDV_STREAMS_WS
+                                         : NGX_RUSTDESK_RDV_STREAMS_TCP, -1);
 }
 
 
@@ -375,9 +404,7 @@ ngx_stream_rustdesk_rendezvous_stream_owned(ngx_rustdesk_tcp_t *t,
                   "rustdesk: peer \"%V\" is no longer reached through this "
                   "stream, closing it", &ctx->peer.str);
 
-    ngx_rbtree_delete(&ngx_stream_rustdesk_rendezvous_streams,
-                      &ctx->peer.node);
-    ctx->registered = 0;
+    ngx_stream_rustdesk_rendezvous_stream_forget(ctx);
 
     return NGX_ERROR;
 }

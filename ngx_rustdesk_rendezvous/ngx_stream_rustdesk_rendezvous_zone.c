@@ -36,6 +36,10 @@ static ngx_uint_t ngx_rustdesk_peer_expire_locked(
     ngx_rustdesk_peer_zone_t *z, ngx_msec_t now);
 static void ngx_rustdesk_peer_full_locked(ngx_rustdesk_peer_zone_t *z,
     ngx_log_t *log);
+static void *ngx_rustdesk_peer_room_made(ngx_rustdesk_peer_zone_t *z,
+    void *p);
+static ngx_int_t ngx_rustdesk_peer_init_stats(ngx_shm_zone_t *shm_zone,
+    ngx_rustdesk_peer_zone_t *z);
 
 
 ngx_int_t
@@ -84,7 +88,7 @@ ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
         ngx_shmtx_unlock(&z->shpool->mutex);
 
-        return NGX_OK;
+        return ngx_rustdesk_peer_init_stats(shm_zone, z);
     }
 
     z->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
@@ -101,7 +105,7 @@ ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     if (shm_zone->shm.exists) {
         z->sh = z->shpool->data;
-        return NGX_OK;
+        return ngx_rustdesk_peer_init_stats(shm_zone, z);
     }
 
     z->sh = ngx_slab_calloc(z->shpool, sizeof(ngx_rustdesk_peer_shctx_t));
@@ -114,6 +118,15 @@ ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     /* the index of the peers, sized for as many as the zone could hold */
 
     if (ngx_rustdesk_table_init(&z->sh->table, z->shpool, shm_zone->shm.size)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* the count of peers online, by second of their last registration */
+
+    if (ngx_rustdesk_online_init(&z->sh->online, z->shpool,
+                                 shm_zone->shm.size)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -151,6 +164,42 @@ ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_sprintf(z->shpool->log_ctx, " in rustdesk zone \"%V\"%Z",
                 &shm_zone->shm.name);
+
+    return ngx_rustdesk_peer_init_stats(shm_zone, z);
+}
+
+
+/*
+ * The metrics' slots, when a listener wants them: made once and kept
+ * across reloads (a module of another version with other counters gets
+ * slots of its own; the old ones stay with the old workers).
+ */
+
+static ngx_int_t
+ngx_rustdesk_peer_init_stats(ngx_shm_zone_t *shm_zone,
+    ngx_rustdesk_peer_zone_t *z)
+{
+    ngx_rustdesk_stats_t  *st;
+
+    if (z->stats_values == 0
+        || (z->sh->stats && z->sh->stats->nvalues == z->stats_values))
+    {
+        return NGX_OK;
+    }
+
+    st = ngx_rustdesk_stats_alloc(z->shpool, z->stats_values,
+                                  ngx_rustdesk_stats_slots(z->cycle));
+    if (st == NULL) {
+        ngx_log_error(NGX_LOG_WARN, shm_zone->shm.log, 0,
+                      "rustdesk: no room for the metrics' counters in zone "
+                      "\"%V\", the rendezvous module counts nothing",
+                      &shm_zone->shm.name);
+        return NGX_OK;
+    }
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+    z->sh->stats = st;
+    ngx_shmtx_unlock(&z->shpool->mutex);
 
     return NGX_OK;
 }
@@ -221,7 +270,7 @@ ngx_rustdesk_peer_new_locked(ngx_rustdesk_peer_zone_t *z, size_t size,
 
     p = ngx_rustdesk_table_cell_alloc(&z->sh->table, z->shpool, size);
     if (p) {
-        return p;
+        return ngx_rustdesk_peer_room_made(z, p);
     }
 
     /* a freed blocker entry or requester may leave a whole page */
@@ -231,7 +280,7 @@ ngx_rustdesk_peer_new_locked(ngx_rustdesk_peer_zone_t *z, size_t size,
     if (n) {
         p = ngx_rustdesk_table_cell_alloc(&z->sh->table, z->shpool, size);
         if (p) {
-            return p;
+            return ngx_rustdesk_peer_room_made(z, p);
         }
     }
 
@@ -244,7 +293,7 @@ ngx_rustdesk_peer_new_locked(ngx_rustdesk_peer_zone_t *z, size_t size,
 
         p = ngx_rustdesk_table_cell_alloc(&z->sh->table, z->shpool, size);
         if (p) {
-            return p;
+            return ngx_rustdesk_peer_room_made(z, p);
         }
     }
 
@@ -286,7 +335,7 @@ ngx_rustdesk_peer_alloc_locked(ngx_rustdesk_peer_zone_t *z, size_t size,
     if (n) {
         p = ngx_slab_alloc_locked(z->shpool, size);
         if (p) {
-            return p;
+            return ngx_rustdesk_peer_room_made(z, p);
         }
     }
 
@@ -299,7 +348,7 @@ ngx_rustdesk_peer_alloc_locked(ngx_rustdesk_peer_zone_t *z, size_t size,
 
         p = ngx_slab_alloc_locked(z->shpool, size);
         if (p) {
-            return p;
+            return ngx_rustdesk_peer_room_made(z, p);
         }
     }
 
@@ -330,9 +379,24 @@ ngx_rustdesk_peer_expire_locked(ngx_rustdesk_peer_zone_t *z, ngx_msec_t now)
 }
 
 
+/* Room was made: the zone takes new entries again (the metrics' gauge). */
+
+static void *
+ngx_rustdesk_peer_room_made(ngx_rustdesk_peer_zone_t *z, void *p)
+{
+    if (z->sh->full) {
+        z->sh->full = 0;
+    }
+
+    return p;
+}
+
+
 static void
 ngx_rustdesk_peer_full_locked(ngx_rustdesk_peer_zone_t *z, ngx_log_t *log)
 {
+    z->sh->full = 1;
+
     if (z->sh->full_logged) {
         return;
     }

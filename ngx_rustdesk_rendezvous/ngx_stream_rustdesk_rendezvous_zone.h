@@ -14,8 +14,10 @@
 #include <ngx_core.h>
 
 #include "ngx_rustdesk_ipc.h"
+#include "ngx_rustdesk_stats.h"
 
 #include "ngx_stream_rustdesk_rendezvous_table.h"
+#include "ngx_stream_rustdesk_rendezvous_online.h"
 
 
 #define NGX_RUSTDESK_SERVERS_MAX     1024     /* rendezvous_servers, joined */
@@ -46,6 +48,7 @@ typedef struct {
     ngx_uint_t           answers;           /* delivered to requesters */
     ngx_uint_t           answers_cross;     /* of which via another worker */
     ngx_uint_t           full_logged;
+    ngx_uint_t           full;              /* the last allocation failed */
 
     ngx_uint_t           always_use_relay;  /* the console may change it */
     size_t               relays_len;        /* set by the console: a,b */
@@ -57,6 +60,9 @@ typedef struct {
     int32_t              serial;            /* adopted from ConfigUpdate */
     size_t               servers_len;
     u_char               servers[NGX_RUSTDESK_SERVERS_MAX];
+
+    ngx_rustdesk_stats_t  *stats;           /* NULL: no metrics yet */
+    ngx_rustdesk_online_t  online;          /* peers online, by second */
 } ngx_rustdesk_peer_shctx_t;
 
 
@@ -70,6 +76,7 @@ typedef struct {
     ngx_msec_t                  online_ttl;         /* after registering */
     ngx_msec_t                  stream_ttl;         /* online by a stream */
     ngx_str_t                   servers;    /* configured, comma-joined */
+    ngx_uint_t                  stats_values;   /* 0: no metrics */
     ngx_rustdesk_ipc_dir_t     *channel;    /* set up with the zone */
     ngx_cycle_t                *cycle;      /* the zone's */
     ngx_str_t                  *database;   /* checked with the zone */

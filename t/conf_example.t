@@ -20,12 +20,13 @@ use Test::Nginx qw/ port /;
 use RustDesk::Conf;
 use RustDesk::Session;
 use RustDesk::RelayTest ();
+use RustDesk::Metrics ();
 
-my $t = Test::Nginx->new()->has()->plan(11);
+my $t = Test::Nginx->new()->has()->plan(12);
 my $d = $t->testdir();
 
 # the example's ports, each mapped to a free one
-my %PORT = map { $_ => port($_) } 21115 .. 21121, 443;
+my %PORT = map { $_ => port($_) } 21115 .. 21121, 443, 9117;
 
 sub example {
 	my ($name) = @_;
@@ -102,5 +103,10 @@ is(RustDesk::Session::relay_refused(host => '127.0.0.1',
 like(RustDesk::RelayTest::console($PORT{21120}, 'h')
 	. RustDesk::RelayTest::console($PORT{21121}, 'h'),
 	qr/relay-servers.*blacklist-add/s, 'both consoles answer on loopback');
+
+my $m = RustDesk::Metrics::scrape($PORT{9117});
+is(join(' ', map { $m->{$_} // 'none' } 'rustdesk_relay_pairs_total',
+	'rustdesk_rendezvous_relay_requests_total{result="OK"}'), '1 1',
+	'the metrics listener: the relayed session');
 
 $t->stop();

@@ -1,0 +1,87 @@
+#!/usr/bin/perl
+
+# The benchmarks of bench/ still run: bench/run --smoke runs every one of
+# them at tiny sizes (a few seconds each, its own nginx instances on free
+# loopback ports, the CPU idle check skipped), and each must complete,
+# print its figures and its rows of the summary, and report no problem
+# (no [error]/[alert]/[crit] line, no dead worker, no lost, wrong or
+# failed answer, flow or pair, no generator that failed).  No figure is
+# checked: tiny runs on a shared machine say nothing about speed.
+
+use warnings;
+use strict;
+
+use Test::More;
+
+use lib 't/lib';
+use Test::Nginx;
+
+# the nine benchmarks, each with a line its generator prints when it ran
+# to its end, and the start of one of its rows in the summary
+my @BENCHES = (
+	[ udp_heartbeat => qr/^ratio rendezvous\/baseline: [\d.]+$/m,
+		qr/^UDP heartbeats\/s \(\d+ peers\)\s+\d/m ],
+	[ punch_rtt => qr/^\s+rendezvous\s+p50\s+[\d.]+ us/m,
+		qr/^punch RTT p99 \(us\)\s+\d/m ],
+	[ zone_memory => qr/bytes of zone \/ \d+ peers = [\d.]+ bytes per peer/,
+		qr/^zone \d+m bytes\/peer\s+[\d.]+\s+\d+->\d+ /m ],
+	[ stream_heartbeat =>
+		qr/^an empty frame on each of the \d+ registered streams: \d+ answered/m,
+		qr/^stream heartbeats\/s \(\d+ streams\)\s+\d/m ],
+	[ relay_throughput => qr/^\s+relay\s+[\d.]+ MB\/s/m,
+		qr/^  the same, equal buffers\s+[\d.]+\s+[\d.]+\s+[\d.]+ /m ],
+	[ relay_latency => qr/^\s+p99 relay \/ proxy_eq, per round: +min [\d.]+/m,
+		qr/^relay RTT p99 \(us\), 3 pair\(s\)\s+[\d.]+\s+[\d.]+\s+[\d.]+ /m ],
+	[ relay_memory => qr/^\s+relay\s+\d+ pairs: VmRSS of 2 workers/m,
+		qr/^relay bytes\/pair \(VmRSS\), idle\s+-?\d/m ],
+	[ relay_ws => qr/^\s+WS<->WS\s+[\d.]+ MB\/s/m,
+		qr/^relay WS MB\/s, \d+ pair\(s\), A->B\s+[\d.]+/m ],
+	[ relay_scale => qr/^\s+relay\s+nginx workers [\d.]+ cores/m,
+		qr/^relay at scale: nginx cores\s+[\d.]+\s+[\d.]+ /m ],
+);
+
+my $t = Test::Nginx->new()->has();
+
+plan(skip_all => 'no gcc to build the load generators')
+	unless grep { -x "$_/gcc" } split /:/, $ENV{PATH};
+
+plan(tests => 3 + 2 * @BENCHES);
+
+# the nginx and modules the rest of the suite uses (make test-nginx too)
+local $ENV{NGINX} = $Test::Nginx::NGINX;
+local $ENV{NGINX_STREAM_MODULE} = $Test::Nginx::STREAM_MODULE;
+local $ENV{RUSTDESK_MODULES} = $Test::Nginx::MODULES;
+local $ENV{TMPDIR} = $t->testdir();
+
+# the smoke run's own sizes, whatever the caller's environment says
+delete @ENV{qw/ HB_PEERS HB_SECONDS HB_ROUNDS HB_WINDOW STREAM_PEERS
+	STREAM_HOLD PUNCH_FLOWS ZONE_SPECS RELAY_PAIRS RELAY_SECONDS
+	RELAY_ROUNDS RELAY_BUFFER PING_PAIRS PING_TRIPS PING_ROUNDS MEM_PAIRS
+	MEM_BATCH MEM_HOLD SCALE_PAIRS SCALE_CHUNK SCALE_SECONDS SCALE_RAMP_MS
+	NGINX_LIFE BENCH_KEEP /};
+
+# bench/run stops every nginx it started, and each stops by itself after
+# its NGINX_LIFE anyway; timeout(1) only ends a run that hangs
+my $out = `timeout -k 10 600 bench/run --smoke 2>&1`;
+my $rc = $? >> 8;
+
+is($rc, 0, 'bench/run --smoke exits 0');
+
+my ($summary) = $out =~ /^== summary[^\n]*\n(.*)\z/ms;
+
+ok(defined $summary, 'the summary printed');
+$summary //= '';
+
+my ($problems) = $out =~ /^server problems noticed:\n(.*)/ms;
+
+ok(!defined $problems, 'no problem noticed') or diag($problems);
+
+for my $b (@BENCHES) {
+	my ($name, $ran, $row) = @$b;
+	my ($part) = $out =~ /^== \Q$name\E:(.*?)(?=^== )/ms;
+
+	like($part // '', $ran, "$name ran to its end");
+	like($summary, $row, "$name: its row in the summary");
+}
+
+diag("bench/run --smoke:\n$out") unless Test::More->builder->is_passing;
