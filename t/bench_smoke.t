@@ -7,6 +7,13 @@
 # (no [error]/[alert]/[crit] line, no dead worker, no lost, wrong or
 # failed answer, flow or pair, no generator that failed).  No figure is
 # checked: tiny runs on a shared machine say nothing about speed.
+#
+# bench/exposed --smoke, the attacks on an exposed server at tiny sizes (a
+# second or two a part), likewise: each part must run to its end and
+# print its rows of the summary, and the server must report no problem
+# (no [alert]/[crit]/[emerg] line, no dead worker, no socket kept, no
+# connection held past its deadline, no answer larger than its datagram,
+# no unticketed connection kept, no brokered session lost).
 
 use warnings;
 use strict;
@@ -40,12 +47,27 @@ my @BENCHES = (
 		qr/^relay at scale: nginx cores\s+[\d.]+\s+[\d.]+ /m ],
 );
 
+# the six parts of bench/exposed, each with the start of one of its rows
+# in the summary
+my @PARTS = (
+	[ ws_rst => qr/^WS upgrade\+RST flood: \d+ in [\d.]+ s\s+peak \+\d+/m ],
+	[ drip =>
+		qr/^slow drip \(1 B\/s\): relay RequestRelay\s+held [\d.]+ s/m ],
+	[ ping =>
+		qr/^ping flood [\d.]+ MB, pongs unread: worker CPU\s+[\d.]+ s\/MB/m ],
+	[ amplify =>
+		qr/^UDP amplification, max out\/in \(unproven src\)\s+[\d.]+/m ],
+	[ tickets =>
+		qr/^unticketed RequestRelay flood, \d+\/s\s+\d+\/\d+ refused/m ],
+	[ fuzz => qr/^fuzz \d+ s: inputs at every port\s+\d+\s+workers alive/m ],
+);
+
 my $t = Test::Nginx->new()->has();
 
 plan(skip_all => 'no gcc to build the load generators')
 	unless grep { -x "$_/gcc" } split /:/, $ENV{PATH};
 
-plan(tests => 3 + 2 * @BENCHES);
+plan(tests => 6 + 2 * @BENCHES + 2 * @PARTS);
 
 # the nginx and modules the rest of the suite uses (make test-nginx too)
 local $ENV{NGINX} = $Test::Nginx::NGINX;
@@ -58,7 +80,8 @@ delete @ENV{qw/ HB_PEERS HB_SECONDS HB_ROUNDS HB_WINDOW STREAM_PEERS
 	STREAM_HOLD PUNCH_FLOWS ZONE_SPECS RELAY_PAIRS RELAY_SECONDS
 	RELAY_ROUNDS RELAY_BUFFER PING_PAIRS PING_TRIPS PING_ROUNDS MEM_PAIRS
 	MEM_BATCH MEM_HOLD SCALE_PAIRS SCALE_CHUNK SCALE_SECONDS SCALE_RAMP_MS
-	NGINX_LIFE BENCH_KEEP /};
+	FLOOD_CONNS FLOOD_RATE LEGIT_SECONDS DRIP_DEADLINE PING_MB TICKET_RATE
+	TICKET_SECONDS TICKET_SESSIONS FUZZ_SECONDS NGINX_LIFE BENCH_KEEP /};
 
 # bench/run stops every nginx it started, and each stops by itself after
 # its NGINX_LIFE anyway; timeout(1) only ends a run that hangs
@@ -85,3 +108,33 @@ for my $b (@BENCHES) {
 }
 
 diag("bench/run --smoke:\n$out") unless Test::More->builder->is_passing;
+
+###############################################################################
+
+my $failed = grep { !$_ } Test::More->builder->summary;
+
+$out = `timeout -k 10 300 $^X bench/exposed --smoke 2>&1`;
+$rc = $? >> 8;
+
+is($rc, 0, 'bench/exposed --smoke exits 0');
+
+($summary) = $out =~ /^== summary[^\n]*\n(.*)\z/ms;
+
+ok(defined $summary, 'bench/exposed: the summary printed');
+$summary //= '';
+
+($problems) = $out =~ /^server problems noticed:\n(.*)/ms;
+
+ok(!defined $problems, 'bench/exposed: no problem noticed')
+	or diag($problems);
+
+for my $p (@PARTS) {
+	my ($name, $row) = @$p;
+
+	like($out, qr/^== \Q$name\E: done$/m,
+		"bench/exposed $name ran to its end");
+	like($summary, $row, "bench/exposed $name: its rows in the summary");
+}
+
+diag("bench/exposed --smoke:\n$out")
+	if (grep { !$_ } Test::More->builder->summary) > $failed;
