@@ -13,6 +13,7 @@ SHELL := /bin/bash
 #   make deb        the Debian package (build/*.deb)
 #   make test-deb   install it into the system nginx and serve (root)
 #   make bench      benchmarks (bench/README.md)
+#   make bench-exposed  attacks on a private server (bench/exposed)
 
 NGX_SRC      ?= /usr/share/nginx/src
 NGX_MODULES  ?= /usr/lib/nginx/modules
@@ -25,7 +26,8 @@ SO           := $(MODULES:%=$(BUILD)/%.so)
 SOURCES      := config config.make $(wildcard common/*.[ch] common/*.proto \
                 common/*.map ngx_rustdesk_*/*.[ch] ngx_rustdesk_*/config)
 
-.PHONY: all install run test unit unit-build deps clean bench test-nginx \
+.PHONY: all install run test unit unit-build deps clean bench bench-exposed \
+        test-nginx \
         test-nginx-newer deb test-deb
 
 all: $(SO)
@@ -152,6 +154,9 @@ test-deb:
 
 bench: all
 	bench/run
+
+bench-exposed: all
+	bench/exposed
 
 clean:
 	rm -rf $(BUILD)
