@@ -27,8 +27,7 @@ SOURCES      := config config.make $(wildcard common/*.[ch] common/*.proto \
                 common/*.map ngx_rustdesk_*/*.[ch] ngx_rustdesk_*/config)
 
 .PHONY: all install run test unit unit-build deps clean bench bench-exposed \
-        test-nginx \
-        test-nginx-newer deb test-deb
+        test-nginx test-nginx-newer deb test-deb
 
 all: $(SO)
 
