@@ -54,7 +54,7 @@ my @PARTS = (
 	[ drip =>
 		qr/^slow drip \(1 B\/s\): relay RequestRelay\s+held [\d.]+ s/m ],
 	[ ping =>
-		qr/^ping flood [\d.]+ MB, pongs unread: worker CPU\s+[\d.]+ s\/MB/m ],
+		qr/^ping flood [\d.]+ MB, pongs unread: worker\s+[\d.]+ ms CPU per MB/m ],
 	[ amplify =>
 		qr/^UDP amplification, max out\/in \(unproven src\)\s+[\d.]+/m ],
 	[ tickets =>
