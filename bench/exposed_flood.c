@@ -14,7 +14,8 @@
  * waits for the server's close.
  *
  * Prints: RESULT started= connected= connect_failed= sent= closed_by_server=
- * open_at_timeout= seconds= rate=
+ * open_at_timeout= seconds= rate= most_in_flight= (connections started and
+ * not yet reset or closed, at most)
  */
 
 #include "bench.h"
@@ -35,10 +36,10 @@ int
 main(int argc, char **argv)
 {
     int                 ports[MAX_PORTS], nports = 0, opt, rst = 1, ep;
-    int                 fd, i, n, err, window = 512, wait_ms = 2000;
+    int                 fd, i, n, err, window = 512, wait_ms = 2000, burst;
     unsigned long       count = 0, rate = 0;
     unsigned long       started = 0, connected = 0, failed = 0, sent = 0;
-    unsigned long       closed = 0, kept = 0, inflight = 0;
+    unsigned long       closed = 0, kept = 0, inflight = 0, most = 0;
     size_t              len, uoff = 0, ulen = 0, j;
     char               *file = NULL, buf[4096];
     uint8_t             req[65536], copy[65536];
@@ -47,7 +48,7 @@ main(int argc, char **argv)
     socklen_t           sl;
     FILE               *f;
     struct linger       lg = { 1, 0 };
-    struct epoll_event  ev, evs[256];
+    struct epoll_event  ev, evs[1024];
     struct sockaddr_in  sin;
     struct rlimit       rl;
 
@@ -113,9 +114,15 @@ main(int argc, char **argv)
     while (started < count || inflight > 0) {
         now = now_ns();
 
-        /* start what the rate and the window allow */
+        /*
+         * start what the rate and the window allow, 64 at a time, so that
+         * each connection sends its request as soon as it is connected
+         */
+
+        burst = 0;
 
         while (started < count && inflight < (unsigned long) window
+               && burst++ < 64
                && (rate == 0
                    || (now - t0) * rate >= started * 1000000000ULL))
         {
@@ -142,9 +149,13 @@ main(int argc, char **argv)
             ev.data.fd = fd;
             epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
             inflight++;
+
+            if (inflight > most) {
+                most = inflight;
+            }
         }
 
-        n = epoll_wait(ep, evs, 256, 1);
+        n = epoll_wait(ep, evs, 1024, 1);
 
         for (i = 0; i < n; i++) {
             fd = evs[i].data.fd;
@@ -228,8 +239,9 @@ main(int argc, char **argv)
 
     printf("RESULT started=%lu connected=%lu connect_failed=%lu sent=%lu"
            " closed_by_server=%lu open_at_timeout=%lu seconds=%.3f"
-           " rate=%.0f\n", started, connected, failed, sent, closed, kept,
-           (now - t0) / 1e9, started / ((now - t0) / 1e9));
+           " rate=%.0f most_in_flight=%lu\n", started, connected, failed,
+           sent, closed, kept, (now - t0) / 1e9,
+           started / ((now - t0) / 1e9), most);
 
     return 0;
 }
