@@ -6,12 +6,14 @@
  *
  *   exposed_flood -p PORT [-p PORT...] -n COUNT [-r PER_SECOND] -f FILE
  *                 [-u OFFSET:LEN] [-m rst|wait] [-w WINDOW] [-t MS]
+ *                 [-s SOURCE]
  *
  * -f: the request's bytes; -u: that many bytes at that offset are
  * replaced by random hex digits in each connection's copy (a uuid);
  * -r: connections started per second (0: as fast as the window allows);
  * -w: connections in flight at most; -t: how long a "wait" connection
- * waits for the server's close.
+ * waits for the server's close; -s: the source address (127/8), default
+ * 127.0.0.1.
  *
  * Prints: RESULT started= connected= connect_failed= sent= closed_by_server=
  * open_at_timeout= seconds= rate= most_in_flight= (connections started and
@@ -37,6 +39,7 @@ main(int argc, char **argv)
 {
     int                 ports[MAX_PORTS], nports = 0, opt, rst = 1, ep;
     int                 fd, i, n, err, window = 512, wait_ms = 2000, burst;
+    int                 bound = 0, one = 1;
     unsigned long       count = 0, rate = 0;
     unsigned long       started = 0, connected = 0, failed = 0, sent = 0;
     unsigned long       closed = 0, kept = 0, inflight = 0, most = 0;
@@ -49,10 +52,10 @@ main(int argc, char **argv)
     FILE               *f;
     struct linger       lg = { 1, 0 };
     struct epoll_event  ev, evs[1024];
-    struct sockaddr_in  sin;
+    struct sockaddr_in  sin, src;
     struct rlimit       rl;
 
-    while ((opt = getopt(argc, argv, "p:n:r:f:u:m:w:t:")) != -1) {
+    while ((opt = getopt(argc, argv, "p:n:r:f:u:m:w:t:s:")) != -1) {
         switch (opt) {
         case 'p':
             if (nports < MAX_PORTS) {
@@ -70,6 +73,7 @@ main(int argc, char **argv)
         case 'm': rst = strcmp(optarg, "wait") != 0; break;
         case 'w': window = atoi(optarg); break;
         case 't': wait_ms = atoi(optarg); break;
+        case 's': src = loopback(optarg, 0); bound = 1; break;
         default:
             fprintf(stderr, "usage: see the top of exposed_flood.c\n");
             return 2;
@@ -135,8 +139,17 @@ main(int argc, char **argv)
                 continue;
             }
 
-            if (connect(fd, (struct sockaddr *) &sin, sizeof(sin)) == -1
-                && errno != EINPROGRESS)
+            /* a source address without taking a port before connect() */
+
+            if (bound) {
+                setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
+                           sizeof(one));
+            }
+
+            if ((bound
+                 && bind(fd, (struct sockaddr *) &src, sizeof(src)) == -1)
+                || (connect(fd, (struct sockaddr *) &sin, sizeof(sin)) == -1
+                    && errno != EINPROGRESS))
             {
                 failed++;
                 close(fd);

@@ -13,7 +13,8 @@
 # print its rows of the summary, and the server must report no problem
 # (no [alert]/[crit]/[emerg] line, no dead worker, no socket kept, no
 # connection held past its deadline, no answer larger than its datagram,
-# no unticketed connection kept, no brokered session lost).
+# no unticketed connection kept, no brokered session lost, no pinging
+# pair broken, no worker replaced by the fuzz).
 
 use warnings;
 use strict;
@@ -47,12 +48,13 @@ my @BENCHES = (
 		qr/^relay at scale: nginx cores\s+[\d.]+\s+[\d.]+ /m ],
 );
 
-# the six parts of bench/exposed, each with the start of one of its rows
+# the seven parts of bench/exposed, each with the start of one of its rows
 # in the summary
 my @PARTS = (
 	[ ws_rst => qr/^WS upgrade\+RST flood: \d+ in [\d.]+ s\s+peak \+\d+/m ],
 	[ drip =>
 		qr/^slow drip \(1 B\/s\): relay RequestRelay\s+held [\d.]+ s/m ],
+	[ hold => qr/^\d+\/s idle conns, deadline \d+s, limit_conn \d+\/IP\s+peak/m ],
 	[ ping =>
 		qr/^ping flood [\d.]+ MB, pongs unread: worker\s+[\d.]+ ms CPU per MB/m ],
 	[ amplify =>
@@ -80,8 +82,9 @@ delete @ENV{qw/ HB_PEERS HB_SECONDS HB_ROUNDS HB_WINDOW STREAM_PEERS
 	STREAM_HOLD PUNCH_FLOWS ZONE_SPECS RELAY_PAIRS RELAY_SECONDS
 	RELAY_ROUNDS RELAY_BUFFER PING_PAIRS PING_TRIPS PING_ROUNDS MEM_PAIRS
 	MEM_BATCH MEM_HOLD SCALE_PAIRS SCALE_CHUNK SCALE_SECONDS SCALE_RAMP_MS
-	FLOOD_CONNS FLOOD_RATE LEGIT_SECONDS DRIP_DEADLINE PING_MB TICKET_RATE
-	TICKET_SECONDS TICKET_SESSIONS FUZZ_SECONDS NGINX_LIFE BENCH_KEEP /};
+	FLOOD_CONNS FLOOD_RATE LEGIT_SECONDS DRIP_DEADLINE HOLD_RATE HOLD_SECONDS
+	HOLD_DEADLINE PING_MB PING_TRIPS TICKET_RATE TICKET_SECONDS
+	TICKET_SESSIONS FUZZ_SECONDS NGINX_LIFE BENCH_KEEP /};
 
 # bench/run stops every nginx it started, and each stops by itself after
 # its NGINX_LIFE anyway; timeout(1) only ends a run that hangs
