@@ -66,7 +66,11 @@ my $run_pid_existed = -e '/run/nginx.pid';
 my $before = snapshot();
 my ($nginx, $ports);
 
+# (not when the test was skipped: nothing was set up, and $PKG is not set
+# yet, so that installed() would ask dpkg about every package and apt-get
+# would purge none, failing when another apt-get holds the lock)
 END {
+	return unless defined $PKG;
 	stop_nginx();
 	unlink $STREAM_CONF;
 	system("apt-get purge -y -qq $PKG > /dev/null 2>&1") if installed();
