@@ -16,11 +16,14 @@ use Test::More;
 use lib 't/lib';
 use Test::Nginx;
 
-# the nine benchmarks, each with a line its generator prints when it ran
+# the ten benchmarks, each with a line its generator prints when it ran
 # to its end, and the start of one of its rows in the summary
 my @BENCHES = (
 	[ udp_heartbeat => qr/^ratio rendezvous\/baseline: [\d.]+$/m,
 		qr/^UDP heartbeats\/s \(\d+ peers\)\s+\d/m ],
+	[ heartbeat_scale =>
+		qr/^\s+reload with \d+ peers: [\d.]+ s until new workers answer; 1000 of 1000 random peers still known$/m,
+		qr/^  heartbeat CPU, \d+ peers \(us\)\s+[\d.]+\s+[\d.]+\s+[\d.]+ /m ],
 	[ punch_rtt => qr/^\s+rendezvous\s+p50\s+[\d.]+ us/m,
 		qr/^punch RTT p99 \(us\)\s+\d/m ],
 	[ zone_memory => qr/bytes of zone \/ \d+ peers = [\d.]+ bytes per peer/,
@@ -54,7 +57,7 @@ local $ENV{RUSTDESK_MODULES} = $Test::Nginx::MODULES;
 local $ENV{TMPDIR} = $t->testdir();
 
 # the smoke run's own sizes, whatever the caller's environment says
-delete @ENV{qw/ HB_PEERS HB_SECONDS HB_ROUNDS HB_WINDOW STREAM_PEERS
+delete @ENV{qw/ HB_PEERS HB_SECONDS HB_ROUNDS HB_WINDOW HS_PEERS STREAM_PEERS
 	STREAM_HOLD PUNCH_FLOWS ZONE_SPECS RELAY_PAIRS RELAY_SECONDS
 	RELAY_ROUNDS RELAY_BUFFER PING_PAIRS PING_TRIPS PING_ROUNDS MEM_PAIRS
 	MEM_BATCH MEM_HOLD SCALE_PAIRS SCALE_CHUNK SCALE_SECONDS SCALE_RAMP_MS
