@@ -2,8 +2,8 @@
  * Shared by the load generators of bench/: a few hand-encoded protobuf
  * messages of rendezvous.proto (PROTOCOL.md section 3), the TCP frame
  * header (section 2), AddrMangle decoding (section 4), loopback source
- * addresses, clocks, the CPU time of nginx worker processes, and
- * percentiles of latencies.
+ * addresses, blocking TCP clients, clocks, the CPU time of nginx worker
+ * processes, and percentiles of latencies.
  *
  * Everything here talks to 127.0.0.0/8 only.
  */
@@ -168,6 +168,101 @@ udp_socket(struct sockaddr_in *src)
     }
 
     return fd;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* TCP clients */
+
+static inline void
+nonblocking(int fd)
+{
+    int  fl;
+
+    fl = fcntl(fd, F_GETFL);
+    if (fl == -1 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1) {
+        die("fcntl");
+    }
+}
+
+
+static inline void
+nodelay(int fd)
+{
+    int  one = 1;
+
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+
+static inline void
+close_fd(int *fd)
+{
+    if (*fd != -1) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+
+/*
+ * A blocking TCP connection from src (its port chosen at connect time, so
+ * that many sockets can share a source address) to `to'; -1 on failure.
+ */
+static inline int
+tcp_to(struct sockaddr_in *src, struct sockaddr_in *to)
+{
+    int  fd, one = 1;
+
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        die("socket(tcp)");
+    }
+
+    nodelay(fd);
+
+    if (src) {
+#ifdef IP_BIND_ADDRESS_NO_PORT
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+#endif
+        if (bind(fd, (struct sockaddr *) src, sizeof(*src)) == -1) {
+            die("bind(tcp)");
+        }
+    }
+
+    (void) one;
+
+    if (connect(fd, (struct sockaddr *) to, sizeof(*to)) == -1) {
+        close(fd);
+        return -1;
+    }
+
+    return fd;
+}
+
+
+static inline int
+send_full(int fd, const void *buf, size_t len)
+{
+    ssize_t        n;
+    const uint8_t *p = buf;
+
+    while (len) {
+        n = send(fd, p, len, MSG_NOSIGNAL);
+
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+
+            return -1;
+        }
+
+        p += n;
+        len -= n;
+    }
+
+    return 0;
 }
 
 
