@@ -3,7 +3,8 @@
  * messages of rendezvous.proto (PROTOCOL.md section 3), the TCP frame
  * header (section 2), AddrMangle decoding (section 4), loopback source
  * addresses, blocking TCP clients, clocks, the CPU time of nginx worker
- * processes, and percentiles of latencies.
+ * processes, percentiles of latencies, and the spread of ratios measured
+ * round by round.
  *
  * Everything here talks to 127.0.0.0/8 only.
  */
@@ -803,6 +804,58 @@ print_pct(const char *name, uint64_t *v, size_t n)
            "max %8.1f us  (%zu samples)\n", name,
            pct(v, n, 0.50) / 1e3, pct(v, n, 0.90) / 1e3,
            pct(v, n, 0.99) / 1e3, v[n - 1] / 1e3, n);
+}
+
+
+/*
+ * The p-quantile of v[0..n), left in its order (a copy is sorted); 0 when
+ * n is 0.
+ */
+static inline uint64_t
+pct_of(const uint64_t *v, size_t n, double p)
+{
+    uint64_t  *copy, r;
+
+    if (n == 0) {
+        return 0;
+    }
+
+    copy = malloc(n * sizeof(uint64_t));
+    if (copy == NULL) {
+        die("malloc");
+    }
+
+    memcpy(copy, v, n * sizeof(uint64_t));
+    qsort(copy, n, sizeof(uint64_t), cmp_u64);
+    r = pct(copy, n, p);
+    free(copy);
+
+    return r;
+}
+
+
+static inline int
+cmp_double(const void *a, const void *b)
+{
+    double  x = *(const double *) a, y = *(const double *) b;
+
+    return (x > y) - (x < y);
+}
+
+
+/*
+ * Min, median (the mean of the middle two for an even count) and max of
+ * v[0..n) (n > 0; sorted in place) into r[0..2]: how ratios measured
+ * round by round spread.
+ */
+static inline void
+spread(double *v, unsigned n, double *r)
+{
+    qsort(v, n, sizeof(double), cmp_double);
+
+    r[0] = v[0];
+    r[1] = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    r[2] = v[n - 1];
 }
 
 
