@@ -811,6 +811,14 @@ ratios(const double *on, const double *off, unsigned rounds, double *r)
 }
 
 
+/* The workers' CPU seconds per relay flow paired. */
+static double
+cpu_per_flow(side_t *s)
+{
+    return s->paired ? s->cpu / s->paired : 0;
+}
+
+
 static void
 report(side_t *s, unsigned punch_want, unsigned relay_want)
 {
@@ -827,7 +835,7 @@ report(side_t *s, unsigned punch_want, unsigned relay_want)
     printf("  %zu relay flows paired in %.2f s: %.0f/s; nginx workers' CPU "
            "%.0f us a flow\n", s->paired, s->seconds,
            s->seconds > 0 ? s->paired / s->seconds : 0,
-           s->paired ? s->cpu * 1e6 / s->paired : 0);
+           cpu_per_flow(s) * 1e6);
 
     if (s->punch_failed || s->not_closed || s->npunch != punch_want) {
         printf("  %-10s PROBLEMS: %zu of %u punch flows; failed %zu",
@@ -1028,7 +1036,7 @@ main(int argc, char **argv)
                s->name, p_us(s->flow, s->paired, 0.5),
                s->name, p_us(s->flow, s->paired, 0.99),
                s->name, s->seconds > 0 ? s->paired / s->seconds : 0,
-               s->name, s->paired ? s->cpu * 1e6 / s->paired : 0,
+               s->name, cpu_per_flow(s) * 1e6,
                s->name, s->paired, s->name, punch_n - s->npunch,
                s->name, relay_n - s->paired,
                s->name, s->not_closed);
@@ -1038,9 +1046,13 @@ main(int argc, char **argv)
            "ratio_punch_p50_max=%.2f ratio_punch_p99_min=%.2f "
            "ratio_punch_p99_med=%.2f ratio_punch_p99_max=%.2f "
            "ratio_pairs_min=%.2f ratio_pairs_med=%.2f ratio_pairs_max=%.2f "
-           "stranger_refused_on=%d stranger_waits_off=%d no_offer=%zu\n",
+           "ratio_cpu=%.3f stranger_refused_on=%d stranger_waits_off=%d "
+           "no_offer=%zu\n",
            pr50[0], pr50[1], pr50[2], pr99[0], pr99[1], pr99[2],
-           rr[0], rr[1], rr[2], stranger_on, stranger_off, bad_offers);
+           rr[0], rr[1], rr[2],
+           cpu_per_flow(&sides[OFF]) > 0
+           ? cpu_per_flow(&sides[ON]) / cpu_per_flow(&sides[OFF]) : 0,
+           stranger_on, stranger_off, bad_offers);
 
     return 0;
 
