@@ -16,7 +16,7 @@ use Test::More;
 use lib 't/lib';
 use Test::Nginx;
 
-# the ten benchmarks, each with a line its generator prints when it ran
+# the eleven benchmarks, each with a line its generator prints when it ran
 # to its end, and the start of one of its rows in the summary
 my @BENCHES = (
 	[ udp_heartbeat => qr/^ratio rendezvous\/baseline: [\d.]+$/m,
@@ -41,6 +41,8 @@ my @BENCHES = (
 		qr/^relay WS MB\/s, \d+ pair\(s\), A->B\s+[\d.]+/m ],
 	[ relay_scale => qr/^\s+relay\s+nginx workers [\d.]+ cores/m,
 		qr/^relay at scale: nginx cores\s+[\d.]+\s+[\d.]+ /m ],
+	[ tickets => qr/^on \/ off, per round: punch p50 min [\d.]+/m,
+		qr/^tickets on\/off: relay pairs\/s\s+\d+\s+\d+\s+[\d.]+ /m ],
 );
 
 my $t = Test::Nginx->new()->has();
@@ -61,7 +63,8 @@ delete @ENV{qw/ HB_PEERS HB_SECONDS HB_ROUNDS HB_WINDOW HS_PEERS STREAM_PEERS
 	STREAM_HOLD PUNCH_FLOWS ZONE_SPECS RELAY_PAIRS RELAY_SECONDS
 	RELAY_ROUNDS RELAY_BUFFER PING_PAIRS PING_TRIPS PING_ROUNDS MEM_PAIRS
 	MEM_BATCH MEM_HOLD SCALE_PAIRS SCALE_CHUNK SCALE_SECONDS SCALE_RAMP_MS
-	NGINX_LIFE BENCH_KEEP /};
+	TICKET_PUNCH TICKET_FLOWS TICKET_AT_ONCE TICKET_ROUNDS NGINX_LIFE
+	BENCH_KEEP /};
 
 # bench/run stops every nginx it started, and each stops by itself after
 # its NGINX_LIFE anyway; timeout(1) only ends a run that hangs
