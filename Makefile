@@ -51,6 +51,12 @@ $(BUILD)/%.so: $(NGX_BUILD)/Makefile $(SOURCES)
 	# a new file, not an overwrite: a running nginx may have the old one mapped
 	cp $(NGX_BUILD)/objs/$*.so $@.tmp && mv -f $@.tmp $@
 
+# Both modules link the same objects of common/: with make -j, two builds
+# of the tree at once would write them at once, and one module could link
+# a half-written object.  One after the other (each in parallel inside).
+$(BUILD)/ngx_stream_rustdesk_relay_module.so: | \
+        $(BUILD)/ngx_stream_rustdesk_rendezvous_module.so
+
 install: $(SO)
 	install -d $(DESTDIR)$(NGX_MODULES)
 	for so in $(SO); do \

@@ -2,8 +2,9 @@
  * Shared by the load generators of bench/: a few hand-encoded protobuf
  * messages of rendezvous.proto (PROTOCOL.md section 3), the TCP frame
  * header (section 2), AddrMangle decoding (section 4), loopback source
- * addresses, clocks, the CPU time of nginx worker processes, and
- * percentiles of latencies.
+ * addresses, blocking TCP clients, clocks, the CPU time of nginx worker
+ * processes, percentiles of latencies, and the spread of ratios measured
+ * round by round.
  *
  * Everything here talks to 127.0.0.0/8 only.
  */
@@ -168,6 +169,101 @@ udp_socket(struct sockaddr_in *src)
     }
 
     return fd;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* TCP clients */
+
+static inline void
+nonblocking(int fd)
+{
+    int  fl;
+
+    fl = fcntl(fd, F_GETFL);
+    if (fl == -1 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1) {
+        die("fcntl");
+    }
+}
+
+
+static inline void
+nodelay(int fd)
+{
+    int  one = 1;
+
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+
+static inline void
+close_fd(int *fd)
+{
+    if (*fd != -1) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+
+/*
+ * A blocking TCP connection from src (its port chosen at connect time, so
+ * that many sockets can share a source address) to `to'; -1 on failure.
+ */
+static inline int
+tcp_to(struct sockaddr_in *src, struct sockaddr_in *to)
+{
+    int  fd, one = 1;
+
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        die("socket(tcp)");
+    }
+
+    nodelay(fd);
+
+    if (src) {
+#ifdef IP_BIND_ADDRESS_NO_PORT
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+#endif
+        if (bind(fd, (struct sockaddr *) src, sizeof(*src)) == -1) {
+            die("bind(tcp)");
+        }
+    }
+
+    (void) one;
+
+    if (connect(fd, (struct sockaddr *) to, sizeof(*to)) == -1) {
+        close(fd);
+        return -1;
+    }
+
+    return fd;
+}
+
+
+static inline int
+send_full(int fd, const void *buf, size_t len)
+{
+    ssize_t        n;
+    const uint8_t *p = buf;
+
+    while (len) {
+        n = send(fd, p, len, MSG_NOSIGNAL);
+
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+
+            return -1;
+        }
+
+        p += n;
+        len -= n;
+    }
+
+    return 0;
 }
 
 
@@ -708,6 +804,58 @@ print_pct(const char *name, uint64_t *v, size_t n)
            "max %8.1f us  (%zu samples)\n", name,
            pct(v, n, 0.50) / 1e3, pct(v, n, 0.90) / 1e3,
            pct(v, n, 0.99) / 1e3, v[n - 1] / 1e3, n);
+}
+
+
+/*
+ * The p-quantile of v[0..n), left in its order (a copy is sorted); 0 when
+ * n is 0.
+ */
+static inline uint64_t
+pct_of(const uint64_t *v, size_t n, double p)
+{
+    uint64_t  *copy, r;
+
+    if (n == 0) {
+        return 0;
+    }
+
+    copy = malloc(n * sizeof(uint64_t));
+    if (copy == NULL) {
+        die("malloc");
+    }
+
+    memcpy(copy, v, n * sizeof(uint64_t));
+    qsort(copy, n, sizeof(uint64_t), cmp_u64);
+    r = pct(copy, n, p);
+    free(copy);
+
+    return r;
+}
+
+
+static inline int
+cmp_double(const void *a, const void *b)
+{
+    double  x = *(const double *) a, y = *(const double *) b;
+
+    return (x > y) - (x < y);
+}
+
+
+/*
+ * Min, median (the mean of the middle two for an even count) and max of
+ * v[0..n) (n > 0; sorted in place) into r[0..2]: how ratios measured
+ * round by round spread.
+ */
+static inline void
+spread(double *v, unsigned n, double *r)
+{
+    qsort(v, n, sizeof(double), cmp_double);
+
+    r[0] = v[0];
+    r[1] = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    r[2] = v[n - 1];
 }
 
 

@@ -301,41 +301,6 @@ run_mode(int mode, unsigned round, unsigned per_pair, stats_t *st)
 }
 
 
-/* The p99 of the round trips st->rtt[from..st->n), in us; 0: none. */
-static double
-round_p99(stats_t *st, size_t from)
-{
-    size_t     n = st->n - from;
-    double     v;
-    uint64_t  *copy;
-
-    if (n == 0) {
-        return 0;
-    }
-
-    copy = malloc(n * sizeof(uint64_t));
-    if (copy == NULL) {
-        die("malloc");
-    }
-
-    memcpy(copy, st->rtt + from, n * sizeof(uint64_t));
-    qsort(copy, n, sizeof(uint64_t), cmp_u64);
-    v = pct(copy, n, 0.99) / 1e3;
-    free(copy);
-
-    return v;
-}
-
-
-static int
-cmp_double(const void *a, const void *b)
-{
-    double  x = *(const double *) a, y = *(const double *) b;
-
-    return (x > y) - (x < y);
-}
-
-
 /*
  * The relay's p99 over base's, round by round: min, median (the mean of
  * the middle two for an even count) and max into r[0..2]; 0 when a round
@@ -356,12 +321,7 @@ round_ratios(stats_t *relay, stats_t *base, unsigned rounds, double *r)
         v[k] = relay->p99[k] / base->p99[k];
     }
 
-    qsort(v, rounds, sizeof(double), cmp_double);
-
-    r[0] = v[0];
-    r[1] = rounds % 2 ? v[rounds / 2]
-                      : (v[rounds / 2 - 1] + v[rounds / 2]) / 2;
-    r[2] = v[rounds - 1];
+    spread(v, rounds, r);
 }
 
 
@@ -466,7 +426,8 @@ main(int argc, char **argv)
             mode = modes[r % 2 ? nmodes - 1 - k : k];
             from = st[mode].n;
             run_mode(mode, r, per_pair, &st[mode]);
-            st[mode].p99[r] = round_p99(&st[mode], from);
+            st[mode].p99[r] = pct_of(st[mode].rtt + from,
+                                     st[mode].n - from, 0.99) / 1e3;
         }
     }
 

@@ -103,7 +103,7 @@ ngx_rustdesk_ip_change_locked(ngx_rustdesk_peer_zone_t *z,
 
         ngx_queue_remove(&c->queue);
 
-        if (now - c->time > NGX_RUSTDESK_IP_CHANGE_DUR) {
+        if ((ngx_msec_int_t) (now - c->time) > NGX_RUSTDESK_IP_CHANGE_DUR) {
             z->sh->nip_changes -= (c->n > 1);
             c->n = 0;
             c->time = now;

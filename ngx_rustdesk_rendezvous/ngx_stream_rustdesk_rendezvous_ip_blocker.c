@@ -57,7 +57,7 @@ ngx_rustdesk_ip_blocker_allow(ngx_rustdesk_peer_zone_t *z,
 
     /* more than 30 (ip_block_max) RegisterPk without a 60 s pause */
 
-    if (now - b->reg_time > NGX_RUSTDESK_IP_BLOCK_WINDOW) {
+    if ((ngx_msec_int_t) (now - b->reg_time) > NGX_RUSTDESK_IP_BLOCK_WINDOW) {
         b->reg_count = 0;
 
     } else if (b->reg_count > z->ip_block_max) {
@@ -79,7 +79,7 @@ ngx_rustdesk_ip_blocker_allow(ngx_rustdesk_peer_zone_t *z,
         }
     }
 
-    if (now - b->ids_time > NGX_RUSTDESK_IP_IDS_WINDOW) {
+    if ((ngx_msec_int_t) (now - b->ids_time) > NGX_RUSTDESK_IP_IDS_WINDOW) {
         b->nids = 0;
 
     } else if (b->nids > z->ip_ids_max) {
@@ -151,8 +151,9 @@ ngx_rustdesk_ip_blocker_expire_locked(ngx_rustdesk_peer_zone_t *z,
         q = ngx_queue_last(&z->sh->ips_lru);
         b = ngx_queue_data(q, ngx_rustdesk_ip_block_t, queue);
 
-        if (now - b->ids_time < NGX_RUSTDESK_IP_IDS_WINDOW
-            && now - b->reg_time < NGX_RUSTDESK_IP_BLOCK_WINDOW)
+        if ((ngx_msec_int_t) (now - b->ids_time) < NGX_RUSTDESK_IP_IDS_WINDOW
+            && (ngx_msec_int_t) (now - b->reg_time)
+               < NGX_RUSTDESK_IP_BLOCK_WINDOW)
         {
             break;
         }

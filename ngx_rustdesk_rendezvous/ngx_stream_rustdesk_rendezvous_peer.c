@@ -204,7 +204,9 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
     /* at most 3 RegisterPk within 6 s for one id */
 
     if (p) {
-        if ((uint32_t) rk->now - p->reg_pk_time > NGX_RUSTDESK_REG_PK_WINDOW) {
+        if ((int32_t) ((uint32_t) rk->now - p->reg_pk_time)
+            > NGX_RUSTDESK_REG_PK_WINDOW)
+        {
             p->reg_pk_count = 0;
 
         } else if (p->reg_pk_count >= NGX_RUSTDESK_REG_PK_MAX) {
@@ -374,7 +376,10 @@ ngx_rustdesk_peer_is_online(ngx_rustdesk_peer_zone_t *z,
     ttl = (p->stream > 0) ? ngx_max(z->stream_ttl, z->online_ttl)
                           : z->online_ttl;
 
-    return (p->last_reg && now - p->last_reg < ttl);
+    /* signed: another worker's clock may be a little ahead of ours */
+
+    return (p->last_reg
+            && (ngx_msec_int_t) (now - p->last_reg) < (ngx_msec_int_t) ttl);
 }
 
 

@@ -85,7 +85,7 @@ ngx_rustdesk_ip_changes_text(ngx_rustdesk_peer_zone_t *z, u_char *p,
         q = ngx_queue_last(&z->sh->ip_changes);
         c = ngx_queue_data(q, ngx_rustdesk_ip_change_t, queue);
 
-        if (now - c->time < NGX_RUSTDESK_IP_CHANGE_KEEP) {
+        if ((ngx_msec_int_t) (now - c->time) < NGX_RUSTDESK_IP_CHANGE_KEEP) {
             break;
         }
 

@@ -130,7 +130,12 @@ ngx_rustdesk_waiter_expire_locked(ngx_rustdesk_peer_zone_t *z, ngx_msec_t now,
         q = ngx_queue_last(&z->sh->waiters_lru);
         w = ngx_queue_data(q, ngx_rustdesk_waiter_t, queue);
 
-        if (now - w->time < NGX_RUSTDESK_WAITER_TTL) {
+        /*
+         * signed: another worker's clock may be a little ahead of ours,
+         * and its entry is then newer than now, not 49 days old
+         */
+
+        if ((ngx_msec_int_t) (now - w->time) < NGX_RUSTDESK_WAITER_TTL) {
             break;
         }
 

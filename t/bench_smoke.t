@@ -24,11 +24,14 @@ use Test::More;
 use lib 't/lib';
 use Test::Nginx;
 
-# the nine benchmarks, each with a line its generator prints when it ran
+# the eleven benchmarks, each with a line its generator prints when it ran
 # to its end, and the start of one of its rows in the summary
 my @BENCHES = (
 	[ udp_heartbeat => qr/^ratio rendezvous\/baseline: [\d.]+$/m,
 		qr/^UDP heartbeats\/s \(\d+ peers\)\s+\d/m ],
+	[ heartbeat_scale =>
+		qr/^\s+reload with \d+ peers: [\d.]+ s until new workers answer; 1000 of 1000 random peers still known$/m,
+		qr/^  heartbeat CPU, \d+ peers \(us\)\s+[\d.]+\s+[\d.]+\s+[\d.]+ /m ],
 	[ punch_rtt => qr/^\s+rendezvous\s+p50\s+[\d.]+ us/m,
 		qr/^punch RTT p99 \(us\)\s+\d/m ],
 	[ zone_memory => qr/bytes of zone \/ \d+ peers = [\d.]+ bytes per peer/,
@@ -46,6 +49,8 @@ my @BENCHES = (
 		qr/^relay WS MB\/s, \d+ pair\(s\), A->B\s+[\d.]+/m ],
 	[ relay_scale => qr/^\s+relay\s+nginx workers [\d.]+ cores/m,
 		qr/^relay at scale: nginx cores\s+[\d.]+\s+[\d.]+ /m ],
+	[ tickets => qr/^on \/ off, per round: punch p50 min [\d.]+/m,
+		qr/^tickets on\/off: relay pairs\/s\s+\d+\s+\d+\s+[\d.]+ /m ],
 );
 
 # the seven parts of bench/exposed, each with the start of one of its rows
@@ -59,7 +64,7 @@ my @PARTS = (
 		qr/^ping flood [\d.]+ MB, pongs unread: worker\s+[\d.]+ ms CPU per MB/m ],
 	[ amplify =>
 		qr/^UDP amplification, max out\/in \(unproven src\)\s+[\d.]+/m ],
-	[ tickets =>
+	[ unticketed =>
 		qr/^unticketed RequestRelay flood, \d+\/s\s+\d+\/\d+ refused/m ],
 	[ fuzz => qr/^fuzz \d+ s: inputs at every port\s+\d+\s+workers alive/m ],
 );
@@ -78,13 +83,14 @@ local $ENV{RUSTDESK_MODULES} = $Test::Nginx::MODULES;
 local $ENV{TMPDIR} = $t->testdir();
 
 # the smoke run's own sizes, whatever the caller's environment says
-delete @ENV{qw/ HB_PEERS HB_SECONDS HB_ROUNDS HB_WINDOW STREAM_PEERS
+delete @ENV{qw/ HB_PEERS HB_SECONDS HB_ROUNDS HB_WINDOW HS_PEERS STREAM_PEERS
 	STREAM_HOLD PUNCH_FLOWS ZONE_SPECS RELAY_PAIRS RELAY_SECONDS
 	RELAY_ROUNDS RELAY_BUFFER PING_PAIRS PING_TRIPS PING_ROUNDS MEM_PAIRS
 	MEM_BATCH MEM_HOLD SCALE_PAIRS SCALE_CHUNK SCALE_SECONDS SCALE_RAMP_MS
+	TICKET_PUNCH TICKET_FLOWS TICKET_AT_ONCE TICKET_ROUNDS
 	FLOOD_CONNS FLOOD_RATE LEGIT_SECONDS DRIP_DEADLINE HOLD_RATE HOLD_SECONDS
-	HOLD_DEADLINE PING_MB PING_TRIPS TICKET_RATE TICKET_SECONDS
-	TICKET_SESSIONS FUZZ_SECONDS NGINX_LIFE BENCH_KEEP /};
+	HOLD_DEADLINE PING_MB NOTICKET_RATE NOTICKET_SECONDS NOTICKET_SESSIONS
+	FUZZ_SECONDS NGINX_LIFE BENCH_KEEP /};
 
 # bench/run stops every nginx it started, and each stops by itself after
 # its NGINX_LIFE anyway; timeout(1) only ends a run that hangs
