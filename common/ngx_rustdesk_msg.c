@@ -41,9 +41,10 @@ ngx_rustdesk_msg_pack(ngx_rustdesk_msg_t *m, ngx_uint_t framed, u_char *out)
 {
     size_t  n;
 
-    n = hbb__rendezvous_message__get_packed_size(m);
+    /* the size is walked for the frame header only: a datagram has none */
 
     if (framed) {
+        n = hbb__rendezvous_message__get_packed_size(m);
         out += ngx_rustdesk_frame_write_header(out, n);
     }
 
