@@ -111,6 +111,7 @@ UNIT_CFLAGS  := -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter \
                 -Icommon -I$(BUILD)/proto -fsanitize=address,undefined \
                 -fno-omit-frame-pointer
 UNIT_SRCS    := t/unit/test_common.c common/ngx_rustdesk_frame.c \
+                common/ngx_rustdesk_heartbeat.c \
                 common/ngx_rustdesk_addr.c common/ngx_rustdesk_keys.c \
                 common/ngx_rustdesk_ws.c $(BUILD)/proto/rendezvous.pb-c.c
 

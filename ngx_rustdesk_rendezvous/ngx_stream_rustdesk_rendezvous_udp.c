@@ -10,6 +10,7 @@
 #include <ngx_stream.h>
 
 #include "ngx_stream_rustdesk_rendezvous_module.h"
+#include "ngx_rustdesk_heartbeat.h"
 
 
 /*
@@ -28,6 +29,7 @@ typedef struct {
 
 
 #define NGX_RUSTDESK_UDP_MAX  65535
+#define NGX_RUSTDESK_UDP_ID   256       /* a heartbeat's id read in place */
 
 
 static void ngx_stream_rustdesk_rendezvous_udp_read(ngx_event_t *rev);
@@ -111,10 +113,39 @@ static void
 ngx_stream_rustdesk_rendezvous_datagram(
     ngx_stream_rustdesk_rendezvous_udp_ctx_t *ctx, u_char *data, size_t len)
 {
-    ngx_rustdesk_msg_t  *m;
+    size_t               id_len;
+    int32_t              serial;
+    const uint8_t       *id;
+    ngx_rustdesk_msg_t  *m, hb;
+    Hbb__RegisterPeer    rp;
+    u_char               hb_id[NGX_RUSTDESK_UDP_ID];
 
     ctx->req.size = len;
     ctx->sent = 0;
+
+    /* the usual heartbeat: the same message, without protobuf-c's mallocs */
+
+    if (ngx_rustdesk_heartbeat_read(data, len, &id, &id_len, &serial)
+        && id_len < NGX_RUSTDESK_UDP_ID)
+    {
+        *ngx_cpymem(hb_id, id, id_len) = '\0';
+
+        hbb__register_peer__init(&rp);
+        rp.id = (char *) hb_id;
+        rp.serial = serial;
+
+        hbb__rendezvous_message__init(&hb);
+        hb.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PEER;
+        hb.register_peer = &rp;
+
+        if (ngx_stream_rustdesk_rendezvous_handle(&ctx->req, &hb)
+            == NGX_AGAIN)
+        {
+            ctx->pending++;
+        }
+
+        return;
+    }
 
     m = ngx_rustdesk_msg_unpack(data, len);
 

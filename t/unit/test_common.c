@@ -29,6 +29,7 @@
 #include "ngx_rustdesk_addr.h"
 #include "ngx_rustdesk_keys.h"
 #include "ngx_rustdesk_ws.h"
+#include "ngx_rustdesk_heartbeat.h"
 #include "rendezvous.pb-c.h"
 
 
@@ -4975,6 +4976,188 @@ test_ws_control(void)
 }
 
 
+/*
+ * The heartbeat read in place against protobuf-c: every RegisterPeer
+ * protobuf-c packs (serial not negative) is read with the same id and
+ * serial, and whatever the reader accepts of mutated and random bytes,
+ * protobuf-c decodes to the same RegisterPeer.
+ */
+
+static size_t
+hb_pack(const uint8_t *id, size_t id_len, int32_t serial, uint8_t *out)
+{
+    char                    idz[64];
+    Hbb__RegisterPeer       rp;
+    Hbb__RendezvousMessage  m;
+
+    memcpy(idz, id, id_len);
+    idz[id_len] = '\0';
+
+    hbb__register_peer__init(&rp);
+    rp.id = idz;
+    rp.serial = serial;
+
+    hbb__rendezvous_message__init(&m);
+    m.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PEER;
+    m.register_peer = &rp;
+
+    return hbb__rendezvous_message__pack(&m, out);
+}
+
+
+/* 1 when protobuf-c reads data as the RegisterPeer {id, serial}. */
+
+static int
+hb_protobuf_agrees(const uint8_t *data, size_t len, const uint8_t *id,
+    size_t id_len, int32_t serial)
+{
+    int                      same;
+    Hbb__RendezvousMessage  *m;
+
+    m = hbb__rendezvous_message__unpack(NULL, len, data);
+
+    if (m == NULL) {
+        return 0;
+    }
+
+    same = m->union_case == HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PEER
+           && m->register_peer != NULL
+           && memcmp(m->register_peer->id, id, id_len) == 0
+           && m->register_peer->id[id_len] == '\0'
+           && m->register_peer->serial == serial;
+
+    hbb__rendezvous_message__free_unpacked(m, NULL);
+
+    return same;
+}
+
+
+static const uint8_t  hb_bytes[] = {
+    0x0a, 0x10, 0x18, 0x22, 0x80, 0x00, 0x01, 0x7f
+};
+
+
+static void
+test_heartbeat_read(void)
+{
+    int             i, k, ok;
+    size_t          len, id_len, got_len, n;
+    int32_t         serial, got_serial;
+    uint8_t         id[40], buf[128];
+    const uint8_t  *got_id;
+
+    context = "heartbeat_read";
+
+    /* what real clients send: a 9-digit id, serial 0 (omitted) */
+
+    len = hb_pack((const uint8_t *) "123456789", 9, 0, buf);
+    CHECK_EQ(len, 13);
+    CHECK_EQ(ngx_rustdesk_heartbeat_read(buf, len, &got_id, &got_len,
+                                         &got_serial), 1);
+    CHECK_EQ(got_len, 9);
+    CHECK(memcmp(got_id, "123456789", 9) == 0);
+    CHECK_EQ(got_serial, 0);
+
+    for (i = 0; i < 200000; i++) {
+        id_len = rnd() % sizeof(id);
+
+        for (k = 0; k < (int) id_len; k++) {
+            id[k] = (i & 1) ? '0' + rnd() % 10 : 1 + rnd() % 255;
+        }
+
+        switch (rnd() % 4) {
+        case 0:
+            serial = 0;
+            break;
+        case 1:
+            serial = rnd() % 1000;
+            break;
+        case 2:
+            serial = (int32_t) (rnd() & 0x7fffffff);
+            break;
+        default:
+            serial = -(int32_t) (rnd() % 1000) - 1;
+        }
+
+        len = hb_pack(id, id_len, serial, buf);
+
+        ok = ngx_rustdesk_heartbeat_read(buf, len, &got_id, &got_len,
+                                         &got_serial);
+
+        if (serial < 0) {
+            CHECK_EQ(ok, 0);            /* 10-byte varint: the general way */
+            continue;
+        }
+
+        CHECK_EQ(ok, 1);
+        CHECK_EQ(got_len, id_len);
+        CHECK(got_len == 0 || memcmp(got_id, id, got_len) == 0);
+        CHECK_EQ(got_serial, serial);
+
+        /* mutated: whatever is still read, protobuf-c reads the same */
+
+        for (k = 0; k < 8; k++) {
+            n = len;
+
+            switch (rnd() % 4) {
+            case 0:
+                buf[rnd() % n] ^= 1 << (rnd() % 8);
+                break;
+            case 1:
+                n = rnd() % (len + 1);
+                break;
+            case 2:
+                if (n < sizeof(buf)) {
+                    buf[n++] = rnd() & 0xff;
+                }
+                break;
+            default:
+                buf[rnd() % n] = rnd() & 0xff;
+            }
+
+            if (ngx_rustdesk_heartbeat_read(buf, n, &got_id, &got_len,
+                                            &got_serial))
+            {
+                CHECK(hb_protobuf_agrees(buf, n, got_id, got_len,
+                                         got_serial));
+            }
+        }
+    }
+
+    /* random bytes, most of them rejected, each acceptance checked */
+
+    for (i = 0; i < 200000; i++) {
+        n = 2 + rnd() % 20;
+        buf[0] = 0x32;
+        buf[1] = n - 2;
+
+        for (k = 2; k < (int) n; k++) {
+            buf[k] = (rnd() & 1) ? hb_bytes[rnd() % sizeof(hb_bytes)]
+                                 : rnd() & 0xff;
+        }
+
+        if (ngx_rustdesk_heartbeat_read(buf, n, &got_id, &got_len,
+                                        &got_serial))
+        {
+            CHECK(hb_protobuf_agrees(buf, n, got_id, got_len, got_serial));
+        }
+    }
+
+    /* the same field twice, another field, the member not alone: not read */
+
+    CHECK_EQ(ngx_rustdesk_heartbeat_read((const uint8_t *) "\x32\x06\x0a\x01"
+             "1\x0a\x01" "2", 8, &got_id, &got_len, &got_serial), 0);
+    CHECK_EQ(ngx_rustdesk_heartbeat_read((const uint8_t *) "\x32\x04\x10\x01"
+             "\x10\x02", 6, &got_id, &got_len, &got_serial), 0);
+    CHECK_EQ(ngx_rustdesk_heartbeat_read((const uint8_t *) "\x32\x02\x18\x01",
+             4, &got_id, &got_len, &got_serial), 0);
+    CHECK_EQ(ngx_rustdesk_heartbeat_read((const uint8_t *) "\x32\x00\x32\x00",
+             4, &got_id, &got_len, &got_serial), 0);
+    CHECK_EQ(ngx_rustdesk_heartbeat_read((const uint8_t *) "\x32", 1,
+             &got_id, &got_len, &got_serial), 0);
+}
+
+
 int
 main(void)
 {
@@ -5003,6 +5186,8 @@ main(void)
     test_ws_request();
     test_ws_request_garbage();
     test_ws_garbage();
+
+    test_heartbeat_read();
 
     printf("%lu passed, %lu failed\n", passed, failed);
 
