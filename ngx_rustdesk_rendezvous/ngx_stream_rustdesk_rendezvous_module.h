@@ -26,6 +26,7 @@
 #include "ngx_stream_rustdesk_rendezvous_history.h"
 #include "ngx_stream_rustdesk_rendezvous_report.h"
 #include "ngx_stream_rustdesk_rendezvous_db.h"
+#include "ngx_stream_rustdesk_rendezvous_cluster.h"
 
 
 #define NGX_RUSTDESK_ROLE_NONE        0
@@ -69,6 +70,8 @@ typedef struct {
     ngx_str_t                    database;         /* path; "off": none */
     ngx_uint_t                   database_off;
     void                        *thread_pool;
+
+    ngx_stream_rustdesk_rendezvous_cluster_conf_t  cluster;  /* Redis */
 
     ngx_uint_t                   used;             /* a server has a role */
 } ngx_stream_rustdesk_rendezvous_main_conf_t;
