@@ -121,7 +121,7 @@ ngx_rustdesk_redis_close(ngx_rustdesk_redis_t *r)
     r->state = NGX_RUSTDESK_REDIS_DOWN;
 
     if (ac) {
-        /* pending commands are called back with no reply, and ignored */
+        /* the handlers of commands in flight are called with no reply */
         redisAsyncFree(ac);
     }
 }
@@ -636,9 +636,8 @@ ngx_rustdesk_redis_command_reply(redisAsyncContext *ac, void *reply,
             ngx_del_timer(&cmd->timer);
         }
 
-        if (!r->closing) {
-            cmd->handler(r, reply, cmd->data);
-        }
+        /* closing too: a caller may hold cmd until its handler runs */
+        cmd->handler(r, reply, cmd->data);
     }
 
     ngx_free(cmd);

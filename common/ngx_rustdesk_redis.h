@@ -107,7 +107,7 @@ char *ngx_rustdesk_redis_parse_url(ngx_conf_t *cf, ngx_str_t *url,
 ngx_int_t ngx_rustdesk_redis_open(ngx_rustdesk_redis_t *r,
     ngx_cycle_t *cycle);
 
-/* Ends it: commands in flight are dropped without their handlers. */
+/* Ends it: commands in flight get their handlers called with no reply. */
 void ngx_rustdesk_redis_close(ngx_rustdesk_redis_t *r);
 
 #define ngx_rustdesk_redis_ready(r)                                           \

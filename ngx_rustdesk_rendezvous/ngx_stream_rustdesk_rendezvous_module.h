@@ -127,6 +127,9 @@ struct ngx_stream_rustdesk_rendezvous_req_s {
     ngx_str_t                                  id;       /* the sender's */
     ngx_str_t                                  peer_id;  /* the one asked for */
     ngx_str_t                                  uuid;     /* a relay's */
+
+    /* a request waiting for Redis (..._cluster_directory.c) */
+    ngx_stream_rustdesk_rendezvous_find_t     *cluster;
 };
 
 
@@ -142,6 +145,9 @@ typedef struct {
     unsigned                     registered:1;     /* peer is in the tree */
     unsigned                     stream_cleanup:1;
     unsigned                     heard:1;          /* a frame since a ping */
+    ngx_msec_t                   cluster_heard;    /* the last frame, for
+                                                      the cluster's
+                                                      directory */
 } ngx_stream_rustdesk_rendezvous_ctx_t;
 
 
@@ -271,6 +277,11 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_local_addr(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__LocalAddr *la);
 ngx_int_t ngx_stream_rustdesk_rendezvous_relay_response(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RelayResponse *rr);
+
+/* The answer to a failed PunchHoleRequest (NGX_OK, or NGX_ERROR). */
+ngx_int_t ngx_stream_rustdesk_rendezvous_punch_failure(
+    ngx_stream_rustdesk_rendezvous_req_t *r,
+    Hbb__PunchHoleResponse__Failure failure);
 
 /* The NAT test and the online query (..._nat.c). */
 ngx_int_t ngx_stream_rustdesk_rendezvous_test_nat(

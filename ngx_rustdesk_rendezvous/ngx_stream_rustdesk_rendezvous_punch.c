@@ -14,9 +14,6 @@
 #include "ngx_rustdesk_addr.h"
 
 
-static ngx_int_t ngx_stream_rustdesk_rendezvous_punch_failure(
-    ngx_stream_rustdesk_rendezvous_req_t *r,
-    Hbb__PunchHoleResponse__Failure failure);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_requester(
     ngx_stream_session_t *s, ProtobufCBinaryData *mangled,
     ngx_rustdesk_ip_t *a);
@@ -48,6 +45,7 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(
     ngx_uint_t                                   online, a_lan, b_lan, same;
     Hbb__NatType                                 nat_type;
     Hbb__PunchHole                               hole;
+    Hbb__PunchHoleResponse__Failure              failure;
     ngx_connection_t                            *c;
     ngx_rustdesk_ip_t                            b;
     ngx_rustdesk_msg_t                           out;
@@ -82,24 +80,24 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(
     if (rc == NGX_DECLINED) {
         /* known to the database only: offline (a failed lookup: unknown) */
 
+        failure = HBB__PUNCH_HOLE_RESPONSE__FAILURE__ID_NOT_EXIST;
+
         if (id.len && ngx_stream_rustdesk_rendezvous_db_load(r->session, &id,
                                                              &row)
                       == NGX_OK)
         {
-            return ngx_stream_rustdesk_rendezvous_punch_failure(r,
-                           HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE);
+            failure = HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE;
         }
 
-        return ngx_stream_rustdesk_rendezvous_punch_failure(r,
-                       HBB__PUNCH_HOLE_RESPONSE__FAILURE__ID_NOT_EXIST);
+        goto not_here;
     }
 
     if (online == 0 || b.family == 0
         || stream == NGX_RUSTDESK_STREAM_CLOSED)
     {
         /* a peer whose stream closed cannot be reached until it is back */
-        return ngx_stream_rustdesk_rendezvous_punch_failure(r,
-                       HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE);
+        failure = HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE;
+        goto not_here;
     }
 
     if (ngx_stream_rustdesk_rendezvous_wait(r->session) != NGX_OK) {
@@ -180,6 +178,16 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(
     r->result = "OK";
 
     return NGX_OK;
+
+not_here:
+
+    /* not online here: perhaps on another host of the cluster */
+
+    if (ngx_stream_rustdesk_rendezvous_cluster_on(rmcf)) {
+        return ngx_stream_rustdesk_rendezvous_cluster_punch(r, &id, failure);
+    }
+
+    return ngx_stream_rustdesk_rendezvous_punch_failure(r, failure);
 }
 
 
@@ -537,7 +545,7 @@ ngx_stream_rustdesk_rendezvous_signed_pk(ngx_stream_session_t *s,
 
 /* The answer to a failed PunchHoleRequest; A may retry on the connection. */
 
-static ngx_int_t
+ngx_int_t
 ngx_stream_rustdesk_rendezvous_punch_failure(
     ngx_stream_rustdesk_rendezvous_req_t *r,
     Hbb__PunchHoleResponse__Failure failure)

@@ -241,8 +241,19 @@ ngx_stream_rustdesk_rendezvous_register_reply(
     ngx_stream_rustdesk_rendezvous_req_t *r,
     Hbb__RegisterPkResponse__Result result)
 {
-    ngx_rustdesk_msg_t        out;
-    Hbb__RegisterPkResponse   rpr;
+    ngx_rustdesk_msg_t                           out;
+    Hbb__RegisterPkResponse                      rpr;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    rmcf = ngx_stream_get_module_main_conf(r->session,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    if (ngx_stream_rustdesk_rendezvous_cluster_on(rmcf)
+        && result == HBB__REGISTER_PK_RESPONSE__RESULT__OK)
+    {
+        /* registered here with its key: this host has it now */
+        (void) ngx_stream_rustdesk_rendezvous_cluster_publish(r, &r->id, 0);
+    }
 
     hbb__rendezvous_message__init(&out);
     hbb__register_pk_response__init(&rpr);
@@ -267,6 +278,7 @@ ngx_stream_rustdesk_rendezvous_register_peer(
     ngx_str_t                                    id;
     ngx_uint_t                                   request_pk, ip_change,
                                                  proven;
+    ngx_msec_t                                   prev;
     ngx_connection_t                            *c;
     Hbb__ConfigUpdate                           *cu;
     ngx_rustdesk_msg_t                           out;
@@ -288,7 +300,12 @@ ngx_stream_rustdesk_rendezvous_register_peer(
                                         ngx_stream_rustdesk_rendezvous_module);
 
     ngx_rustdesk_peer_register(rmcf->zone, &id, &r->addr, ngx_current_msec,
-                               &request_pk, &ip_change, &proven);
+                               &request_pk, &ip_change, &proven, &prev);
+
+    if (ngx_stream_rustdesk_rendezvous_cluster_on(rmcf) && !request_pk) {
+        /* written to the cluster's directory once per refresh period */
+        (void) ngx_stream_rustdesk_rendezvous_cluster_publish(r, &id, prev);
+    }
 
     if (ip_change) {
         c = r->session->connection;

@@ -232,6 +232,15 @@ ngx_stream_rustdesk_rendezvous_stream_reply(
     rpr.result = result;
     ctx->req.result = ngx_stream_rustdesk_rendezvous_register_result(result);
 
+    if (ngx_stream_rustdesk_rendezvous_cluster_on(rmcf)
+        && result == HBB__REGISTER_PK_RESPONSE__RESULT__OK && ctx->registered)
+    {
+        /* registered here on this stream: this host has it now */
+        (void) ngx_stream_rustdesk_rendezvous_cluster_publish(&ctx->req,
+                                                     &ctx->peer.str, 0);
+        ctx->cluster_heard = ngx_current_msec;
+    }
+
     /* whole seconds, rounded up: the client gives up after 1.5 times it */
     rpr.keep_alive = (int32_t) ((rmcf->keep_alive + 999) / 1000);
 
@@ -362,7 +371,8 @@ ngx_stream_rustdesk_rendezvous_stream_forget(
 ngx_int_t
 ngx_stream_rustdesk_rendezvous_stream_heard(ngx_rustdesk_tcp_t *t)
 {
-    ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;
+    ngx_stream_rustdesk_rendezvous_ctx_t        *ctx;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
     ctx = t->data;
     ctx->heard = 1;
@@ -371,7 +381,23 @@ ngx_stream_rustdesk_rendezvous_stream_heard(ngx_rustdesk_tcp_t *t)
         return NGX_OK;
     }
 
-    return ngx_stream_rustdesk_rendezvous_stream_owned(t, ngx_current_msec);
+    if (ngx_stream_rustdesk_rendezvous_stream_owned(t, ngx_current_msec)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rmcf = ngx_stream_get_module_main_conf(t->session,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    if (ngx_stream_rustdesk_rendezvous_cluster_on(rmcf)) {
+        /* written to the cluster's directory once per refresh period */
+        (void) ngx_stream_rustdesk_rendezvous_cluster_publish(&ctx->req,
+                                        &ctx->peer.str, ctx->cluster_heard);
+        ctx->cluster_heard = ngx_current_msec;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -687,18 +687,19 @@ sub wait_for_file {
 	return 0;
 }
 
-# Waits until every TCP port named in the configuration accepts.
+# Waits until every TCP port named in the configuration (on a loopback
+# address, 127.0.0.x) accepts.
 sub wait_for_ports {
 	my ($self) = @_;
 	my $conf = $self->read_file('nginx.conf');
 
-	while ($conf =~ /listen\s+127\.0\.0\.1:(\d+)([^;]*);/g) {
-		my ($port, $opts) = ($1, $2);
+	while ($conf =~ /listen\s+(127\.0\.0\.\d+):(\d+)([^;]*);/g) {
+		my ($ip, $port, $opts) = ($1, $2, $3);
 		next if $opts =~ /\budp\b/;
 
 		my $end = time() + 10;
 		while (time() < $end) {
-			my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+			my $s = IO::Socket::INET->new(PeerAddr => "$ip:$port",
 				Proto => 'tcp');
 			if ($s) { close $s; last; }
 			sleep 0.05;

@@ -1,0 +1,221 @@
+/*
+ * The requests a host of the cluster cannot answer alone, for peers not
+ * online here: the answer waits for the directory (..._cluster_directory.c)
+ * and is sent when Redis answers, or from this host alone when it does
+ * not within rustdesk_cluster_timeout (or is not connected, or is busy).
+ *
+ *   OnlineRequest     peers online on another host are shown online
+ *   PunchHoleRequest  a peer online on another host: OFFLINE still, as
+ *                     requests are not yet passed between hosts (logged)
+ *
+ * The requester's session keeps reading meanwhile; if it ends first, the
+ * answer is dropped.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_stream.h>
+
+#include "ngx_stream_rustdesk_rendezvous_module.h"
+
+
+/* An online query's answer while it waits for Redis. */
+typedef struct {
+    ProtobufCBinaryData   states;    /* this host's, in the session's pool */
+    ngx_uint_t           *index;     /* of each id asked for, in the query */
+} ngx_stream_rustdesk_rendezvous_online_t;
+
+
+static void ngx_stream_rustdesk_rendezvous_cluster_punch_found(
+    ngx_stream_rustdesk_rendezvous_find_t *f);
+static void ngx_stream_rustdesk_rendezvous_cluster_online_found(
+    ngx_stream_rustdesk_rendezvous_find_t *f);
+
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_cluster_punch(
+    ngx_stream_rustdesk_rendezvous_req_t *r, ngx_str_t *id,
+    ngx_uint_t failure)
+{
+    ngx_stream_rustdesk_rendezvous_find_t  *f;
+
+    if (id->len == 0 || r->stream == NULL) {
+        return ngx_stream_rustdesk_rendezvous_punch_failure(r, failure);
+    }
+
+    f = ngx_stream_rustdesk_rendezvous_cluster_find_create(r, 1);
+    if (f == NULL) {
+        return ngx_stream_rustdesk_rendezvous_punch_failure(r, failure);
+    }
+
+    /* the id is the message's, freed when the handler returns */
+
+    f->ids[0].len = id->len;
+    f->ids[0].data = ngx_pstrdup(r->session->connection->pool, id);
+    if (f->ids[0].data == NULL) {
+        return ngx_stream_rustdesk_rendezvous_punch_failure(r, failure);
+    }
+
+    f->found = ngx_stream_rustdesk_rendezvous_cluster_punch_found;
+    f->value = failure;
+
+    if (ngx_stream_rustdesk_rendezvous_cluster_find(f) != NGX_AGAIN) {
+        return ngx_stream_rustdesk_rendezvous_punch_failure(r, failure);
+    }
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_stream_rustdesk_rendezvous_cluster_punch_found(
+    ngx_stream_rustdesk_rendezvous_find_t *f)
+{
+    ngx_uint_t                             failure;
+    ngx_stream_rustdesk_rendezvous_req_t  *r;
+
+    r = f->req;
+    failure = f->value;
+
+    if (f->hosts[0].len) {
+        ngx_log_error(NGX_LOG_INFO, r->session->connection->log, 0,
+                      "rustdesk: peer \"%V\" is online on host \"%V\": "
+                      "punch hole between hosts is not supported yet",
+                      &f->ids[0], &f->hosts[0]);
+
+        failure = HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE;
+    }
+
+    if (ngx_stream_rustdesk_rendezvous_punch_failure(r, failure) != NGX_OK) {
+        ngx_rustdesk_tcp_fail(r->stream);
+    }
+
+    ngx_stream_rustdesk_rendezvous_account(
+                           ngx_stream_rustdesk_rendezvous_metrics_transport(r),
+                           HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_REQUEST,
+                           r->result);
+}
+
+
+/*
+ * states: this host's answer (bit 7 - i % 8 of byte i / 8 for peer i),
+ * from the session's pool; the peers not set there are asked for.
+ */
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_cluster_online(
+    ngx_stream_rustdesk_rendezvous_req_t *r, char **peers, size_t n,
+    u_char *states)
+{
+    size_t                                    i, k;
+    ngx_str_t                                 id;
+    ngx_pool_t                               *pool;
+    ngx_stream_rustdesk_rendezvous_find_t    *f;
+    ngx_stream_rustdesk_rendezvous_online_t  *on;
+
+    if (r->stream == NULL) {
+        return NGX_DECLINED;
+    }
+
+    k = 0;
+
+    for (i = 0; i < n; i++) {
+        if (!(states[i / 8] & (1 << (7 - i % 8))) && peers[i][0]) {
+            k++;
+        }
+    }
+
+    if (k == 0) {
+        return NGX_DECLINED;
+    }
+
+    f = ngx_stream_rustdesk_rendezvous_cluster_find_create(r, k);
+    if (f == NULL) {
+        return NGX_DECLINED;
+    }
+
+    pool = r->session->connection->pool;
+
+    on = ngx_palloc(pool, sizeof(ngx_stream_rustdesk_rendezvous_online_t)
+                          + k * sizeof(ngx_uint_t));
+    if (on == NULL) {
+        return NGX_DECLINED;
+    }
+
+    on->states.data = states;
+    on->states.len = (n + 7) / 8;
+    on->index = (ngx_uint_t *) (on + 1);
+
+    k = 0;
+
+    for (i = 0; i < n; i++) {
+        if ((states[i / 8] & (1 << (7 - i % 8))) || peers[i][0] == '\0') {
+            continue;
+        }
+
+        id.data = (u_char *) peers[i];
+        id.len = ngx_min(ngx_strlen(peers[i]), NGX_RUSTDESK_ID_MAX);
+
+        /* the ids are the message's, freed when the handler returns */
+
+        f->ids[k].len = id.len;
+        f->ids[k].data = ngx_pstrdup(pool, &id);
+        if (f->ids[k].data == NULL) {
+            return NGX_DECLINED;
+        }
+
+        on->index[k++] = i;
+    }
+
+    f->found = ngx_stream_rustdesk_rendezvous_cluster_online_found;
+    f->data = on;
+
+    if (ngx_stream_rustdesk_rendezvous_cluster_find(f) != NGX_AGAIN) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+/* The answer, with the peers online elsewhere; then the session ends. */
+
+static void
+ngx_stream_rustdesk_rendezvous_cluster_online_found(
+    ngx_stream_rustdesk_rendezvous_find_t *f)
+{
+    ngx_uint_t                                i, j;
+    ngx_rustdesk_msg_t                        out;
+    Hbb__OnlineResponse                       res;
+    ngx_stream_rustdesk_rendezvous_req_t     *r;
+    ngx_stream_rustdesk_rendezvous_online_t  *on;
+
+    r = f->req;
+    on = f->data;
+
+    for (i = 0; i < f->n; i++) {
+        if (f->hosts[i].len) {
+            j = on->index[i];
+            on->states.data[j / 8] |= 1 << (7 - j % 8);
+        }
+    }
+
+    hbb__rendezvous_message__init(&out);
+    hbb__online_response__init(&res);
+
+    res.states.data = on->states.data;
+    res.states.len = on->states.len;
+
+    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_ONLINE_RESPONSE;
+    out.online_response = &res;
+
+    r->result = "OK";
+
+    if (r->send(r, &out) != NGX_OK) {
+        ngx_rustdesk_tcp_fail(r->stream);
+        return;
+    }
+
+    /* as the handler's NGX_DONE: closed once the answer is written */
+    (void) ngx_rustdesk_tcp_done(r->stream);
+}
