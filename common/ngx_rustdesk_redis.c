@@ -71,6 +71,8 @@ static void ngx_rustdesk_redis_command_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
 static void ngx_rustdesk_redis_count_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
+static void ngx_rustdesk_redis_subscribed(redisAsyncContext *ac,
+    void *reply, void *privdata);
 static void ngx_rustdesk_redis_add_read(void *privdata);
 static void ngx_rustdesk_redis_del_read(void *privdata);
 static void ngx_rustdesk_redis_add_write(void *privdata);
@@ -134,7 +136,9 @@ ngx_rustdesk_redis_command(ngx_rustdesk_redis_t *r,
 {
     ngx_rustdesk_redis_cmd_t  *cmd;
 
-    if (r->state != NGX_RUSTDESK_REDIS_READY || r->ac == NULL) {
+    if (r->state != NGX_RUSTDESK_REDIS_READY || r->ac == NULL
+        || r->channel.len)
+    {
         return NULL;
     }
 
@@ -190,7 +194,7 @@ ngx_rustdesk_redis_send(ngx_rustdesk_redis_t *r, int argc,
     const char **argv, const size_t *argvlen)
 {
     if (r->state != NGX_RUSTDESK_REDIS_READY || r->ac == NULL
-        || r->pending >= r->conf->max_pending)
+        || r->channel.len || r->pending >= r->conf->max_pending)
     {
         return NGX_DECLINED;
     }
@@ -429,6 +433,27 @@ ngx_rustdesk_redis_handshake_reply(redisAsyncContext *ac, void *reply,
 static void
 ngx_rustdesk_redis_ready_now(ngx_rustdesk_redis_t *r)
 {
+    size_t       len[2];
+    const char  *argv[2];
+
+    if (r->channel.len) {
+        /* hiredis calls back for the confirmation and each message */
+
+        argv[0] = "SUBSCRIBE";
+        len[0] = 9;
+        argv[1] = (const char *) r->channel.data;
+        len[1] = r->channel.len;
+
+        if (redisAsyncCommandArgv(r->ac, ngx_rustdesk_redis_subscribed, r,
+                                  2, argv, len)
+            != REDIS_OK)
+        {
+            ngx_rustdesk_redis_drop(r, NGX_RUSTDESK_REDIS_E_LOST,
+                                    "SUBSCRIBE could not be queued");
+            return;
+        }
+    }
+
     r->state = NGX_RUSTDESK_REDIS_READY;
     r->backoff = 0;
     r->full_logged = 0;
@@ -669,6 +694,52 @@ ngx_rustdesk_redis_count_reply(redisAsyncContext *ac, void *reply,
             r->slow_logged = 1;
         }
     }
+}
+
+
+/*
+ * On a listening connection: the SUBSCRIBE's confirmation, then each
+ * message as ["message", channel, payload]; no reply when the context
+ * goes.
+ */
+
+static void
+ngx_rustdesk_redis_subscribed(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_rustdesk_redis_t *r = privdata;
+
+    redisReply  *rep = reply, *kind, *payload;
+
+    if (rep == NULL || ac != r->ac) {
+        return;
+    }
+
+    r->last_reply = ngx_current_msec;
+
+    if (rep->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->log, 0,
+                      "rustdesk: redis %V refused SUBSCRIBE %V: %s",
+                      &r->conf->url, &r->channel, rep->str);
+        return;
+    }
+
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3) {
+        return;
+    }
+
+    kind = rep->element[0];
+    payload = rep->element[2];
+
+    if (kind->type != REDIS_REPLY_STRING || kind->len != 7
+        || ngx_strncmp(kind->str, "message", 7) != 0
+        || payload->type != REDIS_REPLY_STRING)
+    {
+        /* the confirmation */
+        return;
+    }
+
+    r->message(r, (u_char *) payload->str, payload->len);
 }
 
 

@@ -62,6 +62,10 @@ typedef void (*ngx_rustdesk_redis_handler_pt)(ngx_rustdesk_redis_t *r,
 /* The connection became usable (handshake done), or stopped being. */
 typedef void (*ngx_rustdesk_redis_event_pt)(ngx_rustdesk_redis_t *r);
 
+/* A message published on the channel a connection listens to. */
+typedef void (*ngx_rustdesk_redis_message_pt)(ngx_rustdesk_redis_t *r,
+    u_char *data, size_t len);
+
 
 #define NGX_RUSTDESK_REDIS_DOWN         0
 #define NGX_RUSTDESK_REDIS_CONNECTING   1
@@ -76,6 +80,14 @@ struct ngx_rustdesk_redis_s {
     ngx_rustdesk_redis_event_pt   on_ready; /* NULL: none */
     ngx_rustdesk_redis_event_pt   on_down;
     void                         *data;
+
+    /*
+     * a connection that listens (set before open): SUBSCRIBE channel once
+     * ready, again after each reconnect, each message to message(); it
+     * takes no command
+     */
+    ngx_str_t                     channel;
+    ngx_rustdesk_redis_message_pt message;
 
     /* the state: set by the functions below */
     redisAsyncContext            *ac;

@@ -41,13 +41,22 @@ ngx_stream_rustdesk_rendezvous_cluster_init(ngx_cycle_t *cycle,
     r->conf = &cc->redis;
     r->name = (const char *) ngx_stream_rustdesk_rendezvous_cluster_name;
 
-    return ngx_rustdesk_redis_open(r, cycle);
+    if (ngx_rustdesk_redis_open(r, cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* worker 0 also listens to the host's channel */
+
+    return ngx_stream_rustdesk_rendezvous_channel_init(cycle,
+               ngx_stream_cycle_get_module_main_conf(cycle,
+                                       ngx_stream_rustdesk_rendezvous_module));
 }
 
 
 void
 ngx_stream_rustdesk_rendezvous_cluster_exit(ngx_cycle_t *cycle)
 {
+    ngx_stream_rustdesk_rendezvous_channel_exit(cycle);
     ngx_rustdesk_redis_close(&ngx_stream_rustdesk_rendezvous_cluster_conn);
 }
 

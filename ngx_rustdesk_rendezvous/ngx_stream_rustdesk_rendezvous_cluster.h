@@ -9,6 +9,7 @@
  *                            peer's host, finding peers of other hosts
  *   ..._cluster_requests.c   the requests this host cannot answer alone:
  *                            online query, punch hole for a peer not here
+ *   ..._cluster_channel.c    messages between hosts (pub/sub)
  */
 
 #ifndef _NGX_STREAM_RUSTDESK_RENDEZVOUS_CLUSTER_H_INCLUDED_

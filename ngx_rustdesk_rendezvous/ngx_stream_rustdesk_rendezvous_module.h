@@ -297,6 +297,11 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_to_peer(ngx_stream_session_t *s,
     ngx_str_t *id, ngx_rustdesk_ip_t *to, ngx_pid_t stream,
     ngx_rustdesk_msg_t *m);
 
+/* The same, encoded, without a session (from another host). */
+ngx_int_t ngx_stream_rustdesk_rendezvous_to_peer_raw(
+    ngx_rustdesk_peer_zone_t *z, ngx_str_t *id, ngx_rustdesk_ip_t *to,
+    ngx_pid_t stream, u_char *msg, size_t len, ngx_log_t *log);
+
 /* Answers to waiting requesters, across workers (..._deliver.c). */
 ngx_int_t ngx_stream_rustdesk_rendezvous_deliver_init(ngx_cycle_t *cycle,
     ngx_rustdesk_peer_zone_t *z);
@@ -333,9 +338,24 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_stream_heartbeat(
     ngx_rustdesk_tcp_t *t);
 ngx_int_t ngx_stream_rustdesk_rendezvous_stream_send(ngx_stream_session_t *s,
     ngx_str_t *id, ngx_pid_t pid, ngx_rustdesk_msg_t *m);
+ngx_int_t ngx_stream_rustdesk_rendezvous_stream_send_raw(
+    ngx_rustdesk_peer_zone_t *z, ngx_str_t *id, ngx_pid_t pid, u_char *msg,
+    size_t len, ngx_log_t *log);
 void ngx_stream_rustdesk_rendezvous_stream_deliver(
     ngx_rustdesk_peer_zone_t *z, u_char *data, size_t len, ngx_pid_t from,
     ngx_log_t *log);
+
+/*
+ * The channel between the hosts of a cluster (..._cluster_channel.c):
+ * worker 0 listens to its host's; send_to_peer() asks another host to
+ * send m to its peer id.
+ */
+ngx_int_t ngx_stream_rustdesk_rendezvous_channel_init(ngx_cycle_t *cycle,
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf);
+void ngx_stream_rustdesk_rendezvous_channel_exit(ngx_cycle_t *cycle);
+ngx_int_t ngx_stream_rustdesk_rendezvous_channel_send_to_peer(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *host,
+    ngx_str_t *id, ngx_rustdesk_msg_t *m, ngx_pool_t *pool);
 
 /* The worker channel of the rendezvous module (deliver.c). */
 #define NGX_RUSTDESK_IPC_ANSWER   1    /* ngx_rustdesk_ip_t A, message */

@@ -8,6 +8,9 @@
 # behind.  The URL and the directives are checked when the configuration
 # is loaded.
 #
+# Each host has one more connection: worker 0 listens to the host's
+# channel on it (t/cluster_channel.t), named "...:<pid>:listen".
+#
 # Redis is Debian's redis-server, started by this test on a free loopback
 # port and stopped at its end.
 
@@ -61,30 +64,28 @@ like(config_error('rustdesk_cluster redis://:x@127.0.0.1:%%PORT_9%%;',
 start('rustdesk_cluster redis://127.0.0.1:%%PORT_9%%;',
 	'rustdesk_cluster_host h1;');
 
-my @w = sort $t->worker_pids();
-my $names = join(' ', map { "ngx_rustdesk:h1:$_" } @w);
+my $names = names('h1');
 
-is(wait_value(sub { join(' ', $redis->client_names()) }, $names), $names,
-	'each worker connected and named itself');
-is($t->wait_log(qr/connected to redis redis:\/\/127\.0\.0\.1:\d+\/0/, 2), 2,
-	'logged once per worker, without a password');
+is(wait_value(sub { named($redis) }, $names), $names,
+	'each worker connected and named itself, and a listener');
+is($t->wait_log(qr/connected to redis redis:\/\/127\.0\.0\.1:\d+\/0/, 3), 3,
+	'logged once per connection, without a password');
 
 # Redis goes away: one error per worker, however many retries
 
 $redis->stop();
 
-is($t->wait_log(qr/\[error\].*redis redis:\S+ is not available: /, 2), 2,
-	'the outage logged by each worker');
+is($t->wait_log(qr/\[error\].*redis redis:\S+ is not available: /, 3), 3,
+	'the outage logged by each connection');
 sleep 3;
-is($t->log_count(qr/redis redis:\S+ is (still )?not available/), 2,
+is($t->log_count(qr/redis redis:\S+ is (still )?not available/), 3,
 	'once only, through 3 s of retries');
 
 $redis->restart();
 
 is($t->wait_log(qr/\[notice\].*redis redis:\S+ is available again after/,
-		2, 15), 2, 'its end logged by each worker');
-is(wait_value(sub { join(' ', $redis->client_names()) }, $names), $names,
-	'both workers back');
+		3, 15), 3, 'its end logged by each connection');
+is(wait_value(sub { named($redis) }, $names), $names, 'all back');
 
 ###############################################################################
 
@@ -96,13 +97,12 @@ $t->write_file_expand('nginx.conf', conf(
 	'rustdesk_cluster_host h2;'));
 $t->reload();
 
-@w = sort $t->worker_pids();
-$names = join(' ', map { "ngx_rustdesk:h2:$_" } @w);
+$names = names('h2');
 
-is(wait_value(sub { join(' ', $locked->client_names()) }, $names), $names,
+is(wait_value(sub { named($locked) }, $names), $names,
 	'authenticated with rustdesk_cluster_password');
 is(wait_value(sub { scalar(() = $locked->cmd('CLIENT', 'LIST')
-		=~ /\bname=ngx_rustdesk:h2:\d+ .*\bdb=3\b/g) }, 2), 2,
+		=~ /\bname=ngx_rustdesk:h2:\d+(:listen)? .*\bdb=3\b/g) }, 3), 3,
 	'database 3 selected');
 is(wait_value(sub { join(' ', $redis->client_names()) }, ''), '',
 	'the old workers\' connections are gone after the reload');
@@ -114,10 +114,10 @@ $t->write_file_expand('nginx.conf', conf(
 	'rustdesk_cluster_host h3;'));
 $t->reload();
 
-is($t->wait_log(qr/redis redis:\/\/127\.0\.0\.1:\d+\/0 is not available: WRONGPASS/, 2), 2,
+is($t->wait_log(qr/redis redis:\/\/127\.0\.0\.1:\d+\/0 is not available: WRONGPASS/, 3), 3,
 	'a wrong password said as Redis says it');
 sleep 2;
-is($t->log_count(qr/WRONGPASS/), 2, 'once per worker, through retries');
+is($t->log_count(qr/WRONGPASS/), 3, 'once per connection, through retries');
 
 # no password where one is needed
 
@@ -126,10 +126,26 @@ $t->write_file_expand('nginx.conf', conf(
 	'rustdesk_cluster_host h4;'));
 $t->reload();
 
-is($t->wait_log(qr/is not available: NOAUTH/, 2), 2,
+is($t->wait_log(qr/is not available: NOAUTH/, 3), 3,
 	'no password where one is needed');
 
 ###############################################################################
+
+# The names the connections of host h should have: one per worker, and
+# worker 0's listener (which of the two pids it is does not matter here).
+sub names {
+	my ($h) = @_;
+	return join(' ', (map { "ngx_rustdesk:$h:$_" } sort $t->worker_pids()),
+		"ngx_rustdesk:$h:*:listen");
+}
+
+sub named {
+	my ($redis) = @_;
+	my @n = $redis->client_names();
+	my @plain = sort grep { !/:listen$/ } @n;
+	my @listen = map { s/:\d+:listen$/:*:listen/r } grep { /:listen$/ } @n;
+	return join(' ', @plain, @listen);
+}
 
 sub conf {
 	my (@d) = @_;

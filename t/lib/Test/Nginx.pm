@@ -135,16 +135,22 @@ sub port {
 
 	return $ports{$n} if defined $ports{$n};
 
-	for (1 .. 1000) {
+	# free on the loopback addresses tests listen on (127.0.0.2 and .3
+	# for the hosts of a cluster), where clients of other tests also bind
+
+	PORT: for (1 .. 1000) {
 		my $port = 20000 + int(rand(40000));
 		next if grep { $_ == $port } values %ports;
 
-		my $tcp = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-			LocalPort => $port, Proto => 'tcp', ReuseAddr => 1) or next;
-		my $udp = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-			LocalPort => $port, Proto => 'udp') or next;
-		close $tcp;
-		close $udp;
+		for my $ip (qw/ 127.0.0.1 127.0.0.2 127.0.0.3 /) {
+			my $tcp = IO::Socket::INET->new(LocalAddr => $ip,
+				LocalPort => $port, Proto => 'tcp', ReuseAddr => 1)
+				or next PORT;
+			my $udp = IO::Socket::INET->new(LocalAddr => $ip,
+				LocalPort => $port, Proto => 'udp') or next PORT;
+			close $tcp;
+			close $udp;
+		}
 
 		return $ports{$n} = $port;
 	}
