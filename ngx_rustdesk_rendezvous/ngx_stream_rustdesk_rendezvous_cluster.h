@@ -21,6 +21,8 @@
 #include <ngx_stream.h>
 
 #include "ngx_rustdesk_redis.h"
+#include "rendezvous.pb-c.h"
+#include "ngx_stream_rustdesk_rendezvous_ip.h"
 
 
 #define NGX_RUSTDESK_CLUSTER_TTL      900000   /* a directory entry */
@@ -57,6 +59,8 @@ struct ngx_stream_rustdesk_rendezvous_find_s {
     ngx_str_t                                     *ids;
     ngx_str_t                                     *hosts;  /* len 0: not
                                                               elsewhere */
+    ngx_rustdesk_ip_t                             *addrs;  /* its address
+                                                              there */
     ngx_stream_rustdesk_rendezvous_found_pt        found;
     void                                          *data;   /* the caller's */
     ngx_uint_t                                     value;  /* the caller's */
@@ -110,14 +114,18 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_cluster_find(
 /*
  * The requests (..._cluster_requests.c).  punch(): a PunchHoleRequest for
  * a peer not online here, whose answer from this host alone would be
- * failure; online(): an OnlineRequest whose states this host has set.
+ * failure; relay(): a RequestRelay for a peer not here (msg: encoded for
+ * the peer); online(): an OnlineRequest whose states this host has set.
  * Each returns NGX_AGAIN when the answer waits for Redis (it is sent,
  * and counted, when Redis answers or fails to in time); online() returns
  * NGX_DECLINED when the caller answers at once.
  */
 ngx_int_t ngx_stream_rustdesk_rendezvous_cluster_punch(
+    struct ngx_stream_rustdesk_rendezvous_req_s *r,
+    Hbb__PunchHoleRequest *ph, ngx_str_t *id, ngx_uint_t failure);
+ngx_int_t ngx_stream_rustdesk_rendezvous_cluster_relay(
     struct ngx_stream_rustdesk_rendezvous_req_s *r, ngx_str_t *id,
-    ngx_uint_t failure);
+    u_char *msg, size_t len);
 ngx_int_t ngx_stream_rustdesk_rendezvous_cluster_online(
     struct ngx_stream_rustdesk_rendezvous_req_s *r, char **peers,
     size_t n, u_char *states);

@@ -17,6 +17,17 @@
  *       for this host's peer id: PunchHole, FetchLocalAddr or
  *       RequestRelay, sent to the peer as this host reaches it (its
  *       stream, or UDP from this host's rendezvous port)
+ *
+ *   'A' <requester: family 1 byte, port 2 bytes big-endian, address 16
+ *       bytes> <RendezvousMessage>
+ *       the answer of a peer (PunchHoleResponse, RelayResponse) for a
+ *       requester waiting on this host
+ *
+ * Where a requester waits is in Redis while it waits:
+ * "<prefix>waiter:<ip> <port>" = its host, for 60 s, written by its host
+ * before it asks another host for a peer; the host that gets the peer's
+ * answer looks it up and publishes the answer there in one script (and
+ * removes it: one answer per request, as on one host).
  */
 
 #include <ngx_config.h>
@@ -27,6 +38,21 @@
 
 
 #define NGX_RUSTDESK_CLUSTER_TO_PEER  'P'
+#define NGX_RUSTDESK_CLUSTER_ANSWER   'A'
+
+#define NGX_RUSTDESK_CLUSTER_IP_LEN   19       /* family, port, address */
+#define NGX_RUSTDESK_CLUSTER_WAIT     60       /* seconds */
+
+
+/* the answer goes to the requester's host, if it still waits */
+static char  ngx_stream_rustdesk_rendezvous_channel_answer_lua[] =
+    "local h = redis.call('GET', KEYS[1]) "
+    "if h then "
+        "redis.call('DEL', KEYS[1]) "
+        "redis.call('PUBLISH', ARGV[1] .. h, ARGV[2]) "
+        "return 1 "
+    "end "
+    "return 0";
 
 
 static void ngx_stream_rustdesk_rendezvous_channel_message(
@@ -34,8 +60,13 @@ static void ngx_stream_rustdesk_rendezvous_channel_message(
 static void ngx_stream_rustdesk_rendezvous_channel_to_peer(
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, u_char *data,
     size_t len, ngx_log_t *log);
+static void ngx_stream_rustdesk_rendezvous_channel_answered(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, u_char *data,
+    size_t len, ngx_log_t *log);
 static u_char *ngx_stream_rustdesk_rendezvous_channel_name(u_char *p,
     ngx_stream_rustdesk_rendezvous_cluster_conf_t *cc, ngx_str_t *host);
+static u_char *ngx_stream_rustdesk_rendezvous_channel_waiter(u_char *p,
+    ngx_stream_rustdesk_rendezvous_cluster_conf_t *cc, ngx_rustdesk_ip_t *a);
 
 
 /* worker 0's listening connection */
@@ -93,47 +124,149 @@ ngx_stream_rustdesk_rendezvous_channel_exit(ngx_cycle_t *cycle)
 
 
 /*
- * Asks host to send m to its peer id.  NGX_OK: published (not that the
- * host heard it); NGX_DECLINED: Redis cannot take it now.
+ * Asks host to send m to its peer id, for requester a waiting here (NULL:
+ * none).  NGX_OK: handed to Redis (not that the host heard it);
+ * NGX_DECLINED: Redis cannot take it now.
  */
 
 ngx_int_t
-ngx_stream_rustdesk_rendezvous_channel_send_to_peer(
+ngx_stream_rustdesk_rendezvous_channel_to_peer_msg(
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *host,
-    ngx_str_t *id, ngx_rustdesk_msg_t *m, ngx_pool_t *pool)
+    ngx_str_t *id, ngx_rustdesk_ip_t *a, ngx_rustdesk_msg_t *m,
+    ngx_pool_t *pool)
 {
-    u_char       *p, *msg, *name;
-    size_t        len[3];
-    const char   *argv[3];
+    u_char  *msg, *last;
+
+    msg = ngx_pnalloc(pool, ngx_rustdesk_msg_size(m, 0));
+    if (msg == NULL) {
+        return NGX_DECLINED;
+    }
+
+    last = ngx_rustdesk_msg_pack(m, 0, msg);
+
+    return ngx_stream_rustdesk_rendezvous_channel_to_peer_raw(rmcf, host, id,
+                                                   a, msg, last - msg, pool);
+}
+
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_channel_to_peer_raw(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *host,
+    ngx_str_t *id, ngx_rustdesk_ip_t *a, u_char *msg, size_t len,
+    ngx_pool_t *pool)
+{
+    u_char                *p, *buf, *name, *key;
+    size_t                 n[5];
+    const char            *argv[5];
+    ngx_rustdesk_redis_t  *r;
+    ngx_stream_rustdesk_rendezvous_cluster_conf_t  *cc;
 
     if (id->len == 0 || id->len > NGX_RUSTDESK_ID_MAX) {
         return NGX_DECLINED;
     }
 
-    name = ngx_pnalloc(pool, rmcf->cluster.prefix.len + sizeof("host:") - 1
-                             + host->len);
-    msg = ngx_pnalloc(pool, 2 + id->len + ngx_rustdesk_msg_size(m, 0));
+    cc = &rmcf->cluster;
+    r = ngx_stream_rustdesk_rendezvous_cluster_redis();
 
-    if (name == NULL || msg == NULL) {
+    if (!ngx_rustdesk_redis_ready(r)) {
         return NGX_DECLINED;
     }
 
-    p = msg;
+    name = ngx_pnalloc(pool, cc->prefix.len + sizeof("host:") - 1
+                             + NGX_RUSTDESK_CLUSTER_HOST_MAX);
+    key = ngx_pnalloc(pool, cc->prefix.len + sizeof("waiter: 65535") - 1
+                            + NGX_INET6_ADDRSTRLEN);
+    buf = ngx_pnalloc(pool, 2 + id->len + len);
+
+    if (name == NULL || key == NULL || buf == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (a) {
+        /* first where A waits: the answer may come back to any host */
+
+        argv[0] = "SET";
+        n[0] = 3;
+        argv[1] = (const char *) key;
+        n[1] = ngx_stream_rustdesk_rendezvous_channel_waiter(key, cc, a) - key;
+        argv[2] = (const char *) cc->host.data;
+        n[2] = cc->host.len;
+        argv[3] = "EX";
+        n[3] = 2;
+        argv[4] = "60";
+        n[4] = 2;
+
+        if (ngx_rustdesk_redis_send(r, 5, argv, n) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+    }
+
+    p = buf;
     *p++ = NGX_RUSTDESK_CLUSTER_TO_PEER;
     *p++ = (u_char) id->len;
     p = ngx_cpymem(p, id->data, id->len);
-    p = ngx_rustdesk_msg_pack(m, 0, p);
+    p = ngx_cpymem(p, msg, len);
 
     argv[0] = "PUBLISH";
-    len[0] = 7;
+    n[0] = 7;
     argv[1] = (const char *) name;
-    len[1] = ngx_stream_rustdesk_rendezvous_channel_name(name, &rmcf->cluster,
-                                                         host) - name;
-    argv[2] = (const char *) msg;
-    len[2] = p - msg;
+    n[1] = ngx_stream_rustdesk_rendezvous_channel_name(name, cc, host) - name;
+    argv[2] = (const char *) buf;
+    n[2] = p - buf;
+
+    return ngx_rustdesk_redis_send(r, 3, argv, n);
+}
+
+
+/* B's answer m for requester a, who does not wait on this host. */
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_channel_answer(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_rustdesk_ip_t *a,
+    ngx_rustdesk_msg_t *m, ngx_pool_t *pool)
+{
+    u_char                *p, *buf, *key, *prefix;
+    size_t                 n[6];
+    const char            *argv[6];
+    ngx_stream_rustdesk_rendezvous_cluster_conf_t  *cc;
+
+    cc = &rmcf->cluster;
+
+    key = ngx_pnalloc(pool, cc->prefix.len + sizeof("waiter: 65535") - 1
+                            + NGX_INET6_ADDRSTRLEN);
+    prefix = ngx_pnalloc(pool, cc->prefix.len + sizeof("host:") - 1);
+    buf = ngx_pnalloc(pool, 1 + NGX_RUSTDESK_CLUSTER_IP_LEN
+                            + ngx_rustdesk_msg_size(m, 0));
+
+    if (key == NULL || prefix == NULL || buf == NULL) {
+        return NGX_DECLINED;
+    }
+
+    p = buf;
+    *p++ = NGX_RUSTDESK_CLUSTER_ANSWER;
+    *p++ = a->family == AF_INET6 ? 6 : 4;
+    *p++ = (u_char) (a->port >> 8);
+    *p++ = (u_char) a->port;
+    p = ngx_cpymem(p, a->addr, 16);
+    p = ngx_rustdesk_msg_pack(m, 0, p);
+
+    argv[0] = "EVAL";
+    n[0] = 4;
+    argv[1] = ngx_stream_rustdesk_rendezvous_channel_answer_lua;
+    n[1] = sizeof(ngx_stream_rustdesk_rendezvous_channel_answer_lua) - 1;
+    argv[2] = "1";
+    n[2] = 1;
+    argv[3] = (const char *) key;
+    n[3] = ngx_stream_rustdesk_rendezvous_channel_waiter(key, cc, a) - key;
+    argv[4] = (const char *) prefix;
+    n[4] = ngx_cpymem(ngx_cpymem(prefix, cc->prefix.data, cc->prefix.len),
+                      "host:", sizeof("host:") - 1)
+           - prefix;
+    argv[5] = (const char *) buf;
+    n[5] = p - buf;
 
     return ngx_rustdesk_redis_send(ngx_stream_rustdesk_rendezvous_cluster_redis(),
-                                   3, argv, len);
+                                   6, argv, n);
 }
 
 
@@ -150,6 +283,11 @@ ngx_stream_rustdesk_rendezvous_channel_message(ngx_rustdesk_redis_t *r,
     case NGX_RUSTDESK_CLUSTER_TO_PEER:
         ngx_stream_rustdesk_rendezvous_channel_to_peer(r->data, data + 1,
                                                        len - 1, r->log);
+        return;
+
+    case NGX_RUSTDESK_CLUSTER_ANSWER:
+        ngx_stream_rustdesk_rendezvous_channel_answered(r->data, data + 1,
+                                                        len - 1, r->log);
         return;
 
     default:
@@ -227,6 +365,69 @@ ngx_stream_rustdesk_rendezvous_channel_to_peer(
                                                       stream, data, len, log);
 
     ngx_rustdesk_msg_free(m);
+}
+
+
+/* A peer's answer for a requester waiting here, from another host. */
+
+static void
+ngx_stream_rustdesk_rendezvous_channel_answered(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, u_char *data,
+    size_t len, ngx_log_t *log)
+{
+    ngx_rustdesk_ip_t    a;
+    ngx_rustdesk_msg_t  *m;
+
+    if (len < NGX_RUSTDESK_CLUSTER_IP_LEN || (data[0] != 4 && data[0] != 6)) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "rustdesk: malformed cluster answer ignored");
+        return;
+    }
+
+    ngx_memzero(&a, sizeof(ngx_rustdesk_ip_t));
+    a.family = data[0] == 6 ? AF_INET6 : AF_INET;
+    a.port = (uint16_t) ((data[1] << 8) | data[2]);
+    ngx_memcpy(a.addr, data + 3, 16);
+
+    data += NGX_RUSTDESK_CLUSTER_IP_LEN;
+    len -= NGX_RUSTDESK_CLUSTER_IP_LEN;
+
+    m = ngx_rustdesk_msg_unpack(data, len);
+
+    if (m == NULL
+        || (m->union_case != HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_RESPONSE
+            && m->union_case != HBB__RENDEZVOUS_MESSAGE__UNION_RELAY_RESPONSE))
+    {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "rustdesk: cluster answer that is not an answer "
+                      "ignored");
+
+        if (m) {
+            ngx_rustdesk_msg_free(m);
+        }
+
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, log, 0,
+                  "rustdesk: %s from another host for a requester here",
+                  ngx_rustdesk_msg_type(m));
+
+    ngx_rustdesk_msg_free(m);
+
+    (void) ngx_stream_rustdesk_rendezvous_answer_raw(rmcf->zone, &a, data,
+                                                     len, log);
+}
+
+
+static u_char *
+ngx_stream_rustdesk_rendezvous_channel_waiter(u_char *p,
+    ngx_stream_rustdesk_rendezvous_cluster_conf_t *cc, ngx_rustdesk_ip_t *a)
+{
+    p = ngx_cpymem(p, cc->prefix.data, cc->prefix.len);
+    p = ngx_cpymem(p, "waiter:", sizeof("waiter:") - 1);
+    p += ngx_rustdesk_ip_text(a, p, NGX_INET6_ADDRSTRLEN);
+    return ngx_sprintf(p, " %ud", (ngx_uint_t) a->port);
 }
 
 

@@ -42,7 +42,7 @@ static void ngx_stream_rustdesk_rendezvous_cluster_found(
     ngx_rustdesk_redis_t *redis, redisReply *reply, void *data);
 static ngx_uint_t ngx_stream_rustdesk_rendezvous_cluster_entry(
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, u_char *p, size_t len,
-    ngx_str_t *host);
+    ngx_str_t *host, ngx_rustdesk_ip_t *addr);
 static void ngx_stream_rustdesk_rendezvous_cluster_find_cleanup(void *data);
 
 
@@ -141,7 +141,8 @@ ngx_stream_rustdesk_rendezvous_cluster_find_create(
 
     f = ngx_pcalloc(r->session->connection->pool,
                     sizeof(ngx_stream_rustdesk_rendezvous_find_t)
-                    + 2 * n * sizeof(ngx_str_t));
+                    + 2 * n * sizeof(ngx_str_t)
+                    + n * sizeof(ngx_rustdesk_ip_t));
     if (f == NULL) {
         return NULL;
     }
@@ -150,6 +151,7 @@ ngx_stream_rustdesk_rendezvous_cluster_find_create(
     f->n = n;
     f->ids = (ngx_str_t *) (f + 1);
     f->hosts = f->ids + n;
+    f->addrs = (ngx_rustdesk_ip_t *) (f->hosts + n);
 
     return f;
 }
@@ -270,7 +272,7 @@ ngx_stream_rustdesk_rendezvous_cluster_found(ngx_rustdesk_redis_t *redis,
         if (reply->type == REDIS_REPLY_STRING) {
             (void) ngx_stream_rustdesk_rendezvous_cluster_entry(rmcf,
                                   (u_char *) reply->str, reply->len,
-                                  &f->hosts[0]);
+                                  &f->hosts[0], &f->addrs[0]);
         }
 
     } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != f->n) {
@@ -283,7 +285,7 @@ ngx_stream_rustdesk_rendezvous_cluster_found(ngx_rustdesk_redis_t *redis,
             if (e->type == REDIS_REPLY_STRING) {
                 (void) ngx_stream_rustdesk_rendezvous_cluster_entry(rmcf,
                                       (u_char *) e->str, e->len,
-                                      &f->hosts[i]);
+                                      &f->hosts[i], &f->addrs[i]);
             }
         }
     }
@@ -312,10 +314,12 @@ ngx_stream_rustdesk_rendezvous_cluster_found(ngx_rustdesk_redis_t *redis,
 static ngx_uint_t
 ngx_stream_rustdesk_rendezvous_cluster_entry(
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, u_char *p, size_t len,
-    ngx_str_t *host)
+    ngx_str_t *host, ngx_rustdesk_ip_t *addr)
 {
-    u_char     *last, *h;
+    u_char     *last, *h, *a, *t;
     time_t      seen, age;
+    in_addr_t   in;
+    ngx_int_t   port;
     ngx_str_t  *self;
 
     last = p + len;
@@ -362,6 +366,40 @@ ngx_stream_rustdesk_rendezvous_cluster_entry(
     {
         return 0;
     }
+
+    /* then the transport, the address and the port */
+
+    t = ngx_strlchr(h + 1, last, ' ');
+    a = t ? ngx_strlchr(t + 1, last, ' ') : NULL;
+
+    if (a == NULL) {
+        return 0;
+    }
+
+    port = ngx_atoi(a + 1, last - a - 1);
+
+    if (port < 0 || port > 65535) {
+        return 0;
+    }
+
+    ngx_memzero(addr, sizeof(ngx_rustdesk_ip_t));
+
+    in = ngx_inet_addr(t + 1, a - t - 1);
+
+    if (in != INADDR_NONE) {
+        addr->family = AF_INET;
+        ngx_memcpy(addr->addr, &in, 4);
+
+#if (NGX_HAVE_INET6)
+    } else if (ngx_inet6_addr(t + 1, a - t - 1, addr->addr) == NGX_OK) {
+        addr->family = AF_INET6;
+#endif
+
+    } else {
+        return 0;
+    }
+
+    addr->port = (uint16_t) port;
 
     host->data = p;
     host->len = h - p;

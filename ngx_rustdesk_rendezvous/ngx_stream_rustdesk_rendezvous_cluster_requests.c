@@ -5,8 +5,11 @@
  * not within rustdesk_cluster_timeout (or is not connected, or is busy).
  *
  *   OnlineRequest     peers online on another host are shown online
- *   PunchHoleRequest  a peer online on another host: OFFLINE still, as
- *                     requests are not yet passed between hosts (logged)
+ *   PunchHoleRequest  a peer online on another host: that host is asked
+ *   RequestRelay      to send the PunchHole (FetchLocalAddr) or the
+ *                     RequestRelay to its peer (..._cluster_channel.c);
+ *                     the peer's answer comes back through Redis to the
+ *                     requester waiting here
  *
  * The requester's session keeps reading meanwhile; if it ends first, the
  * answer is dropped.
@@ -30,13 +33,16 @@ static void ngx_stream_rustdesk_rendezvous_cluster_punch_found(
     ngx_stream_rustdesk_rendezvous_find_t *f);
 static void ngx_stream_rustdesk_rendezvous_cluster_online_found(
     ngx_stream_rustdesk_rendezvous_find_t *f);
+static void ngx_stream_rustdesk_rendezvous_cluster_relay_found(
+    ngx_stream_rustdesk_rendezvous_find_t *f);
 
 
 ngx_int_t
 ngx_stream_rustdesk_rendezvous_cluster_punch(
-    ngx_stream_rustdesk_rendezvous_req_t *r, ngx_str_t *id,
-    ngx_uint_t failure)
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__PunchHoleRequest *ph,
+    ngx_str_t *id, ngx_uint_t failure)
 {
+    Hbb__PunchHoleRequest                  *cp;
     ngx_stream_rustdesk_rendezvous_find_t  *f;
 
     if (id->len == 0 || r->stream == NULL) {
@@ -47,6 +53,30 @@ ngx_stream_rustdesk_rendezvous_cluster_punch(
     if (f == NULL) {
         return ngx_stream_rustdesk_rendezvous_punch_failure(r, failure);
     }
+
+    /*
+     * what the PunchHole takes of the request, kept: the message is
+     * freed when the handler returns
+     */
+
+    cp = ngx_palloc(r->session->connection->pool,
+                    sizeof(Hbb__PunchHoleRequest) + ph->socket_addr_v6.len);
+    if (cp == NULL) {
+        return ngx_stream_rustdesk_rendezvous_punch_failure(r, failure);
+    }
+
+    hbb__punch_hole_request__init(cp);
+
+    cp->nat_type = ph->nat_type;
+    cp->udp_port = ph->udp_port;
+    cp->force_relay = ph->force_relay;
+    cp->upnp_port = ph->upnp_port;
+    cp->socket_addr_v6.len = ph->socket_addr_v6.len;
+    cp->socket_addr_v6.data = (uint8_t *) (cp + 1);
+    ngx_memcpy(cp->socket_addr_v6.data, ph->socket_addr_v6.data,
+               ph->socket_addr_v6.len);
+
+    f->data = cp;
 
     /* the id is the message's, freed when the handler returns */
 
@@ -71,6 +101,7 @@ static void
 ngx_stream_rustdesk_rendezvous_cluster_punch_found(
     ngx_stream_rustdesk_rendezvous_find_t *f)
 {
+    ngx_int_t                              rc;
     ngx_uint_t                             failure;
     ngx_stream_rustdesk_rendezvous_req_t  *r;
 
@@ -80,19 +111,101 @@ ngx_stream_rustdesk_rendezvous_cluster_punch_found(
     if (f->hosts[0].len) {
         ngx_log_error(NGX_LOG_INFO, r->session->connection->log, 0,
                       "rustdesk: peer \"%V\" is online on host \"%V\": "
-                      "punch hole between hosts is not supported yet",
-                      &f->ids[0], &f->hosts[0]);
+                      "asking it", &f->ids[0], &f->hosts[0]);
 
-        failure = HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE;
+        rc = ngx_stream_rustdesk_rendezvous_punch_peer(r, f->data,
+                                                       &f->ids[0],
+                                                       &f->addrs[0], 0,
+                                                       &f->hosts[0]);
+    } else {
+        rc = ngx_stream_rustdesk_rendezvous_punch_failure(r, failure);
     }
 
-    if (ngx_stream_rustdesk_rendezvous_punch_failure(r, failure) != NGX_OK) {
+    if (rc != NGX_OK) {
         ngx_rustdesk_tcp_fail(r->stream);
     }
 
     ngx_stream_rustdesk_rendezvous_account(
                            ngx_stream_rustdesk_rendezvous_metrics_transport(r),
                            HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_REQUEST,
+                           r->result);
+}
+
+
+/*
+ * A RequestRelay for a peer not here, encoded already for the peer (msg,
+ * len, in the session's pool): NGX_AGAIN while Redis is asked, else the
+ * result is OFFLINE (nothing is answered to a RequestRelay that goes
+ * nowhere, as on one host).
+ */
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_cluster_relay(
+    ngx_stream_rustdesk_rendezvous_req_t *r, ngx_str_t *id, u_char *msg,
+    size_t len)
+{
+    ngx_stream_rustdesk_rendezvous_find_t  *f;
+
+    r->result = "OFFLINE";
+
+    if (id->len == 0 || r->stream == NULL) {
+        return NGX_OK;
+    }
+
+    f = ngx_stream_rustdesk_rendezvous_cluster_find_create(r, 1);
+    if (f == NULL) {
+        return NGX_OK;
+    }
+
+    f->ids[0].len = id->len;
+    f->ids[0].data = ngx_pstrdup(r->session->connection->pool, id);
+    if (f->ids[0].data == NULL) {
+        return NGX_OK;
+    }
+
+    f->found = ngx_stream_rustdesk_rendezvous_cluster_relay_found;
+    f->data = msg;
+    f->value = len;
+
+    if (ngx_stream_rustdesk_rendezvous_cluster_find(f) != NGX_AGAIN) {
+        return NGX_OK;
+    }
+
+    r->result = NULL;
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_stream_rustdesk_rendezvous_cluster_relay_found(
+    ngx_stream_rustdesk_rendezvous_find_t *f)
+{
+    ngx_stream_rustdesk_rendezvous_req_t        *r;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    r = f->req;
+    r->result = "OFFLINE";
+
+    rmcf = ngx_stream_get_module_main_conf(r->session,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    if (f->hosts[0].len
+        && ngx_stream_rustdesk_rendezvous_channel_to_peer_raw(rmcf,
+                                     &f->hosts[0], &f->ids[0], &r->addr,
+                                     f->data, f->value,
+                                     r->session->connection->pool)
+           == NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->session->connection->log, 0,
+                      "rustdesk: peer \"%V\" is online on host \"%V\": "
+                      "asking it to relay", &f->ids[0], &f->hosts[0]);
+        r->result = "OK";
+    }
+
+    ngx_stream_rustdesk_rendezvous_account(
+                           ngx_stream_rustdesk_rendezvous_metrics_transport(r),
+                           HBB__RENDEZVOUS_MESSAGE__UNION_REQUEST_RELAY,
                            r->result);
 }
 

@@ -278,6 +278,14 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_local_addr(
 ngx_int_t ngx_stream_rustdesk_rendezvous_relay_response(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RelayResponse *rr);
 
+/*
+ * A's PunchHoleRequest sent on to B, at b through stream (with host:
+ * through that host of the cluster); A waits for the answer.
+ */
+ngx_int_t ngx_stream_rustdesk_rendezvous_punch_peer(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__PunchHoleRequest *ph,
+    ngx_str_t *id, ngx_rustdesk_ip_t *b, ngx_pid_t stream, ngx_str_t *host);
+
 /* The answer to a failed PunchHoleRequest (NGX_OK, or NGX_ERROR). */
 ngx_int_t ngx_stream_rustdesk_rendezvous_punch_failure(
     ngx_stream_rustdesk_rendezvous_req_t *r,
@@ -309,6 +317,11 @@ void ngx_stream_rustdesk_rendezvous_deliver_exit(ngx_cycle_t *cycle);
 ngx_int_t ngx_stream_rustdesk_rendezvous_wait(ngx_stream_session_t *s);
 void ngx_stream_rustdesk_rendezvous_answer(ngx_stream_session_t *s,
     ngx_rustdesk_ip_t *a, ngx_rustdesk_msg_t *m);
+
+/* The same, encoded, from another host: NGX_DECLINED, A not waiting. */
+ngx_int_t ngx_stream_rustdesk_rendezvous_answer_raw(
+    ngx_rustdesk_peer_zone_t *z, ngx_rustdesk_ip_t *a, u_char *msg,
+    size_t len, ngx_log_t *log);
 
 /*
  * RegisterPk's checks and the peer table (PROTOCOL.md section 6), with
@@ -353,9 +366,22 @@ void ngx_stream_rustdesk_rendezvous_stream_deliver(
 ngx_int_t ngx_stream_rustdesk_rendezvous_channel_init(ngx_cycle_t *cycle,
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf);
 void ngx_stream_rustdesk_rendezvous_channel_exit(ngx_cycle_t *cycle);
-ngx_int_t ngx_stream_rustdesk_rendezvous_channel_send_to_peer(
+ngx_int_t ngx_stream_rustdesk_rendezvous_channel_to_peer_msg(
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *host,
-    ngx_str_t *id, ngx_rustdesk_msg_t *m, ngx_pool_t *pool);
+    ngx_str_t *id, ngx_rustdesk_ip_t *a, ngx_rustdesk_msg_t *m,
+    ngx_pool_t *pool);
+ngx_int_t ngx_stream_rustdesk_rendezvous_channel_to_peer_raw(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *host,
+    ngx_str_t *id, ngx_rustdesk_ip_t *a, u_char *msg, size_t len,
+    ngx_pool_t *pool);
+
+/*
+ * B's answer for a requester A not waiting here: passed to the host where
+ * A waits, if any (NGX_OK: handed to Redis).
+ */
+ngx_int_t ngx_stream_rustdesk_rendezvous_channel_answer(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_rustdesk_ip_t *a,
+    ngx_rustdesk_msg_t *m, ngx_pool_t *pool);
 
 /* The worker channel of the rendezvous module (deliver.c). */
 #define NGX_RUSTDESK_IPC_ANSWER   1    /* ngx_rustdesk_ip_t A, message */

@@ -5,8 +5,7 @@
 # A peer registered on one host (over UDP, TCP or WebSocket) is written
 # to Redis with its host, transport and address; the online query of
 # any host shows the peers online on the others; a punch hole request
-# for a peer on another host is answered OFFLINE (requests do not cross
-# hosts yet) and logged.  Heartbeats write at most once per refresh
+# for a peer on another host is sent to it by that host.  Heartbeats write at most once per refresh
 # period (a third of rustdesk_cluster_ttl).  Redis slow or gone: answers
 # from the host alone, within rustdesk_cluster_timeout, never a hang.
 #
@@ -88,13 +87,17 @@ is(online(1, 'cl-nobody', $p1->{id}), '01',
 
 ###############################################################################
 
-# 3. a punch hole request for a peer of another host: OFFLINE (2), said
-# why
+# 3. a punch hole request for a peer of another host: that host sends it
+# to the peer (the whole flow: t/cluster_punch.t)
 
-is(punch(1, $p2->{id}), 'punch_hole_response{failure=2}',
-	'punch hole for a peer of host 2, asked on host 1: OFFLINE');
-is($t->wait_log(qr/peer "$p2->{id}" is online on host "h2": punch hole between hosts is not supported yet/),
+my $rq = punch_request(1, $p2->{id});
+my ($pt) = $p2->{c}->recv_msg(3);
+is($pt // 'nothing', 'fetch_local_addr',
+	'punch hole for a peer of host 2, asked on host 1: sent by host 2 '
+	. '(same IP: FetchLocalAddr)');
+is($t->wait_log(qr/peer "$p2->{id}" is online on host "h2": asking it/),
 	1, 'logged with the host');
+$rq->close();
 is(punch(1, 'cl-nobody-2'), 'punch_hole_response{}',
 	'an id no host has: ID_NOT_EXIST (0)');
 
@@ -295,11 +298,16 @@ sub states {
 		$count);
 }
 
-sub punch {
+sub punch_request {
 	my ($h, $id) = @_;
 	my $c = RustDesk::Client->tcp(port(1), PeerHost => ip($h));
 	$c->send_msg(punch_hole_request => { id => $id, licence_key => $key,
 		nat_type => 1 });
-	my ($type, $m) = $c->recv_msg(3);
+	return $c;
+}
+
+sub punch {
+	my ($h, $id) = @_;
+	my ($type, $m) = punch_request($h, $id)->recv_msg(3);
 	return defined $type ? msg_text($type, $m) : 'nothing';
 }
