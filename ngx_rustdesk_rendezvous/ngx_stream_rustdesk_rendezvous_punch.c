@@ -23,6 +23,9 @@ static ProtobufCBinaryData ngx_stream_rustdesk_rendezvous_signed_pk(
     ngx_stream_session_t *s, char *version, char *id);
 static void ngx_stream_rustdesk_rendezvous_brokered(
     ngx_stream_rustdesk_rendezvous_req_t *r);
+static void ngx_stream_rustdesk_rendezvous_relay_message(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RequestRelay *rr,
+    Hbb__RequestRelay *fwd, ngx_rustdesk_msg_t *out);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_relay_elsewhere(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RequestRelay *rr,
     ngx_str_t *id);
@@ -268,15 +271,7 @@ ngx_stream_rustdesk_rendezvous_request_relay(
         return NGX_OK;
     }
 
-    /* a copy, so that fields this server does not know travel on */
-
-    fwd = *rr;
-    fwd.socket_addr = ngx_stream_rustdesk_rendezvous_mangle(r->session,
-                                                            &r->addr);
-
-    hbb__rendezvous_message__init(&out);
-    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REQUEST_RELAY;
-    out.request_relay = &fwd;
+    ngx_stream_rustdesk_rendezvous_relay_message(r, rr, &fwd, &out);
 
     /* before B hears of it: B goes to the relay at once */
     ngx_stream_rustdesk_rendezvous_brokered(r);
@@ -296,6 +291,26 @@ ngx_stream_rustdesk_rendezvous_request_relay(
 
 
 /*
+ * The RequestRelay B gets: a copy of A's, so that fields this server does
+ * not know travel on, with A's address.
+ */
+
+static void
+ngx_stream_rustdesk_rendezvous_relay_message(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RequestRelay *rr,
+    Hbb__RequestRelay *fwd, ngx_rustdesk_msg_t *out)
+{
+    *fwd = *rr;
+    fwd->socket_addr = ngx_stream_rustdesk_rendezvous_mangle(r->session,
+                                                             &r->addr);
+
+    hbb__rendezvous_message__init(out);
+    out->union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REQUEST_RELAY;
+    out->request_relay = fwd;
+}
+
+
+/*
  * A RequestRelay for a peer not here: perhaps on another host, which
  * sends B the message as it would be sent from here.
  */
@@ -309,13 +324,7 @@ ngx_stream_rustdesk_rendezvous_relay_elsewhere(
     Hbb__RequestRelay    fwd;
     ngx_rustdesk_msg_t   out;
 
-    fwd = *rr;
-    fwd.socket_addr = ngx_stream_rustdesk_rendezvous_mangle(r->session,
-                                                            &r->addr);
-
-    hbb__rendezvous_message__init(&out);
-    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REQUEST_RELAY;
-    out.request_relay = &fwd;
+    ngx_stream_rustdesk_rendezvous_relay_message(r, rr, &fwd, &out);
 
     msg = ngx_pnalloc(r->session->connection->pool,
                       ngx_rustdesk_msg_size(&out, 0));

@@ -24,6 +24,7 @@ use RustDesk::Conf;
 use RustDesk::Client qw/ msg_text encode_msg mangle demangle /;
 use RustDesk::WebSocket;
 use RustDesk::Redis;
+use RustDesk::Cluster;
 
 my $t2 = Test::Nginx->new()->modules('rendezvous');
 my $t = Test::Nginx->new()->has()->modules('rendezvous');
@@ -37,14 +38,14 @@ my $redis = RustDesk::Redis->start($t->testdir(), port(9));
 
 my $keys = $t->testdir() . '/keys';
 
-start($t, 1);
-start($t2, 2);
+host_start($t, 1, $redis, keys => $keys);
+host_start($t2, 2, $redis, keys => $keys);
 
 ###############################################################################
 
 # 1. worker 0 of each host listens to its host's channel
 
-is(listeners('h1') . '/' . listeners('h2'), '1/1',
+is(host_listeners($redis, 1) . '/' . host_listeners($redis, 2), '1/1',
 	'one listener a host (worker 0)');
 is(scalar(grep { /^ngx_rustdesk:h2:\d+:listen$/ } $redis->client_names()),
 	1, 'named as the listener in CLIENT LIST');
@@ -76,14 +77,8 @@ is($type // 'nothing', 'fetch_local_addr', 'UDP peer: FetchLocalAddr');
 # 3. a RequestRelay for peers on streams: on their stream
 
 for my $kind (qw/ tcp ws /) {
-	my $c = $kind eq 'tcp'
-		? RustDesk::Client->tcp(port(1), PeerHost => '127.0.0.2')
-		: RustDesk::WebSocket->connect(port(2), PeerHost => '127.0.0.2');
 	my $id = "chan-$kind-1";
-
-	$c->send_msg(register_pk => { id => $id, uuid => "uuid-$id",
-		pk => 'K' x 32 });
-	($type) = $c->recv_msg(3);
+	my $c = stream_peer($kind, 2, $id)->{c};
 
 	to_peer('h2', $id, request_relay => { id => $id, uuid => 'relay-uuid',
 		socket_addr => $a, relay_server => 'relay.example:21117' });
@@ -115,7 +110,8 @@ is($t2->wait_log(qr/cluster message of unknown kind 1 on rustdesk:host:h2 ignore
 
 $redis->restart();
 
-is(wait_value(sub { listeners('h1') . '/' . listeners('h2') }, '1/1', 15),
+is(wait_value(sub { host_listeners($redis, 1) . '/'
+		. host_listeners($redis, 2) }, '1/1', 15),
 	'1/1', 'listening again after Redis came back');
 
 to_peer('h2', $b->{id}, punch_hole => { socket_addr => $a });
@@ -126,32 +122,8 @@ $t2->check_log();
 
 ###############################################################################
 
-sub conf {
-	my ($h) = @_;
-	my $ip = "127.0.0.$h";
 
-	return stream_conf([ "rustdesk_key_dir $keys;",
-			'rustdesk_database off;',
-			'rustdesk_cluster redis://127.0.0.1:%%PORT_9%%;',
-			"rustdesk_cluster_host h$h;" ],
-		srv_block([ "$ip:%%PORT_1%% reuseport",
-			"$ip:%%PORT_1%% udp reuseport" ], 'rustdesk_rendezvous;'),
-		srv_block([ "$ip:%%PORT_2%% reuseport" ],
-			'rustdesk_rendezvous websocket;'));
-}
 
-sub start {
-	my ($t, $h) = @_;
-	$t->write_file_expand('nginx.conf', conf($h));
-	$t->run();
-	wait_until(sub { listeners("h$h") == 1 }, 5);
-}
-
-sub listeners {
-	my ($h) = @_;
-	my $r = eval { $redis->cmd('PUBSUB', 'NUMSUB', "rustdesk:host:$h") };
-	return ref $r ? $r->[1] : 0;
-}
 
 sub to_peer {
 	my ($host, $id, $type, $fields) = @_;

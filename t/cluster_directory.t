@@ -25,6 +25,7 @@ use RustDesk::Conf;
 use RustDesk::Client qw/ msg_text /;
 use RustDesk::WebSocket;
 use RustDesk::Redis;
+use RustDesk::Cluster;
 
 # hosts 2 and 3 first: the last one made is the harness's own, whose
 # error log the END block checks (2 and 3 are checked below)
@@ -43,9 +44,7 @@ my $redis = RustDesk::Redis->start($t->testdir(), port(9),
 my $keys = $t->testdir() . '/keys';
 my %H = (1 => $t, 2 => $t2, 3 => $t3);
 
-start(1);
-start(2);
-start(3);
+host_start($H{$_}, $_, $redis, keys => $keys) for 1 .. 3;
 
 my $key = $t->key();
 
@@ -121,7 +120,8 @@ ok($more <= 1, "30 heartbeats in 3 s, TTL 900 s: $more writes");
 
 # with a TTL of 3 s (refresh every second): one write a second
 
-$t->write_file_expand('nginx.conf', conf(1, 'rustdesk_cluster_ttl 3s;'));
+$t->write_file_expand('nginx.conf', host_conf(1, keys => $keys,
+	directives => [ 'rustdesk_cluster_ttl 3s;' ]));
 $t->reload();
 
 $sets = sets();
@@ -185,29 +185,7 @@ sub ip { "127.0.0.$_[0]" }
 
 sub id { sprintf('cl%s%04d', $_[0], ++$n) }
 
-sub conf {
-	my ($h, @more) = @_;
-	my $ip = ip($h);
 
-	return stream_conf([ "rustdesk_key_dir $keys;",
-			'rustdesk_database off;',
-			'rustdesk_cluster redis://127.0.0.1:%%PORT_9%%;',
-			"rustdesk_cluster_host h$h;", @more ],
-		srv_block([ "$ip:%%PORT_1%% reuseport",
-			"$ip:%%PORT_1%% udp reuseport" ], 'rustdesk_rendezvous;'),
-		srv_block([ "$ip:%%PORT_0%% reuseport" ], 'rustdesk_nat_test;'),
-		srv_block([ "$ip:%%PORT_2%% reuseport" ],
-			'rustdesk_rendezvous websocket;'));
-}
-
-sub start {
-	my ($h) = @_;
-	$H{$h}->write_file_expand('nginx.conf', conf($h));
-	$H{$h}->run();
-
-	# both workers connected
-	$H{$h}->wait_log(qr/connected to redis/, 2);
-}
 
 # A peer's entry, once written (the write follows the answer); with
 # "like", the value it should have by then.
@@ -226,28 +204,10 @@ sub sets {
 
 # A peer registered on a stream: RegisterPk on it, kept open.
 
-sub tcp_peer {
-	my ($h, $id) = @_;
-	my $c = RustDesk::Client->tcp(port(1), PeerHost => ip($h));
-	return stream_register($c, $id);
-}
+sub tcp_peer { stream_peer('tcp', @_) }
 
-sub ws_peer {
-	my ($h, $id) = @_;
-	my $c = RustDesk::WebSocket->connect(port(2), PeerHost => ip($h));
-	return stream_register($c, $id);
-}
+sub ws_peer { stream_peer('ws', @_) }
 
-sub stream_register {
-	my ($c, $id) = @_;
-	$c->send_msg(register_pk => { id => $id, uuid => "uuid-$id",
-		pk => 'K' x 32 });
-	my ($type, $m) = $c->recv_msg(3);
-	die "no registration of $id: " . ($type // 'nothing') . "\n"
-		unless ($type // '') eq 'register_pk_response'
-			&& !($m->{result} // 0);
-	return { id => $id, c => $c };
-}
 
 # The same peer (uuid and key) from a new UDP socket on host h.
 

@@ -24,6 +24,7 @@ use RustDesk::Conf;
 use RustDesk::Client qw/ msg_norm mangle addr random_bytes /;
 use RustDesk::WebSocket;
 use RustDesk::Redis;
+use RustDesk::Cluster;
 
 my $t2 = Test::Nginx->new()->modules('rendezvous');
 my $t3 = Test::Nginx->new()->modules('rendezvous');
@@ -39,7 +40,7 @@ my $redis = RustDesk::Redis->start($t->testdir(), port(9));
 my $keys = $t->testdir() . '/keys';
 my %H = (1 => $t, 2 => $t2, 3 => $t3);
 
-start($_) for 1 .. 3;
+host_start($H{$_}, $_, $redis, keys => $keys) for 1 .. 3;
 
 my $key = $t->key();
 my %PK;                                 # id -> B's key, for msg_norm
@@ -186,32 +187,7 @@ $t2->check_log();
 
 ###############################################################################
 
-sub conf {
-	my ($h) = @_;
-	my $ip = "127.0.0.$h";
 
-	return stream_conf([ "rustdesk_key_dir $keys;",
-			'rustdesk_database off;',
-			'rustdesk_cluster redis://127.0.0.1:%%PORT_9%%;',
-			"rustdesk_cluster_host h$h;" ],
-		srv_block([ "$ip:%%PORT_1%% reuseport",
-			"$ip:%%PORT_1%% udp reuseport" ], 'rustdesk_rendezvous;'),
-		srv_block([ "$ip:%%PORT_2%% reuseport" ],
-			'rustdesk_rendezvous websocket;'));
-}
-
-sub start {
-	my ($h) = @_;
-	$H{$h}->write_file_expand('nginx.conf', conf($h));
-	$H{$h}->run();
-
-	# both workers connected, worker 0 listening
-	$H{$h}->wait_log(qr/connected to redis/, 3);
-	wait_until(sub {
-		my $r = eval { $redis->cmd('PUBSUB', 'NUMSUB', "rustdesk:host:h$h") };
-		ref $r && $r->[1] == 1;
-	}, 5);
-}
 
 sub norm { msg_norm($key, \%PK, @_) }
 
@@ -230,21 +206,13 @@ sub udp_b {
 	return $b;
 }
 
-# B registered on a stream (tcp or ws) of host h.
+# B registered on a stream (tcp or ws) of host h, in the directory.
 sub stream_b {
 	my ($h, $kind, $id) = @_;
-	my $pk = random_bytes(32);
-	my $c = $kind eq 'ws'
-		? RustDesk::WebSocket->connect(port(2), PeerHost => "127.0.0.$h")
-		: RustDesk::Client->tcp(port(1), PeerHost => "127.0.0.$h");
+	my $b = stream_peer($kind, $h, $id);
 
-	$c->send_msg(register_pk => { id => $id, uuid => "uuid-$id", pk => $pk });
-	my ($type) = $c->recv_msg(3);
-	die "no registration of $id\n" unless ($type // '') eq
-		'register_pk_response';
-
-	$PK{$id} = $pk;
+	$PK{$id} = $b->{pk};
 	wait_until(sub { defined $redis->cmd('GET', "rustdesk:peer:$id") }, 3);
 
-	return { id => $id, c => $c };
+	return $b;
 }
