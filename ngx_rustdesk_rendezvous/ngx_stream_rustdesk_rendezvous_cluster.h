@@ -65,6 +65,8 @@ struct ngx_stream_rustdesk_rendezvous_find_s {
     void                                          *data;   /* the caller's */
     ngx_uint_t                                     value;  /* the caller's */
     ngx_uint_t                                     failed; /* no answer */
+    ngx_int_t                                      count;  /* an integer
+                                                              answer */
 
     ngx_rustdesk_redis_cmd_t                      *cmd;
     ngx_pool_cleanup_t                            *cln;
@@ -109,6 +111,16 @@ ngx_stream_rustdesk_rendezvous_find_t *
     ngx_stream_rustdesk_rendezvous_cluster_find_create(
     struct ngx_stream_rustdesk_rendezvous_req_s *r, ngx_uint_t n);
 ngx_int_t ngx_stream_rustdesk_rendezvous_cluster_find(
+    ngx_stream_rustdesk_rendezvous_find_t *f);
+
+/*
+ * Another command for the same requester (as find() sends its GET): its
+ * answer to handler, which first calls answered().
+ */
+ngx_int_t ngx_stream_rustdesk_rendezvous_cluster_ask(
+    ngx_stream_rustdesk_rendezvous_find_t *f, int argc, const char **argv,
+    const size_t *len, ngx_rustdesk_redis_handler_pt handler);
+void ngx_stream_rustdesk_rendezvous_cluster_answered(
     ngx_stream_rustdesk_rendezvous_find_t *f);
 
 /*

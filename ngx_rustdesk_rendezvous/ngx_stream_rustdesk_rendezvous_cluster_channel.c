@@ -60,6 +60,8 @@ static void ngx_stream_rustdesk_rendezvous_channel_message(
 static void ngx_stream_rustdesk_rendezvous_channel_to_peer(
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, u_char *data,
     size_t len, ngx_log_t *log);
+static void ngx_stream_rustdesk_rendezvous_published(
+    ngx_rustdesk_redis_t *redis, redisReply *reply, void *data);
 static void ngx_stream_rustdesk_rendezvous_channel_answered(
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, u_char *data,
     size_t len, ngx_log_t *log);
@@ -133,7 +135,7 @@ ngx_int_t
 ngx_stream_rustdesk_rendezvous_channel_to_peer_msg(
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *host,
     ngx_str_t *id, ngx_rustdesk_ip_t *a, ngx_rustdesk_msg_t *m,
-    ngx_pool_t *pool)
+    ngx_pool_t *pool, ngx_stream_rustdesk_rendezvous_find_t *f)
 {
     u_char  *msg, *last;
 
@@ -145,7 +147,7 @@ ngx_stream_rustdesk_rendezvous_channel_to_peer_msg(
     last = ngx_rustdesk_msg_pack(m, 0, msg);
 
     return ngx_stream_rustdesk_rendezvous_channel_to_peer_raw(rmcf, host, id,
-                                                   a, msg, last - msg, pool);
+                                                a, msg, last - msg, pool, f);
 }
 
 
@@ -153,7 +155,7 @@ ngx_int_t
 ngx_stream_rustdesk_rendezvous_channel_to_peer_raw(
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *host,
     ngx_str_t *id, ngx_rustdesk_ip_t *a, u_char *msg, size_t len,
-    ngx_pool_t *pool)
+    ngx_pool_t *pool, ngx_stream_rustdesk_rendezvous_find_t *f)
 {
     u_char                *p, *buf, *name, *key;
     size_t                 n[5];
@@ -214,7 +216,28 @@ ngx_stream_rustdesk_rendezvous_channel_to_peer_raw(
     argv[2] = (const char *) buf;
     n[2] = p - buf;
 
+    if (f) {
+        /* PUBLISH says how many listened: none, the host is gone */
+        return ngx_stream_rustdesk_rendezvous_cluster_ask(f, 3, argv, n,
+                                   ngx_stream_rustdesk_rendezvous_published);
+    }
+
     return ngx_rustdesk_redis_send(r, 3, argv, n);
+}
+
+
+static void
+ngx_stream_rustdesk_rendezvous_published(ngx_rustdesk_redis_t *redis,
+    redisReply *reply, void *data)
+{
+    ngx_stream_rustdesk_rendezvous_find_t *f = data;
+
+    ngx_stream_rustdesk_rendezvous_cluster_answered(f);
+
+    f->count = (reply && reply->type == REDIS_REPLY_INTEGER)
+               ? (ngx_int_t) reply->integer : -1;
+
+    f->found(f);
 }
 
 

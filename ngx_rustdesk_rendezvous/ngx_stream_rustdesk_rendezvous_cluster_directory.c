@@ -217,14 +217,43 @@ ngx_stream_rustdesk_rendezvous_cluster_find(
                                                &rmcf->cluster, &f->ids[i]) - p;
     }
 
-    f->cln = ngx_pool_cleanup_add(pool, 0);
-    if (f->cln == NULL) {
+    ngx_log_debug2(NGX_LOG_DEBUG_STREAM, r->session->connection->log, 0,
+                   "rustdesk: %s of %ui ids in the cluster", argv[0], f->n);
+
+    return ngx_stream_rustdesk_rendezvous_cluster_ask(f, (int) f->n + 1, argv,
+                                  len, ngx_stream_rustdesk_rendezvous_cluster_found);
+}
+
+
+/*
+ * A command for the find's requester, its answer to handler (with f as
+ * data) unless the session ends first; again for the same find when the
+ * last answer came (a find is in flight once at a time).
+ */
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_cluster_ask(
+    ngx_stream_rustdesk_rendezvous_find_t *f, int argc, const char **argv,
+    const size_t *len, ngx_rustdesk_redis_handler_pt handler)
+{
+    ngx_stream_rustdesk_rendezvous_req_t  *r;
+
+    r = f->req;
+
+    if (r->cluster != NULL && r->cluster != f) {
         return NGX_DECLINED;
     }
 
-    f->cmd = ngx_rustdesk_redis_command(redis,
-                                  ngx_stream_rustdesk_rendezvous_cluster_found,
-                                  f, (int) f->n + 1, argv, len);
+    if (f->cln == NULL) {
+        f->cln = ngx_pool_cleanup_add(r->session->connection->pool, 0);
+        if (f->cln == NULL) {
+            return NGX_DECLINED;
+        }
+    }
+
+    f->cmd = ngx_rustdesk_redis_command(
+                        ngx_stream_rustdesk_rendezvous_cluster_redis(),
+                        handler, f, argc, argv, len);
     if (f->cmd == NULL) {
         return NGX_DECLINED;
     }
@@ -234,10 +263,18 @@ ngx_stream_rustdesk_rendezvous_cluster_find(
 
     r->cluster = f;
 
-    ngx_log_debug2(NGX_LOG_DEBUG_STREAM, r->session->connection->log, 0,
-                   "rustdesk: %s of %ui ids in the cluster", argv[0], f->n);
-
     return NGX_AGAIN;
+}
+
+
+/* For ask()'s handlers: the answer came, the session may end. */
+
+void
+ngx_stream_rustdesk_rendezvous_cluster_answered(
+    ngx_stream_rustdesk_rendezvous_find_t *f)
+{
+    f->cln->handler = NULL;
+    f->req->cluster = NULL;
 }
 
 
@@ -252,8 +289,7 @@ ngx_stream_rustdesk_rendezvous_cluster_found(ngx_rustdesk_redis_t *redis,
     ngx_connection_t                            *c;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
-    f->cln->handler = NULL;
-    f->req->cluster = NULL;
+    ngx_stream_rustdesk_rendezvous_cluster_answered(f);
 
     c = f->req->session->connection;
     rmcf = ngx_stream_get_module_main_conf(f->req->session,

@@ -31,6 +31,14 @@ typedef struct {
 
 static void ngx_stream_rustdesk_rendezvous_cluster_punch_found(
     ngx_stream_rustdesk_rendezvous_find_t *f);
+static void ngx_stream_rustdesk_rendezvous_cluster_punch_sent(
+    ngx_stream_rustdesk_rendezvous_find_t *f);
+static void ngx_stream_rustdesk_rendezvous_cluster_relay_sent(
+    ngx_stream_rustdesk_rendezvous_find_t *f);
+static void ngx_stream_rustdesk_rendezvous_cluster_punch_done(
+    ngx_stream_rustdesk_rendezvous_req_t *r, ngx_int_t rc);
+static void ngx_stream_rustdesk_rendezvous_cluster_unheard(
+    ngx_stream_rustdesk_rendezvous_find_t *f);
 static void ngx_stream_rustdesk_rendezvous_cluster_online_found(
     ngx_stream_rustdesk_rendezvous_find_t *f);
 static void ngx_stream_rustdesk_rendezvous_cluster_relay_found(
@@ -113,14 +121,31 @@ ngx_stream_rustdesk_rendezvous_cluster_punch_found(
                       "rustdesk: peer \"%V\" is online on host \"%V\": "
                       "asking it", &f->ids[0], &f->hosts[0]);
 
+        f->found = ngx_stream_rustdesk_rendezvous_cluster_punch_sent;
+
         rc = ngx_stream_rustdesk_rendezvous_punch_peer(r, f->data,
                                                        &f->ids[0],
                                                        &f->addrs[0], 0,
-                                                       &f->hosts[0]);
+                                                       &f->hosts[0], f);
+        if (rc == NGX_AGAIN) {
+            /* counted when Redis says whether the host heard it */
+            return;
+        }
+
     } else {
         rc = ngx_stream_rustdesk_rendezvous_punch_failure(r, failure);
     }
 
+    ngx_stream_rustdesk_rendezvous_cluster_punch_done(r, rc);
+}
+
+
+/* The answer written (rc: how it went), the request counted. */
+
+static void
+ngx_stream_rustdesk_rendezvous_cluster_punch_done(
+    ngx_stream_rustdesk_rendezvous_req_t *r, ngx_int_t rc)
+{
     if (rc != NGX_OK) {
         ngx_rustdesk_tcp_fail(r->stream);
     }
@@ -129,6 +154,37 @@ ngx_stream_rustdesk_rendezvous_cluster_punch_found(
                            ngx_stream_rustdesk_rendezvous_metrics_transport(r),
                            HBB__RENDEZVOUS_MESSAGE__UNION_PUNCH_HOLE_REQUEST,
                            r->result);
+}
+
+
+/*
+ * The peer's host heard the request (it sends it to the peer, whose
+ * answer comes back here), or nobody listened there: a host that is gone
+ * leaves its peers unreachable until they register elsewhere, OFFLINE
+ * now rather than no answer.
+ */
+
+static void
+ngx_stream_rustdesk_rendezvous_cluster_punch_sent(
+    ngx_stream_rustdesk_rendezvous_find_t *f)
+{
+    ngx_int_t                              rc;
+    ngx_stream_rustdesk_rendezvous_req_t  *r;
+
+    r = f->req;
+    rc = NGX_OK;
+
+    if (f->count > 0) {
+        r->result = "OK";
+
+    } else {
+        ngx_stream_rustdesk_rendezvous_cluster_unheard(f);
+
+        rc = ngx_stream_rustdesk_rendezvous_punch_failure(r,
+                       HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE);
+    }
+
+    ngx_stream_rustdesk_rendezvous_cluster_punch_done(r, rc);
 }
 
 
@@ -190,23 +246,59 @@ ngx_stream_rustdesk_rendezvous_cluster_relay_found(
     rmcf = ngx_stream_get_module_main_conf(r->session,
                                         ngx_stream_rustdesk_rendezvous_module);
 
-    if (f->hosts[0].len
-        && ngx_stream_rustdesk_rendezvous_channel_to_peer_raw(rmcf,
-                                     &f->hosts[0], &f->ids[0], &r->addr,
-                                     f->data, f->value,
-                                     r->session->connection->pool)
-           == NGX_OK)
-    {
+    if (f->hosts[0].len) {
         ngx_log_error(NGX_LOG_INFO, r->session->connection->log, 0,
                       "rustdesk: peer \"%V\" is online on host \"%V\": "
                       "asking it to relay", &f->ids[0], &f->hosts[0]);
-        r->result = "OK";
+
+        f->found = ngx_stream_rustdesk_rendezvous_cluster_relay_sent;
+
+        if (ngx_stream_rustdesk_rendezvous_channel_to_peer_raw(rmcf,
+                                     &f->hosts[0], &f->ids[0], &r->addr,
+                                     f->data, f->value,
+                                     r->session->connection->pool, f)
+            == NGX_AGAIN)
+        {
+            return;
+        }
     }
 
     ngx_stream_rustdesk_rendezvous_account(
                            ngx_stream_rustdesk_rendezvous_metrics_transport(r),
                            HBB__RENDEZVOUS_MESSAGE__UNION_REQUEST_RELAY,
                            r->result);
+}
+
+
+static void
+ngx_stream_rustdesk_rendezvous_cluster_relay_sent(
+    ngx_stream_rustdesk_rendezvous_find_t *f)
+{
+    ngx_stream_rustdesk_rendezvous_req_t  *r;
+
+    r = f->req;
+    r->result = f->count > 0 ? "OK" : "OFFLINE";
+
+    if (f->count <= 0) {
+        ngx_stream_rustdesk_rendezvous_cluster_unheard(f);
+    }
+
+    ngx_stream_rustdesk_rendezvous_account(
+                           ngx_stream_rustdesk_rendezvous_metrics_transport(r),
+                           HBB__RENDEZVOUS_MESSAGE__UNION_REQUEST_RELAY,
+                           r->result);
+}
+
+
+static void
+ngx_stream_rustdesk_rendezvous_cluster_unheard(
+    ngx_stream_rustdesk_rendezvous_find_t *f)
+{
+    ngx_log_error(NGX_LOG_INFO, f->req->session->connection->log, 0,
+                  "rustdesk: host \"%V\" of peer \"%V\" %s", &f->hosts[0],
+                  &f->ids[0],
+                  f->count == 0 ? "does not listen: gone?"
+                                : "could not be asked");
 }
 
 

@@ -280,11 +280,13 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_relay_response(
 
 /*
  * A's PunchHoleRequest sent on to B, at b through stream (with host:
- * through that host of the cluster); A waits for the answer.
+ * through that host of the cluster, NGX_AGAIN until f->found() says
+ * whether the host heard it); A waits for the answer.
  */
 ngx_int_t ngx_stream_rustdesk_rendezvous_punch_peer(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__PunchHoleRequest *ph,
-    ngx_str_t *id, ngx_rustdesk_ip_t *b, ngx_pid_t stream, ngx_str_t *host);
+    ngx_str_t *id, ngx_rustdesk_ip_t *b, ngx_pid_t stream, ngx_str_t *host,
+    ngx_stream_rustdesk_rendezvous_find_t *f);
 
 /* The answer to a failed PunchHoleRequest (NGX_OK, or NGX_ERROR). */
 ngx_int_t ngx_stream_rustdesk_rendezvous_punch_failure(
@@ -366,14 +368,18 @@ void ngx_stream_rustdesk_rendezvous_stream_deliver(
 ngx_int_t ngx_stream_rustdesk_rendezvous_channel_init(ngx_cycle_t *cycle,
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf);
 void ngx_stream_rustdesk_rendezvous_channel_exit(ngx_cycle_t *cycle);
+/*
+ * With f (a find of the requester's), NGX_AGAIN: f->found() is called
+ * with f->count, how many listened (0: the host is gone; -1: no answer).
+ */
 ngx_int_t ngx_stream_rustdesk_rendezvous_channel_to_peer_msg(
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *host,
     ngx_str_t *id, ngx_rustdesk_ip_t *a, ngx_rustdesk_msg_t *m,
-    ngx_pool_t *pool);
+    ngx_pool_t *pool, ngx_stream_rustdesk_rendezvous_find_t *f);
 ngx_int_t ngx_stream_rustdesk_rendezvous_channel_to_peer_raw(
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *host,
     ngx_str_t *id, ngx_rustdesk_ip_t *a, u_char *msg, size_t len,
-    ngx_pool_t *pool);
+    ngx_pool_t *pool, ngx_stream_rustdesk_rendezvous_find_t *f);
 
 /*
  * B's answer for a requester A not waiting here: passed to the host where

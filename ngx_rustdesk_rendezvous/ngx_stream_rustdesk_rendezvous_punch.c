@@ -99,7 +99,7 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(
     }
 
     return ngx_stream_rustdesk_rendezvous_punch_peer(r, ph, &id, &b, stream,
-                                                     NULL);
+                                                     NULL, NULL);
 
 not_here:
 
@@ -127,7 +127,8 @@ not_here:
 ngx_int_t
 ngx_stream_rustdesk_rendezvous_punch_peer(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__PunchHoleRequest *ph,
-    ngx_str_t *id, ngx_rustdesk_ip_t *b, ngx_pid_t stream, ngx_str_t *host)
+    ngx_str_t *id, ngx_rustdesk_ip_t *b, ngx_pid_t stream, ngx_str_t *host,
+    ngx_stream_rustdesk_rendezvous_find_t *f)
 {
     char                                        *relay, *local;
     ngx_int_t                                    rc;
@@ -213,7 +214,10 @@ ngx_stream_rustdesk_rendezvous_punch_peer(
         /* B is another host's: that host sends it, A's host gets B's answer */
         rc = ngx_stream_rustdesk_rendezvous_channel_to_peer_msg(rmcf, host,
                                                           id, &r->addr, &out,
-                                                          c->pool);
+                                                          c->pool, f);
+        if (rc == NGX_AGAIN) {
+            return NGX_AGAIN;
+        }
     } else {
         rc = ngx_stream_rustdesk_rendezvous_to_peer(r->session, id, b, stream,
                                                     &out);

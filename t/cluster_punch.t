@@ -7,7 +7,9 @@
 # PunchHole, FetchLocalAddr or RequestRelay (from its own UDP port, or on
 # B's stream), B answers that host on a new connection, and A gets the
 # answer on host 1 with B's signed key, whichever worker holds A.  An
-# answer for a requester that left is dropped there, said.
+# answer for a requester that left is dropped there, said.  A host killed:
+# requests for its peers get OFFLINE at once, and a peer registering
+# elsewhere is reachable there at once.
 #
 # Redis is Debian's redis-server, started by this test on a free loopback
 # port and stopped at its end.
@@ -33,7 +35,7 @@ my $t = Test::Nginx->new()->has()->modules('rendezvous');
 plan(skip_all => 'no redis-server (Debian package redis-server)')
 	unless RustDesk::Redis->available();
 
-$t->plan(14);
+$t->plan(16);
 
 my $redis = RustDesk::Redis->start($t->testdir(), port(9));
 
@@ -182,7 +184,43 @@ for my $s ([ 3, 'tcp' ], [ 2, 'ws' ]) {
 
 ###############################################################################
 
-$t3->check_log();
+# 4. a host killed (SIGKILL, all its processes): a request for its peer
+# gets OFFLINE at once (nobody listens to its channel); the peer
+# registering on another host is reachable there at once
+
+{
+	my $d = udp_b(3, 'cp-moving-1');
+
+	kill 'KILL', $t3->master_pid(), $t3->worker_pids();
+	wait_until(sub { host_listeners($redis, 3) == 0 }, 5);
+
+	my $rq = a_tcp();
+	my $t0 = time();
+	$rq->send_msg(punch_hole_request => { id => $d->{id},
+		licence_key => $key, nat_type => 1 });
+
+	is(norm($rq->recv_msg(3)), 'punch_hole_response{failure=2}',
+		'peer of a killed host: OFFLINE');
+	ok(time() - $t0 < 1, 'at once');
+
+	# the peer registers again, on host 2 (same uuid and key)
+	my $u = RustDesk::Client->udp(port(1), PeerHost => '127.0.0.2');
+	$u->send_msg(register_pk => { id => $d->{id}, uuid => "uuid-$d->{id}",
+		pk => $d->{pk} });
+	$u->recv_msg(3);
+	wait_until(sub { ($redis->cmd('GET', "rustdesk:peer:$d->{id}") // '')
+		=~ / h2 / }, 3);
+
+	$rq->send_msg(punch_hole_request => { id => $d->{id},
+		licence_key => $key, nat_type => 1 });
+	my ($type) = $u->recv_msg(3);
+	is($type // 'nothing', 'punch_hole',
+		'registered on host 2: reachable there at once');
+}
+
+###############################################################################
+
+$t3->stop();
 $t2->check_log();
 
 ###############################################################################
