@@ -685,14 +685,18 @@ ngx_rustdesk_redis_count_reply(redisAsyncContext *ac, void *reply,
 
     r->last_reply = ngx_current_msec;
 
-    if (rep->type == REDIS_REPLY_ERROR) {
-        /* e.g. OOM with maxmemory: the operator must know, not each time */
-        if (!r->slow_logged) {
-            ngx_log_error(NGX_LOG_WARN, r->log, 0,
-                          "rustdesk: redis %V refused a write: %s",
-                          &r->conf->url, rep->str);
-            r->slow_logged = 1;
-        }
+    if (rep->type != REDIS_REPLY_ERROR) {
+        r->refused_logged = 0;
+        return;
+    }
+
+    /* e.g. OOM with maxmemory: said once until a write is taken again */
+
+    if (!r->refused_logged) {
+        ngx_log_error(NGX_LOG_WARN, r->log, 0,
+                      "rustdesk: redis %V refused a write: %s",
+                      &r->conf->url, rep->str);
+        r->refused_logged = 1;
     }
 }
 

@@ -105,6 +105,7 @@ struct ngx_rustdesk_redis_s {
     unsigned                      down_logged:1;
     unsigned                      full_logged:1;
     unsigned                      slow_logged:1;
+    unsigned                      refused_logged:1;
 };
 
 
