@@ -469,6 +469,9 @@ ngx_rustdesk_redis_ready_now(ngx_rustdesk_redis_t *r)
                       &r->conf->url, ngx_time() - r->down_since);
         r->down_logged = 0;
 
+        /* what was written meanwhile may be lost: callers write it again */
+        r->recovered = ngx_current_msec ? ngx_current_msec : 1;
+
     } else {
         ngx_log_error(NGX_LOG_INFO, r->log, 0,
                       "rustdesk: connected to redis %V", &r->conf->url);

@@ -97,6 +97,8 @@ struct ngx_rustdesk_redis_s {
     ngx_uint_t                    pending;  /* commands hiredis holds */
     ngx_msec_t                    backoff;
     ngx_msec_t                    last_reply;
+    ngx_msec_t                    recovered;  /* usable again after an
+                                                 outage since (0: none) */
     time_t                        down_since;
     ngx_int_t                     down_reason;
 

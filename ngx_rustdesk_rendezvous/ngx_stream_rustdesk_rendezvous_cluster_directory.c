@@ -14,7 +14,11 @@
  * stays online, at a phase of the period that depends on its id.  With
  * the defaults (900 s, a heartbeat every 12 s) that is one write per 25
  * heartbeats.  Nothing is stored for it in the zone: whether a period
- * began is told by the registration before this one.
+ * began is told by the registration before this one.  After an outage
+ * of Redis (which may have come back empty), every peer is written again
+ * at its next registration past a point, that depends on its id, of the
+ * following fifth of the period or two online timeouts, the shorter
+ * (60 s with the defaults).
  *
  * A host reads the directory for ids it does not have online itself
  * (online query, punch hole requests), with one command per request
@@ -52,7 +56,7 @@ ngx_stream_rustdesk_rendezvous_cluster_publish(
 {
     u_char                                         *p;
     size_t                                          len[5];
-    ngx_msec_t                                      now, phase, gap;
+    ngx_msec_t                                      now, phase, gap, back;
     const char                                     *argv[5], *transport;
     ngx_rustdesk_redis_t                           *redis;
     ngx_stream_rustdesk_rendezvous_cluster_conf_t  *cc;
@@ -78,17 +82,32 @@ ngx_stream_rustdesk_rendezvous_cluster_publish(
     /* a stream's frames may be further apart than UDP heartbeats */
     gap = r->stream ? rmcf->zone->stream_ttl : rmcf->zone->online_ttl;
 
+    redis = ngx_stream_rustdesk_rendezvous_cluster_redis();
+
     if (prev != 0 && now - prev < gap) {
         /* online since prev: written if a refresh period began since */
 
         phase = ngx_crc32_short(id->data, id->len) % cc->refresh;
 
         if ((prev + phase) / cc->refresh == (now + phase) / cc->refresh) {
-            return 0;
+
+            /* or if Redis came back since, at the id's point after it */
+
+            if (redis->recovered == 0) {
+                return 0;
+            }
+
+            back = redis->recovered
+                   + phase % (ngx_min(cc->refresh / 5,
+                                      2 * rmcf->online_timeout) + 1);
+
+            if ((ngx_msec_int_t) (now - back) < 0
+                || (ngx_msec_int_t) (prev - back) >= 0)
+            {
+                return 0;
+            }
         }
     }
-
-    redis = ngx_stream_rustdesk_rendezvous_cluster_redis();
 
     if (!ngx_rustdesk_redis_ready(redis)) {
         /* published again when Redis is back and the peer heartbeats */

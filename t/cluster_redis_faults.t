@@ -4,7 +4,9 @@
 # 127.0.0.2): Redis restarted with its AOF keeps the directory, and the
 # hosts answer from it again; Redis full (maxmemory, noeviction) refuses
 # the directory's writes, said once at warn, while registrations are
-# answered as ever and reads go on.  (Redis stopped and asleep, a wrong
+# answered as ever and reads go on; Redis back empty: the peers online
+# are written again within a short while (two online timeouts here), at
+# their heartbeats, not all at once.  (Redis stopped and asleep, a wrong
 # password, a host killed: t/cluster_redis.t, t/cluster_directory.t,
 # t/cluster_punch.t.)
 #
@@ -30,7 +32,7 @@ my $t = Test::Nginx->new()->has()->modules('rendezvous');
 plan(skip_all => 'no redis-server (Debian package redis-server)')
 	unless RustDesk::Redis->available();
 
-$t->plan(9);
+$t->plan(12);
 
 my $redis = RustDesk::Redis->start($t->testdir(), port(9),
 	appendonly => 'yes', appendfsync => 'always');
@@ -84,9 +86,51 @@ is(online(2, 'cf-aof-1', 'cf-full-1'), '10',
 
 $redis->cmd('CONFIG', 'SET', 'maxmemory', 0);
 
+###############################################################################
+
+# 3. Redis back empty: written again at the next heartbeats
+
+$t->write_file_expand('nginx.conf', host_conf(1, keys => $keys,
+	directives => [ 'rustdesk_online_timeout 2s;',
+		'rustdesk_cluster_ttl 600s;' ]));
+$t->reload();
+wait_until(sub { host_listeners($redis, 1) == 1 }, 5);
+
+my @q = map { RustDesk::Client->udp_peer(port(1), "cf-back-$_",
+	PeerHost => '127.0.0.1') } 1 .. 4;
+wait_until(sub { defined $redis->cmd('GET', 'rustdesk:peer:cf-back-4') }, 3);
+
+$redis->restart(appendonly => 'no');
+wait_until(sub { host_listeners($redis, 1) == 1 }, 15);
+is($redis->cmd('DBSIZE'), 0, 'Redis came back empty');
+
+my $sets0 = sets();
+my $end = time() + 6;
+
+while (time() < $end) {
+	for my $q (@q) {
+		$q->{udp}->send_msg(register_peer => { id => $q->{id} });
+		$q->{udp}->recv_msg(3);
+	}
+
+	last unless grep { !defined $redis->cmd('GET', "rustdesk:peer:$_->{id}") }
+		@q;
+	sleep 0.2;
+}
+
+is(join(' ', map { defined $redis->cmd('GET', "rustdesk:peer:$_->{id}")
+		? 'back' : 'missing' } @q), 'back back back back',
+	'the online peers written again within two online timeouts');
+is(sets() - $sets0, 4, 'once each');
+
 $t2->check_log();
 
 ###############################################################################
+
+sub sets {
+	my $info = $redis->cmd('INFO', 'commandstats');
+	return $info =~ /cmdstat_set:calls=(\d+)/ ? $1 : 0;
+}
 
 sub online {
 	my ($h, @ids) = @_;
