@@ -10,6 +10,7 @@
  *   ..._cluster_requests.c   the requests this host cannot answer alone:
  *                            online query, punch hole for a peer not here
  *   ..._cluster_channel.c    messages between hosts (pub/sub)
+ *   ..._cluster_binding.c    each id bound to its first uuid, everywhere
  */
 
 #ifndef _NGX_STREAM_RUSTDESK_RENDEZVOUS_CLUSTER_H_INCLUDED_

@@ -389,6 +389,23 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_channel_answer(
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_rustdesk_ip_t *a,
     ngx_rustdesk_msg_t *m, ngx_pool_t *pool);
 
+/*
+ * The cluster's binding of ids to uuids (..._cluster_binding.c):
+ * check_uuid() before a RegisterPk is decided here (NGX_AGAIN: bound() is
+ * called with a copy of rk; NGX_DECLINED: decide now), bind() after one
+ * answered OK.
+ */
+typedef void (*ngx_stream_rustdesk_rendezvous_bound_pt)(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
+    ngx_uint_t other);
+
+ngx_int_t ngx_stream_rustdesk_rendezvous_cluster_check_uuid(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
+    ngx_stream_rustdesk_rendezvous_bound_pt bound);
+void ngx_stream_rustdesk_rendezvous_cluster_bind(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *id,
+    ngx_str_t *uuid, ngx_pool_t *pool);
+
 /* The worker channel of the rendezvous module (deliver.c). */
 #define NGX_RUSTDESK_IPC_ANSWER   1    /* ngx_rustdesk_ip_t A, message */
 #define NGX_RUSTDESK_IPC_TO_PEER  2    /* id length, id, message */

@@ -33,6 +33,11 @@ typedef struct {
 } ngx_stream_rustdesk_rendezvous_reg_t;
 
 
+static void ngx_stream_rustdesk_rendezvous_stream_bound(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
+    ngx_uint_t other);
+static ngx_int_t ngx_stream_rustdesk_rendezvous_stream_checked(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_stream_bind(
     ngx_rustdesk_tcp_t *t, ngx_str_t *id);
 static void ngx_stream_rustdesk_rendezvous_stream_unbind(
@@ -77,6 +82,55 @@ ngx_stream_rustdesk_rendezvous_stream_init(ngx_cycle_t *cycle)
 
 ngx_int_t
 ngx_stream_rustdesk_rendezvous_stream_register(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk)
+{
+    /* first the cluster's binding of the id, if any (the stream reads on) */
+
+    if (ngx_stream_rustdesk_rendezvous_cluster_check_uuid(r, rk,
+                                 ngx_stream_rustdesk_rendezvous_stream_bound)
+        == NGX_AGAIN)
+    {
+        return NGX_AGAIN;
+    }
+
+    return ngx_stream_rustdesk_rendezvous_stream_checked(r, rk);
+}
+
+
+static void
+ngx_stream_rustdesk_rendezvous_stream_bound(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
+    ngx_uint_t other)
+{
+    ngx_int_t  rc;
+
+    r->result = NULL;
+
+    if (other) {
+        rc = ngx_stream_rustdesk_rendezvous_stream_reply(
+                          (ngx_stream_rustdesk_rendezvous_ctx_t *) r,
+                          HBB__REGISTER_PK_RESPONSE__RESULT__UUID_MISMATCH);
+    } else {
+        rc = ngx_stream_rustdesk_rendezvous_stream_checked(r, rk);
+    }
+
+    /* as the protocol layer counts: once the answer is made */
+
+    if (r->result) {
+        ngx_stream_rustdesk_rendezvous_account(
+                           ngx_stream_rustdesk_rendezvous_metrics_transport(r),
+                           HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PK,
+                           r->result);
+    }
+
+    if (rc == NGX_ERROR) {
+        ngx_rustdesk_tcp_fail(r->stream);
+    }
+}
+
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_stream_checked(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk)
 {
     ngx_int_t                                    rc;
