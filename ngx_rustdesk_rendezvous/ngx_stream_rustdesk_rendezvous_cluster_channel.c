@@ -175,7 +175,7 @@ ngx_stream_rustdesk_rendezvous_channel_to_peer_raw(
     }
 
     name = ngx_pnalloc(pool, cc->prefix.len + sizeof("host:") - 1
-                             + NGX_RUSTDESK_CLUSTER_HOST_MAX);
+                             + host->len);
     key = ngx_pnalloc(pool, cc->prefix.len + sizeof("waiter: 65535") - 1
                             + NGX_INET6_ADDRSTRLEN);
     buf = ngx_pnalloc(pool, 2 + id->len + len);

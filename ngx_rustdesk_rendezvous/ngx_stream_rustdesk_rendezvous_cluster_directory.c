@@ -400,7 +400,8 @@ ngx_stream_rustdesk_rendezvous_cluster_entry(
     p = h + 1;
     h = ngx_strlchr(p, last, ' ');
 
-    if (h == NULL) {
+    if (h == NULL || h == p || h - p > NGX_RUSTDESK_CLUSTER_HOST_MAX) {
+        /* not a host name this module writes */
         return 0;
     }
 

@@ -36,7 +36,7 @@ my $t = Test::Nginx->new()->has()->modules('rendezvous');
 plan(skip_all => 'no redis-server (Debian package redis-server)')
 	unless RustDesk::Redis->available();
 
-$t->plan(26);
+$t->plan(28);
 
 my $redis = RustDesk::Redis->start($t->testdir(), port(9),
 	'enable-debug-command' => 'yes');
@@ -108,6 +108,19 @@ $p4->{udp}->close();
 $p4 = reregister($p4, 2);
 like(entry($p4->{id}, qr/ h2 /), qr/ h2 udp /,
 	'registered again on host 2: moved');
+
+# entries this module did not write: as if absent
+
+$redis->cmd('SET', 'rustdesk:peer:cl-junk-1', 'junk');
+$redis->cmd('SET', 'rustdesk:peer:cl-junk-2',
+	'1 ' . time() . ' ' . ('h' x 300) . ' udp 127.0.0.1 1');
+$redis->cmd('SET', 'rustdesk:peer:cl-junk-3',
+	'1 ' . time() . ' h2 udp 300.1.1.1 1');
+
+is(online(1, 'cl-junk-1', 'cl-junk-2', 'cl-junk-3', $p2->{id}), '0001',
+	'malformed entries: not online');
+is(punch(1, 'cl-junk-2'), 'punch_hole_response{}',
+	'a malformed entry: ID_NOT_EXIST, as absent');
 
 ###############################################################################
 
