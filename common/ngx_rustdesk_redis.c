@@ -330,8 +330,8 @@ ngx_rustdesk_redis_handshake(ngx_rustdesk_redis_t *r)
         len[n++] = rc->password.len;
 
         if (redisAsyncCommandArgv(r->ac, ngx_rustdesk_redis_handshake_reply,
-                                  (void *) (uintptr_t) NGX_RUSTDESK_REDIS_AUTH, n, argv,
-                                  len)
+                                  (void *) (uintptr_t) NGX_RUSTDESK_REDIS_AUTH,
+                                  n, argv, len)
             != REDIS_OK)
         {
             return NGX_ERROR;
@@ -347,8 +347,8 @@ ngx_rustdesk_redis_handshake(ngx_rustdesk_redis_t *r)
         len[1] = ngx_sprintf(db, "%ui", rc->db) - db;
 
         if (redisAsyncCommandArgv(r->ac, ngx_rustdesk_redis_handshake_reply,
-                                  (void *) (uintptr_t) NGX_RUSTDESK_REDIS_SELECT, 2, argv,
-                                  len)
+                               (void *) (uintptr_t) NGX_RUSTDESK_REDIS_SELECT,
+                               2, argv, len)
             != REDIS_OK)
         {
             return NGX_ERROR;
@@ -367,8 +367,8 @@ ngx_rustdesk_redis_handshake(ngx_rustdesk_redis_t *r)
     len[2] = ngx_strlen(r->name);
 
     if (redisAsyncCommandArgv(r->ac, ngx_rustdesk_redis_handshake_reply,
-                              (void *) (uintptr_t) NGX_RUSTDESK_REDIS_SETNAME, 3, argv,
-                              len)
+                              (void *) (uintptr_t) NGX_RUSTDESK_REDIS_SETNAME,
+                              3, argv, len)
         != REDIS_OK)
     {
         return NGX_ERROR;

@@ -169,8 +169,9 @@ ngx_stream_rustdesk_rendezvous_cluster_bind(
     argv[3] = "NX";
     len[3] = 2;
 
-    (void) ngx_rustdesk_redis_send(ngx_stream_rustdesk_rendezvous_cluster_redis(),
-                                   4, argv, len);
+    (void) ngx_rustdesk_redis_send(
+                           ngx_stream_rustdesk_rendezvous_cluster_redis(), 4,
+                           argv, len);
 }
 
 

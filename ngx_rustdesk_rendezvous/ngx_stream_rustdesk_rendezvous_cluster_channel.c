@@ -288,8 +288,9 @@ ngx_stream_rustdesk_rendezvous_channel_answer(
     argv[5] = (const char *) buf;
     n[5] = p - buf;
 
-    return ngx_rustdesk_redis_send(ngx_stream_rustdesk_rendezvous_cluster_redis(),
-                                   6, argv, n);
+    return ngx_rustdesk_redis_send(
+                           ngx_stream_rustdesk_rendezvous_cluster_redis(), 6,
+                           argv, n);
 }
 
 

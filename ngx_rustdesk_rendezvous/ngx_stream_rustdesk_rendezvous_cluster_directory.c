@@ -64,7 +64,7 @@ ngx_stream_rustdesk_rendezvous_cluster_publish(
     u_char                                          key[NGX_RUSTDESK_ID_MAX
                                                         + 128];
     u_char                                          value[
-                                                 NGX_RUSTDESK_CLUSTER_VALUE_MAX];
+                                               NGX_RUSTDESK_CLUSTER_VALUE_MAX];
     u_char                                          ttl[NGX_INT_T_LEN];
 
     rmcf = ngx_stream_get_module_main_conf(r->session,
@@ -240,7 +240,7 @@ ngx_stream_rustdesk_rendezvous_cluster_find(
                    "rustdesk: %s of %ui ids in the cluster", argv[0], f->n);
 
     return ngx_stream_rustdesk_rendezvous_cluster_ask(f, (int) f->n + 1, argv,
-                                  len, ngx_stream_rustdesk_rendezvous_cluster_found);
+                            len, ngx_stream_rustdesk_rendezvous_cluster_found);
 }
 
 
