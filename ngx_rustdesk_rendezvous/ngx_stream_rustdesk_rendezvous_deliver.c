@@ -142,6 +142,20 @@ ngx_stream_rustdesk_rendezvous_answer(ngx_stream_session_t *s,
     pid = ngx_rustdesk_waiter_take(rmcf->zone, a);
 
     if (pid == NGX_INVALID_PID) {
+
+        /* A may wait on another host of the cluster */
+
+        if (ngx_stream_rustdesk_rendezvous_cluster_on(rmcf)
+            && ngx_stream_rustdesk_rendezvous_channel_answer(rmcf, a, m,
+                                                     s->connection->pool)
+               == NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                          "rustdesk: %s for a requester not waiting here, "
+                          "passed to the cluster", ngx_rustdesk_msg_name(m));
+            return;
+        }
+
         ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
                       "rustdesk: %s for a requester that is not waiting",
                       ngx_rustdesk_msg_name(m));
@@ -171,6 +185,56 @@ ngx_stream_rustdesk_rendezvous_answer(ngx_stream_session_t *s,
                       "rustdesk: the channel to worker %P is full, "
                       "answer dropped", pid);
     }
+}
+
+
+/*
+ * An answer from another host for a requester A that waits here: to the
+ * worker holding A, as answer() does.
+ */
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_answer_raw(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_ip_t *a, u_char *msg, size_t len, ngx_log_t *log)
+{
+    u_char     *buf;
+    ngx_int_t   rc;
+    ngx_pid_t   pid;
+
+    pid = ngx_rustdesk_waiter_take(z, a);
+
+    if (pid == NGX_INVALID_PID) {
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "rustdesk: answer from another host for a requester "
+                      "that is not waiting");
+        return NGX_DECLINED;
+    }
+
+    buf = ngx_alloc(sizeof(ngx_rustdesk_ip_t) + len, log);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(buf, a, sizeof(ngx_rustdesk_ip_t));
+    ngx_memcpy(buf + sizeof(ngx_rustdesk_ip_t), msg, len);
+
+    rc = ngx_rustdesk_ipc_send(&ngx_stream_rustdesk_rendezvous_ipc, pid,
+                               NGX_RUSTDESK_IPC_ANSWER, buf,
+                               sizeof(ngx_rustdesk_ip_t) + len, -1);
+    ngx_free(buf);
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "rustdesk: the worker %P holding the requester "
+                      "is gone", pid);
+
+    } else if (rc == NGX_AGAIN) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "rustdesk: the channel to worker %P is full, "
+                      "answer dropped", pid);
+    }
+
+    return NGX_OK;
 }
 
 

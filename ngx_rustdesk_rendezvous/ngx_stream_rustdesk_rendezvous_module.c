@@ -190,6 +190,49 @@ static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
       0,
       NULL },
 
+    { ngx_string("rustdesk_cluster"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_stream_rustdesk_rendezvous_cluster,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rustdesk_cluster_password"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_stream_rustdesk_rendezvous_cluster_password,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rustdesk_cluster_host"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_stream_rustdesk_rendezvous_cluster_host,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rustdesk_cluster_prefix"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_rendezvous_main_conf_t, cluster.prefix),
+      NULL },
+
+    { ngx_string("rustdesk_cluster_ttl"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_rendezvous_main_conf_t, cluster.ttl),
+      NULL },
+
+    { ngx_string("rustdesk_cluster_timeout"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_rustdesk_rendezvous_main_conf_t,
+               cluster.redis.timeout),
+      NULL },
+
     { ngx_string("rustdesk_rendezvous"),
       NGX_STREAM_SRV_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_stream_rustdesk_rendezvous_role,
@@ -323,6 +366,8 @@ ngx_stream_rustdesk_rendezvous_create_main_conf(ngx_conf_t *cf)
     rmcf->online_timeout = NGX_CONF_UNSET_MSEC;
     rmcf->brokered_size = NGX_CONF_UNSET_SIZE;
     rmcf->brokered_timeout = NGX_CONF_UNSET_MSEC;
+    rmcf->cluster.ttl = NGX_CONF_UNSET_MSEC;
+    rmcf->cluster.redis.timeout = NGX_CONF_UNSET_MSEC;
 
     return rmcf;
 }
@@ -420,7 +465,8 @@ ngx_stream_rustdesk_rendezvous_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_stream_rustdesk_rendezvous_version_from_url(&rmcf->software_url,
                                                     &rmcf->software_version);
 
-    return NGX_CONF_OK;
+    return ngx_stream_rustdesk_rendezvous_cluster_init_conf(cf,
+                                                            &rmcf->cluster);
 }
 
 
@@ -537,6 +583,13 @@ ngx_stream_rustdesk_rendezvous_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_stream_rustdesk_rendezvous_cluster_on(rmcf)
+        && ngx_stream_rustdesk_rendezvous_cluster_init(cycle, &rmcf->cluster)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     return ngx_stream_rustdesk_rendezvous_deliver_init(cycle, rmcf->zone);
 }
 
@@ -544,6 +597,7 @@ ngx_stream_rustdesk_rendezvous_init_process(ngx_cycle_t *cycle)
 static void
 ngx_stream_rustdesk_rendezvous_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_stream_rustdesk_rendezvous_cluster_exit(cycle);
     ngx_stream_rustdesk_rendezvous_deliver_exit(cycle);
     ngx_stream_rustdesk_relays_exit(cycle);
 

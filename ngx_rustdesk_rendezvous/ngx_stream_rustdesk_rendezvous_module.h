@@ -26,6 +26,7 @@
 #include "ngx_stream_rustdesk_rendezvous_history.h"
 #include "ngx_stream_rustdesk_rendezvous_report.h"
 #include "ngx_stream_rustdesk_rendezvous_db.h"
+#include "ngx_stream_rustdesk_rendezvous_cluster.h"
 
 
 #define NGX_RUSTDESK_ROLE_NONE        0
@@ -69,6 +70,8 @@ typedef struct {
     ngx_str_t                    database;         /* path; "off": none */
     ngx_uint_t                   database_off;
     void                        *thread_pool;
+
+    ngx_stream_rustdesk_rendezvous_cluster_conf_t  cluster;  /* Redis */
 
     ngx_uint_t                   used;             /* a server has a role */
 } ngx_stream_rustdesk_rendezvous_main_conf_t;
@@ -124,6 +127,9 @@ struct ngx_stream_rustdesk_rendezvous_req_s {
     ngx_str_t                                  id;       /* the sender's */
     ngx_str_t                                  peer_id;  /* the one asked for */
     ngx_str_t                                  uuid;     /* a relay's */
+
+    /* a request waiting for Redis (..._cluster_directory.c) */
+    ngx_stream_rustdesk_rendezvous_find_t     *cluster;
 };
 
 
@@ -139,6 +145,9 @@ typedef struct {
     unsigned                     registered:1;     /* peer is in the tree */
     unsigned                     stream_cleanup:1;
     unsigned                     heard:1;          /* a frame since a ping */
+    ngx_msec_t                   cluster_heard;    /* the last frame, for
+                                                      the cluster's
+                                                      directory */
 } ngx_stream_rustdesk_rendezvous_ctx_t;
 
 
@@ -269,6 +278,21 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_local_addr(
 ngx_int_t ngx_stream_rustdesk_rendezvous_relay_response(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RelayResponse *rr);
 
+/*
+ * A's PunchHoleRequest sent on to B, at b through stream (with host:
+ * through that host of the cluster, NGX_AGAIN until f->found() says
+ * whether the host heard it); A waits for the answer.
+ */
+ngx_int_t ngx_stream_rustdesk_rendezvous_punch_peer(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__PunchHoleRequest *ph,
+    ngx_str_t *id, ngx_rustdesk_ip_t *b, ngx_pid_t stream, ngx_str_t *host,
+    ngx_stream_rustdesk_rendezvous_find_t *f);
+
+/* The answer to a failed PunchHoleRequest (NGX_OK, or NGX_ERROR). */
+ngx_int_t ngx_stream_rustdesk_rendezvous_punch_failure(
+    ngx_stream_rustdesk_rendezvous_req_t *r,
+    Hbb__PunchHoleResponse__Failure failure);
+
 /* The NAT test and the online query (..._nat.c). */
 ngx_int_t ngx_stream_rustdesk_rendezvous_test_nat(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__TestNatRequest *tnr);
@@ -283,6 +307,11 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_to_peer(ngx_stream_session_t *s,
     ngx_str_t *id, ngx_rustdesk_ip_t *to, ngx_pid_t stream,
     ngx_rustdesk_msg_t *m);
 
+/* The same, encoded, without a session (from another host). */
+ngx_int_t ngx_stream_rustdesk_rendezvous_to_peer_raw(
+    ngx_rustdesk_peer_zone_t *z, ngx_str_t *id, ngx_rustdesk_ip_t *to,
+    ngx_pid_t stream, u_char *msg, size_t len, ngx_log_t *log);
+
 /* Answers to waiting requesters, across workers (..._deliver.c). */
 ngx_int_t ngx_stream_rustdesk_rendezvous_deliver_init(ngx_cycle_t *cycle,
     ngx_rustdesk_peer_zone_t *z);
@@ -290,6 +319,11 @@ void ngx_stream_rustdesk_rendezvous_deliver_exit(ngx_cycle_t *cycle);
 ngx_int_t ngx_stream_rustdesk_rendezvous_wait(ngx_stream_session_t *s);
 void ngx_stream_rustdesk_rendezvous_answer(ngx_stream_session_t *s,
     ngx_rustdesk_ip_t *a, ngx_rustdesk_msg_t *m);
+
+/* The same, encoded, from another host: NGX_DECLINED, A not waiting. */
+ngx_int_t ngx_stream_rustdesk_rendezvous_answer_raw(
+    ngx_rustdesk_peer_zone_t *z, ngx_rustdesk_ip_t *a, u_char *msg,
+    size_t len, ngx_log_t *log);
 
 /*
  * RegisterPk's checks and the peer table (PROTOCOL.md section 6), with
@@ -319,9 +353,58 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_stream_heartbeat(
     ngx_rustdesk_tcp_t *t);
 ngx_int_t ngx_stream_rustdesk_rendezvous_stream_send(ngx_stream_session_t *s,
     ngx_str_t *id, ngx_pid_t pid, ngx_rustdesk_msg_t *m);
+ngx_int_t ngx_stream_rustdesk_rendezvous_stream_send_raw(
+    ngx_rustdesk_peer_zone_t *z, ngx_str_t *id, ngx_pid_t pid, u_char *msg,
+    size_t len, ngx_log_t *log);
 void ngx_stream_rustdesk_rendezvous_stream_deliver(
     ngx_rustdesk_peer_zone_t *z, u_char *data, size_t len, ngx_pid_t from,
     ngx_log_t *log);
+
+/*
+ * The channel between the hosts of a cluster (..._cluster_channel.c):
+ * worker 0 listens to its host's; send_to_peer() asks another host to
+ * send m to its peer id.
+ */
+ngx_int_t ngx_stream_rustdesk_rendezvous_channel_init(ngx_cycle_t *cycle,
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf);
+void ngx_stream_rustdesk_rendezvous_channel_exit(ngx_cycle_t *cycle);
+/*
+ * With f (a find of the requester's), NGX_AGAIN: f->found() is called
+ * with f->count, how many listened (0: the host is gone; -1: no answer).
+ */
+ngx_int_t ngx_stream_rustdesk_rendezvous_channel_to_peer_msg(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *host,
+    ngx_str_t *id, ngx_rustdesk_ip_t *a, ngx_rustdesk_msg_t *m,
+    ngx_pool_t *pool, ngx_stream_rustdesk_rendezvous_find_t *f);
+ngx_int_t ngx_stream_rustdesk_rendezvous_channel_to_peer_raw(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *host,
+    ngx_str_t *id, ngx_rustdesk_ip_t *a, u_char *msg, size_t len,
+    ngx_pool_t *pool, ngx_stream_rustdesk_rendezvous_find_t *f);
+
+/*
+ * B's answer for a requester A not waiting here: passed to the host where
+ * A waits, if any (NGX_OK: handed to Redis).
+ */
+ngx_int_t ngx_stream_rustdesk_rendezvous_channel_answer(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_rustdesk_ip_t *a,
+    ngx_rustdesk_msg_t *m, ngx_pool_t *pool);
+
+/*
+ * The cluster's binding of ids to uuids (..._cluster_binding.c):
+ * check_uuid() before a RegisterPk is decided here (NGX_AGAIN: bound() is
+ * called with a copy of rk; NGX_DECLINED: decide now), bind() after one
+ * answered OK.
+ */
+typedef void (*ngx_stream_rustdesk_rendezvous_bound_pt)(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
+    ngx_uint_t other);
+
+ngx_int_t ngx_stream_rustdesk_rendezvous_cluster_check_uuid(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
+    ngx_stream_rustdesk_rendezvous_bound_pt bound);
+void ngx_stream_rustdesk_rendezvous_cluster_bind(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *id,
+    ngx_str_t *uuid, ngx_pool_t *pool);
 
 /* The worker channel of the rendezvous module (deliver.c). */
 #define NGX_RUSTDESK_IPC_ANSWER   1    /* ngx_rustdesk_ip_t A, message */

@@ -86,6 +86,17 @@ ngx_stream_rustdesk_rendezvous_online(ngx_stream_rustdesk_rendezvous_req_t *r,
         }
     }
 
+    /* the peers not online here may be online on another host */
+
+    if (ngx_stream_rustdesk_rendezvous_cluster_on(rmcf)
+        && ngx_stream_rustdesk_rendezvous_cluster_online(r, req->peers,
+                                                         req->n_peers,
+                                                         res.states.data)
+           == NGX_AGAIN)
+    {
+        return NGX_AGAIN;
+    }
+
     out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_ONLINE_RESPONSE;
     out.online_response = &res;
 

@@ -75,7 +75,7 @@ ngx_rustdesk_peer_lock(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
 void
 ngx_rustdesk_peer_register(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     ngx_rustdesk_ip_t *addr, ngx_msec_t now, ngx_uint_t *request_pk,
-    ngx_uint_t *ip_change, ngx_uint_t *proven)
+    ngx_uint_t *ip_change, ngx_uint_t *proven, ngx_msec_t *prev)
 {
     ngx_rustdesk_peer_t  *p;
 
@@ -86,8 +86,11 @@ ngx_rustdesk_peer_register(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
         *request_pk = 1;
         *ip_change = 0;
         *proven = 0;
+        *prev = 0;
         return;
     }
+
+    *prev = p->last_reg;
 
     /* a peer with a key, heard from the IP it registered from */
 

@@ -110,11 +110,12 @@ typedef struct {
 /*
  * RegisterPeer: sets *request_pk, *ip_change, and *proven (the peer has a
  * key and addr has the IP it registered from); refreshes the peer's
- * address and registration time unless a key is requested.
+ * address and registration time unless a key is requested, and sets
+ * *prev to the registration time before (0: none).
  */
 void ngx_rustdesk_peer_register(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     ngx_rustdesk_ip_t *addr, ngx_msec_t now, ngx_uint_t *request_pk,
-    ngx_uint_t *ip_change, ngx_uint_t *proven);
+    ngx_uint_t *ip_change, ngx_uint_t *proven, ngx_msec_t *prev);
 
 /*
  * RegisterPk after the id and blocker checks: NGX_OK with the answer in

@@ -14,9 +14,6 @@
 #include "ngx_rustdesk_addr.h"
 
 
-static ngx_int_t ngx_stream_rustdesk_rendezvous_punch_failure(
-    ngx_stream_rustdesk_rendezvous_req_t *r,
-    Hbb__PunchHoleResponse__Failure failure);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_requester(
     ngx_stream_session_t *s, ProtobufCBinaryData *mangled,
     ngx_rustdesk_ip_t *a);
@@ -26,32 +23,31 @@ static ProtobufCBinaryData ngx_stream_rustdesk_rendezvous_signed_pk(
     ngx_stream_session_t *s, char *version, char *id);
 static void ngx_stream_rustdesk_rendezvous_brokered(
     ngx_stream_rustdesk_rendezvous_req_t *r);
+static void ngx_stream_rustdesk_rendezvous_relay_message(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RequestRelay *rr,
+    Hbb__RequestRelay *fwd, ngx_rustdesk_msg_t *out);
+static ngx_int_t ngx_stream_rustdesk_rendezvous_relay_elsewhere(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RequestRelay *rr,
+    ngx_str_t *id);
 
 
 /*
- * A asks for B: after the key and presence checks, A waits on this
- * connection and B hears over UDP, at its registered address, either
- * FetchLocalAddr (same LAN or same public IP: punching would fail, B
- * answers with its local address) or PunchHole.  Forced relay (always-use-
- * relay, or exactly one side inside the LAN mask) is told to both sides as
- * nat_type SYMMETRIC; a LAN-side B is offered the local IP as relay.
+ * A asks for B: after the key and presence checks, B hears of it
+ * (punch_peer()); a B not online here may be on another host of the
+ * cluster (..._cluster_requests.c).
  */
 
 ngx_int_t
 ngx_stream_rustdesk_rendezvous_punch_hole_request(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__PunchHoleRequest *ph)
 {
-    char                                        *relay, *local;
     ngx_int_t                                    rc;
     ngx_str_t                                    id;
     ngx_pid_t                                    stream;
-    ngx_uint_t                                   online, a_lan, b_lan, same;
-    Hbb__NatType                                 nat_type;
-    Hbb__PunchHole                               hole;
+    ngx_uint_t                                   online;
+    Hbb__PunchHoleResponse__Failure              failure;
     ngx_connection_t                            *c;
     ngx_rustdesk_ip_t                            b;
-    ngx_rustdesk_msg_t                           out;
-    Hbb__FetchLocalAddr                          fla;
     ngx_rustdesk_peer_row_t                      row;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
@@ -82,34 +78,80 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(
     if (rc == NGX_DECLINED) {
         /* known to the database only: offline (a failed lookup: unknown) */
 
+        failure = HBB__PUNCH_HOLE_RESPONSE__FAILURE__ID_NOT_EXIST;
+
         if (id.len && ngx_stream_rustdesk_rendezvous_db_load(r->session, &id,
                                                              &row)
                       == NGX_OK)
         {
-            return ngx_stream_rustdesk_rendezvous_punch_failure(r,
-                           HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE);
+            failure = HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE;
         }
 
-        return ngx_stream_rustdesk_rendezvous_punch_failure(r,
-                       HBB__PUNCH_HOLE_RESPONSE__FAILURE__ID_NOT_EXIST);
+        goto not_here;
     }
 
     if (online == 0 || b.family == 0
         || stream == NGX_RUSTDESK_STREAM_CLOSED)
     {
         /* a peer whose stream closed cannot be reached until it is back */
-        return ngx_stream_rustdesk_rendezvous_punch_failure(r,
-                       HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE);
+        failure = HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE;
+        goto not_here;
     }
+
+    return ngx_stream_rustdesk_rendezvous_punch_peer(r, ph, &id, &b, stream,
+                                                     NULL, NULL);
+
+not_here:
+
+    /* not online here: perhaps on another host of the cluster */
+
+    if (ngx_stream_rustdesk_rendezvous_cluster_on(rmcf)) {
+        return ngx_stream_rustdesk_rendezvous_cluster_punch(r, ph, &id,
+                                                            failure);
+    }
+
+    return ngx_stream_rustdesk_rendezvous_punch_failure(r, failure);
+}
+
+
+/*
+ * A's request goes to B, registered at b and reached through stream (or,
+ * with host, through that host of the cluster): after it, A waits on this
+ * connection for B's answer.  B hears either FetchLocalAddr (same LAN or
+ * same public IP: punching would fail, B answers with its local address)
+ * or PunchHole.  Forced relay (always-use-relay, or exactly one side
+ * inside the LAN mask) is told to both sides as nat_type SYMMETRIC; a
+ * LAN-side B is offered the local IP as relay.
+ */
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_punch_peer(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__PunchHoleRequest *ph,
+    ngx_str_t *id, ngx_rustdesk_ip_t *b, ngx_pid_t stream, ngx_str_t *host,
+    ngx_stream_rustdesk_rendezvous_find_t *f)
+{
+    char                                        *relay, *local;
+    ngx_int_t                                    rc;
+    ngx_uint_t                                   a_lan, b_lan, same;
+    Hbb__NatType                                 nat_type;
+    Hbb__PunchHole                               hole;
+    ngx_connection_t                            *c;
+    ngx_rustdesk_msg_t                           out;
+    Hbb__FetchLocalAddr                          fla;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    c = r->session->connection;
+    rmcf = ngx_stream_get_module_main_conf(r->session,
+                                        ngx_stream_rustdesk_rendezvous_module);
 
     if (ngx_stream_rustdesk_rendezvous_wait(r->session) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ngx_rustdesk_punch_log(rmcf->zone, &r->addr, &id, &b, ngx_current_msec);
+    ngx_rustdesk_punch_log(rmcf->zone, &r->addr, id, b, ngx_current_msec);
 
     a_lan = ngx_stream_rustdesk_rendezvous_is_lan(rmcf, &r->addr);
-    b_lan = ngx_stream_rustdesk_rendezvous_is_lan(rmcf, &b);
+    b_lan = ngx_stream_rustdesk_rendezvous_is_lan(rmcf, b);
 
     /* the relays offered are evaluated for A's session */
 
@@ -131,9 +173,9 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(
 
     same = r->port != NGX_RUSTDESK_PORT_WS
            && ((a_lan && b_lan)
-               || (r->addr.family == b.family
-                   && ngx_memcmp(r->addr.addr, b.addr,
-                                 b.family == AF_INET ? 4 : 16) == 0));
+               || (r->addr.family == b->family
+                   && ngx_memcmp(r->addr.addr, b->addr,
+                                 b->family == AF_INET ? 4 : 16) == 0));
 
     hbb__rendezvous_message__init(&out);
 
@@ -166,13 +208,23 @@ ngx_stream_rustdesk_rendezvous_punch_hole_request(
 
     ngx_log_debug2(NGX_LOG_DEBUG_STREAM, c->log, 0,
                    "rustdesk: %s to peer \"%V\"",
-                   same ? "fetch local addr" : "punch hole", &id);
+                   same ? "fetch local addr" : "punch hole", id);
 
-    if (ngx_stream_rustdesk_rendezvous_to_peer(r->session, &id, &b, stream,
-                                               &out)
-        == NGX_DECLINED)
-    {
-        /* its stream is gone (its worker died): not reachable now */
+    if (host) {
+        /* B is another host's: that host sends it, A's host gets B's answer */
+        rc = ngx_stream_rustdesk_rendezvous_channel_to_peer_msg(rmcf, host,
+                                                          id, &r->addr, &out,
+                                                          c->pool, f);
+        if (rc == NGX_AGAIN) {
+            return NGX_AGAIN;
+        }
+    } else {
+        rc = ngx_stream_rustdesk_rendezvous_to_peer(r->session, id, b, stream,
+                                                    &out);
+    }
+
+    if (rc == NGX_DECLINED) {
+        /* its stream is gone (its worker died), or Redis is: not now */
         return ngx_stream_rustdesk_rendezvous_punch_failure(r,
                        HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE);
     }
@@ -215,19 +267,15 @@ ngx_stream_rustdesk_rendezvous_request_relay(
         == NGX_DECLINED
         || b.family == 0 || stream == NGX_RUSTDESK_STREAM_CLOSED)
     {
+        if (ngx_stream_rustdesk_rendezvous_cluster_on(rmcf)) {
+            return ngx_stream_rustdesk_rendezvous_relay_elsewhere(r, rr, &id);
+        }
+
         r->result = "OFFLINE";
         return NGX_OK;
     }
 
-    /* a copy, so that fields this server does not know travel on */
-
-    fwd = *rr;
-    fwd.socket_addr = ngx_stream_rustdesk_rendezvous_mangle(r->session,
-                                                            &r->addr);
-
-    hbb__rendezvous_message__init(&out);
-    out.union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REQUEST_RELAY;
-    out.request_relay = &fwd;
+    ngx_stream_rustdesk_rendezvous_relay_message(r, rr, &fwd, &out);
 
     /* before B hears of it: B goes to the relay at once */
     ngx_stream_rustdesk_rendezvous_brokered(r);
@@ -243,6 +291,57 @@ ngx_stream_rustdesk_rendezvous_request_relay(
     r->result = "OK";
 
     return NGX_OK;
+}
+
+
+/*
+ * The RequestRelay B gets: a copy of A's, so that fields this server does
+ * not know travel on, with A's address.
+ */
+
+static void
+ngx_stream_rustdesk_rendezvous_relay_message(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RequestRelay *rr,
+    Hbb__RequestRelay *fwd, ngx_rustdesk_msg_t *out)
+{
+    *fwd = *rr;
+    fwd->socket_addr = ngx_stream_rustdesk_rendezvous_mangle(r->session,
+                                                             &r->addr);
+
+    hbb__rendezvous_message__init(out);
+    out->union_case = HBB__RENDEZVOUS_MESSAGE__UNION_REQUEST_RELAY;
+    out->request_relay = fwd;
+}
+
+
+/*
+ * A RequestRelay for a peer not here: perhaps on another host, which
+ * sends B the message as it would be sent from here.
+ */
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_relay_elsewhere(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RequestRelay *rr,
+    ngx_str_t *id)
+{
+    u_char              *msg, *last;
+    Hbb__RequestRelay    fwd;
+    ngx_rustdesk_msg_t   out;
+
+    ngx_stream_rustdesk_rendezvous_relay_message(r, rr, &fwd, &out);
+
+    msg = ngx_pnalloc(r->session->connection->pool,
+                      ngx_rustdesk_msg_size(&out, 0));
+    if (msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    last = ngx_rustdesk_msg_pack(&out, 0, msg);
+
+    ngx_stream_rustdesk_rendezvous_brokered(r);
+
+    return ngx_stream_rustdesk_rendezvous_cluster_relay(r, id, msg,
+                                                        last - msg);
 }
 
 
@@ -537,7 +636,7 @@ ngx_stream_rustdesk_rendezvous_signed_pk(ngx_stream_session_t *s,
 
 /* The answer to a failed PunchHoleRequest; A may retry on the connection. */
 
-static ngx_int_t
+ngx_int_t
 ngx_stream_rustdesk_rendezvous_punch_failure(
     ngx_stream_rustdesk_rendezvous_req_t *r,
     Hbb__PunchHoleResponse__Failure failure)

@@ -22,6 +22,8 @@
 
 static void ngx_stream_rustdesk_rendezvous_udp_to_peer(ngx_stream_session_t *s,
     ngx_rustdesk_ip_t *to, ngx_rustdesk_msg_t *m);
+static void ngx_stream_rustdesk_rendezvous_udp_send(in_port_t port,
+    ngx_rustdesk_ip_t *to, u_char *buf, size_t len, ngx_log_t *log);
 static ngx_listening_t *ngx_stream_rustdesk_rendezvous_udp_listener(
     in_port_t port, ngx_uint_t family);
 static ngx_uint_t ngx_stream_rustdesk_rendezvous_udp_server(
@@ -63,6 +65,36 @@ ngx_stream_rustdesk_rendezvous_to_peer(ngx_stream_session_t *s,
 
 
 /*
+ * The same for a message encoded already, with no session of its own (one
+ * that another host of the cluster passed on): from a UDP socket of a
+ * rustdesk_rendezvous server.
+ */
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_to_peer_raw(ngx_rustdesk_peer_zone_t *z,
+    ngx_str_t *id, ngx_rustdesk_ip_t *to, ngx_pid_t stream, u_char *msg,
+    size_t len, ngx_log_t *log)
+{
+    if (stream > 0) {
+        return ngx_stream_rustdesk_rendezvous_stream_send_raw(z, id, stream,
+                                                              msg, len, log);
+    }
+
+    if (len > NGX_RUSTDESK_UDP_TO_PEER_MAX) {
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "rustdesk: a message of %uz bytes for peer \"%V\" "
+                      "not sent: larger than %d bytes", len, id,
+                      NGX_RUSTDESK_UDP_TO_PEER_MAX);
+        return NGX_DECLINED;
+    }
+
+    ngx_stream_rustdesk_rendezvous_udp_send(0, to, msg, len, log);
+
+    return NGX_OK;
+}
+
+
+/*
  * A datagram to peer B from this server's UDP socket on the same port as
  * the TCP connection (with reuseport, this worker's copy of it), so that
  * it comes from the address B registered with.
@@ -72,39 +104,10 @@ static void
 ngx_stream_rustdesk_rendezvous_udp_to_peer(ngx_stream_session_t *s,
     ngx_rustdesk_ip_t *to, ngx_rustdesk_msg_t *m)
 {
-    u_char                   *buf, *last;
-    ssize_t                   n;
-    socklen_t                 len;
-    in_port_t                 port;
-    ngx_listening_t          *ls;
-    ngx_connection_t         *c;
-    struct sockaddr_storage   ss;
-#if (NGX_HAVE_INET6)
-    struct sockaddr_in6       sin6;
-#endif
+    u_char            *buf, *last;
+    ngx_connection_t  *c;
 
     c = s->connection;
-    port = ngx_inet_get_port(c->local_sockaddr);
-
-    /*
-     * The UDP listener of this port (the main port), else, for the
-     * WebSocket port, one of a rendezvous server: B listens to the port it
-     * registered with, not to ours.
-     */
-
-    ls = ngx_stream_rustdesk_rendezvous_udp_listener(port, to->family);
-
-    if (ls == NULL) {
-        ls = ngx_stream_rustdesk_rendezvous_udp_listener(0, to->family);
-    }
-
-    if (ls == NULL) {
-        ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                      "rustdesk: no UDP listener of a rustdesk_rendezvous "
-                      "server to reach the peer: add \"listen ... udp\" to "
-                      "the main port's server");
-        return;
-    }
 
     buf = ngx_pnalloc(c->pool, ngx_rustdesk_msg_size(m, 0));
     if (buf == NULL) {
@@ -112,6 +115,48 @@ ngx_stream_rustdesk_rendezvous_udp_to_peer(ngx_stream_session_t *s,
     }
 
     last = ngx_rustdesk_msg_pack(m, 0, buf);
+
+    ngx_stream_rustdesk_rendezvous_udp_send(
+                           ngx_inet_get_port(c->local_sockaddr), to, buf,
+                           last - buf, c->log);
+}
+
+
+/* From the UDP listener of port (0: of any rendezvous server). */
+
+static void
+ngx_stream_rustdesk_rendezvous_udp_send(in_port_t port, ngx_rustdesk_ip_t *to,
+    u_char *buf, size_t size, ngx_log_t *log)
+{
+    ssize_t                   n;
+    socklen_t                 len;
+    ngx_listening_t          *ls;
+    struct sockaddr_storage   ss;
+#if (NGX_HAVE_INET6)
+    struct sockaddr_in6       sin6;
+#endif
+
+    /*
+     * The UDP listener of this port (the main port), else, for the
+     * WebSocket port, one of a rendezvous server: B listens to the port it
+     * registered with, not to ours.
+     */
+
+    ls = port ? ngx_stream_rustdesk_rendezvous_udp_listener(port, to->family)
+              : NULL;
+
+    if (ls == NULL) {
+        ls = ngx_stream_rustdesk_rendezvous_udp_listener(0, to->family);
+    }
+
+    if (ls == NULL) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "rustdesk: no UDP listener of a rustdesk_rendezvous "
+                      "server to reach the peer: add \"listen ... udp\" to "
+                      "the main port's server");
+        return;
+    }
+
     len = ngx_rustdesk_ip_to_sockaddr(to, &ss);
 
 #if (NGX_HAVE_INET6)
@@ -131,10 +176,10 @@ ngx_stream_rustdesk_rendezvous_udp_to_peer(ngx_stream_session_t *s,
     }
 #endif
 
-    n = sendto(ls->fd, buf, last - buf, 0, (struct sockaddr *) &ss, len);
+    n = sendto(ls->fd, buf, size, 0, (struct sockaddr *) &ss, len);
 
     if (n == -1) {
-        ngx_log_error(NGX_LOG_INFO, c->log, ngx_socket_errno,
+        ngx_log_error(NGX_LOG_INFO, log, ngx_socket_errno,
                       "rustdesk: sendto() to the peer failed");
     }
 }

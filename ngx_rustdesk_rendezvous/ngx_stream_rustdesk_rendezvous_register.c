@@ -16,6 +16,11 @@
 #include "ngx_stream_rustdesk_rendezvous_module.h"
 
 
+static void ngx_stream_rustdesk_rendezvous_register_bound(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
+    ngx_uint_t other);
+static ngx_int_t ngx_stream_rustdesk_rendezvous_register_checked(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk);
 static void ngx_stream_rustdesk_rendezvous_register_written(void *data,
     ngx_int_t rc);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_register_reply(
@@ -138,6 +143,14 @@ ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
         }
     }
 
+    if (ngx_stream_rustdesk_rendezvous_cluster_on(rmcf)
+        && pk->result == HBB__REGISTER_PK_RESPONSE__RESULT__OK)
+    {
+        /* the id is this uuid's on every host, unless bound already */
+        ngx_stream_rustdesk_rendezvous_cluster_bind(rmcf, &req->id,
+                                                    &req->uuid, pool);
+    }
+
     return NGX_OK;
 }
 
@@ -174,11 +187,58 @@ ngx_stream_rustdesk_rendezvous_register_write(
 
 /*
  * RegisterPk from a datagram: NGX_AGAIN while the answer waits for the
- * database write.
+ * cluster's binding of the id, or the database write.
  */
 
 ngx_int_t
 ngx_stream_rustdesk_rendezvous_register_datagram(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk)
+{
+    ngx_stream_rustdesk_rendezvous_note(r, &r->id, rk->id);
+
+    if (ngx_stream_rustdesk_rendezvous_cluster_check_uuid(r, rk,
+                               ngx_stream_rustdesk_rendezvous_register_bound)
+        == NGX_AGAIN)
+    {
+        return NGX_AGAIN;
+    }
+
+    return ngx_stream_rustdesk_rendezvous_register_checked(r, rk);
+}
+
+
+/* The cluster's binding is known: bound to another uuid, or decide here. */
+
+static void
+ngx_stream_rustdesk_rendezvous_register_bound(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
+    ngx_uint_t other)
+{
+    r->result = NULL;
+
+    if (other) {
+        (void) ngx_stream_rustdesk_rendezvous_register_reply(r,
+                           HBB__REGISTER_PK_RESPONSE__RESULT__UUID_MISMATCH);
+
+    } else if (ngx_stream_rustdesk_rendezvous_register_checked(r, rk)
+               == NGX_AGAIN)
+    {
+        /* the database write answers and finishes */
+        return;
+    }
+
+    if (r->result) {
+        ngx_stream_rustdesk_rendezvous_account(NGX_RUSTDESK_TRANSPORT_UDP,
+                              HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PK,
+                              r->result);
+    }
+
+    r->finish(r);
+}
+
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_register_checked(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk)
 {
     ngx_int_t                             rc;
@@ -241,8 +301,19 @@ ngx_stream_rustdesk_rendezvous_register_reply(
     ngx_stream_rustdesk_rendezvous_req_t *r,
     Hbb__RegisterPkResponse__Result result)
 {
-    ngx_rustdesk_msg_t        out;
-    Hbb__RegisterPkResponse   rpr;
+    ngx_rustdesk_msg_t                           out;
+    Hbb__RegisterPkResponse                      rpr;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    rmcf = ngx_stream_get_module_main_conf(r->session,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    if (ngx_stream_rustdesk_rendezvous_cluster_on(rmcf)
+        && result == HBB__REGISTER_PK_RESPONSE__RESULT__OK)
+    {
+        /* registered here with its key: this host has it now */
+        (void) ngx_stream_rustdesk_rendezvous_cluster_publish(r, &r->id, 0);
+    }
 
     hbb__rendezvous_message__init(&out);
     hbb__register_pk_response__init(&rpr);
@@ -267,6 +338,7 @@ ngx_stream_rustdesk_rendezvous_register_peer(
     ngx_str_t                                    id;
     ngx_uint_t                                   request_pk, ip_change,
                                                  proven;
+    ngx_msec_t                                   prev;
     ngx_connection_t                            *c;
     Hbb__ConfigUpdate                           *cu;
     ngx_rustdesk_msg_t                           out;
@@ -288,7 +360,12 @@ ngx_stream_rustdesk_rendezvous_register_peer(
                                         ngx_stream_rustdesk_rendezvous_module);
 
     ngx_rustdesk_peer_register(rmcf->zone, &id, &r->addr, ngx_current_msec,
-                               &request_pk, &ip_change, &proven);
+                               &request_pk, &ip_change, &proven, &prev);
+
+    if (ngx_stream_rustdesk_rendezvous_cluster_on(rmcf) && !request_pk) {
+        /* written to the cluster's directory once per refresh period */
+        (void) ngx_stream_rustdesk_rendezvous_cluster_publish(r, &id, prev);
+    }
 
     if (ip_change) {
         c = r->session->connection;

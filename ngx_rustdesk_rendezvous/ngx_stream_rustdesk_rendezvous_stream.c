@@ -33,6 +33,11 @@ typedef struct {
 } ngx_stream_rustdesk_rendezvous_reg_t;
 
 
+static void ngx_stream_rustdesk_rendezvous_stream_bound(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
+    ngx_uint_t other);
+static ngx_int_t ngx_stream_rustdesk_rendezvous_stream_checked(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_stream_bind(
     ngx_rustdesk_tcp_t *t, ngx_str_t *id);
 static void ngx_stream_rustdesk_rendezvous_stream_unbind(
@@ -77,6 +82,55 @@ ngx_stream_rustdesk_rendezvous_stream_init(ngx_cycle_t *cycle)
 
 ngx_int_t
 ngx_stream_rustdesk_rendezvous_stream_register(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk)
+{
+    /* first the cluster's binding of the id, if any (the stream reads on) */
+
+    if (ngx_stream_rustdesk_rendezvous_cluster_check_uuid(r, rk,
+                                 ngx_stream_rustdesk_rendezvous_stream_bound)
+        == NGX_AGAIN)
+    {
+        return NGX_AGAIN;
+    }
+
+    return ngx_stream_rustdesk_rendezvous_stream_checked(r, rk);
+}
+
+
+static void
+ngx_stream_rustdesk_rendezvous_stream_bound(
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
+    ngx_uint_t other)
+{
+    ngx_int_t  rc;
+
+    r->result = NULL;
+
+    if (other) {
+        rc = ngx_stream_rustdesk_rendezvous_stream_reply(
+                          (ngx_stream_rustdesk_rendezvous_ctx_t *) r,
+                          HBB__REGISTER_PK_RESPONSE__RESULT__UUID_MISMATCH);
+    } else {
+        rc = ngx_stream_rustdesk_rendezvous_stream_checked(r, rk);
+    }
+
+    /* as the protocol layer counts: once the answer is made */
+
+    if (r->result) {
+        ngx_stream_rustdesk_rendezvous_account(
+                           ngx_stream_rustdesk_rendezvous_metrics_transport(r),
+                           HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PK,
+                           r->result);
+    }
+
+    if (rc == NGX_ERROR) {
+        ngx_rustdesk_tcp_fail(r->stream);
+    }
+}
+
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_stream_checked(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk)
 {
     ngx_int_t                                    rc;
@@ -232,6 +286,15 @@ ngx_stream_rustdesk_rendezvous_stream_reply(
     rpr.result = result;
     ctx->req.result = ngx_stream_rustdesk_rendezvous_register_result(result);
 
+    if (ngx_stream_rustdesk_rendezvous_cluster_on(rmcf)
+        && result == HBB__REGISTER_PK_RESPONSE__RESULT__OK && ctx->registered)
+    {
+        /* registered here on this stream: this host has it now */
+        (void) ngx_stream_rustdesk_rendezvous_cluster_publish(&ctx->req,
+                                                     &ctx->peer.str, 0);
+        ctx->cluster_heard = ngx_current_msec;
+    }
+
     /* whole seconds, rounded up: the client gives up after 1.5 times it */
     rpr.keep_alive = (int32_t) ((rmcf->keep_alive + 999) / 1000);
 
@@ -362,7 +425,8 @@ ngx_stream_rustdesk_rendezvous_stream_forget(
 ngx_int_t
 ngx_stream_rustdesk_rendezvous_stream_heard(ngx_rustdesk_tcp_t *t)
 {
-    ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;
+    ngx_stream_rustdesk_rendezvous_ctx_t        *ctx;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
     ctx = t->data;
     ctx->heard = 1;
@@ -371,7 +435,23 @@ ngx_stream_rustdesk_rendezvous_stream_heard(ngx_rustdesk_tcp_t *t)
         return NGX_OK;
     }
 
-    return ngx_stream_rustdesk_rendezvous_stream_owned(t, ngx_current_msec);
+    if (ngx_stream_rustdesk_rendezvous_stream_owned(t, ngx_current_msec)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rmcf = ngx_stream_get_module_main_conf(t->session,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    if (ngx_stream_rustdesk_rendezvous_cluster_on(rmcf)) {
+        /* written to the cluster's directory once per refresh period */
+        (void) ngx_stream_rustdesk_rendezvous_cluster_publish(&ctx->req,
+                                        &ctx->peer.str, ctx->cluster_heard);
+        ctx->cluster_heard = ngx_current_msec;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -495,30 +575,51 @@ ngx_int_t
 ngx_stream_rustdesk_rendezvous_stream_send(ngx_stream_session_t *s,
     ngx_str_t *id, ngx_pid_t pid, ngx_rustdesk_msg_t *m)
 {
-    u_char                                      *buf, *p;
-    ngx_int_t                                    rc;
+    u_char                                      *buf, *last;
     ngx_connection_t                            *c;
-    ngx_stream_rustdesk_rendezvous_ctx_t        *ctx;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
     c = s->connection;
+
+    rmcf = ngx_stream_get_module_main_conf(s,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    buf = ngx_pnalloc(c->pool, ngx_rustdesk_msg_size(m, 0));
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    last = ngx_rustdesk_msg_pack(m, 0, buf);
+
+    return ngx_stream_rustdesk_rendezvous_stream_send_raw(rmcf->zone, id, pid,
+                                                   buf, last - buf, c->log);
+}
+
+
+/* The same for a message encoded already (its memory the caller's). */
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_stream_send_raw(ngx_rustdesk_peer_zone_t *z,
+    ngx_str_t *id, ngx_pid_t pid, u_char *msg, size_t len, ngx_log_t *log)
+{
+    u_char                                *buf, *p;
+    ngx_int_t                              rc;
+    ngx_stream_rustdesk_rendezvous_ctx_t  *ctx;
 
     if (pid == ngx_pid) {
         ctx = ngx_stream_rustdesk_rendezvous_stream_find(id);
 
         if (ctx == NULL) {
-            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+            ngx_log_error(NGX_LOG_INFO, log, 0,
                           "rustdesk: the stream of peer \"%V\" is closed",
                           id);
 
-            rmcf = ngx_stream_get_module_main_conf(s,
-                                        ngx_stream_rustdesk_rendezvous_module);
-            ngx_rustdesk_peer_stream_closed(rmcf->zone, id, ngx_pid,
-                                            ngx_current_msec, 0);
+            ngx_rustdesk_peer_stream_closed(z, id, ngx_pid, ngx_current_msec,
+                                            0);
             return NGX_DECLINED;
         }
 
-        if (ngx_rustdesk_tcp_send(ctx->req.stream, m) != NGX_OK) {
+        if (ngx_rustdesk_tcp_send_raw(ctx->req.stream, msg, len) != NGX_OK) {
             ngx_rustdesk_tcp_fail(ctx->req.stream);
             return NGX_DECLINED;
         }
@@ -526,35 +627,34 @@ ngx_stream_rustdesk_rendezvous_stream_send(ngx_stream_session_t *s,
         return NGX_OK;
     }
 
-    buf = ngx_pnalloc(c->pool, 1 + id->len + ngx_rustdesk_msg_size(m, 0));
+    /* id length, id, message; the channel copies what it must keep */
+
+    buf = ngx_alloc(1 + id->len + len, log);
     if (buf == NULL) {
         return NGX_ERROR;
     }
 
     buf[0] = (u_char) id->len;
     p = ngx_cpymem(buf + 1, id->data, id->len);
-    p = ngx_rustdesk_msg_pack(m, 0, p);
+    p = ngx_cpymem(p, msg, len);
 
     rc = ngx_stream_rustdesk_rendezvous_ipc_send(pid, NGX_RUSTDESK_IPC_TO_PEER,
                                                  buf, p - buf);
+    ngx_free(buf);
 
     if (rc == NGX_DECLINED) {
         /* the worker died with the stream: the peer must register again */
 
-        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+        ngx_log_error(NGX_LOG_INFO, log, 0,
                       "rustdesk: the worker %P holding the stream of peer "
                       "\"%V\" is gone", pid, id);
 
-        rmcf = ngx_stream_get_module_main_conf(s,
-                                        ngx_stream_rustdesk_rendezvous_module);
-
-        ngx_rustdesk_peer_stream_closed(rmcf->zone, id, pid,
-                                        ngx_current_msec, 0);
+        ngx_rustdesk_peer_stream_closed(z, id, pid, ngx_current_msec, 0);
         return NGX_DECLINED;
     }
 
     if (rc == NGX_AGAIN) {
-        ngx_log_error(NGX_LOG_WARN, c->log, 0,
+        ngx_log_error(NGX_LOG_WARN, log, 0,
                       "rustdesk: the channel to worker %P is full, message "
                       "to peer \"%V\" dropped", pid, id);
     }

@@ -29,7 +29,8 @@ our $TIMEOUT = 5;
 my $GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
 # The socket, upgraded.  Options: path, host, headers (array of
-# [name, value]), LocalAddr, ssl (1: TLS without certificate checks),
+# [name, value]), LocalAddr, PeerHost (the server's address, default
+# 127.0.0.1), ssl (1: TLS without certificate checks),
 # request (the whole upgrade request, sent as it is: then no check),
 # byte_delay (send the request one byte at a time, with TCP_NODELAY and
 # this many seconds between bytes, or this sub called with the connection
@@ -77,7 +78,8 @@ sub connect {
 sub socket {
 	my ($class, $port, %o) = @_;
 
-	my %a = (PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp');
+	my %a = (PeerAddr => $o{PeerHost} // '127.0.0.1', PeerPort => $port,
+		Proto => 'tcp');
 	$a{LocalAddr} = $o{LocalAddr} if $o{LocalAddr};
 
 	if ($o{ssl}) {

@@ -135,16 +135,22 @@ sub port {
 
 	return $ports{$n} if defined $ports{$n};
 
-	for (1 .. 1000) {
+	# free on the loopback addresses tests listen on (127.0.0.2 and .3
+	# for the hosts of a cluster), where clients of other tests also bind
+
+	PORT: for (1 .. 1000) {
 		my $port = 20000 + int(rand(40000));
 		next if grep { $_ == $port } values %ports;
 
-		my $tcp = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-			LocalPort => $port, Proto => 'tcp', ReuseAddr => 1) or next;
-		my $udp = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-			LocalPort => $port, Proto => 'udp') or next;
-		close $tcp;
-		close $udp;
+		for my $ip (qw/ 127.0.0.1 127.0.0.2 127.0.0.3 /) {
+			my $tcp = IO::Socket::INET->new(LocalAddr => $ip,
+				LocalPort => $port, Proto => 'tcp', ReuseAddr => 1)
+				or next PORT;
+			my $udp = IO::Socket::INET->new(LocalAddr => $ip,
+				LocalPort => $port, Proto => 'udp') or next PORT;
+			close $tcp;
+			close $udp;
+		}
 
 		return $ports{$n} = $port;
 	}
@@ -687,18 +693,19 @@ sub wait_for_file {
 	return 0;
 }
 
-# Waits until every TCP port named in the configuration accepts.
+# Waits until every TCP port named in the configuration (on a loopback
+# address, 127.0.0.x) accepts.
 sub wait_for_ports {
 	my ($self) = @_;
 	my $conf = $self->read_file('nginx.conf');
 
-	while ($conf =~ /listen\s+127\.0\.0\.1:(\d+)([^;]*);/g) {
-		my ($port, $opts) = ($1, $2);
+	while ($conf =~ /listen\s+(127\.0\.0\.\d+):(\d+)([^;]*);/g) {
+		my ($ip, $port, $opts) = ($1, $2, $3);
 		next if $opts =~ /\budp\b/;
 
 		my $end = time() + 10;
 		while (time() < $end) {
-			my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+			my $s = IO::Socket::INET->new(PeerAddr => "$ip:$port",
 				Proto => 'tcp');
 			if ($s) { close $s; last; }
 			sleep 0.05;

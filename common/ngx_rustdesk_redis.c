@@ -1,0 +1,1028 @@
+/*
+ * A Redis connection on nginx's event loop: hiredis's asynchronous API
+ * (hiredis 0.14, Debian 12's) driven by nginx events and timers, as
+ * hiredis's own adapters drive it from libevent or libuv.
+ *
+ * hiredis asks for read and write interest (addRead, delWrite, ...) and
+ * reads or writes once per call of redisAsyncHandleRead/Write: its socket
+ * is registered level-triggered, so that what one call leaves in the
+ * socket wakes the next turn.  The socket is hiredis's: it closes it when
+ * it frees its context, after calling the cleanup hook, where the nginx
+ * connection is given back without closing anything.
+ *
+ * A context lives from one connect to its failure; a failure (connect
+ * error, handshake error, lost connection, no answer for too long) frees
+ * it, which calls every pending command's callback with no reply, and
+ * schedules the next connect after a backoff that doubles up to 10 s.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+
+#include "ngx_rustdesk_redis.h"
+
+
+#define NGX_RUSTDESK_REDIS_BACKOFF_MIN  100
+#define NGX_RUSTDESK_REDIS_BACKOFF_MAX  10000
+#define NGX_RUSTDESK_REDIS_STALL_MIN    5000     /* no reply at all: drop */
+
+/* why the connection is down, to log a new reason once */
+#define NGX_RUSTDESK_REDIS_E_CONNECT    1
+#define NGX_RUSTDESK_REDIS_E_AUTH       2
+#define NGX_RUSTDESK_REDIS_E_SELECT     3
+#define NGX_RUSTDESK_REDIS_E_LOST       4
+#define NGX_RUSTDESK_REDIS_E_TIMEOUT    5
+#define NGX_RUSTDESK_REDIS_E_STALLED    6
+
+/* the handshake's steps, as each command's privdata */
+#define NGX_RUSTDESK_REDIS_AUTH         1
+#define NGX_RUSTDESK_REDIS_SELECT       2
+#define NGX_RUSTDESK_REDIS_SETNAME      3
+
+
+struct ngx_rustdesk_redis_cmd_s {
+    ngx_rustdesk_redis_t           *redis;
+    ngx_rustdesk_redis_handler_pt   handler;
+    void                           *data;
+    ngx_event_t                     timer;
+    unsigned                        done:1;   /* answered or cancelled */
+};
+
+
+static void ngx_rustdesk_redis_connect(ngx_rustdesk_redis_t *r);
+static ngx_int_t ngx_rustdesk_redis_handshake(ngx_rustdesk_redis_t *r);
+static void ngx_rustdesk_redis_ready_now(ngx_rustdesk_redis_t *r);
+static void ngx_rustdesk_redis_drop(ngx_rustdesk_redis_t *r, ngx_int_t why,
+    const char *text);
+static void ngx_rustdesk_redis_down(ngx_rustdesk_redis_t *r, ngx_int_t why,
+    const char *text);
+static void ngx_rustdesk_redis_retry_handler(ngx_event_t *ev);
+static void ngx_rustdesk_redis_timeout_handler(ngx_event_t *ev);
+static void ngx_rustdesk_redis_read_handler(ngx_event_t *rev);
+static void ngx_rustdesk_redis_write_handler(ngx_event_t *wev);
+static void ngx_rustdesk_redis_on_connect(const redisAsyncContext *ac,
+    int status);
+static void ngx_rustdesk_redis_on_disconnect(const redisAsyncContext *ac,
+    int status);
+static void ngx_rustdesk_redis_handshake_reply(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_rustdesk_redis_command_reply(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_rustdesk_redis_count_reply(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_rustdesk_redis_subscribed(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_rustdesk_redis_add_read(void *privdata);
+static void ngx_rustdesk_redis_del_read(void *privdata);
+static void ngx_rustdesk_redis_add_write(void *privdata);
+static void ngx_rustdesk_redis_del_write(void *privdata);
+static void ngx_rustdesk_redis_cleanup(void *privdata);
+
+
+ngx_int_t
+ngx_rustdesk_redis_open(ngx_rustdesk_redis_t *r, ngx_cycle_t *cycle)
+{
+    r->log = cycle->log;
+    r->state = NGX_RUSTDESK_REDIS_DOWN;
+    r->backoff = 0;
+    r->pending = 0;
+
+    r->retry.handler = ngx_rustdesk_redis_retry_handler;
+    r->retry.data = r;
+    r->retry.log = r->log;
+    r->retry.cancelable = 1;
+
+    r->opened = 1;
+    r->closing = 0;
+
+    ngx_rustdesk_redis_connect(r);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_rustdesk_redis_close(ngx_rustdesk_redis_t *r)
+{
+    redisAsyncContext  *ac;
+
+    if (!r->opened) {
+        return;
+    }
+
+    r->opened = 0;
+    r->closing = 1;
+
+    if (r->retry.timer_set) {
+        ngx_del_timer(&r->retry);
+    }
+
+    ac = r->ac;
+    r->ac = NULL;
+    r->state = NGX_RUSTDESK_REDIS_DOWN;
+
+    if (ac) {
+        /* the handlers of commands in flight are called with no reply */
+        redisAsyncFree(ac);
+    }
+}
+
+
+ngx_rustdesk_redis_cmd_t *
+ngx_rustdesk_redis_command(ngx_rustdesk_redis_t *r,
+    ngx_rustdesk_redis_handler_pt handler, void *data, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    ngx_rustdesk_redis_cmd_t  *cmd;
+
+    if (r->state != NGX_RUSTDESK_REDIS_READY || r->ac == NULL
+        || r->channel.len)
+    {
+        return NULL;
+    }
+
+    if (r->pending >= r->conf->max_pending) {
+        if (!r->full_logged) {
+            ngx_log_error(NGX_LOG_WARN, r->log, 0,
+                          "rustdesk: redis %V: %ui commands waiting for an "
+                          "answer, more are refused", &r->conf->url,
+                          r->pending);
+            r->full_logged = 1;
+        }
+
+        return NULL;
+    }
+
+    cmd = ngx_alloc(sizeof(ngx_rustdesk_redis_cmd_t), r->log);
+    if (cmd == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(cmd, sizeof(ngx_rustdesk_redis_cmd_t));
+
+    cmd->redis = r;
+    cmd->handler = handler;
+    cmd->data = data;
+
+    if (redisAsyncCommandArgv(r->ac, ngx_rustdesk_redis_command_reply, cmd,
+                              argc, argv, argvlen)
+        != REDIS_OK)
+    {
+        ngx_free(cmd);
+        return NULL;
+    }
+
+    if (r->pending++ == 0) {
+        /* the time the oldest command in flight has waited since */
+        r->last_reply = ngx_current_msec;
+    }
+
+    cmd->timer.handler = ngx_rustdesk_redis_timeout_handler;
+    cmd->timer.data = cmd;
+    cmd->timer.log = r->log;
+    cmd->timer.cancelable = 1;
+
+    ngx_add_timer(&cmd->timer, r->conf->timeout);
+
+    return cmd;
+}
+
+
+ngx_int_t
+ngx_rustdesk_redis_send(ngx_rustdesk_redis_t *r, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    if (r->state != NGX_RUSTDESK_REDIS_READY || r->ac == NULL
+        || r->channel.len || r->pending >= r->conf->max_pending)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (redisAsyncCommandArgv(r->ac, ngx_rustdesk_redis_count_reply, r,
+                              argc, argv, argvlen)
+        != REDIS_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (r->pending++ == 0) {
+        r->last_reply = ngx_current_msec;
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_rustdesk_redis_cancel(ngx_rustdesk_redis_cmd_t *cmd)
+{
+    /* freed when hiredis calls back: with the reply, or when it is freed */
+
+    cmd->done = 1;
+
+    if (cmd->timer.timer_set) {
+        ngx_del_timer(&cmd->timer);
+    }
+}
+
+
+static void
+ngx_rustdesk_redis_connect(ngx_rustdesk_redis_t *r)
+{
+    ngx_connection_t   *c;
+    redisAsyncContext  *ac;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, r->log, 0,
+                   "rustdesk: redis connect to %s:%ui",
+                   r->conf->host.data, r->conf->port);
+
+    /* a numeric address (resolved at configuration): connect(2) only */
+
+    ac = redisAsyncConnect((char *) r->conf->host.data, (int) r->conf->port);
+
+    if (ac == NULL) {
+        ngx_rustdesk_redis_down(r, NGX_RUSTDESK_REDIS_E_CONNECT,
+                                "out of memory");
+        return;
+    }
+
+    if (ac->err) {
+        ngx_rustdesk_redis_down(r, NGX_RUSTDESK_REDIS_E_CONNECT, ac->errstr);
+        redisAsyncFree(ac);
+        return;
+    }
+
+    c = ngx_get_connection(ac->c.fd, r->log);
+    if (c == NULL) {
+        redisAsyncFree(ac);
+        ngx_rustdesk_redis_down(r, NGX_RUSTDESK_REDIS_E_CONNECT,
+                                "no free connection");
+        return;
+    }
+
+    c->data = r;
+    c->read->handler = ngx_rustdesk_redis_read_handler;
+    c->write->handler = ngx_rustdesk_redis_write_handler;
+    c->read->log = r->log;
+    c->write->log = r->log;
+
+    (void) redisEnableKeepAlive(&ac->c);
+
+    ac->data = r;
+    ac->ev.data = c;
+    ac->ev.addRead = ngx_rustdesk_redis_add_read;
+    ac->ev.delRead = ngx_rustdesk_redis_del_read;
+    ac->ev.addWrite = ngx_rustdesk_redis_add_write;
+    ac->ev.delWrite = ngx_rustdesk_redis_del_write;
+    ac->ev.cleanup = ngx_rustdesk_redis_cleanup;
+
+    (void) redisAsyncSetConnectCallback(ac, ngx_rustdesk_redis_on_connect);
+    (void) redisAsyncSetDisconnectCallback(ac,
+                                           ngx_rustdesk_redis_on_disconnect);
+
+    r->ac = ac;
+    r->connection = c;
+    r->state = NGX_RUSTDESK_REDIS_CONNECTING;
+
+    /* the connect completes on the first write event */
+    ngx_rustdesk_redis_add_read(c);
+    ngx_rustdesk_redis_add_write(c);
+
+    if (ngx_rustdesk_redis_handshake(r) != NGX_OK) {
+        ngx_rustdesk_redis_drop(r, NGX_RUSTDESK_REDIS_E_CONNECT,
+                                "the handshake could not be queued");
+        return;
+    }
+
+    /* connected and answered within the deadline, or dropped */
+    ngx_add_timer(&r->retry, r->conf->connect_timeout);
+}
+
+
+/*
+ * AUTH, SELECT and CLIENT SETNAME, queued behind the connect: their
+ * answers come in order, and the last one makes the connection usable.
+ */
+
+static ngx_int_t
+ngx_rustdesk_redis_handshake(ngx_rustdesk_redis_t *r)
+{
+    int                         n;
+    size_t                      len[3];
+    const char                 *argv[3];
+    ngx_rustdesk_redis_conf_t  *rc;
+    u_char                      db[NGX_INT_T_LEN];
+
+    rc = r->conf;
+
+    if (rc->password.len) {
+        n = 0;
+        argv[n] = "AUTH";
+        len[n++] = 4;
+
+        if (rc->user.len) {
+            argv[n] = (const char *) rc->user.data;
+            len[n++] = rc->user.len;
+        }
+
+        argv[n] = (const char *) rc->password.data;
+        len[n++] = rc->password.len;
+
+        if (redisAsyncCommandArgv(r->ac, ngx_rustdesk_redis_handshake_reply,
+                                  (void *) (uintptr_t) NGX_RUSTDESK_REDIS_AUTH,
+                                  n, argv, len)
+            != REDIS_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        r->pending++;
+    }
+
+    if (rc->db) {
+        argv[0] = "SELECT";
+        len[0] = 6;
+        argv[1] = (const char *) db;
+        len[1] = ngx_sprintf(db, "%ui", rc->db) - db;
+
+        if (redisAsyncCommandArgv(r->ac, ngx_rustdesk_redis_handshake_reply,
+                               (void *) (uintptr_t) NGX_RUSTDESK_REDIS_SELECT,
+                               2, argv, len)
+            != REDIS_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        r->pending++;
+    }
+
+    /* the name shows in CLIENT LIST: which nginx worker this is */
+
+    argv[0] = "CLIENT";
+    len[0] = 6;
+    argv[1] = "SETNAME";
+    len[1] = 7;
+    argv[2] = r->name;
+    len[2] = ngx_strlen(r->name);
+
+    if (redisAsyncCommandArgv(r->ac, ngx_rustdesk_redis_handshake_reply,
+                              (void *) (uintptr_t) NGX_RUSTDESK_REDIS_SETNAME,
+                              3, argv, len)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    r->pending++;
+    r->last_reply = ngx_current_msec;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_rustdesk_redis_handshake_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_rustdesk_redis_t  *r = ac->data;
+
+    ngx_uint_t   step;
+    redisReply  *rep = reply;
+
+    r->pending--;
+
+    if (ac != r->ac || r->state != NGX_RUSTDESK_REDIS_CONNECTING
+        || rep == NULL)
+    {
+        /* an old context's, or the context is going: nothing to do */
+        return;
+    }
+
+    r->last_reply = ngx_current_msec;
+    step = (ngx_uint_t) (uintptr_t) privdata;
+
+    if (rep->type == REDIS_REPLY_ERROR) {
+
+        if (step == NGX_RUSTDESK_REDIS_AUTH) {
+            ngx_rustdesk_redis_drop(r, NGX_RUSTDESK_REDIS_E_AUTH, rep->str);
+            return;
+        }
+
+        if (step == NGX_RUSTDESK_REDIS_SELECT) {
+            ngx_rustdesk_redis_drop(r, NGX_RUSTDESK_REDIS_E_SELECT, rep->str);
+            return;
+        }
+
+        /* CLIENT SETNAME refused: without a password, a NOAUTH error */
+
+        if (ngx_strncmp(rep->str, "NOAUTH", 6) == 0) {
+            ngx_rustdesk_redis_drop(r, NGX_RUSTDESK_REDIS_E_AUTH, rep->str);
+            return;
+        }
+
+        /* else (an ACL without CLIENT): the name is only a convenience */
+    }
+
+    if (step == NGX_RUSTDESK_REDIS_SETNAME) {
+        ngx_rustdesk_redis_ready_now(r);
+    }
+}
+
+
+static void
+ngx_rustdesk_redis_ready_now(ngx_rustdesk_redis_t *r)
+{
+    size_t       len[2];
+    const char  *argv[2];
+
+    if (r->channel.len) {
+        /* hiredis calls back for the confirmation and each message */
+
+        argv[0] = "SUBSCRIBE";
+        len[0] = 9;
+        argv[1] = (const char *) r->channel.data;
+        len[1] = r->channel.len;
+
+        if (redisAsyncCommandArgv(r->ac, ngx_rustdesk_redis_subscribed, r,
+                                  2, argv, len)
+            != REDIS_OK)
+        {
+            ngx_rustdesk_redis_drop(r, NGX_RUSTDESK_REDIS_E_LOST,
+                                    "SUBSCRIBE could not be queued");
+            return;
+        }
+    }
+
+    r->state = NGX_RUSTDESK_REDIS_READY;
+    r->backoff = 0;
+    r->full_logged = 0;
+    r->slow_logged = 0;
+
+    if (r->retry.timer_set) {
+        ngx_del_timer(&r->retry);
+    }
+
+    if (r->down_logged) {
+        ngx_log_error(NGX_LOG_NOTICE, r->log, 0,
+                      "rustdesk: redis %V is available again after %T s",
+                      &r->conf->url, ngx_time() - r->down_since);
+        r->down_logged = 0;
+
+        /* what was written meanwhile may be lost: callers write it again */
+        r->recovered = ngx_current_msec ? ngx_current_msec : 1;
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, r->log, 0,
+                      "rustdesk: connected to redis %V", &r->conf->url);
+    }
+
+    r->down_reason = 0;
+
+    if (r->on_ready) {
+        r->on_ready(r);
+    }
+}
+
+
+/* Ends the current context (its commands fail) and retries later. */
+
+static void
+ngx_rustdesk_redis_drop(ngx_rustdesk_redis_t *r, ngx_int_t why,
+    const char *text)
+{
+    redisAsyncContext  *ac;
+
+    ac = r->ac;
+    r->ac = NULL;
+
+    /* logged first: text may be the context's or a reply's */
+    ngx_rustdesk_redis_down(r, why, text);
+
+    if (ac) {
+        /* inside one of its callbacks, hiredis frees it after that one */
+        redisAsyncFree(ac);
+    }
+}
+
+
+static void
+ngx_rustdesk_redis_down(ngx_rustdesk_redis_t *r, ngx_int_t why,
+    const char *text)
+{
+    ngx_uint_t  was_ready;
+    ngx_msec_t  delay;
+
+    was_ready = (r->state == NGX_RUSTDESK_REDIS_READY);
+    r->state = NGX_RUSTDESK_REDIS_DOWN;
+
+    if (r->closing) {
+        return;
+    }
+
+    if (!r->down_logged) {
+        ngx_log_error(NGX_LOG_ERR, r->log, 0,
+                      "rustdesk: redis %V is not available: %s; "
+                      "retrying in the background", &r->conf->url, text);
+        r->down_logged = 1;
+        r->down_since = ngx_time();
+
+    } else if (why != r->down_reason
+               && (why == NGX_RUSTDESK_REDIS_E_AUTH
+                   || why == NGX_RUSTDESK_REDIS_E_SELECT))
+    {
+        /* back, but refusing us: what the operator must fix */
+        ngx_log_error(NGX_LOG_ERR, r->log, 0,
+                      "rustdesk: redis %V is still not available: %s",
+                      &r->conf->url, text);
+
+    } else {
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, r->log, 0,
+                       "rustdesk: redis still down: %s", text);
+    }
+
+    r->down_reason = why;
+
+    if (r->backoff == 0) {
+        r->backoff = NGX_RUSTDESK_REDIS_BACKOFF_MIN;
+
+    } else {
+        r->backoff = ngx_min(2 * r->backoff, NGX_RUSTDESK_REDIS_BACKOFF_MAX);
+    }
+
+    /* a little jitter, so that many workers and hosts do not come at once */
+    delay = r->backoff + (ngx_msec_t) ngx_random() % (r->backoff / 4 + 1);
+
+    if (r->retry.timer_set) {
+        ngx_del_timer(&r->retry);
+    }
+
+    ngx_add_timer(&r->retry, delay);
+
+    if (was_ready && r->on_down) {
+        r->on_down(r);
+    }
+}
+
+
+/* The backoff is over, or the connect deadline passed. */
+
+static void
+ngx_rustdesk_redis_retry_handler(ngx_event_t *ev)
+{
+    ngx_rustdesk_redis_t  *r = ev->data;
+
+    u_char  text[64];
+
+    if (r->closing) {
+        return;
+    }
+
+    if (r->state == NGX_RUSTDESK_REDIS_CONNECTING) {
+        ngx_sprintf(text, "no connection within %M ms%Z",
+                    r->conf->connect_timeout);
+        ngx_rustdesk_redis_drop(r, NGX_RUSTDESK_REDIS_E_TIMEOUT,
+                                (char *) text);
+        return;
+    }
+
+    if (r->state == NGX_RUSTDESK_REDIS_DOWN) {
+        ngx_rustdesk_redis_connect(r);
+    }
+}
+
+
+/*
+ * A command had no answer in time: its caller gets none.  Redis answers
+ * in order, so a connection that has answered nothing for several
+ * timeouts while commands wait is dropped (a dead peer, a lost route);
+ * one merely slow (DEBUG SLEEP, a big SAVE) is kept.
+ */
+
+static void
+ngx_rustdesk_redis_timeout_handler(ngx_event_t *ev)
+{
+    ngx_rustdesk_redis_cmd_t *cmd = ev->data;
+
+    u_char                 text[64];
+    ngx_msec_t             stall, silent;
+    ngx_rustdesk_redis_t  *r;
+
+    r = cmd->redis;
+    cmd->done = 1;
+
+    if (!r->slow_logged) {
+        ngx_log_error(NGX_LOG_WARN, r->log, 0,
+                      "rustdesk: redis %V did not answer within %M ms",
+                      &r->conf->url, r->conf->timeout);
+        r->slow_logged = 1;
+    }
+
+    cmd->handler(r, NULL, cmd->data);
+
+    stall = ngx_max(5 * r->conf->timeout, NGX_RUSTDESK_REDIS_STALL_MIN);
+    silent = ngx_current_msec - r->last_reply;
+
+    if (r->state == NGX_RUSTDESK_REDIS_READY && r->pending && silent >= stall) {
+        ngx_sprintf(text, "no answer for %M ms%Z", silent);
+        ngx_rustdesk_redis_drop(r, NGX_RUSTDESK_REDIS_E_STALLED,
+                                (char *) text);
+    }
+}
+
+
+static void
+ngx_rustdesk_redis_command_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_rustdesk_redis_cmd_t *cmd = privdata;
+
+    ngx_rustdesk_redis_t  *r;
+
+    r = cmd->redis;
+    r->pending--;
+
+    if (reply) {
+        r->last_reply = ngx_current_msec;
+
+        if (r->pending == 0) {
+            r->slow_logged = 0;
+        }
+
+    }
+
+    /*
+     * no reply: hiredis is freeing the context, and takes no command on
+     * it meanwhile (DISCONNECTING or FREEING); its disconnect callback
+     * follows
+     */
+
+    if (!cmd->done) {
+        cmd->done = 1;
+
+        if (cmd->timer.timer_set) {
+            ngx_del_timer(&cmd->timer);
+        }
+
+        /* closing too: a caller may hold cmd until its handler runs */
+        cmd->handler(r, reply, cmd->data);
+    }
+
+    ngx_free(cmd);
+}
+
+
+static void
+ngx_rustdesk_redis_count_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_rustdesk_redis_t *r = privdata;
+
+    redisReply  *rep = reply;
+
+    r->pending--;
+
+    if (rep == NULL) {
+        return;
+    }
+
+    r->last_reply = ngx_current_msec;
+
+    if (rep->type != REDIS_REPLY_ERROR) {
+        r->refused_logged = 0;
+        return;
+    }
+
+    /* e.g. OOM with maxmemory: said once until a write is taken again */
+
+    if (!r->refused_logged) {
+        ngx_log_error(NGX_LOG_WARN, r->log, 0,
+                      "rustdesk: redis %V refused a write: %s",
+                      &r->conf->url, rep->str);
+        r->refused_logged = 1;
+    }
+}
+
+
+/*
+ * On a listening connection: the SUBSCRIBE's confirmation, then each
+ * message as ["message", channel, payload]; no reply when the context
+ * goes.
+ */
+
+static void
+ngx_rustdesk_redis_subscribed(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_rustdesk_redis_t *r = privdata;
+
+    redisReply  *rep = reply, *kind, *payload;
+
+    if (rep == NULL || ac != r->ac) {
+        return;
+    }
+
+    r->last_reply = ngx_current_msec;
+
+    if (rep->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->log, 0,
+                      "rustdesk: redis %V refused SUBSCRIBE %V: %s",
+                      &r->conf->url, &r->channel, rep->str);
+        return;
+    }
+
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3) {
+        return;
+    }
+
+    kind = rep->element[0];
+    payload = rep->element[2];
+
+    if (kind->type != REDIS_REPLY_STRING || kind->len != 7
+        || ngx_strncmp(kind->str, "message", 7) != 0
+        || payload->type != REDIS_REPLY_STRING)
+    {
+        /* the confirmation */
+        return;
+    }
+
+    r->message(r, (u_char *) payload->str, payload->len);
+}
+
+
+static void
+ngx_rustdesk_redis_on_connect(const redisAsyncContext *ac, int status)
+{
+    ngx_rustdesk_redis_t  *r = ac->data;
+
+    if (status == REDIS_OK || ac != r->ac) {
+        /* connected: the handshake's answers make it ready */
+        return;
+    }
+
+    /* hiredis frees the context when this returns */
+
+    r->ac = NULL;
+
+    ngx_rustdesk_redis_down(r, NGX_RUSTDESK_REDIS_E_CONNECT,
+                            ac->c.err ? ac->c.errstr : "connect failed");
+}
+
+
+static void
+ngx_rustdesk_redis_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    ngx_rustdesk_redis_t  *r = ac->data;
+
+    if (ac != r->ac) {
+        /* dropped by us: already handled */
+        return;
+    }
+
+    r->ac = NULL;
+
+    ngx_rustdesk_redis_down(r, NGX_RUSTDESK_REDIS_E_LOST,
+                            ac->err ? ac->errstr : "connection closed");
+}
+
+
+static void
+ngx_rustdesk_redis_read_handler(ngx_event_t *rev)
+{
+    ngx_connection_t      *c = rev->data;
+    ngx_rustdesk_redis_t  *r = c->data;
+
+    if (r->ac == NULL || r->connection != c) {
+        return;
+    }
+
+    /* may free the context, and with it c */
+    redisAsyncHandleRead(r->ac);
+}
+
+
+static void
+ngx_rustdesk_redis_write_handler(ngx_event_t *wev)
+{
+    ngx_connection_t      *c = wev->data;
+    ngx_rustdesk_redis_t  *r = c->data;
+
+    if (r->ac == NULL || r->connection != c) {
+        return;
+    }
+
+    redisAsyncHandleWrite(r->ac);
+}
+
+
+/*
+ * hiredis's hooks.  Level-triggered: hiredis reads or writes once per
+ * call, and what it leaves must wake the next turn of the event loop.
+ */
+
+static void
+ngx_rustdesk_redis_add_read(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    if (!c->read->active) {
+        if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
+            == NGX_ERROR)
+        {
+            ngx_log_error(NGX_LOG_ALERT, c->log, 0,
+                          "rustdesk: redis read event not added");
+        }
+    }
+}
+
+
+static void
+ngx_rustdesk_redis_del_read(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_rustdesk_redis_add_write(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    if (!c->write->active) {
+        if (ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
+            == NGX_ERROR)
+        {
+            ngx_log_error(NGX_LOG_ALERT, c->log, 0,
+                          "rustdesk: redis write event not added");
+        }
+    }
+}
+
+
+static void
+ngx_rustdesk_redis_del_write(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+/* hiredis is freeing its context and will close the socket itself. */
+
+static void
+ngx_rustdesk_redis_cleanup(void *privdata)
+{
+    ngx_connection_t      *c = privdata;
+    ngx_rustdesk_redis_t  *r = c->data;
+
+    ngx_rustdesk_redis_del_read(c);
+    ngx_rustdesk_redis_del_write(c);
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    if (r->connection == c) {
+        r->connection = NULL;
+    }
+
+    c->fd = (ngx_socket_t) -1;
+    ngx_free_connection(c);
+}
+
+
+/* redis://[[user]:password@]host[:port][/db] */
+
+char *
+ngx_rustdesk_redis_parse_url(ngx_conf_t *cf, ngx_str_t *url,
+    ngx_rustdesk_redis_conf_t *rc)
+{
+    u_char     *p, *last, *at, *colon, *slash, *host;
+    ngx_int_t   db;
+    ngx_url_t   u;
+
+    p = url->data;
+    last = p + url->len;
+
+    if (url->len < sizeof("redis://") - 1
+        || ngx_strncasecmp(p, (u_char *) "redis://", 8) != 0)
+    {
+        return "takes a redis://host[:port][/db] URL";
+    }
+
+    p += 8;
+
+    /* the password may hold "@": the host starts after the last one */
+
+    at = NULL;
+
+    for (host = p; host < last; host++) {
+        if (*host == '@') {
+            at = host;
+        }
+    }
+
+    if (at) {
+        colon = ngx_strlchr(p, at, ':');
+
+        if (colon == NULL || colon + 1 == at) {
+            return "has credentials other than [user]:password@";
+        }
+
+        rc->user.data = p;
+        rc->user.len = colon - p;
+
+        rc->password.len = at - (colon + 1);
+        rc->password.data = ngx_pnalloc(cf->pool, rc->password.len + 1);
+        if (rc->password.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_cpystrn(rc->password.data, colon + 1, rc->password.len + 1);
+
+        if (rc->user.len) {
+            rc->user.data = ngx_pnalloc(cf->pool, rc->user.len + 1);
+            if (rc->user.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_cpystrn(rc->user.data, p, rc->user.len + 1);
+        }
+
+        p = at + 1;
+    }
+
+    slash = ngx_strlchr(p, last, '/');
+
+    db = 0;
+
+    if (slash && slash + 1 < last) {
+        db = ngx_atoi(slash + 1, last - slash - 1);
+
+        if (db == NGX_ERROR || db > 1000000) {
+            return "has an invalid database number";
+        }
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url.data = p;
+    u.url.len = (slash ? slash : last) - p;
+    u.default_port = 6379;
+
+    if (u.url.len == 0) {
+        return "has no host";
+    }
+
+    /* names are resolved now: a worker never waits for DNS */
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+        if (u.err) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s in redis URL \"%V\"",
+                               u.err, &u.url);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.naddrs == 0) {
+        return "has no usable address";
+    }
+
+    host = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+    if (host == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rc->host.data = host;
+    rc->host.len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen,
+                                 host, NGX_SOCKADDR_STRLEN, 0);
+    host[rc->host.len] = '\0';
+
+    rc->port = ngx_inet_get_port(u.addrs[0].sockaddr);
+    rc->db = db;
+
+    /* for the logs: never the password */
+
+    rc->url.data = ngx_pnalloc(cf->pool, sizeof("redis:///") - 1 + u.url.len
+                                         + NGX_INT_T_LEN);
+    if (rc->url.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rc->url.len = ngx_sprintf(rc->url.data, "redis://%V/%ui", &u.url, rc->db)
+                  - rc->url.data;
+
+    return NGX_CONF_OK;
+}
