@@ -130,6 +130,23 @@ sub allow_log {
 	return $self;
 }
 
+# A random port for a listener, below the kernel's range of ephemeral
+# ports (net.ipv4.ip_local_port_range), from which every client socket of
+# every test takes its port: a listener's port taken from that range may
+# be in use by a client by the time nginx binds it.
+sub random_listen_port {
+	my $low = 32768;
+
+	if (open my $f, '<', '/proc/sys/net/ipv4/ip_local_port_range') {
+		($low) = split ' ', scalar <$f>;
+		close $f;
+	}
+
+	$low = 32768 unless defined $low && $low > 12000;
+
+	return 10000 + int(rand($low - 100 - 10000));
+}
+
 sub port {
 	my ($n) = @_;
 
@@ -139,7 +156,7 @@ sub port {
 	# for the hosts of a cluster), where clients of other tests also bind
 
 	PORT: for (1 .. 1000) {
-		my $port = 20000 + int(rand(40000));
+		my $port = random_listen_port();
 		next if grep { $_ == $port } values %ports;
 
 		for my $ip (qw/ 127.0.0.1 127.0.0.2 127.0.0.3 /) {
@@ -165,7 +182,7 @@ sub port_base {
 	my (@offsets) = @_;
 
 	BASE: for (1 .. 200) {
-		my $base = 20000 + int(rand(40000));
+		my $base = random_listen_port();
 		my @held;
 
 		for my $off (@offsets) {
