@@ -18,7 +18,9 @@
  * of Redis (which may have come back empty), every peer is written again
  * at its next registration past a point, that depends on its id, of the
  * following fifth of the period or two online timeouts, the shorter
- * (60 s with the defaults).
+ * (60 s with the defaults).  A peer that comes online within that while
+ * is written at once and may be again at its point: nothing tells the
+ * two apart, and one more write per such peer per outage is cheap.
  *
  * A host reads the directory for ids it does not have online itself
  * (online query, punch hole requests), with one command per request
