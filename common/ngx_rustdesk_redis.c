@@ -14,6 +14,15 @@
  * error, handshake error, lost connection, no answer for too long) frees
  * it, which calls every pending command's callback with no reply, and
  * schedules the next connect after a backoff that doubles up to 10 s.
+ *
+ * With Sentinels (redis-sentinel://), each connect is two: a Sentinel is
+ * asked where the primary is (SENTINEL get-master-addr-by-name; the next
+ * Sentinel at once if it cannot say, the backoff only when none could),
+ * then the primary is connected to and asked its ROLE, so that an old
+ * primary still answering as a replica is never taken.  A connection
+ * lost, or a write refused with READONLY (the primary was demoted), asks
+ * the Sentinels again: after a failover every worker of every host moves
+ * to the new primary.
  */
 
 #include <ngx_config.h>
@@ -34,11 +43,14 @@
 #define NGX_RUSTDESK_REDIS_E_LOST       4
 #define NGX_RUSTDESK_REDIS_E_TIMEOUT    5
 #define NGX_RUSTDESK_REDIS_E_STALLED    6
+#define NGX_RUSTDESK_REDIS_E_SENTINEL   7
+#define NGX_RUSTDESK_REDIS_E_ROLE       8
 
 /* the handshake's steps, as each command's privdata */
 #define NGX_RUSTDESK_REDIS_AUTH         1
 #define NGX_RUSTDESK_REDIS_SELECT       2
 #define NGX_RUSTDESK_REDIS_SETNAME      3
+#define NGX_RUSTDESK_REDIS_ROLE         4
 
 
 struct ngx_rustdesk_redis_cmd_s {
@@ -52,6 +64,11 @@ struct ngx_rustdesk_redis_cmd_s {
 
 static void ngx_rustdesk_redis_connect(ngx_rustdesk_redis_t *r);
 static ngx_int_t ngx_rustdesk_redis_handshake(ngx_rustdesk_redis_t *r);
+static ngx_int_t ngx_rustdesk_redis_ask_sentinel(ngx_rustdesk_redis_t *r);
+static void ngx_rustdesk_redis_sentinel_reply(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_rustdesk_redis_demoted(ngx_rustdesk_redis_t *r,
+    redisReply *rep);
 static void ngx_rustdesk_redis_ready_now(ngx_rustdesk_redis_t *r);
 static void ngx_rustdesk_redis_drop(ngx_rustdesk_redis_t *r, ngx_int_t why,
     const char *text);
@@ -230,16 +247,37 @@ ngx_rustdesk_redis_cancel(ngx_rustdesk_redis_cmd_t *cmd)
 static void
 ngx_rustdesk_redis_connect(ngx_rustdesk_redis_t *r)
 {
-    ngx_connection_t   *c;
-    redisAsyncContext  *ac;
+    u_char                     *host;
+    ngx_int_t                   rc;
+    ngx_uint_t                  port;
+    ngx_connection_t           *c;
+    redisAsyncContext          *ac;
+    ngx_rustdesk_redis_addr_t  *sentinel;
 
-    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, r->log, 0,
-                   "rustdesk: redis connect to %s:%ui",
-                   r->conf->host.data, r->conf->port);
+    if (r->conf->sentinels == NULL) {
+        host = r->conf->host.data;
+        port = r->conf->port;
+        r->asking = 0;
+
+    } else if (r->found) {
+        host = r->primary;
+        port = r->primary_port;
+        r->asking = 0;
+
+    } else {
+        sentinel = r->conf->sentinels->elts;
+        host = sentinel[r->sentinel].host.data;
+        port = sentinel[r->sentinel].port;
+        r->asking = 1;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_EVENT, r->log, 0,
+                   "rustdesk: redis connect to %s%s:%ui",
+                   r->asking ? "the Sentinel " : "", host, port);
 
     /* a numeric address (resolved at configuration): connect(2) only */
 
-    ac = redisAsyncConnect((char *) r->conf->host.data, (int) r->conf->port);
+    ac = redisAsyncConnect((char *) host, (int) port);
 
     if (ac == NULL) {
         ngx_rustdesk_redis_down(r, NGX_RUSTDESK_REDIS_E_CONNECT,
@@ -289,7 +327,10 @@ ngx_rustdesk_redis_connect(ngx_rustdesk_redis_t *r)
     ngx_rustdesk_redis_add_read(c);
     ngx_rustdesk_redis_add_write(c);
 
-    if (ngx_rustdesk_redis_handshake(r) != NGX_OK) {
+    rc = r->asking ? ngx_rustdesk_redis_ask_sentinel(r)
+                   : ngx_rustdesk_redis_handshake(r);
+
+    if (rc != NGX_OK) {
         ngx_rustdesk_redis_drop(r, NGX_RUSTDESK_REDIS_E_CONNECT,
                                 "the handshake could not be queued");
         return;
@@ -375,9 +416,130 @@ ngx_rustdesk_redis_handshake(ngx_rustdesk_redis_t *r)
     }
 
     r->pending++;
+
+    if (rc->sentinels) {
+        /* the last step: a primary, not one the Sentinels demoted */
+
+        argv[0] = "ROLE";
+        len[0] = 4;
+
+        if (redisAsyncCommandArgv(r->ac, ngx_rustdesk_redis_handshake_reply,
+                                  (void *) (uintptr_t) NGX_RUSTDESK_REDIS_ROLE,
+                                  1, argv, len)
+            != REDIS_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        r->pending++;
+    }
+
     r->last_reply = ngx_current_msec;
 
     return NGX_OK;
+}
+
+
+/* Where is the primary?  Answered with [ip, port], or nil if unknown. */
+
+static ngx_int_t
+ngx_rustdesk_redis_ask_sentinel(ngx_rustdesk_redis_t *r)
+{
+    size_t       len[3];
+    const char  *argv[3];
+
+    argv[0] = "SENTINEL";
+    len[0] = 8;
+    argv[1] = "get-master-addr-by-name";
+    len[1] = 23;
+    argv[2] = (const char *) r->conf->master.data;
+    len[2] = r->conf->master.len;
+
+    if (redisAsyncCommandArgv(r->ac, ngx_rustdesk_redis_sentinel_reply, r,
+                              3, argv, len)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    r->pending++;
+    r->last_reply = ngx_current_msec;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_rustdesk_redis_sentinel_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_rustdesk_redis_t *r = privdata;
+
+    ngx_int_t    port;
+    redisReply  *rep = reply, *ip, *pt;
+    u_char       text[128];
+
+    r->pending--;
+
+    if (ac != r->ac || r->state != NGX_RUSTDESK_REDIS_CONNECTING
+        || rep == NULL)
+    {
+        return;
+    }
+
+    r->last_reply = ngx_current_msec;
+
+    if (rep->type == REDIS_REPLY_ERROR) {
+        ngx_rustdesk_redis_drop(r, NGX_RUSTDESK_REDIS_E_SENTINEL, rep->str);
+        return;
+    }
+
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+        ngx_sprintf(text, "it does not know the primary \"%*s\"%Z",
+                    ngx_min(r->conf->master.len, 64), r->conf->master.data);
+        ngx_rustdesk_redis_drop(r, NGX_RUSTDESK_REDIS_E_SENTINEL,
+                                (char *) text);
+        return;
+    }
+
+    ip = rep->element[0];
+    pt = rep->element[1];
+    port = NGX_ERROR;
+
+    if (pt->type == REDIS_REPLY_STRING) {
+        port = ngx_atoi((u_char *) pt->str, pt->len);
+    }
+
+    if (ip->type != REDIS_REPLY_STRING || ip->len == 0
+        || ip->len > NGX_SOCKADDR_STRLEN || port < 1 || port > 65535)
+    {
+        ngx_rustdesk_redis_drop(r, NGX_RUSTDESK_REDIS_E_SENTINEL,
+                                "its answer is not an address");
+        return;
+    }
+
+    ngx_memcpy(r->primary, ip->str, ip->len);
+    r->primary[ip->len] = '\0';
+    r->primary_port = port;
+    r->found = 1;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_EVENT, r->log, 0,
+                   "rustdesk: redis Sentinel names %V's primary %s:%ui",
+                   &r->conf->url, r->primary, r->primary_port);
+
+    /* done with this Sentinel: the primary, at once */
+
+    r->ac = NULL;
+    r->state = NGX_RUSTDESK_REDIS_DOWN;
+
+    if (r->retry.timer_set) {
+        ngx_del_timer(&r->retry);
+    }
+
+    ngx_add_timer(&r->retry, 1);
+
+    /* inside its callback: hiredis frees the context after this one */
+    redisAsyncFree(ac);
 }
 
 
@@ -424,7 +586,22 @@ ngx_rustdesk_redis_handshake_reply(redisAsyncContext *ac, void *reply,
         /* else (an ACL without CLIENT): the name is only a convenience */
     }
 
-    if (step == NGX_RUSTDESK_REDIS_SETNAME) {
+    if (step == NGX_RUSTDESK_REDIS_ROLE
+        && rep->type == REDIS_REPLY_ARRAY && rep->elements > 0
+        && (rep->element[0]->type != REDIS_REPLY_STRING
+            || rep->element[0]->len != 6
+            || ngx_strncmp(rep->element[0]->str, "master", 6) != 0))
+    {
+        /* (ROLE refused, by an ACL: taken on the Sentinels' word) */
+        ngx_rustdesk_redis_drop(r, NGX_RUSTDESK_REDIS_E_ROLE,
+                                "the address the Sentinels named is not "
+                                "a primary (a failover under way?)");
+        return;
+    }
+
+    if (step == (r->conf->sentinels ? NGX_RUSTDESK_REDIS_ROLE
+                                    : NGX_RUSTDESK_REDIS_SETNAME))
+    {
         ngx_rustdesk_redis_ready_now(r);
     }
 }
@@ -477,6 +654,12 @@ ngx_rustdesk_redis_ready_now(ngx_rustdesk_redis_t *r)
                       "rustdesk: connected to redis %V", &r->conf->url);
     }
 
+    if (r->conf->sentinels) {
+        ngx_log_error(NGX_LOG_INFO, r->log, 0,
+                      "rustdesk: redis %V: the primary is %s:%ui",
+                      &r->conf->url, r->primary, r->primary_port);
+    }
+
     r->down_reason = 0;
 
     if (r->on_ready) {
@@ -513,11 +696,51 @@ ngx_rustdesk_redis_down(ngx_rustdesk_redis_t *r, ngx_int_t why,
     ngx_uint_t  was_ready;
     ngx_msec_t  delay;
 
+    u_char                     *p;
+    ngx_uint_t                  n;
+    ngx_rustdesk_redis_addr_t  *sentinel;
+    u_char                      buf[NGX_SOCKADDR_STRLEN + 192];
+
     was_ready = (r->state == NGX_RUSTDESK_REDIS_READY);
     r->state = NGX_RUSTDESK_REDIS_DOWN;
 
     if (r->closing) {
         return;
+    }
+
+    if (r->conf->sentinels) {
+        /* the next connect asks the Sentinels where the primary is now */
+        r->found = 0;
+
+        if (r->asking) {
+            n = r->conf->sentinels->nelts;
+            sentinel = r->conf->sentinels->elts;
+
+            p = ngx_snprintf(buf, sizeof(buf) - 1,
+                             "the Sentinel %V:%ui: %s",
+                             &sentinel[r->sentinel].host,
+                             sentinel[r->sentinel].port, text);
+            *p = '\0';
+            text = (const char *) buf;
+
+            r->sentinel = (r->sentinel + 1) % n;
+
+            if (++r->sentinels_tried < n) {
+                /* the next Sentinel at once */
+
+                ngx_log_debug1(NGX_LOG_DEBUG_EVENT, r->log, 0,
+                               "rustdesk: redis %s", text);
+
+                if (r->retry.timer_set) {
+                    ngx_del_timer(&r->retry);
+                }
+
+                ngx_add_timer(&r->retry, 1);
+                return;
+            }
+
+            r->sentinels_tried = 0;
+        }
     }
 
     if (!r->down_logged) {
@@ -529,7 +752,8 @@ ngx_rustdesk_redis_down(ngx_rustdesk_redis_t *r, ngx_int_t why,
 
     } else if (why != r->down_reason
                && (why == NGX_RUSTDESK_REDIS_E_AUTH
-                   || why == NGX_RUSTDESK_REDIS_E_SELECT))
+                   || why == NGX_RUSTDESK_REDIS_E_SELECT
+                   || why == NGX_RUSTDESK_REDIS_E_SENTINEL))
     {
         /* back, but refusing us: what the operator must fix */
         ngx_log_error(NGX_LOG_ERR, r->log, 0,
@@ -669,6 +893,10 @@ ngx_rustdesk_redis_command_reply(redisAsyncContext *ac, void *reply,
     }
 
     ngx_free(cmd);
+
+    if (reply && ac == r->ac) {
+        ngx_rustdesk_redis_demoted(r, reply);
+    }
 }
 
 
@@ -693,6 +921,14 @@ ngx_rustdesk_redis_count_reply(redisAsyncContext *ac, void *reply,
         return;
     }
 
+    if (ac == r->ac) {
+        ngx_rustdesk_redis_demoted(r, rep);
+
+        if (r->ac == NULL) {
+            return;
+        }
+    }
+
     /* e.g. OOM with maxmemory: said once until a write is taken again */
 
     if (!r->refused_logged) {
@@ -701,6 +937,25 @@ ngx_rustdesk_redis_count_reply(redisAsyncContext *ac, void *reply,
                       &r->conf->url, rep->str);
         r->refused_logged = 1;
     }
+}
+
+
+/*
+ * A write refused with READONLY: the primary was made a replica (a
+ * failover); with Sentinels, they are asked again.
+ */
+
+static void
+ngx_rustdesk_redis_demoted(ngx_rustdesk_redis_t *r, redisReply *rep)
+{
+    if (r->conf->sentinels == NULL || rep->type != REDIS_REPLY_ERROR
+        || rep->len < 8 || ngx_strncmp(rep->str, "READONLY", 8) != 0)
+    {
+        return;
+    }
+
+    ngx_rustdesk_redis_drop(r, NGX_RUSTDESK_REDIS_E_ROLE,
+                            "the primary became a replica");
 }
 
 
@@ -899,130 +1154,4 @@ ngx_rustdesk_redis_cleanup(void *privdata)
 
     c->fd = (ngx_socket_t) -1;
     ngx_free_connection(c);
-}
-
-
-/* redis://[[user]:password@]host[:port][/db] */
-
-char *
-ngx_rustdesk_redis_parse_url(ngx_conf_t *cf, ngx_str_t *url,
-    ngx_rustdesk_redis_conf_t *rc)
-{
-    u_char     *p, *last, *at, *colon, *slash, *host;
-    ngx_int_t   db;
-    ngx_url_t   u;
-
-    p = url->data;
-    last = p + url->len;
-
-    if (url->len < sizeof("redis://") - 1
-        || ngx_strncasecmp(p, (u_char *) "redis://", 8) != 0)
-    {
-        return "takes a redis://host[:port][/db] URL";
-    }
-
-    p += 8;
-
-    /* the password may hold "@": the host starts after the last one */
-
-    at = NULL;
-
-    for (host = p; host < last; host++) {
-        if (*host == '@') {
-            at = host;
-        }
-    }
-
-    if (at) {
-        colon = ngx_strlchr(p, at, ':');
-
-        if (colon == NULL || colon + 1 == at) {
-            return "has credentials other than [user]:password@";
-        }
-
-        rc->user.data = p;
-        rc->user.len = colon - p;
-
-        rc->password.len = at - (colon + 1);
-        rc->password.data = ngx_pnalloc(cf->pool, rc->password.len + 1);
-        if (rc->password.data == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_cpystrn(rc->password.data, colon + 1, rc->password.len + 1);
-
-        if (rc->user.len) {
-            rc->user.data = ngx_pnalloc(cf->pool, rc->user.len + 1);
-            if (rc->user.data == NULL) {
-                return NGX_CONF_ERROR;
-            }
-
-            ngx_cpystrn(rc->user.data, p, rc->user.len + 1);
-        }
-
-        p = at + 1;
-    }
-
-    slash = ngx_strlchr(p, last, '/');
-
-    db = 0;
-
-    if (slash && slash + 1 < last) {
-        db = ngx_atoi(slash + 1, last - slash - 1);
-
-        if (db == NGX_ERROR || db > 1000000) {
-            return "has an invalid database number";
-        }
-    }
-
-    ngx_memzero(&u, sizeof(ngx_url_t));
-
-    u.url.data = p;
-    u.url.len = (slash ? slash : last) - p;
-    u.default_port = 6379;
-
-    if (u.url.len == 0) {
-        return "has no host";
-    }
-
-    /* names are resolved now: a worker never waits for DNS */
-
-    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
-        if (u.err) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s in redis URL \"%V\"",
-                               u.err, &u.url);
-        }
-
-        return NGX_CONF_ERROR;
-    }
-
-    if (u.naddrs == 0) {
-        return "has no usable address";
-    }
-
-    host = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
-    if (host == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    rc->host.data = host;
-    rc->host.len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen,
-                                 host, NGX_SOCKADDR_STRLEN, 0);
-    host[rc->host.len] = '\0';
-
-    rc->port = ngx_inet_get_port(u.addrs[0].sockaddr);
-    rc->db = db;
-
-    /* for the logs: never the password */
-
-    rc->url.data = ngx_pnalloc(cf->pool, sizeof("redis:///") - 1 + u.url.len
-                                         + NGX_INT_T_LEN);
-    if (rc->url.data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    rc->url.len = ngx_sprintf(rc->url.data, "redis://%V/%ui", &u.url, rc->db)
-                  - rc->url.data;
-
-    return NGX_CONF_OK;
 }

@@ -35,11 +35,20 @@
 #define NGX_RUSTDESK_REDIS_MAX_PENDING  4096     /* commands in flight */
 
 
+typedef struct {
+    ngx_str_t                   host;       /* numeric, NUL-terminated */
+    ngx_uint_t                  port;
+} ngx_rustdesk_redis_addr_t;
+
+
 /* Where Redis is and how to talk to it: from the configuration. */
 typedef struct {
     ngx_str_t                   url;        /* as written, less a password */
     ngx_str_t                   host;       /* numeric, NUL-terminated */
     ngx_uint_t                  port;
+    ngx_array_t                *sentinels;  /* of ngx_rustdesk_redis_addr_t;
+                                               NULL: Redis at host:port */
+    ngx_str_t                   master;     /* the primary's name for them */
     ngx_uint_t                  db;
     ngx_str_t                   user;       /* empty: AUTH password only */
     ngx_str_t                   password;   /* empty: no AUTH */
@@ -102,18 +111,28 @@ struct ngx_rustdesk_redis_s {
     time_t                        down_since;
     ngx_int_t                     down_reason;
 
+    /* with Sentinels: the one asked, and the primary it named */
+    ngx_uint_t                    sentinel;
+    ngx_uint_t                    sentinels_tried;
+    u_char                        primary[NGX_SOCKADDR_STRLEN + 1];
+    ngx_uint_t                    primary_port;
+
     unsigned                      opened:1;
     unsigned                      closing:1;
     unsigned                      down_logged:1;
     unsigned                      full_logged:1;
     unsigned                      slow_logged:1;
     unsigned                      refused_logged:1;
+    unsigned                      asking:1;   /* the context: a Sentinel's */
+    unsigned                      found:1;    /* primary[] is to be used */
 };
 
 
 /*
- * rustdesk_cluster's URL: redis://[[user]:password@]host[:port][/db]; the
- * host is resolved now (the first address is used), never in a worker.
+ * rustdesk_cluster's URL: redis://[[user]:password@]host[:port][/db], or
+ * redis-sentinel://[[user]:password@]host[:port][,...]/name[/db]; hosts
+ * are resolved now (the first address of each), never in a worker
+ * (ngx_rustdesk_redis_url.c).
  */
 char *ngx_rustdesk_redis_parse_url(ngx_conf_t *cf, ngx_str_t *url,
     ngx_rustdesk_redis_conf_t *rc);

@@ -77,7 +77,8 @@ is(register('import-1', 'uuid-one'), 0, 'and takes its own (OK)');
 # the errors
 
 is(import('http://x', $db), "rustdesk-cluster-import: \"http://x\" is not a "
-	. "redis://[[user]:password\@]host[:port][/db] URL\n[1]",
+	. "redis://[[user]:password\@]host[:port][/db] or "
+	. "redis-sentinel://host[:port][,...]/name[/db] URL\n[1]",
 	'not a redis URL');
 is(import('redis://:wrong@127.0.0.1:' . port(9), $db),
 	"rustdesk-cluster-import: redis refused the password: -WRONGPASS "

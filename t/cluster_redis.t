@@ -41,7 +41,8 @@ my $locked = RustDesk::Redis->start($t->testdir(), port(8),
 # the configuration: checked when it is loaded
 
 like(config_error('rustdesk_cluster http://127.0.0.1:%%PORT_9%%;'),
-	qr/takes a redis:\/\/host\[:port\]\[\/db\] URL/, 'not a redis URL');
+	qr/takes a redis:\/\/host\[:port\]\[\/db\] or redis-sentinel:\/\//,
+	'not a redis URL');
 like(config_error('rustdesk_cluster redis://u@127.0.0.1:%%PORT_9%%;'),
 	qr/has credentials other than \[user\]:password@/,
 	'credentials without a password');

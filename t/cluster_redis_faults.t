@@ -50,14 +50,14 @@ my $p = RustDesk::Client->udp_peer(port(1), 'cf-aof-1', PeerHost => '127.0.0.1')
 wait_until(sub { defined $redis->cmd('GET', 'rustdesk:peer:cf-aof-1') }, 3);
 my $before = $redis->cmd('GET', 'rustdesk:peer:cf-aof-1') // 'none';
 
-is(online(2, 'cf-aof-1'), '1', 'a peer of host 1, online on host 2');
+is(host_online(2, 'cf-aof-1'), '1', 'a peer of host 1, online on host 2');
 
 $redis->restart();
 $t2->wait_log(qr/is available again/, 3, 15);
 
 is($redis->cmd('GET', 'rustdesk:peer:cf-aof-1') // 'none', $before,
 	'its entry survives the restart (AOF)');
-is(wait_value(sub { online(2, 'cf-aof-1') }, '1', 5), '1',
+is(wait_value(sub { host_online(2, 'cf-aof-1') }, '1', 5), '1',
 	'and host 2 answers from it again');
 
 ###############################################################################
@@ -80,7 +80,7 @@ sleep 0.5;
 ok($t->log_count(qr/refused a write/) <= 2,
 	'once (per worker), not once per write');
 
-is(online(2, 'cf-aof-1', 'cf-full-1'), '10',
+is(host_online(2, 'cf-aof-1', 'cf-full-1'), '10',
 	'reads go on: a peer written before is online on host 2, one not '
 	. 'written is not');
 
@@ -140,13 +140,3 @@ sub sets {
 	return $info =~ /cmdstat_set:calls=(\d+)/ ? $1 : 0;
 }
 
-sub online {
-	my ($h, @ids) = @_;
-	my $c = RustDesk::Client->tcp(port(0), PeerHost => host_ip($h));
-	$c->send_msg(online_request => { id => 'cf-asker', peers => \@ids });
-	my ($type, $m) = $c->recv_msg(3);
-	return 'no answer: ' . ($type // 'nothing')
-		unless ($type // '') eq 'online_response';
-	return substr(unpack('B*', $m->{states} // '') . '0' x @ids, 0,
-		scalar @ids);
-}

@@ -18,18 +18,21 @@ use RustDesk::Conf;
 use RustDesk::Client qw/ random_bytes /;
 use RustDesk::WebSocket;
 
-our @EXPORT = qw/ host_ip host_conf host_start host_listeners stream_peer /;
+our @EXPORT = qw/ host_ip host_conf host_start host_listeners host_online
+	stream_peer /;
 
 sub host_ip { "127.0.0.$_[0]" }
 
-# Options: keys (the key directory), directives (more for stream {}).
+# Options: keys (the key directory), directives (more for stream {}),
+# cluster (another URL than redis://127.0.0.1:%%PORT_9%%).
 sub host_conf {
 	my ($h, %o) = @_;
 	my $ip = host_ip($h);
+	my $url = $o{cluster} // 'redis://127.0.0.1:%%PORT_9%%';
 
 	return stream_conf([ "rustdesk_key_dir $o{keys};",
 			'rustdesk_database off;',
-			'rustdesk_cluster redis://127.0.0.1:%%PORT_9%%;',
+			"rustdesk_cluster $url;",
 			"rustdesk_cluster_host h$h;", @{$o{directives} // []} ],
 		srv_block([ "$ip:%%PORT_1%% reuseport",
 			"$ip:%%PORT_1%% udp reuseport" ], 'rustdesk_rendezvous;'),
@@ -57,6 +60,19 @@ sub host_listeners {
 	my ($redis, $h) = @_;
 	my $r = eval { $redis->cmd('PUBSUB', 'NUMSUB', "rustdesk:host:h$h") };
 	return ref $r ? $r->[1] : 0;
+}
+
+# What host h's online query (over TCP, on the NAT test port) says of the
+# ids: "1" online, "0" not, one per id ("no answer: ..." without one).
+sub host_online {
+	my ($h, @ids) = @_;
+	my $c = RustDesk::Client->tcp(port(0), PeerHost => host_ip($h));
+	$c->send_msg(online_request => { id => 'host-asker', peers => \@ids });
+	my ($type, $m) = $c->recv_msg(3);
+	return 'no answer: ' . ($type // 'nothing')
+		unless ($type // '') eq 'online_response';
+	return substr(unpack('B*', $m->{states} // '') . '0' x @ids, 0,
+		scalar @ids);
 }
 
 # A peer registered on a stream ('tcp' or 'ws') of host h, kept open:

@@ -39,6 +39,35 @@ sub start {
 	return $self->_run();
 }
 
+# A Sentinel (redis-server --sentinel) on 127.0.0.1:port that watches the
+# primary on 127.0.0.1:primary as "name", with a quorum of one, quick to
+# see it down (1 s) and to fail over.
+sub sentinel {
+	my ($class, $dir, $port, $name, $primary) = @_;
+
+	my $self = bless { port => $port, dir => "$dir/sentinel-$port",
+		opts => {} }, $class;
+
+	mkdir $self->{dir};
+
+	open my $fh, '>', "$self->{dir}/sentinel.conf" or die "$!\n";
+	print $fh <<"EOC";
+port $port
+bind 127.0.0.1
+daemonize no
+dir $self->{dir}
+logfile $self->{dir}/redis.log
+sentinel monitor $name 127.0.0.1 $primary 1
+sentinel down-after-milliseconds $name 1000
+sentinel failover-timeout $name 5000
+sentinel parallel-syncs $name 1
+EOC
+	close $fh;
+
+	$self->{sentinel} = "$self->{dir}/sentinel.conf";
+	return $self->_run();
+}
+
 sub _run {
 	my ($self) = @_;
 
@@ -46,9 +75,13 @@ sub _run {
 		'--dir', $self->{dir}, '--save', '', '--daemonize', 'no',
 		'--logfile', "$self->{dir}/redis.log", '--appendonly', 'no');
 
+	# an option of several words (replicaof => [ '127.0.0.1', $port ])
 	for my $k (sort keys %{$self->{opts}}) {
-		push @args, "--$k", $self->{opts}{$k};
+		my $v = $self->{opts}{$k};
+		push @args, "--$k", ref $v ? @$v : $v;
 	}
+
+	@args = ($self->{sentinel}, '--sentinel') if $self->{sentinel};
 
 	my $pid = fork();
 	die "Unable to fork(): $!\n" unless defined $pid;
