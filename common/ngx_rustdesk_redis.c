@@ -53,6 +53,21 @@
 #define NGX_RUSTDESK_REDIS_ROLE         4
 
 
+#define ngx_rustdesk_redis_count(r, i)                                       \
+    do {                                                                     \
+        if ((r)->stats) {                                                    \
+            (void) ngx_atomic_fetch_add(&(r)->stats[i], 1);                  \
+        }                                                                    \
+    } while (0)
+
+#define ngx_rustdesk_redis_count_reply_type(r, rep)                          \
+    ngx_rustdesk_redis_count(r, (rep) == NULL                                \
+                                ? NGX_RUSTDESK_REDIS_STAT_FAILED             \
+                                : (rep)->type == REDIS_REPLY_ERROR           \
+                                ? NGX_RUSTDESK_REDIS_STAT_ERROR              \
+                                : NGX_RUSTDESK_REDIS_STAT_OK)
+
+
 struct ngx_rustdesk_redis_cmd_s {
     ngx_rustdesk_redis_t           *redis;
     ngx_rustdesk_redis_handler_pt   handler;
@@ -131,6 +146,10 @@ ngx_rustdesk_redis_close(ngx_rustdesk_redis_t *r)
     r->opened = 0;
     r->closing = 1;
 
+    if (r->state == NGX_RUSTDESK_REDIS_READY && r->stats) {
+        (void) ngx_atomic_fetch_add(&r->stats[NGX_RUSTDESK_REDIS_STAT_UP], -1);
+    }
+
     if (r->retry.timer_set) {
         ngx_del_timer(&r->retry);
     }
@@ -156,10 +175,13 @@ ngx_rustdesk_redis_command(ngx_rustdesk_redis_t *r,
     if (r->state != NGX_RUSTDESK_REDIS_READY || r->ac == NULL
         || r->channel.len)
     {
+        ngx_rustdesk_redis_count(r, NGX_RUSTDESK_REDIS_STAT_REFUSED);
         return NULL;
     }
 
     if (r->pending >= r->conf->max_pending) {
+        ngx_rustdesk_redis_count(r, NGX_RUSTDESK_REDIS_STAT_REFUSED);
+
         if (!r->full_logged) {
             ngx_log_error(NGX_LOG_WARN, r->log, 0,
                           "rustdesk: redis %V: %ui commands waiting for an "
@@ -213,6 +235,7 @@ ngx_rustdesk_redis_send(ngx_rustdesk_redis_t *r, int argc,
     if (r->state != NGX_RUSTDESK_REDIS_READY || r->ac == NULL
         || r->channel.len || r->pending >= r->conf->max_pending)
     {
+        ngx_rustdesk_redis_count(r, NGX_RUSTDESK_REDIS_STAT_REFUSED);
         return NGX_DECLINED;
     }
 
@@ -228,6 +251,19 @@ ngx_rustdesk_redis_send(ngx_rustdesk_redis_t *r, int argc,
     }
 
     return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_rustdesk_redis_can_send(ngx_rustdesk_redis_t *r)
+{
+    if (ngx_rustdesk_redis_ready(r)) {
+        return 1;
+    }
+
+    ngx_rustdesk_redis_count(r, NGX_RUSTDESK_REDIS_STAT_REFUSED);
+
+    return 0;
 }
 
 
@@ -633,6 +669,8 @@ ngx_rustdesk_redis_ready_now(ngx_rustdesk_redis_t *r)
 
     r->state = NGX_RUSTDESK_REDIS_READY;
     r->backoff = 0;
+
+    ngx_rustdesk_redis_count(r, NGX_RUSTDESK_REDIS_STAT_UP);
     r->full_logged = 0;
     r->slow_logged = 0;
 
@@ -706,6 +744,11 @@ ngx_rustdesk_redis_down(ngx_rustdesk_redis_t *r, ngx_int_t why,
 
     if (r->closing) {
         return;
+    }
+
+    if (was_ready && r->stats) {
+        (void) ngx_atomic_fetch_add(&r->stats[NGX_RUSTDESK_REDIS_STAT_UP], -1);
+        ngx_rustdesk_redis_count(r, NGX_RUSTDESK_REDIS_STAT_LOST);
     }
 
     if (r->conf->sentinels) {
@@ -835,6 +878,8 @@ ngx_rustdesk_redis_timeout_handler(ngx_event_t *ev)
     r = cmd->redis;
     cmd->done = 1;
 
+    ngx_rustdesk_redis_count(r, NGX_RUSTDESK_REDIS_STAT_FAILED);
+
     if (!r->slow_logged) {
         ngx_log_error(NGX_LOG_WARN, r->log, 0,
                       "rustdesk: redis %V did not answer within %M ms",
@@ -888,6 +933,8 @@ ngx_rustdesk_redis_command_reply(redisAsyncContext *ac, void *reply,
             ngx_del_timer(&cmd->timer);
         }
 
+        ngx_rustdesk_redis_count_reply_type(r, (redisReply *) reply);
+
         /* closing too: a caller may hold cmd until its handler runs */
         cmd->handler(r, reply, cmd->data);
     }
@@ -909,6 +956,8 @@ ngx_rustdesk_redis_count_reply(redisAsyncContext *ac, void *reply,
     redisReply  *rep = reply;
 
     r->pending--;
+
+    ngx_rustdesk_redis_count_reply_type(r, rep);
 
     if (rep == NULL) {
         return;

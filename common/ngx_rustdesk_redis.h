@@ -76,6 +76,20 @@ typedef void (*ngx_rustdesk_redis_message_pt)(ngx_rustdesk_redis_t *r,
     u_char *data, size_t len);
 
 
+/*
+ * What a connection counts when given where (stats: this process's values
+ * in a module's metrics slots, these offsets from it; NULL: nothing).
+ */
+#define NGX_RUSTDESK_REDIS_STAT_UP      0   /* gauge: usable now */
+#define NGX_RUSTDESK_REDIS_STAT_LOST    1   /* usable, then lost */
+#define NGX_RUSTDESK_REDIS_STAT_OK      2   /* commands answered */
+#define NGX_RUSTDESK_REDIS_STAT_ERROR   3   /* answered with an error */
+#define NGX_RUSTDESK_REDIS_STAT_FAILED  4   /* no answer in time, or lost */
+#define NGX_RUSTDESK_REDIS_STAT_REFUSED 5   /* not sent: down, or too many
+                                               waiting */
+#define NGX_RUSTDESK_REDIS_NSTATS       6
+
+
 #define NGX_RUSTDESK_REDIS_DOWN         0
 #define NGX_RUSTDESK_REDIS_CONNECTING   1
 #define NGX_RUSTDESK_REDIS_READY        2
@@ -85,6 +99,8 @@ struct ngx_rustdesk_redis_s {
     ngx_rustdesk_redis_conf_t    *conf;
     const char                   *name;     /* CLIENT SETNAME, logs */
     ngx_log_t                    *log;
+
+    ngx_atomic_t                 *stats;    /* NULL: nothing counted */
 
     ngx_rustdesk_redis_event_pt   on_ready; /* NULL: none */
     ngx_rustdesk_redis_event_pt   on_down;
@@ -146,6 +162,12 @@ void ngx_rustdesk_redis_close(ngx_rustdesk_redis_t *r);
 
 #define ngx_rustdesk_redis_ready(r)                                           \
     ((r)->state == NGX_RUSTDESK_REDIS_READY)
+
+/*
+ * Asked by a caller about to make a command, before it does the work:
+ * not ready counts as a command not sent.
+ */
+ngx_uint_t ngx_rustdesk_redis_can_send(ngx_rustdesk_redis_t *r);
 
 /*
  * Sends a command: the handler is called once, later (never from inside

@@ -40,6 +40,7 @@ ngx_stream_rustdesk_rendezvous_cluster_init(ngx_cycle_t *cycle,
 
     r->conf = &cc->redis;
     r->name = (const char *) ngx_stream_rustdesk_rendezvous_cluster_name;
+    r->stats = ngx_stream_rustdesk_rendezvous_redis_stats();
 
     if (ngx_rustdesk_redis_open(r, cycle) != NGX_OK) {
         return NGX_ERROR;

@@ -64,7 +64,7 @@ ngx_stream_rustdesk_rendezvous_cluster_check_uuid(
         || id.len < NGX_RUSTDESK_ID_MIN || id.len > NGX_RUSTDESK_ID_MAX
         || rk->uuid.len > NGX_RUSTDESK_BLOB_MAX
         || rk->pk.len > NGX_RUSTDESK_BLOB_MAX
-        || !ngx_rustdesk_redis_ready(
+        || !ngx_rustdesk_redis_can_send(
                                 ngx_stream_rustdesk_rendezvous_cluster_redis()))
     {
         return NGX_DECLINED;

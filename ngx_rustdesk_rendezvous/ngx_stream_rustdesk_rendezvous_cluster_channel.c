@@ -113,6 +113,7 @@ ngx_stream_rustdesk_rendezvous_channel_init(ngx_cycle_t *cycle,
     r->name = (const char *) ngx_stream_rustdesk_rendezvous_channel_client;
     r->message = ngx_stream_rustdesk_rendezvous_channel_message;
     r->data = rmcf;
+    r->stats = ngx_stream_rustdesk_rendezvous_redis_stats();
 
     return ngx_rustdesk_redis_open(r, cycle);
 }
@@ -159,6 +160,7 @@ ngx_stream_rustdesk_rendezvous_channel_to_peer_raw(
 {
     u_char                *p, *buf, *name, *key;
     size_t                 n[5];
+    ngx_int_t              rc;
     const char            *argv[5];
     ngx_rustdesk_redis_t  *r;
     ngx_stream_rustdesk_rendezvous_cluster_conf_t  *cc;
@@ -170,7 +172,7 @@ ngx_stream_rustdesk_rendezvous_channel_to_peer_raw(
     cc = &rmcf->cluster;
     r = ngx_stream_rustdesk_rendezvous_cluster_redis();
 
-    if (!ngx_rustdesk_redis_ready(r)) {
+    if (!ngx_rustdesk_redis_can_send(r)) {
         return NGX_DECLINED;
     }
 
@@ -218,11 +220,18 @@ ngx_stream_rustdesk_rendezvous_channel_to_peer_raw(
 
     if (f) {
         /* PUBLISH says how many listened: none, the host is gone */
-        return ngx_stream_rustdesk_rendezvous_cluster_ask(f, 3, argv, n,
+        rc = ngx_stream_rustdesk_rendezvous_cluster_ask(f, 3, argv, n,
                                    ngx_stream_rustdesk_rendezvous_published);
+
+    } else {
+        rc = ngx_rustdesk_redis_send(r, 3, argv, n);
     }
 
-    return ngx_rustdesk_redis_send(r, 3, argv, n);
+    if (rc == NGX_OK || rc == NGX_AGAIN) {
+        ngx_stream_rustdesk_rendezvous_count(NGX_RUSTDESK_RDV_CLUSTER_SENT, 1);
+    }
+
+    return rc;
 }
 
 
@@ -288,9 +297,16 @@ ngx_stream_rustdesk_rendezvous_channel_answer(
     argv[5] = (const char *) buf;
     n[5] = p - buf;
 
-    return ngx_rustdesk_redis_send(
-                           ngx_stream_rustdesk_rendezvous_cluster_redis(), 6,
-                           argv, n);
+    if (ngx_rustdesk_redis_send(ngx_stream_rustdesk_rendezvous_cluster_redis(),
+                                6, argv, n)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_stream_rustdesk_rendezvous_count(NGX_RUSTDESK_RDV_CLUSTER_SENT, 1);
+
+    return NGX_OK;
 }
 
 
@@ -301,6 +317,8 @@ ngx_stream_rustdesk_rendezvous_channel_message(ngx_rustdesk_redis_t *r,
     if (len == 0) {
         return;
     }
+
+    ngx_stream_rustdesk_rendezvous_count(NGX_RUSTDESK_RDV_CLUSTER_RECEIVED, 1);
 
     switch (data[0]) {
 

@@ -111,7 +111,7 @@ ngx_stream_rustdesk_rendezvous_cluster_publish(
         }
     }
 
-    if (!ngx_rustdesk_redis_ready(redis)) {
+    if (!ngx_rustdesk_redis_can_send(redis)) {
         /* published again when Redis is back and the peer heartbeats */
         return 0;
     }
@@ -210,7 +210,7 @@ ngx_stream_rustdesk_rendezvous_cluster_find(
 
     redis = ngx_stream_rustdesk_rendezvous_cluster_redis();
 
-    if (!ngx_rustdesk_redis_ready(redis)) {
+    if (!ngx_rustdesk_redis_can_send(redis)) {
         return NGX_DECLINED;
     }
 

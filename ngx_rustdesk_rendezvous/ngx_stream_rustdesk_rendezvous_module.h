@@ -203,8 +203,15 @@ typedef enum {
     NGX_RUSTDESK_RDV_RELAY = NGX_RUSTDESK_RDV_PUNCH
                              + NGX_RUSTDESK_RDV_PUNCH_RESULTS,
                                        /* RequestRelay, by result */
-    NGX_RUSTDESK_RDV_NSTATS = NGX_RUSTDESK_RDV_RELAY
-                              + NGX_RUSTDESK_RDV_RELAY_RESULTS
+    NGX_RUSTDESK_RDV_LOCAL_NSTATS = NGX_RUSTDESK_RDV_RELAY
+                                    + NGX_RUSTDESK_RDV_RELAY_RESULTS,
+
+    /* with rustdesk_cluster only: the connections' counts, the channel's */
+    NGX_RUSTDESK_RDV_REDIS = NGX_RUSTDESK_RDV_LOCAL_NSTATS,
+    NGX_RUSTDESK_RDV_CLUSTER_SENT = NGX_RUSTDESK_RDV_REDIS
+                                    + NGX_RUSTDESK_REDIS_NSTATS,
+    NGX_RUSTDESK_RDV_CLUSTER_RECEIVED,
+    NGX_RUSTDESK_RDV_NSTATS
 } ngx_stream_rustdesk_rendezvous_stat_e;
 
 
@@ -214,6 +221,11 @@ extern ngx_atomic_t  *ngx_stream_rustdesk_rendezvous_stats;
 
 #define ngx_stream_rustdesk_rendezvous_count(i, n)                           \
     ngx_rustdesk_stat_add(ngx_stream_rustdesk_rendezvous_stats, i, n)
+
+/* where a Redis connection counts (NULL: nowhere) */
+#define ngx_stream_rustdesk_rendezvous_redis_stats()                         \
+    (ngx_stream_rustdesk_rendezvous_stats                                    \
+     ? ngx_stream_rustdesk_rendezvous_stats + NGX_RUSTDESK_RDV_REDIS : NULL)
 
 
 /*

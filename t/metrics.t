@@ -26,7 +26,7 @@ my $t = Test::Nginx->new()->has()->allow_log(qr/exited on signal 9\b/);
 
 plan(skip_all => 'no IO::Socket::SSL') unless eval { require IO::Socket::SSL };
 
-$t->plan(32);
+$t->plan(33);
 
 make_cert($t);
 $t->write_file('htpasswd', "scraper:{PLAIN}s3cret\n");
@@ -48,6 +48,7 @@ is($h->{'content-type'}, 'text/plain; version=0.0.4; charset=utf-8',
 	'Content-Type of the text format 0.0.4');
 is($h->{connection}, 'close', 'Connection: close');
 is(promtool($body), 'ok', 'promtool check metrics: no problem');
+unlike($body, qr/rustdesk_cluster_/, 'no cluster figures without a cluster');
 
 my $m = scrape($M);
 is(join(' ', map { $m->{$_} // 'none' }
