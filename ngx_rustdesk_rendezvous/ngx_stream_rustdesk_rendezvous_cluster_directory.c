@@ -16,11 +16,10 @@
  * heartbeats.  Nothing is stored for it in the zone: whether a period
  * began is told by the registration before this one.  After an outage
  * of Redis (which may have come back empty), every peer is written again
- * at its next registration past a point, that depends on its id, of the
- * following fifth of the period or two online timeouts, the shorter
- * (60 s with the defaults).  A peer that comes online within that while
- * is written at once and may be again at its point: nothing tells the
- * two apart, and one more write per such peer per outage is cheap.
+ * at its first registration after the worker saw Redis back: the
+ * directory is whole again within one registration interval, the writes
+ * spread over it as the heartbeats are.  A peer that came online since
+ * was written then, and is not again.
  *
  * A host reads the directory for ids it does not have online itself
  * (online query, punch hole requests), with one command per request
@@ -93,19 +92,11 @@ ngx_stream_rustdesk_rendezvous_cluster_publish(
 
         if ((prev + phase) / cc->refresh == (now + phase) / cc->refresh) {
 
-            /* or if Redis came back since, at the id's point after it */
+            /* or if Redis came back since the registration before */
 
-            if (redis->recovered == 0) {
-                return 0;
-            }
+            back = redis->recovered;
 
-            back = redis->recovered
-                   + phase % (ngx_min(cc->refresh / 5,
-                                      2 * rmcf->online_timeout) + 1);
-
-            if ((ngx_msec_int_t) (now - back) < 0
-                || (ngx_msec_int_t) (prev - back) >= 0)
-            {
+            if (back == 0 || (ngx_msec_int_t) (prev - back) >= 0) {
                 return 0;
             }
         }
