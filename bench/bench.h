@@ -760,6 +760,43 @@ workers_cpu(workers_t *w, double *each)
 }
 
 
+/*
+ * Seconds of CPU the workers used so far, to the ns (schedstat), else in
+ * clock ticks.
+ */
+static inline double
+workers_cpu_ns(workers_t *w)
+{
+    int      i;
+    FILE    *f;
+    double   sum;
+    char     path[64];
+    unsigned long long  ns;
+
+    sum = 0;
+
+    for (i = 0; i < w->n; i++) {
+        snprintf(path, sizeof(path), "/proc/%d/schedstat", (int) w->pid[i]);
+
+        f = fopen(path, "r");
+
+        if (f && fscanf(f, "%llu", &ns) == 1) {
+            sum += ns / 1e9;
+            fclose(f);
+            continue;
+        }
+
+        if (f) {
+            fclose(f);
+        }
+
+        return workers_cpu(w, NULL);
+    }
+
+    return sum;
+}
+
+
 static inline double
 self_cpu(void)
 {

@@ -90,41 +90,6 @@ scale_src(unsigned k)
 }
 
 
-/* ns of CPU the workers used so far: schedstat, else clock ticks. */
-
-static double
-workers_cpu_ns(workers_t *w)
-{
-    int      i;
-    FILE    *f;
-    double   sum;
-    char     path[64];
-    unsigned long long  ns;
-
-    sum = 0;
-
-    for (i = 0; i < w->n; i++) {
-        snprintf(path, sizeof(path), "/proc/%d/schedstat", (int) w->pid[i]);
-
-        f = fopen(path, "r");
-
-        if (f && fscanf(f, "%llu", &ns) == 1) {
-            sum += ns / 1e9;
-            fclose(f);
-            continue;
-        }
-
-        if (f) {
-            fclose(f);
-        }
-
-        return workers_cpu(w, NULL);
-    }
-
-    return sum;
-}
-
-
 static void
 scale_send_pk(scale_t *s, unsigned src, unsigned i)
 {

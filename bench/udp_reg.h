@@ -2,7 +2,9 @@
  * Registration of many peers over UDP, as clients do it: RegisterPk{id,
  * uuid, pk} from the peer's address, answered by RegisterPkResponse, and
  * optionally a RegisterPeer heartbeat after it (answered request_pk
- * false when the key is known).
+ * false when the key is known).  With `ask', a new peer first sends a
+ * RegisterPeer, as the desktop client does, answered request_pk true
+ * (the server does not know its key yet), and then its RegisterPk.
  *
  * The IP blocker refuses a source IP after about 30 RegisterPk within
  * 60 s, so the peers are spread over many source addresses of
@@ -31,6 +33,7 @@ typedef struct {
     unsigned             net;           /* sources from 127.<net>.0.1 */
     unsigned             window;        /* sources registering at once */
     int                  heartbeat;     /* RegisterPeer after RegisterPk */
+    int                  ask;           /* RegisterPeer before RegisterPk */
     int                  keep_open;     /* sockets stay open afterwards */
     unsigned             full_stop;     /* stop after this many SERVER_ERROR */
     double               max_seconds;
@@ -46,6 +49,7 @@ typedef struct {
     unsigned             n_retries;
     unsigned             n_given_up;
     unsigned             n_request_pk;  /* heartbeat still asked for a key */
+    unsigned             n_not_asked;   /* ask: a new peer not asked one */
     unsigned             results[16];   /* RegisterPkResponse results */
     unsigned             first_full;    /* peers OK when the 1st error came */
     double               seconds;
@@ -56,7 +60,8 @@ typedef struct {
     int                  k;             /* source, -1: free slot */
     int                  fd;
     unsigned             j;             /* peer of the source */
-    int                  step;          /* 0: RegisterPk, 1: RegisterPeer */
+    int                  step;          /* 0: RegisterPk, 1: RegisterPeer,
+                                           2: RegisterPeer before its key */
     int                  tries;
     uint64_t             sent;
 } reg_slot_t;
@@ -103,7 +108,7 @@ reg_next(reg_t *r, reg_slot_t *s, unsigned *next_src, int ep)
         s->j++;
 
         if (s->j < r->per_ip && s->k * r->per_ip + s->j < r->npeers) {
-            s->step = 0;
+            s->step = r->ask ? 2 : 0;
             s->tries = 0;
             reg_send(r, s);
             return 1;
@@ -128,7 +133,7 @@ reg_next(reg_t *r, reg_slot_t *s, unsigned *next_src, int ep)
 
     s->k = (int) (*next_src)++;
     s->j = 0;
-    s->step = 0;
+    s->step = r->ask ? 2 : 0;
     s->tries = 0;
 
     src = src_addr(r->net, s->k);
@@ -236,6 +241,18 @@ reg_run(reg_t *r)
                             stop = 1;
                         }
                     }
+
+                } else if (s->step == 2
+                           && member == RM_REGISTER_PEER_RESPONSE)
+                {
+                    if (pb_get(body, blen, 2, &f) != 1 || f.v == 0) {
+                        r->n_not_asked++;
+                    }
+
+                    s->step = 0;
+                    s->tries = 0;
+                    reg_send(r, s);
+                    continue;
 
                 } else if (s->step == 1
                            && member == RM_REGISTER_PEER_RESPONSE)

@@ -23,9 +23,11 @@ use Test::More;
 
 use lib 't/lib';
 use Test::Nginx;
+use RustDesk::Redis;
 
-# the eleven benchmarks, each with a line its generator prints when it ran
-# to its end, and the start of one of its rows in the summary
+# the twelve benchmarks, each with a line its generator prints when it ran
+# to its end, and the start of one of its rows in the summary (cluster only
+# with Debian's redis-server, which it starts)
 my @BENCHES = (
 	[ udp_heartbeat => qr/^ratio rendezvous\/baseline: [\d.]+$/m,
 		qr/^UDP heartbeats\/s \(\d+ peers\)\s+\d/m ],
@@ -51,6 +53,9 @@ my @BENCHES = (
 		qr/^relay at scale: nginx cores\s+[\d.]+\s+[\d.]+ /m ],
 	[ tickets => qr/^on \/ off, per round: punch p50 min [\d.]+/m,
 		qr/^tickets on\/off: relay pairs\/s\s+\d+\s+\d+\s+[\d.]+ /m ],
+	RustDesk::Redis->available() ? ([ cluster =>
+		qr/^\s+a million peers at this pace: \d+ Redis commands\/s/m,
+		qr/^cluster punch RTT p99 \(us\)\s+\d+\s+\d+\s+[\d.]+ /m ]) : (),
 );
 
 # the seven parts of bench/exposed, each with the start of one of its rows
@@ -81,13 +86,16 @@ local $ENV{NGINX} = $Test::Nginx::NGINX;
 local $ENV{NGINX_STREAM_MODULE} = $Test::Nginx::STREAM_MODULE;
 local $ENV{RUSTDESK_MODULES} = $Test::Nginx::MODULES;
 local $ENV{TMPDIR} = $t->testdir();
+local $ENV{REDIS_SERVER} = $RustDesk::Redis::SERVER;
 
 # the smoke run's own sizes, whatever the caller's environment says
 delete @ENV{qw/ HB_PEERS HB_SECONDS HB_ROUNDS HB_WINDOW HS_PEERS STREAM_PEERS
 	STREAM_HOLD PUNCH_FLOWS ZONE_SPECS RELAY_PAIRS RELAY_SECONDS
 	RELAY_ROUNDS RELAY_BUFFER PING_PAIRS PING_TRIPS PING_ROUNDS MEM_PAIRS
 	MEM_BATCH MEM_HOLD SCALE_PAIRS SCALE_CHUNK SCALE_SECONDS SCALE_RAMP_MS
-	TICKET_PUNCH TICKET_FLOWS TICKET_AT_ONCE TICKET_ROUNDS
+	TICKET_PUNCH TICKET_FLOWS TICKET_AT_ONCE TICKET_ROUNDS CLUSTER_FLOWS
+	CLUSTER_PEERS CLUSTER_HB_INTERVAL CLUSTER_HB_SECONDS CLUSTER_REGS
+	CLUSTER_ROUNDS
 	FLOOD_CONNS FLOOD_RATE LEGIT_SECONDS DRIP_DEADLINE HOLD_RATE HOLD_SECONDS
 	HOLD_DEADLINE PING_MB NOTICKET_RATE NOTICKET_SECONDS NOTICKET_SESSIONS
 	FUZZ_SECONDS NGINX_LIFE BENCH_KEEP /};
