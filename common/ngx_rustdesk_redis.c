@@ -688,6 +688,13 @@ ngx_rustdesk_redis_count_reply(redisAsyncContext *ac, void *reply,
 
     r->last_reply = ngx_current_msec;
 
+    ngx_rustdesk_redis_written(r, rep);
+}
+
+
+void
+ngx_rustdesk_redis_written(ngx_rustdesk_redis_t *r, redisReply *rep)
+{
     if (rep->type != REDIS_REPLY_ERROR) {
         r->refused_logged = 0;
         return;
