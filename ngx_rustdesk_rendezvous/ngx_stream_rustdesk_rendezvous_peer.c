@@ -493,11 +493,15 @@ ngx_rustdesk_peer_moved(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
             *stream = p->stream;
         }
 
-        /* its entry is the other host's now: nothing of ours to remove */
+        /*
+         * its entry is the other host's now: nothing of ours to remove;
+         * no way to reach it here (a RequestRelay goes to any address
+         * known) until it registers here again
+         */
 
         p->published = 0;
         ngx_rustdesk_online_set(&z->sh->online, p, 0,
-                                NGX_RUSTDESK_STREAM_NONE);
+                                NGX_RUSTDESK_STREAM_CLOSED);
     }
 
     ngx_shmtx_unlock(&z->shpool->mutex);

@@ -179,8 +179,9 @@ void ngx_rustdesk_peer_published(ngx_rustdesk_peer_zone_t *z,
 /*
  * Cluster mode: the peer registered with another host at since (this
  * host's clock): unless it registered here after that, it is offline here
- * from now on and no stream of a worker reaches it (that stream closes
- * at its next frame); the stream's worker in *stream (0: none).  Returns
+ * from now on and nothing reaches it here (as after its stream closed: a
+ * stream of a worker closes at its next frame); the stream's worker in
+ * *stream (0: none).  Returns
  * 1 when the peer was online here.
  */
 ngx_uint_t ngx_rustdesk_peer_moved(ngx_rustdesk_peer_zone_t *z,
