@@ -13,8 +13,9 @@
  * offline, and then once per refresh period (a third of the TTL) while it
  * stays online, at a phase of the period that depends on its id.  With
  * the defaults (900 s, a heartbeat every 12 s) that is one write per 25
- * heartbeats.  Nothing is stored for it in the zone: whether a period
- * began is told by the registration before this one.  After an outage
+ * heartbeats.  The zone keeps one bit for it (this host wrote its
+ * entry, for the removal below); whether a period began is told by the
+ * registration before this one.  After an outage
  * of Redis (which may have come back empty), every peer is written again
  * at its next registration past a point, that depends on its id, of the
  * following fifth of the period or two online timeouts, the shorter
@@ -22,12 +23,29 @@
  * is written at once and may be again at its point: nothing tells the
  * two apart, and one more write per such peer per outage is cheap.
  *
+ * A write is SET ... EX ... GET (Redis 6.2 and later): the answer is the
+ * entry it replaced.  When that entry was another host's and recent, the
+ * peer has moved here (it registered here while that host had it
+ * online): that host is told on its channel (..._cluster_channel.c) and
+ * takes the peer as offline, unless it registered there after the move,
+ * so that its requesters reach the peer here through the directory
+ * rather than at its old address; a stream of the peer there closes.
+ * One PUBLISH per move, nothing more per write.
+ *
+ * The entry of a peer that goes offline here (no heartbeat for
+ * rustdesk_online_timeout, or that long after its stream closed) is
+ * removed by this host within a round of ..._cluster_offline.c: 40 s
+ * after the last heartbeat with the defaults, one script per peer gone
+ * offline.
+ *
  * A host reads the directory for ids it does not have online itself
  * (online query, punch hole requests), with one command per request
  * (GET, MGET), asynchronously: the requester's answer waits for it, up to
  * rustdesk_cluster_timeout; without an answer it is made from this host
  * alone.  An entry counts as online while its seen time is within the
- * refresh period plus rustdesk_online_timeout.
+ * refresh period plus rustdesk_online_timeout: what bounds the entries
+ * nobody removes (those of a host that died, of a peer evicted from its
+ * host's zone).
  */
 
 #include <ngx_config.h>

@@ -42,7 +42,7 @@ typedef struct ngx_rustdesk_ip_change_s  ngx_rustdesk_ip_change_t;
 /*
  * A peer, in a cell of the zone (ngx_stream_rustdesk_rendezvous_table.h):
  * what a heartbeat reads and writes comes first, then the id it is found
- * by; 82 bytes before the id, uuid and key, so that a real client's record
+ * by; 81 bytes before the id, uuid and key, so that a real client's record
  * (a 10-digit id, a 36-byte uuid and a 32-byte key) fits a 160-byte cell.
  */
 struct ngx_rustdesk_peer_s {
@@ -56,8 +56,8 @@ struct ngx_rustdesk_peer_s {
     u_char               uuid_len;
     u_char               pk_len;
     u_char               reg_pk_count;
-    u_char               has_guid;          /* known to the database */
-    u_char               published;         /* in the cluster's directory,
+    unsigned             has_guid:1;        /* known to the database */
+    unsigned             published:1;       /* in the cluster's directory,
                                                as this host's */
     u_char               guid[16];
     u_char               data[1];           /* id, uuid, pk */
