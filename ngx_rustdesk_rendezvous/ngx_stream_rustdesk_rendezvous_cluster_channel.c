@@ -337,8 +337,9 @@ ngx_stream_rustdesk_rendezvous_channel_moved(
     argv[2] = (const char *) buf;
     n[2] = p - buf;
 
-    return ngx_rustdesk_redis_send(ngx_stream_rustdesk_rendezvous_cluster_redis(),
-                                   3, argv, n);
+    return ngx_rustdesk_redis_send(
+                           ngx_stream_rustdesk_rendezvous_cluster_redis(), 3,
+                           argv, n);
 }
 
 

@@ -209,11 +209,12 @@ ngx_stream_rustdesk_rendezvous_cluster_set(ngx_rustdesk_redis_t *redis,
     ngx_stream_rustdesk_rendezvous_cluster_conf_t *cc,
     ngx_stream_rustdesk_rendezvous_published_t *pub)
 {
-    size_t       len[6];
-    ngx_str_t    id;
-    const char  *argv[6];
-    u_char       key[NGX_RUSTDESK_ID_MAX + 128];
-    u_char       ttl[NGX_INT_T_LEN];
+    size_t                     len[6];
+    ngx_str_t                  id;
+    const char                *argv[6];
+    ngx_rustdesk_redis_cmd_t  *cmd;
+    u_char                     key[NGX_RUSTDESK_ID_MAX + 128];
+    u_char                     ttl[NGX_INT_T_LEN];
 
     id.data = pub->id;
     id.len = pub->id_len;
@@ -240,15 +241,11 @@ ngx_stream_rustdesk_rendezvous_cluster_set(ngx_rustdesk_redis_t *redis,
         return NGX_OK;
     }
 
-    if (ngx_rustdesk_redis_command(redis,
-                                   ngx_stream_rustdesk_rendezvous_cluster_set_done,
-                                   pub, 6, argv, len)
-        == NULL)
-    {
-        return NGX_DECLINED;
-    }
+    cmd = ngx_rustdesk_redis_command(redis,
+                               ngx_stream_rustdesk_rendezvous_cluster_set_done,
+                               pub, 6, argv, len);
 
-    return NGX_OK;
+    return cmd ? NGX_OK : NGX_DECLINED;
 }
 
 
