@@ -965,17 +965,24 @@ ngx_rustdesk_redis_count_reply(redisAsyncContext *ac, void *reply,
 
     r->last_reply = ngx_current_msec;
 
-    if (rep->type != REDIS_REPLY_ERROR) {
-        r->refused_logged = 0;
-        return;
-    }
-
-    if (ac == r->ac) {
+    if (rep->type == REDIS_REPLY_ERROR && ac == r->ac) {
         ngx_rustdesk_redis_demoted(r, rep);
 
         if (r->ac == NULL) {
             return;
         }
+    }
+
+    ngx_rustdesk_redis_written(r, rep);
+}
+
+
+void
+ngx_rustdesk_redis_written(ngx_rustdesk_redis_t *r, redisReply *rep)
+{
+    if (rep->type != REDIS_REPLY_ERROR) {
+        r->refused_logged = 0;
+        return;
     }
 
     /* e.g. OOM with maxmemory: said once until a write is taken again */

@@ -182,6 +182,13 @@ ngx_rustdesk_redis_cmd_t *ngx_rustdesk_redis_command(ngx_rustdesk_redis_t *r,
 ngx_int_t ngx_rustdesk_redis_send(ngx_rustdesk_redis_t *r, int argc,
     const char **argv, const size_t *argvlen);
 
+/*
+ * A write's reply, for a handler of command(): an error (e.g. OOM with
+ * maxmemory) is logged once, at warn, until a write is taken again, as
+ * for send().
+ */
+void ngx_rustdesk_redis_written(ngx_rustdesk_redis_t *r, redisReply *reply);
+
 /* The caller no longer wants the answer (its session ends). */
 void ngx_rustdesk_redis_cancel(ngx_rustdesk_redis_cmd_t *cmd);
 

@@ -27,7 +27,8 @@ ngx_int_t
 ngx_stream_rustdesk_rendezvous_cluster_init(ngx_cycle_t *cycle,
     ngx_stream_rustdesk_rendezvous_cluster_conf_t *cc)
 {
-    ngx_rustdesk_redis_t  *r;
+    ngx_rustdesk_redis_t                        *r;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
 
     r = &ngx_stream_rustdesk_rendezvous_cluster_conn;
 
@@ -46,17 +47,21 @@ ngx_stream_rustdesk_rendezvous_cluster_init(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
-    /* worker 0 also listens to the host's channel */
+    rmcf = ngx_stream_cycle_get_module_main_conf(cycle,
+                                        ngx_stream_rustdesk_rendezvous_module);
 
-    return ngx_stream_rustdesk_rendezvous_channel_init(cycle,
-               ngx_stream_cycle_get_module_main_conf(cycle,
-                                       ngx_stream_rustdesk_rendezvous_module));
+    /* worker 0 also listens to the host's channel, and removes entries */
+
+    ngx_stream_rustdesk_rendezvous_offline_init(cycle, rmcf);
+
+    return ngx_stream_rustdesk_rendezvous_channel_init(cycle, rmcf);
 }
 
 
 void
 ngx_stream_rustdesk_rendezvous_cluster_exit(ngx_cycle_t *cycle)
 {
+    ngx_stream_rustdesk_rendezvous_offline_exit(cycle);
     ngx_stream_rustdesk_rendezvous_channel_exit(cycle);
     ngx_rustdesk_redis_close(&ngx_stream_rustdesk_rendezvous_cluster_conn);
 }

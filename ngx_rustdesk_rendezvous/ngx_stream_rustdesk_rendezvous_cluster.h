@@ -11,6 +11,8 @@
  *                            online query, punch hole for a peer not here
  *   ..._cluster_channel.c    messages between hosts (pub/sub)
  *   ..._cluster_binding.c    each id bound to its first uuid, everywhere
+ *   ..._cluster_offline.c    the entries of peers gone offline here
+ *                            removed
  */
 
 #ifndef _NGX_STREAM_RUSTDESK_RENDEZVOUS_CLUSTER_H_INCLUDED_

@@ -23,6 +23,11 @@
  *       the answer of a peer (PunchHoleResponse, RelayResponse) for a
  *       requester waiting on this host
  *
+ *   'M' <id length: 1 byte> <id> <Unix time in ms> " " <host>
+ *       this host's peer id registered with that other host at that
+ *       time (..._cluster_directory.c saw the entry it replaced): it is
+ *       offline here unless it registered here again since
+ *
  * Where a requester waits is in Redis while it waits:
  * "<prefix>waiter:<ip> <port>" = its host, for 60 s, written by its host
  * before it asks another host for a peer; the host that gets the peer's
@@ -39,6 +44,7 @@
 
 #define NGX_RUSTDESK_CLUSTER_TO_PEER  'P'
 #define NGX_RUSTDESK_CLUSTER_ANSWER   'A'
+#define NGX_RUSTDESK_CLUSTER_MOVED    'M'
 
 #define NGX_RUSTDESK_CLUSTER_IP_LEN   19       /* family, port, address */
 #define NGX_RUSTDESK_CLUSTER_WAIT     60       /* seconds */
@@ -63,6 +69,9 @@ static void ngx_stream_rustdesk_rendezvous_channel_to_peer(
 static void ngx_stream_rustdesk_rendezvous_published(
     ngx_rustdesk_redis_t *redis, redisReply *reply, void *data);
 static void ngx_stream_rustdesk_rendezvous_channel_answered(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, u_char *data,
+    size_t len, ngx_log_t *log);
+static void ngx_stream_rustdesk_rendezvous_channel_moved_here(
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, u_char *data,
     size_t len, ngx_log_t *log);
 static u_char *ngx_stream_rustdesk_rendezvous_channel_name(u_char *p,
@@ -310,6 +319,46 @@ ngx_stream_rustdesk_rendezvous_channel_answer(
 }
 
 
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_channel_moved(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *host,
+    ngx_str_t *id, uint64_t ms)
+{
+    u_char       *p;
+    size_t        n[3];
+    const char   *argv[3];
+    u_char        buf[2 + NGX_RUSTDESK_ID_MAX + NGX_INT64_LEN + 1
+                      + NGX_RUSTDESK_CLUSTER_HOST_MAX];
+    u_char        name[64 + sizeof("host:") - 1
+                       + NGX_RUSTDESK_CLUSTER_HOST_MAX];
+
+    if (id->len == 0 || id->len > NGX_RUSTDESK_ID_MAX
+        || host->len > NGX_RUSTDESK_CLUSTER_HOST_MAX
+        || rmcf->cluster.host.len > NGX_RUSTDESK_CLUSTER_HOST_MAX)
+    {
+        return NGX_DECLINED;
+    }
+
+    p = buf;
+    *p++ = NGX_RUSTDESK_CLUSTER_MOVED;
+    *p++ = (u_char) id->len;
+    p = ngx_cpymem(p, id->data, id->len);
+    p = ngx_sprintf(p, "%uL %V", ms, &rmcf->cluster.host);
+
+    argv[0] = "PUBLISH";
+    n[0] = 7;
+    argv[1] = (const char *) name;
+    n[1] = ngx_stream_rustdesk_rendezvous_channel_name(name, &rmcf->cluster,
+                                                       host) - name;
+    argv[2] = (const char *) buf;
+    n[2] = p - buf;
+
+    return ngx_rustdesk_redis_send(
+                           ngx_stream_rustdesk_rendezvous_cluster_redis(), 3,
+                           argv, n);
+}
+
+
 static void
 ngx_stream_rustdesk_rendezvous_channel_message(ngx_rustdesk_redis_t *r,
     u_char *data, size_t len)
@@ -330,6 +379,11 @@ ngx_stream_rustdesk_rendezvous_channel_message(ngx_rustdesk_redis_t *r,
     case NGX_RUSTDESK_CLUSTER_ANSWER:
         ngx_stream_rustdesk_rendezvous_channel_answered(r->data, data + 1,
                                                         len - 1, r->log);
+        return;
+
+    case NGX_RUSTDESK_CLUSTER_MOVED:
+        ngx_stream_rustdesk_rendezvous_channel_moved_here(r->data, data + 1,
+                                                          len - 1, r->log);
         return;
 
     default:
@@ -459,6 +513,83 @@ ngx_stream_rustdesk_rendezvous_channel_answered(
 
     (void) ngx_stream_rustdesk_rendezvous_answer_raw(rmcf->zone, &a, data,
                                                      len, log);
+}
+
+
+/*
+ * A peer of this host registered with another: its requesters here are
+ * served through that host from now on (the directory has it there), not
+ * from this host's record of it, unless it registered here after the
+ * move (clocks: the hosts' own, as for the directory's entries).
+ */
+
+static void
+ngx_stream_rustdesk_rendezvous_channel_moved_here(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, u_char *data,
+    size_t len, ngx_log_t *log)
+{
+    u_char      *p, *last;
+    uint64_t     ms, now;
+    ngx_str_t    id, host;
+    ngx_pid_t    stream;
+    ngx_int_t    n;
+    ngx_msec_t   since;
+    ngx_uint_t   online;
+    ngx_time_t  *tp;
+
+    last = data + len;
+
+    if (len < 1 || data[0] == 0 || data[0] > NGX_RUSTDESK_ID_MAX
+        || (size_t) data[0] + 1 >= len)
+    {
+        goto malformed;
+    }
+
+    id.len = data[0];
+    id.data = data + 1;
+
+    p = id.data + id.len;
+    host.data = ngx_strlchr(p, last, ' ');
+
+    if (host.data == NULL || host.data == p) {
+        goto malformed;
+    }
+
+    n = ngx_atoi(p, host.data - p);
+
+    if (n == NGX_ERROR) {
+        goto malformed;
+    }
+
+    ms = (uint64_t) n;
+    host.data++;
+    host.len = last - host.data;
+
+    /* the time of the move on this host's clock */
+
+    tp = ngx_timeofday();
+    now = (uint64_t) tp->sec * 1000 + tp->msec;
+
+    since = ngx_current_msec;
+
+    if (ms < now) {
+        since -= (ngx_msec_t) ngx_min(now - ms, 86400000);
+    }
+
+    online = ngx_rustdesk_peer_moved(rmcf->zone, &id, since,
+                                     ngx_current_msec, &stream);
+
+    ngx_log_error(NGX_LOG_INFO, log, 0,
+                  "rustdesk: peer \"%V\" moved to host \"%V\"%s%s", &id,
+                  &host, online ? ": offline here" : "",
+                  stream ? ", its stream here dropped" : "");
+
+    return;
+
+malformed:
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "rustdesk: malformed cluster message ignored");
 }
 
 

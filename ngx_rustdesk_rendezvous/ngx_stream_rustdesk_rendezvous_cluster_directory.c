@@ -13,20 +13,38 @@
  * offline, and then once per refresh period (a third of the TTL) while it
  * stays online, at a phase of the period that depends on its id.  With
  * the defaults (900 s, a heartbeat every 12 s) that is one write per 25
- * heartbeats.  Nothing is stored for it in the zone: whether a period
- * began is told by the registration before this one.  After an outage
+ * heartbeats.  The zone keeps one bit for it (this host wrote its
+ * entry, for the removal below); whether a period began is told by the
+ * registration before this one.  After an outage
  * of Redis (which may have come back empty), every peer is written again
  * at its first registration after the worker saw Redis back: the
  * directory is whole again within one registration interval, the writes
  * spread over it as the heartbeats are.  A peer that came online since
  * was written then, and is not again.
  *
+ * A write is SET ... EX ... GET (Redis 6.2 and later): the answer is the
+ * entry it replaced.  When that entry was another host's and recent, the
+ * peer has moved here (it registered here while that host had it
+ * online): that host is told on its channel (..._cluster_channel.c) and
+ * takes the peer as offline, unless it registered there after the move,
+ * so that its requesters reach the peer here through the directory
+ * rather than at its old address; a stream of the peer there closes.
+ * One PUBLISH per move, nothing more per write.
+ *
+ * The entry of a peer that goes offline here (no heartbeat for
+ * rustdesk_online_timeout, or that long after its stream closed) is
+ * removed by this host within a round of ..._cluster_offline.c: 40 s
+ * after the last heartbeat with the defaults, one script per peer gone
+ * offline.
+ *
  * A host reads the directory for ids it does not have online itself
  * (online query, punch hole requests), with one command per request
  * (GET, MGET), asynchronously: the requester's answer waits for it, up to
  * rustdesk_cluster_timeout; without an answer it is made from this host
  * alone.  An entry counts as online while its seen time is within the
- * refresh period plus rustdesk_online_timeout.
+ * refresh period plus rustdesk_online_timeout: what bounds the entries
+ * nobody removes (those of a host that died, of a peer evicted from its
+ * host's zone).
  */
 
 #include <ngx_config.h>
@@ -41,6 +59,22 @@
      + sizeof(" tcp ") + NGX_SOCKADDR_STRLEN + 8)
 
 
+/* A write of the directory, until its answer. */
+typedef struct {
+    uint64_t                    ms;         /* Unix time, in ms */
+    size_t                      value_len;
+    u_char                      value[NGX_RUSTDESK_CLUSTER_VALUE_MAX];
+    size_t                      id_len;
+    u_char                      id[1];
+} ngx_stream_rustdesk_rendezvous_published_t;
+
+
+static ngx_int_t ngx_stream_rustdesk_rendezvous_cluster_set(
+    ngx_rustdesk_redis_t *redis,
+    ngx_stream_rustdesk_rendezvous_cluster_conf_t *cc,
+    ngx_stream_rustdesk_rendezvous_published_t *pub);
+static void ngx_stream_rustdesk_rendezvous_cluster_set_done(
+    ngx_rustdesk_redis_t *redis, redisReply *reply, void *data);
 static u_char *ngx_stream_rustdesk_rendezvous_cluster_key(u_char *p,
     ngx_stream_rustdesk_rendezvous_cluster_conf_t *cc, ngx_str_t *id);
 static void ngx_stream_rustdesk_rendezvous_cluster_found(
@@ -51,22 +85,22 @@ static ngx_uint_t ngx_stream_rustdesk_rendezvous_cluster_entry(
 static void ngx_stream_rustdesk_rendezvous_cluster_find_cleanup(void *data);
 
 
+/* this worker's Redis refused SET ... GET: older than 6.2 */
+static ngx_uint_t  ngx_stream_rustdesk_rendezvous_cluster_no_get;
+
+
 ngx_uint_t
 ngx_stream_rustdesk_rendezvous_cluster_publish(
     ngx_stream_rustdesk_rendezvous_req_t *r, ngx_str_t *id, ngx_msec_t prev)
 {
     u_char                                         *p;
-    size_t                                          len[5];
     ngx_msec_t                                      now, phase, gap, back;
-    const char                                     *argv[5], *transport;
+    ngx_time_t                                     *tp;
+    const char                                     *transport;
     ngx_rustdesk_redis_t                           *redis;
+    ngx_stream_rustdesk_rendezvous_published_t     *pub;
     ngx_stream_rustdesk_rendezvous_cluster_conf_t  *cc;
     ngx_stream_rustdesk_rendezvous_main_conf_t     *rmcf;
-    u_char                                          key[NGX_RUSTDESK_ID_MAX
-                                                        + 128];
-    u_char                                          value[
-                                               NGX_RUSTDESK_CLUSTER_VALUE_MAX];
-    u_char                                          ttl[NGX_INT_T_LEN];
 
     rmcf = ngx_stream_get_module_main_conf(r->session,
                                         ngx_stream_rustdesk_rendezvous_module);
@@ -118,30 +152,160 @@ ngx_stream_rustdesk_rendezvous_cluster_publish(
         transport = "tcp";
     }
 
-    p = ngx_sprintf(value, "1 %T %V %s ", ngx_time(), &cc->host, transport);
+    /* kept with the previous entry's answer (GET), freed then */
+
+    pub = ngx_alloc(offsetof(ngx_stream_rustdesk_rendezvous_published_t, id)
+                    + id->len, r->session->connection->log);
+    if (pub == NULL) {
+        return 0;
+    }
+
+    tp = ngx_timeofday();
+
+    p = ngx_sprintf(pub->value, "1 %T %V %s ", tp->sec, &cc->host,
+                    transport);
     p += ngx_rustdesk_ip_text(&r->addr, p, NGX_SOCKADDR_STRLEN);
     p = ngx_sprintf(p, " %ud", (ngx_uint_t) r->addr.port);
+
+    pub->value_len = p - pub->value;
+    pub->ms = (uint64_t) tp->sec * 1000 + tp->msec;
+    pub->id_len = id->len;
+    ngx_memcpy(pub->id, id->data, id->len);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_STREAM, r->session->connection->log, 0,
+                   "rustdesk: peer \"%V\" published as %*s", id,
+                   pub->value_len, pub->value);
+
+    if (ngx_stream_rustdesk_rendezvous_cluster_set(redis, cc, pub) != NGX_OK) {
+        ngx_free(pub);
+        return 0;
+    }
+
+    /* ..._cluster_offline.c removes it when the peer goes offline here */
+    ngx_rustdesk_peer_published(rmcf->zone, id);
+
+    return 1;
+}
+
+
+/*
+ * SET ... EX <ttl> GET (Redis 6.2 and later; Redis Cluster too: one key):
+ * the entry, and the one it replaces in the answer.  Without GET (an
+ * older Redis refused it once) a plain SET without an answer, and pub
+ * freed.
+ */
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_cluster_set(ngx_rustdesk_redis_t *redis,
+    ngx_stream_rustdesk_rendezvous_cluster_conf_t *cc,
+    ngx_stream_rustdesk_rendezvous_published_t *pub)
+{
+    size_t                     len[6];
+    ngx_str_t                  id;
+    const char                *argv[6];
+    ngx_rustdesk_redis_cmd_t  *cmd;
+    u_char                     key[NGX_RUSTDESK_ID_MAX + 128];
+    u_char                     ttl[NGX_INT_T_LEN];
+
+    id.data = pub->id;
+    id.len = pub->id_len;
 
     argv[0] = "SET";
     len[0] = 3;
     argv[1] = (const char *) key;
-    len[1] = ngx_stream_rustdesk_rendezvous_cluster_key(key, cc, id) - key;
-    argv[2] = (const char *) value;
-    len[2] = p - value;
+    len[1] = ngx_stream_rustdesk_rendezvous_cluster_key(key, cc, &id) - key;
+    argv[2] = (const char *) pub->value;
+    len[2] = pub->value_len;
     argv[3] = "EX";
     len[3] = 2;
     argv[4] = (const char *) ttl;
     len[4] = ngx_sprintf(ttl, "%M", (cc->ttl + 999) / 1000) - ttl;
+    argv[5] = "GET";
+    len[5] = 3;
 
-    if (ngx_rustdesk_redis_send(redis, 5, argv, len) != NGX_OK) {
-        return 0;
+    if (ngx_stream_rustdesk_rendezvous_cluster_no_get) {
+        if (ngx_rustdesk_redis_send(redis, 5, argv, len) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        ngx_free(pub);
+        return NGX_OK;
     }
 
-    ngx_log_debug3(NGX_LOG_DEBUG_STREAM, r->session->connection->log, 0,
-                   "rustdesk: peer \"%V\" published as %*s", id,
-                   len[2], value);
+    cmd = ngx_rustdesk_redis_command(redis,
+                               ngx_stream_rustdesk_rendezvous_cluster_set_done,
+                               pub, 6, argv, len);
 
-    return 1;
+    return cmd ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
+ * The entry a publish replaced: when it was another host's, and recent,
+ * the peer has moved here from there; that host is told, and stops
+ * answering for it from its own record (..._cluster_channel.c).
+ */
+
+static void
+ngx_stream_rustdesk_rendezvous_cluster_set_done(ngx_rustdesk_redis_t *redis,
+    redisReply *reply, void *data)
+{
+    ngx_stream_rustdesk_rendezvous_published_t *pub = data;
+
+    ngx_str_t                                    id, host;
+    ngx_rustdesk_ip_t                            addr;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    if (reply == NULL) {
+        goto done;
+    }
+
+    rmcf = ngx_stream_cycle_get_module_main_conf(ngx_cycle,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    if (reply->type == REDIS_REPLY_ERROR
+        && ngx_strncmp(reply->str, "ERR syntax", 10) == 0)
+    {
+        /* a Redis older than 6.2: the entry once more, without GET */
+
+        ngx_log_error(NGX_LOG_WARN, redis->log, 0,
+                      "rustdesk: redis %V takes no \"SET ... GET\" "
+                      "(Redis 6.2 and later): a host is not told when its "
+                      "peers move to another", &redis->conf->url);
+
+        ngx_stream_rustdesk_rendezvous_cluster_no_get = 1;
+
+        if (ngx_stream_rustdesk_rendezvous_cluster_set(redis, &rmcf->cluster,
+                                                       pub)
+            == NGX_OK)
+        {
+            return;
+        }
+
+        goto done;
+    }
+
+    ngx_rustdesk_redis_written(redis, reply);
+
+    if (reply->type == REDIS_REPLY_STRING
+        && ngx_stream_rustdesk_rendezvous_cluster_entry(rmcf,
+                                   (u_char *) reply->str, reply->len,
+                                   &host, &addr))
+    {
+        id.data = pub->id;
+        id.len = pub->id_len;
+
+        ngx_log_error(NGX_LOG_INFO, redis->log, 0,
+                      "rustdesk: peer \"%V\" moved here from host \"%V\": "
+                      "telling it", &id, &host);
+
+        (void) ngx_stream_rustdesk_rendezvous_channel_moved(rmcf, &host, &id,
+                                                            pub->ms);
+    }
+
+done:
+
+    ngx_free(pub);
 }
 
 

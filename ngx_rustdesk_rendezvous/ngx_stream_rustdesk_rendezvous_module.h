@@ -402,6 +402,22 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_channel_answer(
     ngx_rustdesk_msg_t *m, ngx_pool_t *pool);
 
 /*
+ * Worker 0 removes the directory's entries of peers that went offline
+ * here (..._cluster_offline.c).
+ */
+void ngx_stream_rustdesk_rendezvous_offline_init(ngx_cycle_t *cycle,
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf);
+void ngx_stream_rustdesk_rendezvous_offline_exit(ngx_cycle_t *cycle);
+
+/*
+ * Peer id, registered with this host at ms (Unix time in ms), was host's
+ * a moment ago: that host is told (NGX_OK: handed to Redis).
+ */
+ngx_int_t ngx_stream_rustdesk_rendezvous_channel_moved(
+    ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *host,
+    ngx_str_t *id, uint64_t ms);
+
+/*
  * The cluster's binding of ids to uuids (..._cluster_binding.c):
  * check_uuid() before a RegisterPk is decided here (NGX_AGAIN: bound() is
  * called with a copy of rk; NGX_DECLINED: decide now), bind() after one

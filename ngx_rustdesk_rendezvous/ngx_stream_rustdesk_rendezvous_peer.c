@@ -28,6 +28,9 @@
 typedef struct {
     ngx_rustdesk_peer_zone_t  *zone;
     ngx_msec_t                 now;
+    ngx_rustdesk_peer_gone_t  *gone;
+    ngx_uint_t                 n;
+    ngx_uint_t                 max;
 } ngx_rustdesk_peer_sweep_t;
 
 
@@ -44,6 +47,8 @@ static ngx_rustdesk_peer_t *ngx_rustdesk_peer_load_locked(
 static void ngx_rustdesk_peer_free_locked(ngx_rustdesk_peer_zone_t *z,
     ngx_rustdesk_peer_t *p);
 static ngx_uint_t ngx_rustdesk_peer_evict_locked(void *data,
+    ngx_rustdesk_peer_t *p);
+static ngx_uint_t ngx_rustdesk_peer_gone_locked(void *data,
     ngx_rustdesk_peer_t *p);
 
 
@@ -451,6 +456,115 @@ ngx_rustdesk_peer_stream_closed(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     }
 
     ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+
+void
+ngx_rustdesk_peer_published(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id)
+{
+    ngx_rustdesk_peer_t  *p;
+
+    p = ngx_rustdesk_peer_lock(z, id, NULL);
+
+    if (p) {
+        p->published = 1;
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+
+ngx_uint_t
+ngx_rustdesk_peer_moved(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
+    ngx_msec_t since, ngx_msec_t now, ngx_pid_t *stream)
+{
+    ngx_uint_t            online;
+    ngx_rustdesk_peer_t  *p;
+
+    online = 0;
+    *stream = 0;
+
+    p = ngx_rustdesk_peer_lock(z, id, NULL);
+
+    if (p && p->last_reg && (ngx_msec_int_t) (p->last_reg - since) <= 0) {
+        online = ngx_rustdesk_peer_is_online(z, p, now);
+
+        if (p->stream > 0) {
+            *stream = p->stream;
+        }
+
+        /*
+         * its entry is the other host's now: nothing of ours to remove;
+         * no way to reach it here (a RequestRelay goes to any address
+         * known) until it registers here again
+         */
+
+        p->published = 0;
+        ngx_rustdesk_online_set(&z->sh->online, p, 0,
+                                NGX_RUSTDESK_STREAM_CLOSED);
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return online;
+}
+
+
+/*
+ * The mutex is held for n slots: the caller keeps n small (a few hundred
+ * microseconds at most, see ..._cluster_offline.c).
+ */
+
+ngx_uint_t
+ngx_rustdesk_peer_gone(ngx_rustdesk_peer_zone_t *z, ngx_uint_t *slot,
+    ngx_uint_t *n, ngx_msec_t now, ngx_rustdesk_peer_gone_t *gone,
+    ngx_uint_t max)
+{
+    ngx_rustdesk_peer_sweep_t  sw;
+
+    if (max == 0) {
+        *n = 0;
+        return 0;
+    }
+
+    sw.zone = z;
+    sw.now = now;
+    sw.gone = gone;
+    sw.n = 0;
+    sw.max = max;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    *n = ngx_rustdesk_table_walk(&z->sh->table, z->shpool, slot, *n,
+                                 ngx_rustdesk_peer_gone_locked, &sw);
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return sw.n;
+}
+
+
+static ngx_uint_t
+ngx_rustdesk_peer_gone_locked(void *data, ngx_rustdesk_peer_t *p)
+{
+    ngx_rustdesk_peer_sweep_t  *sw = data;
+
+    ngx_rustdesk_peer_gone_t  *g;
+
+    if (!p->published || p->id_len > NGX_RUSTDESK_ID_MAX
+        || ngx_rustdesk_peer_is_online(sw->zone, p, sw->now))
+    {
+        return 0;
+    }
+
+    p->published = 0;
+
+    g = &sw->gone[sw->n++];
+    g->last_reg = p->last_reg;
+    g->len = p->id_len;
+    ngx_memcpy(g->id, ngx_rustdesk_peer_id_data(p), p->id_len);
+
+    return sw->n == sw->max;
 }
 
 

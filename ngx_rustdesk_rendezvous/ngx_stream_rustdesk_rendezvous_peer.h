@@ -56,7 +56,9 @@ struct ngx_rustdesk_peer_s {
     u_char               uuid_len;
     u_char               pk_len;
     u_char               reg_pk_count;
-    u_char               has_guid;          /* known to the database */
+    unsigned             has_guid:1;        /* known to the database */
+    unsigned             published:1;       /* in the cluster's directory,
+                                               as this host's */
     u_char               guid[16];
     u_char               data[1];           /* id, uuid, pk */
 };
@@ -166,6 +168,41 @@ ngx_int_t ngx_rustdesk_peer_stream_refresh(ngx_rustdesk_peer_zone_t *z,
  */
 void ngx_rustdesk_peer_stream_closed(ngx_rustdesk_peer_zone_t *z,
     ngx_str_t *id, ngx_pid_t pid, ngx_msec_t now, ngx_uint_t grace);
+
+/*
+ * Cluster mode (..._cluster_directory.c, ..._cluster_offline.c): the
+ * cluster's directory has the peer as this host's now.
+ */
+void ngx_rustdesk_peer_published(ngx_rustdesk_peer_zone_t *z,
+    ngx_str_t *id);
+
+/*
+ * Cluster mode: the peer registered with another host at since (this
+ * host's clock): unless it registered here after that, it is offline here
+ * from now on and nothing reaches it here (as after its stream closed: a
+ * stream of a worker closes at its next frame); the stream's worker in
+ * *stream (0: none).  Returns
+ * 1 when the peer was online here.
+ */
+ngx_uint_t ngx_rustdesk_peer_moved(ngx_rustdesk_peer_zone_t *z,
+    ngx_str_t *id, ngx_msec_t since, ngx_msec_t now, ngx_pid_t *stream);
+
+/* A peer whose entry of the cluster's directory is to go. */
+typedef struct {
+    ngx_msec_t           last_reg;          /* its last registration */
+    size_t               len;
+    u_char               id[NGX_RUSTDESK_ID_MAX];
+} ngx_rustdesk_peer_gone_t;
+
+/*
+ * Cluster mode: from the peers of at most *n slots of the index from
+ * *slot on (ngx_rustdesk_table_walk), those published that are offline
+ * now, at most max of them, into gone[], and published no more.  Returns
+ * how many, with the slots looked at in *n.
+ */
+ngx_uint_t ngx_rustdesk_peer_gone(ngx_rustdesk_peer_zone_t *z,
+    ngx_uint_t *slot, ngx_uint_t *n, ngx_msec_t now,
+    ngx_rustdesk_peer_gone_t *gone, ngx_uint_t max);
 
 /* The registered key (up to NGX_RUSTDESK_BLOB_MAX bytes): its length, 0. */
 size_t ngx_rustdesk_peer_pk(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,

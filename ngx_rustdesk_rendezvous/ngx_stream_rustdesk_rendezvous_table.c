@@ -214,6 +214,37 @@ ngx_rustdesk_table_delete(ngx_rustdesk_table_t *t, ngx_slab_pool_t *pool,
 }
 
 
+ngx_uint_t
+ngx_rustdesk_table_walk(ngx_rustdesk_table_t *t, ngx_slab_pool_t *pool,
+    ngx_uint_t *slot, ngx_uint_t n, ngx_rustdesk_table_visit_pt visit,
+    void *data)
+{
+    ngx_uint_t  i, k;
+
+    i = *slot < t->nslots ? *slot : 0;
+
+    for (k = 0; k < n; k++) {
+        if (t->slots[i].ref
+            && visit(data, ngx_rustdesk_zone_ptr(pool, t->slots[i].ref)))
+        {
+            k++;
+            i++;
+            break;
+        }
+
+        i++;
+
+        if (i == t->nslots) {
+            i = 0;
+        }
+    }
+
+    *slot = i < t->nslots ? i : 0;
+
+    return k;
+}
+
+
 void
 ngx_rustdesk_table_moved(ngx_rustdesk_table_t *t, ngx_slab_pool_t *pool,
     ngx_rustdesk_peer_t *p, ngx_rustdesk_peer_t *np)

@@ -44,6 +44,10 @@ typedef struct ngx_rustdesk_peer_s  ngx_rustdesk_peer_t;
 typedef ngx_uint_t (*ngx_rustdesk_table_evict_pt)(void *data,
     ngx_rustdesk_peer_t *p);
 
+/* Looks at p (frees nothing): 1 to stop the walk after p, else 0. */
+typedef ngx_uint_t (*ngx_rustdesk_table_visit_pt)(void *data,
+    ngx_rustdesk_peer_t *p);
+
 
 /* A slot of the index: the id's hash, and its record (0: an empty slot). */
 typedef struct {
@@ -121,6 +125,17 @@ void ngx_rustdesk_table_cell_free(ngx_rustdesk_table_t *t,
 /* The room of p's cell; the cell class of a record of size (-1: none). */
 size_t ngx_rustdesk_table_cell_room(ngx_rustdesk_peer_t *p);
 ngx_int_t ngx_rustdesk_table_cell_class(size_t size);
+
+/*
+ * Visits the records of at most n slots of the index from *slot on, in
+ * the order of the slots, until visit() says stop; *slot is where the
+ * next walk goes on (0 again after the last slot).  A record that moves
+ * meanwhile (a delete shifts records back) may be missed by one round
+ * or seen twice.  Returns the slots looked at.
+ */
+ngx_uint_t ngx_rustdesk_table_walk(ngx_rustdesk_table_t *t,
+    ngx_slab_pool_t *pool, ngx_uint_t *slot, ngx_uint_t n,
+    ngx_rustdesk_table_visit_pt visit, void *data);
 
 /*
  * For the sweep: the page at the hand, which moves on to the next (in a

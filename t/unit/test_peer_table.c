@@ -3,8 +3,10 @@
  * (ngx_rustdesk_rendezvous/ngx_stream_rustdesk_rendezvous_table.c): the
  * hash index (lookups, deletion with backward shifts, wrap-around), the
  * pages of cells (a page back to the slab once empty), the sweep of the
- * eviction (bounded, leaves the busy record alone) and the compaction of a
- * page (records move, their slots and IP change histories follow).
+ * eviction (bounded, leaves the busy record alone), the compaction of a
+ * page (records move, their slots and IP change histories follow) and the
+ * walk over the index in slices (each record once a round; its cost at
+ * 1 M peers printed).
  *
  * Compiled with nginx's headers and against a small slab of its own (the
  * page and chunk allocator of ngx_slab.c, as the table sees it), so that
@@ -17,6 +19,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include <sodium.h>
 
@@ -839,6 +842,154 @@ test_sweep_round(void)
 }
 
 
+/* The walk's visitor: counts each record, stops after stop_after. */
+
+typedef struct {
+    ngx_uint_t      seen;
+    ngx_uint_t      stop_after;         /* 0: never */
+    ngx_uint_t      offline;            /* last_reg below this */
+    ngx_uint_t      found;
+    u_char         *count;              /* per peer, NULL: none */
+} test_walk_t;
+
+
+static ngx_uint_t
+test_visit(void *data, ngx_rustdesk_peer_t *p)
+{
+    test_walk_t  *tw = data;
+
+    tw->seen++;
+
+    if (tw->count) {
+        tw->count[p->last_reg]++;
+    }
+
+    /* what the cluster's removal looks at: a flag and the time */
+
+    if (p->published && p->last_reg < tw->offline) {
+        tw->found++;
+    }
+
+    return tw->stop_after && tw->seen == tw->stop_after;
+}
+
+
+static double
+test_now(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+
+/*
+ * Slices of the index, from where the last one stopped: a round of the
+ * slots sees every record once, whatever the slices and early stops; at
+ * 1 M peers, what a slice of 1024 slots costs (the cluster's removal
+ * holds the zone's mutex for one).
+ */
+
+static void
+test_walk(void)
+{
+    u_char       *count;
+    double        t0, took;
+    ngx_uint_t    i, n, total, slot, walked, slices;
+    test_walk_t   tw;
+
+    context = "walk";
+
+    test_slab_init(64);
+    CHECK(ngx_rustdesk_table_init(&table, test_pool, 64 * 4096) == NGX_OK);
+
+    for (total = 0; add_peer(total, 0); total++) { /* void */ }
+
+    count = calloc(total, 1);
+    if (count == NULL) {
+        perror("calloc");
+        exit(2);
+    }
+
+    /* slices of 7 slots, a stop after every 3 records: one round */
+
+    ngx_memzero(&tw, sizeof(tw));
+    tw.count = count;
+    slot = 0;
+    walked = 0;
+
+    while (walked < table.nslots) {
+        tw.seen = 0;
+        tw.stop_after = 3;
+        n = ngx_rustdesk_table_walk(&table, test_pool, &slot,
+                                    ngx_min(7, table.nslots - walked),
+                                    test_visit, &tw);
+        CHECK(n >= 1 && n <= 7);
+        walked += n;
+    }
+
+    CHECK_EQ(slot, 0);
+
+    for (i = 0, n = 0; i < total; i++) {
+        n += (count[i] == 1);
+    }
+
+    CHECK_EQ(n, total);
+
+    /* a round in one slice: back where it started */
+
+    ngx_memzero(count, total);
+    ngx_memzero(&tw, sizeof(tw));
+    tw.count = count;
+    slot = 5;
+
+    CHECK_EQ(ngx_rustdesk_table_walk(&table, test_pool, &slot, table.nslots,
+                                     test_visit, &tw), table.nslots);
+    CHECK_EQ(slot, 5);
+    CHECK_EQ(tw.seen, total);
+
+    free(count);
+
+    /* 1 M peers, a tenth of them published and offline */
+
+    test_slab_init(1000000 / 25 + 8000);
+    CHECK(ngx_rustdesk_table_init(&table, test_pool,
+                                  (1000000 / 25 + 8000) * 4096) == NGX_OK);
+
+    for (total = 0; total < 1000000 && add_peer(total, 0); total++) {
+        if (total % 10 == 0) {
+            find_peer(total, 0)->published = 1;
+        }
+    }
+
+    CHECK_EQ(total, 1000000);
+
+    ngx_memzero(&tw, sizeof(tw));
+    tw.offline = total;
+    slot = 0;
+    slices = (table.nslots + 1023) / 1024;
+
+    t0 = test_now();
+
+    for (i = 0; i < slices; i++) {
+        (void) ngx_rustdesk_table_walk(&table, test_pool, &slot,
+                                       ngx_min(1024, table.nslots - i * 1024),
+                                       test_visit, &tw);
+    }
+
+    took = test_now() - t0;
+
+    CHECK_EQ(tw.seen, total);
+    CHECK_EQ(tw.found, total / 10);
+
+    printf("walk: 1 M peers in %lu slots: a round %.1f ms, a slice of 1024 "
+           "slots %.1f us (this build's flags)\n",
+           (unsigned long) table.nslots, took * 1000, took * 1e6 / slices);
+}
+
+
 int
 main(void)
 {
@@ -851,6 +1002,7 @@ main(void)
     test_cells();
     test_sweep();
     test_sweep_round();
+    test_walk();
 
     printf("%lu passed, %lu failed\n", passed, failed);
 
