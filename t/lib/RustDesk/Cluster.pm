@@ -24,14 +24,15 @@ our @EXPORT = qw/ host_ip host_conf host_start host_listeners host_online
 sub host_ip { "127.0.0.$_[0]" }
 
 # Options: keys (the key directory), directives (more for stream {}),
-# cluster (another URL than redis://127.0.0.1:%%PORT_9%%).
+# cluster (another URL than redis://127.0.0.1:%%PORT_9%%), database (the
+# host's peer database file; none by default).
 sub host_conf {
 	my ($h, %o) = @_;
 	my $ip = host_ip($h);
 	my $url = $o{cluster} // 'redis://127.0.0.1:%%PORT_9%%';
 
 	return stream_conf([ "rustdesk_key_dir $o{keys};",
-			'rustdesk_database off;',
+			'rustdesk_database ' . ($o{database} // 'off') . ';',
 			"rustdesk_cluster $url;",
 			"rustdesk_cluster_host h$h;", @{$o{directives} // []} ],
 		srv_block([ "$ip:%%PORT_1%% reuseport",
