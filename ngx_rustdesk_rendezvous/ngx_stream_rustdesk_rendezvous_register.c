@@ -381,6 +381,11 @@ ngx_stream_rustdesk_rendezvous_register_peer(
     ngx_rustdesk_peer_register(rmcf->zone, &id, &r->addr, ngx_current_msec,
                                &request_pk, &ip_change, &proven, &prev);
 
+    if (ngx_stream_rustdesk_rendezvous_cluster_on(rmcf) && !request_pk) {
+        /* written to the cluster's directory once per refresh period */
+        (void) ngx_stream_rustdesk_rendezvous_cluster_publish(r, &id, prev);
+    }
+
     if (ip_change) {
         c = r->session->connection;
         p = text + ngx_sock_ntop(c->sockaddr, c->socklen, text,
@@ -390,17 +395,17 @@ ngx_stream_rustdesk_rendezvous_register_peer(
                       &id, p - text, text);
     }
 
-    if (ngx_stream_rustdesk_rendezvous_cluster_on(rmcf) && !request_pk) {
-        /* written to the cluster's directory once per refresh period */
-        (void) ngx_stream_rustdesk_rendezvous_cluster_publish(r, &id, prev);
+    /* back after being offline: perhaps with a key registered elsewhere */
 
-        if ((prev == 0 || ngx_current_msec - prev >= rmcf->zone->online_ttl)
-            && ngx_stream_rustdesk_rendezvous_register_back(r, &id,
-                                                            rp->serial, proven)
-               == NGX_AGAIN)
-        {
-            return NGX_AGAIN;
-        }
+    if (ngx_stream_rustdesk_rendezvous_cluster_on(rmcf) && !request_pk
+        && (prev == 0
+            || (ngx_msec_int_t) (ngx_current_msec - prev)
+               >= (ngx_msec_int_t) rmcf->zone->online_ttl)
+        && ngx_stream_rustdesk_rendezvous_register_back(r, &id, rp->serial,
+                                                        proven)
+           == NGX_AGAIN)
+    {
+        return NGX_AGAIN;
     }
 
     return ngx_stream_rustdesk_rendezvous_register_answer(r, request_pk,
