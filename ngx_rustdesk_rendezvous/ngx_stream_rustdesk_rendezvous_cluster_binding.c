@@ -29,8 +29,10 @@
  * request_pk, the protocol's own way to have the client send its key: its
  * RegisterPk, vouched for, updates this host's record and database as on
  * one host.  This host's record is not rewritten from Redis: the client
- * proves its key itself, and the write goes the usual way.  Over a
- * stream a peer sends its key on every connection anyway.
+ * proves its key itself, and the write goes the usual way.  (The
+ * heartbeat refreshed the record already: for the round trip until that
+ * RegisterPk, a requester may still get the old key.)  Over a stream a
+ * peer sends its key on every connection anyway.
  */
 
 #include <ngx_config.h>
