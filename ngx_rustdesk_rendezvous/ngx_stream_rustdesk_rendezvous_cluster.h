@@ -10,7 +10,8 @@
  *   ..._cluster_requests.c   the requests this host cannot answer alone:
  *                            online query, punch hole for a peer not here
  *   ..._cluster_channel.c    messages between hosts (pub/sub)
- *   ..._cluster_binding.c    each id bound to its first uuid, everywhere
+ *   ..._cluster_binding.c    the peer records: each id bound to its first
+ *                            uuid, and its key, everywhere
  *   ..._cluster_offline.c    the entries of peers gone offline here
  *                            removed
  */
@@ -68,6 +69,11 @@ struct ngx_stream_rustdesk_rendezvous_find_s {
     void                                          *data;   /* the caller's */
     ngx_uint_t                                     value;  /* the caller's */
     ngx_uint_t                                     failed; /* no answer */
+    ngx_uint_t                                     binding; /* the caller's:
+                                                              ask too if
+                                                              ids[0] (n 1)
+                                                              is bound */
+    ngx_uint_t                                     bound;  /* it is */
     ngx_int_t                                      count;  /* an integer
                                                               answer */
 
@@ -125,6 +131,14 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_cluster_ask(
     const size_t *len, ngx_rustdesk_redis_handler_pt handler);
 void ngx_stream_rustdesk_rendezvous_cluster_answered(
     ngx_stream_rustdesk_rendezvous_find_t *f);
+
+/*
+ * The key of a peer record (..._cluster_binding.c), from pool: kind is
+ * "uuid:" or "pk:"; NULL without memory.
+ */
+u_char *ngx_stream_rustdesk_rendezvous_cluster_record_key(ngx_pool_t *pool,
+    ngx_stream_rustdesk_rendezvous_cluster_conf_t *cc, const char *kind,
+    ngx_str_t *id, size_t *len);
 
 /*
  * The requests (..._cluster_requests.c).  punch(): a PunchHoleRequest for

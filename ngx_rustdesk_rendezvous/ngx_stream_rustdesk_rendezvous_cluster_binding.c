@@ -1,15 +1,38 @@
 /*
- * The cluster's binding of each id to the uuid that registered it first
- * (PROTOCOL.md section 6: a RegisterPk with another uuid gets
- * UUID_MISMATCH), so that it holds across hosts: in Redis,
+ * The cluster's peer records, which must agree on every host: each id
+ * bound to the uuid that registered it first (PROTOCOL.md section 6: a
+ * RegisterPk with another uuid gets UUID_MISMATCH), and the key (pk) it
+ * registered last, that requesters get signed.  In Redis, with no TTL,
  *
  *     <prefix>uuid:<id>  =  the uuid's bytes
+ *     <prefix>pk:<id>    =  the key's bytes
  *
- * with no TTL, written (SET NX) when a host answers a RegisterPk OK.  A
- * RegisterPk, on any transport, first reads it (GET, the answer waiting
- * up to rustdesk_cluster_timeout): bound to another uuid, the answer is
- * UUID_MISMATCH at once; else the host's own checks decide, as on one
+ * both written when a host answers a RegisterPk OK, by one script (EVAL):
+ * the uuid if the id is bound to none yet, and the key if the id is bound
+ * to this uuid, so that a key is never another uuid's.  Keys of Redis
+ * written before the key was shared are only uuid: ones; the key comes
+ * with the next registration, or with rustdesk-cluster-import.
+ *
+ * A RegisterPk, on any transport, first reads both (MGET, the answer
+ * waiting up to rustdesk_cluster_timeout): bound to another uuid, the
+ * answer is UUID_MISMATCH at once; bound to this uuid with this key, the
+ * cluster vouches for the key: it is the one this peer registered last,
+ * on whatever host, so that neither an IP change since this host's record
+ * makes it suspect (a UUID_MISMATCH, where one host would say OK) nor the
+ * IP blocker counts it.  Else the host's own checks decide, as on one
  * host.  Without an answer from Redis, the host's checks alone decide.
+ *
+ * The key of a peer that comes back to this host over UDP (RegisterPeer
+ * finds its record, with a key, offline: it was away, perhaps on another
+ * host with a new key) is read once as it comes online (GET), not on
+ * every heartbeat; if the cluster has another key, the answer is
+ * request_pk, the protocol's own way to have the client send its key: its
+ * RegisterPk, vouched for, updates this host's record and database as on
+ * one host.  This host's record is not rewritten from Redis: the client
+ * proves its key itself, and the write goes the usual way.  (The
+ * heartbeat refreshed the record already: for the round trip until that
+ * RegisterPk, a requester may still get the old key.)  Over a stream a
+ * peer sends its key on every connection anyway.
  */
 
 #include <ngx_config.h>
@@ -17,6 +40,15 @@
 #include <ngx_stream.h>
 
 #include "ngx_stream_rustdesk_rendezvous_module.h"
+
+
+/* KEYS[1] the binding, KEYS[2] the key; ARGV: the uuid, the key */
+#define NGX_RUSTDESK_CLUSTER_BIND                                            \
+    "local u = redis.call('GET', KEYS[1]) "                                  \
+    "if u and u ~= ARGV[1] then return 0 end "                               \
+    "if not u then redis.call('SET', KEYS[1], ARGV[1]) end "                 \
+    "redis.call('SET', KEYS[2], ARGV[2]) "                                   \
+    "return 1"
 
 
 typedef struct {
@@ -27,14 +59,16 @@ typedef struct {
 
 static void ngx_stream_rustdesk_rendezvous_cluster_uuid(
     ngx_rustdesk_redis_t *redis, redisReply *reply, void *data);
-static u_char *ngx_stream_rustdesk_rendezvous_binding_key(ngx_pool_t *pool,
-    ngx_stream_rustdesk_rendezvous_cluster_conf_t *cc, ngx_str_t *id,
-    size_t *len);
+static void ngx_stream_rustdesk_rendezvous_cluster_pk(
+    ngx_rustdesk_redis_t *redis, redisReply *reply, void *data);
+static ngx_uint_t ngx_stream_rustdesk_rendezvous_cluster_same(
+    redisReply *reply, u_char *data, size_t len);
 
 
 /*
- * NGX_AGAIN: bound() is called later with a copy of rk and whether the id
- * is bound to another uuid; NGX_DECLINED: decide now, on this host alone.
+ * NGX_AGAIN: bound() is called later with a copy of rk and what the
+ * cluster says of the id (NGX_RUSTDESK_BINDING_*); NGX_DECLINED: decide
+ * now, on this host alone.
  */
 
 ngx_int_t
@@ -42,11 +76,10 @@ ngx_stream_rustdesk_rendezvous_cluster_check_uuid(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
     ngx_stream_rustdesk_rendezvous_bound_pt bound)
 {
-    u_char                                      *key;
-    size_t                                       len[2];
+    size_t                                       len[3];
     ngx_str_t                                    id;
     ngx_pool_t                                  *pool;
-    const char                                  *argv[2];
+    const char                                  *argv[3];
     ngx_stream_rustdesk_rendezvous_find_t       *f;
     ngx_stream_rustdesk_rendezvous_binding_t    *b;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
@@ -102,17 +135,19 @@ ngx_stream_rustdesk_rendezvous_cluster_check_uuid(
     f->ids[0].len = id.len;
     f->data = b;
 
-    key = ngx_stream_rustdesk_rendezvous_binding_key(pool, &rmcf->cluster,
-                                                     &id, &len[1]);
-    if (key == NULL) {
+    argv[0] = "MGET";
+    len[0] = 4;
+
+    argv[1] = (const char *) ngx_stream_rustdesk_rendezvous_cluster_record_key(
+                                  pool, &rmcf->cluster, "uuid:", &id, &len[1]);
+    argv[2] = (const char *) ngx_stream_rustdesk_rendezvous_cluster_record_key(
+                                  pool, &rmcf->cluster, "pk:", &id, &len[2]);
+
+    if (argv[1] == NULL || argv[2] == NULL) {
         return NGX_DECLINED;
     }
 
-    argv[0] = "GET";
-    len[0] = 3;
-    argv[1] = (const char *) key;
-
-    return ngx_stream_rustdesk_rendezvous_cluster_ask(f, 2, argv, len,
+    return ngx_stream_rustdesk_rendezvous_cluster_ask(f, 3, argv, len,
                                    ngx_stream_rustdesk_rendezvous_cluster_uuid);
 }
 
@@ -123,72 +158,188 @@ ngx_stream_rustdesk_rendezvous_cluster_uuid(ngx_rustdesk_redis_t *redis,
 {
     ngx_stream_rustdesk_rendezvous_find_t *f = data;
 
-    ngx_uint_t                                 other;
+    ngx_uint_t                                 binding;
+    redisReply                                *uuid, *pk;
     ngx_stream_rustdesk_rendezvous_binding_t  *b;
 
     ngx_stream_rustdesk_rendezvous_cluster_answered(f);
 
     b = f->data;
+    binding = NGX_RUSTDESK_BINDING_NONE;
 
-    other = reply != NULL && reply->type == REDIS_REPLY_STRING
-            && (reply->len != b->rk.uuid.len
-                || ngx_memcmp(reply->str, b->rk.uuid.data, reply->len) != 0);
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements == 2)
+    {
+        uuid = reply->element[0];
+        pk = reply->element[1];
 
-    if (other) {
+        if (uuid->type == REDIS_REPLY_STRING) {
+            if (!ngx_stream_rustdesk_rendezvous_cluster_same(uuid,
+                                           b->rk.uuid.data, b->rk.uuid.len))
+            {
+                binding = NGX_RUSTDESK_BINDING_OTHER;
+
+            } else if (pk->type == REDIS_REPLY_STRING
+                       && ngx_stream_rustdesk_rendezvous_cluster_same(pk,
+                                               b->rk.pk.data, b->rk.pk.len))
+            {
+                binding = NGX_RUSTDESK_BINDING_SAME;
+            }
+        }
+    }
+
+    if (binding == NGX_RUSTDESK_BINDING_OTHER) {
         ngx_log_error(NGX_LOG_INFO, f->req->session->connection->log, 0,
                       "rustdesk: peer \"%V\" is registered with another "
                       "uuid in the cluster", &f->ids[0]);
     }
 
-    b->bound(f->req, &b->rk, other);
+    b->bound(f->req, &b->rk, binding);
 }
 
 
-/* A RegisterPk answered OK here: the id is this uuid's, if no one's yet. */
+/*
+ * A RegisterPk answered OK here: the id is this uuid's, if no one's yet,
+ * and then its key is this one.
+ */
 
 void
 ngx_stream_rustdesk_rendezvous_cluster_bind(
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *id,
-    ngx_str_t *uuid, ngx_pool_t *pool)
+    ngx_str_t *uuid, ngx_str_t *pk, ngx_pool_t *pool)
 {
-    u_char      *key;
-    size_t       len[4];
-    const char  *argv[4];
+    size_t       len[7];
+    const char  *argv[7];
 
-    key = ngx_stream_rustdesk_rendezvous_binding_key(pool, &rmcf->cluster,
-                                                     id, &len[1]);
-    if (key == NULL) {
+    argv[0] = "EVAL";
+    len[0] = 4;
+    argv[1] = NGX_RUSTDESK_CLUSTER_BIND;
+    len[1] = sizeof(NGX_RUSTDESK_CLUSTER_BIND) - 1;
+    argv[2] = "2";
+    len[2] = 1;
+
+    argv[3] = (const char *) ngx_stream_rustdesk_rendezvous_cluster_record_key(
+                                       pool, &rmcf->cluster, "uuid:", id,
+                                       &len[3]);
+    argv[4] = (const char *) ngx_stream_rustdesk_rendezvous_cluster_record_key(
+                                       pool, &rmcf->cluster, "pk:", id,
+                                       &len[4]);
+
+    if (argv[3] == NULL || argv[4] == NULL) {
         return;
     }
 
-    argv[0] = "SET";
-    len[0] = 3;
-    argv[1] = (const char *) key;
-    argv[2] = (const char *) uuid->data;
-    len[2] = uuid->len;
-    argv[3] = "NX";
-    len[3] = 2;
+    argv[5] = (const char *) uuid->data;
+    len[5] = uuid->len;
+    argv[6] = (const char *) pk->data;
+    len[6] = pk->len;
 
     (void) ngx_rustdesk_redis_send(
-                           ngx_stream_rustdesk_rendezvous_cluster_redis(), 4,
+                           ngx_stream_rustdesk_rendezvous_cluster_redis(), 7,
                            argv, len);
 }
 
 
-static u_char *
-ngx_stream_rustdesk_rendezvous_binding_key(ngx_pool_t *pool,
-    ngx_stream_rustdesk_rendezvous_cluster_conf_t *cc, ngx_str_t *id,
-    size_t *len)
+/*
+ * A peer whose key this host has comes online here: one GET of the
+ * cluster's key for f->ids[0] (NGX_AGAIN: f->found() is called with
+ * f->count 1 when it differs from this host's); NGX_DECLINED: not asked.
+ */
+
+ngx_int_t
+ngx_stream_rustdesk_rendezvous_cluster_check_pk(
+    ngx_stream_rustdesk_rendezvous_find_t *f)
+{
+    size_t                                       len[2];
+    const char                                  *argv[2];
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+
+    rmcf = ngx_stream_get_module_main_conf(f->req->session,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    if (!ngx_rustdesk_redis_ready(
+                               ngx_stream_rustdesk_rendezvous_cluster_redis()))
+    {
+        return NGX_DECLINED;
+    }
+
+    argv[0] = "GET";
+    len[0] = 3;
+    argv[1] = (const char *) ngx_stream_rustdesk_rendezvous_cluster_record_key(
+                                       f->req->session->connection->pool,
+                                       &rmcf->cluster, "pk:", &f->ids[0],
+                                       &len[1]);
+    if (argv[1] == NULL) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_stream_rustdesk_rendezvous_cluster_ask(f, 2, argv, len,
+                                     ngx_stream_rustdesk_rendezvous_cluster_pk);
+}
+
+
+static void
+ngx_stream_rustdesk_rendezvous_cluster_pk(ngx_rustdesk_redis_t *redis,
+    redisReply *reply, void *data)
+{
+    ngx_stream_rustdesk_rendezvous_find_t *f = data;
+
+    size_t                                       len;
+    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
+    u_char                                       pk[NGX_RUSTDESK_BLOB_MAX];
+
+    ngx_stream_rustdesk_rendezvous_cluster_answered(f);
+
+    rmcf = ngx_stream_get_module_main_conf(f->req->session,
+                                        ngx_stream_rustdesk_rendezvous_module);
+
+    /* no answer, or no key there: this host's record stands */
+
+    f->count = 0;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_STRING) {
+        len = ngx_rustdesk_peer_pk(rmcf->zone, &f->ids[0], pk);
+
+        f->count = (len != 0
+                    && !ngx_stream_rustdesk_rendezvous_cluster_same(reply, pk,
+                                                                    len));
+    }
+
+    if (f->count) {
+        ngx_log_error(NGX_LOG_INFO, f->req->session->connection->log, 0,
+                      "rustdesk: peer \"%V\" has another key in the "
+                      "cluster: its key is asked for", &f->ids[0]);
+    }
+
+    f->found(f);
+}
+
+
+static ngx_uint_t
+ngx_stream_rustdesk_rendezvous_cluster_same(redisReply *reply, u_char *data,
+    size_t len)
+{
+    return reply->len == len && ngx_memcmp(reply->str, data, len) == 0;
+}
+
+
+u_char *
+ngx_stream_rustdesk_rendezvous_cluster_record_key(ngx_pool_t *pool,
+    ngx_stream_rustdesk_rendezvous_cluster_conf_t *cc, const char *kind,
+    ngx_str_t *id, size_t *len)
 {
     u_char  *key, *p;
+    size_t   n;
 
-    key = ngx_pnalloc(pool, cc->prefix.len + sizeof("uuid:") - 1 + id->len);
+    n = ngx_strlen(kind);
+
+    key = ngx_pnalloc(pool, cc->prefix.len + n + id->len);
     if (key == NULL) {
         return NULL;
     }
 
     p = ngx_cpymem(key, cc->prefix.data, cc->prefix.len);
-    p = ngx_cpymem(p, "uuid:", sizeof("uuid:") - 1);
+    p = ngx_cpymem(p, kind, n);
     p = ngx_cpymem(p, id->data, id->len);
 
     *len = p - key;

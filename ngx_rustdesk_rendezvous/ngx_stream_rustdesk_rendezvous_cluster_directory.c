@@ -44,7 +44,9 @@
  * alone.  An entry counts as online while its seen time is within the
  * refresh period plus rustdesk_online_timeout: what bounds the entries
  * nobody removes (those of a host that died, of a peer evicted from its
- * host's zone).
+ * host's zone).  A punch hole request for an id this host does not know
+ * reads its binding in the same MGET (..._cluster_binding.c): an id some
+ * host registered is OFFLINE, as on one host, not ID_NOT_EXIST.
  */
 
 #include <ngx_config.h>
@@ -334,9 +336,10 @@ ngx_stream_rustdesk_rendezvous_cluster_find_create(
 
 
 /*
- * One GET (MGET for several ids) for a requester on a stream.  At most one
- * find per session at a time: a client repeating its request does not
- * fill Redis's queue, it gets this host's answer.
+ * One GET (MGET for several ids, or for one and its binding) for a
+ * requester on a stream.  At most one find per session at a time: a
+ * client repeating its request does not fill Redis's queue, it gets this
+ * host's answer.
  */
 
 ngx_int_t
@@ -371,15 +374,17 @@ ngx_stream_rustdesk_rendezvous_cluster_find(
 
     pool = r->session->connection->pool;
 
-    argv = ngx_palloc(pool, (f->n + 1) * (sizeof(char *) + sizeof(size_t)));
+    f->binding = (f->binding && f->n == 1);
+
+    argv = ngx_palloc(pool, (f->n + 2) * (sizeof(char *) + sizeof(size_t)));
     if (argv == NULL) {
         return NGX_DECLINED;
     }
 
-    len = (size_t *) (argv + f->n + 1);
+    len = (size_t *) (argv + f->n + 2);
 
-    argv[0] = f->n == 1 ? "GET" : "MGET";
-    len[0] = f->n == 1 ? 3 : 4;
+    argv[0] = (f->n == 1 && !f->binding) ? "GET" : "MGET";
+    len[0] = ngx_strlen(argv[0]);
 
     for (i = 0; i < f->n; i++) {
         p = ngx_pnalloc(pool, rmcf->cluster.prefix.len + sizeof("peer:") - 1
@@ -393,11 +398,23 @@ ngx_stream_rustdesk_rendezvous_cluster_find(
                                                &rmcf->cluster, &f->ids[i]) - p;
     }
 
-    ngx_log_debug2(NGX_LOG_DEBUG_STREAM, r->session->connection->log, 0,
-                   "rustdesk: %s of %ui ids in the cluster", argv[0], f->n);
+    if (f->binding) {
+        p = ngx_stream_rustdesk_rendezvous_cluster_record_key(pool,
+                                 &rmcf->cluster, "uuid:", &f->ids[0], &len[2]);
+        if (p == NULL) {
+            return NGX_DECLINED;
+        }
 
-    return ngx_stream_rustdesk_rendezvous_cluster_ask(f, (int) f->n + 1, argv,
-                            len, ngx_stream_rustdesk_rendezvous_cluster_found);
+        argv[2] = (const char *) p;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_STREAM, r->session->connection->log, 0,
+                   "rustdesk: %s of %ui ids in the cluster%s", argv[0], f->n,
+                   f->binding ? ", and the binding" : "");
+
+    return ngx_stream_rustdesk_rendezvous_cluster_ask(f,
+                            (int) (f->n + 1 + f->binding), argv, len,
+                            ngx_stream_rustdesk_rendezvous_cluster_found);
 }
 
 
@@ -480,14 +497,16 @@ ngx_stream_rustdesk_rendezvous_cluster_found(ngx_rustdesk_redis_t *redis,
                       "rustdesk: redis %V: %s", &redis->conf->url, reply->str);
         f->failed = 1;
 
-    } else if (f->n == 1) {
+    } else if (f->n == 1 && !f->binding) {
         if (reply->type == REDIS_REPLY_STRING) {
             (void) ngx_stream_rustdesk_rendezvous_cluster_entry(rmcf,
                                   (u_char *) reply->str, reply->len,
                                   &f->hosts[0], &f->addrs[0]);
         }
 
-    } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != f->n) {
+    } else if (reply->type != REDIS_REPLY_ARRAY
+               || reply->elements != f->n + f->binding)
+    {
         f->failed = 1;
 
     } else {
@@ -500,6 +519,11 @@ ngx_stream_rustdesk_rendezvous_cluster_found(ngx_rustdesk_redis_t *redis,
                                       &f->hosts[i], &f->addrs[i]);
             }
         }
+
+        /* then the binding of the id, if asked for */
+
+        f->bound = f->binding
+                   && reply->element[f->n]->type == REDIS_REPLY_STRING;
     }
 
     /* host names live in the reply: copied for the caller */

@@ -11,6 +11,13 @@
  *                     the peer's answer comes back through Redis to the
  *                     requester waiting here
  *
+ * A peer offline everywhere is answered as one host would: a punch hole
+ * request for an id that no database here has, but that some host bound
+ * (the directory's MGET reads the binding too), is OFFLINE, not
+ * ID_NOT_EXIST.  The online query and RequestRelay need nothing more: one
+ * host says "not online" and answers no RequestRelay whether the id
+ * exists or not.
+ *
  * The requester's session keeps reading meanwhile; if it ends first, the
  * answer is dropped.
  */
@@ -97,6 +104,9 @@ ngx_stream_rustdesk_rendezvous_cluster_punch(
     f->found = ngx_stream_rustdesk_rendezvous_cluster_punch_found;
     f->value = failure;
 
+    /* an id no database here has: OFFLINE if some host registered it */
+    f->binding = (failure == HBB__PUNCH_HOLE_RESPONSE__FAILURE__ID_NOT_EXIST);
+
     if (ngx_stream_rustdesk_rendezvous_cluster_find(f) != NGX_AGAIN) {
         return ngx_stream_rustdesk_rendezvous_punch_failure(r, failure);
     }
@@ -133,6 +143,14 @@ ngx_stream_rustdesk_rendezvous_cluster_punch_found(
         }
 
     } else {
+        if (f->bound) {
+            ngx_log_error(NGX_LOG_INFO, r->session->connection->log, 0,
+                          "rustdesk: peer \"%V\" is registered in the "
+                          "cluster, not online", &f->ids[0]);
+
+            failure = HBB__PUNCH_HOLE_RESPONSE__FAILURE__OFFLINE;
+        }
+
         rc = ngx_stream_rustdesk_rendezvous_punch_failure(r, failure);
     }
 

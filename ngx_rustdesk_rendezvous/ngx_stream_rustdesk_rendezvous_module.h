@@ -418,21 +418,28 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_channel_moved(
     ngx_str_t *id, uint64_t ms);
 
 /*
- * The cluster's binding of ids to uuids (..._cluster_binding.c):
+ * The cluster's peer records, each id's uuid and key (..._cluster_binding.c):
  * check_uuid() before a RegisterPk is decided here (NGX_AGAIN: bound() is
  * called with a copy of rk; NGX_DECLINED: decide now), bind() after one
- * answered OK.
+ * answered OK; check_pk() when a peer with a key here comes online (see
+ * ..._cluster.h for finds).
  */
+#define NGX_RUSTDESK_BINDING_NONE   0    /* unbound, or not known */
+#define NGX_RUSTDESK_BINDING_OTHER  1    /* bound to another uuid */
+#define NGX_RUSTDESK_BINDING_SAME   2    /* to this uuid, with this key */
+
 typedef void (*ngx_stream_rustdesk_rendezvous_bound_pt)(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
-    ngx_uint_t other);
+    ngx_uint_t binding);
 
 ngx_int_t ngx_stream_rustdesk_rendezvous_cluster_check_uuid(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
     ngx_stream_rustdesk_rendezvous_bound_pt bound);
 void ngx_stream_rustdesk_rendezvous_cluster_bind(
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *id,
-    ngx_str_t *uuid, ngx_pool_t *pool);
+    ngx_str_t *uuid, ngx_str_t *pk, ngx_pool_t *pool);
+ngx_int_t ngx_stream_rustdesk_rendezvous_cluster_check_pk(
+    ngx_stream_rustdesk_rendezvous_find_t *f);
 
 /* The worker channel of the rendezvous module (deliver.c). */
 #define NGX_RUSTDESK_IPC_ANSWER   1    /* ngx_rustdesk_ip_t A, message */

@@ -197,7 +197,14 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
             return NGX_OK;
         }
 
-        if (ngx_rustdesk_ip_cmp(&p->ip, &rk->addr, 0) != 0 && !same_pk) {
+        /*
+         * a key the cluster vouches for is the one the peer registered
+         * last, on another host: as if this record had it already
+         */
+
+        if (ngx_rustdesk_ip_cmp(&p->ip, &rk->addr, 0) != 0 && !same_pk
+            && !rk->vouched)
+        {
             ngx_shmtx_unlock(&z->shpool->mutex);
             ngx_log_error(NGX_LOG_WARN, log, 0,
                           "rustdesk: peer \"%V\" ip and pk mismatch",

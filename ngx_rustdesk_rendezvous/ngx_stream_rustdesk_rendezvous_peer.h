@@ -78,6 +78,8 @@ typedef struct {
     ngx_rustdesk_ip_t    addr;
     ngx_pid_t            stream;            /* a worker's stream, 0: UDP */
     ngx_msec_t           now;
+    ngx_uint_t           vouched;           /* the cluster has this uuid
+                                               and key for the id */
 } ngx_rustdesk_register_pk_t;
 
 

@@ -16,16 +16,32 @@
 #include "ngx_stream_rustdesk_rendezvous_module.h"
 
 
+/* A RegisterPeer's answer, while the cluster's key of the peer is read. */
+typedef struct {
+    int32_t                      serial;
+    ngx_uint_t                   proven;
+} ngx_stream_rustdesk_rendezvous_heard_t;
+
+
 static void ngx_stream_rustdesk_rendezvous_register_bound(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
-    ngx_uint_t other);
+    ngx_uint_t binding);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_register_checked(
-    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk);
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
+    ngx_uint_t vouched);
 static void ngx_stream_rustdesk_rendezvous_register_written(void *data,
     ngx_int_t rc);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_register_reply(
     ngx_stream_rustdesk_rendezvous_req_t *r,
     Hbb__RegisterPkResponse__Result result);
+static ngx_int_t ngx_stream_rustdesk_rendezvous_register_back(
+    ngx_stream_rustdesk_rendezvous_req_t *r, ngx_str_t *id, int32_t serial,
+    ngx_uint_t proven);
+static void ngx_stream_rustdesk_rendezvous_register_keyed(
+    ngx_stream_rustdesk_rendezvous_find_t *f);
+static ngx_int_t ngx_stream_rustdesk_rendezvous_register_answer(
+    ngx_stream_rustdesk_rendezvous_req_t *r, ngx_uint_t request_pk,
+    ngx_uint_t ip_change, ngx_uint_t proven, int32_t serial);
 
 
 ngx_int_t
@@ -87,10 +103,12 @@ ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
      * a client registered over a stream sends RegisterPk on every new
      * connection (after each reload, say): the same key again from the
      * same IP is not counted, or many clients behind one NAT would be
-     * refused for a while
+     * refused for a while; nor is a key the cluster vouches for, sent
+     * when this host asked for it because another host had it
      */
 
-    if (!(req->stream && ngx_rustdesk_peer_unchanged(rmcf->zone, req))
+    if (!req->vouched
+        && !(req->stream && ngx_rustdesk_peer_unchanged(rmcf->zone, req))
         && !ngx_rustdesk_ip_blocker_allow(rmcf->zone, &req->addr, &req->id,
                                           req->now, c->log))
     {
@@ -148,7 +166,8 @@ ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
     {
         /* the id is this uuid's on every host, unless bound already */
         ngx_stream_rustdesk_rendezvous_cluster_bind(rmcf, &req->id,
-                                                    &req->uuid, pool);
+                                                    &req->uuid, &req->pk,
+                                                    pool);
     }
 
     return NGX_OK;
@@ -203,7 +222,7 @@ ngx_stream_rustdesk_rendezvous_register_datagram(
         return NGX_AGAIN;
     }
 
-    return ngx_stream_rustdesk_rendezvous_register_checked(r, rk);
+    return ngx_stream_rustdesk_rendezvous_register_checked(r, rk, 0);
 }
 
 
@@ -212,15 +231,16 @@ ngx_stream_rustdesk_rendezvous_register_datagram(
 static void
 ngx_stream_rustdesk_rendezvous_register_bound(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
-    ngx_uint_t other)
+    ngx_uint_t binding)
 {
     r->result = NULL;
 
-    if (other) {
+    if (binding == NGX_RUSTDESK_BINDING_OTHER) {
         (void) ngx_stream_rustdesk_rendezvous_register_reply(r,
                            HBB__REGISTER_PK_RESPONSE__RESULT__UUID_MISMATCH);
 
-    } else if (ngx_stream_rustdesk_rendezvous_register_checked(r, rk)
+    } else if (ngx_stream_rustdesk_rendezvous_register_checked(r, rk,
+                                         binding == NGX_RUSTDESK_BINDING_SAME)
                == NGX_AGAIN)
     {
         /* the database write answers and finishes */
@@ -239,7 +259,8 @@ ngx_stream_rustdesk_rendezvous_register_bound(
 
 static ngx_int_t
 ngx_stream_rustdesk_rendezvous_register_checked(
-    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk)
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
+    ngx_uint_t vouched)
 {
     ngx_int_t                             rc;
     ngx_connection_t                     *c;
@@ -249,6 +270,7 @@ ngx_stream_rustdesk_rendezvous_register_checked(
 
     pk.req.addr = r->addr;
     pk.req.stream = NGX_RUSTDESK_STREAM_NONE;
+    pk.req.vouched = vouched;
 
     ngx_stream_rustdesk_rendezvous_note(r, &r->id, rk->id);
 
@@ -340,9 +362,6 @@ ngx_stream_rustdesk_rendezvous_register_peer(
                                                  proven;
     ngx_msec_t                                   prev;
     ngx_connection_t                            *c;
-    Hbb__ConfigUpdate                           *cu;
-    ngx_rustdesk_msg_t                           out;
-    Hbb__RegisterPeerResponse                    rpr;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
     u_char                                       text[NGX_SOCKADDR_STRLEN];
 
@@ -376,6 +395,98 @@ ngx_stream_rustdesk_rendezvous_register_peer(
                       &id, p - text, text);
     }
 
+    /* back after being offline: perhaps with a key registered elsewhere */
+
+    if (ngx_stream_rustdesk_rendezvous_cluster_on(rmcf) && !request_pk
+        && (prev == 0
+            || (ngx_msec_int_t) (ngx_current_msec - prev)
+               >= (ngx_msec_int_t) rmcf->zone->online_ttl)
+        && ngx_stream_rustdesk_rendezvous_register_back(r, &id, rp->serial,
+                                                        proven)
+           == NGX_AGAIN)
+    {
+        return NGX_AGAIN;
+    }
+
+    return ngx_stream_rustdesk_rendezvous_register_answer(r, request_pk,
+                                                          ip_change, proven,
+                                                          rp->serial);
+}
+
+
+/*
+ * A peer with a key here comes online again (from offline, not on every
+ * heartbeat): the answer waits for the cluster's key of it, which may be
+ * newer, registered on another host meanwhile (..._cluster_binding.c).
+ */
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_register_back(
+    ngx_stream_rustdesk_rendezvous_req_t *r, ngx_str_t *id, int32_t serial,
+    ngx_uint_t proven)
+{
+    ngx_stream_rustdesk_rendezvous_heard_t  *h;
+    ngx_stream_rustdesk_rendezvous_find_t   *f;
+
+    f = ngx_stream_rustdesk_rendezvous_cluster_find_create(r, 1);
+    h = ngx_palloc(r->session->connection->pool,
+                   sizeof(ngx_stream_rustdesk_rendezvous_heard_t));
+
+    if (f == NULL || h == NULL) {
+        return NGX_DECLINED;
+    }
+
+    /* the id may be the datagram's, gone when the handler returns */
+
+    f->ids[0].len = id->len;
+    f->ids[0].data = ngx_pstrdup(r->session->connection->pool, id);
+    if (f->ids[0].data == NULL) {
+        return NGX_DECLINED;
+    }
+
+    h->serial = serial;
+    h->proven = proven;
+
+    f->data = h;
+    f->found = ngx_stream_rustdesk_rendezvous_register_keyed;
+
+    return ngx_stream_rustdesk_rendezvous_cluster_check_pk(f);
+}
+
+
+/* Another key in the cluster: asked for (request_pk), else as usual. */
+
+static void
+ngx_stream_rustdesk_rendezvous_register_keyed(
+    ngx_stream_rustdesk_rendezvous_find_t *f)
+{
+    ngx_stream_rustdesk_rendezvous_req_t    *r;
+    ngx_stream_rustdesk_rendezvous_heard_t  *h;
+
+    r = f->req;
+    h = f->data;
+
+    (void) ngx_stream_rustdesk_rendezvous_register_answer(r, f->count != 0, 0,
+                                                          h->proven,
+                                                          h->serial);
+
+    ngx_stream_rustdesk_rendezvous_account(NGX_RUSTDESK_TRANSPORT_UDP,
+                              HBB__RENDEZVOUS_MESSAGE__UNION_REGISTER_PEER,
+                              r->result);
+
+    r->finish(r);
+}
+
+
+static ngx_int_t
+ngx_stream_rustdesk_rendezvous_register_answer(
+    ngx_stream_rustdesk_rendezvous_req_t *r, ngx_uint_t request_pk,
+    ngx_uint_t ip_change, ngx_uint_t proven, int32_t serial)
+{
+    Hbb__ConfigUpdate          *cu;
+    ngx_rustdesk_msg_t          out;
+    Hbb__RegisterPeerResponse   rpr;
+
     hbb__rendezvous_message__init(&out);
     hbb__register_peer_response__init(&rpr);
 
@@ -402,7 +513,7 @@ ngx_stream_rustdesk_rendezvous_register_peer(
 
     r->proven = 1;
 
-    cu = ngx_stream_rustdesk_rendezvous_config_update(r->session, rp->serial);
+    cu = ngx_stream_rustdesk_rendezvous_config_update(r->session, serial);
 
     if (cu) {
         hbb__rendezvous_message__init(&out);

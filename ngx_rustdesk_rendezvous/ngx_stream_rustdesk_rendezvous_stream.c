@@ -35,9 +35,10 @@ typedef struct {
 
 static void ngx_stream_rustdesk_rendezvous_stream_bound(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
-    ngx_uint_t other);
+    ngx_uint_t binding);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_stream_checked(
-    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk);
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
+    ngx_uint_t vouched);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_stream_bind(
     ngx_rustdesk_tcp_t *t, ngx_str_t *id);
 static void ngx_stream_rustdesk_rendezvous_stream_unbind(
@@ -93,25 +94,26 @@ ngx_stream_rustdesk_rendezvous_stream_register(
         return NGX_AGAIN;
     }
 
-    return ngx_stream_rustdesk_rendezvous_stream_checked(r, rk);
+    return ngx_stream_rustdesk_rendezvous_stream_checked(r, rk, 0);
 }
 
 
 static void
 ngx_stream_rustdesk_rendezvous_stream_bound(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
-    ngx_uint_t other)
+    ngx_uint_t binding)
 {
     ngx_int_t  rc;
 
     r->result = NULL;
 
-    if (other) {
+    if (binding == NGX_RUSTDESK_BINDING_OTHER) {
         rc = ngx_stream_rustdesk_rendezvous_stream_reply(
                           (ngx_stream_rustdesk_rendezvous_ctx_t *) r,
                           HBB__REGISTER_PK_RESPONSE__RESULT__UUID_MISMATCH);
     } else {
-        rc = ngx_stream_rustdesk_rendezvous_stream_checked(r, rk);
+        rc = ngx_stream_rustdesk_rendezvous_stream_checked(r, rk,
+                                         binding == NGX_RUSTDESK_BINDING_SAME);
     }
 
     /* as the protocol layer counts: once the answer is made */
@@ -131,7 +133,8 @@ ngx_stream_rustdesk_rendezvous_stream_bound(
 
 static ngx_int_t
 ngx_stream_rustdesk_rendezvous_stream_checked(
-    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk)
+    ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
+    ngx_uint_t vouched)
 {
     ngx_int_t                                    rc;
     ngx_pool_t                                  *pool;
@@ -173,6 +176,7 @@ ngx_stream_rustdesk_rendezvous_stream_checked(
 
     pk.req.addr = ctx->req.addr;
     pk.req.stream = ngx_pid;
+    pk.req.vouched = vouched;
 
     ngx_stream_rustdesk_rendezvous_note(r, &r->id, rk->id);
 

@@ -1,9 +1,11 @@
 #!/usr/bin/perl
 
 # scripts/rustdesk-cluster-import: the ids of an existing db_v2.sqlite3
-# bound to their uuids in the cluster's Redis (SET NX, as hosts bind
-# them), so that no host lets another uuid take them; an id bound
-# already keeps its binding; a second run changes nothing.  Its errors:
+# bound to their uuids in the cluster's Redis (if bound to none yet, as
+# hosts bind them), so that no host lets another uuid take them; an id
+# bound already keeps its binding; their keys recorded, unless bound to
+# another uuid or recorded already (a host's key is newer); a second run
+# changes nothing.  Its errors:
 # wrong usage (2), no Redis, a wrong password, not a database (1).
 #
 # Redis is Debian's redis-server, started by this test on a free loopback
@@ -28,7 +30,7 @@ plan(skip_all => 'no redis-server (Debian package redis-server)')
 	unless RustDesk::Redis->available();
 plan(skip_all => 'no sqlite3 CLI') unless has_sqlite3();
 
-$t->plan(13);
+$t->plan(18);
 
 my $IMPORT = "$Test::Nginx::ROOT/scripts/rustdesk-cluster-import";
 my $d = $t->testdir();
@@ -36,7 +38,7 @@ my $d = $t->testdir();
 my $redis = RustDesk::Redis->start($d, port(9), requirepass => 's3cret');
 my $url = 'redis://:s3cret@127.0.0.1:' . port(9);
 
-# a database as rustdesk-server makes it, with three peers (one without
+# a database as rustdesk-server makes it, with five peers (one without
 # a uuid) and binary uuids
 
 my $db = "$d/db_v2.sqlite3";
@@ -47,20 +49,36 @@ sql($db, q{create table peer (guid blob primary key not null,
 	insert into peer (guid, id, uuid, pk, info) values
 		(X'01', 'import-1', CAST('uuid-one' AS BLOB), X'AA', '{}'),
 		(X'02', 'import-2', X'00FF10', X'BB', '{}'),
-		(X'03', 'import-3', X'', X'CC', '{}');});
+		(X'03', 'import-3', X'', X'CC', '{}'),
+		(X'04', 'import-4', CAST('uuid-four' AS BLOB), X'DD', '{}'),
+		(X'05', 'import-5', CAST('uuid-five' AS BLOB), X'EE', '{}');});
+
+# bound before: to another uuid; by a host, before keys were shared; by
+# a host, with a newer key
 
 $redis->cmd('SET', 'rustdesk:uuid:import-2', 'bound-before');
+$redis->cmd('SET', 'rustdesk:uuid:import-4', 'uuid-four');
+$redis->cmd('SET', 'rustdesk:uuid:import-5', 'uuid-five');
+$redis->cmd('SET', 'rustdesk:pk:import-5', 'newer');
 
-is(import($url, $db), "2 ids read, 1 bound, 1 bound already (left as they "
-	. "were)\n", 'imported: one bound, one bound before kept');
+is(import($url, $db), "4 ids read, 1 bound, 3 bound already (left as they "
+	. "were), key recorded for 2\n",
+	'imported: one bound, three bound before kept, two keys');
 is($redis->cmd('GET', 'rustdesk:uuid:import-1'), 'uuid-one', 'the uuid\'s bytes');
 is($redis->cmd('GET', 'rustdesk:uuid:import-2'), 'bound-before',
 	'a binding there before kept');
 is($redis->cmd('GET', 'rustdesk:uuid:import-3'), undef, 'no uuid, no binding');
-is(import($url, $db), "2 ids read, 0 bound, 2 bound already (left as they "
-	. "were)\n", 'a second run changes nothing');
+is($redis->cmd('GET', 'rustdesk:pk:import-1'), "\xAA", 'the key\'s bytes');
+is($redis->cmd('GET', 'rustdesk:pk:import-2'), undef,
+	'bound to another uuid: not its key');
+is($redis->cmd('GET', 'rustdesk:pk:import-4'), "\xDD",
+	'bound to its uuid, without a key: the key');
+is($redis->cmd('GET', 'rustdesk:pk:import-5'), 'newer',
+	'a key there before (a host\'s): kept');
+is(import($url, $db), "4 ids read, 0 bound, 4 bound already (left as they "
+	. "were), key recorded for 0\n", 'a second run changes nothing');
 
-like(import("$url/2", $db, '--prefix', 'other:'), qr/ 2 bound,/,
+like(import("$url/2", $db, '--prefix', 'other:'), qr/ 4 bound,.* for 4$/,
 	'another database and prefix');
 
 # a host of the cluster refuses another uuid for an imported id
@@ -73,6 +91,10 @@ is(register('import-1', 'uuid-other'), 2,
 is($t->wait_log(qr/peer "import-1" is registered with another uuid in the cluster/),
 	1, 'for the binding');
 is(register('import-1', 'uuid-one'), 0, 'and takes its own (OK)');
+Test::Nginx::wait_until(sub {
+	($redis->cmd('GET', 'rustdesk:pk:import-1') // '') eq 'K' x 32 }, 3);
+is($redis->cmd('GET', 'rustdesk:pk:import-1'), 'K' x 32,
+	'with its key now, in the cluster');
 
 # the errors
 

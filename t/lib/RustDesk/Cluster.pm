@@ -25,14 +25,15 @@ sub host_ip { "127.0.0.$_[0]" }
 
 # Options: keys (the key directory), directives (more for stream {}),
 # servers (more server blocks, as srv_block makes them), cluster (another
-# URL than redis://127.0.0.1:%%PORT_9%%).
+# URL than redis://127.0.0.1:%%PORT_9%%), database (the host's peer
+# database file; none by default).
 sub host_conf {
 	my ($h, %o) = @_;
 	my $ip = host_ip($h);
 	my $url = $o{cluster} // 'redis://127.0.0.1:%%PORT_9%%';
 
 	return stream_conf([ "rustdesk_key_dir $o{keys};",
-			'rustdesk_database off;',
+			'rustdesk_database ' . ($o{database} // 'off') . ';',
 			"rustdesk_cluster $url;",
 			"rustdesk_cluster_host h$h;", @{$o{directives} // []} ],
 		srv_block([ "$ip:%%PORT_1%% reuseport",
