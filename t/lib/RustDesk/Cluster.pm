@@ -22,7 +22,8 @@ our @EXPORT = qw/ host_ip host_conf host_start host_listeners stream_peer /;
 
 sub host_ip { "127.0.0.$_[0]" }
 
-# Options: keys (the key directory), directives (more for stream {}).
+# Options: keys (the key directory), directives (more for stream {}),
+# servers (more server blocks).
 sub host_conf {
 	my ($h, %o) = @_;
 	my $ip = host_ip($h);
@@ -35,7 +36,7 @@ sub host_conf {
 			"$ip:%%PORT_1%% udp reuseport" ], 'rustdesk_rendezvous;'),
 		srv_block([ "$ip:%%PORT_0%% reuseport" ], 'rustdesk_nat_test;'),
 		srv_block([ "$ip:%%PORT_2%% reuseport" ],
-			'rustdesk_rendezvous websocket;'));
+			'rustdesk_rendezvous websocket;'), @{$o{servers} // []});
 }
 
 # Starts host h and waits until its workers are connected to Redis and

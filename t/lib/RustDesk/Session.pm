@@ -33,7 +33,8 @@ use RustDesk::Client qw/ open_signed_pk msg_text /;
 use RustDesk::Relay qw/ relay_request /;
 
 # Options: rendezvous_port, relay_port (required); host (the server's
-# address, default 127.0.0.1; also '::1'); key (what both clients present,
+# address, default 127.0.0.1; also '::1'); relay_host (the relay's, when
+# it is another: default host); key (what both clients present,
 # default empty); relay_key (what the relay clients present, default the
 # key: another value tests a refusal); timeout (seconds per step, default
 # 5).
@@ -80,7 +81,8 @@ sub _session {
 
 	my $id = 'session' . _rand();
 	my $uuid = 'uuid-' . _rand() . '-' . _rand();
-	my $relay = ($host =~ /:/ ? "[$host]" : $host) . ":$lport";
+	my $rhost = $o{relay_host} // $host;
+	my $relay = ($rhost =~ /:/ ? "[$rhost]" : $rhost) . ":$lport";
 	my %peer = (PeerHost => $host);
 
 	# 1. B registers over UDP (udp_peer dies with what came instead)
@@ -129,7 +131,7 @@ sub _session {
 
 	# 4. both sides at the relay, bytes both ways
 
-	return _relay_pair($host, $lport, $uuid, $relay_key, $timeout);
+	return _relay_pair($rhost, $lport, $uuid, $relay_key, $timeout);
 }
 
 # A comes first, then B.  Which of them the relay sees first does not
