@@ -14,7 +14,8 @@
      + NGX_RUSTDESK_BROKERED_UUID_MAX)
 
 
-static size_t ngx_rustdesk_tickets_key(u_char *key, ngx_str_t *prefix,
+static ngx_int_t ngx_rustdesk_tickets_eval(const char **argv, size_t *len,
+    const char *script, size_t script_len, u_char *key, ngx_str_t *prefix,
     ngx_str_t *uuid);
 
 
@@ -45,28 +46,18 @@ ngx_rustdesk_tickets_record(ngx_rustdesk_redis_t *r, ngx_str_t *prefix,
     size_t       len[6];
     const char  *argv[6];
 
-    if (uuid->len == 0 || uuid->len > NGX_RUSTDESK_BROKERED_UUID_MAX
-        || prefix->len > NGX_RUSTDESK_CLUSTER_PREFIX_MAX)
+    if (ngx_rustdesk_tickets_eval(argv, len, ngx_rustdesk_tickets_record_lua,
+                                  sizeof(ngx_rustdesk_tickets_record_lua) - 1,
+                                  key, prefix, uuid)
+        != NGX_OK)
     {
         return NGX_DECLINED;
     }
 
-    argv[0] = "EVAL";
-    len[0] = 4;
-    argv[1] = ngx_rustdesk_tickets_record_lua;
-    len[1] = sizeof(ngx_rustdesk_tickets_record_lua) - 1;
-    argv[2] = "1";
-    len[2] = 1;
-    argv[3] = (const char *) key;
-    len[3] = ngx_rustdesk_tickets_key(key, prefix, uuid);
-    argv[4] = (const char *) id->data;
+    argv[4] = id->len ? (const char *) id->data : "";
     len[4] = ngx_min(id->len, NGX_RUSTDESK_BROKERED_ID_MAX);
     argv[5] = (const char *) ms;
     len[5] = ngx_sprintf(ms, "%M", ttl) - ms;
-
-    if (id->len == 0) {
-        argv[4] = "";
-    }
 
     return ngx_rustdesk_redis_send(r, 6, argv, len);
 }
@@ -77,25 +68,20 @@ ngx_rustdesk_tickets_take(ngx_rustdesk_redis_t *r, ngx_str_t *prefix,
     ngx_str_t *uuid, ngx_rustdesk_redis_handler_pt handler, void *data)
 {
     u_char       key[NGX_RUSTDESK_TICKETS_KEY_MAX];
+    u_char       n[NGX_INT_T_LEN];
     size_t       len[5];
     const char  *argv[5];
 
-    if (uuid->len == 0 || uuid->len > NGX_RUSTDESK_BROKERED_UUID_MAX
-        || prefix->len > NGX_RUSTDESK_CLUSTER_PREFIX_MAX)
+    if (ngx_rustdesk_tickets_eval(argv, len, ngx_rustdesk_tickets_take_lua,
+                                  sizeof(ngx_rustdesk_tickets_take_lua) - 1,
+                                  key, prefix, uuid)
+        != NGX_OK)
     {
         return NULL;
     }
 
-    argv[0] = "EVAL";
-    len[0] = 4;
-    argv[1] = ngx_rustdesk_tickets_take_lua;
-    len[1] = sizeof(ngx_rustdesk_tickets_take_lua) - 1;
-    argv[2] = "1";
-    len[2] = 1;
-    argv[3] = (const char *) key;
-    len[3] = ngx_rustdesk_tickets_key(key, prefix, uuid);
-    argv[4] = "2";                   /* NGX_RUSTDESK_BROKERED_TICKETS */
-    len[4] = 1;
+    argv[4] = (const char *) n;
+    len[4] = ngx_sprintf(n, "%d", NGX_RUSTDESK_BROKERED_TICKETS) - n;
 
     if (handler == NULL) {
         (void) ngx_rustdesk_redis_send(r, 5, argv, len);
@@ -133,14 +119,32 @@ ngx_rustdesk_tickets_taken(redisReply *reply, ngx_str_t *id)
 }
 
 
-static size_t
-ngx_rustdesk_tickets_key(u_char *key, ngx_str_t *prefix, ngx_str_t *uuid)
+/* EVAL script 1 <prefix>ticket:<uuid>, in argv[0..3]; key is the key's room */
+
+static ngx_int_t
+ngx_rustdesk_tickets_eval(const char **argv, size_t *len, const char *script,
+    size_t script_len, u_char *key, ngx_str_t *prefix, ngx_str_t *uuid)
 {
     u_char  *p;
+
+    if (uuid->len == 0 || uuid->len > NGX_RUSTDESK_BROKERED_UUID_MAX
+        || prefix->len > NGX_RUSTDESK_CLUSTER_PREFIX_MAX)
+    {
+        return NGX_DECLINED;
+    }
 
     p = ngx_cpymem(key, prefix->data, prefix->len);
     p = ngx_cpymem(p, "ticket:", sizeof("ticket:") - 1);
     p = ngx_cpymem(p, uuid->data, uuid->len);
 
-    return p - key;
+    argv[0] = "EVAL";
+    len[0] = 4;
+    argv[1] = script;
+    len[1] = script_len;
+    argv[2] = "1";
+    len[2] = 1;
+    argv[3] = (const char *) key;
+    len[3] = p - key;
+
+    return NGX_OK;
 }

@@ -25,11 +25,9 @@
 
 static void ngx_stream_rustdesk_relay_cluster_answer(ngx_rustdesk_redis_t *r,
     redisReply *reply, void *data);
-static void ngx_stream_rustdesk_relay_cluster_checking(ngx_event_t *rev);
 static void ngx_stream_rustdesk_relay_cluster_cancel(void *data);
 static void ngx_stream_rustdesk_relay_cluster_unchecked(
     ngx_stream_rustdesk_relay_side_t *side, const char *why);
-static void ngx_stream_rustdesk_relay_cluster_empty_handler(ngx_event_t *ev);
 
 
 /* this worker's */
@@ -102,15 +100,14 @@ ngx_stream_rustdesk_relay_cluster_ticket(
     }
 
     side->ticket = ngx_rustdesk_tickets_take(
-                                 &ngx_stream_rustdesk_relay_cluster_conn,
-                                 &ngx_stream_rustdesk_relay_cluster_conf->prefix,
-                                 &side->uuid,
-                                 ngx_stream_rustdesk_relay_cluster_answer,
-                                 side);
+                               &ngx_stream_rustdesk_relay_cluster_conn,
+                               &ngx_stream_rustdesk_relay_cluster_conf->prefix,
+                               &side->uuid,
+                               ngx_stream_rustdesk_relay_cluster_answer, side);
 
     if (side->ticket == NULL) {
         ngx_stream_rustdesk_relay_cluster_unchecked(side,
-                                                    "redis is not connected");
+                                                    "redis is not connected, or too busy");
         return NGX_DECLINED;
     }
 
@@ -123,13 +120,8 @@ ngx_stream_rustdesk_relay_cluster_ticket(
 
     c->log->action = "asking redis for the relay ticket";
 
-    /* as a waiter: not idle, not read */
-    c->idle = 0;
-    c->data = side;
-    c->read->handler = ngx_stream_rustdesk_relay_cluster_checking;
-    c->write->handler = ngx_stream_rustdesk_relay_cluster_empty_handler;
-
-    ngx_stream_rustdesk_relay_cluster_checking(c->read);
+    /* no timer: Redis answers, or the command's timeout does */
+    ngx_stream_rustdesk_relay_hold(side);
 
     return NGX_AGAIN;
 }
@@ -156,9 +148,9 @@ ngx_stream_rustdesk_relay_cluster_answer(ngx_rustdesk_redis_t *r,
 {
     ngx_stream_rustdesk_relay_side_t  *side = data;
 
-    ngx_int_t                 rc;
-    ngx_connection_t         *c;
-    ngx_rustdesk_relay_sh_t  *sh;
+    ngx_int_t                               rc;
+    ngx_connection_t                       *c;
+    ngx_rustdesk_relay_sh_t                *sh;
     ngx_stream_rustdesk_relay_main_conf_t  *lmcf;
 
     c = side->connection;
@@ -208,42 +200,6 @@ ngx_stream_rustdesk_relay_cluster_answer(ngx_rustdesk_redis_t *r,
 }
 
 
-/* While Redis is asked, a client that leaves is let go (and so is the ask). */
-
-static void
-ngx_stream_rustdesk_relay_cluster_checking(ngx_event_t *rev)
-{
-    ngx_int_t                          rc;
-    ngx_err_t                          err;
-    ngx_connection_t                  *c;
-    ngx_stream_rustdesk_relay_side_t  *side;
-
-    c = rev->data;
-    side = c->data;
-
-    if (c->close) {
-        side->result = "shutdown";
-        ngx_stream_rustdesk_relay_close_side(side);
-        return;
-    }
-
-    rc = ngx_stream_rustdesk_relay_peek(c, &err);
-
-    if (rc == NGX_OK) {
-        return;
-    }
-
-    if (rc == NGX_DONE) {
-        ngx_log_error(NGX_LOG_INFO, c->log, err,
-                      "rustdesk: relay client of \"%V\" left while its "
-                      "ticket was asked of redis", &side->uuid);
-        side->result = "closed";
-    }
-
-    ngx_stream_rustdesk_relay_close_side(side);
-}
-
-
 static void
 ngx_stream_rustdesk_relay_cluster_cancel(void *data)
 {
@@ -281,11 +237,4 @@ ngx_stream_rustdesk_relay_cluster_unchecked(
                   ? "; relay requests unknown here are refused until "
                     "redis answers again"
                   : "");
-}
-
-
-static void
-ngx_stream_rustdesk_relay_cluster_empty_handler(ngx_event_t *ev)
-{
-    return;
 }

@@ -192,10 +192,10 @@ void ngx_stream_rustdesk_relay_unwait(ngx_stream_rustdesk_relay_side_t *side);
 /* a side with its ticket (if tickets are on) meets its partner, or waits */
 void ngx_stream_rustdesk_relay_pair(ngx_stream_rustdesk_relay_side_t *side);
 /*
- * A client that is not read, on a read event: NGX_OK while it is there,
- * NGX_DONE when it has gone (*err: why, or 0), NGX_ERROR.
+ * side is not read until its partner comes or Redis answers (its timer is
+ * the caller's); a client that leaves meanwhile is closed.
  */
-ngx_int_t ngx_stream_rustdesk_relay_peek(ngx_connection_t *c, ngx_err_t *err);
+void ngx_stream_rustdesk_relay_hold(ngx_stream_rustdesk_relay_side_t *side);
 
 /* cluster.c */
 ngx_int_t ngx_stream_rustdesk_relay_cluster_init(ngx_cycle_t *cycle,

@@ -253,6 +253,19 @@ ngx_stream_rustdesk_relay_wait(ngx_stream_rustdesk_relay_side_t *side)
     ngx_rbtree_insert(&ngx_stream_rustdesk_relay_waiters, &side->node);
     ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_WAITING, 1);
 
+    ngx_add_timer(c->read, lmcf->pair_timeout);
+
+    ngx_stream_rustdesk_relay_hold(side);
+}
+
+
+void
+ngx_stream_rustdesk_relay_hold(ngx_stream_rustdesk_relay_side_t *side)
+{
+    ngx_connection_t  *c;
+
+    c = side->connection;
+
     /* a pairing in progress outlives a reload: not idle */
     c->idle = 0;
     c->data = side;
@@ -260,21 +273,21 @@ ngx_stream_rustdesk_relay_wait(ngx_stream_rustdesk_relay_side_t *side)
     c->read->handler = ngx_stream_rustdesk_relay_waiting;
     c->write->handler = ngx_stream_rustdesk_relay_empty_handler;
 
-    ngx_add_timer(c->read, lmcf->pair_timeout);
-
     ngx_stream_rustdesk_relay_waiting(c->read);
 }
 
 
 /*
- * While it waits, a client is not read: what it sends stays in the socket
- * for the partner.  A peek tells whether it has gone.
+ * While it waits for its partner or for Redis's answer, a client is not
+ * read: what it sends stays in the socket for the partner.  A peek tells
+ * whether it has gone.
  */
 
 static void
 ngx_stream_rustdesk_relay_waiting(ngx_event_t *rev)
 {
-    ngx_int_t                               rc;
+    u_char                                  byte;
+    ssize_t                                 n;
     ngx_err_t                               err;
     ngx_connection_t                       *c;
     ngx_stream_rustdesk_relay_side_t       *side;
@@ -301,57 +314,35 @@ ngx_stream_rustdesk_relay_waiting(ngx_event_t *rev)
         return;
     }
 
-    rc = ngx_stream_rustdesk_relay_peek(c, &err);
-
-    if (rc == NGX_OK) {
-        return;
-    }
-
-    if (rc == NGX_DONE) {
-        ngx_log_error(NGX_LOG_INFO, c->log, err,
-                      "rustdesk: relay client of \"%V\" left before its "
-                      "partner came", &side->uuid);
-        side->result = "closed";
-    }
-
-    ngx_stream_rustdesk_relay_close_side(side);
-}
-
-
-ngx_int_t
-ngx_stream_rustdesk_relay_peek(ngx_connection_t *c, ngx_err_t *err)
-{
-    u_char        byte;
-    ssize_t       n;
-    ngx_event_t  *rev;
-
-    rev = c->read;
-
     n = recv(c->fd, &byte, 1, MSG_PEEK);
 
     /* bytes waiting and a FIN behind them: a client that has closed too */
 
     if (n == 1 && !rev->pending_eof) {
-        return NGX_OK;
+        return;
     }
 
-    *err = ngx_socket_errno;
+    err = ngx_socket_errno;
 
-    if (n == -1 && (*err == NGX_EAGAIN || *err == NGX_EINTR)) {
+    if (n == -1 && (err == NGX_EAGAIN || err == NGX_EINTR)) {
         rev->ready = 0;
 
         if (ngx_handle_read_event(rev, 0) != NGX_OK) {
-            return NGX_ERROR;
+            ngx_stream_rustdesk_relay_close_side(side);
         }
 
-        return NGX_OK;
+        return;
     }
 
-    if (n != -1) {
-        *err = 0;
-    }
+    /* closing it cancels the question to Redis (..._cluster.c) */
 
-    return NGX_DONE;
+    ngx_log_error(NGX_LOG_INFO, c->log, n == -1 ? err : 0,
+                  "rustdesk: relay client of \"%V\" left %s", &side->uuid,
+                  side->ticket ? "while its ticket was asked of redis"
+                               : "before its partner came");
+
+    side->result = "closed";
+    ngx_stream_rustdesk_relay_close_side(side);
 }
 
 

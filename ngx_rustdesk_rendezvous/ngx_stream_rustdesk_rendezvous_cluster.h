@@ -33,8 +33,8 @@
 
 typedef struct {
     ngx_rustdesk_redis_conf_t    redis;     /* url.len 0: cluster mode off;
-                                               with prefix, the shared
-                                               conf's (ngx_rustdesk_cluster.h) */
+                                               with prefix: copied from
+                                               ngx_rustdesk_cluster_conf_t */
     ngx_str_t                    host;      /* this host's name */
     ngx_str_t                    prefix;    /* of every key */
     ngx_msec_t                   ttl;       /* of a directory entry */

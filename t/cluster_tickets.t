@@ -216,21 +216,13 @@ $t->check_log();
 ###############################################################################
 
 # A RequestRelay from A for the peer, passed on by host 1's rendezvous (the
-# peer hears it): the session's uuid, brokered.
+# peer hears it): the session's uuid, brokered, in Redis too.
 sub broker {
 	my ($peer, $name) = @_;
-	my $uuid = "ct-$name-" . int(rand(1e9));
+	my $uuid = RustDesk::Session::brokered_uuid(port(1), $peer, "ct-$name",
+		key => $key);
 
-	my $c = RustDesk::Client->tcp(port(1));
-	$c->send_msg(request_relay => { id => $peer->{id}, uuid => $uuid,
-		licence_key => $key });
-	my ($type, $m) = $peer->{udp}->recv_msg();
-	$c->close();
-
-	die "the peer heard " . ($type // 'nothing') . "\n"
-		unless ($type // '') eq 'request_relay' && $m->{uuid} eq $uuid;
-
-	# the rendezvous wrote it before the peer heard of it
+	# sent before the peer heard of it, on another connection than ours
 	wait_until(sub { $redis->cmd('EXISTS', "rustdesk:ticket:$uuid") }, 3);
 
 	return $uuid;

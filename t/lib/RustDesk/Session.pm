@@ -69,6 +69,26 @@ sub relay_refused {
 	return $err;
 }
 
+# A relay session brokered by the rendezvous at port (options: host, key):
+# A's RequestRelay for the peer (RustDesk::Client->udp_peer's) passed on,
+# as the peer hears it.  Returns its uuid, "<name>-<random>"; dies when the
+# peer hears something else.
+sub brokered_uuid {
+	my ($port, $peer, $name, %o) = @_;
+	my $uuid = "$name-" . int(rand(1e9));
+
+	my $c = RustDesk::Client->tcp($port, PeerHost => $o{host} // '127.0.0.1');
+	$c->send_msg(request_relay => { id => $peer->{id}, uuid => $uuid,
+		licence_key => $o{key} // '' });
+	my ($type, $m) = $peer->{udp}->recv_msg();
+	$c->close();
+
+	die "the peer heard " . ($type // 'nothing') . "\n"
+		unless ($type // '') eq 'request_relay' && $m->{uuid} eq $uuid;
+
+	return $uuid;
+}
+
 sub _session {
 	my (%o) = @_;
 
