@@ -2,8 +2,8 @@
 
 # Cluster mode: relay tickets through Redis (README "Relay tickets").  Host
 # 1 (127.0.0.1) runs the rendezvous and a relay, host 2 (127.0.0.2) a relay
-# alone (the relay module only), both with rustdesk_relay_tickets on and
-# one Redis.  A session brokered by host 1's rendezvous pairs at host 2's
+# alone (the relay module only), both with rustdesk_relay_tickets on, host
+# 3 (127.0.0.3) a rendezvous alone, and one Redis.  A session brokered by host 1's rendezvous pairs at host 2's
 # relay, its two halves on either worker, with the id of the peer asked to
 # relay in the access log; its ticket is taken once per side, also when
 # the other relay took them; an unknown or expired uuid is refused.  Redis
@@ -31,12 +31,13 @@ use RustDesk::Redis;
 use RustDesk::Cluster;
 
 my $t2 = Test::Nginx->new()->modules('relay');
+my $t3 = Test::Nginx->new()->modules('rendezvous');
 my $t = Test::Nginx->new()->has();
 
 plan(skip_all => 'no redis-server (Debian package redis-server)')
 	unless RustDesk::Redis->available();
 
-$t->plan(26);
+$t->plan(30);
 
 my $redis = RustDesk::Redis->start($t->testdir(), port(9));
 
@@ -63,6 +64,12 @@ $t2->write_file_expand('nginx.conf', stream_conf([
 	'access_log %%TESTDIR%%/relay.log relay;')));
 $t2->run();
 $t2->wait_log(qr/connected to redis/, 2);
+
+# host 3: a rendezvous alone
+
+host_start($t3, 3, $redis, keys => $keys, directives => [
+	'rustdesk_relay_servers 127.0.0.2:%%PORT_3%%;',
+]);
 
 my $key = $t->key();
 my %SESSION = (rendezvous_port => port(1), relay_port => port(3),
@@ -155,6 +162,42 @@ wait_until(sub { !$redis->cmd('EXISTS', "rustdesk:ticket:$uuid") }, 6);
 $p1 = side(port(3), $uuid, key => $key, host => $H2);
 is((wait_close($p1, 3))[0], 'eof', 'a ticket expired: refused at host 2');
 
+# A on host 1 asks for B on host 3: host 1 brokers the RequestRelay, host
+# 3 B's RelayResponse (the ticket written again keeps the tickets taken)
+
+my $b3 = RustDesk::Client->udp_peer(port(1), 'ct-peer3',
+	PeerHost => '127.0.0.3');
+wait_until(sub { defined $redis->cmd('GET', 'rustdesk:peer:ct-peer3') }, 3);
+
+my $rq = RustDesk::Client->tcp(port(1), PeerHost => '127.0.0.1');
+$rq->send_msg(request_relay => { id => 'ct-peer3', uuid => 'ct-uuid-13',
+	relay_server => "$H2:" . port(3), licence_key => $key });
+my ($type, $m) = $b3->{udp}->recv_msg(3);
+my $resp = { socket_addr => $m->{socket_addr}, uuid => 'ct-uuid-13',
+	relay_server => "$H2:" . port(3), id => 'ct-peer3', version => '1.3.0' };
+RustDesk::Client->tcp(port(1), PeerHost => '127.0.0.3')
+	->send_msg(relay_response => $resp);
+($type) = $rq->recv_msg(3);
+is($type // 'nothing', 'relay_response',
+	'A on host 1, B on host 3: RelayResponse through host 3');
+
+$p1 = side(port(3), 'ct-uuid-13', key => $key, host => $H2);
+$p2 = side(port(3), 'ct-uuid-13', key => $key, host => $H2);
+$p1->send_raw('1to3!');
+is((read_exact($p2->sock(), 5, 5))[0], '1to3!', '... pairs at host 2');
+
+# B answers again (host 3 writes the ticket again): still no third
+
+RustDesk::Client->tcp(port(1), PeerHost => '127.0.0.3')
+	->send_msg(relay_response => $resp);
+$rq->recv_msg(3);
+$p3 = side(port(3), 'ct-uuid-13', key => $key, host => $H2);
+is((wait_close($p3, 3))[0], 'eof',
+	'... a third connection refused, after the session was brokered again');
+$p1->close();
+$p2->close();
+$rq->close();
+
 ###############################################################################
 
 # 2. Redis not answering (CLIENT PAUSE ... WRITE holds scripts): a client
@@ -218,6 +261,7 @@ ok($t2->wait_log(qr/\[notice\].*relay tickets are checked in redis again/,
 
 ###############################################################################
 
+$t3->check_log();
 $t2->check_log();
 $t->check_log();
 
