@@ -60,6 +60,8 @@ ngx_rustdesk_stream_conf(ngx_conf_t *cf)
     /* the default directory depends on the pid file: decided at init */
     sc->channel.cycle = cf->cycle;
 
+    ngx_rustdesk_cluster_create_conf(&sc->cluster);
+
     return sc;
 }
 

@@ -1,7 +1,7 @@
 /*
  * Configuration that both modules share: the key pair, the server key
- * that clients present, the trusted proxies and the worker channel's
- * directory.  Each module's stream main conf starts with a
+ * that clients present, the trusted proxies, the worker channel's
+ * directory and the cluster's Redis.  Each module's stream main conf starts with a
  * pointer to one ngx_rustdesk_stream_conf_t, whichever module is loaded
  * first creates it, and a directive that both modules declare is handled
  * by the first one nginx finds, so it lands in the same place either way.
@@ -17,6 +17,7 @@
 
 #include "ngx_rustdesk_keys.h"
 #include "ngx_rustdesk_ipc.h"
+#include "ngx_rustdesk_cluster.h"
 
 
 #define NGX_RUSTDESK_RENDEZVOUS_MODULE  "ngx_stream_rustdesk_rendezvous_module"
@@ -42,6 +43,7 @@ typedef struct {
     ngx_uint_t                real_ip_header; /* NGX_RUSTDESK_REAL_IP_* */
     ngx_rustdesk_metrics_conf_t  *metrics; /* NULL: no rustdesk_metrics */
     ngx_rustdesk_ipc_dir_t    channel;     /* rustdesk_channel_dir */
+    ngx_rustdesk_cluster_conf_t  cluster;  /* rustdesk_cluster */
 } ngx_rustdesk_stream_conf_t;
 
 

@@ -197,6 +197,34 @@ static ngx_command_t  ngx_stream_rustdesk_relay_commands[] = {
       offsetof(ngx_stream_rustdesk_relay_main_conf_t, tickets),
       NULL },
 
+    { ngx_string("rustdesk_cluster"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_rustdesk_cluster_set,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rustdesk_cluster_password"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_rustdesk_cluster_set_password,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rustdesk_cluster_prefix"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_rustdesk_cluster_set_prefix,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rustdesk_cluster_timeout"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_rustdesk_cluster_set_timeout,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("rustdesk_relay_idle_timeout"),
       NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -309,7 +337,7 @@ ngx_stream_rustdesk_relay_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    return NGX_CONF_OK;
+    return ngx_rustdesk_cluster_init_conf(cf, &lmcf->shared->cluster);
 }
 
 
@@ -378,10 +406,13 @@ ngx_stream_rustdesk_relay_postconfiguration(ngx_conf_t *cf)
 
 
 /*
- * rustdesk_relay_tickets on: only sessions this nginx's rendezvous
- * brokered may pair, so the rendezvous module must be here, and its zone
- * of brokered sessions is referenced now (a rendezvous module loaded but
- * serving nothing leaves it without a size: nginx says so).
+ * rustdesk_relay_tickets on: only sessions a rendezvous brokered may pair.
+ * In cluster mode the cluster's Redis has them all, and this nginx's
+ * rendezvous, if it serves here, is asked first (its zone is found in
+ * init_process).  Otherwise only this nginx's rendezvous knows them, so
+ * its module must be here, and its zone of brokered sessions is
+ * referenced now (a rendezvous module loaded but serving nothing leaves
+ * it without a size: nginx says so).
  */
 
 static ngx_int_t
@@ -390,6 +421,10 @@ ngx_stream_rustdesk_relay_tickets_zone(ngx_conf_t *cf,
 {
     ngx_str_t    name;
     ngx_uint_t   i;
+
+    if (ngx_rustdesk_cluster_on(&lmcf->shared->cluster)) {
+        return NGX_OK;
+    }
 
     for (i = 0; cf->cycle->modules[i]; i++) {
         if (ngx_strcmp(cf->cycle->modules[i]->name,
@@ -403,8 +438,9 @@ ngx_stream_rustdesk_relay_tickets_zone(ngx_conf_t *cf,
     if (cf->cycle->modules[i] == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"rustdesk_relay_tickets\" needs the rendezvous "
-                           "module in this nginx: a relay can only check "
-                           "the sessions its own rendezvous brokered");
+                           "module in this nginx, or \"rustdesk_cluster\": "
+                           "a relay alone can only check the sessions its "
+                           "own rendezvous brokered");
         return NGX_ERROR;
     }
 
@@ -646,6 +682,10 @@ ngx_stream_rustdesk_relay_init_process(ngx_cycle_t *cycle)
     lmcf->brokered = lmcf->brokered_zone ? lmcf->brokered_zone->data
                                          : ngx_rustdesk_brokered_lookup(cycle);
 
+    if (ngx_stream_rustdesk_relay_cluster_init(cycle, lmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_stream_rustdesk_relay_pair_init(cycle, &lmcf->shared->channel);
 }
 
@@ -653,6 +693,7 @@ ngx_stream_rustdesk_relay_init_process(ngx_cycle_t *cycle)
 static void
 ngx_stream_rustdesk_relay_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_stream_rustdesk_relay_cluster_exit(cycle);
     ngx_stream_rustdesk_relay_pair_exit(cycle);
     ngx_stream_rustdesk_relay_metrics_exit(cycle);
 }

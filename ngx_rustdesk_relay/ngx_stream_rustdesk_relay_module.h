@@ -4,6 +4,7 @@
  *
  *   ngx_stream_rustdesk_relay_module.c   directives, accept, first message
  *   ngx_stream_rustdesk_relay_pair.c     waiting, pairing across workers
+ *   ngx_stream_rustdesk_relay_cluster.c  tickets from the cluster's Redis
  *   ngx_stream_rustdesk_relay_forward.c  forwarding, bandwidth, closing
  *   ngx_stream_rustdesk_relay_message.c  forwarding with a WebSocket side
  *   ngx_stream_rustdesk_relay_console.c  hbbr's console commands
@@ -80,6 +81,8 @@ typedef struct {
     ngx_str_t                          peer_id;    /* brokered: the peer
                                                       asked to relay */
     ngx_str_t                          partner;    /* its address */
+
+    ngx_rustdesk_redis_cmd_t          *ticket;     /* asked of Redis */
 
     /* a pair with a WebSocket side forwards messages (message.c) */
     ngx_buf_t                         *out;        /* encoded for this side */
@@ -186,6 +189,27 @@ void ngx_stream_rustdesk_relay_pair_exit(ngx_cycle_t *cycle);
 void ngx_stream_rustdesk_relay_request(ngx_stream_rustdesk_relay_side_t *side,
     u_char *rest, size_t len);
 void ngx_stream_rustdesk_relay_unwait(ngx_stream_rustdesk_relay_side_t *side);
+/* a side with its ticket (if tickets are on) meets its partner, or waits */
+void ngx_stream_rustdesk_relay_pair(ngx_stream_rustdesk_relay_side_t *side);
+/*
+ * side is not read until its partner comes or Redis answers (its timer is
+ * the caller's); a client that leaves meanwhile is closed.
+ */
+void ngx_stream_rustdesk_relay_hold(ngx_stream_rustdesk_relay_side_t *side);
+
+/* cluster.c */
+ngx_int_t ngx_stream_rustdesk_relay_cluster_init(ngx_cycle_t *cycle,
+    ngx_stream_rustdesk_relay_main_conf_t *lmcf);
+void ngx_stream_rustdesk_relay_cluster_exit(ngx_cycle_t *cycle);
+/*
+ * A ticket for side asked of Redis: NGX_AGAIN, and the answer pairs side
+ * or closes it; NGX_DECLINED when Redis cannot be asked now (refused).
+ */
+ngx_int_t ngx_stream_rustdesk_relay_cluster_ticket(
+    ngx_stream_rustdesk_relay_side_t *side);
+/* A ticket taken from this nginx's rendezvous, spent in Redis too. */
+void ngx_stream_rustdesk_relay_cluster_spend(
+    ngx_stream_rustdesk_relay_side_t *side);
 
 /* forward.c */
 void ngx_stream_rustdesk_relay_start(ngx_stream_rustdesk_relay_pair_t *p);

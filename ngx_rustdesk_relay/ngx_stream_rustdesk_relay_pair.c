@@ -111,6 +111,42 @@ ngx_stream_rustdesk_relay_request(ngx_stream_rustdesk_relay_side_t *side,
     u_char *rest, size_t len)
 {
     ngx_int_t                               rc;
+    ngx_stream_rustdesk_relay_main_conf_t  *lmcf;
+
+    side->connection->log->action = "pairing a relay connection";
+
+    lmcf = ngx_stream_get_module_main_conf(side->session,
+                                           ngx_stream_rustdesk_relay_module);
+
+    if (ngx_stream_rustdesk_relay_keep(side, rest, len) != NGX_OK) {
+        side->result = "error";
+        ngx_stream_rustdesk_relay_close_side(side);
+        return;
+    }
+
+    if (lmcf->tickets) {
+        rc = ngx_stream_rustdesk_relay_ticket(side);
+
+        if (rc == NGX_AGAIN) {
+            /* Redis's answer goes on (..._cluster.c) */
+            return;
+        }
+
+        if (rc != NGX_OK) {
+            side->result = "no_ticket";
+            ngx_stream_rustdesk_relay_close_side(side);
+            return;
+        }
+    }
+
+    ngx_stream_rustdesk_relay_pair(side);
+}
+
+
+void
+ngx_stream_rustdesk_relay_pair(ngx_stream_rustdesk_relay_side_t *side)
+{
+    ngx_int_t                               rc;
     ngx_pid_t                               pid;
     ngx_uint_t                              i, serial;
     ngx_connection_t                       *c;
@@ -122,18 +158,6 @@ ngx_stream_rustdesk_relay_request(ngx_stream_rustdesk_relay_side_t *side,
 
     lmcf = ngx_stream_get_module_main_conf(side->session,
                                            ngx_stream_rustdesk_relay_module);
-
-    if (ngx_stream_rustdesk_relay_keep(side, rest, len) != NGX_OK) {
-        side->result = "error";
-        ngx_stream_rustdesk_relay_close_side(side);
-        return;
-    }
-
-    if (lmcf->tickets && ngx_stream_rustdesk_relay_ticket(side) != NGX_OK) {
-        side->result = "no_ticket";
-        ngx_stream_rustdesk_relay_close_side(side);
-        return;
-    }
 
     side->node.key = ++ngx_stream_rustdesk_relay_serial;
 
@@ -229,6 +253,19 @@ ngx_stream_rustdesk_relay_wait(ngx_stream_rustdesk_relay_side_t *side)
     ngx_rbtree_insert(&ngx_stream_rustdesk_relay_waiters, &side->node);
     ngx_stream_rustdesk_relay_count(NGX_RUSTDESK_RELAY_S_WAITING, 1);
 
+    ngx_add_timer(c->read, lmcf->pair_timeout);
+
+    ngx_stream_rustdesk_relay_hold(side);
+}
+
+
+void
+ngx_stream_rustdesk_relay_hold(ngx_stream_rustdesk_relay_side_t *side)
+{
+    ngx_connection_t  *c;
+
+    c = side->connection;
+
     /* a pairing in progress outlives a reload: not idle */
     c->idle = 0;
     c->data = side;
@@ -236,23 +273,22 @@ ngx_stream_rustdesk_relay_wait(ngx_stream_rustdesk_relay_side_t *side)
     c->read->handler = ngx_stream_rustdesk_relay_waiting;
     c->write->handler = ngx_stream_rustdesk_relay_empty_handler;
 
-    ngx_add_timer(c->read, lmcf->pair_timeout);
-
     ngx_stream_rustdesk_relay_waiting(c->read);
 }
 
 
 /*
- * While it waits, a client is not read: what it sends stays in the socket
- * for the partner.  A peek tells whether it has gone.
+ * While it waits for its partner or for Redis's answer, a client is not
+ * read: what it sends stays in the socket for the partner.  A peek tells
+ * whether it has gone.
  */
 
 static void
 ngx_stream_rustdesk_relay_waiting(ngx_event_t *rev)
 {
-    u_char                             byte;
-    ssize_t                            n;
-    ngx_err_t                          err;
+    u_char                                  byte;
+    ssize_t                                 n;
+    ngx_err_t                               err;
     ngx_connection_t                       *c;
     ngx_stream_rustdesk_relay_side_t       *side;
     ngx_stream_rustdesk_relay_main_conf_t  *lmcf;
@@ -298,9 +334,12 @@ ngx_stream_rustdesk_relay_waiting(ngx_event_t *rev)
         return;
     }
 
+    /* closing it cancels the question to Redis (..._cluster.c) */
+
     ngx_log_error(NGX_LOG_INFO, c->log, n == -1 ? err : 0,
-                  "rustdesk: relay client of \"%V\" left before its partner "
-                  "came", &side->uuid);
+                  "rustdesk: relay client of \"%V\" left %s", &side->uuid,
+                  side->ticket ? "while its ticket was asked of redis"
+                               : "before its partner came");
 
     side->result = "closed";
     ngx_stream_rustdesk_relay_close_side(side);
@@ -755,8 +794,10 @@ ngx_stream_rustdesk_relay_make_pair(ngx_stream_rustdesk_relay_side_t *a,
 /*
  * rustdesk_relay_tickets: each of a session's two connections takes a
  * ticket that this nginx's rendezvous left when it passed the session's
- * RequestRelay or RelayResponse on (common/ngx_rustdesk_brokered.c);
- * without one, the connection never meets a brokered half.
+ * RequestRelay or RelayResponse on (common/ngx_rustdesk_brokered.c), or,
+ * in cluster mode, that the rendezvous of any host left in Redis
+ * (..._cluster.c); without one, the connection never meets a brokered
+ * half.  NGX_AGAIN: Redis was asked.
  */
 
 static ngx_int_t
@@ -770,18 +811,29 @@ ngx_stream_rustdesk_relay_ticket(ngx_stream_rustdesk_relay_side_t *side)
 
     side->peer_id.data = ngx_pnalloc(side->connection->pool,
                                      NGX_RUSTDESK_BROKERED_ID_MAX);
-    if (side->peer_id.data == NULL || lmcf->brokered == NULL) {
+    if (side->peer_id.data == NULL) {
         return NGX_ERROR;
     }
 
-    rc = ngx_rustdesk_brokered_take(lmcf->brokered, &side->uuid,
-                                    ngx_current_msec, &side->peer_id);
+    rc = NGX_DECLINED;
+
+    if (lmcf->brokered) {
+        rc = ngx_rustdesk_brokered_take(lmcf->brokered, &side->uuid,
+                                        ngx_current_msec, &side->peer_id);
+    }
 
     if (rc == NGX_OK) {
+        ngx_stream_rustdesk_relay_cluster_spend(side);
         return NGX_OK;
     }
 
     side->peer_id.len = 0;
+
+    if (rc == NGX_DECLINED
+        && ngx_rustdesk_cluster_on(&lmcf->shared->cluster))
+    {
+        return ngx_stream_rustdesk_relay_cluster_ticket(side);
+    }
 
     ngx_log_error(NGX_LOG_INFO, side->connection->log, 0,
                   "rustdesk: relay request \"%V\" refused: %s", &side->uuid,

@@ -83,6 +83,9 @@ typedef struct {
     ngx_uint_t                 full;          /* the last pairing found
                                                  no room */
     ngx_rustdesk_stats_t      *stats;         /* NULL: no metrics yet */
+    ngx_atomic_t               tickets_unchecked; /* Redis could not be
+                                                 asked for tickets: said
+                                                 once, until it answers */
 } ngx_rustdesk_relay_sh_t;
 
 

@@ -12,9 +12,6 @@
 #include "ngx_stream_rustdesk_rendezvous_module.h"
 
 
-#define NGX_RUSTDESK_CLUSTER_PREFIX  "rustdesk:"
-
-
 /* this worker's connection */
 static ngx_rustdesk_redis_t  ngx_stream_rustdesk_rendezvous_cluster_conn;
 static u_char                ngx_stream_rustdesk_rendezvous_cluster_name[
@@ -74,72 +71,6 @@ ngx_stream_rustdesk_rendezvous_cluster_redis(void)
 }
 
 
-/* rustdesk_cluster redis://[[user]:password@]host[:port][/db] */
-
-char *
-ngx_stream_rustdesk_rendezvous_cluster(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf = conf;
-
-    char       *rv;
-    ngx_str_t  *value, password;
-
-    if (rmcf->cluster.redis.url.len) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    /* rustdesk_cluster_password, if it came first, is not overwritten */
-    password = rmcf->cluster.redis.password;
-    ngx_str_null(&rmcf->cluster.redis.password);
-
-    rv = ngx_rustdesk_redis_parse_url(cf, &value[1], &rmcf->cluster.redis);
-
-    if (rv != NGX_CONF_OK) {
-        return rv;
-    }
-
-    if (password.len) {
-        if (rmcf->cluster.redis.password.len) {
-            return "has a password, and so has rustdesk_cluster_password";
-        }
-
-        rmcf->cluster.redis.password = password;
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-/* rustdesk_cluster_password password: rather than in the URL */
-
-char *
-ngx_stream_rustdesk_rendezvous_cluster_password(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf)
-{
-    ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf = conf;
-
-    ngx_str_t  *value;
-
-    value = cf->args->elts;
-
-    if (rmcf->cluster.redis.password.len) {
-        return "is duplicate, or the URL has a password";
-    }
-
-    if (value[1].len == 0) {
-        return "is empty";
-    }
-
-    /* NUL-terminated, as every argument */
-    rmcf->cluster.redis.password = value[1];
-
-    return NGX_CONF_OK;
-}
-
-
 /* rustdesk_cluster_host name: this host, in the cluster's keys */
 
 char *
@@ -183,19 +114,18 @@ ngx_stream_rustdesk_rendezvous_cluster_host(ngx_conf_t *cf,
 
 char *
 ngx_stream_rustdesk_rendezvous_cluster_init_conf(ngx_conf_t *cf,
+    ngx_rustdesk_cluster_conf_t *sc,
     ngx_stream_rustdesk_rendezvous_cluster_conf_t *cc)
 {
-    u_char      *p;
-    size_t       len;
-    ngx_uint_t   set;
+    u_char  *p;
+    size_t   len;
 
-    set = cc->host.data || cc->prefix.data
-          || cc->ttl != NGX_CONF_UNSET_MSEC
-          || cc->redis.timeout != NGX_CONF_UNSET_MSEC
-          || cc->redis.password.len;
+    if (ngx_rustdesk_cluster_init_conf(cf, sc) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
-    if (cc->redis.url.len == 0) {
-        if (set) {
+    if (!ngx_rustdesk_cluster_on(sc)) {
+        if (cc->host.data || cc->ttl != NGX_CONF_UNSET_MSEC) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"rustdesk_cluster_*\" directives need "
                                "\"rustdesk_cluster\"");
@@ -204,6 +134,10 @@ ngx_stream_rustdesk_rendezvous_cluster_init_conf(ngx_conf_t *cf,
 
         return NGX_CONF_OK;
     }
+
+    /* this module's copy: set once, read everywhere */
+    cc->redis = sc->redis;
+    cc->prefix = sc->prefix;
 
     if (cc->host.data == NULL) {
         /* the machine's name, as nginx knows it ($hostname) */
@@ -227,19 +161,7 @@ ngx_stream_rustdesk_rendezvous_cluster_init_conf(ngx_conf_t *cf,
         cc->host.len = len;
     }
 
-    if (cc->prefix.data == NULL) {
-        ngx_str_set(&cc->prefix, NGX_RUSTDESK_CLUSTER_PREFIX);
-    }
-
-    if (cc->prefix.len > 64) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"rustdesk_cluster_prefix\" is longer than 64 "
-                           "bytes");
-        return NGX_CONF_ERROR;
-    }
-
     ngx_conf_init_msec_value(cc->ttl, NGX_RUSTDESK_CLUSTER_TTL);
-    ngx_conf_init_msec_value(cc->redis.timeout, NGX_RUSTDESK_REDIS_TIMEOUT);
 
     if (cc->ttl < 3000 || cc->ttl > 86400000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -248,16 +170,7 @@ ngx_stream_rustdesk_rendezvous_cluster_init_conf(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    if (cc->redis.timeout < 10 || cc->redis.timeout > 60000) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"rustdesk_cluster_timeout\" must be between "
-                           "10ms and 60s");
-        return NGX_CONF_ERROR;
-    }
-
     cc->refresh = cc->ttl / 3;
-    cc->redis.connect_timeout = ngx_max(5 * cc->redis.timeout, 5000);
-    cc->redis.max_pending = NGX_RUSTDESK_REDIS_MAX_PENDING;
 
     return NGX_CONF_OK;
 }

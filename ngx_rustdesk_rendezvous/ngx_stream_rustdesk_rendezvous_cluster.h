@@ -25,6 +25,7 @@
 #include <ngx_stream.h>
 
 #include "ngx_rustdesk_redis.h"
+#include "ngx_rustdesk_cluster.h"
 #include "rendezvous.pb-c.h"
 #include "ngx_stream_rustdesk_rendezvous_ip.h"
 
@@ -34,7 +35,9 @@
 
 
 typedef struct {
-    ngx_rustdesk_redis_conf_t    redis;     /* url.len 0: cluster mode off */
+    ngx_rustdesk_redis_conf_t    redis;     /* url.len 0: cluster mode off;
+                                               with prefix: copied from
+                                               ngx_rustdesk_cluster_conf_t */
     ngx_str_t                    host;      /* this host's name */
     ngx_str_t                    prefix;    /* of every key */
     ngx_msec_t                   ttl;       /* of a directory entry */
@@ -82,14 +85,14 @@ struct ngx_stream_rustdesk_rendezvous_find_s {
 };
 
 
-/* The directives (..._cluster.c), their defaults and checks. */
-char *ngx_stream_rustdesk_rendezvous_cluster(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
-char *ngx_stream_rustdesk_rendezvous_cluster_password(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
+/*
+ * The rendezvous's own directives (..._cluster.c), their defaults and
+ * checks; the rest (sc) are both modules' (common/ngx_rustdesk_cluster.c).
+ */
 char *ngx_stream_rustdesk_rendezvous_cluster_host(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 char *ngx_stream_rustdesk_rendezvous_cluster_init_conf(ngx_conf_t *cf,
+    ngx_rustdesk_cluster_conf_t *sc,
     ngx_stream_rustdesk_rendezvous_cluster_conf_t *cc);
 
 /* This worker's connection: opened in init_process, closed at exit. */

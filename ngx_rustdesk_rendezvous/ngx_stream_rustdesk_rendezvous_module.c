@@ -192,14 +192,14 @@ static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
 
     { ngx_string("rustdesk_cluster"),
       NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_stream_rustdesk_rendezvous_cluster,
+      ngx_rustdesk_cluster_set,
       NGX_STREAM_MAIN_CONF_OFFSET,
       0,
       NULL },
 
     { ngx_string("rustdesk_cluster_password"),
       NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_stream_rustdesk_rendezvous_cluster_password,
+      ngx_rustdesk_cluster_set_password,
       NGX_STREAM_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -213,9 +213,9 @@ static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
 
     { ngx_string("rustdesk_cluster_prefix"),
       NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_rustdesk_cluster_set_prefix,
       NGX_STREAM_MAIN_CONF_OFFSET,
-      offsetof(ngx_stream_rustdesk_rendezvous_main_conf_t, cluster.prefix),
+      0,
       NULL },
 
     { ngx_string("rustdesk_cluster_ttl"),
@@ -227,10 +227,9 @@ static ngx_command_t  ngx_stream_rustdesk_rendezvous_commands[] = {
 
     { ngx_string("rustdesk_cluster_timeout"),
       NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
+      ngx_rustdesk_cluster_set_timeout,
       NGX_STREAM_MAIN_CONF_OFFSET,
-      offsetof(ngx_stream_rustdesk_rendezvous_main_conf_t,
-               cluster.redis.timeout),
+      0,
       NULL },
 
     { ngx_string("rustdesk_rendezvous"),
@@ -367,7 +366,6 @@ ngx_stream_rustdesk_rendezvous_create_main_conf(ngx_conf_t *cf)
     rmcf->brokered_size = NGX_CONF_UNSET_SIZE;
     rmcf->brokered_timeout = NGX_CONF_UNSET_MSEC;
     rmcf->cluster.ttl = NGX_CONF_UNSET_MSEC;
-    rmcf->cluster.redis.timeout = NGX_CONF_UNSET_MSEC;
 
     return rmcf;
 }
@@ -466,7 +464,8 @@ ngx_stream_rustdesk_rendezvous_init_main_conf(ngx_conf_t *cf, void *conf)
                                                     &rmcf->software_version);
 
     return ngx_stream_rustdesk_rendezvous_cluster_init_conf(cf,
-                                                            &rmcf->cluster);
+                                                   &rmcf->shared->cluster,
+                                                   &rmcf->cluster);
 }
 
 

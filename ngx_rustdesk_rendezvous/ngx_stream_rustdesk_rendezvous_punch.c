@@ -12,6 +12,7 @@
 
 #include "ngx_stream_rustdesk_rendezvous_module.h"
 #include "ngx_rustdesk_addr.h"
+#include "ngx_rustdesk_tickets.h"
 
 
 static ngx_int_t ngx_stream_rustdesk_rendezvous_requester(
@@ -664,7 +665,9 @@ ngx_stream_rustdesk_rendezvous_punch_failure(
 /*
  * A relay session passes through here: its uuid and the id of the peer
  * asked to relay (r->peer_id from A's RequestRelay, r->id from B's
- * RelayResponse) are remembered for the relay's access log.
+ * RelayResponse) are remembered for the relay's access log and tickets:
+ * in this nginx's zone, and in the cluster's Redis for the relays of
+ * every host (common/ngx_rustdesk_tickets.h), without waiting.
  */
 
 static void
@@ -689,5 +692,17 @@ ngx_stream_rustdesk_rendezvous_brokered(ngx_stream_rustdesk_rendezvous_req_t *r)
         ngx_log_error(NGX_LOG_WARN, r->session->connection->log, 0,
                       "rustdesk: relay session \"%V\" not recorded: "
                       "rustdesk_brokered_zone is too small", &r->uuid);
+    }
+
+    if (ngx_stream_rustdesk_rendezvous_cluster_on(rmcf)
+        && ngx_rustdesk_tickets_record(
+                           ngx_stream_rustdesk_rendezvous_cluster_redis(),
+                           &rmcf->cluster.prefix, &r->uuid, id,
+                           rmcf->brokered_timeout)
+           != NGX_OK)
+    {
+        ngx_log_debug1(NGX_LOG_DEBUG_STREAM, r->session->connection->log, 0,
+                       "rustdesk: relay session \"%V\" not recorded in "
+                       "redis", &r->uuid);
     }
 }

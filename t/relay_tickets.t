@@ -136,18 +136,8 @@ like($out, qr/"rustdesk_relay_tickets" needs the rendezvous module/,
 # hears it): the session's uuid, brokered.
 sub broker {
 	my ($peer, $name) = @_;
-	my $uuid = "$name-" . int(rand(1e9));
-
-	my $c = RustDesk::Client->tcp(port(0));
-	$c->send_msg(request_relay => { id => $peer->{id}, uuid => $uuid,
-		licence_key => $key });
-	my ($type, $m) = $peer->{udp}->recv_msg();
-	$c->close();
-
-	die "the peer heard " . ($type // 'nothing') . "\n"
-		unless ($type // '') eq 'request_relay' && $m->{uuid} eq $uuid;
-
-	return $uuid;
+	return RustDesk::Session::brokered_uuid(port(0), $peer, $name,
+		key => $key);
 }
 
 ###############################################################################

@@ -39,12 +39,14 @@ sub relay_request {
 
 # A blocking RustDesk::Client connection that has sent its RequestRelay
 # and, in the same write, the bytes of 'extra'.  Options: ip (source
-# address), key (licence_key), id, extra.
+# address), host (the relay's, default 127.0.0.1), key (licence_key), id,
+# extra.
 sub side {
 	my ($port, $uuid, %o) = @_;
 
 	my $c = RustDesk::Client->tcp($port,
-		LocalAddr => $o{ip} // '127.0.0.1');
+		LocalAddr => $o{ip} // '127.0.0.1',
+		PeerHost => $o{host} // '127.0.0.1');
 
 	my %f = (uuid => $uuid);
 	$f{licence_key} = $o{key} if defined $o{key};

@@ -33,7 +33,8 @@ use RustDesk::Client qw/ open_signed_pk msg_text /;
 use RustDesk::Relay qw/ relay_request /;
 
 # Options: rendezvous_port, relay_port (required); host (the server's
-# address, default 127.0.0.1; also '::1'); key (what both clients present,
+# address, default 127.0.0.1; also '::1'); relay_host (the relay's, when
+# it is another: default host); key (what both clients present,
 # default empty); relay_key (what the relay clients present, default the
 # key: another value tests a refusal); timeout (seconds per step, default
 # 5).
@@ -68,6 +69,26 @@ sub relay_refused {
 	return $err;
 }
 
+# A relay session brokered by the rendezvous at port (options: host, key):
+# A's RequestRelay for the peer (RustDesk::Client->udp_peer's) passed on,
+# as the peer hears it.  Returns its uuid, "<name>-<random>"; dies when the
+# peer hears something else.
+sub brokered_uuid {
+	my ($port, $peer, $name, %o) = @_;
+	my $uuid = "$name-" . int(rand(1e9));
+
+	my $c = RustDesk::Client->tcp($port, PeerHost => $o{host} // '127.0.0.1');
+	$c->send_msg(request_relay => { id => $peer->{id}, uuid => $uuid,
+		licence_key => $o{key} // '' });
+	my ($type, $m) = $peer->{udp}->recv_msg();
+	$c->close();
+
+	die "the peer heard " . ($type // 'nothing') . "\n"
+		unless ($type // '') eq 'request_relay' && $m->{uuid} eq $uuid;
+
+	return $uuid;
+}
+
 sub _session {
 	my (%o) = @_;
 
@@ -80,7 +101,8 @@ sub _session {
 
 	my $id = 'session' . _rand();
 	my $uuid = 'uuid-' . _rand() . '-' . _rand();
-	my $relay = ($host =~ /:/ ? "[$host]" : $host) . ":$lport";
+	my $rhost = $o{relay_host} // $host;
+	my $relay = ($rhost =~ /:/ ? "[$rhost]" : $rhost) . ":$lport";
 	my %peer = (PeerHost => $host);
 
 	# 1. B registers over UDP (udp_peer dies with what came instead)
@@ -129,7 +151,7 @@ sub _session {
 
 	# 4. both sides at the relay, bytes both ways
 
-	return _relay_pair($host, $lport, $uuid, $relay_key, $timeout);
+	return _relay_pair($rhost, $lport, $uuid, $relay_key, $timeout);
 }
 
 # A comes first, then B.  Which of them the relay sees first does not
