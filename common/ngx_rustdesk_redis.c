@@ -68,6 +68,26 @@
                                 : NGX_RUSTDESK_REDIS_STAT_OK)
 
 
+const ngx_rustdesk_metric_t  ngx_rustdesk_redis_m_connections = {
+    "rustdesk_cluster_redis_connections", NGX_RUSTDESK_GAUGE,
+    "Connections to the cluster's Redis usable now: the rendezvous's, one "
+    "per worker and worker 0's to listen to the host's channel; the "
+    "relay's, one per worker."
+};
+
+const ngx_rustdesk_metric_t  ngx_rustdesk_redis_m_disconnects = {
+    "rustdesk_cluster_redis_disconnects_total", NGX_RUSTDESK_COUNTER,
+    "Connections to Redis lost after they were usable."
+};
+
+const ngx_rustdesk_metric_t  ngx_rustdesk_redis_m_commands = {
+    "rustdesk_cluster_redis_commands_total", NGX_RUSTDESK_COUNTER,
+    "Commands to Redis, by result: ok, error (Redis refused it), failed "
+    "(no answer in time, or the connection was lost), not_sent (Redis "
+    "down, or too many waiting)."
+};
+
+
 struct ngx_rustdesk_redis_cmd_s {
     ngx_rustdesk_redis_t           *redis;
     ngx_rustdesk_redis_handler_pt   handler;

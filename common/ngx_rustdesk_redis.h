@@ -30,6 +30,8 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 
+#include "ngx_rustdesk_stats.h"
+
 
 #define NGX_RUSTDESK_REDIS_TIMEOUT      1000     /* a command, by default */
 #define NGX_RUSTDESK_REDIS_MAX_PENDING  4096     /* commands in flight */
@@ -88,6 +90,23 @@ typedef void (*ngx_rustdesk_redis_message_pt)(ngx_rustdesk_redis_t *r,
 #define NGX_RUSTDESK_REDIS_STAT_REFUSED 5   /* not sent: down, or too many
                                                waiting */
 #define NGX_RUSTDESK_REDIS_NSTATS       6
+
+/* their families, and a module's entries for its table, in that order */
+extern const ngx_rustdesk_metric_t  ngx_rustdesk_redis_m_connections;
+extern const ngx_rustdesk_metric_t  ngx_rustdesk_redis_m_disconnects;
+extern const ngx_rustdesk_metric_t  ngx_rustdesk_redis_m_commands;
+
+#define ngx_rustdesk_redis_command_stat(module, result)                      \
+    { &ngx_rustdesk_redis_m_commands,                                        \
+      "module=\"" module "\",result=\"" result "\"" }
+
+#define NGX_RUSTDESK_REDIS_STATS(module)                                     \
+    { &ngx_rustdesk_redis_m_connections, "module=\"" module "\"" },          \
+    { &ngx_rustdesk_redis_m_disconnects, "module=\"" module "\"" },          \
+    ngx_rustdesk_redis_command_stat(module, "ok"),                           \
+    ngx_rustdesk_redis_command_stat(module, "error"),                        \
+    ngx_rustdesk_redis_command_stat(module, "failed"),                       \
+    ngx_rustdesk_redis_command_stat(module, "not_sent")
 
 
 #define NGX_RUSTDESK_REDIS_DOWN         0

@@ -65,6 +65,7 @@ ngx_stream_rustdesk_relay_cluster_init(ngx_cycle_t *cycle,
 
     r->conf = &lmcf->shared->cluster.redis;
     r->name = (const char *) ngx_stream_rustdesk_relay_cluster_name;
+    r->stats = ngx_stream_rustdesk_relay_redis_stats();
 
     return ngx_rustdesk_redis_open(r, cycle);
 }

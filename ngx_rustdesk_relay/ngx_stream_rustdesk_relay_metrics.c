@@ -94,7 +94,9 @@ static const ngx_rustdesk_stat_t
     ngx_relay_result("shutdown"), ngx_relay_result("no_partner"),
     ngx_relay_result("closed"), ngx_relay_result("no_request"),
     ngx_relay_result("bad_request"), ngx_relay_result("key_mismatch"),
-    ngx_relay_result("zone_full"), ngx_relay_result("no_ticket")
+    ngx_relay_result("zone_full"), ngx_relay_result("no_ticket"),
+
+    NGX_RUSTDESK_REDIS_STATS("relay")
 };
 
 
@@ -135,7 +137,10 @@ ngx_stream_rustdesk_relay_metrics_conf(ngx_conf_t *cf,
 
     *h = ngx_stream_rustdesk_relay_metrics_log;
 
-    lmcf->zone->stats_values = NGX_RUSTDESK_RELAY_NSTATS;
+    /* the Redis connection's figures only when there is one */
+    lmcf->zone->stats_values =
+        (lmcf->tickets && ngx_rustdesk_cluster_on(&lmcf->shared->cluster))
+        ? NGX_RUSTDESK_RELAY_NSTATS : NGX_RUSTDESK_RELAY_LOCAL_NSTATS;
     lmcf->zone->cycle = cf->cycle;
 
     src = ngx_rustdesk_metrics_add_source(cf, lmcf->shared);
@@ -244,7 +249,7 @@ ngx_stream_rustdesk_relay_metrics(ngx_rustdesk_metrics_t *m, void *data)
 
     st = lmcf->zone->sh->stats;
 
-    if (st && st->nvalues == NGX_RUSTDESK_RELAY_NSTATS
+    if (st && st->nvalues == lmcf->zone->stats_values
         && ngx_rustdesk_metrics_add_stats(m, st,
                                           ngx_stream_rustdesk_relay_stat_info)
            != NGX_OK)

@@ -166,8 +166,13 @@ typedef enum {
     NGX_RUSTDESK_RELAY_S_IPC_RECEIVED,
     NGX_RUSTDESK_RELAY_S_IPC_DROPPED,
     NGX_RUSTDESK_RELAY_S_SESSIONS,     /* by result, as logged */
-    NGX_RUSTDESK_RELAY_NSTATS = NGX_RUSTDESK_RELAY_S_SESSIONS
-                                + NGX_RUSTDESK_RELAY_RESULTS
+    NGX_RUSTDESK_RELAY_LOCAL_NSTATS = NGX_RUSTDESK_RELAY_S_SESSIONS
+                                      + NGX_RUSTDESK_RELAY_RESULTS,
+
+    /* with tickets from the cluster only: its connections' counts */
+    NGX_RUSTDESK_RELAY_S_REDIS = NGX_RUSTDESK_RELAY_LOCAL_NSTATS,
+    NGX_RUSTDESK_RELAY_NSTATS = NGX_RUSTDESK_RELAY_S_REDIS
+                                + NGX_RUSTDESK_REDIS_NSTATS
 } ngx_stream_rustdesk_relay_stat_e;
 
 
@@ -177,6 +182,11 @@ extern ngx_atomic_t  *ngx_stream_rustdesk_relay_stats;
 
 #define ngx_stream_rustdesk_relay_count(i, n)                                \
     ngx_rustdesk_stat_add(ngx_stream_rustdesk_relay_stats, i, n)
+
+/* where the Redis connection counts (NULL: nowhere) */
+#define ngx_stream_rustdesk_relay_redis_stats()                              \
+    (ngx_stream_rustdesk_relay_stats                                         \
+     ? ngx_stream_rustdesk_relay_stats + NGX_RUSTDESK_RELAY_S_REDIS : NULL)
 
 /* nginx's stream log module: no header of nginx declares it */
 extern ngx_module_t  ngx_stream_log_module;

@@ -257,7 +257,7 @@ ngx_stream_rustdesk_rendezvous_cluster_check_pk(
     rmcf = ngx_stream_get_module_main_conf(f->req->session,
                                         ngx_stream_rustdesk_rendezvous_module);
 
-    if (!ngx_rustdesk_redis_ready(
+    if (!ngx_rustdesk_redis_can_send(
                                ngx_stream_rustdesk_rendezvous_cluster_redis()))
     {
         return NGX_DECLINED;

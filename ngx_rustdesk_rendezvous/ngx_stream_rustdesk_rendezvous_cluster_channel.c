@@ -353,9 +353,16 @@ ngx_stream_rustdesk_rendezvous_channel_moved(
     argv[2] = (const char *) buf;
     n[2] = p - buf;
 
-    return ngx_rustdesk_redis_send(
-                           ngx_stream_rustdesk_rendezvous_cluster_redis(), 3,
-                           argv, n);
+    if (ngx_rustdesk_redis_send(ngx_stream_rustdesk_rendezvous_cluster_redis(),
+                                3, argv, n)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_stream_rustdesk_rendezvous_count(NGX_RUSTDESK_RDV_CLUSTER_SENT, 1);
+
+    return NGX_OK;
 }
 
 

@@ -107,24 +107,6 @@ static const ngx_rustdesk_metric_t  ngx_rustdesk_rdv_m_relay = {
     "Relay requests, by result: OK (passed on to the peer) or OFFLINE."
 };
 
-static const ngx_rustdesk_metric_t  ngx_rustdesk_rdv_m_redis_up = {
-    "rustdesk_cluster_redis_connections", NGX_RUSTDESK_GAUGE,
-    "Connections to the cluster's Redis usable now: one per worker, and "
-    "worker 0's to listen to the host's channel."
-};
-
-static const ngx_rustdesk_metric_t  ngx_rustdesk_rdv_m_redis_lost = {
-    "rustdesk_cluster_redis_disconnects_total", NGX_RUSTDESK_COUNTER,
-    "Connections to Redis lost after they were usable."
-};
-
-static const ngx_rustdesk_metric_t  ngx_rustdesk_rdv_m_redis_cmds = {
-    "rustdesk_cluster_redis_commands_total", NGX_RUSTDESK_COUNTER,
-    "Commands to Redis, by result: ok, error (Redis refused it), failed "
-    "(no answer in time, or the connection was lost), not_sent (Redis "
-    "down, or too many waiting)."
-};
-
 static const ngx_rustdesk_metric_t  ngx_rustdesk_rdv_m_cluster_msgs = {
     "rustdesk_cluster_messages_total", NGX_RUSTDESK_COUNTER,
     "Messages between the cluster's hosts (requests for a peer, answers "
@@ -191,13 +173,7 @@ static const ngx_rustdesk_stat_t
                             "result=\"" r "\"" }
     ngx_rdv_relay("OK"), ngx_rdv_relay("OFFLINE"),
 
-    /* in NGX_RUSTDESK_REDIS_STAT_* order */
-    { &ngx_rustdesk_rdv_m_redis_up, "" },
-    { &ngx_rustdesk_rdv_m_redis_lost, "" },
-#define ngx_rdv_redis(r)  { &ngx_rustdesk_rdv_m_redis_cmds,                  \
-                            "result=\"" r "\"" }
-    ngx_rdv_redis("ok"), ngx_rdv_redis("error"), ngx_rdv_redis("failed"),
-    ngx_rdv_redis("not_sent"),
+    NGX_RUSTDESK_REDIS_STATS("rendezvous"),
 
     { &ngx_rustdesk_rdv_m_cluster_msgs, "direction=\"sent\"" },
     { &ngx_rustdesk_rdv_m_cluster_msgs, "direction=\"received\"" }
