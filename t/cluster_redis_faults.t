@@ -1,12 +1,13 @@
 #!/usr/bin/perl
 
 # Cluster mode when Redis misbehaves, with two hosts (127.0.0.1 and
-# 127.0.0.2): Redis restarted with its AOF keeps the directory, and the
-# hosts answer from it again; Redis full (maxmemory, noeviction) refuses
-# the directory's writes, said once at warn, while registrations are
-# answered as ever and reads go on; Redis back empty: the peers online
-# are written again at their next heartbeat, once each.  (Redis stopped and asleep, a wrong
-# password, a host killed: t/cluster_redis.t, t/cluster_directory.t,
+# 127.0.0.2): Redis restarted with its AOF keeps the directory and the
+# peer records (uuid, key), and the hosts answer from it again; Redis
+# full (maxmemory, noeviction) refuses the directory's writes, said once
+# at warn, while registrations are answered as ever and reads go on;
+# Redis back empty: the peers online are written again at their next
+# heartbeat, once each.  (Redis stopped and asleep, a wrong password, a
+# host killed: t/cluster_redis.t, t/cluster_directory.t,
 # t/cluster_punch.t.)
 #
 # Redis is Debian's redis-server, started by this test on a free loopback
@@ -31,7 +32,7 @@ my $t = Test::Nginx->new()->has()->modules('rendezvous');
 plan(skip_all => 'no redis-server (Debian package redis-server)')
 	unless RustDesk::Redis->available();
 
-$t->plan(12);
+$t->plan(13);
 
 my $redis = RustDesk::Redis->start($t->testdir(), port(9),
 	appendonly => 'yes', appendfsync => 'always');
@@ -48,6 +49,8 @@ host_start($t2, 2, $redis, keys => $keys);
 my $p = RustDesk::Client->udp_peer(port(1), 'cf-aof-1', PeerHost => '127.0.0.1');
 wait_until(sub { defined $redis->cmd('GET', 'rustdesk:peer:cf-aof-1') }, 3);
 my $before = $redis->cmd('GET', 'rustdesk:peer:cf-aof-1') // 'none';
+my @record = map { $redis->cmd('GET', "rustdesk:$_:cf-aof-1") // 'none' }
+	qw/ uuid pk /;
 
 is(host_online(2, 'cf-aof-1'), '1', 'a peer of host 1, online on host 2');
 
@@ -56,6 +59,10 @@ $t2->wait_log(qr/is available again/, 3, 15);
 
 is($redis->cmd('GET', 'rustdesk:peer:cf-aof-1') // 'none', $before,
 	'its entry survives the restart (AOF)');
+ok($record[0] eq 'uuid-cf-aof-1' && length $record[1] == 32
+	&& join(' ', map { $redis->cmd('GET', "rustdesk:$_:cf-aof-1") // 'none' }
+		qw/ uuid pk /) eq "@record",
+	'and its record: the uuid and the key');
 is(wait_value(sub { host_online(2, 'cf-aof-1') }, '1', 5), '1',
 	'and host 2 answers from it again');
 
