@@ -1,19 +1,29 @@
 /*
  * The cluster's peer records, which must agree on every host: each id
  * bound to the uuid that registered it first (PROTOCOL.md section 6: a
- * RegisterPk with another uuid gets UUID_MISMATCH), and the key (pk) it
- * registered last, that requesters get signed.  In Redis, with no TTL,
+ * RegisterPk with another uuid gets UUID_MISMATCH), the key (pk) it
+ * registered last, that requesters get signed, and when it registered
+ * first, the created_at of its database rows.  In Redis, with no TTL,
  *
- *     <prefix>uuid:<id>  =  the uuid's bytes
- *     <prefix>pk:<id>    =  the key's bytes
+ *     <prefix>uuid:<id>     =  the uuid's bytes
+ *     <prefix>pk:<id>       =  the key's bytes
+ *     <prefix>created:<id>  =  "YYYY-MM-DD HH:MM:SS", UTC
  *
- * both written when a host answers a RegisterPk OK, by one script (EVAL):
- * the uuid if the id is bound to none yet, and the key if the id is bound
- * to this uuid, so that a key is never another uuid's.  Keys of Redis
+ * all written when a host answers a RegisterPk OK, by one script (EVAL):
+ * the uuid if the id is bound to none yet, and, if the id is bound to
+ * this uuid, the key (so that a key is never another uuid's) and the time
+ * if there is none yet (the first registration anywhere).  Keys of Redis
  * written before the key was shared are only uuid: ones; the key comes
  * with the next registration, or with rustdesk-cluster-import.
  *
- * A RegisterPk, on any transport, first reads both (MGET, the answer
+ * The time is in the form of SQLite's current_timestamp, as created_at
+ * has it in rustdesk-server's database: a new row on any host takes the
+ * cluster's, else this registration's, recorded then; a row's created_at
+ * never changes.  The other columns need not agree: user, status and
+ * note are never written by rustdesk-server, and info's IP is each
+ * host's last one, which the vouching below makes irrelevant.
+ *
+ * A RegisterPk, on any transport, first reads all three (MGET, the answer
  * waiting up to rustdesk_cluster_timeout): bound to another uuid, the
  * answer is UUID_MISMATCH at once; bound to this uuid with this key, the
  * cluster vouches for the key: it is the one this peer registered last,
@@ -42,12 +52,16 @@
 #include "ngx_stream_rustdesk_rendezvous_module.h"
 
 
-/* KEYS[1] the binding, KEYS[2] the key; ARGV: the uuid, the key */
+/*
+ * KEYS[1] the binding, KEYS[2] the key, KEYS[3] the time; ARGV: the uuid,
+ * the key, the time
+ */
 #define NGX_RUSTDESK_CLUSTER_BIND                                            \
     "local u = redis.call('GET', KEYS[1]) "                                  \
     "if u and u ~= ARGV[1] then return 0 end "                               \
     "if not u then redis.call('SET', KEYS[1], ARGV[1]) end "                 \
     "redis.call('SET', KEYS[2], ARGV[2]) "                                   \
+    "redis.call('SET', KEYS[3], ARGV[3], 'NX') "                             \
     "return 1"
 
 
@@ -63,12 +77,14 @@ static void ngx_stream_rustdesk_rendezvous_cluster_pk(
     ngx_rustdesk_redis_t *redis, redisReply *reply, void *data);
 static ngx_uint_t ngx_stream_rustdesk_rendezvous_cluster_same(
     redisReply *reply, u_char *data, size_t len);
+static ngx_uint_t ngx_stream_rustdesk_rendezvous_cluster_created_valid(
+    redisReply *reply);
 
 
 /*
  * NGX_AGAIN: bound() is called later with a copy of rk and what the
- * cluster says of the id (NGX_RUSTDESK_BINDING_*); NGX_DECLINED: decide
- * now, on this host alone.
+ * cluster says of the id (its binding, NGX_RUSTDESK_BINDING_*, and
+ * created_at); NGX_DECLINED: decide now, on this host alone.
  */
 
 ngx_int_t
@@ -76,10 +92,10 @@ ngx_stream_rustdesk_rendezvous_cluster_check_uuid(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
     ngx_stream_rustdesk_rendezvous_bound_pt bound)
 {
-    size_t                                       len[3];
+    size_t                                       len[4];
     ngx_str_t                                    id;
     ngx_pool_t                                  *pool;
-    const char                                  *argv[3];
+    const char                                  *argv[4];
     ngx_stream_rustdesk_rendezvous_find_t       *f;
     ngx_stream_rustdesk_rendezvous_binding_t    *b;
     ngx_stream_rustdesk_rendezvous_main_conf_t  *rmcf;
@@ -142,12 +158,15 @@ ngx_stream_rustdesk_rendezvous_cluster_check_uuid(
                                   pool, &rmcf->cluster, "uuid:", &id, &len[1]);
     argv[2] = (const char *) ngx_stream_rustdesk_rendezvous_cluster_record_key(
                                   pool, &rmcf->cluster, "pk:", &id, &len[2]);
+    argv[3] = (const char *) ngx_stream_rustdesk_rendezvous_cluster_record_key(
+                                  pool, &rmcf->cluster, "created:", &id,
+                                  &len[3]);
 
-    if (argv[1] == NULL || argv[2] == NULL) {
+    if (argv[1] == NULL || argv[2] == NULL || argv[3] == NULL) {
         return NGX_DECLINED;
     }
 
-    return ngx_stream_rustdesk_rendezvous_cluster_ask(f, 3, argv, len,
+    return ngx_stream_rustdesk_rendezvous_cluster_ask(f, 4, argv, len,
                                    ngx_stream_rustdesk_rendezvous_cluster_uuid);
 }
 
@@ -158,64 +177,83 @@ ngx_stream_rustdesk_rendezvous_cluster_uuid(ngx_rustdesk_redis_t *redis,
 {
     ngx_stream_rustdesk_rendezvous_find_t *f = data;
 
-    ngx_uint_t                                 binding;
-    redisReply                                *uuid, *pk;
+    redisReply                                *uuid, *pk, *created;
+    ngx_stream_rustdesk_rendezvous_record_t    record;
     ngx_stream_rustdesk_rendezvous_binding_t  *b;
 
     ngx_stream_rustdesk_rendezvous_cluster_answered(f);
 
     b = f->data;
-    binding = NGX_RUSTDESK_BINDING_NONE;
+
+    record.binding = NGX_RUSTDESK_BINDING_NONE;
+    ngx_str_null(&record.created);
 
     if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
-        && reply->elements == 2)
+        && reply->elements == 3)
     {
         uuid = reply->element[0];
         pk = reply->element[1];
+        created = reply->element[2];
 
         if (uuid->type == REDIS_REPLY_STRING) {
             if (!ngx_stream_rustdesk_rendezvous_cluster_same(uuid,
                                            b->rk.uuid.data, b->rk.uuid.len))
             {
-                binding = NGX_RUSTDESK_BINDING_OTHER;
+                record.binding = NGX_RUSTDESK_BINDING_OTHER;
 
             } else if (pk->type == REDIS_REPLY_STRING
                        && ngx_stream_rustdesk_rendezvous_cluster_same(pk,
                                                b->rk.pk.data, b->rk.pk.len))
             {
-                binding = NGX_RUSTDESK_BINDING_SAME;
+                record.binding = NGX_RUSTDESK_BINDING_SAME;
+            }
+        }
+
+        if (created->type == REDIS_REPLY_STRING) {
+            if (ngx_stream_rustdesk_rendezvous_cluster_created_valid(created))
+            {
+                record.created.data = (u_char *) created->str;
+                record.created.len = created->len;
+
+            } else {
+                /* not a new row's created_at: this host's own time is */
+                ngx_log_error(NGX_LOG_WARN, f->req->session->connection->log,
+                              0, "rustdesk: peer \"%V\" has an unusable "
+                              "created time in the cluster, ignored",
+                              &f->ids[0]);
             }
         }
     }
 
-    if (binding == NGX_RUSTDESK_BINDING_OTHER) {
+    if (record.binding == NGX_RUSTDESK_BINDING_OTHER) {
         ngx_log_error(NGX_LOG_INFO, f->req->session->connection->log, 0,
                       "rustdesk: peer \"%V\" is registered with another "
                       "uuid in the cluster", &f->ids[0]);
     }
 
-    b->bound(f->req, &b->rk, binding);
+    b->bound(f->req, &b->rk, &record);
 }
 
 
 /*
  * A RegisterPk answered OK here: the id is this uuid's, if no one's yet,
- * and then its key is this one.
+ * and then its key is this one, and it was created at created unless the
+ * cluster knows an earlier registration.
  */
 
 void
 ngx_stream_rustdesk_rendezvous_cluster_bind(
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *id,
-    ngx_str_t *uuid, ngx_str_t *pk, ngx_pool_t *pool)
+    ngx_str_t *uuid, ngx_str_t *pk, ngx_str_t *created, ngx_pool_t *pool)
 {
-    size_t       len[7];
-    const char  *argv[7];
+    size_t       len[9];
+    const char  *argv[9];
 
     argv[0] = "EVAL";
     len[0] = 4;
     argv[1] = NGX_RUSTDESK_CLUSTER_BIND;
     len[1] = sizeof(NGX_RUSTDESK_CLUSTER_BIND) - 1;
-    argv[2] = "2";
+    argv[2] = "3";
     len[2] = 1;
 
     argv[3] = (const char *) ngx_stream_rustdesk_rendezvous_cluster_record_key(
@@ -224,19 +262,40 @@ ngx_stream_rustdesk_rendezvous_cluster_bind(
     argv[4] = (const char *) ngx_stream_rustdesk_rendezvous_cluster_record_key(
                                        pool, &rmcf->cluster, "pk:", id,
                                        &len[4]);
+    argv[5] = (const char *) ngx_stream_rustdesk_rendezvous_cluster_record_key(
+                                       pool, &rmcf->cluster, "created:", id,
+                                       &len[5]);
 
-    if (argv[3] == NULL || argv[4] == NULL) {
+    if (argv[3] == NULL || argv[4] == NULL || argv[5] == NULL) {
         return;
     }
 
-    argv[5] = (const char *) uuid->data;
-    len[5] = uuid->len;
-    argv[6] = (const char *) pk->data;
-    len[6] = pk->len;
+    argv[6] = (const char *) uuid->data;
+    len[6] = uuid->len;
+    argv[7] = (const char *) pk->data;
+    len[7] = pk->len;
+    argv[8] = (const char *) created->data;
+    len[8] = created->len;
 
     (void) ngx_rustdesk_redis_send(
-                           ngx_stream_rustdesk_rendezvous_cluster_redis(), 7,
+                           ngx_stream_rustdesk_rendezvous_cluster_redis(), 9,
                            argv, len);
+}
+
+
+/* Now, as SQLite's current_timestamp has it: NGX_RUSTDESK_CREATED_LEN */
+
+size_t
+ngx_stream_rustdesk_rendezvous_cluster_created(u_char *buf)
+{
+    ngx_tm_t  tm;
+
+    ngx_gmtime(ngx_time(), &tm);
+
+    return ngx_sprintf(buf, "%4d-%02d-%02d %02d:%02d:%02d",
+                       tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                       tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec)
+           - buf;
 }
 
 
@@ -320,6 +379,30 @@ ngx_stream_rustdesk_rendezvous_cluster_same(redisReply *reply, u_char *data,
     size_t len)
 {
     return reply->len == len && ngx_memcmp(reply->str, data, len) == 0;
+}
+
+
+/* "YYYY-MM-DD HH:MM:SS", digits where the digits are */
+
+static ngx_uint_t
+ngx_stream_rustdesk_rendezvous_cluster_created_valid(redisReply *reply)
+{
+    size_t       i;
+    const char  *form = "dddd-dd-dd dd:dd:dd";
+
+    if (reply->len != NGX_RUSTDESK_CREATED_LEN) {
+        return 0;
+    }
+
+    for (i = 0; i < NGX_RUSTDESK_CREATED_LEN; i++) {
+        if (form[i] == 'd' ? reply->str[i] < '0' || reply->str[i] > '9'
+                           : reply->str[i] != form[i])
+        {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 

@@ -40,10 +40,11 @@
 /*
  * insert, or update id, pk and info by guid as the reference's update_pk;
  * an upsert, so that writes of one peer from two workers cannot miss each
- * other's row
+ * other's row; created_at, given or now, only ever with the row's insert
  */
 #define NGX_RUSTDESK_DB_PUT                                                  \
-    "insert into peer (guid, id, uuid, pk, info) values (?, ?, ?, ?, ?) "    \
+    "insert into peer (guid, id, uuid, pk, info, created_at) "               \
+    "values (?, ?, ?, ?, ?, coalesce(?, current_timestamp)) "                \
     "on conflict (guid) do update set "                                      \
     "id = excluded.id, pk = excluded.pk, info = excluded.info"
 
@@ -74,6 +75,7 @@ typedef struct {
     ngx_str_t                uuid;
     ngx_str_t                pk;
     ngx_str_t                info;
+    ngx_str_t                created;   /* empty: now */
     ngx_int_t                rc;
     char                    *err;
     ngx_rustdesk_db_done_pt  done;
@@ -504,7 +506,8 @@ failed:
 ngx_int_t
 ngx_rustdesk_db_write(ngx_rustdesk_db_t *db, ngx_pool_t *pool, u_char *guid,
     ngx_str_t *id, ngx_str_t *uuid, ngx_str_t *pk, ngx_rustdesk_ip_t *ip,
-    ngx_rustdesk_db_done_pt done, void *data, ngx_log_t *log)
+    ngx_str_t *created, ngx_rustdesk_db_done_pt done, void *data,
+    ngx_log_t *log)
 {
     u_char                  *p;
     size_t                   size;
@@ -514,7 +517,7 @@ ngx_rustdesk_db_write(ngx_rustdesk_db_t *db, ngx_pool_t *pool, u_char *guid,
 #endif
 
     size = sizeof(ngx_rustdesk_db_task_t) + id->len + uuid->len + pk->len
-           + sizeof("{\"ip\":\"\"}") + NGX_INET6_ADDRSTRLEN;
+           + created->len + sizeof("{\"ip\":\"\"}") + NGX_INET6_ADDRSTRLEN;
 
 #if (NGX_THREADS)
     task = NULL;
@@ -556,6 +559,10 @@ ngx_rustdesk_db_write(ngx_rustdesk_db_t *db, ngx_pool_t *pool, u_char *guid,
     t->pk.data = p;
     t->pk.len = pk->len;
     p = ngx_cpymem(p, pk->data, pk->len);
+
+    t->created.data = p;
+    t->created.len = created->len;
+    p = ngx_cpymem(p, created->data, created->len);
 
     /* serde_json's form of PeerInfo { ip } */
     t->info.data = p;
@@ -812,7 +819,11 @@ ngx_rustdesk_db_put(ngx_rustdesk_db_task_t *t)
         || sqlite3_bind_blob(put, 4, t->pk.data, t->pk.len,
                              SQLITE_STATIC) != SQLITE_OK
         || sqlite3_bind_text(put, 5, (char *) t->info.data, t->info.len,
-                             SQLITE_STATIC) != SQLITE_OK)
+                             SQLITE_STATIC) != SQLITE_OK
+        || (t->created.len
+            && sqlite3_bind_text(put, 6, (char *) t->created.data,
+                                 t->created.len, SQLITE_STATIC)
+               != SQLITE_OK))
     {
         rc = SQLITE_ERROR;
 

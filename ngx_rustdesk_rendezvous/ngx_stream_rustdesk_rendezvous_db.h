@@ -74,13 +74,14 @@ ngx_int_t ngx_rustdesk_db_get(ngx_rustdesk_db_t *db, ngx_str_t *id,
     ngx_rustdesk_peer_row_t *row, ngx_pool_t *pool, ngx_log_t *log);
 
 /*
- * Inserts or updates (by guid: id, pk, info) a peer; done() is called in
- * the event loop.  NGX_ERROR: nothing was started.
+ * Inserts (created_at: created, or now if empty) or updates (by guid: id,
+ * pk, info) a peer; done() is called in the event loop.  NGX_ERROR:
+ * nothing was started.
  */
 ngx_int_t ngx_rustdesk_db_write(ngx_rustdesk_db_t *db, ngx_pool_t *pool,
     u_char *guid, ngx_str_t *id, ngx_str_t *uuid, ngx_str_t *pk,
-    ngx_rustdesk_ip_t *ip, ngx_rustdesk_db_done_pt done, void *data,
-    ngx_log_t *log);
+    ngx_rustdesk_ip_t *ip, ngx_str_t *created, ngx_rustdesk_db_done_pt done,
+    void *data, ngx_log_t *log);
 
 
 /*

@@ -151,10 +151,30 @@ typedef struct {
 } ngx_stream_rustdesk_rendezvous_ctx_t;
 
 
+/* A time as SQLite's current_timestamp writes created_at, in UTC. */
+#define NGX_RUSTDESK_CREATED_LEN  (sizeof("YYYY-MM-DD HH:MM:SS") - 1)
+
+
+/*
+ * What the cluster says of an id before its RegisterPk is decided
+ * (..._cluster_binding.c); created points into Redis's answer.
+ */
+typedef struct {
+    ngx_uint_t                   binding;          /* NGX_RUSTDESK_BINDING_* */
+    ngx_str_t                    created;          /* its first registration
+                                                      anywhere; empty: none
+                                                      known */
+} ngx_stream_rustdesk_rendezvous_record_t;
+
+
 /* A RegisterPk on its way through the checks and the database. */
 typedef struct {
     ngx_rustdesk_register_pk_t   req;              /* addr, stream: caller */
     ngx_rustdesk_peer_change_t   change;
+    ngx_str_t                    created;          /* a new row's created_at,
+                                                      in a cluster; empty:
+                                                      the database's now */
+    u_char                       created_at[NGX_RUSTDESK_CREATED_LEN];
     Hbb__RegisterPkResponse__Result  result;       /* the answer */
 } ngx_stream_rustdesk_rendezvous_pk_t;
 
@@ -339,13 +359,14 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_answer_raw(
 
 /*
  * RegisterPk's checks and the peer table (PROTOCOL.md section 6), with
- * pk->req.addr and pk->req.stream set by the caller: NGX_OK with the
- * answer in pk->result, or NGX_DONE when the message is ignored.  A result
- * OK with pk->change.write set still needs register_write().
+ * pk->req.addr and pk->req.stream set by the caller, and what the cluster
+ * said of the id (NULL: not asked, or no answer): NGX_OK with the answer
+ * in pk->result, or NGX_DONE when the message is ignored.  A result OK
+ * with pk->change.write set still needs register_write().
  */
 ngx_int_t ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
-    Hbb__RegisterPk *rk, ngx_stream_rustdesk_rendezvous_pk_t *pk,
-    ngx_pool_t *pool);
+    Hbb__RegisterPk *rk, ngx_stream_rustdesk_rendezvous_record_t *record,
+    ngx_stream_rustdesk_rendezvous_pk_t *pk, ngx_pool_t *pool);
 
 /*
  * Starts the database write (its task from pool): NGX_AGAIN, and done()
@@ -418,11 +439,12 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_channel_moved(
     ngx_str_t *id, uint64_t ms);
 
 /*
- * The cluster's peer records, each id's uuid and key (..._cluster_binding.c):
- * check_uuid() before a RegisterPk is decided here (NGX_AGAIN: bound() is
- * called with a copy of rk; NGX_DECLINED: decide now), bind() after one
- * answered OK; check_pk() when a peer with a key here comes online (see
- * ..._cluster.h for finds).
+ * The cluster's peer records, each id's uuid, key and created_at
+ * (..._cluster_binding.c): check_uuid() before a RegisterPk is decided
+ * here (NGX_AGAIN: bound() is called with a copy of rk and the id's
+ * record; NGX_DECLINED: decide now), bind() after one answered OK;
+ * check_pk() when a peer with a key here comes online (see
+ * ..._cluster.h for finds); created() writes this moment as created_at.
  */
 #define NGX_RUSTDESK_BINDING_NONE   0    /* unbound, or not known */
 #define NGX_RUSTDESK_BINDING_OTHER  1    /* bound to another uuid */
@@ -430,14 +452,15 @@ ngx_int_t ngx_stream_rustdesk_rendezvous_channel_moved(
 
 typedef void (*ngx_stream_rustdesk_rendezvous_bound_pt)(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
-    ngx_uint_t binding);
+    ngx_stream_rustdesk_rendezvous_record_t *record);
 
 ngx_int_t ngx_stream_rustdesk_rendezvous_cluster_check_uuid(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
     ngx_stream_rustdesk_rendezvous_bound_pt bound);
 void ngx_stream_rustdesk_rendezvous_cluster_bind(
     ngx_stream_rustdesk_rendezvous_main_conf_t *rmcf, ngx_str_t *id,
-    ngx_str_t *uuid, ngx_str_t *pk, ngx_pool_t *pool);
+    ngx_str_t *uuid, ngx_str_t *pk, ngx_str_t *created, ngx_pool_t *pool);
+size_t ngx_stream_rustdesk_rendezvous_cluster_created(u_char *buf);
 ngx_int_t ngx_stream_rustdesk_rendezvous_cluster_check_pk(
     ngx_stream_rustdesk_rendezvous_find_t *f);
 

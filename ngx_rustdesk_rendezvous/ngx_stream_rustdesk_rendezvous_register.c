@@ -25,10 +25,10 @@ typedef struct {
 
 static void ngx_stream_rustdesk_rendezvous_register_bound(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
-    ngx_uint_t binding);
+    ngx_stream_rustdesk_rendezvous_record_t *record);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_register_checked(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
-    ngx_uint_t vouched);
+    ngx_stream_rustdesk_rendezvous_record_t *record);
 static void ngx_stream_rustdesk_rendezvous_register_written(void *data,
     ngx_int_t rc);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_register_reply(
@@ -46,8 +46,8 @@ static ngx_int_t ngx_stream_rustdesk_rendezvous_register_answer(
 
 ngx_int_t
 ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
-    Hbb__RegisterPk *rk, ngx_stream_rustdesk_rendezvous_pk_t *pk,
-    ngx_pool_t *pool)
+    Hbb__RegisterPk *rk, ngx_stream_rustdesk_rendezvous_record_t *record,
+    ngx_stream_rustdesk_rendezvous_pk_t *pk, ngx_pool_t *pool)
 {
     ngx_int_t                                    rc;
     ngx_uint_t                                   failed;
@@ -78,7 +78,31 @@ ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
     req->pk.len = rk->pk.len;
     req->now = ngx_current_msec;
 
+    /* the cluster has this uuid and key for the id */
+    req->vouched = (record && record->binding == NGX_RUSTDESK_BINDING_SAME);
+
     ngx_memzero(&pk->change, sizeof(ngx_rustdesk_peer_change_t));
+
+    /*
+     * in a cluster, a new row's created_at is the id's first registration
+     * anywhere, or this one, which bind() records: the same on every host
+     */
+
+    ngx_str_null(&pk->created);
+
+    if (ngx_stream_rustdesk_rendezvous_cluster_on(rmcf)) {
+        pk->created.data = pk->created_at;
+
+        if (record && record->created.len == NGX_RUSTDESK_CREATED_LEN) {
+            ngx_memcpy(pk->created_at, record->created.data,
+                       NGX_RUSTDESK_CREATED_LEN);
+            pk->created.len = NGX_RUSTDESK_CREATED_LEN;
+
+        } else {
+            pk->created.len = ngx_stream_rustdesk_rendezvous_cluster_created(
+                                                              pk->created_at);
+        }
+    }
 
     db = ngx_stream_rustdesk_rendezvous_db(&failed);
 
@@ -167,7 +191,7 @@ ngx_stream_rustdesk_rendezvous_register_pk(ngx_stream_session_t *s,
         /* the id is this uuid's on every host, unless bound already */
         ngx_stream_rustdesk_rendezvous_cluster_bind(rmcf, &req->id,
                                                     &req->uuid, &req->pk,
-                                                    pool);
+                                                    &pk->created, pool);
     }
 
     return NGX_OK;
@@ -193,8 +217,8 @@ ngx_stream_rustdesk_rendezvous_register_write(
     ip.port = 0;
 
     if (ngx_rustdesk_db_write(db, pool, pk->change.guid, &pk->req.id,
-                              &pk->req.uuid, &pk->req.pk, &ip, done, data,
-                              log)
+                              &pk->req.uuid, &pk->req.pk, &ip, &pk->created,
+                              done, data, log)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -222,25 +246,24 @@ ngx_stream_rustdesk_rendezvous_register_datagram(
         return NGX_AGAIN;
     }
 
-    return ngx_stream_rustdesk_rendezvous_register_checked(r, rk, 0);
+    return ngx_stream_rustdesk_rendezvous_register_checked(r, rk, NULL);
 }
 
 
-/* The cluster's binding is known: bound to another uuid, or decide here. */
+/* The cluster's record is known: bound to another uuid, or decide here. */
 
 static void
 ngx_stream_rustdesk_rendezvous_register_bound(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
-    ngx_uint_t binding)
+    ngx_stream_rustdesk_rendezvous_record_t *record)
 {
     r->result = NULL;
 
-    if (binding == NGX_RUSTDESK_BINDING_OTHER) {
+    if (record->binding == NGX_RUSTDESK_BINDING_OTHER) {
         (void) ngx_stream_rustdesk_rendezvous_register_reply(r,
                            HBB__REGISTER_PK_RESPONSE__RESULT__UUID_MISMATCH);
 
-    } else if (ngx_stream_rustdesk_rendezvous_register_checked(r, rk,
-                                         binding == NGX_RUSTDESK_BINDING_SAME)
+    } else if (ngx_stream_rustdesk_rendezvous_register_checked(r, rk, record)
                == NGX_AGAIN)
     {
         /* the database write answers and finishes */
@@ -260,7 +283,7 @@ ngx_stream_rustdesk_rendezvous_register_bound(
 static ngx_int_t
 ngx_stream_rustdesk_rendezvous_register_checked(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
-    ngx_uint_t vouched)
+    ngx_stream_rustdesk_rendezvous_record_t *record)
 {
     ngx_int_t                             rc;
     ngx_connection_t                     *c;
@@ -270,12 +293,11 @@ ngx_stream_rustdesk_rendezvous_register_checked(
 
     pk.req.addr = r->addr;
     pk.req.stream = NGX_RUSTDESK_STREAM_NONE;
-    pk.req.vouched = vouched;
 
     ngx_stream_rustdesk_rendezvous_note(r, &r->id, rk->id);
 
-    rc = ngx_stream_rustdesk_rendezvous_register_pk(r->session, rk, &pk,
-                                                    c->pool);
+    rc = ngx_stream_rustdesk_rendezvous_register_pk(r->session, rk, record,
+                                                    &pk, c->pool);
     if (rc == NGX_DONE) {
         r->result = "IGNORED";
         return NGX_OK;

@@ -35,10 +35,10 @@ typedef struct {
 
 static void ngx_stream_rustdesk_rendezvous_stream_bound(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
-    ngx_uint_t binding);
+    ngx_stream_rustdesk_rendezvous_record_t *record);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_stream_checked(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
-    ngx_uint_t vouched);
+    ngx_stream_rustdesk_rendezvous_record_t *record);
 static ngx_int_t ngx_stream_rustdesk_rendezvous_stream_bind(
     ngx_rustdesk_tcp_t *t, ngx_str_t *id);
 static void ngx_stream_rustdesk_rendezvous_stream_unbind(
@@ -94,26 +94,25 @@ ngx_stream_rustdesk_rendezvous_stream_register(
         return NGX_AGAIN;
     }
 
-    return ngx_stream_rustdesk_rendezvous_stream_checked(r, rk, 0);
+    return ngx_stream_rustdesk_rendezvous_stream_checked(r, rk, NULL);
 }
 
 
 static void
 ngx_stream_rustdesk_rendezvous_stream_bound(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
-    ngx_uint_t binding)
+    ngx_stream_rustdesk_rendezvous_record_t *record)
 {
     ngx_int_t  rc;
 
     r->result = NULL;
 
-    if (binding == NGX_RUSTDESK_BINDING_OTHER) {
+    if (record->binding == NGX_RUSTDESK_BINDING_OTHER) {
         rc = ngx_stream_rustdesk_rendezvous_stream_reply(
                           (ngx_stream_rustdesk_rendezvous_ctx_t *) r,
                           HBB__REGISTER_PK_RESPONSE__RESULT__UUID_MISMATCH);
     } else {
-        rc = ngx_stream_rustdesk_rendezvous_stream_checked(r, rk,
-                                         binding == NGX_RUSTDESK_BINDING_SAME);
+        rc = ngx_stream_rustdesk_rendezvous_stream_checked(r, rk, record);
     }
 
     /* as the protocol layer counts: once the answer is made */
@@ -134,7 +133,7 @@ ngx_stream_rustdesk_rendezvous_stream_bound(
 static ngx_int_t
 ngx_stream_rustdesk_rendezvous_stream_checked(
     ngx_stream_rustdesk_rendezvous_req_t *r, Hbb__RegisterPk *rk,
-    ngx_uint_t vouched)
+    ngx_stream_rustdesk_rendezvous_record_t *record)
 {
     ngx_int_t                                    rc;
     ngx_pool_t                                  *pool;
@@ -176,11 +175,11 @@ ngx_stream_rustdesk_rendezvous_stream_checked(
 
     pk.req.addr = ctx->req.addr;
     pk.req.stream = ngx_pid;
-    pk.req.vouched = vouched;
 
     ngx_stream_rustdesk_rendezvous_note(r, &r->id, rk->id);
 
-    rc = ngx_stream_rustdesk_rendezvous_register_pk(t->session, rk, &pk, pool);
+    rc = ngx_stream_rustdesk_rendezvous_register_pk(t->session, rk, record,
+                                                    &pk, pool);
 
     if (rc == NGX_DONE) {
         ngx_log_debug0(NGX_LOG_DEBUG_STREAM, c->log, 0,

@@ -13,7 +13,12 @@
 # online, takes the new one (zone and database), and a requester on host
 # 1 gets the new key signed; the new key passes host 1's checks from
 # another IP too (the cluster vouches for it), another key does not.
-# Redis gone: each host answers alone, as before, at once.
+# created_at agrees: the cluster has the first registration's (host 1's,
+# exactly as in its row), a new row on another host seconds later takes
+# it, over UDP and over WebSocket, and an existing row keeps its own,
+# even if the cluster says another; a time of another form in Redis is
+# ignored, said.  Redis gone: each host answers alone, as before, at
+# once, a new row with its own created_at.
 #
 # Redis is Debian's redis-server, started by this test on a free loopback
 # port and stopped at its end.
@@ -41,9 +46,11 @@ plan(skip_all => 'no redis-server (Debian package redis-server)')
 	unless RustDesk::Redis->available();
 plan(skip_all => 'no sqlite3 CLI') unless has_sqlite3();
 
-$t->plan(23);
+$t->plan(36);
 
 my $d = $t->testdir();
+my $TIME = qr/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/;
+my $start = sql(':memory:', 'select current_timestamp');
 my $redis = RustDesk::Redis->start($d, port(9));
 my %H = (1 => $t, 2 => $t2, 3 => $t3);
 
@@ -146,6 +153,53 @@ is(register_pk($far, 'cr-vouched', $vk), 0,
 
 ###############################################################################
 
+# 4. created_at: the first registration's on every host's new row
+
+my $born = sql(db(1), "select created_at from peer where id = 'cr-moves'");
+like($born, $TIME, 'host 1 registered cr-moves first');
+is($redis->cmd('GET', 'rustdesk:created:cr-moves'), $born,
+	'the cluster has its row\'s created_at');
+
+# seconds after (section 2 waited), a new row on host 3, over UDP
+
+is(register_pk(RustDesk::Client->udp(port(1), PeerHost => ip(3)), 'cr-moves',
+	$new), 0, 'registered with host 3 later');
+is(sql(db(3), "select created_at from peer where id = 'cr-moves'"), $born,
+	'host 3\'s new row: host 1\'s created_at, not its own');
+
+# an existing row keeps its created_at, whatever the cluster says; a new
+# row takes the cluster's, over WebSocket too
+
+$redis->cmd('SET', 'rustdesk:created:cr-only-2', '2001-02-03 04:05:06');
+
+my $own = sql(db(2), "select created_at from peer where id = 'cr-only-2'");
+my $k2 = random_bytes(32);
+
+is(register_pk(RustDesk::Client->udp(port(1), PeerHost => ip(2)),
+	'cr-only-2', $k2), 0, 'cr-only-2 again with host 2, a new key');
+is(sql(db(2), "select hex(pk) || ' ' || created_at from peer "
+	. "where id = 'cr-only-2'"), uc(unpack('H*', $k2)) . " $own",
+	'its row on host 2: the new key, its own created_at still');
+
+my $w = stream_peer('ws', 3, 'cr-only-2', $k2);
+is(sql(db(3), "select created_at from peer where id = 'cr-only-2'"),
+	'2001-02-03 04:05:06', 'a new row on host 3, over WebSocket: the '
+	. 'cluster\'s created_at');
+is($redis->cmd('GET', 'rustdesk:created:cr-only-2'), '2001-02-03 04:05:06',
+	'the cluster\'s kept: the first registration wins');
+
+# not a time: ignored, said; the new row has its own
+
+$redis->cmd('SET', 'rustdesk:created:cr-odd', 'yesterday');
+
+is(register_pk(RustDesk::Client->udp(port(1), PeerHost => ip(1)), 'cr-odd',
+	random_bytes(32)), 0, 'a time of another form in the cluster: OK');
+is($t->wait_log(qr/peer "cr-odd" has an unusable created time in the cluster/),
+	1, 'said');
+ok(own_time(1, 'cr-odd'), 'the new row: its own created_at');
+
+###############################################################################
+
 # 3. Redis gone: each host answers alone, at once
 
 $redis->stop();
@@ -156,6 +210,9 @@ is(punch(1, 'cr-only-2'), 'punch_hole_response{}',
 sleep 2.2;
 is(register_peer($u, 'cr-moves'), 'ok',
 	'a peer coming back: answered from host 1\'s record');
+is(register_pk(RustDesk::Client->udp(port(1), PeerHost => ip(1)), 'cr-alone',
+	random_bytes(32)), 0, 'a new peer: OK');
+ok(own_time(1, 'cr-alone'), 'its row: its own created_at');
 
 $redis->restart();
 
@@ -167,6 +224,13 @@ $t3->check_log();
 sub ip { "127.0.0.$_[0]" }
 
 sub db { "$d/db$_[0]/db_v2.sqlite3" }
+
+# The created_at of id's row on host h is a time of this test's run.
+sub own_time {
+	my ($h, $id) = @_;
+	my $at = sql(db($h), "select created_at from peer where id = '$id'");
+	return $at =~ $TIME && $at ge $start;
+}
 
 sub register_pk {
 	my ($c, $id, $pk) = @_;
