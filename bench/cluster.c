@@ -27,10 +27,11 @@
  *
  * 3. Redis commands per registration and memory per peer: Redis emptied
  *    (FLUSHDB: the keys of the rounds before go), then N new peers
- *    registered on host 1 the same way; the hosts' commands (INFO
- *    commandstats, all but this program's INFO) and used_memory before
+ *    registered on host 1 the same way; the commands Redis ran (INFO
+ *    commandstats, all but this program's INFO; a script counts as its
+ *    EVAL and each command it runs) and used_memory before
  *    and after, divided by the peers registered; and MEMORY USAGE of the
- *    two keys of a sample of them (a peer's keys and values without
+ *    four keys of a sample of them (a peer's keys and values without
  *    Redis's hash tables, which double in size at powers of two).
  *
  * 4. Redis commands per heartbeat: those N peers each send a RegisterPeer
@@ -42,6 +43,10 @@
  *    i / (t / 3): it depends on the interval, not on the rate.  Per
  *    heartbeat answered: one that the kernel dropped at a busy worker's
  *    socket never reached the host.
+ *
+ * Run in the order 1, 3, 4, 2: the peers of 2's rounds never heartbeat
+ * again, and the hosts' removal of their entries once they are offline
+ * (a script each) would land in 4's measurement.
  *
  * Prints a RESULT line.  Everything talks to 127.0.0.0/8 only.
  */
@@ -345,9 +350,13 @@ rate_rounds(unsigned m, unsigned rounds, rate_side_t *sides, double *ratio)
 
 
 /*
- * The mean MEMORY USAGE of the directory entry and the uuid binding of
- * up to `sample' peers of r, spread over them: bytes per peer, 0 if none.
+ * The mean MEMORY USAGE of a peer's keys (the directory entry and the
+ * peer record: uuid, key, created_at) for up to `sample' peers of r,
+ * spread over them: bytes per peer, 0 if none.
  */
+
+static const char  *cluster_key_kinds[] = { "peer", "uuid", "pk", "created" };
+
 static double
 key_bytes(reg_t *r, unsigned sample)
 {
@@ -371,9 +380,12 @@ key_bytes(reg_t *r, unsigned sample)
 
         make_peer(&pe, r->seed, r->first_id, i);
 
-        for (kind = 0; kind < 2; kind++) {
+        for (kind = 0;
+             kind < sizeof(cluster_key_kinds) / sizeof(cluster_key_kinds[0]);
+             kind++)
+        {
             snprintf(key, sizeof(key), "rustdesk:%s:%s",
-                     kind ? "uuid" : "peer", pe.id);
+                     cluster_key_kinds[kind], pe.id);
 
             v = redis_cmd(3, argv);
             if (v == NULL || v[0] < '0' || v[0] > '9') {
@@ -571,10 +583,13 @@ main(int argc, char **argv)
            p_us(kinds[CROSS].rtt, kinds[CROSS].n, 0.99) < 2000
            ? "met" : "NOT met");
 
-    /* 2 */
-
     memset(sides, 0, sizeof(sides));
-    rate_rounds(m, rounds, sides, ratio);
+
+    /*
+     * 3 and 4 before 2: the rate rounds' peers never heartbeat again, and
+     * 30 s later the hosts remove their entries from the directory (one
+     * script each), which 4 would count as its own
+     */
 
     /* 3: from an empty Redis, as a cluster's first day */
 
@@ -601,7 +616,7 @@ main(int argc, char **argv)
     printf("registrations: %u new peers on host 1 in %.2f s (%u RegisterPk "
            "answered OK): %llu Redis commands (%s), %.2f per registration\n"
            "  Redis used_memory +%lld bytes, keys +%llu: %.1f bytes per "
-           "peer; its two keys' MEMORY USAGE: %.1f bytes (mean of up to "
+           "peer; its four keys' MEMORY USAGE: %.1f bytes (mean of up to "
            "200 peers)\n",
            npeers, reg.seconds, reg.n_ok, reg_cmds, reg_list,
            reg.n_ok ? (double) reg_cmds / reg.n_ok : 0, mem,
@@ -660,6 +675,10 @@ main(int argc, char **argv)
            meas.answers && per_hb < 0.05 ? "met" : "NOT met");
 
     udp_hb_close(&hb);
+
+    /* 2 */
+
+    rate_rounds(m, rounds, sides, ratio);
 
     printf("RESULT cluster flows=%u", flows);
 
