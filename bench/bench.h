@@ -797,6 +797,44 @@ workers_cpu_ns(workers_t *w)
 }
 
 
+/*
+ * Minor page faults the workers took so far (/proc/PID/stat field 10): a
+ * worker maps each page of a shared zone on its first touch of it.
+ */
+static inline unsigned long long
+workers_minflt(workers_t *w)
+{
+    int                  i;
+    FILE                *f;
+    char                 path[64], buf[1024], *p;
+    unsigned long long   n, sum;
+
+    sum = 0;
+
+    for (i = 0; i < w->n; i++) {
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) w->pid[i]);
+
+        f = fopen(path, "r");
+        if (f == NULL) {
+            continue;
+        }
+
+        p = fgets(buf, sizeof(buf), f);
+        fclose(f);
+
+        /* after "pid (comm) ": state ppid pgrp session tty tpgid flags
+         * minflt */
+        if (p != NULL && (p = strrchr(buf, ')')) != NULL
+            && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %llu", &n) == 1)
+        {
+            sum += n;
+        }
+    }
+
+    return sum;
+}
+
+
 static inline double
 self_cpu(void)
 {

@@ -40,6 +40,7 @@
 #define SCALE_STALL_NS        (20 * 1000000ULL)
 #define SCALE_FULL_STOP       100
 #define SCALE_SAMPLE          1000
+#define SCALE_MAX_ROUNDS      30
 
 
 typedef struct {
@@ -67,6 +68,7 @@ typedef struct {
     uint64_t       stalls;
     double         seconds;
     double         cpu;                 /* nginx workers, seconds */
+    uint64_t       minflt;              /* nginx workers' minor faults */
 } round_t;
 
 
@@ -287,6 +289,7 @@ scale_run(scale_t *s, unsigned *reg, unsigned nreg, struct sockaddr_in *to,
     unsigned             p, inflight;
     uint64_t             now, start, end, last_answer;
     double               cpu0;
+    uint64_t             flt0;
     struct epoll_event   evs[512];
     uint8_t              buf[2048], msg[64];
 
@@ -296,6 +299,7 @@ scale_run(scale_t *s, unsigned *reg, unsigned nreg, struct sockaddr_in *to,
     inflight = 0;
     measuring = 0;
     cpu0 = 0;
+    flt0 = 0;
 
     now = now_ns();
     start = now + 300000000ULL;         /* 0.3 s of warm-up */
@@ -309,6 +313,7 @@ scale_run(scale_t *s, unsigned *reg, unsigned nreg, struct sockaddr_in *to,
             r->bad = 0;
             r->stalls = 0;
             cpu0 = workers_cpu_ns(&workers);
+            flt0 = workers_minflt(&workers);
             start = now;
         }
 
@@ -361,6 +366,7 @@ scale_run(scale_t *s, unsigned *reg, unsigned nreg, struct sockaddr_in *to,
 
     r->seconds = (now - start) / 1e9;
     r->cpu = workers_cpu_ns(&workers) - cpu0;
+    r->minflt = workers_minflt(&workers) - flt0;
 
     scale_drain(s, 200);
 }
@@ -497,6 +503,7 @@ main(int argc, char **argv)
     int                  nold;
     scale_t              s;
     round_t              rb, rr, sum_b, sum_r;
+    double               ratio[SCALE_MAX_ROUNDS], sp[3];
     struct sockaddr_in   base, src;
     struct epoll_event   ev;
     unsigned             rdv_port = 0, base_port = 0;
@@ -545,7 +552,7 @@ main(int argc, char **argv)
     }
 
     if (base_port == 0 || npeers == 0 || window == 0 || reg_window == 0
-        || seconds <= 0 || seconds > 30 || rounds < 1 || rounds > 10)
+        || seconds <= 0 || seconds > 30 || rounds < 1 || rounds > SCALE_MAX_ROUNDS)
     {
         usage();
     }
@@ -651,13 +658,16 @@ main(int argc, char **argv)
         scale_run(&s, reg, nreg, &base, 0, window, seconds, &rb);
         scale_run(&s, reg, nreg, &s.server, 1, window, seconds, &rr);
 
+        ratio[round - 1] = (rr.cpu / rr.answers) / (rb.cpu / rb.answers);
+
         printf(" round %d: return %.0f/s %.2f us, rendezvous %.0f/s %.2f us"
-               " (%llu bad, %llu stalls): ratio %.3f\n", round,
+               " (%llu bad, %llu stalls, %.3f page faults per heartbeat):"
+               " ratio %.3f\n", round,
                rb.answers / rb.seconds, rb.cpu * 1e6 / rb.answers,
                rr.answers / rr.seconds, rr.cpu * 1e6 / rr.answers,
                (unsigned long long) rr.bad,
                (unsigned long long) (rr.stalls + rb.stalls),
-               (rr.cpu / rr.answers) / (rb.cpu / rb.answers));
+               (double) rr.minflt / rr.answers, ratio[round - 1]);
 
         sum_b.answers += rb.answers;
         sum_b.seconds += rb.seconds;
@@ -673,6 +683,14 @@ main(int argc, char **argv)
            "(nginx CPU): ratio %.3f\n", sum_b.cpu * 1e6 / sum_b.answers,
            sum_r.cpu * 1e6 / sum_r.answers,
            (sum_r.cpu / sum_r.answers) / (sum_b.cpu / sum_b.answers));
+
+    /* the rounds' ratios: the baseline alone varies by 10-30 % between
+     * rounds on a shared machine, the median is the figure */
+
+    spread(ratio, rounds, sp);
+
+    printf(" ratio of the rounds: min %.3f, median %.3f, max %.3f\n",
+           sp[0], sp[1], sp[2]);
 
     /* 4. reload */
 
@@ -719,12 +737,13 @@ main(int argc, char **argv)
     }
 
     printf("RESULT heartbeat_scale peers=%u rdv_us=%.3f base_us=%.3f "
-           "ratio=%.3f reg_seconds=%.1f reg_peers=%u fill_seconds=%.1f "
+           "ratio=%.3f ratio_min=%.3f ratio_median=%.3f ratio_max=%.3f "
+           "reg_seconds=%.1f reg_peers=%u fill_seconds=%.1f "
            "full=%d rdv_bad=%llu reload_seconds=%.3f reload_known=%u\n",
            nreg, sum_r.cpu * 1e6 / sum_r.answers,
            sum_b.cpu * 1e6 / sum_b.answers,
            (sum_r.cpu / sum_r.answers) / (sum_b.cpu / sum_b.answers),
-           reg_seconds, npeers, fill_seconds,
+           sp[0], sp[1], sp[2], reg_seconds, npeers, fill_seconds,
            fill && s.n_full >= SCALE_FULL_STOP,
            (unsigned long long) sum_r.bad, reload_seconds, good);
 

@@ -27,6 +27,10 @@ ngx_stream_rustdesk_rendezvous_config_update(ngx_stream_session_t *s,
     rmcf = ngx_stream_get_module_main_conf(s,
                                         ngx_stream_rustdesk_rendezvous_module);
 
+    if (ngx_rustdesk_peer_serial_now(rmcf->zone) <= client_serial) {
+        return NULL;
+    }
+
     serial = ngx_rustdesk_peer_serial(rmcf->zone, servers, &len);
 
     if (serial <= client_serial) {

@@ -215,6 +215,25 @@ ngx_rustdesk_peer_init_stats(ngx_shm_zone_t *shm_zone,
 }
 
 
+/*
+ * The serial in force, without the mutex: every heartbeat asks whether its
+ * client is behind (section 6), and the answer is almost always no.  An
+ * aligned int32_t is read whole; the servers that go with it are read
+ * under the mutex by ngx_rustdesk_peer_serial(), and only for a client that
+ * is behind.
+ */
+
+int32_t
+ngx_rustdesk_peer_serial_now(ngx_rustdesk_peer_zone_t *z)
+{
+    int32_t  serial;
+
+    serial = *(volatile int32_t *) &z->sh->serial;
+
+    return ngx_max(serial, z->serial);
+}
+
+
 int32_t
 ngx_rustdesk_peer_serial(ngx_rustdesk_peer_zone_t *z, u_char *servers,
     size_t *servers_len)

@@ -102,6 +102,7 @@ void *ngx_rustdesk_peer_new_locked(ngx_rustdesk_peer_zone_t *z, size_t size,
 void ngx_rustdesk_peer_release_locked(ngx_rustdesk_peer_zone_t *z, void *p);
 
 /* Serial and rendezvous servers now in force (ConfigUpdate may raise them). */
+int32_t ngx_rustdesk_peer_serial_now(ngx_rustdesk_peer_zone_t *z);
 int32_t ngx_rustdesk_peer_serial(ngx_rustdesk_peer_zone_t *z, u_char *servers,
     size_t *servers_len);
 ngx_uint_t ngx_rustdesk_peer_config_update(ngx_rustdesk_peer_zone_t *z,
