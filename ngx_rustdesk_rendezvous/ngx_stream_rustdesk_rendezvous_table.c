@@ -61,7 +61,7 @@ static size_t  ngx_rustdesk_cell_sizes[NGX_RUSTDESK_CELL_CLASSES] = {
 
 ngx_int_t
 ngx_rustdesk_table_init(ngx_rustdesk_table_t *t, ngx_slab_pool_t *pool,
-    size_t size)
+    size_t size, ngx_uint_t fresh)
 {
     ngx_uint_t  i, ncells;
 
@@ -86,7 +86,26 @@ ngx_rustdesk_table_init(ngx_rustdesk_table_t *t, ngx_slab_pool_t *pool,
     t->nslots = ngx_max(t->nslots, 16);
     t->max = t->nslots * NGX_RUSTDESK_TABLE_LOAD / 100;
 
-    t->slots = ngx_slab_calloc(pool, t->nslots * sizeof(ngx_rustdesk_slot_t));
+    /*
+     * The slab hands out the pages of a new pool untouched (but where it
+     * junks memory for debugging), and new shared memory is all zeroes:
+     * zeroing an index of 100 MB and more again would touch every page of
+     * it at start (0.5 s more at 10 M peers), and keep it in the master.
+     */
+
+#if (NGX_DEBUG_MALLOC || NGX_HAVE_DEBUG_MALLOC)
+    fresh = 0;
+#endif
+
+    if (fresh) {
+        t->slots = ngx_slab_alloc(pool,
+                                  t->nslots * sizeof(ngx_rustdesk_slot_t));
+
+    } else {
+        t->slots = ngx_slab_calloc(pool,
+                                   t->nslots * sizeof(ngx_rustdesk_slot_t));
+    }
+
     if (t->slots == NULL) {
         return NGX_ERROR;
     }

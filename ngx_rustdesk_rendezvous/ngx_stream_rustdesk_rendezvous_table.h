@@ -92,9 +92,13 @@ typedef struct {
 } ngx_rustdesk_table_t;
 
 
-/* Sizes the index for a zone of size bytes, from the slab: NGX_ERROR. */
+/*
+ * Sizes the index for a zone of size bytes, from the slab: NGX_ERROR.
+ * With fresh, the pool was just made in new shared memory, whose pages
+ * the kernel gives as zeroes: the index is not zeroed again.
+ */
 ngx_int_t ngx_rustdesk_table_init(ngx_rustdesk_table_t *t,
-    ngx_slab_pool_t *pool, size_t size);
+    ngx_slab_pool_t *pool, size_t size, ngx_uint_t fresh);
 
 /* The id's hash, keyed with the zone's own key; no lock needed. */
 uint32_t ngx_rustdesk_table_hash(ngx_rustdesk_table_t *t, u_char *id,

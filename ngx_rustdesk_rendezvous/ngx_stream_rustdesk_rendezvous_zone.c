@@ -31,6 +31,11 @@
 #define NGX_RUSTDESK_EXPIRE_MAX  16    /* stale entries freed per alloc */
 #define NGX_RUSTDESK_SWEEPS      2     /* sweeps of the peers per alloc */
 
+/* a zone for a million peers and more: it had better be on huge pages */
+#define NGX_RUSTDESK_ZONE_LARGE  ((size_t) 256 << 20)
+#define NGX_RUSTDESK_SHMEM_THP                                               \
+    "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+
 
 static ngx_uint_t ngx_rustdesk_peer_expire_locked(
     ngx_rustdesk_peer_zone_t *z, ngx_msec_t now);
@@ -40,6 +45,9 @@ static void *ngx_rustdesk_peer_room_made(ngx_rustdesk_peer_zone_t *z,
     void *p);
 static ngx_int_t ngx_rustdesk_peer_init_stats(ngx_shm_zone_t *shm_zone,
     ngx_rustdesk_peer_zone_t *z);
+#ifdef MADV_HUGEPAGE
+static void ngx_rustdesk_peer_zone_pages(ngx_shm_zone_t *shm_zone);
+#endif
 
 
 ngx_int_t
@@ -111,6 +119,8 @@ ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
      * misses.  Elsewhere a no-op.
      */
     (void) madvise(shm_zone->shm.addr, shm_zone->shm.size, MADV_HUGEPAGE);
+
+    ngx_rustdesk_peer_zone_pages(shm_zone);
 #endif
 
     if (shm_zone->shm.exists) {
@@ -125,9 +135,13 @@ ngx_rustdesk_peer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     z->shpool->data = z->sh;
 
-    /* the index of the peers, sized for as many as the zone could hold */
+    /*
+     * the index of the peers, sized for as many as the zone could hold; the
+     * zone is new (a reload that keeps it returned above), its pages zeroes
+     */
 
-    if (ngx_rustdesk_table_init(&z->sh->table, z->shpool, shm_zone->shm.size)
+    if (ngx_rustdesk_table_init(&z->sh->table, z->shpool, shm_zone->shm.size,
+                                1)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -213,6 +227,81 @@ ngx_rustdesk_peer_init_stats(ngx_shm_zone_t *shm_zone,
 
     return NGX_OK;
 }
+
+
+#ifdef MADV_HUGEPAGE
+
+/*
+ * A zone of hundreds of megabytes is for millions of peers, and there each
+ * heartbeat's two reads at random (an index slot and a record) miss the
+ * TLB on 4 KiB pages: at 10 M peers a heartbeat costs about a third more
+ * than on huge pages (README "Performance").  Linux gives huge pages to
+ * shared memory only as transparent_hugepage/shmem_enabled allows; when it
+ * does not, the start says so, once, with what to change.
+ */
+
+static void
+ngx_rustdesk_peer_zone_pages(ngx_shm_zone_t *shm_zone)
+{
+    u_char     *p, *last, *start;
+    ssize_t     n;
+    ngx_fd_t    fd;
+    ngx_str_t   setting;
+    u_char      buf[128];
+
+    if (shm_zone->shm.size < NGX_RUSTDESK_ZONE_LARGE) {
+        return;
+    }
+
+    fd = ngx_open_file(NGX_RUSTDESK_SHMEM_THP, NGX_FILE_RDONLY,
+                       NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        return;                         /* a kernel without THP */
+    }
+
+    n = ngx_read_fd(fd, buf, sizeof(buf));
+    (void) ngx_close_file(fd);
+
+    if (n <= 0) {
+        return;
+    }
+
+    /* "always within_size advise [never] deny force": the one in force */
+
+    last = buf + n;
+    start = NULL;
+
+    for (p = buf; p < last; p++) {
+        if (*p == '[') {
+            start = p + 1;
+
+        } else if (*p == ']' && start) {
+            break;
+        }
+    }
+
+    if (start == NULL || p == last) {
+        return;
+    }
+
+    setting.data = start;
+    setting.len = p - start;
+
+    if ((setting.len == 5 && ngx_strncmp(setting.data, "never", 5) == 0)
+        || (setting.len == 4 && ngx_strncmp(setting.data, "deny", 4) == 0))
+    {
+        ngx_log_error(NGX_LOG_NOTICE, shm_zone->shm.log, 0,
+                      "rustdesk zone \"%V\" of %uzM is on %uzK pages: "
+                      "with millions of peers a heartbeat costs more than "
+                      "on huge pages, which " NGX_RUSTDESK_SHMEM_THP
+                      " \"%V\" keeps from shared memory (\"advise\" "
+                      "gives them, before nginx starts)",
+                      &shm_zone->shm.name, shm_zone->shm.size >> 20,
+                      ngx_pagesize >> 10, &setting);
+    }
+}
+
+#endif
 
 
 /*

@@ -234,6 +234,13 @@ ngx_slab_alloc_locked(ngx_slab_pool_t *pool, size_t size)
 
 
 void *
+ngx_slab_alloc(ngx_slab_pool_t *pool, size_t size)
+{
+    return ngx_slab_alloc_locked(pool, size);
+}
+
+
+void *
 ngx_slab_calloc(ngx_slab_pool_t *pool, size_t size)
 {
     void  *p;
@@ -388,7 +395,7 @@ test_index(void)
     for (round = 0; round < 40; round++) {
         test_slab_init(256);
 
-        CHECK(ngx_rustdesk_table_init(&table, test_pool, 16384) == NGX_OK);
+        CHECK(ngx_rustdesk_table_init(&table, test_pool, 16384, 0) == NGX_OK);
         CHECK(table.nslots >= 16 && table.nslots < 200);
         CHECK_EQ(table.max, table.nslots * 70 / 100);
 
@@ -449,7 +456,7 @@ test_index(void)
     /* a bigger one: insert, delete half, insert again */
 
     test_slab_init(2048);
-    CHECK(ngx_rustdesk_table_init(&table, test_pool, 1024 * 1024) == NGX_OK);
+    CHECK(ngx_rustdesk_table_init(&table, test_pool, 1024 * 1024, 0) == NGX_OK);
 
     for (i = 0; i < 2000; i++) {
         CHECK(add_peer(i, i % 7 == 0) != NULL);
@@ -511,7 +518,7 @@ test_cells(void)
 
     for (cls = 0; cls < NGX_RUSTDESK_CELL_CLASSES; cls++) {
         test_slab_init(64);
-        CHECK(ngx_rustdesk_table_init(&table, test_pool, 64 * 4096)
+        CHECK(ngx_rustdesk_table_init(&table, test_pool, 64 * 4096, 0)
               == NGX_OK);
 
         free0 = test_slab_free_pages();
@@ -615,7 +622,7 @@ test_sweep(void)
     context = "sweep";
 
     test_slab_init(128);
-    CHECK(ngx_rustdesk_table_init(&table, test_pool, 128 * 4096) == NGX_OK);
+    CHECK(ngx_rustdesk_table_init(&table, test_pool, 128 * 4096, 0) == NGX_OK);
     free0 = test_slab_free_pages();
 
     /* a zone full of peers, none of which may go */
@@ -680,7 +687,7 @@ test_sweep(void)
      */
 
     test_slab_init(128);
-    CHECK(ngx_rustdesk_table_init(&table, test_pool, 128 * 4096) == NGX_OK);
+    CHECK(ngx_rustdesk_table_init(&table, test_pool, 128 * 4096, 0) == NGX_OK);
 
     for (total = 0; add_peer(total, 0); total++) { /* void */ }
 
@@ -767,7 +774,7 @@ test_sweep(void)
      */
 
     test_slab_init(64);
-    CHECK(ngx_rustdesk_table_init(&table, test_pool, 64 * 4096) == NGX_OK);
+    CHECK(ngx_rustdesk_table_init(&table, test_pool, 64 * 4096, 0) == NGX_OK);
 
     for (total = 0; add_peer(total, 0); total++) { /* void */ }
 
@@ -813,7 +820,7 @@ test_sweep_round(void)
     context = "sweep round";
 
     test_slab_init(64);
-    CHECK(ngx_rustdesk_table_init(&table, test_pool, 64 * 4096) == NGX_OK);
+    CHECK(ngx_rustdesk_table_init(&table, test_pool, 64 * 4096, 0) == NGX_OK);
 
     for (total = 0; add_peer(total, 0); total++) { /* void */ }
 
@@ -903,7 +910,7 @@ test_walk(void)
     context = "walk";
 
     test_slab_init(64);
-    CHECK(ngx_rustdesk_table_init(&table, test_pool, 64 * 4096) == NGX_OK);
+    CHECK(ngx_rustdesk_table_init(&table, test_pool, 64 * 4096, 0) == NGX_OK);
 
     for (total = 0; add_peer(total, 0); total++) { /* void */ }
 
@@ -956,7 +963,7 @@ test_walk(void)
 
     test_slab_init(1000000 / 25 + 8000);
     CHECK(ngx_rustdesk_table_init(&table, test_pool,
-                                  (1000000 / 25 + 8000) * 4096) == NGX_OK);
+                                  (1000000 / 25 + 8000) * 4096, 0) == NGX_OK);
 
     for (total = 0; total < 1000000 && add_peer(total, 0); total++) {
         if (total % 10 == 0) {
@@ -990,6 +997,55 @@ test_walk(void)
 }
 
 
+/*
+ * A zone's index is not zeroed again when the zone is new (its memory all
+ * zeroes from the kernel), and is zeroed otherwise; a new index works.
+ */
+
+static void
+test_fresh(void)
+{
+    ngx_uint_t  i, zero;
+
+    context = "fresh";
+
+    /* memory the slab has used before (here: junk): zeroed */
+
+    test_slab_init(64);
+    CHECK(ngx_rustdesk_table_init(&table, test_pool, 64 * 4096, 0) == NGX_OK);
+
+    for (i = 0, zero = 0; i < table.nslots; i++) {
+        zero += (table.slots[i].ref == 0 && table.slots[i].hash == 0);
+    }
+
+    CHECK_EQ(zero, table.nslots);
+
+    /* fresh: left as it is; the junk stays, nothing touched it */
+
+    test_slab_init(64);
+    CHECK(ngx_rustdesk_table_init(&table, test_pool, 64 * 4096, 1) == NGX_OK);
+    CHECK_EQ(table.slots[0].ref, 0xa5a5a5a5);
+    CHECK_EQ(table.slots[table.nslots - 1].hash, 0xa5a5a5a5);
+
+    /* new shared memory, all zeroes: a working index */
+
+    test_slab_init(64);
+    memset(test_mem, 0, 65 * ngx_pagesize);
+    CHECK(ngx_rustdesk_table_init(&table, test_pool, 64 * 4096, 1) == NGX_OK);
+
+    for (i = 0; i < 100; i++) {
+        CHECK(add_peer(i, 0) != NULL);
+    }
+
+    for (i = 0; i < 100; i++) {
+        CHECK(find_peer(i, 0) != NULL);
+    }
+
+    CHECK(find_peer(100, 0) == NULL);
+    CHECK_EQ(table.n, 100);
+}
+
+
 int
 main(void)
 {
@@ -1003,6 +1059,7 @@ main(void)
     test_sweep();
     test_sweep_round();
     test_walk();
+    test_fresh();
 
     printf("%lu passed, %lu failed\n", passed, failed);
 
