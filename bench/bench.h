@@ -665,32 +665,46 @@ read_pidfile(const char *path)
 }
 
 
-static inline int
-read_stat(pid_t pid, pid_t *ppid, unsigned long long *ticks)
+/*
+ * The fields of /proc/PID/stat after "pid (comm) " (state ppid pgrp ...)
+ * into buf: a pointer to them, NULL if the process is gone.
+ */
+static inline char *
+stat_fields(pid_t pid, char *buf, size_t size)
 {
-    FILE                *f;
-    char                 path[64], buf[1024], *p;
-    unsigned long long   ut, st;
-    int                  pp;
+    FILE  *f;
+    char   path[64], *p;
 
     snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
 
     f = fopen(path, "r");
     if (f == NULL) {
-        return -1;
+        return NULL;
     }
 
-    if (fgets(buf, sizeof(buf), f) == NULL) {
-        fclose(f);
-        return -1;
-    }
-
+    p = fgets(buf, size, f);
     fclose(f);
 
-    /* after "pid (comm) ": state ppid ... utime stime (fields 14, 15) */
-    p = strrchr(buf, ')');
+    if (p == NULL || (p = strrchr(buf, ')')) == NULL) {
+        return NULL;
+    }
+
+    return p + 2;
+}
+
+
+static inline int
+read_stat(pid_t pid, pid_t *ppid, unsigned long long *ticks)
+{
+    char                *p, buf[1024];
+    unsigned long long   ut, st;
+    int                  pp;
+
+    p = stat_fields(pid, buf, sizeof(buf));
+
+    /* state ppid ... utime stime (fields 14, 15) */
     if (p == NULL
-        || sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+        || sscanf(p, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
                   &pp, &ut, &st) != 3)
     {
         return -1;
@@ -805,27 +819,17 @@ static inline unsigned long long
 workers_minflt(workers_t *w)
 {
     int                  i;
-    FILE                *f;
-    char                 path[64], buf[1024], *p;
+    char                *p, buf[1024];
     unsigned long long   n, sum;
 
     sum = 0;
 
     for (i = 0; i < w->n; i++) {
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int) w->pid[i]);
+        p = stat_fields(w->pid[i], buf, sizeof(buf));
 
-        f = fopen(path, "r");
-        if (f == NULL) {
-            continue;
-        }
-
-        p = fgets(buf, sizeof(buf), f);
-        fclose(f);
-
-        /* after "pid (comm) ": state ppid pgrp session tty tpgid flags
-         * minflt */
-        if (p != NULL && (p = strrchr(buf, ')')) != NULL
-            && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %llu", &n) == 1)
+        /* state ppid pgrp session tty tpgid flags minflt (field 10) */
+        if (p != NULL
+            && sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %llu", &n) == 1)
         {
             sum += n;
         }

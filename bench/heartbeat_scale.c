@@ -552,7 +552,8 @@ main(int argc, char **argv)
     }
 
     if (base_port == 0 || npeers == 0 || window == 0 || reg_window == 0
-        || seconds <= 0 || seconds > 30 || rounds < 1 || rounds > SCALE_MAX_ROUNDS)
+        || seconds <= 0 || seconds > 30
+        || rounds < 1 || rounds > SCALE_MAX_ROUNDS)
     {
         usage();
     }

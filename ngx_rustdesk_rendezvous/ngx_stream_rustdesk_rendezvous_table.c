@@ -97,17 +97,13 @@ ngx_rustdesk_table_init(ngx_rustdesk_table_t *t, ngx_slab_pool_t *pool,
     fresh = 0;
 #endif
 
-    if (fresh) {
-        t->slots = ngx_slab_alloc(pool,
-                                  t->nslots * sizeof(ngx_rustdesk_slot_t));
-
-    } else {
-        t->slots = ngx_slab_calloc(pool,
-                                   t->nslots * sizeof(ngx_rustdesk_slot_t));
-    }
-
+    t->slots = ngx_slab_alloc(pool, t->nslots * sizeof(ngx_rustdesk_slot_t));
     if (t->slots == NULL) {
         return NGX_ERROR;
+    }
+
+    if (!fresh) {
+        ngx_memzero(t->slots, t->nslots * sizeof(ngx_rustdesk_slot_t));
     }
 
     return NGX_OK;

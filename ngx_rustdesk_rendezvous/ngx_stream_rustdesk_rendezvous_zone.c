@@ -233,17 +233,18 @@ ngx_rustdesk_peer_init_stats(ngx_shm_zone_t *shm_zone,
 
 /*
  * A zone of hundreds of megabytes is for millions of peers, and there each
- * heartbeat's two reads at random (an index slot and a record) miss the
- * TLB on 4 KiB pages: at 10 M peers a heartbeat costs about a third more
- * than on huge pages (README "Performance").  Linux gives huge pages to
- * shared memory only as transparent_hugepage/shmem_enabled allows; when it
- * does not, the start says so, once, with what to change.
+ * heartbeat's reads at random (an index slot, and above all a record
+ * anywhere in the zone) miss the TLB on 4 KiB pages: at 10 M peers a
+ * heartbeat costs more than on huge pages (README "Performance").  Linux
+ * gives huge pages to shared memory only as transparent_hugepage/
+ * shmem_enabled allows; when it does not, the start says so, once, with
+ * what to change.
  */
 
 static void
 ngx_rustdesk_peer_zone_pages(ngx_shm_zone_t *shm_zone)
 {
-    u_char     *p, *last, *start;
+    u_char     *last, *start, *end;
     ssize_t     n;
     ngx_fd_t    fd;
     ngx_str_t   setting;
@@ -269,23 +270,16 @@ ngx_rustdesk_peer_zone_pages(ngx_shm_zone_t *shm_zone)
     /* "always within_size advise [never] deny force": the one in force */
 
     last = buf + n;
-    start = NULL;
 
-    for (p = buf; p < last; p++) {
-        if (*p == '[') {
-            start = p + 1;
+    start = ngx_strlchr(buf, last, '[');
+    end = start ? ngx_strlchr(start, last, ']') : NULL;
 
-        } else if (*p == ']' && start) {
-            break;
-        }
-    }
-
-    if (start == NULL || p == last) {
+    if (end == NULL) {
         return;
     }
 
-    setting.data = start;
-    setting.len = p - start;
+    setting.data = start + 1;
+    setting.len = end - setting.data;
 
     if ((setting.len == 5 && ngx_strncmp(setting.data, "never", 5) == 0)
         || (setting.len == 4 && ngx_strncmp(setting.data, "deny", 4) == 0))

@@ -240,21 +240,6 @@ ngx_slab_alloc(ngx_slab_pool_t *pool, size_t size)
 }
 
 
-void *
-ngx_slab_calloc(ngx_slab_pool_t *pool, size_t size)
-{
-    void  *p;
-
-    p = ngx_slab_alloc_locked(pool, size);
-
-    if (p) {
-        ngx_memzero(p, size);
-    }
-
-    return p;
-}
-
-
 void
 ngx_slab_free_locked(ngx_slab_pool_t *pool, void *p)
 {
