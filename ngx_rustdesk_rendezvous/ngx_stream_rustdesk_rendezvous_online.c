@@ -6,7 +6,6 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_stream_rustdesk_rendezvous_peer.h"
 #include "ngx_stream_rustdesk_rendezvous_online.h"
 
 
@@ -48,38 +47,23 @@ ngx_rustdesk_online_init(ngx_rustdesk_online_t *o, ngx_slab_pool_t *pool,
 
 
 void
-ngx_rustdesk_online_set(ngx_rustdesk_online_t *o, ngx_rustdesk_peer_t *p,
-    ngx_msec_t last_reg, ngx_pid_t stream)
+ngx_rustdesk_online_move(ngx_rustdesk_online_t *o, ngx_msec_t was,
+    ngx_uint_t was_live, ngx_msec_t last_reg, ngx_uint_t live)
 {
-    ngx_uint_t  was, live;
-
-    was = (p->stream > 0);
-    live = (stream > 0);
-
     /* a heartbeat within the same second changes no count */
 
-    if (was != live || p->last_reg / 1000 != last_reg / 1000
-        || p->last_reg == 0 || last_reg == 0)
+    if (was_live == live && was / 1000 == last_reg / 1000
+        && was != 0 && last_reg != 0)
     {
-        if (p->last_reg) {
-            ngx_rustdesk_online_add(o, was, p->last_reg, -1);
-        }
-
-        if (last_reg) {
-            ngx_rustdesk_online_add(o, live, last_reg, 1);
-        }
+        return;
     }
 
-    p->last_reg = last_reg;
-    p->stream = stream;
-}
+    if (was) {
+        ngx_rustdesk_online_add(o, was_live, was, -1);
+    }
 
-
-void
-ngx_rustdesk_online_forget(ngx_rustdesk_online_t *o, ngx_rustdesk_peer_t *p)
-{
-    if (p->last_reg) {
-        ngx_rustdesk_online_add(o, p->stream > 0, p->last_reg, -1);
+    if (last_reg) {
+        ngx_rustdesk_online_add(o, live, last_reg, 1);
     }
 }
 

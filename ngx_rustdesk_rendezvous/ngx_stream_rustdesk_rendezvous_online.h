@@ -5,7 +5,7 @@
  * (or whose stream closed: online for rustdesk_online_timeout) and one for
  * peers with a live stream (online longer, see ngx_rustdesk_peer_is_online).
  * Every change of a peer's registration time or way of reach goes through
- * ngx_rustdesk_online_set(), under the zone's mutex; the metrics add up
+ * ngx_rustdesk_online_move(), under the zone's mutex; the metrics add up
  * the seconds within each ring's time online.
  */
 
@@ -19,9 +19,6 @@
 
 #define NGX_RUSTDESK_ONLINE_SLOTS_MIN  64
 #define NGX_RUSTDESK_ONLINE_SLOTS_MAX  4096       /* seconds: over an hour */
-
-
-typedef struct ngx_rustdesk_peer_s  ngx_rustdesk_peer_t;
 
 
 typedef struct {
@@ -40,13 +37,13 @@ typedef struct {
 ngx_int_t ngx_rustdesk_online_init(ngx_rustdesk_online_t *o,
     ngx_slab_pool_t *pool, size_t zone_size);
 
-/* Sets p's registration time and way of reach, and counts it anew. */
-void ngx_rustdesk_online_set(ngx_rustdesk_online_t *o,
-    ngx_rustdesk_peer_t *p, ngx_msec_t last_reg, ngx_pid_t stream);
-
-/* p leaves the table. */
-void ngx_rustdesk_online_forget(ngx_rustdesk_online_t *o,
-    ngx_rustdesk_peer_t *p);
+/*
+ * A peer's registration moves from the time was (0: none) to last_reg
+ * (0: none any more), and from a live stream or not (was_live) to live:
+ * the counts follow.
+ */
+void ngx_rustdesk_online_move(ngx_rustdesk_online_t *o, ngx_msec_t was,
+    ngx_uint_t was_live, ngx_msec_t last_reg, ngx_uint_t live);
 
 /*
  * The peers registered within udp_ttl (stream_ttl for a live stream),

@@ -4,8 +4,9 @@
  * requests and the streams registered on (section 8).
  *
  * The peers are found through the hash index of the peer table
- * (ngx_stream_rustdesk_rendezvous_table.c): a heartbeat reads one slot and
- * writes its own record, nothing else, whatever the number of peers.
+ * (ngx_stream_rustdesk_rendezvous_table.c): a steady heartbeat reads and
+ * writes one slot of it, nothing else, whatever the number of peers; one
+ * that changes something reads the record the slot names too.
  * There is no LRU queue to keep in order on every hit: when room is
  * needed, a sweep goes round the pages of cells, a few at a time, and
  * evicts the peers it finds offline (they stay in the database).  Every
@@ -46,6 +47,8 @@ static ngx_rustdesk_peer_t *ngx_rustdesk_peer_load_locked(
     ngx_rustdesk_peer_row_t *row, ngx_log_t *log);
 static void ngx_rustdesk_peer_free_locked(ngx_rustdesk_peer_zone_t *z,
     ngx_rustdesk_peer_t *p);
+static void ngx_rustdesk_peer_set_reg(ngx_rustdesk_peer_zone_t *z,
+    ngx_rustdesk_peer_t *p, ngx_msec_t last_reg, ngx_pid_t stream);
 static ngx_uint_t ngx_rustdesk_peer_evict_locked(void *data,
     ngx_rustdesk_peer_t *p);
 static ngx_uint_t ngx_rustdesk_peer_gone_locked(void *data,
@@ -82,9 +85,42 @@ ngx_rustdesk_peer_register(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     ngx_rustdesk_ip_t *addr, ngx_msec_t now, ngx_uint_t *request_pk,
     ngx_uint_t *ip_change, ngx_uint_t *proven, ngx_msec_t *prev)
 {
-    ngx_rustdesk_peer_t  *p;
+    uint32_t               hash;
+    uint64_t               beat;
+    ngx_rustdesk_slot_t   *s;
+    ngx_rustdesk_peer_t   *p;
+    ngx_rustdesk_table_t  *t;
 
-    p = ngx_rustdesk_peer_lock(z, id, NULL);
+    t = &z->sh->table;
+
+    hash = ngx_rustdesk_table_hash(t, id->data, id->len);
+    beat = ngx_rustdesk_table_beat(t, id->data, id->len, addr);
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    /*
+     * a steady heartbeat: the peer has a key and no stream, and its last
+     * one came from this address and port, so that all below would change
+     * nothing but the time (the slot's beat says so): the record is not
+     * read at all, whatever the number of peers
+     */
+
+    s = ngx_rustdesk_table_find_beat(t, hash, beat);
+
+    if (s) {
+        *request_pk = 0;
+        *ip_change = 0;
+        *proven = 1;
+        *prev = s->last_reg;
+
+        ngx_rustdesk_online_move(&z->sh->online, s->last_reg, 0, now, 0);
+        s->last_reg = now;
+
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        return;
+    }
+
+    p = ngx_rustdesk_peer_lookup_locked(z, id, hash);
 
     if (p == NULL) {
         ngx_shmtx_unlock(&z->shpool->mutex);
@@ -95,7 +131,7 @@ ngx_rustdesk_peer_register(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
         return;
     }
 
-    *prev = p->last_reg;
+    *prev = ngx_rustdesk_peer_last_reg(z, p);
 
     /* a peer with a key, heard from the IP it registered from */
 
@@ -131,8 +167,10 @@ ngx_rustdesk_peer_register(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     if (!*request_pk) {
         /* over UDP from now on, even if a stream of it lingers */
         p->addr = *addr;
-        ngx_rustdesk_online_set(&z->sh->online, p, now,
-                                NGX_RUSTDESK_STREAM_NONE);
+        ngx_rustdesk_peer_set_reg(z, p, now, NGX_RUSTDESK_STREAM_NONE);
+
+        /* the next heartbeat from here may skip the record */
+        ngx_rustdesk_table_peer_slot(t, p)->beat = beat;
     }
 
     /* the reference logs an IP change only while RegisterPk is not looping */
@@ -151,11 +189,16 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
     Hbb__RegisterPkResponse__Result *result, ngx_log_t *log)
 {
     uint32_t              hash;
+    uint64_t              beat;
     ngx_str_t             uuid, pk;
     ngx_uint_t            changed, same_pk;
     ngx_rustdesk_peer_t  *p;
 
     ngx_memzero(change, sizeof(ngx_rustdesk_peer_change_t));
+
+    beat = rk->stream ? 0 : ngx_rustdesk_table_beat(&z->sh->table,
+                                                    rk->id.data, rk->id.len,
+                                                    &rk->addr);
 
     p = ngx_rustdesk_peer_lock(z, &rk->id, &hash);
 
@@ -247,8 +290,7 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
         p->addr = rk->addr;
         p->ip = rk->addr;
         p->ip.port = 0;
-        ngx_rustdesk_online_set(&z->sh->online, p, rk->now,
-                                NGX_RUSTDESK_STREAM_NONE);
+        ngx_rustdesk_peer_set_reg(z, p, rk->now, NGX_RUSTDESK_STREAM_NONE);
 
         change->write = 1;
         change->insert = !p->has_guid;
@@ -274,7 +316,18 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
          */
 
         p->addr = rk->addr;
-        ngx_rustdesk_online_set(&z->sh->online, p, rk->now, rk->stream);
+        ngx_rustdesk_peer_set_reg(z, p, rk->now, rk->stream);
+    }
+
+    /*
+     * over UDP, and reached at this very address: a heartbeat from it
+     * would change nothing but the time, and may skip the record
+     */
+
+    if (beat && p->stream == NGX_RUSTDESK_STREAM_NONE && p->pk_len
+        && ngx_rustdesk_ip_cmp(&p->addr, &rk->addr, 1) == 0)
+    {
+        ngx_rustdesk_table_peer_slot(&z->sh->table, p)->beat = beat;
     }
 
     ngx_shmtx_unlock(&z->shpool->mutex);
@@ -386,15 +439,17 @@ ngx_uint_t
 ngx_rustdesk_peer_is_online(ngx_rustdesk_peer_zone_t *z,
     ngx_rustdesk_peer_t *p, ngx_msec_t now)
 {
-    ngx_msec_t  ttl;
+    ngx_msec_t  ttl, last_reg;
 
     ttl = (p->stream > 0) ? ngx_max(z->stream_ttl, z->online_ttl)
                           : z->online_ttl;
 
+    last_reg = ngx_rustdesk_peer_last_reg(z, p);
+
     /* signed: another worker's clock may be a little ahead of ours */
 
-    return (p->last_reg
-            && (ngx_msec_int_t) (now - p->last_reg) < (ngx_msec_int_t) ttl);
+    return (last_reg
+            && (ngx_msec_int_t) (now - last_reg) < (ngx_msec_int_t) ttl);
 }
 
 
@@ -433,7 +488,7 @@ ngx_rustdesk_peer_stream_refresh(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
 
     if (p && p->stream == pid) {
         if (now) {
-            ngx_rustdesk_online_set(&z->sh->online, p, now, p->stream);
+            ngx_rustdesk_peer_set_reg(z, p, now, p->stream);
         }
 
         rc = NGX_OK;
@@ -452,14 +507,14 @@ void
 ngx_rustdesk_peer_stream_closed(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     ngx_pid_t pid, ngx_msec_t now, ngx_uint_t grace)
 {
+    ngx_msec_t            last_reg;
     ngx_rustdesk_peer_t  *p;
 
     p = ngx_rustdesk_peer_lock(z, id, NULL);
 
     if (p && p->stream == pid) {
-        ngx_rustdesk_online_set(&z->sh->online, p,
-                                grace ? now : p->last_reg,
-                                NGX_RUSTDESK_STREAM_CLOSED);
+        last_reg = grace ? now : ngx_rustdesk_peer_last_reg(z, p);
+        ngx_rustdesk_peer_set_reg(z, p, last_reg, NGX_RUSTDESK_STREAM_CLOSED);
     }
 
     ngx_shmtx_unlock(&z->shpool->mutex);
@@ -485,6 +540,7 @@ ngx_uint_t
 ngx_rustdesk_peer_moved(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     ngx_msec_t since, ngx_msec_t now, ngx_pid_t *stream)
 {
+    ngx_msec_t            last_reg;
     ngx_uint_t            online;
     ngx_rustdesk_peer_t  *p;
 
@@ -493,7 +549,9 @@ ngx_rustdesk_peer_moved(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
 
     p = ngx_rustdesk_peer_lock(z, id, NULL);
 
-    if (p && p->last_reg && (ngx_msec_int_t) (p->last_reg - since) <= 0) {
+    last_reg = p ? ngx_rustdesk_peer_last_reg(z, p) : 0;
+
+    if (last_reg && (ngx_msec_int_t) (last_reg - since) <= 0) {
         online = ngx_rustdesk_peer_is_online(z, p, now);
 
         if (p->stream > 0) {
@@ -507,8 +565,7 @@ ngx_rustdesk_peer_moved(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
          */
 
         p->published = 0;
-        ngx_rustdesk_online_set(&z->sh->online, p, 0,
-                                NGX_RUSTDESK_STREAM_CLOSED);
+        ngx_rustdesk_peer_set_reg(z, p, 0, NGX_RUSTDESK_STREAM_CLOSED);
     }
 
     ngx_shmtx_unlock(&z->shpool->mutex);
@@ -567,7 +624,7 @@ ngx_rustdesk_peer_gone_locked(void *data, ngx_rustdesk_peer_t *p)
     p->published = 0;
 
     g = &sw->gone[sw->n++];
-    g->last_reg = p->last_reg;
+    g->last_reg = ngx_rustdesk_peer_last_reg(sw->zone, p);
     g->len = p->id_len;
     ngx_memcpy(g->id, ngx_rustdesk_peer_id_data(p), p->id_len);
 
@@ -677,11 +734,35 @@ ngx_rustdesk_peer_free_locked(ngx_rustdesk_peer_zone_t *z,
     ngx_rustdesk_peer_t *p)
 {
     ngx_rustdesk_ip_change_free_locked(z, p);
-    ngx_rustdesk_online_forget(&z->sh->online, p);
+    ngx_rustdesk_online_move(&z->sh->online, ngx_rustdesk_peer_last_reg(z, p),
+                             p->stream > 0, 0, 0);
 
     ngx_rustdesk_table_delete(&z->sh->table, z->shpool, p);
     ngx_rustdesk_peer_release_locked(z, p);
     z->sh->npeers--;
+}
+
+
+/*
+ * Sets p's registration time and way of reach, and counts it anew.  Its
+ * slot's beat goes: the next heartbeat reads the record again (the callers
+ * set the beat afterwards only when they know the record fits it).
+ */
+
+static void
+ngx_rustdesk_peer_set_reg(ngx_rustdesk_peer_zone_t *z, ngx_rustdesk_peer_t *p,
+    ngx_msec_t last_reg, ngx_pid_t stream)
+{
+    ngx_rustdesk_slot_t  *s;
+
+    s = ngx_rustdesk_table_peer_slot(&z->sh->table, p);
+
+    ngx_rustdesk_online_move(&z->sh->online, s->last_reg, p->stream > 0,
+                             last_reg, stream > 0);
+
+    s->last_reg = last_reg;
+    s->beat = 0;
+    p->stream = stream;
 }
 
 

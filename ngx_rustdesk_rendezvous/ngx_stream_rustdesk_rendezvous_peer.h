@@ -41,12 +41,13 @@ typedef struct ngx_rustdesk_ip_change_s  ngx_rustdesk_ip_change_t;
 
 /*
  * A peer, in a cell of the zone (ngx_stream_rustdesk_rendezvous_table.h):
- * what a heartbeat reads and writes comes first, then the id it is found
- * by; 81 bytes before the id, uuid and key, so that a real client's record
- * (a 10-digit id, a 36-byte uuid and a 32-byte key) fits a 160-byte cell.
+ * its registration time is in its slot of the index, with what a steady
+ * heartbeat needs (ngx_rustdesk_peer_last_reg); 77 bytes before the id,
+ * uuid and key, so that a real client's record (a 10-digit id, a 36-byte
+ * uuid and a 32-byte key) fits a 160-byte cell.
  */
 struct ngx_rustdesk_peer_s {
-    ngx_msec_t           last_reg;          /* 0: not registered yet */
+    uint32_t             slot;              /* of the index */
     ngx_rustdesk_ip_t    addr;              /* last UDP (or stream) address */
     ngx_pid_t            stream;            /* NGX_RUSTDESK_STREAM_* or pid */
     ngx_rustdesk_ip_t    ip;                /* IP of the last RegisterPk */
@@ -68,6 +69,10 @@ struct ngx_rustdesk_peer_s {
 #define ngx_rustdesk_peer_uuid_data(p)  ((p)->data + (p)->id_len)
 #define ngx_rustdesk_peer_pk_data(p)                                         \
     ((p)->data + (p)->id_len + (p)->uuid_len)
+
+/* The time of p's last registration (0: none yet), in the zone z. */
+#define ngx_rustdesk_peer_last_reg(z, p)                                     \
+    (ngx_rustdesk_table_peer_slot(&(z)->sh->table, p)->last_reg)
 
 
 /* What a RegisterPk asks of the table. */

@@ -5,10 +5,12 @@
  * peers as the zone could ever hold, at most 70% full: linear probing
  * from the slot the id's hash falls on, a slot holding the hash and the
  * record's offset, so that a lookup compares the id of one record only
- * (unless two ids share all 32 bits).  The hash is SipHash keyed with
- * random bytes of the zone's own, so nobody can choose ids that pile up
- * in one place.  A deleted slot is filled by shifting the run that
- * follows it back (no tombstones).
+ * (unless two ids share all 32 bits).  The slot also holds what a
+ * heartbeat reads and writes (the registration time and the heartbeat's
+ * key), and each record the number of its slot, kept as slots shift.
+ * The hash is SipHash keyed with random bytes of the zone's own, so
+ * nobody can choose ids that pile up in one place.  A deleted slot is
+ * filled by shifting the run that follows it back (no tombstones).
  *
  * Records live in cells of three sizes carved from slab pages, with the
  * page's head in its first 64 bytes: a real client's record fits the
@@ -56,7 +58,7 @@ static size_t  ngx_rustdesk_cell_sizes[NGX_RUSTDESK_CELL_CLASSES] = {
 
 /*
  * As many slots as would keep the index 70% full in a zone of nothing but
- * peers in the smallest cells: slots * (0.7 * cell cost + 8) = size.
+ * peers in the smallest cells: slots * (0.7 * cell cost + slot) = size.
  */
 
 ngx_int_t
@@ -81,7 +83,8 @@ ngx_rustdesk_table_init(ngx_rustdesk_table_t *t, ngx_slab_pool_t *pool,
 
     t->nslots = (ngx_uint_t) ((uint64_t) size * ncells * 100
                               / (NGX_RUSTDESK_TABLE_LOAD * ngx_pagesize
-                                 + 8 * 100 * ncells));
+                                 + sizeof(ngx_rustdesk_slot_t) * 100
+                                   * ncells));
 
     t->nslots = ngx_max(t->nslots, 16);
     t->max = t->nslots * NGX_RUSTDESK_TABLE_LOAD / 100;
@@ -118,6 +121,59 @@ ngx_rustdesk_table_hash(ngx_rustdesk_table_t *t, u_char *id, size_t len)
     (void) crypto_shorthash((u_char *) &h, id, len, t->key);
 
     return (uint32_t) h;
+}
+
+
+/*
+ * The key hashes the id's own 64-bit hash with the address, port
+ * included: an address that changes (or a port) is another key.
+ */
+
+uint64_t
+ngx_rustdesk_table_beat(ngx_rustdesk_table_t *t, u_char *id, size_t len,
+    ngx_rustdesk_ip_t *addr)
+{
+    u_char    buf[8 + 4 + 16];
+    uint64_t  h;
+
+    (void) crypto_shorthash(buf, id, len, t->key);
+
+    buf[8] = addr->family;
+    buf[9] = 0;
+    ngx_memcpy(&buf[10], &addr->port, 2);
+    ngx_memzero(&buf[12], 16);
+    ngx_memcpy(&buf[12], addr->addr, addr->family == AF_INET ? 4 : 16);
+
+    (void) crypto_shorthash((u_char *) &h, buf, sizeof(buf), t->key);
+
+    return h ? h : 1;
+}
+
+
+ngx_rustdesk_slot_t *
+ngx_rustdesk_table_find_beat(ngx_rustdesk_table_t *t, uint32_t hash,
+    uint64_t beat)
+{
+    ngx_uint_t            i;
+    ngx_rustdesk_slot_t  *s;
+
+    i = ngx_rustdesk_table_home(t, hash);
+
+    for ( ;; ) {
+        s = &t->slots[i];
+
+        if (s->ref == 0) {
+            return NULL;
+        }
+
+        if (s->hash == hash && s->beat == beat) {
+            return s;
+        }
+
+        if (++i == t->nslots) {
+            i = 0;
+        }
+    }
 }
 
 
@@ -175,6 +231,9 @@ ngx_rustdesk_table_insert(ngx_rustdesk_table_t *t, ngx_slab_pool_t *pool,
 
     t->slots[i].hash = hash;
     t->slots[i].ref = ngx_rustdesk_zone_ref(pool, p);
+    t->slots[i].beat = 0;
+    t->slots[i].last_reg = 0;
+    p->slot = (uint32_t) i;
     t->n++;
 
     return NGX_OK;
@@ -220,11 +279,12 @@ ngx_rustdesk_table_delete(ngx_rustdesk_table_t *t, ngx_slab_pool_t *pool,
         }
 
         t->slots[i] = t->slots[j];
+        ((ngx_rustdesk_peer_t *) ngx_rustdesk_zone_ptr(pool,
+                                      t->slots[i].ref))->slot = (uint32_t) i;
         i = j;
     }
 
-    t->slots[i].ref = 0;
-    t->slots[i].hash = 0;
+    ngx_memzero(&t->slots[i], sizeof(ngx_rustdesk_slot_t));
     t->n--;
 }
 
@@ -279,26 +339,16 @@ ngx_rustdesk_table_moved(ngx_rustdesk_table_t *t, ngx_slab_pool_t *pool,
 }
 
 
+/* p's slot; NULL if p is not in the index (yet). */
+
 static ngx_rustdesk_slot_t *
 ngx_rustdesk_table_slot(ngx_rustdesk_table_t *t, ngx_slab_pool_t *pool,
     ngx_rustdesk_peer_t *p)
 {
-    uint32_t    ref;
-    ngx_uint_t  i;
-
-    ref = ngx_rustdesk_zone_ref(pool, p);
-
-    i = ngx_rustdesk_table_home(t, ngx_rustdesk_table_hash(t,
-                                    ngx_rustdesk_peer_id_data(p), p->id_len));
-
-    while (t->slots[i].ref) {
-        if (t->slots[i].ref == ref) {
-            return &t->slots[i];
-        }
-
-        if (++i == t->nslots) {
-            i = 0;
-        }
+    if (p->slot < t->nslots
+        && t->slots[p->slot].ref == ngx_rustdesk_zone_ref(pool, p))
+    {
+        return &t->slots[p->slot];
     }
 
     return NULL;

@@ -5,11 +5,12 @@
  * peer records live in.
  *
  * A lookup reads one slot of the index and then the record it names, so
- * its cost does not grow with the number of peers.  Cells come in a few
- * sizes, many to a slab page; a page whose cells are all free goes back to
- * the slab at once, so that the IP blocker, the waiting requesters and the
- * histories can use it.  Everything here is called with the zone's mutex
- * held.
+ * its cost does not grow with the number of peers; a steady heartbeat
+ * reads and writes its slot only (ngx_rustdesk_table_find_beat).  Cells
+ * come in a few sizes, many to a slab page; a page whose cells are all free
+ * goes back to the slab at once, so that the IP blocker, the waiting
+ * requesters and the histories can use it.  Everything here is called
+ * with the zone's mutex held.
  */
 
 #ifndef _NGX_STREAM_RUSTDESK_RENDEZVOUS_TABLE_H_INCLUDED_
@@ -18,6 +19,8 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+
+#include "ngx_stream_rustdesk_rendezvous_ip.h"
 
 
 #define NGX_RUSTDESK_CELL_CLASSES    3
@@ -49,10 +52,19 @@ typedef ngx_uint_t (*ngx_rustdesk_table_visit_pt)(void *data,
     ngx_rustdesk_peer_t *p);
 
 
-/* A slot of the index: the id's hash, and its record (0: an empty slot). */
+/*
+ * A slot of the index: the id's hash and its record (0: an empty slot),
+ * and what a heartbeat needs, so that a steady one touches no record
+ * (ngx_rustdesk_peer_register): the peer's registration time, and beat,
+ * the keyed hash of its id and UDP address while a RegisterPeer from that
+ * address would change nothing of the record but the time (0: it would).
+ * The record knows its slot (ngx_rustdesk_table_peer_slot).
+ */
 typedef struct {
     uint32_t             hash;
     uint32_t             ref;
+    uint64_t             beat;
+    ngx_msec_t           last_reg;          /* 0: not registered yet */
 } ngx_rustdesk_slot_t;
 
 
@@ -106,6 +118,20 @@ uint32_t ngx_rustdesk_table_hash(ngx_rustdesk_table_t *t, u_char *id,
 
 ngx_rustdesk_peer_t *ngx_rustdesk_table_find(ngx_rustdesk_table_t *t,
     ngx_slab_pool_t *pool, u_char *id, size_t len, uint32_t hash);
+
+/* The heartbeat's key of the id from addr (never 0); no lock needed. */
+uint64_t ngx_rustdesk_table_beat(ngx_rustdesk_table_t *t, u_char *id,
+    size_t len, ngx_rustdesk_ip_t *addr);
+
+/*
+ * The slot of the id of hash whose beat is beat, NULL if none; the record
+ * is not read (two ids share hash and beat with a chance of 2^-96).
+ */
+ngx_rustdesk_slot_t *ngx_rustdesk_table_find_beat(ngx_rustdesk_table_t *t,
+    uint32_t hash, uint64_t beat);
+
+/* The slot of a record in the index. */
+#define ngx_rustdesk_table_peer_slot(t, p)  (&(t)->slots[(p)->slot])
 
 /* NGX_DECLINED: the index holds as many as it may. */
 ngx_int_t ngx_rustdesk_table_insert(ngx_rustdesk_table_t *t,

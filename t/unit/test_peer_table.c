@@ -30,6 +30,12 @@
 
 #define MAX_FAILURES_SHOWN  50
 
+/*
+ * The test's own mark of a peer, in its slot's registration time: it
+ * follows the record only while the record knows its slot.
+ */
+#define MARK(p)  (ngx_rustdesk_table_peer_slot(&table, p)->last_reg)
+
 
 static unsigned long  passed;
 static unsigned long  failed;
@@ -306,7 +312,6 @@ add_peer(ngx_uint_t i, ngx_uint_t long_id)
     }
 
     ngx_memzero(p, offsetof(ngx_rustdesk_peer_t, data));
-    p->last_reg = i;                    /* the test's own mark */
     p->id_len = (u_char) len;
     p->uuid_len = 36;
     p->pk_len = 32;
@@ -321,6 +326,8 @@ add_peer(ngx_uint_t i, ngx_uint_t long_id)
         ngx_rustdesk_table_cell_free(&table, test_pool, p);
         return NULL;
     }
+
+    MARK(p) = i;
 
     return p;
 }
@@ -356,7 +363,7 @@ peer_ok(ngx_uint_t i, ngx_uint_t long_id)
     p = find_peer(i, long_id);
 
     return p != NULL
-           && p->last_reg == i
+           && MARK(p) == i
            && p->uuid_len == 36 && p->pk_len == 32
            && ngx_rustdesk_peer_pk_data(p)[31] == (u_char) i;
 }
@@ -494,7 +501,7 @@ test_cells(void)
 
     CHECK_EQ(ngx_rustdesk_table_cell_class(offsetof(ngx_rustdesk_peer_t,
                                                     data) + 10 + 36 + 32), 0);
-    CHECK_EQ(offsetof(ngx_rustdesk_peer_t, data) + 10 + 36 + 32, 159);
+    CHECK_EQ(offsetof(ngx_rustdesk_peer_t, data) + 10 + 36 + 32, 155);
     CHECK_EQ(ngx_rustdesk_table_cell_class(161), 1);
     CHECK_EQ(ngx_rustdesk_table_cell_class(offsetof(ngx_rustdesk_peer_t, data)
                                            + NGX_RUSTDESK_ID_MAX
@@ -582,7 +589,7 @@ test_evict(void *data, ngx_rustdesk_peer_t *p)
 
     te->offered++;
 
-    if (p->last_reg >= te->offline_below) {
+    if (MARK(p) >= te->offline_below) {
         return 0;
     }
 
@@ -656,7 +663,7 @@ test_sweep(void)
     }
 
     CHECK_EQ(table.n, 1);
-    CHECK(find_peer(busy->last_reg, 0) == busy);
+    CHECK(find_peer(MARK(busy), 0) == busy);
     CHECK_EQ(test_slab_free_pages(), free0 - 1);
 
     table.busy = NULL;
@@ -853,12 +860,12 @@ test_visit(void *data, ngx_rustdesk_peer_t *p)
     tw->seen++;
 
     if (tw->count) {
-        tw->count[p->last_reg]++;
+        tw->count[MARK(p)]++;
     }
 
     /* what the cluster's removal looks at: a flag and the time */
 
-    if (p->published && p->last_reg < tw->offline) {
+    if (p->published && MARK(p) < tw->offline) {
         tw->found++;
     }
 
@@ -946,9 +953,9 @@ test_walk(void)
 
     /* 1 M peers, a tenth of them published and offline */
 
-    test_slab_init(1000000 / 25 + 8000);
+    test_slab_init(1000000 / 25 + 16000);
     CHECK(ngx_rustdesk_table_init(&table, test_pool,
-                                  (1000000 / 25 + 8000) * 4096, 0) == NGX_OK);
+                                  (1000000 / 25 + 16000) * 4096, 0) == NGX_OK);
 
     for (total = 0; total < 1000000 && add_peer(total, 0); total++) {
         if (total % 10 == 0) {
@@ -979,6 +986,109 @@ test_walk(void)
     printf("walk: 1 M peers in %lu slots: a round %.1f ms, a slice of 1024 "
            "slots %.1f us (this build's flags)\n",
            (unsigned long) table.nslots, took * 1000, took * 1e6 / slices);
+}
+
+/*
+ * The heartbeat's key: the slot of the id that has it set for an address
+ * is found by id and address alone, through deletions that shift the
+ * slots; another port, another address or another id's key finds nothing.
+ */
+
+static uint64_t
+beat_of(ngx_uint_t i, uint16_t port)
+{
+    u_char             id[100];
+    size_t             len;
+    ngx_rustdesk_ip_t  addr;
+
+    make_id(id, &len, i, 0);
+
+    ngx_memzero(&addr, sizeof(addr));
+    addr.family = AF_INET;
+    addr.port = port;
+    addr.addr[0] = 10;
+    addr.addr[3] = (u_char) i;
+
+    return ngx_rustdesk_table_beat(&table, id, len, &addr);
+}
+
+
+static ngx_rustdesk_slot_t *
+find_beat(ngx_uint_t i, uint16_t port)
+{
+    u_char  id[100];
+    size_t  len;
+
+    make_id(id, &len, i, 0);
+
+    return ngx_rustdesk_table_find_beat(&table,
+                                        ngx_rustdesk_table_hash(&table, id,
+                                                                len),
+                                        beat_of(i, port));
+}
+
+
+static void
+test_beat(void)
+{
+    ngx_uint_t            i, n, round;
+    ngx_rustdesk_slot_t  *s;
+    ngx_rustdesk_peer_t  *p;
+    u_char                present[200];
+
+    context = "beat";
+
+    for (round = 0; round < 20; round++) {
+        test_slab_init(256);
+        CHECK(ngx_rustdesk_table_init(&table, test_pool, 16384, 0) == NGX_OK);
+
+        for (n = 0; n < table.max && n < 200; n++) {
+            p = add_peer(round * 1000 + n, 0);
+            CHECK(p != NULL);
+
+            if (p == NULL) {
+                break;
+            }
+
+            present[n] = 1;
+
+            /* a slot's key is 0 until set: nothing finds it */
+            CHECK(find_beat(round * 1000 + n, 7) == NULL);
+
+            /* every other peer's key set, the rest left 0 */
+            if (n % 2 == 0) {
+                ngx_rustdesk_table_peer_slot(&table, p)->beat =
+                                              beat_of(round * 1000 + n, 7);
+            }
+        }
+
+        for (i = 0; i < n; i++) {
+            if (rnd() % 3 == 0) {
+                del_peer(find_peer(round * 1000 + i, 0));
+                present[i] = 0;
+            }
+        }
+
+        for (i = 0; i < n; i++) {
+            s = find_beat(round * 1000 + i, 7);
+
+            if (present[i] && i % 2 == 0) {
+                p = find_peer(round * 1000 + i, 0);
+                CHECK(s != NULL && p != NULL
+                      && s->ref == ngx_rustdesk_zone_ref(test_pool, p)
+                      && s == ngx_rustdesk_table_peer_slot(&table, p));
+
+            } else {
+                CHECK(s == NULL);
+            }
+
+            CHECK(find_beat(round * 1000 + i, 8) == NULL);
+        }
+
+        /* another address, same id and port */
+        CHECK(beat_of(round * 1000, 7) != beat_of(round * 1000 + 256, 7));
+        CHECK(beat_of(round * 1000, 7) != 0);
+    }
 }
 
 
@@ -1045,6 +1155,7 @@ main(void)
     test_sweep_round();
     test_walk();
     test_fresh();
+    test_beat();
 
     printf("%lu passed, %lu failed\n", passed, failed);
 
