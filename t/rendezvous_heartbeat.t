@@ -17,7 +17,7 @@ use Test::More;
 use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
-use Test::Nginx qw/ port wait_value /;
+use Test::Nginx qw/ port wait_value host_address /;
 use RustDesk::Conf;
 use RustDesk::Client qw/ msg_text /;
 use RustDesk::Metrics;
@@ -36,13 +36,9 @@ $t->run();
 my $key = $t->key();
 
 # A non-loopback address of this host, for the IP change (loopback never
-# counts as one); connecting a UDP socket sends nothing.
+# counts as one).
 
-my $ext;
-{
-	my $s = IO::Socket::INET->new(PeerAddr => '8.8.8.8:53', Proto => 'udp');
-	$ext = $s->sockhost() if $s && $s->sockhost() !~ /^(127\.|0\.)/;
-}
+my $ext = host_address();
 
 ###############################################################################
 

@@ -18,7 +18,7 @@ use Test::More;
 use Time::HiRes qw/ sleep time /;
 
 use lib 't/lib';
-use Test::Nginx qw/ port /;
+use Test::Nginx qw/ port host_address /;
 use RustDesk::Conf;
 use RustDesk::Client qw/ msg_text msg_fields /;
 use RustDesk::RelayTest ();
@@ -42,13 +42,9 @@ my $PK1 = 'A' x 32;
 my $PK2 = 'B' x 32;
 
 # A non-loopback address of this host, to send from (the IP-change and
-# loopback-only checks need one); connecting a UDP socket sends nothing.
+# loopback-only checks need one).
 
-my $ext;
-{
-	my $s = IO::Socket::INET->new(PeerAddr => '8.8.8.8:53', Proto => 'udp');
-	$ext = $s->sockhost() if $s && $s->sockhost() !~ /^(127\.|0\.)/;
-}
+my $ext = host_address();
 
 ###############################################################################
 

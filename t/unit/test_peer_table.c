@@ -994,8 +994,10 @@ test_walk(void)
  * slots; another port, another address or another id's key finds nothing.
  */
 
+/* the key of id i from 10.0.0.host:port */
+
 static uint64_t
-beat_of(ngx_uint_t i, uint16_t port)
+beat_at(ngx_uint_t i, uint16_t port, u_char host)
 {
     u_char             id[100];
     size_t             len;
@@ -1007,9 +1009,16 @@ beat_of(ngx_uint_t i, uint16_t port)
     addr.family = AF_INET;
     addr.port = port;
     addr.addr[0] = 10;
-    addr.addr[3] = (u_char) i;
+    addr.addr[3] = host;
 
     return ngx_rustdesk_table_beat(&table, id, len, &addr);
+}
+
+
+static uint64_t
+beat_of(ngx_uint_t i, uint16_t port)
+{
+    return beat_at(i, port, (u_char) i);
 }
 
 
@@ -1085,9 +1094,13 @@ test_beat(void)
             CHECK(find_beat(round * 1000 + i, 8) == NULL);
         }
 
-        /* another address, same id and port */
+        /* another id from the same address and port */
         CHECK(beat_of(round * 1000, 7) != beat_of(round * 1000 + 256, 7));
         CHECK(beat_of(round * 1000, 7) != 0);
+
+        /* the same id from another address, or another port */
+        CHECK(beat_at(round * 1000, 7, 1) != beat_at(round * 1000, 7, 2));
+        CHECK(beat_at(round * 1000, 7, 1) != beat_at(round * 1000, 8, 1));
     }
 }
 

@@ -32,7 +32,7 @@ use Cwd qw/ abs_path /;
 use File::Basename qw/ dirname /;
 
 our @EXPORT_OK = qw/ port port_base wait_until wait_value background
-	background_result /;
+	background_result host_address /;
 
 our $NGINX = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 our $ROOT = abs_path(dirname(__FILE__) . '/../../..');
@@ -461,6 +461,29 @@ sub _sock_diag {
 
 		return \@s if $one;
 	}
+}
+
+# An IPv4 address of this host outside 127.0.0.0/8, undef if it has none:
+# what a test sends from to look like a client from elsewhere (to nginx on
+# 127.0.0.1 still).  Read from the kernel's local routes, which names each
+# address of the host as a "/32 host LOCAL" leaf; nothing is sent.
+sub host_address {
+	my $ip;
+
+	open my $fh, '<', '/proc/net/fib_trie' or return undef;
+
+	while (my $line = <$fh>) {
+		if ($line =~ /\|-- (\d+\.\d+\.\d+\.\d+)/) {
+			$ip = $1;
+
+		} elsif ($line =~ m!/32 host LOCAL! && $ip && $ip !~ /^127\./) {
+			close $fh;
+			return $ip;
+		}
+	}
+
+	close $fh;
+	return undef;
 }
 
 # The sockets of /proc/net/tcp or /proc/net/udp (IPv4), as tcp_sockets()
