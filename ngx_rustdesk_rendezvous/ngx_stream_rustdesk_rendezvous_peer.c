@@ -86,15 +86,16 @@ ngx_rustdesk_peer_register(ngx_rustdesk_peer_zone_t *z, ngx_str_t *id,
     ngx_uint_t *ip_change, ngx_uint_t *proven, ngx_msec_t *prev)
 {
     uint32_t               hash;
-    uint64_t               beat;
+    uint64_t               id_hash, beat;
     ngx_rustdesk_slot_t   *s;
     ngx_rustdesk_peer_t   *p;
     ngx_rustdesk_table_t  *t;
 
     t = &z->sh->table;
 
-    hash = ngx_rustdesk_table_hash(t, id->data, id->len);
-    beat = ngx_rustdesk_table_beat(t, id->data, id->len, addr);
+    id_hash = ngx_rustdesk_table_id_hash(t, id->data, id->len);
+    hash = (uint32_t) id_hash;
+    beat = ngx_rustdesk_table_beat(t, id_hash, addr);
 
     ngx_shmtx_lock(&z->shpool->mutex);
 
@@ -188,19 +189,24 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
     ngx_rustdesk_peer_change_t *change,
     Hbb__RegisterPkResponse__Result *result, ngx_log_t *log)
 {
-    uint32_t              hash;
-    uint64_t              beat;
-    ngx_str_t             uuid, pk;
-    ngx_uint_t            changed, same_pk;
-    ngx_rustdesk_peer_t  *p;
+    uint32_t               hash;
+    uint64_t               id_hash, beat;
+    ngx_str_t              uuid, pk;
+    ngx_uint_t             changed, same_pk;
+    ngx_rustdesk_peer_t   *p;
+    ngx_rustdesk_table_t  *t;
 
     ngx_memzero(change, sizeof(ngx_rustdesk_peer_change_t));
 
-    beat = rk->stream ? 0 : ngx_rustdesk_table_beat(&z->sh->table,
-                                                    rk->id.data, rk->id.len,
-                                                    &rk->addr);
+    t = &z->sh->table;
 
-    p = ngx_rustdesk_peer_lock(z, &rk->id, &hash);
+    id_hash = ngx_rustdesk_table_id_hash(t, rk->id.data, rk->id.len);
+    hash = (uint32_t) id_hash;
+    beat = rk->stream ? 0 : ngx_rustdesk_table_beat(t, id_hash, &rk->addr);
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    p = ngx_rustdesk_peer_lookup_locked(z, &rk->id, hash);
 
     if (p == NULL && row == NULL) {
         ngx_shmtx_unlock(&z->shpool->mutex);
@@ -327,7 +333,7 @@ ngx_rustdesk_peer_register_pk(ngx_rustdesk_peer_zone_t *z,
     if (beat && p->stream == NGX_RUSTDESK_STREAM_NONE && p->pk_len
         && ngx_rustdesk_ip_cmp(&p->addr, &rk->addr, 1) == 0)
     {
-        ngx_rustdesk_table_peer_slot(&z->sh->table, p)->beat = beat;
+        ngx_rustdesk_table_peer_slot(t, p)->beat = beat;
     }
 
     ngx_shmtx_unlock(&z->shpool->mutex);

@@ -113,14 +113,14 @@ ngx_rustdesk_table_init(ngx_rustdesk_table_t *t, ngx_slab_pool_t *pool,
 }
 
 
-uint32_t
-ngx_rustdesk_table_hash(ngx_rustdesk_table_t *t, u_char *id, size_t len)
+uint64_t
+ngx_rustdesk_table_id_hash(ngx_rustdesk_table_t *t, u_char *id, size_t len)
 {
     uint64_t  h;
 
     (void) crypto_shorthash((u_char *) &h, id, len, t->key);
 
-    return (uint32_t) h;
+    return h;
 }
 
 
@@ -130,13 +130,13 @@ ngx_rustdesk_table_hash(ngx_rustdesk_table_t *t, u_char *id, size_t len)
  */
 
 uint64_t
-ngx_rustdesk_table_beat(ngx_rustdesk_table_t *t, u_char *id, size_t len,
+ngx_rustdesk_table_beat(ngx_rustdesk_table_t *t, uint64_t id_hash,
     ngx_rustdesk_ip_t *addr)
 {
     u_char    buf[8 + 4 + 16];
     uint64_t  h;
 
-    (void) crypto_shorthash(buf, id, len, t->key);
+    ngx_memcpy(buf, &id_hash, 8);
 
     buf[8] = addr->family;
     buf[9] = 0;

@@ -112,16 +112,25 @@ typedef struct {
 ngx_int_t ngx_rustdesk_table_init(ngx_rustdesk_table_t *t,
     ngx_slab_pool_t *pool, size_t size, ngx_uint_t fresh);
 
-/* The id's hash, keyed with the zone's own key; no lock needed. */
-uint32_t ngx_rustdesk_table_hash(ngx_rustdesk_table_t *t, u_char *id,
+/*
+ * The id's 64-bit hash, keyed with the zone's own key; its low 32 bits are
+ * the id's hash in the index (ngx_rustdesk_table_hash); no lock needed.
+ */
+uint64_t ngx_rustdesk_table_id_hash(ngx_rustdesk_table_t *t, u_char *id,
     size_t len);
+
+#define ngx_rustdesk_table_hash(t, id, len)                                  \
+    ((uint32_t) ngx_rustdesk_table_id_hash(t, id, len))
 
 ngx_rustdesk_peer_t *ngx_rustdesk_table_find(ngx_rustdesk_table_t *t,
     ngx_slab_pool_t *pool, u_char *id, size_t len, uint32_t hash);
 
-/* The heartbeat's key of the id from addr (never 0); no lock needed. */
-uint64_t ngx_rustdesk_table_beat(ngx_rustdesk_table_t *t, u_char *id,
-    size_t len, ngx_rustdesk_ip_t *addr);
+/*
+ * The heartbeat's key of the id of id_hash (ngx_rustdesk_table_id_hash)
+ * from addr (never 0); no lock needed.
+ */
+uint64_t ngx_rustdesk_table_beat(ngx_rustdesk_table_t *t, uint64_t id_hash,
+    ngx_rustdesk_ip_t *addr);
 
 /*
  * The slot of the id of hash whose beat is beat, NULL if none; the record

@@ -1011,7 +1011,9 @@ beat_at(ngx_uint_t i, uint16_t port, u_char host)
     addr.addr[0] = 10;
     addr.addr[3] = host;
 
-    return ngx_rustdesk_table_beat(&table, id, len, &addr);
+    return ngx_rustdesk_table_beat(&table,
+                                   ngx_rustdesk_table_id_hash(&table, id, len),
+                                   &addr);
 }
 
 
